@@ -1,0 +1,44 @@
+"""nbpipe: turn notebook work into reproducible pipelines.
+
+Define components with :func:`component`, compose them with :func:`pipeline`, and run with
+:func:`run` (on an embedded local runner unless one is configured). Heavy pieces (the HTTP
+client, widgets, magics) load lazily so ``import nbpipe`` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .artifacts import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+from .component import Component, Resources, component
+from .errors import NbpipeError
+from .package import build_package, read_package
+from .pipeline import Pipeline, pipeline
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Artifact", "ClassificationMetrics", "Client", "Component", "Dataset", "HTML", "Input", "Markdown",
+    "Metrics", "Model", "NbpipeError", "Output", "Pipeline", "Resources", "Run", "attach",
+    "build_package", "component", "pipeline", "read_package", "run",
+]
+
+_LAZY = {"Client": "client", "Run": "client", "run": "client", "attach": "client"}
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'nbpipe' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{mod}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext nbpipe``: register the nbpipe magics."""
+    from kernel_magics import load_ipython_extension as _load
+
+    _load(ipython)

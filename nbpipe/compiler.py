@@ -1,0 +1,120 @@
+"""Turn a traced pipeline into a package spec: a validated, topologically ordered DAG.
+
+The spec is plain JSON (see ``nbpipe/schema/package-v1.json`` and ``docs/package-format.md``).
+Checks here: dangling references, ``.after()`` cycles. Non-goal: I/O (see :mod:`nbpipe.package`).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+from .errors import DefinitionError
+
+if TYPE_CHECKING:
+    from .component import Component
+    from .pipeline import Pipeline
+
+PACKAGE_FORMAT = "nbpipe.package"
+PACKAGE_VERSION = 1
+
+
+def upstream_of(step: dict[str, Any]) -> list[str]:
+    """Names of the steps a spec step depends on (data edges first, then ``after``)."""
+    ups: list[str] = []
+    for binding in step.get("inputs", {}).values():
+        if "step" in binding and binding["step"] not in ups:
+            ups.append(binding["step"])
+    for name in step.get("after", []):
+        if name not in ups:
+            ups.append(name)
+    return ups
+
+
+def toposort(steps: list[dict[str, Any]], what: str = "pipeline") -> list[dict[str, Any]]:
+    """Order steps so each comes after its upstream steps; raise on a cycle or a dangling name."""
+    by_name = {s["name"]: s for s in steps}
+    for s in steps:
+        for up in upstream_of(s):
+            if up not in by_name:
+                raise DefinitionError(f"Step '{s['name']}' in {what} depends on unknown step '{up}'")
+    order: list[dict[str, Any]] = []
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+
+    for root in steps:
+        if state.get(root["name"]) == 2:
+            continue
+        stack: list[tuple[str, int]] = [(root["name"], 0)]
+        path: list[str] = []
+        while stack:
+            name, i = stack.pop()
+            ups = upstream_of(by_name[name])
+            if i == 0:
+                if state.get(name) == 2:
+                    continue
+                if state.get(name) == 1:
+                    continue
+                state[name] = 1
+                path.append(name)
+            if i < len(ups):
+                stack.append((name, i + 1))
+                up = ups[i]
+                if state.get(up) == 1:
+                    cycle = path[path.index(up):] + [up]
+                    raise DefinitionError(
+                        f"The {what} has a cycle: {' -> '.join(reversed(cycle))}",
+                        hint="Remove one of the .after() calls that closes the loop.",
+                    )
+                if state.get(up) != 2:
+                    stack.append((up, 0))
+            else:
+                state[name] = 2
+                path.pop()
+                order.append(by_name[name])
+    return order
+
+
+def compile_pipeline(p: "Pipeline") -> dict[str, Any]:
+    """Build the package spec of a traced pipeline."""
+    from . import __version__
+
+    components: dict[str, dict[str, Any]] = {}
+    keys: dict[int, str] = {}
+    for step in p.steps.values():
+        comp: Component = step.component
+        if id(comp) in keys:
+            continue
+        key = comp.name
+        n = 2
+        while key in components and components[key]["digest"] != comp.digest:
+            key = f"{comp.name}-{n}"
+            n += 1
+        keys[id(comp)] = key
+        components[key] = comp.to_spec()
+    steps = []
+    for step in p.steps.values():
+        entry: dict[str, Any] = {
+            "name": step.name,
+            "component": keys[id(step.component)],
+            "inputs": {k: step.inputs[k] for k in sorted(step.inputs)},
+            "after": list(step.after_steps),
+            "options": step.options.to_json(),
+        }
+        if step.display_name:
+            entry["display_name"] = step.display_name
+        if step.group:
+            entry["group"] = step.group
+        steps.append(entry)
+    steps = toposort(steps, f"pipeline '{p.name}'")
+    return {
+        "format": PACKAGE_FORMAT,
+        "version": PACKAGE_VERSION,
+        "pipeline": {"name": p.name, "description": p.description, "parameters": p.parameters},
+        "components": {k: components[k] for k in sorted(components)},
+        "steps": steps,
+        "created_with": {"nbpipe": __version__, "python": "%d.%d.%d" % sys.version_info[:3]},
+    }
+
+
+def payloads_of(p: "Pipeline") -> dict[str, bytes]:
+    return {s.component.payload_digest: s.component.payload for s in p.steps.values()}

@@ -1,0 +1,419 @@
+"""``@component``: a typed Python function captured by value, with its run options.
+
+The function is pickled at definition time with cloudpickle (dill as a fallback) so an
+unpicklable closure fails here, naming the culprit, not later in a step. Modules that are
+not installed packages (a notebook's ``__main__``, a script next to it) are pickled by value.
+
+Non-goals: running anything remote (see :mod:`nbpipe.client`), long-term storage of pickles
+(a payload must be loaded by the same Python minor version that made it).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import inspect
+import json
+import pickle
+import re
+import sys
+import sysconfig
+import textwrap
+import types
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable
+
+import cloudpickle
+
+from .errors import DefinitionError
+from .signature import InputSpec, OutputSpec, analyze
+
+DEFAULT_IMAGE = "nbpipe/base:py{major}.{minor}"
+_DURATION = re.compile(
+    r"^P(?:(?P<w>\d+(?:\.\d+)?)W)?(?:(?P<d>\d+(?:\.\d+)?)D)?"
+    r"(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
+)
+
+
+def parse_duration(value: Any, what: str) -> float | None:
+    """Seconds from a number, a ``timedelta`` or an ISO 8601 duration like ``P7D`` / ``PT30M``."""
+    if value is None:
+        return None
+    if isinstance(value, _dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < 0:
+            raise DefinitionError(f"{what} must not be negative (got {value})")
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION.match(value.strip().upper())
+        if m and value.strip().upper() not in ("P", "PT"):
+            parts = {k: float(v) for k, v in m.groupdict().items() if v}
+            return (
+                parts.get("w", 0) * 604800 + parts.get("d", 0) * 86400 + parts.get("h", 0) * 3600
+                + parts.get("m", 0) * 60 + parts.get("s", 0)
+            )
+    raise DefinitionError(
+        f"{what} {value!r} is not a duration",
+        hint="Use seconds (300), a datetime.timedelta, or ISO 8601 like 'P7D' or 'PT30M'.",
+    )
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What a step asks for: ``cpu`` ("500m", 2), ``memory`` ("2Gi"), ``gpu`` (count)."""
+
+    cpu: str | None = None
+    memory: str | None = None
+    gpu: int = 0
+
+    def __post_init__(self) -> None:
+        if self.cpu is not None and not re.fullmatch(r"\d+(\.\d+)?m?", str(self.cpu)):
+            raise DefinitionError(f"cpu={self.cpu!r} is not a CPU quantity", hint="Use e.g. 2, 0.5 or '500m'.")
+        if self.memory is not None and not re.fullmatch(r"\d+(\.\d+)?(Ki|Mi|Gi|Ti|K|M|G|T|k)?", str(self.memory)):
+            raise DefinitionError(f"memory={self.memory!r} is not a memory quantity", hint="Use e.g. '512Mi' or '4Gi'.")
+        if not isinstance(self.gpu, int) or self.gpu < 0:
+            raise DefinitionError(f"gpu={self.gpu!r} must be a whole number of GPUs")
+        object.__setattr__(self, "cpu", None if self.cpu is None else str(self.cpu))
+
+
+@dataclass(frozen=True)
+class Options:
+    """Run options of a component; a step may override them."""
+
+    base_image: str | None = None
+    packages: tuple[str, ...] = ()
+    resources: Resources = field(default_factory=Resources)
+    retries: int = 0
+    backoff: float = 1.0  # seconds before the first retry; doubles each time, capped at max_backoff
+    backoff_factor: float = 2.0
+    max_backoff: float = 300.0
+    timeout: float | None = None
+    cache: bool = True
+    max_cache_staleness: float | None = None  # seconds; None = cached results never expire
+    env: tuple[tuple[str, str], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["packages"] = list(self.packages)
+        d["env"] = dict(self.env)
+        return d
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Options":
+        data = dict(data)
+        data["packages"] = tuple(data.get("packages", ()))
+        data["resources"] = Resources(**data.get("resources", {}))
+        data["env"] = tuple(sorted(dict(data.get("env", {})).items()))
+        return cls(**data)
+
+
+def make_options(
+    *,
+    base_image: str | None = None,
+    packages: list[str] | tuple[str, ...] | None = None,
+    resources: Resources | dict[str, Any] | None = None,
+    cpu: Any = None,
+    memory: Any = None,
+    gpu: int | None = None,
+    retries: int | None = None,
+    backoff: Any = None,
+    timeout: Any = None,
+    cache: bool | None = None,
+    max_cache_staleness: Any = None,
+    env: dict[str, str] | None = None,
+    base: Options | None = None,
+    owner: str = "component",
+) -> Options:
+    """Validate option values into :class:`Options`, layered over ``base``."""
+    opts = base or Options()
+    changes: dict[str, Any] = {}
+    if base_image is not None:
+        changes["base_image"] = str(base_image)
+    if packages is not None:
+        if isinstance(packages, str):
+            packages = [packages]
+        changes["packages"] = tuple(str(p) for p in packages)
+    res = opts.resources
+    if resources is not None:
+        res = resources if isinstance(resources, Resources) else Resources(**resources)
+    if cpu is not None or memory is not None or gpu is not None:
+        res = Resources(
+            cpu=cpu if cpu is not None else res.cpu,
+            memory=memory if memory is not None else res.memory,
+            gpu=gpu if gpu is not None else res.gpu,
+        )
+    changes["resources"] = res
+    if retries is not None:
+        if not isinstance(retries, int) or retries < 0:
+            raise DefinitionError(f"{owner}: retries={retries!r} must be a whole number >= 0")
+        changes["retries"] = retries
+    if backoff is not None:
+        changes["backoff"] = parse_duration(backoff, f"{owner}: backoff")
+    if timeout is not None:
+        t = parse_duration(timeout, f"{owner}: timeout")
+        if not t:
+            raise DefinitionError(f"{owner}: timeout must be more than 0 seconds")
+        changes["timeout"] = t
+    if cache is not None:
+        changes["cache"] = bool(cache)
+    if max_cache_staleness is not None:
+        changes["max_cache_staleness"] = parse_duration(max_cache_staleness, f"{owner}: max_cache_staleness")
+    if env is not None:
+        changes["env"] = tuple(sorted((str(k), str(v)) for k, v in env.items()))
+    return replace(opts, **changes)
+
+
+# ---------------------------------------------------------------- pickling
+
+
+def _by_value_modules(func: Callable[..., Any]) -> list[types.ModuleType]:
+    """Modules to pickle by value: the function's own, unless it is an installed package."""
+    mod = sys.modules.get(getattr(func, "__module__", "") or "")
+    if mod is None or mod.__name__ == "__main__":
+        return []
+    path = getattr(mod, "__file__", None) or ""
+    installed = [sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib")]
+    if not path or any(path.startswith(p) for p in installed):
+        return []
+    return [mod]
+
+
+def _culprit(func: Callable[..., Any]) -> str:
+    """Name the global or closure variable that cannot be pickled, if we can find it."""
+    names: dict[str, Any] = {}
+    code = getattr(func, "__code__", None)
+    if code is not None:
+        for n in code.co_names:
+            if n in func.__globals__:
+                names[n] = func.__globals__[n]
+        for n, cell in zip(code.co_freevars, func.__closure__ or ()):
+            try:
+                names[n] = cell.cell_contents
+            except ValueError:
+                continue
+    for n, v in names.items():
+        if isinstance(v, types.ModuleType):
+            continue
+        try:
+            cloudpickle.dumps(v)
+        except Exception as exc:  # noqa: BLE001 - any pickling failure identifies the culprit
+            return f"'{n}' ({type(v).__name__}: {exc})"
+    return ""
+
+
+def pickle_function(func: Callable[..., Any], name: str) -> tuple[bytes, str]:
+    """Return (payload, serializer) for ``func``; raise DefinitionError if it cannot be pickled."""
+    mods = _by_value_modules(func)
+    for m in mods:
+        cloudpickle.register_pickle_by_value(m)
+    try:
+        return cloudpickle.dumps(func, protocol=4), "cloudpickle"
+    except Exception as first:  # noqa: BLE001
+        try:
+            import dill
+
+            return dill.dumps(func, protocol=4, recurse=True), "dill"
+        except Exception:  # noqa: BLE001
+            culprit = _culprit(func)
+            raise DefinitionError(
+                f"Component '{name}' cannot be pickled",
+                f"it uses {culprit}" if culprit else f"cloudpickle said: {first}",
+                "Create that object inside the function (or pass it as an input) instead of "
+                "capturing it from the notebook.",
+            ) from first
+    finally:
+        for m in mods:
+            cloudpickle.unregister_pickle_by_value(m)
+
+
+def fingerprint(func: Callable[..., Any], _seen: set[int] | None = None) -> str:
+    """A content hash of the code a component runs: its source and the notebook-defined
+    helpers and constants it uses. Stable across kernel restarts (unlike pickle bytes,
+    which embed cell file names), so caching survives a restart but not a code change."""
+    seen = _seen if _seen is not None else set()
+    seen.add(id(func))
+    h = hashlib.sha256()
+    try:
+        h.update(textwrap.dedent(inspect.getsource(func)).encode())
+    except (OSError, TypeError):
+        code = getattr(func, "__code__", None)
+        h.update(code.co_code if code is not None else repr(func).encode())
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return h.hexdigest()
+    refs: dict[str, Any] = {}
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        for n in c.co_names:
+            if n in func.__globals__:
+                refs[n] = func.__globals__[n]
+        stack.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+    for n, cell in zip(code.co_freevars, func.__closure__ or ()):
+        try:
+            refs[n] = cell.cell_contents
+        except ValueError:
+            pass
+    for n in sorted(refs):
+        v = refs[n]
+        h.update(n.encode())
+        if isinstance(v, Component):
+            h.update(v.digest.encode())
+        elif isinstance(v, (types.FunctionType, type)) and id(v) not in seen:
+            mod = getattr(v, "__module__", "")
+            if mod == "__main__" or (sys.modules.get(mod) and _by_value_modules(v)):
+                h.update(fingerprint(v, seen).encode() if isinstance(v, types.FunctionType) else _class_source(v))
+            else:
+                h.update(f"{mod}.{getattr(v, '__qualname__', '')}".encode())
+        elif isinstance(v, types.ModuleType):
+            h.update(f"module:{v.__name__}:{getattr(v, '__version__', '')}".encode())
+        elif isinstance(v, (int, float, str, bytes, bool, type(None), tuple, frozenset)):
+            h.update(repr(v).encode())
+        else:
+            try:
+                h.update(hashlib.sha256(pickle.dumps(v, protocol=4)).digest())
+            except Exception:  # noqa: BLE001 - unhashable state: fall back to its type
+                h.update(type(v).__qualname__.encode())
+    return h.hexdigest()
+
+
+def _class_source(cls: type) -> bytes:
+    try:
+        return inspect.getsource(cls).encode()
+    except (OSError, TypeError):
+        return cls.__qualname__.encode()
+
+
+# ---------------------------------------------------------------- component
+
+
+class Component:
+    """A reusable step: a function, its typed inputs/outputs and run options.
+
+    Called inside a ``@pipeline`` it places a step; called anywhere else it simply runs the
+    function, so it stays usable for quick checks in the notebook.
+    """
+
+    def __init__(self, func: Callable[..., Any], name: str | None = None, options: Options | None = None,
+                 source: str | None = None, description: str | None = None):
+        if not callable(func) or isinstance(func, Component):
+            raise DefinitionError(f"@component needs a function, got {type(func).__name__}")
+        self.func = func
+        self.name = name or func.__name__
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_\-]*", self.name):
+            raise DefinitionError(f"Component name {self.name!r} is not valid",
+                                  hint="Use letters, digits, '_' and '-', starting with a letter.")
+        self.options = options or Options()
+        self.inputs: list[InputSpec]
+        self.outputs: list[OutputSpec]
+        self.inputs, self.outputs, self.return_style = analyze(func, self.name)
+        if source is None:
+            try:
+                source = textwrap.dedent(inspect.getsource(func))
+            except (OSError, TypeError):
+                source = ""
+        self.source = source
+        self.description = description if description is not None else (inspect.getdoc(func) or "")
+        self.payload, self.serializer = pickle_function(func, self.name)
+        self.payload_digest = hashlib.sha256(self.payload).hexdigest()
+        self.code_digest = fingerprint(func)
+        self.python = "%d.%d.%d" % sys.version_info[:3]
+        self.cloudpickle_version = cloudpickle.__version__
+        self.__doc__ = func.__doc__
+        self.__name__ = getattr(func, "__name__", self.name)
+        self.__qualname__ = getattr(func, "__qualname__", self.name)
+        self.__module__ = getattr(func, "__module__", "__main__")
+        self.__wrapped__ = func
+
+    @property
+    def digest(self) -> str:
+        """Content digest for caching: code fingerprint + signature + options."""
+        return hashlib.sha256(json.dumps(self._identity(), sort_keys=True).encode()).hexdigest()
+
+    def _identity(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "code": self.code_digest,
+            "inputs": [i.to_json() for i in self.inputs],
+            "outputs": [o.to_json() for o in self.outputs],
+            "serializer": self.serializer,
+            "python": self.python.rsplit(".", 1)[0],
+            "image": self.image,
+            "packages": list(self.options.packages),
+        }
+
+    @property
+    def image(self) -> str:
+        return self.options.base_image or DEFAULT_IMAGE.format(major=sys.version_info[0], minor=sys.version_info[1])
+
+    def input(self, name: str) -> InputSpec | None:
+        return next((i for i in self.inputs if i.name == name), None)
+
+    def to_spec(self) -> dict[str, Any]:
+        """This component's entry in a package spec (no payload bytes)."""
+        return {
+            "name": self.name,
+            "digest": self.digest,
+            "description": self.description,
+            "source": self.source,
+            "inputs": [i.to_json() for i in self.inputs],
+            "outputs": [o.to_json() for o in self.outputs],
+            "return_style": self.return_style,
+            "image": self.image,
+            "options": self.options.to_json(),
+            "payload": {"digest": self.payload_digest, "serializer": self.serializer, "size": len(self.payload)},
+            "python": self.python,
+            "cloudpickle": self.cloudpickle_version,
+        }
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from .pipeline import current_trace
+
+        trace = current_trace()
+        if trace is not None:
+            return trace.add_step(self, args, kwargs)
+        return self.func(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        ins = ", ".join(f"{i.name}: {i.type}" for i in self.inputs)
+        outs = ", ".join(f"{o.name}: {o.type}" for o in self.outputs) or "None"
+        return f"<nbpipe component {self.name}({ins}) -> {outs}>"
+
+
+def component(
+    func: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    base_image: str | None = None,
+    packages: list[str] | None = None,
+    resources: Resources | dict[str, Any] | None = None,
+    retries: int = 0,
+    backoff: Any = 1.0,
+    timeout: Any = None,
+    cache: bool = True,
+    max_cache_staleness: Any = None,
+    env: dict[str, str] | None = None,
+) -> Any:
+    """Turn a typed function into a :class:`Component`. Works bare or with options.
+
+    Parameters
+    ----------
+    name : step name (default: the function's name).
+    base_image : container image for Kubernetes runs (default: nbpipe base image of this Python).
+    packages : pip requirements installed before the step runs.
+    resources : :class:`Resources` (cpu, memory, gpu).
+    retries, backoff : retry a failed step ``retries`` times, waiting ``backoff`` seconds
+        (doubling) in between.
+    timeout : seconds (or ISO 8601 duration) before the step is killed.
+    cache, max_cache_staleness : reuse results of an identical earlier step, at most this old
+        (``"P7D"``, like Kubeflow's ``max_cache_staleness``).
+    """
+    opts = make_options(base_image=base_image, packages=packages, resources=resources, retries=retries,
+                        backoff=backoff, timeout=timeout, cache=cache,
+                        max_cache_staleness=max_cache_staleness, env=env, owner=f"component {name or ''}".strip())
+
+    def wrap(f: Callable[..., Any]) -> Component:
+        return Component(f, name=name, options=opts)
+
+    return wrap(func) if func is not None else wrap

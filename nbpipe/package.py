@@ -1,0 +1,214 @@
+"""The package file: one zip holding ``nbpipe.json`` (the spec) and ``payloads/<sha256>``.
+
+Writing is deterministic: the same pipeline gives the same bytes (sorted entries, fixed
+timestamps and modes, canonical JSON). Reading never unpickles or imports anything: it checks
+size limits, entry names (no path traversal), the format version, the JSON schema, the DAG and
+every payload's digest, and raises :class:`~nbpipe.errors.PackageError` saying what is wrong.
+
+Non-goal: long-term archiving of pickles; payloads load only on the Python minor version
+recorded for each component.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import zipfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from .compiler import PACKAGE_FORMAT, PACKAGE_VERSION, toposort
+from .errors import DefinitionError, PackageError
+
+SPEC_NAME = "nbpipe.json"
+PAYLOAD_RE = re.compile(r"^payloads/([0-9a-f]{64})$")
+MAX_PACKAGE_BYTES = int(os.environ.get("NBPIPE_MAX_PACKAGE_BYTES", 256 * 1024 * 1024))
+MAX_SPEC_BYTES = 32 * 1024 * 1024
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+SUFFIX = ".nbpipe"
+
+
+@dataclass(frozen=True)
+class Package:
+    """A read (validated) package: its spec, payloads by digest, and the file's digest."""
+
+    spec: dict[str, Any]
+    payloads: dict[str, bytes]
+    digest: str
+    data: bytes
+
+    @property
+    def name(self) -> str:
+        return str(self.spec["pipeline"]["name"])
+
+    @property
+    def parameters(self) -> list[dict[str, Any]]:
+        return list(self.spec["pipeline"]["parameters"])
+
+    def component_of(self, step: str) -> dict[str, Any]:
+        for s in self.spec["steps"]:
+            if s["name"] == step:
+                return self.spec["components"][s["component"]]
+        raise KeyError(step)
+
+
+def _canonical(spec: dict[str, Any]) -> bytes:
+    return json.dumps(spec, sort_keys=True, indent=1, ensure_ascii=False, allow_nan=False).encode() + b"\n"
+
+
+def write_package(spec: dict[str, Any], payloads: dict[str, bytes], path: str | os.PathLike[str] | None = None) -> bytes:
+    """Serialize a spec and its payloads; optionally also write them to ``path``."""
+    buf = io.BytesIO()
+    needed = sorted({c["payload"]["digest"] for c in spec["components"].values()})
+    with zipfile.ZipFile(buf, "w") as zf:
+        entries = [(SPEC_NAME, _canonical(spec))] + [(f"payloads/{d}", payloads[d]) for d in needed]
+        for name, data in entries:
+            info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            info.create_system = 3
+            zf.writestr(info, data, compresslevel=6)
+    data = buf.getvalue()
+    if path is not None:
+        Path(path).write_bytes(data)
+    return data
+
+
+def build_package(pipeline: Any, path: str | os.PathLike[str] | None = None) -> bytes:
+    """Package a traced :class:`~nbpipe.pipeline.Pipeline` (see :func:`write_package`)."""
+    from .compiler import payloads_of
+
+    return write_package(pipeline.spec, payloads_of(pipeline), path)
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Any:
+    import jsonschema
+
+    schema = json.loads((Path(__file__).parent / "schema" / "package-v1.json").read_text())
+    return jsonschema.Draft202012Validator(schema)
+
+
+def read_package(source: bytes | str | os.PathLike[str], max_bytes: int | None = None) -> Package:
+    """Read and validate a package from bytes or a file path, without running anything."""
+    limit = max_bytes or MAX_PACKAGE_BYTES
+    where = "package"
+    if isinstance(source, (str, os.PathLike)):
+        where = f"package {os.fspath(source)}"
+        try:
+            size = os.path.getsize(source)
+        except OSError as exc:
+            raise PackageError(f"Cannot read {where}", str(exc)) from None
+        if size > limit:
+            raise PackageError(f"The {where} is {size / 1e6:.1f} MB, over the {limit / 1e6:.0f} MB limit",
+                               hint="Pass large data as artifacts at run time, not inside components.")
+        data = Path(source).read_bytes()
+    else:
+        data = bytes(source)
+    if len(data) > limit:
+        raise PackageError(f"The {where} is {len(data) / 1e6:.1f} MB, over the {limit / 1e6:.0f} MB limit",
+                           hint="Pass large data as artifacts at run time, not inside components.")
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise PackageError(f"The {where} is not an nbpipe package (not a zip file: {exc})",
+                           hint="Build one with nbpipe.build_package(pipeline) or `nbpipe export`.") from None
+    total = 0
+    names = set()
+    for info in infos:
+        name = info.filename
+        if name in names:
+            raise PackageError(f"The {where} has the entry {name!r} twice")
+        names.add(name)
+        if name.startswith(("/", "\\")) or ".." in Path(name).parts or "\\" in name or ":" in name:
+            raise PackageError(f"The {where} contains a path-traversal entry {name!r}; refusing to read it",
+                               hint="Only nbpipe.json and payloads/<sha256> entries are allowed.")
+        if name != SPEC_NAME and not PAYLOAD_RE.match(name):
+            raise PackageError(f"The {where} contains an unexpected entry {name!r}",
+                               hint="Only nbpipe.json and payloads/<sha256> entries are allowed.")
+        total += info.file_size
+        if total > limit or (info.compress_size and info.file_size / info.compress_size > 1000 and info.file_size > 10**7):
+            raise PackageError(f"The {where} unpacks to more than {limit / 1e6:.0f} MB (or is a zip bomb)")
+    if SPEC_NAME not in names:
+        raise PackageError(f"The {where} has no {SPEC_NAME}", hint="It was not made by nbpipe.")
+    spec_info = zf.getinfo(SPEC_NAME)
+    if spec_info.file_size > MAX_SPEC_BYTES:
+        raise PackageError(f"The {where}'s {SPEC_NAME} is over {MAX_SPEC_BYTES // 2**20} MiB")
+    try:
+        spec = json.loads(zf.read(SPEC_NAME))
+    except (ValueError, zipfile.BadZipFile) as exc:
+        raise PackageError(f"The {where}'s {SPEC_NAME} is not valid JSON ({exc})") from None
+    check_spec(spec, where)
+    payloads: dict[str, bytes] = {}
+    for comp_name, comp in spec["components"].items():
+        d = comp["payload"]["digest"]
+        if d in payloads:
+            continue
+        entry = f"payloads/{d}"
+        if entry not in names:
+            raise PackageError(f"The {where} lacks the payload of component '{comp_name}' ({entry})")
+        try:
+            blob = zf.read(entry)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise PackageError(f"The {where}'s payload of component '{comp_name}' is corrupt ({exc})") from None
+        if hashlib.sha256(blob).hexdigest() != d:
+            raise PackageError(f"The payload of component '{comp_name}' does not match its digest",
+                               "the package was modified or corrupted.", "Export it again.")
+        payloads[d] = blob
+    return Package(spec=spec, payloads=payloads, digest=hashlib.sha256(data).hexdigest(), data=data)
+
+
+def check_spec(spec: Any, where: str = "package") -> None:
+    """Validate a spec dict: format, version, schema, references and the DAG."""
+    if not isinstance(spec, dict) or spec.get("format") != PACKAGE_FORMAT:
+        raise PackageError(f"The {where} is not an nbpipe package spec (format is {spec.get('format')!r})"
+                           if isinstance(spec, dict) else f"The {where}'s spec is not a JSON object")
+    version = spec.get("version")
+    if not isinstance(version, int) or version < 1:
+        raise PackageError(f"The {where} has an invalid version {version!r}")
+    if version > PACKAGE_VERSION:
+        raise PackageError(f"The {where} uses package format version {version}, newer than this nbpipe "
+                           f"understands (up to {PACKAGE_VERSION})", hint="Upgrade nbpipe: pip install -U nbpipe.")
+    errors = sorted(_validator().iter_errors(spec), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        loc = "/".join(str(p) for p in e.absolute_path) or "(top)"
+        raise PackageError(f"The {where}'s spec is invalid at {loc}: {e.message}",
+                           f"({len(errors)} problem(s) in all)" if len(errors) > 1 else "")
+    comps = spec["components"]
+    params = {p["name"] for p in spec["pipeline"]["parameters"]}
+    step_names: set[str] = set()
+    for s in spec["steps"]:
+        if s["name"] in step_names:
+            raise PackageError(f"The {where} has two steps named '{s['name']}'")
+        step_names.add(s["name"])
+        comp = comps.get(s["component"])
+        if comp is None:
+            raise PackageError(f"Step '{s['name']}' in the {where} uses unknown component '{s['component']}'")
+        inputs = {i["name"]: i for i in comp["inputs"]}
+        for arg, b in s["inputs"].items():
+            if arg not in inputs:
+                raise PackageError(f"Step '{s['name']}' in the {where} binds unknown input '{arg}'")
+            if "parameter" in b and b["parameter"] not in params:
+                raise PackageError(f"Step '{s['name']}' in the {where} uses unknown parameter '{b['parameter']}'")
+    by_name = {s["name"]: s for s in spec["steps"]}
+    for s in spec["steps"]:
+        for b in s["inputs"].values():
+            if "step" in b:
+                up = by_name.get(b["step"])
+                if up is None:
+                    raise PackageError(f"Step '{s['name']}' in the {where} reads from unknown step '{b['step']}'")
+                outs = {o["name"] for o in comps[up["component"]]["outputs"]}
+                if b["output"] not in outs:
+                    raise PackageError(f"Step '{s['name']}' in the {where} reads unknown output "
+                                       f"'{b['step']}.{b['output']}'")
+    try:
+        toposort(spec["steps"], where)
+    except DefinitionError as exc:
+        raise PackageError(exc.headline, exc.detail, exc.hint) from None

@@ -1,0 +1,381 @@
+"""``@pipeline``: calling components inside a function records steps and edges (the DAG).
+
+The pipeline function runs once, at definition time, with placeholders for its parameters;
+every component call becomes a :class:`Step`. Mistakes (unknown or missing inputs, type
+mismatches, cycles) raise :class:`~nbpipe.errors.DefinitionError` right there.
+
+Non-goals: executing anything (see :mod:`nbpipe.client`) or serializing (see :mod:`nbpipe.package`).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import re
+from dataclasses import replace
+from typing import Any, Callable, Iterator
+
+from .component import Component, Options, make_options
+from .errors import DefinitionError
+from .signature import InputSpec, compatible, is_json_value, type_name, value_matches
+
+_TRACE: contextvars.ContextVar["Trace | None"] = contextvars.ContextVar("nbpipe_trace", default=None)
+
+
+def current_trace() -> "Trace | None":
+    return _TRACE.get()
+
+
+class PipelineParam:
+    """Placeholder for a pipeline parameter while the pipeline is traced."""
+
+    def __init__(self, name: str, type: str, default: Any = None, has_default: bool = False):
+        self.name, self.type, self.default, self.has_default = name, type, default, has_default
+
+    def __bool__(self) -> bool:
+        raise DefinitionError(
+            f"Pipeline parameter '{self.name}' has no value while the pipeline is being defined",
+            "Python 'if'/'and'/'or' on it cannot decide anything yet.",
+            "Pass it to a component and branch there, or use nbpipe.If(...) for a condition.",
+        )
+
+    def __repr__(self) -> str:
+        return f"<pipeline parameter {self.name}: {self.type}>"
+
+
+class StepOutput:
+    """One output of a step, passed to a later step's input."""
+
+    def __init__(self, step: "Step", name: str, type: str, kind: str, artifact_type: str = ""):
+        self.step, self.name, self.type, self.kind, self.artifact_type = step, name, type, kind, artifact_type
+
+    def __bool__(self) -> bool:
+        raise DefinitionError(
+            f"Output '{self.name}' of step '{self.step.name}' has no value while the pipeline is being defined",
+            hint="Pass it to a component and decide there, or use nbpipe.If(...) for a condition.",
+        )
+
+    def __repr__(self) -> str:
+        return f"<output {self.step.name}.{self.name}: {self.type}>"
+
+
+class Outputs:
+    """``step.outputs['x']`` or ``step.outputs.x``."""
+
+    def __init__(self, step: "Step"):
+        self._step = step
+
+    def __getitem__(self, name: str) -> StepOutput:
+        for o in self._step.component.outputs:
+            if o.name == name:
+                return StepOutput(self._step, o.name, o.type, o.kind, o.artifact_type)
+        names = ", ".join(o.name for o in self._step.component.outputs) or "none"
+        raise DefinitionError(f"Step '{self._step.name}' has no output '{name}'", f"Its outputs are: {names}.")
+
+    def __getattr__(self, name: str) -> StepOutput:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(o.name for o in self._step.component.outputs)
+
+    def __len__(self) -> int:
+        return len(self._step.component.outputs)
+
+    def keys(self) -> list[str]:
+        return list(self)
+
+
+class Step:
+    """A component placed in a pipeline: its input bindings, ordering and option overrides."""
+
+    def __init__(self, trace: "Trace", name: str, component: Component, inputs: dict[str, dict[str, Any]]):
+        self.trace = trace
+        self.name = name
+        self.component = component
+        self.inputs = inputs
+        self.after_steps: list[str] = []
+        self.display_name = ""
+        self.options: Options = component.options
+        self.group: str = ""
+
+    # -- outputs
+    @property
+    def outputs(self) -> Outputs:
+        return Outputs(self)
+
+    @property
+    def output(self) -> StepOutput:
+        outs = self.component.outputs
+        if len(outs) != 1:
+            names = ", ".join(o.name for o in outs) or "no outputs"
+            raise DefinitionError(
+                f"Step '{self.name}' has {len(outs)} outputs ({names}), so '.output' is ambiguous",
+                hint=f"Use {self.name}.outputs['<name>'] or unpack: a, b = {self.component.name}(...).",
+            )
+        return self.outputs[outs[0].name]
+
+    def __iter__(self) -> Iterator[StepOutput]:
+        return (self.outputs[o.name] for o in self.component.outputs)
+
+    def __bool__(self) -> bool:
+        return True
+
+    # -- fluent options (Kubeflow-style task methods)
+    def after(self, *steps: "Step") -> "Step":
+        for s in steps:
+            if not isinstance(s, Step):
+                raise DefinitionError(f"Step '{self.name}'.after() takes steps, got {type(s).__name__}")
+            if s.name == self.name:
+                raise DefinitionError(f"Step '{self.name}' cannot run after itself")
+            if s.name not in self.after_steps:
+                self.after_steps.append(s.name)
+        return self
+
+    def set_display_name(self, name: str) -> "Step":
+        self.display_name = str(name)
+        return self
+
+    def set_retries(self, retries: int, backoff: Any = None) -> "Step":
+        self.options = make_options(retries=retries, backoff=backoff, base=self.options, owner=f"step {self.name}")
+        return self
+
+    def set_timeout(self, timeout: Any) -> "Step":
+        self.options = make_options(timeout=timeout, base=self.options, owner=f"step {self.name}")
+        return self
+
+    def set_caching(self, enabled: bool = True, max_staleness: Any = None) -> "Step":
+        self.options = make_options(cache=enabled, max_cache_staleness=max_staleness, base=self.options,
+                                    owner=f"step {self.name}")
+        return self
+
+    set_caching_options = set_caching
+
+    def set_resources(self, cpu: Any = None, memory: Any = None, gpu: int | None = None) -> "Step":
+        self.options = make_options(cpu=cpu, memory=memory, gpu=gpu, base=self.options, owner=f"step {self.name}")
+        return self
+
+    def set_env(self, **env: str) -> "Step":
+        merged = dict(self.options.env) | {k: str(v) for k, v in env.items()}
+        self.options = replace(self.options, env=tuple(sorted(merged.items())))
+        return self
+
+    def __repr__(self) -> str:
+        return f"<step {self.name} ({self.component.name})>"
+
+
+class Trace:
+    """Collects steps while a pipeline function runs."""
+
+    def __init__(self, pipeline_name: str):
+        self.pipeline_name = pipeline_name
+        self.steps: dict[str, Step] = {}
+        self.params: dict[str, PipelineParam] = {}
+
+    def _step_name(self, base: str) -> str:
+        if base not in self.steps:
+            return base
+        n = 2
+        while f"{base}-{n}" in self.steps:
+            n += 1
+        return f"{base}-{n}"
+
+    def add_step(self, comp: Component, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Step:
+        name = self._step_name(comp.name)
+        sig = inspect.signature(comp.func)
+        try:
+            bound = sig.bind_partial(*args, **kwargs)
+        except TypeError as exc:
+            valid = ", ".join(i.name for i in comp.inputs) or "none"
+            unknown = [k for k in kwargs if k not in sig.parameters]
+            what = f"has no input '{unknown[0]}'" if unknown else f"was called wrongly ({exc})"
+            raise DefinitionError(f"Step '{name}': component '{comp.name}' {what}",
+                                  f"Its inputs are: {valid}.", "Fix the argument name.") from None
+        inputs: dict[str, dict[str, Any]] = {}
+        out_names = {o.name for o in comp.outputs if o.kind == "artifact"}
+        for arg, value in bound.arguments.items():
+            if arg in out_names:
+                raise DefinitionError(
+                    f"Step '{name}': '{arg}' is an Output[...] of component '{comp.name}'",
+                    "nbpipe gives each step a fresh path to write it to.",
+                    f"Don't pass '{arg}'; read it downstream as {name}.outputs['{arg}'].",
+                )
+            spec = comp.input(arg)
+            assert spec is not None
+            inputs[arg] = self._bind(name, comp, spec, value)
+        for spec in comp.inputs:
+            if spec.name not in inputs and not spec.has_default:
+                raise DefinitionError(
+                    f"Step '{name}' needs input '{spec.name}' ({spec.type}), but none was given",
+                    hint=f"Pass {spec.name}=... : an upstream step's output or a pipeline parameter.",
+                )
+        step = Step(self, name, comp, inputs)
+        self.steps[name] = step
+        return step
+
+    def _bind(self, step: str, comp: Component, spec: InputSpec, value: Any) -> dict[str, Any]:
+        where = f"Step '{step}' input '{spec.name}'"
+        if isinstance(value, Step):
+            if value.trace is not self:
+                raise DefinitionError(f"{where} uses step '{value.name}' from another pipeline")
+            value = value.output
+        if isinstance(value, StepOutput):
+            if value.step.trace is not self:
+                raise DefinitionError(f"{where} uses an output of another pipeline's step '{value.step.name}'")
+            if spec.kind == "artifact" and value.kind != "artifact":
+                raise DefinitionError(
+                    f"{where} is an Input[{spec.artifact_type}] artifact, but '{value.step.name}.{value.name}' "
+                    f"is a plain value ({value.type})",
+                    hint=f"Make '{value.step.component.name}' write an Output[{spec.artifact_type}], "
+                    f"or annotate '{spec.name}' with the value's type.",
+                )
+            if spec.kind != "artifact" and value.kind == "artifact":
+                raise DefinitionError(
+                    f"{where} expects a value ({spec.type}), but '{value.step.name}.{value.name}' is an "
+                    f"{value.artifact_type} artifact (a file)",
+                    hint=f"Annotate it as {spec.name}: Input[{value.artifact_type}] and read {spec.name}.path.",
+                )
+            if spec.kind == "artifact":
+                if spec.artifact_type not in ("Artifact", value.artifact_type) and value.artifact_type != "Artifact":
+                    raise DefinitionError(
+                        f"{where} expects Input[{spec.artifact_type}], but '{value.step.name}.{value.name}' "
+                        f"is {value.artifact_type}",
+                        hint="Change one of the annotations so they agree (Artifact accepts any).",
+                    )
+            elif not compatible(value.type, spec.type):
+                raise DefinitionError(
+                    f"{where} expects {spec.type}, but '{value.step.name}.{value.name}' is {value.type}",
+                    hint=f"Change the annotation of '{spec.name}' or of '{value.step.component.name}''s output.",
+                )
+            return {"step": value.step.name, "output": value.name}
+        if isinstance(value, PipelineParam):
+            if spec.kind == "artifact":
+                raise DefinitionError(f"{where} is an artifact; a pipeline parameter ('{value.name}') cannot feed it",
+                                      hint="Load the data in a component that writes an Output[...].")
+            if not compatible(value.type, spec.type):
+                raise DefinitionError(
+                    f"{where} expects {spec.type}, but pipeline parameter '{value.name}' is {value.type}",
+                    hint=f"Annotate parameter '{value.name}' as {spec.type}, or convert inside the component.",
+                )
+            return {"parameter": value.name}
+        if spec.kind == "artifact":
+            raise DefinitionError(f"{where} is an Input[{spec.artifact_type}] and needs an upstream step's output",
+                                  hint=f"Pass {spec.name}=<step>.outputs['<name>'].")
+        if not is_json_value(value):
+            raise DefinitionError(
+                f"{where} got a {type(value).__name__} constant, which is not a plain JSON value",
+                hint="Create the object inside a component, or pass it as a pipeline parameter of a JSON type.",
+            )
+        if not value_matches(value, spec.type):
+            raise DefinitionError(f"{where} expects {spec.type}, got {value!r}",
+                                  hint=f"Pass a {spec.type} value.")
+        return {"value": value}
+
+
+class Pipeline:
+    """A traced pipeline: parameters, steps (the DAG) and a name."""
+
+    def __init__(self, func: Callable[..., Any], name: str | None = None, description: str | None = None):
+        self.func = func
+        self.name = name or func.__name__.replace("_", "-")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", self.name):
+            raise DefinitionError(f"Pipeline name {self.name!r} is not valid",
+                                  hint="Use letters, digits, '.', '_' and '-'.")
+        self.description = description if description is not None else (inspect.getdoc(func) or "")
+        self.__doc__ = func.__doc__
+        self.__wrapped__ = func
+        self.parameters = self._parameters()
+        self.trace = self._trace()
+        from .compiler import compile_pipeline
+
+        self.spec = compile_pipeline(self)  # validates: cycles, dangling references
+
+    def _parameters(self) -> list[dict[str, Any]]:
+        params = []
+        for p in inspect.signature(self.func).parameters.values():
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                raise DefinitionError(f"Pipeline '{self.name}' takes *{p.name}", hint="Name each parameter.")
+            tname = type_name(p.annotation)
+            entry: dict[str, Any] = {"name": p.name, "type": tname}
+            if p.default is not inspect.Parameter.empty:
+                if not is_json_value(p.default):
+                    raise DefinitionError(f"Pipeline '{self.name}' parameter '{p.name}' has a default that is not "
+                                          "a plain JSON value", hint="Use str, int, float, bool, list or dict.")
+                if not value_matches(p.default, tname):
+                    raise DefinitionError(f"Pipeline '{self.name}' parameter '{p.name}' is {tname} but its "
+                                          f"default is {p.default!r}")
+                entry["default"] = p.default
+            params.append(entry)
+        return params
+
+    def _trace(self) -> Trace:
+        trace = Trace(self.name)
+        args = {}
+        for p in self.parameters:
+            ph = PipelineParam(p["name"], p["type"], p.get("default"), "default" in p)
+            trace.params[p["name"]] = ph
+            args[p["name"]] = ph
+        token = _TRACE.set(trace)
+        try:
+            self.func(**args)
+        finally:
+            _TRACE.reset(token)
+        if not trace.steps:
+            raise DefinitionError(f"Pipeline '{self.name}' has no steps",
+                                  hint="Call @component functions inside the pipeline function.")
+        return trace
+
+    @property
+    def steps(self) -> dict[str, Step]:
+        return self.trace.steps
+
+    def resolve_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Check run parameters against the pipeline's and fill in defaults."""
+        known = {p["name"]: p for p in self.parameters}
+        return resolve_params(self.name, list(known.values()), params)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise DefinitionError(
+            f"Pipeline '{self.name}' is not called directly",
+            hint=f"Run it with nbpipe.run({self.func.__name__}, param=value).",
+        )
+
+    def __repr__(self) -> str:
+        return f"<nbpipe pipeline {self.name}: {len(self.steps)} steps>"
+
+
+def resolve_params(pipeline: str, parameters: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+    known = {p["name"]: p for p in parameters}
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise DefinitionError(f"Pipeline '{pipeline}' has no parameter {unknown[0]!r}",
+                              f"Its parameters are: {', '.join(known) or 'none'}.")
+    out: dict[str, Any] = {}
+    for name, p in known.items():
+        if name in params:
+            value = params[name]
+            if not is_json_value(value):
+                raise DefinitionError(f"Parameter '{name}' of pipeline '{pipeline}' must be a plain JSON value, "
+                                      f"got {type(value).__name__}")
+            if not value_matches(value, p["type"]):
+                raise DefinitionError(f"Parameter '{name}' of pipeline '{pipeline}' is {p['type']}, got {value!r}")
+            if p["type"] in ("float", "Optional[float]") and isinstance(value, int):
+                value = float(value)
+            out[name] = value
+        elif "default" in p:
+            out[name] = p["default"]
+        else:
+            raise DefinitionError(f"Pipeline '{pipeline}' needs parameter '{name}' ({p['type']})",
+                                  hint=f"Pass {name}=... when you run it.")
+    return out
+
+
+def pipeline(func: Callable[..., Any] | None = None, *, name: str | None = None,
+             description: str | None = None) -> Any:
+    """Trace ``func`` into a :class:`Pipeline`. Works bare or as ``@pipeline(name=...)``."""
+
+    def wrap(f: Callable[..., Any]) -> Pipeline:
+        return Pipeline(f, name=name, description=description)
+
+    return wrap(func) if func is not None else wrap

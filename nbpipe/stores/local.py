@@ -1,0 +1,121 @@
+"""A store in a local folder: the embedded runner's default.
+
+Writes are atomic (temp file + rename) and content-addressed objects are written once, so
+a crash never leaves a half-written artifact under a final key. ``put_file(move=True)`` renames
+instead of copying when source and store share a filesystem: a 100 MB hand-off costs a hash,
+not a copy. Non-goal: sharing across machines (use the S3 store).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from .base import ObjectInfo, check_key, content_key, sha256_file
+import hashlib
+
+
+class LocalStore:
+    """Objects as files under ``root``."""
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / ".tmp").mkdir(exist_ok=True)
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "local", "root": str(self.root)}
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def _tmp(self) -> tuple[int, str]:
+        return tempfile.mkstemp(dir=self.root / ".tmp")
+
+    def _install(self, tmp: str, key: str) -> None:
+        dest = self._path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+
+    def put_file(self, path: str, key: str | None = None, *, move: bool = False) -> ObjectInfo:
+        with open(path, "rb") as fh:
+            digest, size = sha256_file(fh)
+        key = key or content_key(digest)
+        dest = self._path(key)
+        if key.startswith("sha256/") and dest.exists():
+            if move:
+                os.unlink(path)
+            return ObjectInfo(key, digest, size)
+        if move:
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, dest)
+                os.chmod(dest, 0o644)
+                return ObjectInfo(key, digest, size)
+            except OSError:
+                pass  # another filesystem: fall back to a copy
+        fd, tmp = self._tmp()
+        os.close(fd)
+        shutil.copyfile(path, tmp)
+        self._install(tmp, key)
+        if move:
+            os.unlink(path)
+        return ObjectInfo(key, digest, size)
+
+    def put_bytes(self, data: bytes, key: str | None = None) -> ObjectInfo:
+        digest = hashlib.sha256(data).hexdigest()
+        key = key or content_key(digest)
+        if key.startswith("sha256/") and self._path(key).exists():
+            return ObjectInfo(key, digest, len(data))
+        fd, tmp = self._tmp()
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        self._install(tmp, key)
+        return ObjectInfo(key, digest, len(data))
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise KeyError(key) from None
+
+    def get_file(self, key: str, dest: str) -> None:
+        src = self._path(key)
+        if not src.exists():
+            raise KeyError(key)
+        shutil.copyfile(src, dest)
+
+    def local_path(self, key: str) -> str | None:
+        p = self._path(key)
+        return str(p) if p.exists() else None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            raise KeyError(key) from None
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            pass
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        base = self.root
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = sorted(d for d in dirnames if d != ".tmp")
+            for f in sorted(filenames):
+                key = os.path.relpath(os.path.join(dirpath, f), base).replace(os.sep, "/")
+                if key.startswith(prefix):
+                    yield key
+
+    def url_for(self, key: str, expires: int = 3600) -> str | None:
+        return None
