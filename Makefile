@@ -1,0 +1,44 @@
+# nbpipe developer entry points. `make demo` and `make test` work on a fresh machine:
+# they create .venv, install Python/Node/Debian dependencies, then run.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+STAMP := $(VENV)/.installed
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup demo test test-fast bench clean system-deps
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip uv
+
+$(STAMP): pyproject.toml $(VENV)/bin/python
+	$(UV) pip install --python $(PY) -e ".[demo,test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Debian packages the browser tests need (chromium); skipped when already there.
+system-deps:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  echo "Installing chromium (Debian package) for browser tests..."; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+demo: setup
+	$(PY) -m nbpipe.examples.digits
+
+test: setup system-deps
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+bench: setup
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache
