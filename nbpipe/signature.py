@@ -141,6 +141,30 @@ def _is_namedtuple(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, tuple) and hasattr(tp, "_fields")
 
 
+def _returns_value(func: Any) -> bool:
+    """Does an unannotated function ever ``return <value>``? (Unknown source: assume yes.)"""
+    import ast
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
+    except (OSError, TypeError, SyntaxError):
+        return True
+    fn = next((n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))), None)
+    if fn is None:
+        return True
+    stack: list[ast.AST] = list(fn.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Return) and node.value is not None and not (
+                isinstance(node.value, ast.Constant) and node.value.value is None):
+            return True
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+    return False
+
+
 def analyze(func: Any, component: str) -> tuple[list[InputSpec], list[OutputSpec], str]:
     """Return (inputs, outputs, return_style) where return_style is none|single|namedtuple."""
     sig = inspect.signature(func)
@@ -170,7 +194,9 @@ def analyze(func: Any, component: str) -> tuple[list[InputSpec], list[OutputSpec
         inputs.append(InputSpec(p.name, tname, "value", "", has_default, default, optional))
     ret = hints.get("return", sig.return_annotation)
     style = "single"
-    if ret is None or ret is type(None):
+    if ret is inspect.Parameter.empty and not _returns_value(func):
+        style = "none"
+    elif ret is None or ret is type(None):
         style = "none"
     elif _is_namedtuple(ret):
         style = "namedtuple"

@@ -217,8 +217,8 @@ class S3Store:
             raise S3StoreError(
                 f"Cannot reach the S3 endpoint {self.url} to {action}.",
                 f"{type(reason).__name__}: {reason}",
-                "Check that the server is running and that the endpoint (host, port, http vs https) is right; "
-                "in the cluster, that the MinIO Service exists.",
+                "Check that the server is running and that the endpoint (host, port, http vs https) "
+                "is right; in the cluster, that the MinIO Service exists.",
             ) from None
         except MinioException as exc:  # 5xx after retries, unparsable answers
             raise S3StoreError(

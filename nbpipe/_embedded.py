@@ -1,0 +1,95 @@
+"""Start (or find) the embedded local runner: one per ``NBPIPE_HOME``, shared by kernels.
+
+The runner runs as a detached process on 127.0.0.1 (so it outlives a kernel restart and
+``nbpipe.attach`` still finds its runs); ``NBPIPE_HOME/runner.json`` says where it listens.
+A file lock keeps two kernels from starting two runners. Non-goal: remote runners.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from .errors import RunnerError
+
+
+def nbpipe_home() -> Path:
+    return Path(os.environ.get("NBPIPE_HOME") or Path.home() / ".nbpipe").expanduser()
+
+
+def _alive(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/api/v1/health", timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _read_info(path: Path) -> dict[str, object] | None:
+    try:
+        return json.loads(path.read_text())  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return None
+
+
+def ensure_local_runner(timeout: float = 60.0) -> str:
+    """Return the URL of the embedded runner, starting it if needed."""
+    home = nbpipe_home()
+    home.mkdir(parents=True, exist_ok=True)
+    info_path = home / "runner.json"
+    info = _read_info(info_path)
+    if info and _alive(str(info["url"])):
+        return str(info["url"])
+    with open(home / "runner.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        info = _read_info(info_path)
+        if info and _alive(str(info["url"])):
+            return str(info["url"])
+        info_path.unlink(missing_ok=True)
+        log_path = home / "runner.log"
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "nbpipe.runner", "--host", "127.0.0.1", "--port", "0",
+                 "--data-dir", str(home / "runner"), "--ready-file", str(info_path)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                env={k: v for k, v in os.environ.items() if k not in ("NBPIPE_TOKEN", "NBPIPE_HOST", "NBPIPE_PORT")},
+            )
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            info = _read_info(info_path)
+            if info:
+                return str(info["url"])
+            if proc.poll() is not None:
+                tail = log_path.read_text(errors="replace").splitlines()[-15:]
+                raise RunnerError("The embedded nbpipe runner exited while starting",
+                                  "\n".join(tail), f"See {log_path}.")
+            time.sleep(0.05)
+        proc.kill()
+        raise RunnerError(f"The embedded nbpipe runner did not start within {timeout:.0f} s", hint=f"See {log_path}.")
+
+
+def stop_local_runner() -> bool:
+    """Stop the embedded runner of this NBPIPE_HOME, if one runs. Returns True if one was stopped."""
+    import signal
+
+    info = _read_info(nbpipe_home() / "runner.json")
+    if not info:
+        return False
+    try:
+        os.kill(int(info["pid"]), signal.SIGTERM)  # type: ignore[arg-type]
+    except (ProcessLookupError, PermissionError, ValueError, TypeError):
+        return False
+    for _ in range(100):
+        try:
+            os.kill(int(info["pid"]), 0)  # type: ignore[arg-type]
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    (nbpipe_home() / "runner.json").unlink(missing_ok=True)
+    return True

@@ -1,0 +1,290 @@
+"""The ``nbpipe`` command line: runner, run, runs, show, logs, cancel, rerun (+ export, inspect).
+
+Thin: every command is a call into :mod:`nbpipe.client`. Errors print one line and exit 1.
+Non-goal: anything the Python API cannot do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import NbpipeError
+
+
+def _parse_value(raw: str, type_name: str) -> Any:
+    t = type_name.removeprefix("Optional[").rstrip("]").split("[", 1)[0]
+    if raw in ("None", "null") and type_name.startswith("Optional["):
+        return None
+    try:
+        if t == "str":
+            return raw
+        if t == "int":
+            return int(raw)
+        if t == "float":
+            return float(raw)
+        if t == "bool":
+            if raw.lower() in ("true", "1", "yes", "on"):
+                return True
+            if raw.lower() in ("false", "0", "no", "off"):
+                return False
+            raise ValueError(raw)
+        return json.loads(raw)
+    except ValueError:
+        if t in ("list", "dict", "int", "float", "bool"):
+            raise NbpipeError(f"--param value {raw!r} is not a valid {type_name}") from None
+        return raw
+
+
+def parse_params(pairs: list[str], parameters: list[dict[str, Any]]) -> dict[str, Any]:
+    """``k=v`` strings → typed values, using the pipeline's parameter types."""
+    types = {p["name"]: p["type"] for p in parameters}
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise NbpipeError(f"--param {pair!r} is not NAME=VALUE")
+        k, v = pair.split("=", 1)
+        if k not in types:
+            raise NbpipeError(f"The pipeline has no parameter {k!r}", f"Its parameters are: {', '.join(types) or 'none'}.")
+        out[k] = _parse_value(v, types[k])
+    return out
+
+
+def load_target(target: str) -> tuple[Any, list[dict[str, Any]]]:
+    """A package path, ``module:pipeline`` or ``file.py:pipeline`` → (runnable, parameters)."""
+    from .package import read_package
+    from .pipeline import Pipeline
+
+    if ":" not in target or Path(target).exists():
+        pkg = read_package(target)
+        return pkg.data, pkg.parameters
+    mod_name, _, attr = target.rpartition(":")
+    if mod_name.endswith(".py"):
+        path = Path(mod_name).resolve()
+        if not path.exists():
+            raise NbpipeError(f"No file {mod_name}")
+        sys.path.insert(0, str(path.parent))
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module
+        spec.loader.exec_module(module)
+    else:
+        sys.path.insert(0, os.getcwd())
+        try:
+            module = importlib.import_module(mod_name)
+        except ImportError as exc:
+            raise NbpipeError(f"Cannot import {mod_name!r} ({exc})",
+                              hint="Use module:pipeline with the module importable, or path/to/file.py:pipeline.") from None
+    obj = getattr(module, attr, None)
+    if not isinstance(obj, Pipeline):
+        raise NbpipeError(f"{target} is not an @nbpipe.pipeline (got {type(obj).__name__})")
+    return obj, obj.parameters
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from .client import Client
+
+    return Client(args.runner, token=os.environ.get("NBPIPE_TOKEN")) if args.runner else Client()
+
+
+def cmd_runner(args: argparse.Namespace) -> int:
+    from ._embedded import ensure_local_runner, stop_local_runner
+
+    if args.action == "start":
+        if args.detach:
+            print(ensure_local_runner())
+            return 0
+        from .runner.config import RunnerConfig
+        from .runner.server import serve
+
+        serve(RunnerConfig.from_env(host=args.host, port=args.port, data_dir=args.data_dir, token=args.token,
+                                    parallelism=args.parallelism, executor=args.executor))
+        return 0
+    if args.action == "stop":
+        print("stopped" if stop_local_runner() else "no embedded runner is running")
+        return 0
+    c = _client(args)
+    h = c.health()
+    print(f"{c.url} {'(embedded) ' if c.embedded else ''}ok — nbpipe {h['version']}, executor {h['executor']}, "
+          f"store {h['store']}, {h['active_runs']} active run(s), {h['running_steps']} step(s) running")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ._progress import follow
+
+    runnable, parameters = load_target(args.target)
+    params = parse_params(args.param or [], parameters)
+    client = _client(args)
+    run = client.submit(runnable, params, experiment=args.experiment, name=args.name)
+    if args.detach:
+        print(run.id)
+        return 0
+    snap = follow(run, show_logs=args.logs)
+    if snap["state"] == "failed":
+        for s in snap["steps"]:
+            if s["state"] == "failed":
+                print(f"\nStep '{s['name']}' failed: {s['reason']}", file=sys.stderr)
+                if s.get("traceback"):
+                    print(s["traceback"].rstrip(), file=sys.stderr)
+                print(f"Logs: nbpipe logs {run.id} {s['name']}", file=sys.stderr)
+        return 1
+    return 0 if snap["state"] == "succeeded" else 1
+
+
+def _ago(ts: float | None) -> str:
+    if not ts:
+        return ""
+    d = time.time() - ts
+    return f"{d:.0f}s ago" if d < 60 else f"{d / 60:.0f}m ago" if d < 3600 else time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    runs = _client(args).runs(experiment=args.experiment, state=args.state, limit=args.limit)
+    t = Table(box=None)
+    for col in ("run", "pipeline", "experiment", "state", "steps", "duration", "created", "params"):
+        t.add_column(col)
+    for r in runs:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(r.get("step_counts", {}).items()))
+        t.add_row(r["id"], r["pipeline"], r["experiment"], r["state"], counts,
+                  f"{r['duration']:.1f} s" if r["duration"] else "", _ago(r["created_at"]),
+                  json.dumps(r["params"])[:60])
+    Console().print(t)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from ._progress import Progress
+
+    snap = _client(args).get_run(args.run)
+    console = Console()
+    console.print(Progress(snap).table())
+    console.print(f"state: {snap['state']}  params: {json.dumps(snap['params'])}  experiment: {snap['experiment']}")
+    for s in snap["steps"]:
+        for name, o in s.get("outputs", {}).items():
+            p = o.get("preview") or {}
+            shown = p.get("metrics") or p.get("value") or p.get("type", "")
+            console.print(f"  {s['name']}.{name}: {o['format']} {o['size']} B  {json.dumps(shown, default=str)[:100]}")
+        if s["state"] == "failed" and s.get("traceback"):
+            console.print(f"[red]{s['name']}[/]: {s['reason']}\n{s['traceback']}", markup=True, highlight=False)
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from . import events as ev
+
+    client = _client(args)
+    text = client.logs(args.run, args.step, args.attempt)
+    sys.stdout.write(text)
+    if args.follow:
+        snap = client.get_run(args.run)
+        for e in client.events(args.run, after=snap["last_event_id"]):
+            if isinstance(e, ev.StepLog) and e.step == args.step:
+                sys.stdout.write(e.text)
+                sys.stdout.flush()
+            if isinstance(e, ev.StepFinished) and e.step == args.step and e.state not in ("retrying",):
+                break
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    r = _client(args).cancel(args.run)
+    print(f"cancelling {args.run}" if r.get("cancelling") else f"{args.run} is already {r.get('state')}")
+    return 0
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    from ._progress import follow
+
+    run = _client(args).rerun(args.run, args.from_step)
+    print(f"re-run {run.id}")
+    return 0 if args.detach else (0 if follow(run)["state"] == "succeeded" else 1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="nbpipe", description="Turn notebook work into reproducible pipelines.")
+    ap.add_argument("--runner", default=None, help="runner URL (default: configured, else the embedded runner)")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("runner", help="start, stop or check a runner")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--host", default=None, help="bind address (default 127.0.0.1; others need --token)")
+    p.add_argument("--port", type=int, default=None, help="port (default 8765; 0 = any free port)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--token", default=None, help="require this token (default: $NBPIPE_TOKEN)")
+    p.add_argument("--parallelism", type=int, default=None, help="steps running at once")
+    p.add_argument("--executor", default=None, help="local (default) or kubernetes")
+    p.add_argument("--detach", action="store_true", help="start the embedded runner in the background")
+    p.set_defaults(func=cmd_runner)
+
+    p = sub.add_parser("run", help="run a package or module:pipeline with live progress")
+    p.add_argument("target", help="PACKAGE.nbpipe, module:pipeline or file.py:pipeline")
+    p.add_argument("--param", "-p", action="append", metavar="NAME=VALUE")
+    p.add_argument("--experiment", default="Default")
+    p.add_argument("--name", default=None)
+    p.add_argument("--detach", action="store_true", help="print the run id and return")
+    p.add_argument("--logs", action="store_true", help="stream step logs too")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("runs", help="list runs, newest first")
+    p.add_argument("--experiment", default=None)
+    p.add_argument("--state", default=None)
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("show", help="a run's steps, outputs and errors")
+    p.add_argument("run")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("logs", help="a step's log (-f to follow)")
+    p.add_argument("run")
+    p.add_argument("step")
+    p.add_argument("--attempt", type=int, default=None)
+    p.add_argument("-f", "--follow", action="store_true")
+    p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser("cancel", help="cancel a run")
+    p.add_argument("run")
+    p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("rerun", help="run a run again (--from STEP reuses upstream results)")
+    p.add_argument("run")
+    p.add_argument("--from", dest="from_step", default=None)
+    p.add_argument("--detach", action="store_true")
+    p.set_defaults(func=cmd_rerun)
+
+    for plugin in ("nbpipe.export.cli",):
+        try:
+            mod = importlib.import_module(plugin)
+        except ImportError:
+            continue
+        mod.register(sub)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except NbpipeError as exc:
+        print(f"nbpipe: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,368 @@
+"""Talk to a runner: submit pipelines, follow runs, load outputs back as Python objects.
+
+``nbpipe.run(pipeline, **params)`` submits to the configured runner — ``configure(url=…)``,
+``NBPIPE_RUNNER_URL`` or ``NBPIPE_HOME/config.json`` — or, when none is set, to the embedded
+local runner, started on 127.0.0.1 on first use and reused. Step outputs are unpickled here,
+in the user's own process, never in the runner. Non-goal: scheduling (the runner's job).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+
+from . import events as ev
+from . import serializers
+from ._embedded import ensure_local_runner, nbpipe_home
+from .artifacts import ARTIFACT_TYPES, Artifact
+from .errors import NbpipeError, RunnerError, StepFailed
+from .package import build_package
+
+_DEFAULT: dict[str, Any] = {"url": None, "token": None, "client": None}
+
+
+def configure(url: str | None = None, token: str | None = None) -> None:
+    """Set the default runner for :func:`run` (``url=None``: the embedded local runner)."""
+    _DEFAULT.update(url=url.rstrip("/") if url else None, token=token, client=None)
+
+
+def _configured() -> tuple[str | None, str | None]:
+    if _DEFAULT["url"]:
+        return _DEFAULT["url"], _DEFAULT["token"]
+    if os.environ.get("NBPIPE_RUNNER_URL"):
+        return os.environ["NBPIPE_RUNNER_URL"].rstrip("/"), os.environ.get("NBPIPE_TOKEN")
+    cfg = nbpipe_home() / "config.json"
+    if cfg.exists():
+        try:
+            data = json.loads(cfg.read_text())
+        except ValueError:
+            raise NbpipeError(f"{cfg} is not valid JSON", hint="Fix or delete it.") from None
+        if data.get("runner"):
+            return str(data["runner"]).rstrip("/"), data.get("token")
+    return None, None
+
+
+def default_client() -> "Client":
+    if _DEFAULT["client"] is None:
+        _DEFAULT["client"] = Client()
+    return _DEFAULT["client"]  # type: ignore[no-any-return]
+
+
+class Client:
+    """An HTTP client for one runner. ``Client()`` uses the configured or embedded runner."""
+
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 30.0):
+        self.embedded = False
+        if url is None:
+            url, conf_token = _configured()
+            token = token or conf_token
+            if url is None:
+                url = ensure_local_runner()
+                self.embedded = True
+        self.url = url.rstrip("/")
+        self.token = token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def __repr__(self) -> str:
+        return f"<nbpipe Client {self.url}{' (embedded)' if self.embedded else ''}>"
+
+    # ------------------------------------------------------------ plumbing
+    def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        try:
+            resp = self._http.request(method, path, **kw)
+        except httpx.ConnectError as exc:
+            raise RunnerError(
+                f"No runner at {self.url} ({exc})",
+                hint="Start one with `nbpipe runner start`, or unset NBPIPE_RUNNER_URL / call "
+                     "nbpipe.client.configure() to use the embedded local runner.") from None
+        except httpx.TimeoutException:
+            raise RunnerError(f"The runner at {self.url} did not answer in time ({method} {path})",
+                              hint="Check that it is healthy: nbpipe runner status.") from None
+        if resp.status_code >= 400 and method != "HEAD":
+            try:
+                body = resp.json()
+                msg = body.get("message") or body.get("detail") or resp.text
+            except ValueError:
+                msg = resp.text
+            if resp.status_code == 401:
+                raise RunnerError(f"The runner at {self.url} refused the request: {msg}",
+                                  hint="Pass its token: nbpipe.client.configure(url, token=...) or NBPIPE_TOKEN.")
+            raise RunnerError(str(msg) if isinstance(msg, str) else json.dumps(msg))
+        return resp
+
+    def health(self) -> dict[str, Any]:
+        return self._request("GET", "/api/v1/health").json()  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------ submit
+    def upload(self, package: bytes) -> str:
+        import hashlib
+
+        digest = hashlib.sha256(package).hexdigest()
+        if self._request("HEAD", f"/api/v1/packages/{digest}").status_code != 200:
+            self._request("PUT", f"/api/v1/packages/{digest}", content=package,
+                          headers={"Content-Type": "application/zip"})
+        return digest
+
+    def submit(self, pipeline: Any, params: dict[str, Any] | None = None, experiment: str = "Default",
+               name: str | None = None, labels: dict[str, str] | None = None) -> "Run":
+        """Submit a Pipeline, package bytes or a package path; return the :class:`Run`."""
+        params = dict(params or {})
+        if isinstance(pipeline, (bytes, bytearray)):
+            data = bytes(pipeline)
+        elif isinstance(pipeline, (str, Path)):
+            data = Path(pipeline).read_bytes()
+        elif hasattr(pipeline, "spec") and hasattr(pipeline, "steps"):
+            pipeline.resolve_params(params)  # fail here, with the pipeline's own message
+            data = build_package(pipeline)
+        else:
+            raise NbpipeError(f"Cannot run a {type(pipeline).__name__}",
+                              hint="Pass an @nbpipe.pipeline function, package bytes or a package file path.")
+        digest = self.upload(data)
+        body = {"package": digest, "params": params, "experiment": experiment, "name": name,
+                "labels": labels or {}}
+        snap = self._request("POST", "/api/v1/runs", json=body).json()
+        return Run(self, snap["id"], snap)
+
+    # ------------------------------------------------------------ queries
+    def runs(self, experiment: str | None = None, state: str | None = None, pipeline: str | None = None,
+             limit: int = 50) -> list[dict[str, Any]]:
+        params = {k: v for k, v in {"experiment": experiment, "state": state, "pipeline": pipeline,
+                                    "limit": limit}.items() if v is not None}
+        return self._request("GET", "/api/v1/runs", params=params).json()  # type: ignore[no-any-return]
+
+    def experiments(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/api/v1/experiments").json()  # type: ignore[no-any-return]
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/api/v1/runs/{run_id}").json()  # type: ignore[no-any-return]
+
+    def run(self, run_id: str) -> "Run":
+        return Run(self, run_id)
+
+    def cancel(self, run_id: str) -> dict[str, Any]:
+        return self._request("POST", f"/api/v1/runs/{run_id}/cancel").json()  # type: ignore[no-any-return]
+
+    def rerun(self, run_id: str, from_step: str | None = None) -> "Run":
+        snap = self._request("POST", f"/api/v1/runs/{run_id}/rerun", json={"from_step": from_step}).json()
+        return Run(self, snap["id"], snap)
+
+    def logs(self, run_id: str, step: str, attempt: int | None = None, offset: int = 0) -> str:
+        params = {"offset": offset} | ({"attempt": attempt} if attempt else {})
+        return self._request("GET", f"/api/v1/runs/{run_id}/steps/{step}/logs", params=params).text
+
+    def artifact(self, digest: str) -> bytes:
+        return self._request("GET", f"/api/v1/artifacts/{digest}").content
+
+    def events(self, run_id: str | None = None, after: int = 0, follow: bool = True) -> Iterator[ev.Event]:
+        """Events of one run (or all runs) after an id, from the runner's SSE stream.
+
+        With ``follow`` the stream stays open (a run's stream ends after ``RunFinished``);
+        dropped connections are resumed from the last event id.
+        """
+        path = f"/api/v1/runs/{run_id}/events" if run_id else "/api/v1/events"
+        last = after
+        retries = 0
+        while True:
+            try:
+                with self._http.stream("GET", path, params={"after": last},
+                                       timeout=httpx.Timeout(30.0, read=60.0 if follow else 5.0)) as resp:
+                    if resp.status_code >= 400:
+                        resp.read()
+                        self._request("GET", path, params={"after": last})  # raises the runner's message
+                    data: list[str] = []
+                    for line in resp.iter_lines():
+                        if line.startswith("data:"):
+                            data.append(line[5:].strip())
+                        elif line == "" and data:
+                            event = ev.decode("\n".join(data))
+                            data = []
+                            last = event.id
+                            retries = 0
+                            yield event
+                    if run_id is not None or not follow:
+                        return
+            except (httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                if not follow:
+                    return
+                retries += 1
+                if retries > 5:
+                    raise RunnerError(f"Lost the event stream of {self.url} ({exc})") from None
+                time.sleep(min(2.0, 0.1 * 2**retries))
+            except httpx.ConnectError as exc:
+                raise RunnerError(f"No runner at {self.url} ({exc})",
+                                  hint="Start one with `nbpipe runner start`.") from None
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class Run:
+    """A handle on one run: state, steps, events, logs, outputs, cancel."""
+
+    def __init__(self, client: Client, run_id: str, snapshot: dict[str, Any] | None = None):
+        self.client = client
+        self.id = run_id
+        self._snapshot = snapshot
+        self._values: dict[tuple[str, str], Any] = {}
+
+    def __repr__(self) -> str:
+        snap = self._snapshot or {}
+        return f"<nbpipe Run {self.id} {snap.get('pipeline', '')} {snap.get('state', '')}>"
+
+    def snapshot(self) -> dict[str, Any]:
+        """The run's current state (fetched from the runner)."""
+        self._snapshot = self.client.get_run(self.id)
+        return self._snapshot
+
+    @property
+    def state(self) -> str:
+        return str(self.snapshot()["state"])
+
+    @property
+    def name(self) -> str:
+        return str((self._snapshot or self.snapshot())["name"])
+
+    @property
+    def steps(self) -> dict[str, dict[str, Any]]:
+        return {s["name"]: s for s in self.snapshot()["steps"]}
+
+    def events(self, after: int = 0, follow: bool = True) -> Iterator[ev.Event]:
+        return self.client.events(self.id, after=after, follow=follow)
+
+    def wait(self, timeout: float | None = None, raise_on_failure: bool = True) -> "Run":
+        """Block until the run finishes. A failed run raises :class:`StepFailed` with the step's traceback."""
+        deadline = None if timeout is None else time.time() + timeout
+        snap = self.snapshot()
+        after = snap["last_event_id"]
+        while snap["state"] not in ev.RUN_FINAL:
+            for event in self.events(after=after):
+                after = event.id
+                if isinstance(event, ev.RunFinished):
+                    break
+                if deadline is not None and time.time() > deadline:
+                    break
+            snap = self.snapshot()
+            if deadline is not None and time.time() > deadline and snap["state"] not in ev.RUN_FINAL:
+                raise TimeoutError(f"Run {self.id} is still {snap['state']} after {timeout} s")
+        if raise_on_failure and snap["state"] == "failed":
+            self.raise_for_failure()
+        return self
+
+    def raise_for_failure(self) -> None:
+        snap = self._snapshot or self.snapshot()
+        failed = [s for s in snap["steps"] if s["state"] == "failed"]
+        if not failed:
+            return
+        s = failed[0]
+        att = f" (attempt {s['attempt']}/{s['max_attempts']})" if s["max_attempts"] > 1 else ""
+        raise StepFailed(f"Step '{s['name']}' failed{att}: {s['reason']}",
+                         hint=f"Logs: nbpipe logs {self.id} {s['name']}", traceback=s.get("traceback") or "")
+
+    def cancel(self) -> None:
+        self.client.cancel(self.id)
+
+    def rerun(self, from_step: str | None = None) -> "Run":
+        return self.client.rerun(self.id, from_step)
+
+    def logs(self, step: str, attempt: int | None = None) -> str:
+        return self.client.logs(self.id, step, attempt)
+
+    # ------------------------------------------------------------ outputs
+    def _step(self, step: str) -> dict[str, Any]:
+        steps = {s["name"]: s for s in (self._snapshot or self.snapshot())["steps"]}
+        if step not in steps or (steps[step]["state"] not in ev.STEP_FINAL):
+            steps = self.steps
+        if step not in steps:
+            raise NbpipeError(f"Run {self.id} has no step '{step}'", f"Its steps are: {', '.join(steps)}.")
+        return steps[step]
+
+    def _load(self, out: dict[str, Any]) -> Any:
+        key = (out["digest"], out["kind"])
+        if key in self._values:
+            return self._values[key]
+        if out["kind"] == "artifact":
+            value = self._load_artifact(out)
+        elif "value" in out:
+            value = out["value"]
+        else:
+            value = serializers.load_value(self.client.artifact(out["digest"]), out["format"])
+        self._values[key] = value
+        return value
+
+    def _load_artifact(self, out: dict[str, Any]) -> Artifact:
+        cls = ARTIFACT_TYPES.get(out.get("artifact_type", "Artifact"), Artifact)
+        base = nbpipe_home() / "cache" / "artifacts" / out["digest"]
+        name = out.get("filename") or "data"
+        path = base / name
+        if not path.exists():
+            base.mkdir(parents=True, exist_ok=True)
+            data = self.client.artifact(out["digest"])
+            if out["format"] == "dir":
+                tmp = base / "data.tar"
+                tmp.write_bytes(data)
+                with tarfile.open(tmp) as tf:
+                    tf.extractall(path, filter="data")
+                tmp.unlink()
+            else:
+                tmp = base / (name + ".part")
+                tmp.write_bytes(data)
+                os.replace(tmp, path)
+        return cls(name=name, path=str(path), uri=out["key"], metadata=out.get("metadata"))
+
+    def outputs(self, step: str) -> dict[str, Any]:
+        """A step's outputs as Python objects (artifacts as Artifact objects with a local ``path``)."""
+        s = self._step(step)
+        if s["state"] not in ev.STEP_OK:
+            raise NbpipeError(f"Step '{step}' of run {self.id} is {s['state']}, so it has no outputs",
+                              s.get("reason", ""), f"See nbpipe logs {self.id} {step}.")
+        return {name: self._load(out) for name, out in s["outputs"].items()}
+
+    def output(self, step: str, name: str | None = None) -> Any:
+        outs = self.outputs(step)
+        if name is None:
+            if len(outs) != 1:
+                raise NbpipeError(f"Step '{step}' has outputs {', '.join(outs) or 'none'}",
+                                  hint=f"Name one: run.output('{step}', '<name>').")
+            return next(iter(outs.values()))
+        if name not in outs:
+            raise NbpipeError(f"Step '{step}' has no output '{name}'", f"Its outputs are: {', '.join(outs)}.")
+        return outs[name]
+
+    def inputs(self, step: str) -> dict[str, Any]:
+        """The values a step was (or would be) called with — to reproduce a failure in a notebook."""
+        s = self._step(step)
+        steps = {x["name"]: x for x in (self._snapshot or {}).get("steps", [])}
+        out: dict[str, Any] = {}
+        for name, b in s["inputs"].items():
+            if "step" in b:
+                up = steps.get(b["step"]) or self._step(b["step"])
+                if b["output"] not in up.get("outputs", {}):
+                    raise NbpipeError(f"Input '{name}' of step '{step}' comes from '{b['step']}', which has no "
+                                      f"output '{b['output']}' in run {self.id} (it is {up['state']})")
+                out[name] = self._load(up["outputs"][b["output"]])
+            else:
+                out[name] = b.get("value")
+        return out
+
+
+def run(pipeline: Any, *, runner: Client | str | None = None, experiment: str = "Default",
+        name: str | None = None, wait: bool = False, **params: Any) -> Run:
+    """Submit ``pipeline`` with ``params``; returns a :class:`Run` (``wait=True`` blocks)."""
+    client = runner if isinstance(runner, Client) else (Client(runner) if runner else default_client())
+    r = client.submit(pipeline, params, experiment=experiment, name=name)
+    return r.wait() if wait else r
+
+
+def attach(run_id: str, runner: Client | str | None = None) -> Run:
+    """A handle on an existing run (e.g. after a kernel restart)."""
+    client = runner if isinstance(runner, Client) else (Client(runner) if runner else default_client())
+    r = Run(client, run_id)
+    r.snapshot()
+    return r

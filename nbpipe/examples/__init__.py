@@ -1,0 +1,1 @@
+"""Example pipelines that ship with nbpipe (run: ``python -m nbpipe.examples.digits``)."""

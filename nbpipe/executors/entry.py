@@ -1,0 +1,250 @@
+"""The step entrypoint: ``python -m nbpipe.executors.entry JOB.json``.
+
+Every executor (local process, warm fork, Kubernetes pod) runs this: load the component's
+payload from the store, fetch inputs, call the function, write outputs to the store
+atomically (content-addressed), and write a result JSON under ``job["result_key"]``. The
+exit code is 0 on success, 1 when the user's code raised, 2 for a bad job or environment.
+
+Imports only the stdlib, cloudpickle/dill, the stores and the serializers — never the
+runner's web stack or database — so a step starts fast on a small base image.
+Non-goal: scheduling, retries, timeouts (the runner's job).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tarfile
+import time
+import traceback
+from typing import Any
+
+from .. import serializers
+from ..artifacts import ARTIFACT_TYPES, Artifact
+from ..stores import open_store
+from ..stores.base import Store
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class JobError(Exception):
+    """The job or environment is wrong (not the user's code)."""
+
+
+def _trim_traceback(exc: BaseException) -> str:
+    """The user's traceback without nbpipe's own frames (anywidget-style boundary trim)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    while frames and os.path.dirname(os.path.abspath(frames[0].filename)) == _HERE:
+        frames.pop(0)
+    lines = ["Traceback (most recent call last):\n"] + traceback.format_list(frames) if frames else []
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "".join(lines)
+
+
+def _load_function(store: Store, job: dict[str, Any]) -> Any:
+    want = job.get("python", "")
+    have = "%d.%d.%d" % sys.version_info[:3]
+    if want and want.split(".")[:2] != have.split(".")[:2]:
+        raise JobError(
+            f"Component '{job['component']}' was pickled on Python {want}, but this step runs Python {have}. "
+            f"cloudpickle needs the same Python minor version. Use an image with Python "
+            f"{'.'.join(want.split('.')[:2])} (e.g. --image nbpipe/base:py{'.'.join(want.split('.')[:2])}) "
+            f"or rebuild cluster/base-image with PYTHON_VERSION={'.'.join(want.split('.')[:2])}."
+        )
+    payload = job["payload"]
+    data = store.get_bytes(payload["key"])
+    if payload.get("serializer") == "dill":
+        import dill
+
+        return dill.loads(data)
+    import cloudpickle
+
+    return cloudpickle.loads(data)
+
+
+def _fetch(store: Store, key: str, dest: str) -> str:
+    path = store.local_path(key)
+    if path is not None:
+        return path  # by reference: no copy for local stores
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    store.get_file(key, dest)
+    return dest
+
+
+def _load_inputs(store: Store, job: dict[str, Any], workdir: str) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    for name, spec in job.get("inputs", {}).items():
+        if spec["kind"] == "artifact":
+            cls = ARTIFACT_TYPES.get(spec.get("artifact_type", "Artifact"), Artifact)
+            src = _fetch(store, spec["key"], os.path.join(workdir, "inputs", name + ".blob"))
+            path = src
+            if spec.get("format") == "dir":
+                path = os.path.join(workdir, "inputs", name)
+                os.makedirs(path, exist_ok=True)
+                with tarfile.open(src) as tf:
+                    tf.extractall(path, filter="data")
+            elif spec.get("filename"):
+                path = os.path.join(workdir, "inputs", name, spec["filename"])
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                try:
+                    os.symlink(src, path)
+                except OSError:
+                    shutil.copyfile(src, path)
+            kwargs[name] = cls(name=name, path=path, uri=spec["key"], metadata=spec.get("metadata"))
+        elif "value" in spec:
+            kwargs[name] = spec["value"]
+        else:
+            kwargs[name] = serializers.load_value(store.get_bytes(spec["key"]), spec["format"])
+    return kwargs
+
+
+def _tar_dir(path: str, dest: str) -> None:
+    """Deterministic tar of a folder (sorted, no owners or times) so equal folders hash equally."""
+
+    def clean(ti: tarfile.TarInfo) -> tarfile.TarInfo:
+        ti.uid = ti.gid = 0
+        ti.uname = ti.gname = ""
+        ti.mtime = 0
+        return ti
+
+    with tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tf:
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            for f in sorted(files):
+                full = os.path.join(root, f)
+                tf.add(full, arcname=os.path.relpath(full, path), filter=clean)
+
+
+def _save_outputs(store: Store, job: dict[str, Any], result: Any, artifacts: dict[str, Artifact],
+                  workdir: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+
+    def save_image(data: bytes, mime: str) -> str:
+        return store.put_bytes(data).digest
+
+    specs = {o["name"]: o for o in job.get("outputs", [])}
+    values: dict[str, Any] = {}
+    style = job.get("return_style", "single")
+    value_names = [n for n, o in specs.items() if o["kind"] == "value"]
+    if style == "single" and value_names:
+        values[value_names[0]] = result
+    elif style == "namedtuple":
+        if not isinstance(result, tuple) or len(result) != len(value_names):
+            raise JobError(
+                f"Component '{job['component']}' must return {len(value_names)} values "
+                f"({', '.join(value_names)}), got {type(result).__name__}"
+                + (f" of length {len(result)}" if isinstance(result, tuple) else "")
+            )
+        values = dict(zip(value_names, result))
+    for name, value in values.items():
+        data, fmt = serializers.dump_value(value)
+        info = store.put_bytes(data)
+        entry: dict[str, Any] = {"kind": "value", "key": info.key, "digest": info.digest, "size": info.size,
+                                 "format": fmt}
+        if fmt == "json" and info.size <= serializers.MAX_JSON_INLINE:
+            entry["value"] = value
+        entry["preview"] = serializers.preview_size_ok(serializers.preview_value(value, save_image))
+        out[name] = entry
+    for name, art in artifacts.items():
+        path = art.path
+        if art.metadata and not os.path.exists(path) and type(art).__name__ in ("Metrics", "ClassificationMetrics"):
+            art._save()  # type: ignore[attr-defined]
+        if os.path.isdir(path):
+            blob = os.path.join(workdir, "outputs", name + ".tar")
+            _tar_dir(path, blob)
+            fmt, filename = "dir", ""
+        elif os.path.isfile(path):
+            blob, fmt, filename = path, "file", os.path.basename(path)
+        else:
+            raise JobError(
+                f"Component '{job['component']}' declared Output[{specs[name].get('artifact_type')}] '{name}' "
+                f"but wrote nothing to {name}.path. Write the file (or folder) to {name}.path."
+            )
+        size = os.path.getsize(blob)
+        spec = specs[name]
+        preview = serializers.preview_artifact(spec.get("artifact_type", "Artifact"), path if fmt == "file" else "",
+                                               art.metadata, size, save_image)
+        info = store.put_file(blob, move=True)
+        out[name] = {"kind": "artifact", "key": info.key, "digest": info.digest, "size": info.size, "format": fmt,
+                     "artifact_type": spec.get("artifact_type", "Artifact"), "filename": filename,
+                     "metadata": json.loads(json.dumps(art.metadata, default=str)),
+                     "preview": serializers.preview_size_ok(preview)}
+    return out
+
+
+def run_job(job: dict[str, Any]) -> int:
+    """Run one step attempt described by ``job``; always try to write a result."""
+    t0 = time.time()
+    store = open_store(job["store"])
+    workdir = job.get("workdir") or os.getcwd()
+    os.makedirs(workdir, exist_ok=True)
+    result: dict[str, Any] = {"status": "failed", "started_at": t0}
+    code = 2
+    try:
+        os.environ.update(job.get("env", {}))
+        func = _load_function(store, job)
+        kwargs = _load_inputs(store, job, workdir)
+        artifacts: dict[str, Artifact] = {}
+        for o in job.get("outputs", []):
+            if o["kind"] == "artifact":
+                cls = ARTIFACT_TYPES.get(o.get("artifact_type", "Artifact"), Artifact)
+                d = os.path.join(workdir, "outputs", o["name"])
+                os.makedirs(d, exist_ok=True)
+                art = cls(name=o["name"], path=os.path.join(d, o["name"]))
+                artifacts[o["name"]] = art
+                kwargs[o["name"]] = art
+        t1 = time.time()
+        try:
+            value = func(**kwargs)
+        except BaseException as exc:  # noqa: BLE001 - report whatever the user's code raised
+            code = 1
+            tb = _trim_traceback(exc)
+            sys.stderr.write(tb)
+            result["error"] = {"type": type(exc).__name__, "message": str(exc)[:2000], "traceback": tb}
+            return code
+        t2 = time.time()
+        sys.stdout.flush()
+        result["outputs"] = _save_outputs(store, job, value, artifacts, workdir)
+        result["status"] = "succeeded"
+        result["timing"] = {"setup": t1 - t0, "call": t2 - t1, "save": time.time() - t2}
+        code = 0
+    except JobError as exc:
+        sys.stderr.write(f"nbpipe: {exc}\n")
+        result["error"] = {"type": "JobError", "message": str(exc), "traceback": ""}
+    except Exception as exc:  # noqa: BLE001 - loading/saving failed: report with traceback
+        tb = _trim_traceback(exc)
+        sys.stderr.write(tb)
+        result["error"] = {"type": type(exc).__name__, "message": str(exc)[:2000], "traceback": tb}
+    finally:
+        result["finished_at"] = time.time()
+        try:
+            store.put_bytes(json.dumps(result, default=str).encode(), key=job["result_key"])
+        except Exception as exc:  # noqa: BLE001 - nothing more we can do than say so
+            sys.stderr.write(f"nbpipe: could not write the step result: {exc}\n")
+            code = code or 2
+        sys.stdout.flush()
+        sys.stderr.flush()
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        sys.stderr.write("usage: python -m nbpipe.executors.entry JOB.json (or - for stdin)\n")
+        return 2
+    try:
+        text = sys.stdin.read() if argv[0] == "-" else open(argv[0], encoding="utf-8").read()
+        job = json.loads(text)
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"nbpipe: cannot read job {argv[0]}: {exc}\n")
+        return 2
+    import faulthandler
+
+    faulthandler.enable()
+    return run_job(job)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""The local executor: one process per step attempt on this machine.
+
+``mode="fork"`` (default) asks a warm zygote (:mod:`nbpipe.executors.zygote`) to fork each
+attempt, which starts steps in a few milliseconds; ``mode="spawn"`` starts a fresh
+``python -m nbpipe.executors.entry`` (used when a step needs another interpreter or
+environment). Either way the attempt is a session leader, so timeouts and cancel kill the
+whole process tree. Non-goal: resource limits (cpu/memory are honoured by Kubernetes only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+from .base import ExitStatus, Handle
+
+STEP_ENV = {"PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
+
+
+def _descendants(pid: int) -> list[int]:
+    try:
+        import psutil
+
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except Exception:  # noqa: BLE001 - process already gone, or psutil missing
+        return []
+
+
+def kill_tree(pid: int, sig: int) -> None:
+    """Signal a step's process group and any descendants that left it."""
+    pids = _descendants(pid)
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for p in pids:
+        try:
+            os.kill(p, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class LocalExecutor:
+    name = "local"
+
+    def __init__(self, python: str | None = None, mode: str = "fork", preload: tuple[str, ...] = ()):
+        if mode not in ("fork", "spawn"):
+            raise ValueError(f"LocalExecutor mode must be 'fork' or 'spawn', not {mode!r}")
+        if mode == "fork" and not hasattr(os, "fork"):
+            mode = "spawn"
+        self.python = python or sys.executable
+        self.mode = mode
+        self.preload = preload
+        self._zygote: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._handles: dict[str, Handle] = {}
+        self._spawned: dict[str, asyncio.Future[int]] = {}
+        self._lock = asyncio.Lock()
+
+    # -------------------------------------------------------------- zygote
+    async def _ensure_zygote(self) -> asyncio.subprocess.Process:
+        async with self._lock:
+            if self._zygote is not None and self._zygote.returncode is None:
+                return self._zygote
+            env = dict(os.environ, **STEP_ENV)
+            if self.preload:
+                env["NBPIPE_PRELOAD"] = ",".join(self.preload)
+            proc = await asyncio.create_subprocess_exec(
+                self.python, "-m", "nbpipe.executors.zygote",
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
+                start_new_session=True, limit=2**24,
+            )
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), 60)
+            if not line or json.loads(line).get("op") != "ready":
+                raise RuntimeError(f"The nbpipe step zygote failed to start ({self.python}).")
+            self._zygote = proc
+            self._reader = asyncio.create_task(self._read(proc))
+            return proc
+
+    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        while True:
+            line = await proc.stdout.readline()
+            if not line:
+                break
+            msg = json.loads(line)
+            if msg["op"] == "spawned":
+                fut = self._spawned.pop(msg["id"], None)
+                if fut is not None and not fut.done():
+                    fut.set_result(msg["pid"])
+            elif msg["op"] == "exited":
+                h = self._handles.pop(msg["id"], None)
+                if h is not None and not h.done.done():
+                    h.done.set_result(ExitStatus(code=msg["code"], signal=msg["signal"]))
+        # The zygote died: every attempt it owned is lost.
+        for att_id, h in list(self._handles.items()):
+            if h.pid:
+                kill_tree(h.pid, signal.SIGKILL)
+            if not h.done.done():
+                h.done.set_result(ExitStatus(reason="the local step launcher (zygote) died"))
+            self._handles.pop(att_id, None)
+        for fut in self._spawned.values():
+            if not fut.done():
+                fut.set_exception(RuntimeError("the local step launcher (zygote) died"))
+        self._spawned.clear()
+
+    async def warm(self) -> None:
+        """Start the zygote ahead of the first step."""
+        if self.mode == "fork":
+            try:
+                await self._ensure_zygote()
+            except Exception:  # noqa: BLE001 - the first start() will report it
+                pass
+
+    # -------------------------------------------------------------- executor API
+    async def start(self, job: dict[str, Any], attempt_id: str, log_path: str, workdir: str) -> Handle:
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        os.makedirs(workdir, exist_ok=True)
+        env = {k: str(v) for k, v in job.get("env", {}).items()}
+        if self.mode == "spawn" or job.get("python_executable"):
+            return await self._spawn(job, attempt_id, log_path, workdir, env)
+        proc = await self._ensure_zygote()
+        handle = Handle(attempt_id)
+        self._handles[attempt_id] = handle
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._spawned[attempt_id] = fut
+        req = {"op": "spawn", "id": attempt_id, "job": job, "log": log_path, "workdir": workdir, "env": env}
+        assert proc.stdin is not None
+        proc.stdin.write((json.dumps(req) + "\n").encode())
+        await proc.stdin.drain()
+        handle.pid = await fut
+        return handle
+
+    async def _spawn(self, job: dict[str, Any], attempt_id: str, log_path: str, workdir: str,
+                     env: dict[str, str]) -> Handle:
+        job_path = os.path.join(workdir, "job.json")
+        with open(job_path, "w", encoding="utf-8") as fh:
+            json.dump(job, fh)
+        log = open(log_path, "ab")
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                job.get("python_executable") or self.python, "-m", "nbpipe.executors.entry", job_path,
+                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, cwd=workdir,
+                env=dict(os.environ, **STEP_ENV, **env), start_new_session=True,
+            )
+        finally:
+            log.close()
+        handle = Handle(attempt_id, pid=proc.pid)
+
+        async def wait() -> None:
+            rc = await proc.wait()
+            if not handle.done.done():
+                handle.done.set_result(ExitStatus(code=rc if rc >= 0 else None, signal=-rc if rc < 0 else None))
+
+        handle.extra["waiter"] = asyncio.create_task(wait())
+        return handle
+
+    async def kill(self, handle: Handle, grace: float = 3.0) -> None:
+        if handle.pid is None or handle.done.done():
+            return
+        kill_tree(handle.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(handle.done), grace)
+            kill_tree(handle.pid, signal.SIGKILL)  # stragglers that ignored SIGTERM after the leader died
+        except asyncio.TimeoutError:
+            kill_tree(handle.pid, signal.SIGKILL)
+
+    async def close(self) -> None:
+        for h in list(self._handles.values()):
+            await self.kill(h, grace=1.0)
+        if self._zygote is not None and self._zygote.returncode is None:
+            assert self._zygote.stdin is not None
+            self._zygote.stdin.close()
+            try:
+                await asyncio.wait_for(self._zygote.wait(), 5)
+            except asyncio.TimeoutError:
+                self._zygote.kill()
+        if self._reader is not None:
+            self._reader.cancel()

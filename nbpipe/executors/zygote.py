@@ -1,0 +1,171 @@
+"""A warm fork server for step processes: ``python -m nbpipe.executors.zygote``.
+
+Starting ``python`` and importing cloudpickle costs 45–70 ms; forking a process that already
+did costs ~2 ms. The local executor keeps one zygote and asks it (JSON lines on stdin) to
+fork a fresh child per step attempt, so each attempt is still its own process (own session,
+killable as a group, crash-isolated) with the same semantics as a cold start.
+
+Protocol (one JSON object per line): request ``{"op": "spawn", "id", "job", "log", "workdir",
+"env"}``; replies ``{"op": "spawned", "id", "pid"}`` then ``{"op": "exited", "id", "pid",
+"code", "signal"}``. On stdin EOF (the runner died) the zygote kills its children and exits.
+Non-goal: pooling children across attempts (that would leak state between steps).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import selectors
+import signal
+import sys
+from typing import Any
+
+
+def _write(fd: int, msg: dict[str, Any]) -> None:
+    data = (json.dumps(msg) + "\n").encode()
+    while data:
+        try:
+            n = os.write(fd, data)
+        except InterruptedError:
+            continue
+        data = data[n:]
+
+
+def _child(req: dict[str, Any], keep: set[int]) -> None:
+    """In the forked child: become a session leader, redirect output, run the job."""
+    code = 2
+    try:
+        os.setsid()
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        for fd in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(log)
+        os.close(null)
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        os.environ.update(req.get("env") or {})
+        workdir = req.get("workdir")
+        if workdir:
+            os.makedirs(workdir, exist_ok=True)
+            os.chdir(workdir)
+        import faulthandler
+
+        faulthandler.enable()
+        from nbpipe.executors.entry import run_job
+
+        code = run_job(req["job"])
+    except BaseException as exc:  # noqa: BLE001 - last resort; the runner reads the exit code
+        try:
+            os.write(2, f"nbpipe: step process failed to start: {exc!r}\n".encode())
+        except OSError:
+            pass
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def main() -> int:
+    # Preload what every step needs, plus anything the runner asks for (NBPIPE_PRELOAD).
+    import cloudpickle  # noqa: F401
+
+    import nbpipe.executors.entry  # noqa: F401
+    import nbpipe.stores.local  # noqa: F401
+
+    for mod in filter(None, os.environ.get("NBPIPE_PRELOAD", "").split(",")):
+        try:
+            __import__(mod.strip())
+        except Exception:  # noqa: BLE001 - a preload is an optimisation only
+            pass
+    out_fd = os.dup(1)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)  # stray prints in the zygote must not corrupt the protocol
+    os.close(null)
+    in_fd = 0
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    os.set_blocking(in_fd, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    sel = selectors.DefaultSelector()
+    sel.register(in_fd, selectors.EVENT_READ)
+    sel.register(wake_r, selectors.EVENT_READ)
+    children: dict[int, str] = {}
+    buf = b""
+    eof = False
+    _write(out_fd, {"op": "ready", "pid": os.getpid()})
+    while not eof or children:
+        for key, _ in sel.select(timeout=1.0):
+            if key.fd == wake_r:
+                try:
+                    while os.read(wake_r, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+            elif key.fd == in_fd:
+                try:
+                    chunk = os.read(in_fd, 65536)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    eof = True
+                    sel.unregister(in_fd)
+                    for pid in list(children):
+                        try:
+                            os.killpg(pid, signal.SIGKILL)
+                        except OSError:
+                            pass
+                    continue
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if not line.strip():
+                        continue
+                    req = json.loads(line)
+                    if req.get("op") != "spawn":
+                        continue
+                    pid = os.fork()
+                    if pid == 0:
+                        _child(req, {out_fd, wake_r, wake_w})
+                    children[pid] = req["id"]
+                    _write(out_fd, {"op": "spawned", "id": req["id"], "pid": pid})
+        while children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            except OSError as exc:
+                if exc.errno == errno.EINTR:
+                    continue
+                raise
+            if pid == 0:
+                break
+            att = children.pop(pid, None)
+            if att is None:
+                continue
+            msg: dict[str, Any] = {"op": "exited", "id": att, "pid": pid, "code": None, "signal": None}
+            if os.WIFSIGNALED(status):
+                msg["signal"] = os.WTERMSIG(status)
+            else:
+                msg["code"] = os.WEXITSTATUS(status)
+            if not eof:
+                _write(out_fd, msg)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Export a notebook to an nbpipe package or a Kubeflow Pipelines v2 pipeline YAML.
+
+``export_notebook("train.ipynb")`` reads the notebook, keeps only the code that defines the
+pipeline (components, the pipeline, imports, helpers, constants; see
+:mod:`nbpipe.export.notebook`), runs that code in a fresh Python process and returns the
+package bytes — the same bytes every time for the same notebook. ``format="kfp"`` turns that
+package into KFP pipeline YAML (:mod:`nbpipe.export.kfp`). :func:`describe_package` prints
+what a package holds without unpickling it.
+
+Non-goals: running pipelines (see :func:`nbpipe.run`), exporting from a live kernel's state.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .describe import describe_package
+from .errors import ExportError
+from .kfp import package_to_kfp
+from .notebook import Program, read_notebook, select_program
+
+__all__ = ["ExportError", "describe_package", "export_notebook", "package_to_kfp", "plan_export"]
+
+FORMATS = ("nbpipe", "kfp")
+
+
+def plan_export(path: str | os.PathLike[str], pipeline: str | None = None) -> Program:
+    """Return what :func:`export_notebook` would run, without running anything.
+
+    Parameters
+    ----------
+    path : path of the ``.ipynb`` file.
+    pipeline : name of the pipeline when the notebook defines several.
+    """
+    return select_program(read_notebook(path), pipeline)
+
+
+def export_notebook(path: str | os.PathLike[str], output: str | os.PathLike[str] | None = None,
+                    format: str = "nbpipe", pipeline: str | None = None, python: str | None = None) -> bytes:
+    """Export a notebook's pipeline, built in a fresh process from the cells that define it.
+
+    Parameters
+    ----------
+    path : str or path
+        The ``.ipynb`` file.
+    output : str or path, optional
+        Also write the result there.
+    format : {"nbpipe", "kfp"}
+        A package (zip; ``nbpipe run`` takes it) or Kubeflow Pipelines v2 YAML (UTF-8 bytes).
+    pipeline : str, optional
+        Which pipeline, when the notebook defines several (function name or ``name=``).
+    python : str, optional
+        Interpreter for the build (default: this one). Payloads load only on its Python minor version.
+
+    Returns
+    -------
+    bytes
+        The package, or the YAML text encoded as UTF-8.
+
+    Raises
+    ------
+    ExportError
+        Naming the cell: no or several pipelines, a syntax error, a name nothing defines, an
+        import that is not installed, a kept cell that fails.
+    """
+    if format not in FORMATS:
+        raise ExportError(f"Unknown export format {format!r}", hint=f"Use one of: {', '.join(FORMATS)}.")
+    from .builder import build_in_fresh_process
+
+    program = plan_export(path, pipeline)
+    data = build_in_fresh_process(program, cwd=Path(path).resolve().parent, python=python)
+    if format == "kfp":
+        data = package_to_kfp(data).encode("utf-8")
+    if output is not None:
+        Path(output).write_bytes(data)
+    return data

@@ -1,0 +1,93 @@
+"""Runs inside a Kubeflow Pipelines container: unpickle an nbpipe component and call it.
+
+:mod:`nbpipe.export.kfp` embeds this file's source, unchanged, in every executor's program,
+next to a generated KFP-typed wrapper function that KFP's own executor
+(``kfp.dsl.executor_main``) calls. KFP reads the executor input, hands the wrapper typed
+parameters and artifacts with local ``.path``\\ s, and writes ``executor_output.json``; this code
+only turns KFP artifacts into nbpipe ones (and their metadata back), unpickles values that
+travel as pickled ``system.Artifact`` files, and pickles Python-object return values the same way.
+
+Non-goals: importing the rest of nbpipe (only ``nbpipe.artifacts``, and only for artifact
+arguments), installing packages (the executor command does that).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import Any
+
+
+def _nbpipe_artifact(kind: str, kfp_artifact: Any) -> Any:
+    from nbpipe.artifacts import ARTIFACT_TYPES
+
+    return ARTIFACT_TYPES[kind](name=kfp_artifact.name, path=kfp_artifact.path, uri=kfp_artifact.uri,
+                                metadata=dict(kfp_artifact.metadata or {}))
+
+
+def _kfp_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """nbpipe's confusion matrix shape → Kubeflow's (``annotationSpecs`` + ``rows``)."""
+    out = dict(metadata)
+    cm = out.get("confusionMatrix")
+    if isinstance(cm, dict) and "categories" in cm:
+        out["confusionMatrix"] = {"annotationSpecs": [{"displayName": c} for c in cm["categories"]],
+                                  "rows": [{"row": list(r)} for r in cm["matrix"]]}
+    return out
+
+
+def _load_pickle(path: str) -> Any:
+    import cloudpickle
+
+    with open(path, "rb") as fh:
+        return cloudpickle.load(fh)
+
+
+def _save_pickle(path: str, value: Any) -> None:
+    import cloudpickle
+
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "wb") as fh:
+        cloudpickle.dump(value, fh, protocol=4)
+
+
+def _nbpipe_call(step: dict[str, Any], payload: str, kwargs: dict[str, Any]) -> Any:
+    """Call the pickled component with KFP's ``kwargs``; return the parameter outputs as a tuple."""
+    if step["serializer"] == "dill":
+        import dill as loader
+    else:
+        import cloudpickle as loader
+    func = loader.loads(base64.b64decode(payload))
+    args: dict[str, Any] = {}
+    written: list[tuple[Any, Any]] = []
+    for name, how in step["inputs"].items():
+        if name not in kwargs:
+            continue
+        value = kwargs[name]
+        if how == "pickle":
+            value = _load_pickle(value.path)
+        elif how.startswith("artifact:"):
+            value = _nbpipe_artifact(how.split(":", 1)[1], value)
+        elif how == "float" and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        args[name] = value
+    for name, kind in step["artifacts_out"].items():
+        art = _nbpipe_artifact(kind, kwargs[name])
+        written.append((kwargs[name], art))
+        args[name] = art
+    result = func(**args)
+    for kfp_artifact, art in written:
+        kfp_artifact.metadata.update(_kfp_metadata(art.metadata))
+    names = [name for name, _ in step["returns"]]
+    if step["return_style"] == "none":
+        values: dict[str, Any] = {}
+    elif step["return_style"] == "namedtuple":
+        values = dict(zip(names, result))
+    else:
+        values = {names[0]: result}
+    params = []
+    for name, how in step["returns"]:
+        if how == "pickle":
+            _save_pickle(kwargs[name].path, values[name])
+        else:
+            params.append(values[name])
+    return tuple(params) if params else None

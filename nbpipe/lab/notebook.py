@@ -1,0 +1,161 @@
+"""``/nbpipe/api/notebook/...``: analyze, export and run the notebook open in JupyterLab.
+
+The panel saves the notebook first; these routes read the saved ``.ipynb`` from the server's
+root directory and hand it to :mod:`nbpipe.export`, which builds the package in a fresh
+process from the cells that define the pipeline. A short cache keyed by the file's path,
+size and mtime lets **Run** reuse the package that **analyze** just built.
+
+Non-goals: exporting unsaved kernel state; choosing what a notebook's pipeline is (export does).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import tornado.web
+
+from ..errors import NbpipeError
+from .base import NbpipeHandler
+
+_CACHE_SIZE = 8
+
+
+class PackageCache:
+    """The last few exported packages, keyed by ``(path, size, mtime_ns, pipeline)``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict[tuple[str, int, int, str | None], bytes] = OrderedDict()
+
+    def export(self, path: Path, pipeline: str | None) -> bytes:
+        """The package of ``path`` (built with :func:`nbpipe.export.export_notebook` when not cached)."""
+        from ..export import export_notebook
+
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns, pipeline)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        data = export_notebook(path, pipeline=pipeline)
+        with self._lock:
+            self._items[key] = data
+            while len(self._items) > _CACHE_SIZE:
+                self._items.popitem(last=False)
+        return data
+
+
+_PACKAGES = PackageCache()
+
+
+def summarize(path: Path, pipeline: str | None) -> dict[str, Any]:
+    """What the panel shows for a notebook: its pipelines, the chosen one's parameters, steps, components."""
+    from ..export.describe import package_summary
+    from ..export.notebook import pipelines_of, read_notebook
+
+    names = [c.title for c in pipelines_of(read_notebook(path))]
+    summary = package_summary(_PACKAGES.export(path, pipeline))
+    components = [{"name": key, "inputs": c["inputs"], "outputs": c["outputs"], "image": c["image"],
+                   "retries": c["retries"], "cache": c["cache"]} for key, c in summary["components"].items()]
+    return {"path": path.name, "pipelines": names, "pipeline": summary["name"], "digest": summary["digest"],
+            "parameters": summary["parameters"], "steps": summary["steps"], "components": components,
+            "python": summary["python"]}
+
+
+class NotebookHandler(NbpipeHandler):
+    """Resolves the ``path`` of the request body to a saved notebook under the server root."""
+
+    def notebook_path(self, body: dict[str, Any]) -> Path:
+        rel = body.get("path")
+        if not isinstance(rel, str) or not rel.endswith(".ipynb"):
+            raise NbpipeError("Give the notebook's path (a .ipynb file relative to the Jupyter root)")
+        root = Path(os.path.realpath(self.contents_manager.root_dir))
+        path = Path(os.path.realpath(root / rel.lstrip("/")))
+        if root != path and root not in path.parents:
+            raise NbpipeError(f"{rel} is outside the Jupyter root directory")
+        if not path.is_file():
+            raise NbpipeError(f"No notebook {rel}", hint="Save the notebook first.")
+        return path
+
+    @staticmethod
+    def pipeline_name(body: dict[str, Any]) -> str | None:
+        name = body.get("pipeline") or None
+        if name is not None and not isinstance(name, str):
+            raise NbpipeError("pipeline must be a pipeline name")
+        return name
+
+
+class AnalyzeHandler(NotebookHandler):
+    """``POST /notebook/analyze`` ``{path, pipeline?}``: pipelines, parameters, steps, components."""
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        try:
+            body = self.json_body()
+            path = self.notebook_path(body)
+            result = await self.blocking(summarize, path, self.pipeline_name(body))
+        except NbpipeError as exc:
+            self.send_nbpipe_error(exc)
+            return
+        self.finish(result)
+
+
+class ExportHandler(NotebookHandler):
+    """``POST /notebook/export`` ``{path, format, pipeline?}``: write the package (or KFP YAML) beside it."""
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        from ..export import export_notebook
+        from ..package import SUFFIX
+
+        try:
+            body = self.json_body()
+            path = self.notebook_path(body)
+            fmt = body.get("format", "nbpipe")
+            if fmt not in ("nbpipe", "kfp"):
+                raise NbpipeError(f"Unknown export format {fmt!r}", hint="Use 'nbpipe' or 'kfp'.")
+            out = path.with_suffix(SUFFIX if fmt == "nbpipe" else ".kfp.yaml")
+            pipeline = self.pipeline_name(body)
+            data = await self.blocking(lambda: export_notebook(path, out, format=fmt, pipeline=pipeline))
+        except NbpipeError as exc:
+            self.send_nbpipe_error(exc)
+            return
+        root = Path(os.path.realpath(self.contents_manager.root_dir))
+        self.finish({"path": out.relative_to(root).as_posix(), "format": fmt, "size": len(data)})
+
+
+class RunNotebookHandler(NotebookHandler):
+    """``POST /notebook/run`` ``{path, params, pipeline?, experiment?}``: export, submit, return the snapshot."""
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        try:
+            body = self.json_body()
+            path = self.notebook_path(body)
+            params = body.get("params") or {}
+            if not isinstance(params, dict):
+                raise NbpipeError("params must be a JSON object of parameter values")
+            experiment = body.get("experiment") or "Default"
+            if not isinstance(experiment, str):
+                raise NbpipeError("experiment must be a string")
+            pipeline = self.pipeline_name(body)
+            data = await self.blocking(_PACKAGES.export, path, pipeline)
+            client = await self.blocking(self.connection.client)
+            rel = body["path"].lstrip("/")
+            run = await self.blocking(lambda: client.submit(data, params, experiment=experiment,
+                                                            labels={"notebook": rel}))
+            snapshot = await self.blocking(run.snapshot)
+        except NbpipeError as exc:
+            self.send_nbpipe_error(exc)
+            return
+        self.set_status(201)
+        self.finish(snapshot)
+
+
+def notebook_handlers() -> list[tuple[str, type[NbpipeHandler]]]:
+    return [("notebook/analyze", AnalyzeHandler), ("notebook/export", ExportHandler),
+            ("notebook/run", RunNotebookHandler)]

@@ -1,0 +1,227 @@
+"""``/nbpipe/api`` routes about the runner: status, the URL setting, runs, events, logs, artifacts.
+
+Every handler is ``@tornado.web.authenticated`` and talks to the runner through
+:class:`nbpipe.Client` (see :class:`~nbpipe.lab.connection.RunnerConnection`). The event
+stream is proxied as Server-Sent Events, frame by frame, so the browser resumes with
+``Last-Event-ID`` exactly as it would against the runner.
+
+Non-goals: any run state of its own; polling (events are pushed through).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+import tornado.web
+from tornado.iostream import StreamClosedError
+
+from ..errors import NbpipeError, RunnerError
+from .base import NbpipeHandler
+from .connection import read_setting, write_setting
+
+RUN_ID = r"(?P<run_id>[A-Za-z0-9_.\-]{1,128})"
+STEP = r"(?P<step>[A-Za-z0-9_.\-]{1,200})"
+DIGEST = r"(?P<digest>[0-9a-f]{64})"
+# Media types an artifact may be served as; anything else is an opaque download.
+PREVIEW_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/svg+xml", "image/webp", "text/plain",
+                           "text/csv", "application/json"})
+
+
+class StatusHandler(NbpipeHandler):
+    """``GET /status``: runner URL, embedded or remote, reachable, version."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        self.finish(await self.blocking(self.connection.status))
+
+
+class SettingsHandler(NbpipeHandler):
+    """``GET``/``PUT /settings``: the runner URL (and a write-only token)."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        try:
+            self.finish(read_setting().public())
+        except NbpipeError as exc:
+            self.send_nbpipe_error(exc)
+
+    @tornado.web.authenticated
+    async def put(self) -> None:
+        try:
+            body = self.json_body()
+            url = body.get("runner_url")
+            token = body.get("token")
+            if url is not None and not isinstance(url, str) or token is not None and not isinstance(token, str):
+                raise NbpipeError("runner_url and token must be strings or null")
+            setting = write_setting(url or None, token, keep_token=not body.get("clear_token", False))
+        except NbpipeError as exc:
+            self.send_nbpipe_error(exc)
+            return
+        self.finish(setting.public())
+
+
+class RunsHandler(NbpipeHandler):
+    """``GET /runs?limit=&experiment=``: run summaries, newest first."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        try:
+            limit = int(self.get_query_argument("limit", "50"))
+        except ValueError:
+            self.send_error_json(400, "limit must be an integer")
+            return
+        experiment = self.get_query_argument("experiment", None)
+        try:
+            runs = await self.blocking(lambda: self.connection.client().runs(experiment, limit=max(1, min(limit, 500))))
+        except NbpipeError as exc:
+            self.send_nbpipe_error(exc)
+            return
+        self.finish({"runs": runs})
+
+
+class RunHandler(NbpipeHandler):
+    """``GET /runs/{id}``: the run's snapshot."""
+
+    @tornado.web.authenticated
+    async def get(self, run_id: str) -> None:
+        try:
+            self.finish(await self.blocking(lambda: self.connection.client().get_run(run_id)))
+        except NbpipeError as exc:
+            self.send_nbpipe_error(exc)
+
+
+class CancelHandler(NbpipeHandler):
+    """``POST /runs/{id}/cancel``."""
+
+    @tornado.web.authenticated
+    async def post(self, run_id: str) -> None:
+        try:
+            self.finish(await self.blocking(lambda: self.connection.client().cancel(run_id)))
+        except NbpipeError as exc:
+            self.send_nbpipe_error(exc)
+
+
+class RerunHandler(NbpipeHandler):
+    """``POST /runs/{id}/rerun`` with ``{"from_step": name | null}``: the new run's snapshot."""
+
+    @tornado.web.authenticated
+    async def post(self, run_id: str) -> None:
+        try:
+            from_step = self.json_body().get("from_step") or None
+            if from_step is not None and not isinstance(from_step, str):
+                raise NbpipeError("from_step must be a step name")
+            run = await self.blocking(lambda: self.connection.client().rerun(run_id, from_step))
+            snapshot = await self.blocking(run.snapshot)
+        except NbpipeError as exc:
+            self.send_nbpipe_error(exc)
+            return
+        self.set_status(201)
+        self.finish(snapshot)
+
+
+class LogsHandler(NbpipeHandler):
+    """``GET /runs/{id}/steps/{step}/logs?attempt=``: the step's log as text."""
+
+    @tornado.web.authenticated
+    async def get(self, run_id: str, step: str) -> None:
+        attempt_arg = self.get_query_argument("attempt", None)
+        try:
+            attempt = int(attempt_arg) if attempt_arg else None
+            text = await self.blocking(lambda: self.connection.client().logs(run_id, step, attempt))
+        except ValueError:
+            self.send_error_json(400, "attempt must be an integer")
+            return
+        except NbpipeError as exc:
+            self.send_nbpipe_error(exc)
+            return
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(text)
+
+
+class ArtifactHandler(NbpipeHandler):
+    """``GET /artifacts/{digest}?mime=``: artifact bytes (image previews), as a known type or a download."""
+
+    @tornado.web.authenticated
+    async def get(self, digest: str) -> None:
+        mime = self.get_query_argument("mime", "")
+        try:
+            data = await self.blocking(lambda: self.connection.client().artifact(digest))
+        except NbpipeError as exc:
+            self.send_nbpipe_error(exc)
+            return
+        self.set_header("Content-Type", mime if mime in PREVIEW_TYPES else "application/octet-stream")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Content-Security-Policy", "sandbox; default-src 'none'; style-src 'unsafe-inline'")
+        self.set_header("Cache-Control", "private, max-age=31536000, immutable")  # content-addressed
+        self.finish(data)
+
+
+class EventsHandler(NbpipeHandler):
+    """``GET /runs/{id}/events?after=``: the runner's SSE stream of one run, proxied frame by frame."""
+
+    @tornado.web.authenticated
+    async def get(self, run_id: str) -> None:
+        after = self.get_query_argument("after", None) or self.request.headers.get("Last-Event-ID", "0")
+        if not re.fullmatch(r"\d{1,18}", after):
+            self.send_error_json(400, "after must be an event id (a non-negative integer)")
+            return
+        try:
+            client = await self.blocking(self.connection.client)
+        except NbpipeError as exc:
+            self.send_nbpipe_error(exc)
+            return
+        headers = {"Accept": "text/event-stream"}
+        if client.token:
+            headers["Authorization"] = f"Bearer {client.token}"
+        url = f"{client.url}/api/v1/runs/{run_id}/events"
+        # The runner sends a keep-alive comment every 15 s, so a read timeout means it is gone.
+        timeout = httpx.Timeout(10.0, read=60.0)
+        try:
+            async with httpx.AsyncClient(timeout=timeout) as http:
+                async with http.stream("GET", url, params={"after": after}, headers=headers) as resp:
+                    if resp.status_code >= 400:
+                        await resp.aread()
+                        self.send_error_json(404 if resp.status_code == 404 else 502, _runner_message(resp))
+                        return
+                    self.set_header("Content-Type", "text/event-stream")
+                    self.set_header("Cache-Control", "no-cache")
+                    self.set_header("X-Accel-Buffering", "no")
+                    async for chunk in resp.aiter_raw():
+                        self.write(chunk)
+                        await self.flush()
+        except StreamClosedError:
+            return  # the browser went away; leaving the block closes the runner stream
+        except httpx.HTTPError as exc:
+            if not self._headers_written:
+                self.send_nbpipe_error(RunnerError(f"No runner at {client.url} ({exc})",
+                                                   hint="Check the runner URL in the nbpipe panel."))
+            return
+        self.finish()
+
+
+def _runner_message(resp: httpx.Response) -> str:
+    try:
+        body: Any = resp.json()
+        return str(body.get("message") or body.get("detail") or resp.text)
+    except ValueError:
+        return resp.text or f"The runner answered {resp.status_code}"
+
+
+def handlers() -> list[tuple[str, type[NbpipeHandler]]]:
+    """``(pattern, handler)`` pairs relative to ``{base_url}/nbpipe/api``."""
+    from .notebook import notebook_handlers
+
+    return [
+        ("status", StatusHandler),
+        ("settings", SettingsHandler),
+        ("runs", RunsHandler),
+        (f"runs/{RUN_ID}", RunHandler),
+        (f"runs/{RUN_ID}/cancel", CancelHandler),
+        (f"runs/{RUN_ID}/rerun", RerunHandler),
+        (f"runs/{RUN_ID}/events", EventsHandler),
+        (f"runs/{RUN_ID}/steps/{STEP}/logs", LogsHandler),
+        (f"artifacts/{DIGEST}", ArtifactHandler),
+        *notebook_handlers(),
+    ]

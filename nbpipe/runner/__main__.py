@@ -1,0 +1,36 @@
+"""``python -m nbpipe.runner [--host H] [--port P] [--data-dir D] [--ready-file F]``: serve in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import NbpipeError
+from .config import RunnerConfig
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m nbpipe.runner", description="Run the nbpipe runner.")
+    ap.add_argument("--host", default=None)
+    ap.add_argument("--port", type=int, default=None)
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--token", default=None)
+    ap.add_argument("--parallelism", type=int, default=None)
+    ap.add_argument("--executor", default=None)
+    ap.add_argument("--ready-file", default=None)
+    ap.add_argument("--log-level", default="warning")
+    args = ap.parse_args(argv)
+    from .server import serve
+
+    try:
+        cfg = RunnerConfig.from_env(host=args.host, port=args.port, data_dir=args.data_dir, token=args.token,
+                                    parallelism=args.parallelism, executor=args.executor)
+        serve(cfg, ready_file=args.ready_file, log_level=args.log_level)
+    except NbpipeError as exc:
+        print(f"nbpipe runner: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Runner settings from arguments and ``NBPIPE_*`` environment variables.
+
+Non-goal: the client's configuration (which runner to talk to): see :mod:`nbpipe.client`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._embedded import nbpipe_home
+from ..errors import NbpipeError
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class RunnerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    data_dir: Path = field(default_factory=lambda: nbpipe_home() / "runner")
+    token: str | None = None
+    parallelism: int = 0  # 0: max(16, 4 x CPUs)
+    executor: str = "local"
+    executor_options: dict[str, Any] = field(default_factory=dict)
+    store: dict[str, Any] | None = None  # Store.config(); None: a local folder in data_dir
+    database_url: str | None = None
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> "RunnerConfig":
+        cfg = cls()
+        env = os.environ
+        cfg.host = env.get("NBPIPE_HOST", cfg.host)
+        cfg.port = int(env.get("NBPIPE_PORT", cfg.port))
+        if env.get("NBPIPE_DATA_DIR"):
+            cfg.data_dir = Path(env["NBPIPE_DATA_DIR"])
+        cfg.token = env.get("NBPIPE_TOKEN") or None
+        cfg.parallelism = int(env.get("NBPIPE_PARALLELISM", 0))
+        cfg.executor = env.get("NBPIPE_EXECUTOR", cfg.executor)
+        cfg.database_url = env.get("NBPIPE_DATABASE_URL") or None
+        if env.get("NBPIPE_STORE", "local") == "s3":
+            cfg.store = {"type": "s3", "endpoint": env.get("NBPIPE_S3_ENDPOINT", "http://127.0.0.1:9000"),
+                         "bucket": env.get("NBPIPE_S3_BUCKET", "nbpipe"), "prefix": env.get("NBPIPE_S3_PREFIX", "")}
+        for k, v in overrides.items():
+            if v is not None:
+                setattr(cfg, k, v)
+        cfg.data_dir = Path(cfg.data_dir).expanduser().resolve()
+        return cfg
+
+    def check(self) -> None:
+        if not is_loopback(self.host) and not self.token:
+            raise NbpipeError(
+                f"Refusing to listen on {self.host} without a token",
+                "anyone who can reach this address could run code on this machine.",
+                "Set NBPIPE_TOKEN (or --token) to a long random secret, or bind to 127.0.0.1.",
+            )
+
+    @property
+    def effective_parallelism(self) -> int:
+        return self.parallelism or max(16, 4 * (os.cpu_count() or 1))
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'nbpipe.db'}"
+
+    @property
+    def store_config(self) -> dict[str, Any]:
+        return self.store or {"type": "local", "root": str(self.data_dir / "store")}

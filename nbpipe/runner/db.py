@@ -1,0 +1,158 @@
+"""The runner's metadata: runs, steps, attempts, artifacts, the cache and the event log.
+
+SQLAlchemy Core tables, so the same code runs on SQLite (WAL, the embedded default) and on
+PostgreSQL. The DAG state machine lives here: a restarted runner reloads every run from it.
+Non-goals: artifact bytes (see stores) and business logic (see :mod:`.scheduler`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData()
+
+packages = sa.Table(
+    "packages", metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("spec", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+runs = sa.Table(
+    "runs", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(300), nullable=False),
+    sa.Column("pipeline", sa.String(200), nullable=False),
+    sa.Column("experiment", sa.String(200), nullable=False, index=True),
+    sa.Column("package", sa.String(64), sa.ForeignKey("packages.digest"), nullable=False),
+    sa.Column("params", sa.Text, nullable=False),
+    sa.Column("state", sa.String(20), nullable=False, index=True),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("labels", sa.Text, nullable=False, default="{}"),
+    sa.Column("created_at", sa.Float, nullable=False, index=True),
+    sa.Column("started_at", sa.Float),
+    sa.Column("finished_at", sa.Float),
+)
+
+steps = sa.Table(
+    "steps", metadata,
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("name", sa.String(250), primary_key=True),
+    sa.Column("component", sa.String(200), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False, default=0),
+    sa.Column("max_attempts", sa.Integer, nullable=False, default=1),
+    sa.Column("started_at", sa.Float),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("traceback", sa.Text, nullable=False, default=""),
+    sa.Column("cache_key", sa.String(64)),
+    sa.Column("outputs", sa.Text, nullable=False, default="{}"),
+    sa.Column("inputs", sa.Text, nullable=False, default="{}"),
+)
+
+attempts = sa.Table(
+    "attempts", metadata,
+    sa.Column("id", sa.String(120), primary_key=True),
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), nullable=False, index=True),
+    sa.Column("step", sa.String(250), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("executor", sa.String(40), nullable=False),
+    sa.Column("pid", sa.Integer),
+    sa.Column("pod", sa.String(253)),
+    sa.Column("log_key", sa.String(400), nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+)
+
+artifacts = sa.Table(
+    "artifacts", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), nullable=False, index=True),
+    sa.Column("step", sa.String(250), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False, index=True),
+    sa.Column("key", sa.String(400), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("format", sa.String(20), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+cache = sa.Table(
+    "cache", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("outputs", sa.Text, nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("step", sa.String(250), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+events = sa.Table(
+    "events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("type", sa.String(40), nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Index("ix_events_run_id_id", "run_id", "id"),
+)
+
+meta_info = sa.Table(
+    "nbpipe_meta", metadata,
+    sa.Column("key", sa.String(50), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+
+def connect(url: str) -> sa.Engine:
+    """Open (and create/upgrade) the metadata database at a SQLAlchemy URL."""
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+    engine = sa.create_engine(url, future=True, **kwargs)
+    if url.startswith("sqlite"):
+        @sa_event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _rec: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(meta_info.c.value).where(meta_info.c.key == "schema_version")).first()
+        if row is None:
+            conn.execute(meta_info.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise RuntimeError(f"The metadata database was written by a newer nbpipe (schema {row[0]} > "
+                               f"{SCHEMA_VERSION}). Upgrade nbpipe.")
+    return engine
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def loads(text: str | None) -> Any:
+    return json.loads(text) if text else None
+
+
+def now() -> float:
+    return time.time()
+
+
+def rows(result: Iterable[Any]) -> list[dict[str, Any]]:
+    return [dict(r._mapping) for r in result]

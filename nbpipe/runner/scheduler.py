@@ -1,0 +1,561 @@
+"""The scheduler: the DAG state machine of every run, persisted in the metadata database.
+
+A ready-set loop starts steps whose upstream steps succeeded, up to ``parallelism`` at once,
+across runs. Each attempt is resolved (inputs → job), looked up in the cache (component
+digest + input digests + options, with max staleness), or launched on the executor; its
+result JSON is read back from the store (never a pickle). Failures retry with exponential
+backoff; timeouts and cancel kill the attempt's whole process tree. Every change is an event.
+
+Non-goals: HTTP (see :mod:`.server`) and unpickling anything (the runner never does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import secrets
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from .. import events as ev
+from ..compiler import upstream_of
+from ..errors import NbpipeError, PackageError
+from ..executors.base import Executor, ExitStatus, Handle
+from ..package import read_package
+from ..pipeline import resolve_params
+from ..stores.base import Store, content_key
+from . import db
+from .logs import LogTail
+
+log = logging.getLogger("nbpipe.runner")
+
+
+@dataclass
+class StepCtx:
+    spec: dict[str, Any]
+    component: dict[str, Any]
+    upstream: list[str]
+    state: str = "pending"
+    attempt: int = 0
+    outputs: dict[str, Any] = field(default_factory=dict)
+    next_at: float = 0.0
+    started_at: float | None = None
+    handle: Handle | None = None
+    task: asyncio.Task[None] | None = None
+    cache_key: str | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.spec["name"])
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.spec["options"])
+
+    @property
+    def max_attempts(self) -> int:
+        return int(self.options.get("retries", 0)) + 1
+
+
+@dataclass
+class RunCtx:
+    id: str
+    spec: dict[str, Any]
+    params: dict[str, Any]
+    steps: dict[str, StepCtx]
+    state: str = "queued"
+    created_at: float = 0.0
+    started_at: float | None = None
+    cancelled: bool = False
+
+
+def new_run_id() -> str:
+    return time.strftime("r%Y%m%d-%H%M%S-", time.gmtime()) + secrets.token_hex(3)
+
+
+class Scheduler:
+    def __init__(self, engine: sa.Engine, store: Store, executor: Executor, data_dir: str | Path,
+                 parallelism: int = 16):
+        self.engine = engine
+        self.store = store
+        self.executor = executor
+        self.data_dir = Path(data_dir)
+        self.parallelism = max(1, parallelism)
+        self.runs: dict[str, RunCtx] = {}
+        self.active = 0
+        self._wake = asyncio.Event()
+        self.event_seq = 0
+        self._seq_event = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # ================================================================ lifecycle
+    async def start(self) -> None:
+        warm = getattr(self.executor, "warm", None)
+        if warm is not None:
+            asyncio.create_task(warm())
+        self._recover()
+        self._loop_task = asyncio.create_task(self._loop())
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._loop_task:
+            self._loop_task.cancel()
+        tasks = [s.task for r in self.runs.values() for s in r.steps.values() if s.task and not s.task.done()]
+        for r in self.runs.values():
+            for s in r.steps.values():
+                if s.handle is not None:
+                    await self.executor.kill(s.handle, grace=1.0)
+        for t in tasks:
+            t.cancel()
+        await self.executor.close()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # ================================================================ packages and runs
+    def add_package(self, data: bytes) -> dict[str, Any]:
+        """Validate a package (without unpickling), store its payloads, remember it."""
+        pkg = read_package(data)
+        for digest, blob in pkg.payloads.items():
+            if not self.store.exists(content_key(digest)):
+                self.store.put_bytes(blob)
+        self.store.put_bytes(data)
+        with self.engine.begin() as conn:
+            if conn.execute(sa.select(db.packages.c.digest).where(db.packages.c.digest == pkg.digest)).first() is None:
+                conn.execute(db.packages.insert().values(digest=pkg.digest, name=pkg.name, size=len(data),
+                                                         spec=db.dumps(pkg.spec), created_at=db.now()))
+        return {"digest": pkg.digest, "name": pkg.name, "size": len(data), "parameters": pkg.parameters}
+
+    def package_spec(self, digest: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(db.packages.c.spec).where(db.packages.c.digest == digest)).first()
+        return db.loads(row[0]) if row else None
+
+    def create_run(self, package: str, params: dict[str, Any] | None = None, experiment: str = "Default",
+                   name: str | None = None, labels: dict[str, str] | None = None,
+                   reuse: dict[str, dict[str, Any]] | None = None) -> str:
+        spec = self.package_spec(package)
+        if spec is None:
+            raise PackageError(f"No package {package[:12]}… on this runner", hint="Upload it first (PUT /api/v1/packages).")
+        resolved = resolve_params(spec["pipeline"]["name"], spec["pipeline"]["parameters"], params or {})
+        run_id = new_run_id()
+        created = db.now()
+        name = name or f"{spec['pipeline']['name']} {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(created))}"
+        steps_ctx: dict[str, StepCtx] = {}
+        for s in spec["steps"]:
+            steps_ctx[s["name"]] = StepCtx(spec=s, component=spec["components"][s["component"]], upstream=upstream_of(s))
+        graph = {"steps": [{"name": s.name, "component": s.spec["component"], "display_name": s.spec.get("display_name", ""),
+                            "upstream": s.upstream, "group": s.spec.get("group", "")} for s in steps_ctx.values()]}
+        with self.engine.begin() as conn:
+            conn.execute(db.runs.insert().values(
+                id=run_id, name=name, pipeline=spec["pipeline"]["name"], experiment=experiment or "Default",
+                package=package, params=db.dumps(resolved), state="queued", reason="",
+                labels=db.dumps(labels or {}), created_at=created))
+            conn.execute(db.steps.insert(), [
+                {"run_id": run_id, "name": s.name, "component": s.spec["component"], "state": "pending", "attempt": 0,
+                 "max_attempts": s.max_attempts, "reason": "", "traceback": "", "outputs": "{}", "inputs": "{}"}
+                for s in steps_ctx.values()])
+        run = RunCtx(id=run_id, spec=spec, params=resolved, steps=steps_ctx, created_at=created)
+        self.runs[run_id] = run
+        self._emit(ev.RunCreated(run_id=run_id, ts=created, name=name, pipeline=spec["pipeline"]["name"],
+                                 experiment=experiment or "Default", params=resolved, graph=graph))
+        for step_name, outputs in (reuse or {}).items():
+            st = steps_ctx.get(step_name)
+            if st is not None:
+                self._finish_success(run, st, outputs, cached=True, reason="reused from the earlier run")
+        self.wake()
+        return run_id
+
+    def rerun(self, run_id: str, from_step: str | None = None) -> str:
+        """Run a run's package again with its parameters; with ``from_step``, upstream steps reuse outputs."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(db.runs).where(db.runs.c.id == run_id)).first()
+            if row is None:
+                raise KeyError(run_id)
+            step_rows = db.rows(conn.execute(sa.select(db.steps).where(db.steps.c.run_id == run_id)))
+        r = dict(row._mapping)
+        reuse: dict[str, dict[str, Any]] = {}
+        if from_step is not None:
+            spec = self.package_spec(r["package"]) or {}
+            names = {s["name"] for s in spec.get("steps", [])}
+            if from_step not in names:
+                raise NbpipeError(f"Run {run_id} has no step '{from_step}'", f"Its steps are: {', '.join(sorted(names))}.")
+            downstream = {from_step}
+            for s in spec["steps"]:  # topological order
+                if set(upstream_of(s)) & downstream:
+                    downstream.add(s["name"])
+            for sr in step_rows:
+                if sr["name"] not in downstream and sr["state"] in ev.STEP_OK:
+                    reuse[sr["name"]] = db.loads(sr["outputs"]) or {}
+        return self.create_run(r["package"], db.loads(r["params"]), r["experiment"],
+                               name=f"{r['name']} (re-run{' from ' + from_step if from_step else ''})",
+                               labels={"rerun_of": run_id}, reuse=reuse)
+
+    def cancel(self, run_id: str) -> bool:
+        run = self.runs.get(run_id)
+        if run is None:
+            return False
+        run.cancelled = True
+        for st in run.steps.values():
+            if st.state in ("pending", "retrying"):
+                self._set_step_final(run, st, "cancelled", reason="the run was cancelled")
+            elif st.state == "running" and st.handle is not None:
+                asyncio.create_task(self.executor.kill(st.handle))
+        self.wake()
+        return True
+
+    # ================================================================ the loop
+    async def _loop(self) -> None:
+        while not self._closing:
+            timeout = self._tick()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+
+    def _tick(self) -> float:
+        now = time.time()
+        next_wake = 5.0
+        for run in list(self.runs.values()):
+            if run.state == "queued":
+                run.state, run.started_at = "running", now
+                with self.engine.begin() as conn:
+                    conn.execute(db.runs.update().where(db.runs.c.id == run.id).values(state="running", started_at=now))
+                self._emit(ev.RunStarted(run_id=run.id, ts=now))
+            for st in run.steps.values():
+                if self.active >= self.parallelism:
+                    break
+                if st.state == "retrying":
+                    if st.next_at <= now and not run.cancelled:
+                        self._start(run, st)
+                    else:
+                        next_wake = min(next_wake, max(0.0, st.next_at - now))
+                elif st.state == "pending" and not run.cancelled:
+                    ups = [run.steps[u] for u in st.upstream]
+                    bad = next((u for u in ups if u.state in ("failed", "cancelled", "skipped")), None)
+                    if bad is not None:
+                        self._set_step_final(run, st, "skipped", reason=f"upstream step '{bad.name}' {bad.state}")
+                    elif all(u.state in ev.STEP_OK for u in ups):
+                        self._start(run, st)
+            if all(s.state in ev.STEP_FINAL for s in run.steps.values()):
+                self._finish_run(run)
+        return next_wake
+
+    # ================================================================ a step
+    def _resolve_inputs(self, run: RunCtx, st: StepCtx) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Job inputs, and their identities for the cache key."""
+        inputs: dict[str, Any] = {}
+        ident: dict[str, Any] = {}
+        specs = {i["name"]: i for i in st.component["inputs"]}
+        for name, b in st.spec["inputs"].items():
+            if "parameter" in b:
+                value = run.params.get(b["parameter"])
+                inputs[name] = {"kind": "value", "value": value}
+                ident[name] = {"value": value}
+            elif "value" in b:
+                inputs[name] = {"kind": "value", "value": b["value"]}
+                ident[name] = {"value": b["value"]}
+            else:
+                out = run.steps[b["step"]].outputs[b["output"]]
+                if specs[name]["kind"] == "artifact":
+                    inputs[name] = {"kind": "artifact", "key": out["key"], "format": out["format"],
+                                    "artifact_type": specs[name].get("artifact_type", "Artifact"),
+                                    "metadata": out.get("metadata") or {}, "filename": out.get("filename", "")}
+                elif "value" in out:
+                    inputs[name] = {"kind": "value", "value": out["value"]}
+                else:
+                    inputs[name] = {"kind": "value", "key": out["key"], "format": out["format"]}
+                ident[name] = {"digest": out["digest"]}
+        return inputs, ident
+
+    def _cache_key(self, st: StepCtx, ident: dict[str, Any]) -> str:
+        opts = st.options
+        key = {"component": st.component["digest"], "inputs": ident,
+               "image": st.component.get("image"), "packages": opts.get("packages", []), "env": opts.get("env", {})}
+        return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _cached(self, st: StepCtx, key: str) -> dict[str, Any] | None:
+        opts = st.options
+        if not opts.get("cache", True):
+            return None
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(db.cache).where(db.cache.c.key == key)).first()
+        if row is None:
+            return None
+        staleness = opts.get("max_cache_staleness")
+        if staleness is not None and time.time() - row.created_at > staleness:
+            return None
+        outputs = db.loads(row.outputs) or {}
+        if not all(self.store.exists(o["key"]) for o in outputs.values()):
+            return None
+        return dict(outputs)
+
+    def _start(self, run: RunCtx, st: StepCtx) -> None:
+        inputs, ident = self._resolve_inputs(run, st)
+        st.cache_key = self._cache_key(st, ident)
+        if st.attempt == 0:
+            with self.engine.begin() as conn:
+                conn.execute(db.steps.update().where(db.steps.c.run_id == run.id, db.steps.c.name == st.name)
+                             .values(inputs=db.dumps(_input_summary(st.spec["inputs"], run.params)),
+                                     cache_key=st.cache_key))
+            hit = self._cached(st, st.cache_key)
+            if hit is not None:
+                self._finish_success(run, st, hit, cached=True)
+                return
+        st.attempt += 1
+        st.state = "running"
+        st.started_at = time.time()
+        self.active += 1
+        st.task = asyncio.create_task(self._execute(run, st, inputs))
+
+    def _job(self, run: RunCtx, st: StepCtx, inputs: dict[str, Any]) -> dict[str, Any]:
+        comp = st.component
+        return {
+            "run_id": run.id, "step": st.name, "attempt": st.attempt, "component": st.spec["component"],
+            "store": self.store.config(),
+            "payload": {"key": content_key(comp["payload"]["digest"]), "serializer": comp["payload"]["serializer"]},
+            "python": comp["python"], "inputs": inputs,
+            "outputs": comp["outputs"], "return_style": comp["return_style"],
+            "result_key": f"runs/{run.id}/{st.name}/{st.attempt}/result.json",
+            "env": {**st.options.get("env", {}), "NBPIPE_RUN_ID": run.id, "NBPIPE_STEP": st.name,
+                    "NBPIPE_ATTEMPT": str(st.attempt)},
+            "image": comp.get("image"), "packages": st.options.get("packages", []),
+            "resources": st.options.get("resources", {}),
+        }
+
+    def log_path(self, run_id: str, step: str, attempt: int) -> Path:
+        return self.data_dir / "logs" / run_id / step / f"{attempt}.log"
+
+    async def _execute(self, run: RunCtx, st: StepCtx, inputs: dict[str, Any]) -> None:
+        attempt = st.attempt
+        att_id = f"{run.id}.{st.name}.{attempt}"
+        log_path = self.log_path(run.id, st.name, attempt)
+        workdir = str(self.data_dir / "work" / run.id / st.name / str(attempt))
+        job = self._job(run, st, inputs)
+        started = st.started_at or time.time()
+        with self.engine.begin() as conn:
+            conn.execute(db.attempts.insert().values(
+                id=att_id, run_id=run.id, step=st.name, attempt=attempt, state="running",
+                executor=self.executor.name, log_key=str(log_path), started_at=started, reason=""))
+            values: dict[str, Any] = {"state": "running", "attempt": attempt, "reason": "", "traceback": ""}
+            if attempt == 1:
+                values["started_at"] = started
+            conn.execute(db.steps.update().where(db.steps.c.run_id == run.id, db.steps.c.name == st.name).values(**values))
+        self._emit(ev.StepStarted(run_id=run.id, ts=started, step=st.name, attempt=attempt, max_attempts=st.max_attempts))
+        tail = LogTail(str(log_path), lambda text: self._emit(ev.StepLog(
+            run_id=run.id, ts=time.time(), step=st.name, attempt=attempt, text=text)))
+        status: ExitStatus
+        timed_out = False
+        try:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            st.handle = await self.executor.start(job, att_id, str(log_path), workdir)
+            with self.engine.begin() as conn:
+                conn.execute(db.attempts.update().where(db.attempts.c.id == att_id).values(
+                    pid=st.handle.pid, pod=st.handle.name or None))
+            tail.start()
+            timeout = st.options.get("timeout")
+            try:
+                status = await asyncio.wait_for(asyncio.shield(st.handle.done), timeout)
+            except asyncio.TimeoutError:
+                timed_out = True
+                await self.executor.kill(st.handle)
+                status = await st.handle.done
+        except Exception as exc:  # noqa: BLE001 - the executor could not start the attempt
+            log.exception("executor failed for %s", att_id)
+            status = ExitStatus(reason=f"the {self.executor.name} executor could not start the step: {exc}")
+        finally:
+            await tail.stop()
+            self.active -= 1
+            st.handle = None
+        result = self._read_result(job["result_key"])
+        finished = time.time()
+        if run.cancelled:
+            state, reason, tb = "cancelled", "the run was cancelled", ""
+        elif timed_out:
+            state, reason, tb = "failed", f"timed out after {st.options.get('timeout'):g} s and was killed", ""
+        elif result.get("status") == "succeeded" and status.ok:
+            state, reason, tb = "succeeded", "", ""
+        else:
+            err = result.get("error") or {}
+            tb = err.get("traceback") or ""
+            if err:
+                reason = f"{err.get('type')}: {err.get('message')}" if err.get("type") != "JobError" else err.get("message", "")
+            else:
+                reason = status.describe() + (" without reporting a result" if not status.reason else "")
+                tb = tail.last_lines(40)
+            state = "failed"
+        with self.engine.begin() as conn:
+            conn.execute(db.attempts.update().where(db.attempts.c.id == att_id).values(
+                state=state, finished_at=finished, exit_code=status.code if status.code is not None else
+                (-status.signal if status.signal else None), reason=reason))
+        if state == "succeeded":
+            self._finish_success(run, st, result.get("outputs") or {}, cached=False)
+        elif state == "failed" and attempt < st.max_attempts and not run.cancelled:
+            opts = st.options
+            delay = min(opts.get("backoff", 1.0) * opts.get("backoff_factor", 2.0) ** (attempt - 1),
+                        opts.get("max_backoff", 300.0))
+            st.state, st.next_at = "retrying", finished + delay
+            with self.engine.begin() as conn:
+                conn.execute(db.steps.update().where(db.steps.c.run_id == run.id, db.steps.c.name == st.name)
+                             .values(state="retrying", reason=reason, traceback=tb))
+            self._emit(ev.StepRetrying(run_id=run.id, ts=finished, step=st.name, attempt=attempt,
+                                       max_attempts=st.max_attempts, delay=delay, reason=reason))
+        else:
+            self._set_step_final(run, st, state, reason=reason, traceback=tb)
+        self.wake()
+
+    def _read_result(self, key: str) -> dict[str, Any]:
+        try:
+            data = json.loads(self.store.get_bytes(key))
+            return data if isinstance(data, dict) else {}
+        except (KeyError, ValueError, OSError):
+            return {}
+        except Exception:  # noqa: BLE001 - a remote store may raise its own errors
+            log.exception("cannot read step result %s", key)
+            return {}
+
+    def _finish_success(self, run: RunCtx, st: StepCtx, outputs: dict[str, Any], cached: bool, reason: str = "") -> None:
+        now = time.time()
+        st.outputs = outputs
+        state = "cached" if cached else "succeeded"
+        with self.engine.begin() as conn:
+            if outputs:
+                conn.execute(db.artifacts.insert(), [
+                    {"run_id": run.id, "step": st.name, "name": n, "digest": o["digest"], "key": o["key"],
+                     "kind": o["kind"], "format": o["format"], "size": o["size"], "created_at": now}
+                    for n, o in outputs.items()])
+            if not cached and st.options.get("cache", True) and st.cache_key:
+                conn.execute(db.cache.delete().where(db.cache.c.key == st.cache_key))
+                conn.execute(db.cache.insert().values(key=st.cache_key, outputs=db.dumps(outputs), run_id=run.id,
+                                                      step=st.name, created_at=now))
+        for n, o in outputs.items():
+            self._emit(ev.ArtifactSaved(run_id=run.id, ts=now, step=st.name, name=n, digest=o["digest"],
+                                        kind=o["kind"], format=o["format"], size=o["size"], preview=o.get("preview")))
+        self._set_step_final(run, st, state, reason=reason or ("result reused from the cache" if cached else ""),
+                             outputs=outputs)
+
+    def _set_step_final(self, run: RunCtx, st: StepCtx, state: str, reason: str = "", traceback: str = "",
+                        outputs: dict[str, Any] | None = None) -> None:
+        now = time.time()
+        st.state = state
+        duration = (now - st.started_at) if st.started_at else 0.0
+        values: dict[str, Any] = {"state": state, "finished_at": now, "reason": reason, "traceback": traceback}
+        if outputs is not None:
+            values["outputs"] = db.dumps(outputs)
+        with self.engine.begin() as conn:
+            conn.execute(db.steps.update().where(db.steps.c.run_id == run.id, db.steps.c.name == st.name).values(**values))
+        self._emit(ev.StepFinished(run_id=run.id, ts=now, step=st.name, state=state, attempt=st.attempt,
+                                   duration=duration, reason=reason, traceback=traceback))
+
+    def _finish_run(self, run: RunCtx) -> None:
+        now = time.time()
+        failed = [s for s in run.steps.values() if s.state == "failed"]
+        if run.cancelled:
+            state, reason = "cancelled", "cancelled by a user"
+        elif failed:
+            state = "failed"
+            reason = "; ".join(f"step '{s.name}' failed" for s in failed[:3]) + (" …" if len(failed) > 3 else "")
+        else:
+            state, reason = "succeeded", ""
+        run.state = state
+        with self.engine.begin() as conn:
+            conn.execute(db.runs.update().where(db.runs.c.id == run.id).values(state=state, reason=reason, finished_at=now))
+        self._emit(ev.RunFinished(run_id=run.id, ts=now, state=state, reason=reason,
+                                  duration=now - (run.started_at or run.created_at)))
+        self.runs.pop(run.id, None)
+
+    # ================================================================ events
+    def _emit(self, event: ev.Event) -> int:
+        data = ev.encode(event)
+        data.pop("id", None)
+        with self.engine.begin() as conn:
+            res = conn.execute(db.events.insert().values(run_id=event.run_id, type=event.type,
+                                                         data=db.dumps(data), ts=event.ts))
+            event_id = int(res.inserted_primary_key[0])
+        self._notify()
+        return event_id
+
+    def _notify(self) -> None:
+        self.event_seq += 1
+        old, self._seq_event = self._seq_event, asyncio.Event()
+        old.set()
+
+    async def wait_for_events(self, seq: int, timeout: float) -> bool:
+        """Wait until an event newer than ``seq`` (see :attr:`event_seq`) exists; False on timeout."""
+        if self.event_seq != seq:
+            return True
+        waiter = self._seq_event
+        try:
+            await asyncio.wait_for(waiter.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    # ================================================================ restart
+    def _recover(self) -> None:
+        """Reload unfinished runs after a runner restart; interrupted attempts are retried."""
+        with self.engine.connect() as conn:
+            open_runs = db.rows(conn.execute(sa.select(db.runs).where(db.runs.c.state.in_(["queued", "running"]))))
+        for r in open_runs:
+            spec = self.package_spec(r["package"])
+            if spec is None:
+                continue
+            with self.engine.connect() as conn:
+                srows = {s["name"]: s for s in db.rows(conn.execute(sa.select(db.steps).where(db.steps.c.run_id == r["id"])))}
+                stale = db.rows(conn.execute(sa.select(db.attempts).where(db.attempts.c.run_id == r["id"],
+                                                                          db.attempts.c.state == "running")))
+            for a in stale:
+                if a["pid"]:
+                    _kill_stale(a["pid"])
+            steps_ctx: dict[str, StepCtx] = {}
+            for s in spec["steps"]:
+                row = srows.get(s["name"], {})
+                st = StepCtx(spec=s, component=spec["components"][s["component"]], upstream=upstream_of(s),
+                             state=row.get("state", "pending"), attempt=row.get("attempt", 0),
+                             outputs=db.loads(row.get("outputs")) or {}, started_at=row.get("started_at"))
+                if st.state == "running":
+                    st.state, st.next_at = "retrying", 0.0
+                steps_ctx[s["name"]] = st
+            run = RunCtx(id=r["id"], spec=spec, params=db.loads(r["params"]) or {}, steps=steps_ctx,
+                         state=r["state"], created_at=r["created_at"], started_at=r["started_at"])
+            self.runs[run.id] = run
+            with self.engine.begin() as conn:
+                conn.execute(db.attempts.update().where(db.attempts.c.run_id == run.id, db.attempts.c.state == "running")
+                             .values(state="failed", reason="the runner restarted during this attempt", finished_at=db.now()))
+                conn.execute(db.steps.update().where(db.steps.c.run_id == run.id, db.steps.c.state == "running")
+                             .values(state="retrying", reason="the runner restarted during this attempt"))
+
+
+def _kill_stale(pid: int) -> None:
+    """Kill a step process group left behind by a previous runner, if it is still ours."""
+    try:
+        import psutil
+
+        cmd = " ".join(psutil.Process(pid).cmdline())
+    except Exception:  # noqa: BLE001 - gone already
+        return
+    if "nbpipe" in cmd:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _input_summary(bindings: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, b in bindings.items():
+        if "parameter" in b:
+            out[name] = {"parameter": b["parameter"], "value": params.get(b["parameter"])}
+        else:
+            out[name] = dict(b)
+    return out

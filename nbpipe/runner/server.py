@@ -1,0 +1,299 @@
+"""The runner's HTTP API (FastAPI; OpenAPI at ``/openapi.json``, docs at ``/docs``).
+
+Binds to 127.0.0.1 by default; any other address requires a token, checked on every request
+(``Authorization: Bearer …``, or ``?token=`` for EventSource clients). Events stream as
+Server-Sent Events with resumable ids (``Last-Event-ID`` or ``?after=``).
+Non-goals: scheduling logic (:mod:`.scheduler`), unpickling anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import secrets
+import socket
+import sys
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from fastapi import Body, FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
+
+from .. import __version__
+from ..errors import NbpipeError, PackageError
+from ..package import MAX_PACKAGE_BYTES
+from ..stores import open_store
+from . import db, views
+from .config import RunnerConfig
+from .scheduler import Scheduler
+
+log = logging.getLogger("nbpipe.runner")
+MIME = {"png": "image/png", "json": "application/json"}
+
+
+class RunRequest(BaseModel):
+    package: str = Field(description="sha256 digest of an uploaded package")
+    params: dict[str, Any] = Field(default_factory=dict)
+    experiment: str = "Default"
+    name: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class RerunRequest(BaseModel):
+    from_step: str | None = None
+
+
+def _error(status: int, exc: NbpipeError | str) -> JSONResponse:
+    if isinstance(exc, NbpipeError):
+        body = {"error": exc.headline, "detail": exc.detail, "hint": exc.hint, "message": exc.message}
+    else:
+        body = {"error": exc, "detail": "", "hint": "", "message": exc}
+    return JSONResponse(body, status_code=status)
+
+
+def create_app(config: RunnerConfig, on_ready: Any = None) -> FastAPI:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from .. import executors
+
+        engine = db.connect(config.db_url)
+        store = open_store(config.store_config)
+        executor = executors.get(config.executor)(**config.executor_options)
+        sched = Scheduler(engine, store, executor, config.data_dir, config.effective_parallelism)
+        await sched.start()
+        state.update(engine=engine, store=store, scheduler=sched)
+        if on_ready is not None:
+            on_ready()
+        try:
+            yield
+        finally:
+            await sched.close()
+            engine.dispose()
+
+    app = FastAPI(title="nbpipe runner", version=__version__, lifespan=lifespan,
+                  description="Runs nbpipe pipeline packages: runs, steps, logs, artifacts and a live event stream.")
+
+    def sched() -> Scheduler:
+        return state["scheduler"]  # type: ignore[no-any-return]
+
+    @app.middleware("http")
+    async def auth(request: Request, call_next: Any) -> Response:
+        if config.token and request.url.path not in ("/api/v1/health",):
+            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip() \
+                or request.query_params.get("token", "")
+            if not secrets.compare_digest(given.encode(), config.token.encode()):
+                return _error(401, NbpipeError("This nbpipe runner needs a token",
+                                               hint="Pass it as 'Authorization: Bearer <token>'."))
+        return await call_next(request)  # type: ignore[no-any-return]
+
+    @app.exception_handler(NbpipeError)
+    async def nbpipe_error(_: Request, exc: NbpipeError) -> JSONResponse:
+        return _error(400, exc)
+
+    @app.get("/api/v1/health")
+    async def health() -> dict[str, Any]:
+        s = sched()
+        return {"status": "ok", "version": __version__, "executor": s.executor.name,
+                "store": s.store.config().get("type"), "active_runs": len(s.runs), "running_steps": s.active,
+                "parallelism": s.parallelism, "pid": os.getpid()}
+
+    @app.head("/api/v1/packages/{digest}")
+    async def has_package(digest: str) -> Response:
+        return Response(status_code=200 if sched().package_spec(digest) is not None else 404)
+
+    @app.put("/api/v1/packages/{digest}", status_code=201)
+    async def put_package(digest: str, request: Request) -> Any:
+        length = int(request.headers.get("content-length") or 0)
+        if length > MAX_PACKAGE_BYTES:
+            return _error(413, PackageError(f"The package is {length / 1e6:.1f} MB, over the "
+                                            f"{MAX_PACKAGE_BYTES / 1e6:.0f} MB limit"))
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_PACKAGE_BYTES:
+                return _error(413, PackageError(f"The package is over the {MAX_PACKAGE_BYTES / 1e6:.0f} MB limit"))
+            chunks.append(chunk)
+        data = b"".join(chunks)
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != digest:
+            return _error(400, PackageError("The uploaded package does not match its digest",
+                                            f"expected {digest[:12]}…, got {actual[:12]}…", "Upload it again."))
+        try:
+            return await asyncio.to_thread(sched().add_package, data)
+        except PackageError as exc:
+            return _error(400, exc)
+
+    @app.post("/api/v1/runs", status_code=201)
+    async def create_run(req: RunRequest) -> Any:
+        try:
+            run_id = sched().create_run(req.package, req.params, req.experiment, req.name, req.labels)
+        except PackageError as exc:
+            return _error(404, exc)
+        return views.snapshot(state["engine"], run_id)
+
+    @app.get("/api/v1/runs")
+    async def list_runs(experiment: str | None = None, state_: str | None = Query(None, alias="state"),
+                        pipeline: str | None = None, limit: int = Query(50, ge=1, le=1000),
+                        offset: int = Query(0, ge=0)) -> list[dict[str, Any]]:
+        return views.list_runs(state["engine"], experiment, state_, pipeline, limit, offset)
+
+    @app.get("/api/v1/experiments")
+    async def experiments() -> list[dict[str, Any]]:
+        import sqlalchemy as sa
+
+        with state["engine"].connect() as conn:
+            rows = conn.execute(sa.select(db.runs.c.experiment, sa.func.count(), sa.func.max(db.runs.c.created_at))
+                                .group_by(db.runs.c.experiment)).all()
+        return [{"name": r[0], "runs": r[1], "last_run_at": r[2]} for r in rows]
+
+    @app.get("/api/v1/runs/{run_id}")
+    async def get_run(run_id: str) -> Any:
+        snap = views.snapshot(state["engine"], run_id)
+        if snap is None:
+            return _error(404, f"No run {run_id}")
+        return snap
+
+    @app.post("/api/v1/runs/{run_id}/cancel")
+    async def cancel_run(run_id: str) -> Any:
+        snap = views.snapshot(state["engine"], run_id)
+        if snap is None:
+            return _error(404, f"No run {run_id}")
+        return {"id": run_id, "cancelling": sched().cancel(run_id), "state": snap["state"]}
+
+    @app.post("/api/v1/runs/{run_id}/rerun", status_code=201)
+    async def rerun(run_id: str, req: RerunRequest = Body(default_factory=RerunRequest)) -> Any:
+        try:
+            new_id = sched().rerun(run_id, req.from_step)
+        except KeyError:
+            return _error(404, f"No run {run_id}")
+        return views.snapshot(state["engine"], new_id)
+
+    async def _sse(request: Request, run_id: str | None, after: int) -> AsyncIterator[bytes]:
+        s = sched()
+        last = after
+        while True:
+            seq = s.event_seq
+            batch = views.events_after(state["engine"], run_id, last, 500)
+            for e in batch:
+                last = e["id"]
+                yield f"id: {e['id']}\nevent: {e['type']}\ndata: {json.dumps(e)}\n\n".encode()
+            if run_id is not None and any(e["type"] == "RunFinished" for e in batch):
+                return
+            if batch:
+                continue
+            if run_id is not None and run_id not in s.runs:
+                snap = views.snapshot(state["engine"], run_id)
+                if snap is None or snap["state"] in ("succeeded", "failed", "cancelled"):
+                    return
+            if await request.is_disconnected():
+                return
+            if not await s.wait_for_events(seq, 15.0):
+                yield b": keep-alive\n\n"
+
+    def _after(request: Request, after: int | None) -> int:
+        if after is not None:
+            return after
+        try:
+            return int(request.headers.get("last-event-id", "0"))
+        except ValueError:
+            return 0
+
+    sse_headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+    @app.get("/api/v1/runs/{run_id}/events", response_class=StreamingResponse,
+             description="Server-Sent Events of one run; ends after RunFinished. Resume with Last-Event-ID.")
+    async def run_events(run_id: str, request: Request, after: int | None = None) -> Any:
+        if views.snapshot(state["engine"], run_id) is None:
+            return _error(404, f"No run {run_id}")
+        return StreamingResponse(_sse(request, run_id, _after(request, after)), media_type="text/event-stream",
+                                 headers=sse_headers)
+
+    @app.get("/api/v1/events", response_class=StreamingResponse,
+             description="Server-Sent Events of all runs (for run lists).")
+    async def all_events(request: Request, after: int | None = None) -> Any:
+        return StreamingResponse(_sse(request, None, _after(request, after)), media_type="text/event-stream",
+                                 headers=sse_headers)
+
+    @app.get("/api/v1/runs/{run_id}/steps/{step}/logs", response_class=PlainTextResponse)
+    async def step_logs(run_id: str, step: str, attempt: int | None = None, offset: int = Query(0, ge=0)) -> Any:
+        found = views.attempt_log(state["engine"], run_id, step, attempt)
+        if found is None:
+            if views.snapshot(state["engine"], run_id) is None:
+                return _error(404, f"No run {run_id}")
+            return PlainTextResponse("", headers={"X-Nbpipe-Attempt": "0"})
+        path, att = found
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                text = fh.read().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            text = ""
+        return PlainTextResponse(text, headers={"X-Nbpipe-Attempt": str(att)})
+
+    @app.get("/api/v1/artifacts/{digest}")
+    async def artifact(digest: str, mime: str | None = None) -> Any:
+        from ..stores.base import content_key
+
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            return _error(400, "Not a sha256 digest")
+        key = content_key(digest)
+        store = state["store"]
+        if not store.exists(key):
+            return _error(404, f"No artifact {digest[:12]}…")
+        media = mime if mime in ("image/png", "image/jpeg", "image/gif", "image/svg+xml", "text/plain",
+                                 "application/json", "text/csv") else "application/octet-stream"
+        path = store.local_path(key)
+        if path is not None:
+            return FileResponse(path, media_type=media)
+        url = store.url_for(key)
+        if url:
+            return Response(status_code=307, headers={"Location": url})
+        return Response(await asyncio.to_thread(store.get_bytes, key), media_type=media)
+
+    return app
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        raise NbpipeError(f"Cannot listen on {host}:{port} ({exc.strerror})",
+                          hint="Pick another --port (0 picks a free one) or stop what uses it.") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(config: RunnerConfig, ready_file: str | None = None, log_level: str = "warning") -> None:
+    """Run the runner in the foreground until interrupted."""
+    import uvicorn
+
+    config.check()
+    sock = bind_socket(config.host, config.port)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}"
+    def _ready() -> None:
+        info = {"url": url, "pid": os.getpid(), "data_dir": str(config.data_dir), "started_at": time.time(),
+                "python": sys.executable, "version": __version__}
+        if ready_file:
+            tmp = Path(ready_file).with_suffix(".tmp")
+            tmp.write_text(json.dumps(info))
+            os.replace(tmp, ready_file)
+        print(f"nbpipe runner {__version__} listening on {url} (data: {config.data_dir})", flush=True)
+
+    app = create_app(config, on_ready=_ready)
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on", access_log=False))
+    server.run(sockets=[sock])

@@ -1,0 +1,314 @@
+"""``RunView``: the live run graph in a notebook, an anywidget over ``run_view.js``.
+
+The widget's model holds the run snapshot (the runner's JSON), the logs of the selected step
+and image previews as data URLs. A daemon thread follows the run's event stream (SSE, pushed
+by the runner, never polled) and folds each event into the snapshot here in Python with
+:func:`apply_event`; another thread sends the changed state to the front end at most ten
+times a second. The kernel stays free: ``show(run)`` returns at once and the user keeps
+running cells while the graph updates.
+
+Non-goals: drawing (``run_view.js`` does, for the Lab panel too), talking HTTP (``Run`` and
+``Client`` do), and keeping runs alive (the runner owns them; the widget only watches).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import re
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anywidget
+import traitlets
+
+from .. import events as ev
+from ..errors import NbpipeError
+
+if TYPE_CHECKING:
+    from ..client import Run
+
+HERE = Path(__file__).parent
+MAX_LOG_CHARS = 256 * 1024  # per step, kept from the end: what the widget shows, not the archive
+MAX_IMAGE_BYTES = 4 * 1024 * 1024
+_IMPORT = re.compile(r'^import\s*\{[^}]*\}\s*from\s*"\./(run_view[\w.]*\.js)";?[ \t]*\n?', re.M)
+_EXPORT = re.compile(r"^export\s+(?=(?:async\s+)?(?:function|class|const|let)\b)", re.M)
+
+
+def bundle_esm(entry: Path) -> str:
+    """One ES module from ``run_view.js`` and its ``run_view_*.js`` siblings.
+
+    anywidget loads ``_esm`` from a ``blob:`` URL, where relative imports cannot resolve, so
+    siblings are inlined in dependency order without their import lines and ``export``
+    keywords; the entry keeps its exports. Top-level names are unique across the files.
+    """
+    order: list[Path] = []
+
+    def visit(path: Path, stack: tuple[Path, ...]) -> None:
+        if path in order:
+            return
+        if path in stack:
+            raise ValueError(f"Import cycle through {path.name}")
+        for dep in _IMPORT.findall(path.read_text(encoding="utf-8")):
+            visit(path.with_name(dep), stack + (path,))
+        order.append(path)
+
+    visit(entry, ())
+    parts = []
+    for path in order:
+        text = _IMPORT.sub("", path.read_text(encoding="utf-8"))
+        if path != entry:
+            text = _EXPORT.sub("", text)
+        parts.append(f"// ---- {path.name}\n{text}")
+    return "\n".join(parts)
+
+
+def _fresh_step(spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": str(spec.get("name", "")), "component": spec.get("component") or spec.get("name", ""),
+        "display_name": spec.get("display_name") or "", "upstream": [str(u) for u in spec.get("upstream") or []],
+        "group": spec.get("group") or "", "state": "pending", "attempt": 0, "max_attempts": 1,
+        "started_at": None, "finished_at": None, "duration": None, "reason": "", "traceback": "",
+        "cached": False, "inputs": dict(spec.get("inputs") or {}), "outputs": {},
+    }
+
+
+def apply_event(snapshot: dict[str, Any], event: ev.Event) -> bool:
+    """Fold one event into a run snapshot in place, as ``run_view_state.js`` does in the browser.
+
+    Returns True if the snapshot changed. Events at or below ``last_event_id`` are ignored,
+    so replaying a stream over a fresh snapshot is safe.
+    """
+    if event.id and event.id <= int(snapshot.get("last_event_id") or 0):
+        return False
+    steps: list[dict[str, Any]] = snapshot.setdefault("steps", [])
+    step = next((s for s in steps if s["name"] == getattr(event, "step", None)), None)
+    if isinstance(event, ev.RunCreated):
+        snapshot.update(name=event.name or snapshot.get("name", ""), pipeline=event.pipeline or snapshot.get("pipeline", ""),
+                        experiment=event.experiment, params=dict(event.params), state="queued", created_at=event.ts)
+        if event.graph.get("steps"):
+            snapshot["steps"] = [_fresh_step(s) for s in event.graph["steps"]]
+    elif isinstance(event, ev.RunStarted):
+        snapshot.update(state="running", started_at=event.ts)
+    elif isinstance(event, ev.RunFinished):
+        snapshot.update(state=event.state, reason=event.reason, finished_at=event.ts,
+                        duration=event.duration or snapshot.get("duration"))
+    elif step is None:
+        return False  # a step event for a step the snapshot does not know (yet): nothing to fold into
+    elif isinstance(event, ev.StepStarted):
+        step.update(state="running", attempt=event.attempt, max_attempts=event.max_attempts or step["max_attempts"],
+                    started_at=event.ts, finished_at=None, duration=None, reason="", traceback="", cached=False)
+    elif isinstance(event, ev.StepRetrying):
+        step.update(state="retrying", attempt=event.attempt, reason=event.reason,
+                    max_attempts=event.max_attempts or step["max_attempts"])
+    elif isinstance(event, ev.ArtifactSaved):
+        step["outputs"] = {**step.get("outputs", {}), event.name: {
+            "digest": event.digest, "kind": event.kind, "format": event.format, "size": event.size,
+            "preview": event.preview}}
+    elif isinstance(event, ev.StepFinished):
+        step.update(state=event.state, attempt=event.attempt or step["attempt"], duration=event.duration,
+                    reason=event.reason, traceback=event.traceback, finished_at=event.ts,
+                    cached=event.state == "cached")
+    elif not isinstance(event, ev.StepLog):
+        return False
+    if event.id:
+        snapshot["last_event_id"] = event.id
+    return not isinstance(event, ev.StepLog)
+
+
+def image_previews(preview: Any) -> list[tuple[str, str]]:
+    """(digest, mime) of every image in a preview, including inside ``multi`` previews."""
+    if not isinstance(preview, dict):
+        return []
+    if preview.get("type") == "image" and preview.get("digest"):
+        return [(str(preview["digest"]), str(preview.get("mime") or "image/png"))]
+    if preview.get("type") == "multi":
+        return [img for item in preview.get("items") or [] for img in image_previews(item)]
+    return []
+
+
+def _snapshot_images(snapshot: dict[str, Any]) -> list[tuple[str, str]]:
+    return [img for s in snapshot.get("steps", []) for out in (s.get("outputs") or {}).values()
+            for img in image_previews(out.get("preview"))]
+
+
+class RunView(anywidget.AnyWidget):
+    """The live graph of one run. ``RunView(run)`` starts following it; display it like any widget.
+
+    Parameters
+    ----------
+    run : nbpipe.client.Run
+        The run to show (from ``nbpipe.run`` or ``nbpipe.attach``).
+    interval : float
+        Least time between two updates sent to the front end, in seconds.
+    """
+
+    _esm = bundle_esm(HERE / "run_view.js")
+    _css = (HERE / "run_view.css").read_text(encoding="utf-8") if (HERE / "run_view.css").is_file() else ""
+
+    snapshot = traitlets.Dict().tag(sync=True)
+    logs = traitlets.Dict().tag(sync=True)
+    images = traitlets.Dict().tag(sync=True)
+    selected = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, run: Run, *, interval: float = 0.1, **kwargs: Any) -> None:
+        snap = run.snapshot()
+        super().__init__(snapshot=copy.deepcopy(snap), **kwargs)
+        self.run = run
+        self.interval = interval
+        self.error = ""
+        self._snap = snap
+        self._logs: dict[str, str] = {}
+        self._images: dict[str, str] = {}
+        self._pending_images: list[tuple[str, str]] = _snapshot_images(snap)
+        self._want_logs: str | None = None
+        self._dirty = bool(self._pending_images)
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._finished = threading.Event()  # the stream reached RunFinished (or failed)
+        self._synced = threading.Event()  # ...and the front end was sent that final state
+        self.on_msg(self._on_msg)
+        self.observe(self._on_selected, names="selected")
+        if snap.get("state") in ev.RUN_FINAL:
+            self._finished.set()
+        else:
+            threading.Thread(target=self._follow, name=f"nbpipe-follow-{run.id}", daemon=True).start()
+        threading.Thread(target=self._publish, name=f"nbpipe-publish-{run.id}", daemon=True).start()
+
+    def __repr__(self) -> str:
+        return f"<RunView {self.run.id} {self._snap.get('state', '')}>"
+
+    # ------------------------------------------------------------------ public
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the run finished and the widget showed it; False on timeout."""
+        return self._synced.wait(timeout)
+
+    def close(self) -> None:
+        """Stop following the run and close the widget."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        super().close()
+
+    # ------------------------------------------------------------------ front end → kernel
+
+    def _on_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if not isinstance(content, dict) or content.get("type") != "action":
+            return
+        action = content.get("action")
+        try:
+            if action == "cancel":
+                self.run.cancel()
+            elif action == "rerun":
+                from IPython.display import display
+
+                display(RunView(self.run.rerun()))
+        except NbpipeError as exc:
+            self.error = exc.message
+            self.send({"type": "error", "message": exc.message})
+
+    def _on_selected(self, change: dict[str, Any]) -> None:
+        with self._cond:
+            self._want_logs = change["new"] or None
+            self._cond.notify_all()
+
+    # ------------------------------------------------------------------ threads
+
+    def _follow(self) -> None:
+        """Consume the run's events; fold them in; wake the publisher."""
+        try:
+            for event in self.run.events(after=int(self._snap.get("last_event_id") or 0), follow=True):
+                with self._cond:
+                    if self._stopped:
+                        return
+                    changed = apply_event(self._snap, event)
+                    if isinstance(event, ev.StepLog):
+                        text = self._logs.get(event.step, "") + event.text
+                        self._logs[event.step] = text[-MAX_LOG_CHARS:]
+                        changed = event.step == self.selected
+                    elif isinstance(event, ev.ArtifactSaved):
+                        self._pending_images.extend(image_previews(event.preview))
+                    self._dirty = self._dirty or changed
+                    self._cond.notify_all()
+                if isinstance(event, ev.RunFinished):
+                    break
+        except NbpipeError as exc:
+            self.error = exc.message
+        finally:
+            with self._cond:
+                try:  # the authoritative final state, in case the stream ended early
+                    self._snap = self.run.snapshot()
+                except NbpipeError as exc:
+                    self.error = self.error or exc.message
+                self._dirty = True
+                self._finished.set()
+                self._cond.notify_all()
+
+    def _publish(self) -> None:
+        """Send changes to the front end, at most once per ``interval``."""
+        last = 0.0
+        while True:
+            with self._cond:
+                while not (self._dirty or self._want_logs or self._stopped):
+                    if self._finished.is_set() and not self._pending_images:
+                        self._synced.set()
+                    self._cond.wait()
+                if self._stopped:
+                    return
+            time.sleep(max(0.0, last + self.interval - time.monotonic()))
+            self._load_wanted_logs()
+            self._load_images()
+            with self._cond:
+                snap = copy.deepcopy(self._snap)
+                logs = {self.selected: self._logs.get(self.selected, "")} if self.selected else {}
+                self._dirty = False
+                finished = self._finished.is_set()
+            self.snapshot = snap
+            if logs != self.logs:
+                self.logs = logs
+            if self._images.keys() != self.images.keys():
+                self.images = dict(self._images)
+            last = time.monotonic()
+            if finished and snap.get("state") in ev.RUN_FINAL:
+                self._synced.set()
+
+    def _load_wanted_logs(self) -> None:
+        with self._cond:
+            step, self._want_logs = self._want_logs, None
+        if not step:
+            return
+        try:
+            text = self.run.logs(step)
+        except NbpipeError as exc:
+            text = f"(logs unavailable: {exc.message})"
+        with self._cond:
+            self._logs[step] = text[-MAX_LOG_CHARS:]
+            self._dirty = True
+
+    def _load_images(self) -> None:
+        with self._cond:
+            pending, self._pending_images = self._pending_images, []
+        for digest, mime in pending:
+            if digest in self._images:
+                continue
+            try:
+                data = self.run.client.artifact(digest)
+            except NbpipeError:
+                continue  # the preview shows "not available"; the run itself is unaffected
+            if len(data) <= MAX_IMAGE_BYTES:
+                self._images[digest] = f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def show(run: Run) -> RunView:
+    """Display the live graph of ``run`` in the notebook and return the widget.
+
+    Hook for ``Run._ipython_display_``: ``nbpipe.widgets.show(self)``.
+    """
+    from IPython.display import display
+
+    view = RunView(run)
+    display(view)
+    return view

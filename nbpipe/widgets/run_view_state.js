@@ -1,0 +1,181 @@
+// Run state for the run view: a mutable copy of the runner's snapshot that events are folded into.
+//
+// Mirrors nbpipe/events.py (the only wire format) and the snapshot of GET /api/v1/runs/{id}.
+// Non-goals: talking to the runner, touching the DOM. Every function here is pure or mutates only
+// the run object it is given, so the view can diff what changed and repaint just that.
+
+export const RUN_ACTIVE = new Set(["queued", "running"]);
+export const STEP_ACTIVE = new Set(["running", "retrying"]);
+export const STEP_ORDER = ["running", "retrying", "pending", "succeeded", "cached", "failed", "cancelled", "skipped"];
+export const STATE_ICONS = {
+  pending: "○", running: "", retrying: "↻", succeeded: "✓", cached: "⚡",
+  failed: "✗", cancelled: "⊘", skipped: "↷", queued: "○",
+};
+
+const LOG_LIMIT = 2_000_000; // characters kept per step; older output is trimmed from the front
+
+function freshStep(spec) {
+  return {
+    name: String(spec.name), component: spec.component || spec.name, display_name: spec.display_name || "",
+    upstream: Array.isArray(spec.upstream) ? spec.upstream.map(String) : [], group: spec.group || "",
+    state: "pending", attempt: 0, max_attempts: 1, started_at: null, finished_at: null, duration: null,
+    reason: "", traceback: "", cached: false, inputs: {}, outputs: {},
+  };
+}
+
+/** Copy a snapshot into the view's own run object (the caller's object is never mutated). */
+export function runFromSnapshot(snapshot) {
+  const s = snapshot || {};
+  const run = {
+    id: s.id || "", name: s.name || "", pipeline: s.pipeline || "", experiment: s.experiment || "",
+    state: s.state || "queued", params: { ...(s.params || {}) }, created_at: s.created_at ?? null,
+    started_at: s.started_at ?? null, finished_at: s.finished_at ?? null, duration: s.duration ?? null,
+    reason: s.reason || "", last_event_id: Number(s.last_event_id) || 0, steps: [], byName: new Map(),
+  };
+  for (const spec of s.steps || []) {
+    const step = Object.assign(freshStep(spec), spec);
+    step.upstream = freshStep(spec).upstream;
+    step.inputs = { ...(spec.inputs || {}) };
+    step.outputs = { ...(spec.outputs || {}) };
+    run.steps.push(step);
+    run.byName.set(step.name, step);
+  }
+  return run;
+}
+
+/** A string that changes exactly when the graph's shape (names + edges) changes. */
+export function graphKey(run) {
+  return run.steps.map((s) => `${s.name}<${s.upstream.join(",")}`).join("|");
+}
+
+/**
+ * Fold one event into ``run``. Returns what changed so the view repaints only that:
+ * ``{run, graph, steps: [names], log: {step, attempt, stream, text} | null}`` or null if ignored.
+ */
+export function applyRunEvent(run, ev) {
+  if (!ev || typeof ev !== "object") return null;
+  const id = Number(ev.id) || 0;
+  if (id && id <= run.last_event_id) return null;
+  const change = { run: false, graph: false, steps: [], log: null };
+  const step = ev.step != null ? run.byName.get(String(ev.step)) : null;
+  switch (ev.type) {
+    case "RunCreated": {
+      Object.assign(run, {
+        name: ev.name || run.name, pipeline: ev.pipeline || run.pipeline, experiment: ev.experiment || run.experiment,
+        params: { ...(ev.params || {}) }, state: "queued", created_at: ev.ts ?? run.created_at,
+      });
+      run.steps = ((ev.graph && ev.graph.steps) || []).map(freshStep);
+      run.byName = new Map(run.steps.map((s) => [s.name, s]));
+      change.run = change.graph = true;
+      break;
+    }
+    case "RunStarted":
+      run.state = "running";
+      run.started_at = ev.ts ?? run.started_at;
+      change.run = true;
+      break;
+    case "RunFinished":
+      Object.assign(run, { state: ev.state || "succeeded", reason: ev.reason || "", finished_at: ev.ts ?? null });
+      run.duration = ev.duration ?? run.duration;
+      change.run = true;
+      break;
+    case "StepStarted":
+      if (!step) return null;
+      Object.assign(step, {
+        state: "running", attempt: ev.attempt || 1, max_attempts: ev.max_attempts || step.max_attempts || 1,
+        started_at: ev.ts ?? null, finished_at: null, duration: null, reason: "", traceback: "", cached: false,
+      });
+      break;
+    case "StepRetrying":
+      if (!step) return null;
+      Object.assign(step, {
+        state: "retrying", attempt: ev.attempt || step.attempt, reason: ev.reason || "",
+        max_attempts: ev.max_attempts || step.max_attempts,
+      });
+      break;
+    case "StepLog":
+      if (!step) return null;
+      change.log = { step: step.name, attempt: ev.attempt || step.attempt || 1, stream: ev.stream || "stdout", text: String(ev.text ?? "") };
+      break;
+    case "ArtifactSaved":
+      if (!step || ev.name == null) return null;
+      step.outputs = { ...step.outputs, [ev.name]: {
+        digest: ev.digest || "", kind: ev.kind || "value", format: ev.format || "", size: ev.size ?? null, preview: ev.preview ?? null,
+      } };
+      break;
+    case "StepFinished":
+      if (!step) return null;
+      Object.assign(step, {
+        state: ev.state || "succeeded", attempt: ev.attempt || step.attempt, duration: ev.duration ?? step.duration,
+        reason: ev.reason || "", traceback: ev.traceback || "", finished_at: ev.ts ?? null, cached: ev.state === "cached",
+      });
+      break;
+    default:
+      return null;
+  }
+  if (step) change.steps.push(step.name);
+  if (id) run.last_event_id = id;
+  return change;
+}
+
+/** Per-step log buffer: chunks of {attempt, stream, text}, trimmed from the front past LOG_LIMIT. */
+export class LogBook {
+  constructor() { this.byStep = new Map(); }
+  get(step) { return this.byStep.get(step) || null; }
+  set(step, text) {
+    const entry = { chunks: [{ attempt: 0, stream: "stdout", text: String(text ?? "") }], size: 0, trimmed: false, loaded: true };
+    entry.size = entry.chunks[0].text.length;
+    this.byStep.set(step, entry);
+    return entry;
+  }
+  append(step, attempt, stream, text) {
+    let entry = this.byStep.get(step);
+    if (!entry) { entry = { chunks: [], size: 0, trimmed: false, loaded: false }; this.byStep.set(step, entry); }
+    const last = entry.chunks[entry.chunks.length - 1];
+    if (last && last.attempt === attempt && last.stream === stream) last.text += text;
+    else entry.chunks.push({ attempt, stream, text });
+    entry.size += text.length;
+    while (entry.size > LOG_LIMIT && entry.chunks.length > 1) {
+      entry.size -= entry.chunks.shift().text.length;
+      entry.trimmed = true;
+    }
+    return entry;
+  }
+}
+
+/** "850 ms", "4.2 s", "3m 05s", "2h 04m". */
+export function formatDuration(seconds) {
+  if (seconds == null || !Number.isFinite(seconds) || seconds < 0) return "";
+  if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
+  if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 1 : 0)} s`;
+  const m = Math.floor(seconds / 60), s = Math.floor(seconds % 60);
+  if (m < 60) return `${m}m ${String(s).padStart(2, "0")}s`;
+  return `${Math.floor(m / 60)}h ${String(m % 60).padStart(2, "0")}m`;
+}
+
+/** Seconds a step (or the run) has been going: final duration, else live from started_at. */
+export function elapsedOf(item, now) {
+  if (item.duration != null) return item.duration;
+  if (item.started_at == null) return null;
+  const end = item.finished_at ?? now;
+  return Math.max(0, end - item.started_at);
+}
+
+export function formatBytes(n) {
+  if (n == null || !Number.isFinite(Number(n))) return "";
+  n = Number(n);
+  const units = ["B", "kB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i += 1; }
+  return `${i ? n.toFixed(n < 10 ? 1 : 0) : n} ${units[i]}`;
+}
+
+/** Short text for a parameter or literal value (JSON for objects, capped). */
+export function formatValue(value, limit = 80) {
+  let text;
+  if (typeof value === "string") text = JSON.stringify(value);
+  else if (typeof value === "number") text = Number.isInteger(value) ? String(value) : String(Number(value.toPrecision(6)));
+  else { try { text = JSON.stringify(value); } catch { text = String(value); } }
+  if (text === undefined) text = String(value);
+  return text.length > limit ? `${text.slice(0, limit - 1)}…` : text;
+}
