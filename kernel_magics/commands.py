@@ -1,0 +1,246 @@
+"""The ``%nbpipe`` line magic's commands: run, runs, logs, cancel, config, pull, attach.
+
+Each command is a few lines over :mod:`nbpipe.client` and :mod:`nbpipe.widgets`; argument
+mistakes and SDK/runner errors surface as one-line ``UsageError``\\ s.
+
+Non-goals: a second client (everything goes through ``nbpipe.client``) or waiting in the
+background (``run`` returns at once; the widget follows the run on its own thread).
+"""
+
+from __future__ import annotations
+
+import ast
+import time
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic_arguments import MagicArgumentParser
+
+from nbpipe.errors import NbpipeError
+from nbpipe.events import RUN_FINAL, STEP_OK
+from nbpipe.pipeline import Pipeline
+
+if TYPE_CHECKING:
+    from nbpipe.client import Run
+    from nbpipe.widgets import RunView
+
+    from .magics import NbpipeMagics
+
+
+def parse_value(text: str) -> Any:
+    """``k=v`` values: Python literals (``3``, ``0.5``, ``[1, 2]``, ``'a'``), else the text itself."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _parser() -> MagicArgumentParser:
+    parser = MagicArgumentParser(prog="%nbpipe", description="Run and inspect nbpipe pipelines.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=MagicArgumentParser)
+    p = sub.add_parser("run", help="Submit a pipeline and show its live run graph.")
+    p.add_argument("args", nargs="*", help="[PIPELINE] [param=value ...]; without PIPELINE, the pipeline "
+                   "inferred from this notebook's %%%%component cells.")
+    p.add_argument("--experiment", default="Default", help="Experiment to file the run under.")
+    p.add_argument("--name", help="Run name.")
+    p = sub.add_parser("runs", help="List recent runs.")
+    p.add_argument("--experiment", help="Only this experiment.")
+    p.add_argument("--limit", type=int, default=20)
+    p = sub.add_parser("logs", help="Print a step's logs.")
+    p.add_argument("run", help="Run id.")
+    p.add_argument("step", help="Step name.")
+    p.add_argument("--attempt", type=int, help="Attempt number (default: all).")
+    p = sub.add_parser("cancel", help="Cancel a run.")
+    p.add_argument("run", nargs="?", help="Run id (default: the last run of this kernel).")
+    p = sub.add_parser("config", help="Choose the runner: runner=URL token=T (runner=local: the embedded one).")
+    p.add_argument("settings", nargs="+", help="runner=URL and/or token=TOKEN")
+    p = sub.add_parser("pull", help="Load a run's step outputs into the notebook (a failed step: its inputs).")
+    p.add_argument("run", nargs="?", help="Run id (default: the last run of this kernel).")
+    p.add_argument("step", nargs="?", help="Step name (default: every step).")
+    p.add_argument("--timeout", type=float, help="Seconds to wait for an unfinished run.")
+    p = sub.add_parser("attach", help="Show an existing run's live graph (e.g. after a kernel restart).")
+    p.add_argument("run", help="Run id.")
+    return parser
+
+
+def format_runs(runs: list[dict[str, Any]]) -> str:
+    """A plain-text table of runs, newest first, as the runner lists them."""
+    if not runs:
+        return "No runs yet."
+    rows = [("RUN", "PIPELINE", "STATE", "CREATED", "DURATION")]
+    for r in runs:
+        created = r.get("created_at")
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created)) if isinstance(created, (int, float)) \
+            else str(created or "")
+        dur = r.get("duration")
+        rows.append((str(r.get("id", "")), str(r.get("pipeline") or r.get("name") or ""), str(r.get("state", "")),
+                     when, f"{dur:.1f} s" if isinstance(dur, (int, float)) else ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+
+
+class NbpipeCommands:
+    """The state ``%nbpipe`` keeps per kernel: the widgets it showed and the last run."""
+
+    def __init__(self, shell: Any, magics: "NbpipeMagics") -> None:
+        self.shell = shell
+        self.magics = magics
+        self.parser = _parser()
+        self.views: dict[str, RunView] = {}
+        self.last_run: Run | None = None
+
+    def dispatch(self, line: str) -> Any:
+        """Parse ``line`` and run the command; NbpipeError becomes a one-line UsageError."""
+        args = self.parser.parse_argstring(line)
+        try:
+            return getattr(self, f"cmd_{args.command}")(args)
+        except NbpipeError as exc:
+            raise UsageError(exc.message) from None
+
+    # ------------------------------------------------------------------ helpers
+
+    def _run(self, run_id: str | None) -> Run:
+        import nbpipe.client
+
+        if run_id is None:
+            if self.last_run is None:
+                raise UsageError("No run yet in this kernel; start one with %nbpipe run, or name a run id.")
+            return self.last_run
+        if self.last_run is not None and self.last_run.id == run_id:
+            return self.last_run
+        return nbpipe.client.attach(run_id)
+
+    def _show(self, run: Run) -> RunView:
+        from nbpipe.widgets import show
+
+        self.last_run = run
+        view = show(run)
+        self.views[run.id] = view
+        return view
+
+    def _pipeline(self, name: str | None) -> Any:
+        ns = self.shell.user_ns
+        if name is None:
+            if self.magics.cells:
+                return self.magics.notebook_pipeline()
+            found = [k for k, v in ns.items() if isinstance(v, Pipeline) and not k.startswith("_")]
+            if len(found) == 1:
+                return ns[found[0]]
+            if found:
+                raise UsageError(f"This notebook has {len(found)} pipelines ({', '.join(found)}); name one: "
+                                 f"%nbpipe run {found[0]}")
+            raise UsageError("Nothing to run: define a pipeline (%%pipeline or @nbpipe.pipeline) or mark cells "
+                             "with %%component, then %nbpipe run.")
+        value = ns.get(name)
+        if isinstance(value, Pipeline):
+            return value
+        if name.endswith(".nbpipe"):
+            return name  # a package file; nbpipe.run reads it
+        what = "is not defined" if name not in ns else f"is a {type(value).__name__}, not a pipeline"
+        raise UsageError(f"'{name}' {what}; run a pipeline made with %%pipeline or @nbpipe.pipeline.")
+
+    def _wait(self, run: Run, timeout: float | None) -> dict[str, Any]:
+        """Wait for a run to finish (and its widget to show that); return the final snapshot."""
+        view = self.views.get(run.id)
+        if view is not None:
+            view.wait(timeout)
+        else:
+            run.wait(timeout, raise_on_failure=False)
+        snap = run.snapshot()
+        if snap["state"] not in RUN_FINAL:
+            raise UsageError(f"Run {run.id} is still {snap['state']}; pull it when it finishes.")
+        return snap
+
+    # ------------------------------------------------------------------ commands
+
+    def cmd_run(self, args: Any) -> None:
+        import nbpipe.client
+
+        target = [a for a in args.args if "=" not in a]
+        if len(target) > 1:
+            raise UsageError(f"Give one pipeline and param=value pairs; got {' '.join(target)}.")
+        params = {k: parse_value(v) for k, v in (a.split("=", 1) for a in args.args if "=" in a)}
+        pipe = self._pipeline(target[0] if target else None)
+        run = nbpipe.client.run(pipe, experiment=args.experiment, name=args.name, **params)
+        self._show(run)
+
+    def cmd_attach(self, args: Any) -> None:
+        import nbpipe.client
+
+        self._show(nbpipe.client.attach(args.run))
+
+    def cmd_runs(self, args: Any) -> None:
+        from nbpipe.client import default_client
+
+        print(format_runs(default_client().runs(experiment=args.experiment, limit=args.limit)))
+
+    def cmd_logs(self, args: Any) -> None:
+        from nbpipe.client import default_client
+
+        text = default_client().logs(args.run, args.step, args.attempt)
+        print(text if text else f"(step '{args.step}' of run {args.run} has written no logs yet)")
+
+    def cmd_cancel(self, args: Any) -> None:
+        run = self._run(args.run)
+        run.cancel()
+        print(f"Cancelling run {run.id}.")
+
+    def cmd_config(self, args: Any) -> None:
+        import nbpipe.client
+
+        settings: dict[str, str] = {}
+        for item in args.settings:
+            key, sep, value = item.partition("=")
+            if not sep or key not in ("runner", "token"):
+                raise UsageError(f"Unknown setting {item!r}; use runner=URL (runner=local for the embedded "
+                                 "runner) and token=TOKEN.")
+            settings[key] = value
+        url = settings.get("runner")
+        nbpipe.client.configure(url=None if url in (None, "", "local") else url, token=settings.get("token"))
+        print(f"nbpipe runner: {nbpipe.client.default_client().url}")
+
+    def cmd_pull(self, args: Any) -> None:
+        run = self._run(args.run)
+        snap = self._wait(run, args.timeout)
+        steps = {s["name"]: s for s in snap["steps"]}
+        if args.step is not None and args.step not in steps:
+            raise UsageError(f"Run {run.id} has no step '{args.step}'; its steps are: {', '.join(steps)}.")
+        chosen = [steps[args.step]] if args.step else list(steps.values())
+        ns = self.shell.user_ns
+        loaded: dict[str, Any] = {}
+        notes: list[str] = []
+        counts: dict[str, int] = {}
+        for s in chosen:
+            names = list(s.get("outputs", {})) if s["state"] in STEP_OK else list(s.get("inputs", {}))
+            for n in names:
+                counts[n] = counts.get(n, 0) + 1
+        for s in chosen:
+            if s["state"] in STEP_OK:
+                values = run.outputs(s["name"])
+            elif s["state"] == "failed":
+                values = run.inputs(s["name"])
+                notes.append(f"Step '{s['name']}' failed: {s.get('reason') or 'see its logs'}. Its inputs are "
+                             f"loaded; call {s['component']}.func({', '.join(f'{k}={k}' for k in values)}) "
+                             "to reproduce it.")
+            else:
+                continue
+            for n, v in values.items():
+                var = n
+                if n == "output" or counts[n] > 1 or _is_sdk_object(ns.get(n)):
+                    var = f"{s['name'].replace('-', '_')}_{n}"
+                loaded[var] = v
+        if not loaded and not notes:
+            raise UsageError(f"Run {run.id} is {snap['state']} and has nothing to pull"
+                             + (f" from step '{args.step}' ({steps[args.step]['state']})." if args.step else "."))
+        self.shell.push(loaded)
+        summary = ", ".join(f"{k} ({type(v).__name__})" for k, v in loaded.items())
+        print(f"Run {run.id} {snap['state']}. Loaded: {summary or 'nothing'}.")
+        for note in notes:
+            print(note)
+
+
+def _is_sdk_object(value: Any) -> bool:
+    """Don't overwrite a component or pipeline variable with a pulled value."""
+    from nbpipe.component import Component
+
+    return isinstance(value, (Component, Pipeline))

@@ -1,0 +1,266 @@
+"""``%%component``, ``%%pipeline`` and ``%nbpipe``: thin adapters from notebook cells to the SDK.
+
+The cell analysis lives in :mod:`kernel_magics.cells`, the building of components and pipelines
+in :mod:`kernel_magics.cell_component`, running and watching in :mod:`nbpipe.client` and
+:mod:`nbpipe.widgets`. This module parses arguments, runs cells in the kernel, pushes results
+into the user namespace and turns every mistake into a one-line ``UsageError`` that says what
+to do.
+
+Non-goals: any logic another front end (the Lab panel, the exporter) would need; that belongs
+in the pure modules above.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from nbpipe.component import Component, Options, make_options
+from nbpipe.errors import NbpipeError
+from nbpipe.pipeline import Pipeline
+from nbpipe.signature import is_json_value
+
+from .cell_component import CellComponent, component_from_cell, infer_pipeline, pipeline_from_cell
+from .cells import CellFlow, analyze_cell, classify_reads
+from .commands import NbpipeCommands
+
+
+def _names(value: str | None) -> tuple[str, ...] | None:
+    """``"a, b"`` → ``("a", "b")``; None stays None."""
+    if value is None:
+        return None
+    return tuple(n.strip() for n in value.replace(" ", ",").split(",") if n.strip())
+
+
+def usage(exc: NbpipeError) -> UsageError:
+    """An SDK error as the one-line error IPython shows without a traceback."""
+    return UsageError(exc.message)
+
+
+@magics_class
+class NbpipeMagics(Magics):
+    """The nbpipe magics. ``%load_ext nbpipe`` registers them."""
+
+    def __init__(self, shell: Any) -> None:
+        super().__init__(shell)
+        self.cells: list[CellComponent] = []  # plain-cell components, in cell order
+        self.commands = NbpipeCommands(shell, self)
+        self._cell_id: str | None = None
+        shell.events.register("pre_run_cell", self._pre_run_cell)
+
+    def _pre_run_cell(self, info: Any) -> None:
+        # The frontend's cell id (JupyterLab sends it) identifies a cell across re-runs.
+        self._cell_id = getattr(info, "cell_id", None)
+
+    def unregister(self) -> None:
+        """Stop listening to cell events (``%unload_ext nbpipe``)."""
+        self.shell.events.unregister("pre_run_cell", self._pre_run_cell)
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def _ns(self) -> dict[str, Any]:
+        return self.shell.user_ns
+
+    def _flow(self, cell: str) -> tuple[str, CellFlow]:
+        source = self.shell.transform_cell(cell)
+        try:
+            return source, analyze_cell(source)
+        except SyntaxError as exc:
+            raise UsageError(f"The cell has a syntax error (line {exc.lineno}: {exc.msg}); "
+                             "fix it and run the cell again.") from None
+
+    def _run_cell(self, cell: str, what: str) -> None:
+        """Run the cell normally in the kernel; its own error shows above ours."""
+        result = self.shell.run_cell(cell, store_history=False)
+        if not result.success:
+            raise UsageError(f"The cell failed (see the error above), so {what} was not created; "
+                             "fix the cell and run it again.")
+
+    @staticmethod
+    def _options(args: Any) -> Options:
+        timeout: Any = args.timeout
+        if timeout is not None:
+            try:
+                timeout = float(timeout)
+            except ValueError:
+                pass  # ISO 8601 like PT30M; make_options checks it
+        try:
+            return make_options(base_image=args.image, packages=list(_names(args.packages) or ()) or None,
+                                cpu=args.cpu, memory=args.memory, gpu=args.gpu, retries=args.retries,
+                                timeout=timeout, cache=False if args.no_cache else None,
+                                owner=f"component {args.name or ''}".strip())
+        except NbpipeError as exc:
+            raise usage(exc) from None
+
+    def _check_name(self, name: str, what: str) -> None:
+        if not name.isidentifier():
+            raise UsageError(f"{what} name {name!r} becomes a notebook variable, so it must be a Python "
+                             f"identifier; try %%{what.lower()} {name.replace('-', '_')}.")
+
+    # ------------------------------------------------------------------ %%component
+
+    @magic_arguments()
+    @argument("name", nargs="?", help="Component name; becomes a variable in the notebook "
+              "(default: the function's name, or cell_<N> for a plain cell).")
+    @argument("--image", help="Container image for Kubernetes runs (default: the nbpipe base image).")
+    @argument("--packages", help="Comma-separated pip requirements installed before the step runs.")
+    @argument("--cpu", help="CPU request, e.g. 2 or 500m.")
+    @argument("--memory", help="Memory request, e.g. 2Gi.")
+    @argument("--gpu", type=int, help="Number of GPUs.")
+    @argument("--retries", type=int, help="Times to retry a failed step.")
+    @argument("--timeout", help="Seconds (or ISO 8601 like PT30M) before the step is killed.")
+    @argument("--no-cache", action="store_true", help="Always run; never reuse an earlier result.")
+    @argument("--inputs", help="Plain cell only: comma-separated notebook variables the step takes "
+              "(default: the earlier cells' variables the cell reads).")
+    @argument("--outputs", help="Plain cell only: comma-separated variables the step returns "
+              "(default: every non-private name the cell assigns).")
+    @cell_magic
+    def component(self, line: str, cell: str) -> None:
+        """Turn this cell into a pipeline component.
+
+        A cell with a ``def``: the function becomes the component. A plain cell: the cell
+        body becomes a component whose inputs are the earlier cells' variables it reads and
+        whose outputs are the variables it assigns (``--inputs``/``--outputs`` override).
+        Either way the cell also runs normally, so the notebook keeps working top to bottom.
+        """
+        args = parse_argstring(NbpipeMagics.component, line)
+        options = self._options(args)
+        if args.name is not None:
+            self._check_name(args.name, "Component")
+        source, flow = self._flow(cell)
+        if not flow.functions and not flow.has_work:
+            raise UsageError("This cell has no function and computes nothing: write the def that is the "
+                             "component, or the code whose results later cells use.")
+        if flow.is_function_cell:
+            self._function_cell(args, cell, flow, options)
+        else:
+            self._plain_cell(args, cell, source, flow, options)
+
+    def _function_cell(self, args: Any, cell: str, flow: CellFlow, options: Options) -> None:
+        if args.inputs is not None or args.outputs is not None:
+            raise UsageError("--inputs/--outputs are for plain cells; a function's parameters and return "
+                             "annotation are its inputs and outputs.")
+        funcs = flow.functions
+        if args.name in funcs or len(funcs) == 1:
+            fname = args.name if args.name in funcs else funcs[0]
+        elif args.name is None:
+            raise UsageError(f"This cell defines {len(funcs)} functions ({', '.join(funcs)}); say which one is "
+                             f"the component: %%component {funcs[-1]}")
+        else:
+            raise UsageError(f"This cell defines {len(funcs)} functions ({', '.join(funcs)}) and none is named "
+                             f"{args.name!r}; use one of them as NAME.")
+        name = args.name or fname
+        self._run_cell(cell, f"component '{name}'")
+        func = self._ns[fname]
+        if isinstance(func, Component):  # already decorated with @component: take its function
+            func = func.func
+        try:
+            comp = Component(func, name=name, options=options, source=cell)
+        except NbpipeError as exc:
+            raise usage(exc) from None
+        self.shell.push({name: comp})
+
+    def _plain_cell(self, args: Any, cell: str, source: str, flow: CellFlow, options: Options) -> None:
+        if flow.uses_ipython:
+            raise UsageError("This cell uses magics or !commands, which only run in the notebook, not in a "
+                             "step; move them to another cell.")
+        if flow.has_await:
+            raise UsageError("This cell uses top-level await, which a step cannot run; call asyncio.run(...) "
+                             "inside the cell instead.")
+        reads = classify_reads(flow.reads, self._ns, hidden=self.shell.user_ns_hidden)
+        if reads.missing:
+            raise UsageError(f"The cell reads '{reads.missing[0]}', which no earlier cell defines (and it is not "
+                             "a builtin); run the cell that defines it first, or define it in this cell.")
+        inputs = reads.data
+        wanted = _names(args.inputs)
+        if wanted is not None:
+            for n in wanted:
+                if n not in flow.reads:
+                    raise UsageError(f"--inputs lists '{n}', which the cell never reads before assigning it; "
+                                     "list only the notebook variables the cell uses.")
+                if n not in self._ns:
+                    raise UsageError(f"--inputs lists '{n}', which no earlier cell defines; run that cell first.")
+            inputs = wanted
+        outputs = flow.outputs
+        wanted = _names(args.outputs)
+        if wanted is not None:
+            for n in wanted:
+                if n not in flow.assigned:
+                    raise UsageError(f"--outputs lists '{n}', which the cell never assigns; list names the cell "
+                                     f"assigns ({', '.join(flow.assigned) or 'none'}).")
+            outputs = wanted
+        name = args.name or f"cell_{self.shell.execution_count}"
+        if name in flow.assigned or name in inputs:
+            raise UsageError(f"Component name '{name}' is also a variable of the cell; pick another name, "
+                             f"e.g. %%component make_{name}")
+        self._run_cell(cell, f"component '{name}'")
+        try:
+            comp = component_from_cell(name, source, cell, inputs, outputs, self._ns, options)
+        except NbpipeError as exc:
+            raise usage(exc) from None
+        key = self._cell_id or (f"name:{args.name}" if args.name else
+                                "source:" + hashlib.sha256(cell.encode()).hexdigest())
+        self._remember(CellComponent(key, comp, tuple(inputs), tuple(outputs)))
+        self.shell.push({name: comp})
+
+    def _remember(self, entry: CellComponent) -> None:
+        """Keep plain-cell components in cell order; a re-run cell keeps its place."""
+        for i, old in enumerate(self.cells):
+            if old.key == entry.key or old.component.name == entry.component.name:
+                self.cells[i] = entry
+                self.cells = [c for j, c in enumerate(self.cells)
+                              if j == i or (c.key != entry.key and c.component.name != entry.component.name)]
+                return
+        self.cells.append(entry)
+
+    def notebook_pipeline(self, name: str = "notebook") -> Pipeline:
+        """The pipeline inferred from this notebook's plain-cell components."""
+        try:
+            return infer_pipeline(name, self.cells, self._ns)
+        except NbpipeError as exc:
+            raise usage(exc) from None
+
+    # ------------------------------------------------------------------ %%pipeline
+
+    @magic_arguments()
+    @argument("name", nargs="?", default="notebook", help="Pipeline name; becomes a variable in the notebook.")
+    @cell_magic
+    def pipeline(self, line: str, cell: str) -> None:
+        """Compose components: the cell's component calls become a pipeline.
+
+        Notebook variables of plain JSON types the cell reads become the pipeline's parameters,
+        with their current values as defaults. The cell itself does not run in the kernel.
+        """
+        args = parse_argstring(NbpipeMagics.pipeline, line)
+        self._check_name(args.name, "Pipeline")
+        source, flow = self._flow(cell)
+        reads = classify_reads(flow.reads, self._ns, hidden=self.shell.user_ns_hidden)
+        if reads.missing:
+            raise UsageError(f"The pipeline reads '{reads.missing[0]}', which no earlier cell defines; define it "
+                             "(a component, or a plain JSON parameter value) in an earlier cell.")
+        params: dict[str, Any] = {}
+        for n in reads.data:
+            if not is_json_value(self._ns[n]):
+                raise UsageError(f"The pipeline reads '{n}' ({type(self._ns[n]).__name__}) from the notebook, but "
+                                 "pipeline parameters must be plain JSON values; make it inside a component.")
+            params[n] = self._ns[n]
+        try:
+            pipe = pipeline_from_cell(args.name, source, params, self._ns)
+        except NbpipeError as exc:
+            raise usage(exc) from None
+        self.shell.push({args.name: pipe})
+
+    # ------------------------------------------------------------------ %nbpipe
+
+    @line_magic
+    def nbpipe(self, line: str) -> Any:
+        """Run and inspect pipelines: ``%nbpipe run|runs|logs|cancel|config|pull|attach ...``.
+
+        See ``%nbpipe --help`` (or ``%nbpipe run --help``) for each command's arguments.
+        """
+        return self.commands.dispatch(line)
