@@ -147,30 +147,33 @@ def _ago(ts: float | None) -> str:
     return f"{d:.0f}s ago" if d < 60 else f"{d / 60:.0f}m ago" if d < 3600 else time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
 
 
-def cmd_runs(args: argparse.Namespace) -> int:
+def _console() -> Any:
     from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=200, no_color=True)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     runs = _client(args).runs(experiment=args.experiment, state=args.state, limit=args.limit)
     t = Table(box=None)
     for col in ("run", "pipeline", "experiment", "state", "steps", "duration", "created", "params"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=col in ("run", "state", "pipeline"))
     for r in runs:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(r.get("step_counts", {}).items()))
         t.add_row(r["id"], r["pipeline"], r["experiment"], r["state"], counts,
                   f"{r['duration']:.1f} s" if r["duration"] else "", _ago(r["created_at"]),
                   json.dumps(r["params"])[:60])
-    Console().print(t)
+    _console().print(t)
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from ._progress import Progress
 
     snap = _client(args).get_run(args.run)
-    console = Console()
+    console = _console()
     console.print(Progress(snap).table())
     console.print(f"state: {snap['state']}  params: {json.dumps(snap['params'])}  experiment: {snap['experiment']}")
     for s in snap["steps"]:
