@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-from importlib.metadata import entry_points
 from typing import Any
+
+from .._registry import lookup
 
 __all__ = ["get"]
 
@@ -16,18 +16,4 @@ _BUILTIN = {
 
 def get(name: str) -> Any:
     """The executor class registered under ``name``."""
-    target = _BUILTIN.get(name)
-    if target is None:
-        for ep in entry_points(group="nbpipe.executors"):
-            if ep.name == name:
-                return ep.load()
-        raise ValueError(f"Unknown executor {name!r}; known: {', '.join(_BUILTIN)}")
-    mod, _, cls = target.partition(":")
-    try:
-        module = importlib.import_module(mod)
-    except ImportError as exc:
-        from ..errors import NbpipeError
-
-        raise NbpipeError(f"Executor '{name}' cannot load ({exc})",
-                          hint='Install its extra, e.g. pip install "nbpipe[k8s]".') from None
-    return getattr(module, cls)
+    return lookup("executor", "nbpipe.executors", _BUILTIN, name, extra="k8s" if name == "kubernetes" else "")

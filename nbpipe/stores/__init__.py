@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-from importlib.metadata import entry_points
 from typing import Any
 
+from .._registry import lookup
 from .base import ObjectInfo, Store, content_key
 
 __all__ = ["ObjectInfo", "Store", "content_key", "get", "open_store"]
@@ -15,14 +14,7 @@ _BUILTIN = {"local": "nbpipe.stores.local:LocalStore", "s3": "nbpipe.stores.s3:S
 
 def get(name: str) -> Any:
     """The store class registered under ``name``."""
-    target = _BUILTIN.get(name)
-    if target is None:
-        for ep in entry_points(group="nbpipe.stores"):
-            if ep.name == name:
-                return ep.load()
-        raise ValueError(f"Unknown store type {name!r}; known: {', '.join(_BUILTIN)}")
-    mod, _, cls = target.partition(":")
-    return getattr(importlib.import_module(mod), cls)
+    return lookup("store", "nbpipe.stores", _BUILTIN, name)
 
 
 def open_store(config: dict[str, Any]) -> Store:

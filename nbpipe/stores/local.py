@@ -8,6 +8,7 @@ not a copy. Non-goal: sharing across machines (use the S3 store).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -15,7 +16,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .base import ObjectInfo, check_key, content_key, sha256_file
-import hashlib
 
 
 class LocalStore:
