@@ -46,9 +46,26 @@ def _register_source(kind: str, name: str, source: str) -> str:
     return filename
 
 
+def input_params(inputs: Sequence[str], outputs: Sequence[str]) -> dict[str, str]:
+    """Parameter name per input variable: ``x`` unless the cell also outputs ``x`` (``df = df.dropna()``),
+    then ``x_in``, since a component's inputs and outputs need distinct names."""
+    taken = set(inputs) | set(outputs)
+    params: dict[str, str] = {}
+    for n in inputs:
+        p = n
+        if n in outputs:
+            p = f"{n}_in"
+            while p in taken:
+                p += "_"
+            taken.add(p)
+        params[n] = p
+    return params
+
+
 def build_function(name: str, body_source: str, params: Sequence[str], outputs: Sequence[str],
                    namespace: dict[str, Any], output_types: Mapping[str, Any] | None = None,
-                   defaults: Mapping[str, Any] | None = None) -> Callable[..., Any]:
+                   defaults: Mapping[str, Any] | None = None,
+                   rename: Mapping[str, str] | None = None) -> Callable[..., Any]:
     """Compile a cell body into a function ``name(*params) -> NamedTuple(outputs)``.
 
     Parameters
@@ -64,19 +81,27 @@ def build_function(name: str, body_source: str, params: Sequence[str], outputs: 
         imports and constants of earlier cells resolve and get captured by value.
     output_types : optional annotation per output (the type of the value in the kernel).
     defaults : optional JSON default per parameter.
+    rename : optional variable name per parameter; the body starts with ``variable = parameter``.
     """
     defaults = dict(defaults or {})
     args = ", ".join(f"{p}={defaults[p]!r}" if p in defaults else p for p in params)
     skeleton = ast.parse(f"def _nbpipe_make({_OUTPUTS}):\n    def {name}({args}):\n        pass\n    return {name}\n")
     inner = skeleton.body[0].body[0]  # type: ignore[attr-defined]
     body = ast.parse(body_source).body or [ast.Pass()]
+    prologue = "".join(f"{var} = {param}\n" for param, var in (rename or {}).items() if var != param)
+    body = ast.parse(prologue).body + body
     if outputs:
         ret = ast.parse(f"return {_OUTPUTS}({', '.join(f'{o}={o}' for o in outputs)})").body
         body = body + ret
     inner.body = body
     source = ast.unparse(ast.fix_missing_locations(skeleton)) + "\n"
     filename = _register_source("cell", name, source)
-    code = compile(source, filename, "exec")
+    try:
+        code = compile(source, filename, "exec")
+    except SyntaxError as exc:  # await/yield at cell level, a global that is also an input, ...
+        raise DefinitionError(f"Cell component '{name}' cannot become a function: {exc.msg}",
+                              hint="Move that statement into a function the cell calls, or out of the "
+                              "component cell.") from None
     scope: dict[str, Any] = {}
     exec(code, namespace, scope)  # noqa: S102 - defines the function, runs no cell code
     types_ = dict(output_types or {})
@@ -87,9 +112,6 @@ def build_function(name: str, body_source: str, params: Sequence[str], outputs: 
     func = scope["_nbpipe_make"](result_type)
     func.__qualname__ = name
     func.__annotations__ = {p: Any for p in params} | {"return": result_type}
-    if inspect.iscoroutinefunction(func) or inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
-        raise DefinitionError(f"Cell component '{name}' uses await or yield at cell level",
-                              hint="Move that code into a function the cell calls, or out of the component cell.")
     return func
 
 
@@ -120,7 +142,7 @@ class CellComponent:
     ----------
     key : what identifies the cell across re-runs (cell id, component name or source digest).
     component : the :class:`~nbpipe.component.Component`.
-    inputs : notebook variable names the cell reads (the function's parameters).
+    inputs : notebook variable names the cell reads (the function's parameters; see :func:`input_params`).
     outputs : notebook variable names the cell assigns (the returned fields).
     """
 
@@ -148,8 +170,10 @@ def component_from_cell(name: str, source: str, cell_source: str, inputs: Sequen
                 f"so no later step could receive it ({why})",
                 hint=f"Rename it to _{out} to keep it private to the cell, or list the outputs with --outputs.",
             )
-    func = build_function(identifier(name), source, inputs, outputs, namespace,
-                          output_types={o: type(namespace[o]) for o in outputs})
+    params = input_params(inputs, outputs)
+    func = build_function(identifier(name), source, list(params.values()), outputs, namespace,
+                          output_types={o: type(namespace[o]) for o in outputs},
+                          rename={p: v for v, p in params.items()})
     return Component(func, name=name, options=options, source=cell_source)
 
 
@@ -192,7 +216,8 @@ def infer_pipeline(name: str, cells: Sequence[CellComponent], namespace: Mapping
     def body(**kwargs: Any) -> None:
         latest: dict[str, Any] = {}
         for cell in cells:
-            args = {inp: latest[inp] if inp in latest else kwargs[inp] for inp in cell.inputs}
+            names = input_params(cell.inputs, cell.outputs)
+            args = {names[inp]: latest[inp] if inp in latest else kwargs[inp] for inp in cell.inputs}
             step = cell.component(**args)
             for out in cell.outputs:
                 latest[out] = step.outputs[out]

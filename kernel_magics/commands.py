@@ -196,8 +196,10 @@ class NbpipeCommands:
                                  "runner) and token=TOKEN.")
             settings[key] = value
         url = settings.get("runner")
-        nbpipe.client.configure(url=None if url in (None, "", "local") else url, token=settings.get("token"))
-        print(f"nbpipe runner: {nbpipe.client.default_client().url}")
+        url = None if url in (None, "", "local") else url
+        nbpipe.client.configure(url=url, token=settings.get("token"))
+        print(f"nbpipe runner: {url or 'the embedded local runner (started on first use)'}"
+              + (" with a token" if settings.get("token") else ""))
 
     def cmd_pull(self, args: Any) -> None:
         run = self._run(args.run)

@@ -36,6 +36,17 @@ def _names(value: str | None) -> tuple[str, ...] | None:
     return tuple(n.strip() for n in value.replace(" ", ",").split(",") if n.strip())
 
 
+def _override(wanted: tuple[str, ...] | None, default: tuple[str, ...], allowed: tuple[str, ...], option: str,
+              verb: str, fix: str) -> tuple[str, ...]:
+    """The names an --inputs/--outputs option lists, each checked against what the cell does."""
+    if wanted is None:
+        return default
+    for n in wanted:
+        if n not in allowed:
+            raise UsageError(f"{option} lists '{n}', which the cell never {verb}; {fix}.")
+    return wanted
+
+
 def usage(exc: NbpipeError) -> UsageError:
     """An SDK error as the one-line error IPython shows without a traceback."""
     return UsageError(exc.message)
@@ -134,8 +145,9 @@ class NbpipeMagics(Magics):
             self._check_name(args.name, "Component")
         source, flow = self._flow(cell)
         if not flow.functions and not flow.has_work:
-            raise UsageError("This cell has no function and computes nothing: write the def that is the "
-                             "component, or the code whose results later cells use.")
+            raise UsageError("This cell has no function and only imports or sets constants, so it makes no "
+                             "step: write the def that is the component, or drop %%component (plain JSON "
+                             "constants become pipeline parameters).")
         if flow.is_function_cell:
             self._function_cell(args, cell, flow, options)
         else:
@@ -176,24 +188,13 @@ class NbpipeMagics(Magics):
         if reads.missing:
             raise UsageError(f"The cell reads '{reads.missing[0]}', which no earlier cell defines (and it is not "
                              "a builtin); run the cell that defines it first, or define it in this cell.")
-        inputs = reads.data
-        wanted = _names(args.inputs)
-        if wanted is not None:
-            for n in wanted:
-                if n not in flow.reads:
-                    raise UsageError(f"--inputs lists '{n}', which the cell never reads before assigning it; "
-                                     "list only the notebook variables the cell uses.")
-                if n not in self._ns:
-                    raise UsageError(f"--inputs lists '{n}', which no earlier cell defines; run that cell first.")
-            inputs = wanted
-        outputs = flow.outputs
-        wanted = _names(args.outputs)
-        if wanted is not None:
-            for n in wanted:
-                if n not in flow.assigned:
-                    raise UsageError(f"--outputs lists '{n}', which the cell never assigns; list names the cell "
-                                     f"assigns ({', '.join(flow.assigned) or 'none'}).")
-            outputs = wanted
+        inputs = _override(_names(args.inputs), reads.data, flow.reads, "--inputs", "reads before assigning it",
+                           "list only the notebook variables the cell uses")
+        for n in inputs:
+            if n not in self._ns:
+                raise UsageError(f"--inputs lists '{n}', which no earlier cell defines; run that cell first.")
+        outputs = _override(_names(args.outputs), flow.outputs, flow.assigned, "--outputs", "assigns",
+                            f"list names the cell assigns ({', '.join(flow.assigned) or 'none'})")
         name = args.name or f"cell_{self.shell.execution_count}"
         if name in flow.assigned or name in inputs:
             raise UsageError(f"Component name '{name}' is also a variable of the cell; pick another name, "

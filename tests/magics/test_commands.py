@@ -1,0 +1,124 @@
+"""``%nbpipe`` commands and the RunView widget against a real runner process (no fakes).
+
+The shell is a real IPython shell in this process; ``%nbpipe config runner=URL`` points it at
+the module's runner (``nb_runner`` from the root conftest), so these tests also exercise config.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from IPython.core.error import UsageError
+
+from nbpipe.events import STEP_OK
+from nbpipe.widgets import RunView
+
+WAIT = 240  # seconds; steps are real processes on a shared 2-core machine
+
+
+@pytest.fixture()
+def sh(ip: Any, nb_runner: Any) -> Any:
+    ip.run_line_magic("nbpipe", f"config runner={nb_runner.url}")
+    return ip
+
+
+def _view(sh: Any) -> RunView:
+    cmds = sh.magics.commands
+    assert cmds.last_run is not None
+    return cmds.views[cmds.last_run.id]
+
+
+def test_run_plain_cells_widget_and_pull(sh: Any, capsys: Any) -> None:
+    sh.run_cell("import time\nn = 4\ntag = 'x'")
+    sh.run_cell_magic("component", "make", "time.sleep(1.0)\nxs = [i * i for i in range(n)]\nprint('made', xs)")
+    sh.run_cell_magic("component", "summarize", "total = sum(xs)\nlabel = f'{tag}{total}'")
+    updates: list[float] = []
+    started = time.time()
+    sh.run_line_magic("nbpipe", "run n=5")
+    returned = time.time()
+    view = _view(sh)
+    view.observe(lambda _change: updates.append(time.monotonic()), names="snapshot")
+    assert view.wait(WAIT), view.error
+    snap = view.snapshot  # the synced trait, as the front end has it
+    assert snap["state"] == "succeeded"
+    assert {s["name"]: s["state"] in STEP_OK for s in snap["steps"]} == {"make": True, "summarize": True}
+    assert returned - started < snap["finished_at"] - started  # %nbpipe run returned before the run ended
+    assert all(b - a >= view.interval * 0.9 for a, b in zip(updates, updates[1:]))  # throttled
+    sh.run_cell("del xs, total, label")
+    sh.run_line_magic("nbpipe", "pull")
+    assert (sh.user_ns["xs"], sh.user_ns["total"], sh.user_ns["label"]) == ([0, 1, 4, 9, 16], 30, "x30")
+    out = capsys.readouterr().out
+    assert f"Run {view.run.id} succeeded. Loaded: " in out
+    assert all(part in out for part in ("xs (list)", "total (int)", "label (str)"))
+    run_id = view.run.id
+    sh.run_line_magic("nbpipe", f"logs {run_id} make")
+    assert "made [0, 1, 4, 9, 16]" in capsys.readouterr().out
+    sh.run_line_magic("nbpipe", "runs")
+    assert run_id in capsys.readouterr().out
+
+
+def test_failed_step_pull_loads_its_inputs(sh: Any, capsys: Any) -> None:
+    sh.run_cell_magic("component", "", "def check(x: int) -> int:\n    if x > 1:\n        raise ValueError(f'x={x} is too big')\n"
+                      "    return x\n")
+    sh.run_cell("x = 1")
+    sh.run_cell_magic("pipeline", "guarded", "check(x=x)")
+    sh.run_line_magic("nbpipe", "run guarded x=7")
+    view = _view(sh)
+    assert view.wait(WAIT), view.error
+    step = view.snapshot["steps"][0]
+    assert (view.snapshot["state"], step["state"]) == ("failed", "failed")
+    assert "x=7 is too big" in step["traceback"]
+    sh.run_line_magic("nbpipe", f"pull {view.run.id} check")
+    assert sh.user_ns["x"] == 7  # the failing step's input, to reproduce it here
+    assert "Step 'check' failed" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="x=7 is too big"):
+        sh.user_ns["check"].func(x=sh.user_ns["x"])
+
+
+def test_cancel_and_attach(sh: Any, capsys: Any) -> None:
+    sh.run_cell_magic("component", "", "def slow(seconds: float) -> float:\n    import time\n"
+                      "    time.sleep(seconds)\n    return seconds\n")
+    sh.run_cell_magic("pipeline", "sleepy", "slow(seconds=60.0)")
+    sh.run_line_magic("nbpipe", "run sleepy")
+    view = _view(sh)
+    deadline = time.time() + WAIT
+    while view.snapshot.get("state") != "running" and time.time() < deadline:
+        time.sleep(0.1)
+    # The front end's Cancel button: an anywidget custom message {type: "action", action: "cancel"}.
+    view._handle_custom_msg({"type": "action", "action": "cancel", "payload": {}}, [])
+    assert view.wait(WAIT), view.error
+    assert view.snapshot["state"] == "cancelled"
+    run_id = view.run.id
+    sh.magics.commands.last_run = None  # as after a kernel restart
+    sh.run_line_magic("nbpipe", f"attach {run_id}")
+    attached = _view(sh)
+    assert attached is not view and attached.wait(10)
+    assert attached.snapshot["state"] == "cancelled"
+    with pytest.raises(UsageError, match=f"Run {run_id} is cancelled and has nothing to pull"):
+        sh.run_line_magic("nbpipe", "pull")
+
+
+def test_selected_step_logs_and_image_previews(sh: Any) -> None:
+    sh.run_cell_magic("component", "", "def draw(n: int):\n    import matplotlib\n    matplotlib.use('Agg')\n"
+                      "    import matplotlib.pyplot as plt\n    for i in range(n):\n        print('line', i)\n"
+                      "    fig, ax = plt.subplots(figsize=(2, 2))\n    ax.plot(range(n))\n    return fig\n")
+    sh.run_cell_magic("pipeline", "drawing", "draw(n=3)")
+    sh.run_line_magic("nbpipe", "run drawing")
+    view = _view(sh)
+    assert view.wait(WAIT), view.error
+    preview = view.snapshot["steps"][0]["outputs"]["output"]["preview"]
+    assert preview["type"] == "image"
+    assert view.images[preview["digest"]].startswith("data:image/png;base64,iVBORw0KGgo")
+    view.selected = "draw"  # what the front end sets when the user clicks the step
+    deadline = time.time() + 30
+    while "line 2" not in view.logs.get("draw", "") and time.time() < deadline:
+        time.sleep(0.05)
+    assert "line 0\nline 1\nline 2" in view.logs["draw"]
+
+
+def test_unknown_run_is_a_usage_error(sh: Any) -> None:
+    with pytest.raises(UsageError) as info:
+        sh.run_line_magic("nbpipe", "attach r-does-not-exist")
+    assert "\n" not in str(info.value) and "r-does-not-exist" in str(info.value)
