@@ -167,7 +167,9 @@ export function createRunView(el, options = {}) {
 
   const view = {
     setSnapshot(snapshot) {
+      const previousId = run.id;
       run = runFromSnapshot(snapshot);
+      if (previousId && run.id !== previousId) logs.byStep.clear(); // another run: its logs are not ours
       if (!afterGraphChange()) graph.update(run, run.steps.map((s) => s.name));
       renderHeader(Date.now() / 1000);
       syncTimer();

@@ -9,8 +9,10 @@ import { STATE_ICONS, STEP_ACTIVE, elapsedOf, formatDuration } from "./run_view_
 import { h, svg } from "./run_view_preview.js";
 
 const MIN_ZOOM = 0.04;
+const FIT_FLOOR = 0.12;
 const MAX_ZOOM = 2.5;
-const DETAIL_ZOOM = 0.45; // below this, nodes drop their text and show as state-coloured blocks
+const DETAIL_ZOOM = 0.3; // below this, nodes drop their text and show as state-coloured blocks
+const READABLE_ZOOM = 0.6; // selecting a step zooms in to at least this, so its label can be read
 
 export function stepLabel(step) {
   return step.display_name || step.name;
@@ -51,6 +53,10 @@ export class GraphView {
     this.layout = layoutGraph(run.steps);
     const L = this.layout;
     for (const n of this.nodes.values()) n.el.remove();
+    // Fit before the nodes go in: reading the canvas size then costs one cheap reflow, and the
+    // nodes get laid out once, already at their final zoom level (far or near).
+    this.userMoved = false;
+    this.fit();
     this.nodes.clear();
     this.edgesByStep.clear();
     this.edgeLayer.replaceChildren();
@@ -79,6 +85,8 @@ export class GraphView {
       el.style.transform = `translate(${pos.x}px, ${pos.y}px)`;
       el.addEventListener("click", () => this.onSelect(step.name));
       el.addEventListener("keydown", (ev) => this.onNodeKey(ev, step.name));
+      // Keyboard focus (Tab) brings the step into view; mouse focus must not move the graph mid-click.
+      el.addEventListener("focus", () => { if (el.matches(":focus-visible")) this.reveal(step.name); });
       this.nodes.set(step.name, { el, icon, title, meta, sig: "" });
       frag.append(el);
     }
@@ -86,8 +94,6 @@ export class GraphView {
     this.world.style.width = `${L.width}px`;
     this.world.style.height = `${L.height}px`;
     this.update(run, run.steps.map((s) => s.name));
-    this.userMoved = false;
-    this.fit();
   }
 
   arrowDefs() {
@@ -168,7 +174,10 @@ export class GraphView {
     const L = this.layout;
     const w = this.canvas.clientWidth, hgt = this.canvas.clientHeight;
     if (!L || !w || !hgt) return;
-    const k = Math.min(1, Math.max(MIN_ZOOM, Math.min((w - 16) / L.width, (hgt - 16) / L.height)));
+    const kw = (w - 16) / L.width, kh = (hgt - 16) / L.height;
+    // A very tall graph (one wide fan-out layer) would fit as a sliver: keep blocks visible
+    // instead, fit the width, start at the top and let the user pan down.
+    const k = Math.min(1, Math.max(MIN_ZOOM, Math.min(kw, kh) < FIT_FLOOR ? Math.min(kw, FIT_FLOOR) : Math.min(kw, kh)));
     this.view = { k, x: (w - L.width * k) / 2, y: Math.max(8, (hgt - L.height * k) / 2) };
     this.userMoved = false;
     this.apply();
@@ -182,13 +191,14 @@ export class GraphView {
     this.apply();
   }
 
-  /** Pan so ``name`` is visible (centre it if it is outside the canvas). */
+  /** Pan so ``name`` is visible (centre it if outside the canvas), zooming in to a readable size. */
   reveal(name) {
     const pos = this.layout && this.layout.nodes.get(name);
     if (!pos) return;
-    const { x, y, k } = this.view, w = this.canvas.clientWidth, hgt = this.canvas.clientHeight;
+    const { x, y } = this.view, w = this.canvas.clientWidth, hgt = this.canvas.clientHeight;
+    const k = Math.max(this.view.k, READABLE_ZOOM);
     const sx = x + pos.x * k, sy = y + pos.y * k;
-    if (sx >= 0 && sy >= 0 && sx + NODE_W * k <= w && sy + NODE_H * k <= hgt) return;
+    if (k === this.view.k && sx >= 0 && sy >= 0 && sx + NODE_W * k <= w && sy + NODE_H * k <= hgt) return;
     this.view = { k, x: w / 2 - (pos.x + NODE_W / 2) * k, y: hgt / 2 - (pos.y + NODE_H / 2) * k };
     this.userMoved = true;
     this.apply();

@@ -103,7 +103,7 @@ function renderRoc(p) {
   pts.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   let auc = 0;
   for (let i = 1; i < pts.length; i += 1) auc += (pts[i][0] - pts[i - 1][0]) * (pts[i][1] + pts[i - 1][1]) / 2;
-  const S = 200, L = 36, T = 8, W = L + S + 10, H = T + S + 30;
+  const S = 200, L = 48, T = 8, W = L + S + 10, H = T + S + 30;
   const X = (v) => L + v * S, Y = (v) => T + (1 - v) * S;
   const root = svg("svg", { class: "rv-roc", viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img",
     "aria-label": `ROC curve, AUC ${auc.toFixed(3)}` });

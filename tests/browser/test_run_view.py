@@ -42,6 +42,13 @@ def node(page: Any, name: str) -> Any:
     return page.locator(f'.rv-node[data-step="{name}"]')
 
 
+def open_tab(page: Any, name: str, tab: str) -> None:
+    """Fit the graph (an earlier selection may have panned it), click step ``name``, open ``tab``."""
+    page.get_by_role("button", name="Fit graph to view").click()
+    node(page, name).click()
+    page.locator(f'.rv-tab[data-tab="{tab}"]').click()
+
+
 def test_graph_renders_every_step_with_its_state(rv_page: Any, rv_fixture: Any, rv_artifacts: Path) -> None:
     snap = rv_fixture("ml_run.json")
     mount(rv_page, snap)
@@ -148,18 +155,15 @@ def test_every_preview_type_renders(rv_page: Any, rv_fixture: Any, rv_artifacts:
     rv_page.locator('[data-output="roc"]').scroll_into_view_if_needed()
     rv_page.screenshot(path=str(rv_artifacts / "run_view_outputs_roc.png"))
 
-    node(rv_page, "load_data").click()
-    rv_page.locator('.rv-tab[data-tab="outputs"]').click()
+    open_tab(rv_page, "load_data", "outputs")
     assert rv_page.locator('[data-output="raw"] tbody tr').count() == 5
     assert rv_page.locator('[data-output="raw"] .rv-table-wrap .rv-caption').text_content() == "1797 rows × 65 columns · first 5 shown"
 
-    node(rv_page, "split").click()
-    rv_page.locator('.rv-tab[data-tab="outputs"]').click()
+    open_tab(rv_page, "split", "outputs")
     assert rv_page.locator('[data-output="x_train"]').text_content().endswith("array · 1437 × 64 · float64")
     assert "[0,1,2,3,4,9,5,7]" in rv_page.locator('[data-output="y_train"] pre').text_content()
 
-    node(rv_page, "report").click()
-    rv_page.locator('.rv-tab[data-tab="outputs"]').click()
+    open_tab(rv_page, "report", "outputs")
     md = rv_page.locator('[data-output="summary"] .rv-markdown')
     assert md.locator("h4").text_content() == "Summary"
     assert md.locator("strong").text_content() == "SVM" and md.locator("em").text_content() == "97.2%"
@@ -178,8 +182,7 @@ def test_every_preview_type_renders(rv_page: Any, rv_fixture: Any, rv_artifacts:
     assert multi.count() == 2 and json.loads(multi.nth(1).text_content())["rows"] == 360
     rv_page.screenshot(path=str(rv_artifacts / "run_view_report.png"))
 
-    node(rv_page, "scale").click()
-    rv_page.locator('.rv-tab[data-tab="outputs"]').click()
+    open_tab(rv_page, "scale", "outputs")
     assert rv_page.locator('[data-output="scaler"] .rv-output-body').text_content() == "File · 2.1 kB"
 
 
