@@ -19,8 +19,9 @@ import inspect
 import linecache
 import re
 import typing
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import cloudpickle
 
@@ -62,10 +63,16 @@ def input_params(inputs: Sequence[str], outputs: Sequence[str]) -> dict[str, str
     return params
 
 
-def build_function(name: str, body_source: str, params: Sequence[str], outputs: Sequence[str],
-                   namespace: dict[str, Any], output_types: Mapping[str, Any] | None = None,
-                   defaults: Mapping[str, Any] | None = None,
-                   rename: Mapping[str, str] | None = None) -> Callable[..., Any]:
+def build_function(
+    name: str,
+    body_source: str,
+    params: Sequence[str],
+    outputs: Sequence[str],
+    namespace: dict[str, Any],
+    output_types: Mapping[str, Any] | None = None,
+    defaults: Mapping[str, Any] | None = None,
+    rename: Mapping[str, str] | None = None,
+) -> Callable[..., Any]:
     """Compile a cell body into a function ``name(*params) -> NamedTuple(outputs)``.
 
     Parameters
@@ -85,7 +92,9 @@ def build_function(name: str, body_source: str, params: Sequence[str], outputs: 
     """
     defaults = dict(defaults or {})
     args = ", ".join(f"{p}={defaults[p]!r}" if p in defaults else p for p in params)
-    skeleton = ast.parse(f"def _nbpipe_make({_OUTPUTS}):\n    def {name}({args}):\n        pass\n    return {name}\n")
+    skeleton = ast.parse(
+        f"def _nbpipe_make({_OUTPUTS}):\n    def {name}({args}):\n        pass\n    return {name}\n"
+    )
     inner = skeleton.body[0].body[0]  # type: ignore[attr-defined]
     body = ast.parse(body_source).body or [ast.Pass()]
     prologue = "".join(f"{var} = {param}\n" for param, var in (rename or {}).items() if var != param)
@@ -99,9 +108,10 @@ def build_function(name: str, body_source: str, params: Sequence[str], outputs: 
     try:
         code = compile(source, filename, "exec")
     except SyntaxError as exc:  # await/yield at cell level, a global that is also an input, ...
-        raise DefinitionError(f"Cell component '{name}' cannot become a function: {exc.msg}",
-                              hint="Move that statement into a function the cell calls, or out of the "
-                              "component cell.") from None
+        raise DefinitionError(
+            f"Cell component '{name}' cannot become a function: {exc.msg}",
+            hint="Move that statement into a function the cell calls, or out of the component cell.",
+        ) from None
     scope: dict[str, Any] = {}
     exec(code, namespace, scope)  # noqa: S102 - defines the function, runs no cell code
     types_ = dict(output_types or {})
@@ -152,8 +162,15 @@ class CellComponent:
     outputs: tuple[str, ...]
 
 
-def component_from_cell(name: str, source: str, cell_source: str, inputs: Sequence[str], outputs: Sequence[str],
-                        namespace: dict[str, Any], options: Options | None = None) -> Component:
+def component_from_cell(
+    name: str,
+    source: str,
+    cell_source: str,
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+    namespace: dict[str, Any],
+    options: Options | None = None,
+) -> Component:
     """Make a :class:`Component` from a plain cell whose inputs and outputs are known.
 
     ``namespace`` must already hold the cell's results (the cell ran), so each output's type
@@ -161,23 +178,34 @@ def component_from_cell(name: str, source: str, cell_source: str, inputs: Sequen
     """
     for out in outputs:
         if out not in namespace:
-            raise DefinitionError(f"Output '{out}' of cell component '{name}' was not set when the cell ran",
-                                  hint="Assign it on every path through the cell, or leave it out of --outputs.")
+            raise DefinitionError(
+                f"Output '{out}' of cell component '{name}' was not set when the cell ran",
+                hint="Assign it on every path through the cell, or leave it out of --outputs.",
+            )
         why = unpicklable(namespace[out])
         if why:
             raise DefinitionError(
-                f"Output '{out}' of cell component '{name}' ({type(namespace[out]).__name__}) cannot be pickled, "
-                f"so no later step could receive it ({why})",
-                hint=f"Rename it to _{out} to keep it private to the cell, or list the outputs with --outputs.",
+                f"Output '{out}' of cell component '{name}' ({type(namespace[out]).__name__}) cannot be "
+                f"pickled, so no later step could receive it ({why})",
+                hint=f"Rename it to _{out} to keep it private to the cell, or list the outputs with "
+                "--outputs.",
             )
     params = input_params(inputs, outputs)
-    func = build_function(identifier(name), source, list(params.values()), outputs, namespace,
-                          output_types={o: type(namespace[o]) for o in outputs},
-                          rename={p: v for v, p in params.items()})
+    func = build_function(
+        identifier(name),
+        source,
+        list(params.values()),
+        outputs,
+        namespace,
+        output_types={o: type(namespace[o]) for o in outputs},
+        rename={p: v for v, p in params.items()},
+    )
     return Component(func, name=name, options=options, source=cell_source)
 
 
-def pipeline_from_cell(name: str, source: str, params: Mapping[str, Any], namespace: dict[str, Any]) -> Pipeline:
+def pipeline_from_cell(
+    name: str, source: str, params: Mapping[str, Any], namespace: dict[str, Any]
+) -> Pipeline:
     """Trace a ``%%pipeline`` cell: its body calls components; ``params`` (name → JSON default)
     become the pipeline's parameters."""
     func = build_function(identifier(name), source, list(params), (), namespace, defaults=params)
@@ -185,8 +213,9 @@ def pipeline_from_cell(name: str, source: str, params: Mapping[str, Any], namesp
     return Pipeline(func, name=name, description="")
 
 
-def infer_pipeline(name: str, cells: Sequence[CellComponent], namespace: Mapping[str, Any],
-                   description: str = "") -> Pipeline:
+def infer_pipeline(
+    name: str, cells: Sequence[CellComponent], namespace: Mapping[str, Any], description: str = ""
+) -> Pipeline:
     """The pipeline a notebook's plain-cell components make, in cell order.
 
     Each input is wired to the latest earlier cell component that outputs that name; an input
@@ -194,8 +223,10 @@ def infer_pipeline(name: str, cells: Sequence[CellComponent], namespace: Mapping
     value, which must be plain JSON.
     """
     if not cells:
-        raise DefinitionError("This notebook has no %%component plain cells to make a pipeline from",
-                              hint="Mark cells with %%component, or name a pipeline: %nbpipe run PIPELINE.")
+        raise DefinitionError(
+            "This notebook has no %%component plain cells to make a pipeline from",
+            hint="Mark cells with %%component, or name a pipeline: %nbpipe run PIPELINE.",
+        )
     params: dict[str, Any] = {}
     made: set[str] = set()
     for cell in cells:
@@ -205,8 +236,8 @@ def infer_pipeline(name: str, cells: Sequence[CellComponent], namespace: Mapping
             value = namespace.get(inp)
             if inp not in namespace or not is_json_value(value):
                 raise DefinitionError(
-                    f"Cell component '{cell.component.name}' reads '{inp}', which no earlier %%component cell "
-                    f"outputs, and its value ({type(value).__name__}) is not a plain JSON parameter",
+                    f"Cell component '{cell.component.name}' reads '{inp}', which no earlier %%component "
+                    f"cell outputs, and its value ({type(value).__name__}) is not a plain JSON parameter",
                     hint=f"Add %%component to the cell that makes '{inp}', or compute it inside "
                     f"'{cell.component.name}'.",
                 )
@@ -223,8 +254,12 @@ def infer_pipeline(name: str, cells: Sequence[CellComponent], namespace: Mapping
                 latest[out] = step.outputs[out]
 
     body.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [inspect.Parameter(p, inspect.Parameter.KEYWORD_ONLY, default=v,
-                           annotation=param_annotation(v)) for p, v in params.items()]
+        [
+            inspect.Parameter(p, inspect.Parameter.KEYWORD_ONLY, default=v, annotation=param_annotation(v))
+            for p, v in params.items()
+        ]
     )
     body.__name__ = body.__qualname__ = identifier(name)
-    return Pipeline(body, name=name, description=description or "Inferred from the notebook's %%component cells.")
+    return Pipeline(
+        body, name=name, description=description or "Inferred from the notebook's %%component cells."
+    )

@@ -26,8 +26,9 @@ import builtins
 import functools
 import symtable
 import types
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def _body(flow: _Flow, stmts: list[ast.stmt]) -> None:
         _stmt(flow, s)
 
 
-def _stmt(flow: _Flow, s: ast.stmt) -> None:  # noqa: C901 - one branch per statement kind
+def _stmt(flow: _Flow, s: ast.stmt) -> None:
     if isinstance(s, ast.Assign):
         _expr(flow, s.value)
         for t in s.targets:
@@ -198,13 +199,18 @@ def _stmt(flow: _Flow, s: ast.stmt) -> None:  # noqa: C901 - one branch per stat
 
 def _is_constant_stmt(s: ast.stmt) -> bool:
     """Imports, defs, classes, docstrings, ``pass`` and ``NAME = <literal>`` do no work."""
-    if isinstance(s, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Pass)):
+    if isinstance(
+        s, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Pass)
+    ):
         return True
     if isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant):
         return True
     targets = s.targets if isinstance(s, ast.Assign) else [getattr(s, "target", None)]
-    if isinstance(s, (ast.Assign, ast.AnnAssign)) and s.value is not None \
-            and all(isinstance(t, ast.Name) for t in targets):
+    if (
+        isinstance(s, (ast.Assign, ast.AnnAssign))
+        and s.value is not None
+        and all(isinstance(t, ast.Name) for t in targets)
+    ):
         try:
             ast.literal_eval(s.value)
         except ValueError:
@@ -283,8 +289,17 @@ class Reads:
 
 def is_code(value: Any) -> bool:
     """True for modules, functions, classes and other callables a component captures by value."""
-    if isinstance(value, (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType,
-                          types.MethodType, functools.partial)):
+    if isinstance(
+        value,
+        (
+            types.ModuleType,
+            type,
+            types.FunctionType,
+            types.BuiltinFunctionType,
+            types.MethodType,
+            functools.partial,
+        ),
+    ):
         return True
     # nbpipe Component / Pipeline objects, by duck type so this module needs no SDK import.
     return (hasattr(value, "trace") and hasattr(value, "spec")) or hasattr(value, "payload_digest")

@@ -39,8 +39,12 @@ def _parser() -> MagicArgumentParser:
     parser = MagicArgumentParser(prog="%nbpipe", description="Run and inspect nbpipe pipelines.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=MagicArgumentParser)
     p = sub.add_parser("run", help="Submit a pipeline and show its live run graph.")
-    p.add_argument("args", nargs="*", help="[PIPELINE] [param=value ...]; without PIPELINE, the pipeline "
-                   "inferred from this notebook's %%%%component cells.")
+    p.add_argument(
+        "args",
+        nargs="*",
+        help="[PIPELINE] [param=value ...]; without PIPELINE, the pipeline "
+        "inferred from this notebook's %%%%component cells.",
+    )
     p.add_argument("--experiment", default="Default", help="Experiment to file the run under.")
     p.add_argument("--name", help="Run name.")
     p = sub.add_parser("runs", help="List recent runs.")
@@ -52,9 +56,13 @@ def _parser() -> MagicArgumentParser:
     p.add_argument("--attempt", type=int, help="Attempt number (default: all).")
     p = sub.add_parser("cancel", help="Cancel a run.")
     p.add_argument("run", nargs="?", help="Run id (default: the last run of this kernel).")
-    p = sub.add_parser("config", help="Choose the runner: runner=URL token=T (runner=local: the embedded one).")
+    p = sub.add_parser(
+        "config", help="Choose the runner: runner=URL token=T (runner=local: the embedded one)."
+    )
     p.add_argument("settings", nargs="+", help="runner=URL and/or token=TOKEN")
-    p = sub.add_parser("pull", help="Load a run's step outputs into the notebook (a failed step: its inputs).")
+    p = sub.add_parser(
+        "pull", help="Wait for the run, then load step outputs into the notebook (a failed step: its inputs)."
+    )
     p.add_argument("run", nargs="?", help="Run id (default: the last run of this kernel).")
     p.add_argument("step", nargs="?", help="Step name (default: every step).")
     p.add_argument("--timeout", type=float, help="Seconds to wait for an unfinished run.")
@@ -70,11 +78,21 @@ def format_runs(runs: list[dict[str, Any]]) -> str:
     rows = [("RUN", "PIPELINE", "STATE", "CREATED", "DURATION")]
     for r in runs:
         created = r.get("created_at")
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created)) if isinstance(created, (int, float)) \
+        when = (
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))
+            if isinstance(created, (int, float))
             else str(created or "")
+        )
         dur = r.get("duration")
-        rows.append((str(r.get("id", "")), str(r.get("pipeline") or r.get("name") or ""), str(r.get("state", "")),
-                     when, f"{dur:.1f} s" if isinstance(dur, (int, float)) else ""))
+        rows.append(
+            (
+                str(r.get("id", "")),
+                str(r.get("pipeline") or r.get("name") or ""),
+                str(r.get("state", "")),
+                when,
+                f"{dur:.1f} s" if isinstance(dur, (int, float)) else "",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
 
@@ -82,7 +100,7 @@ def format_runs(runs: list[dict[str, Any]]) -> str:
 class NbpipeCommands:
     """The state ``%nbpipe`` keeps per kernel: the widgets it showed and the last run."""
 
-    def __init__(self, shell: Any, magics: "NbpipeMagics") -> None:
+    def __init__(self, shell: Any, magics: NbpipeMagics) -> None:
         self.shell = shell
         self.magics = magics
         self.parser = _parser()
@@ -127,10 +145,14 @@ class NbpipeCommands:
             if len(found) == 1:
                 return ns[found[0]]
             if found:
-                raise UsageError(f"This notebook has {len(found)} pipelines ({', '.join(found)}); name one: "
-                                 f"%nbpipe run {found[0]}")
-            raise UsageError("Nothing to run: define a pipeline (%%pipeline or @nbpipe.pipeline) or mark cells "
-                             "with %%component, then %nbpipe run.")
+                raise UsageError(
+                    f"This notebook has {len(found)} pipelines ({', '.join(found)}); name one: "
+                    f"%nbpipe run {found[0]}"
+                )
+            raise UsageError(
+                "Nothing to run: define a pipeline (%%pipeline or @nbpipe.pipeline) or mark cells "
+                "with %%component, then %nbpipe run."
+            )
         value = ns.get(name)
         if isinstance(value, Pipeline):
             return value
@@ -192,14 +214,18 @@ class NbpipeCommands:
         for item in args.settings:
             key, sep, value = item.partition("=")
             if not sep or key not in ("runner", "token"):
-                raise UsageError(f"Unknown setting {item!r}; use runner=URL (runner=local for the embedded "
-                                 "runner) and token=TOKEN.")
+                raise UsageError(
+                    f"Unknown setting {item!r}; use runner=URL (runner=local for the embedded "
+                    "runner) and token=TOKEN."
+                )
             settings[key] = value
         url = settings.get("runner")
         url = None if url in (None, "", "local") else url
         nbpipe.client.configure(url=url, token=settings.get("token"))
-        print(f"nbpipe runner: {url or 'the embedded local runner (started on first use)'}"
-              + (" with a token" if settings.get("token") else ""))
+        print(
+            f"nbpipe runner: {url or 'the embedded local runner (started on first use)'}"
+            + (" with a token" if settings.get("token") else "")
+        )
 
     def cmd_pull(self, args: Any) -> None:
         run = self._run(args.run)
@@ -221,9 +247,11 @@ class NbpipeCommands:
                 values = run.outputs(s["name"])
             elif s["state"] == "failed":
                 values = run.inputs(s["name"])
-                notes.append(f"Step '{s['name']}' failed: {s.get('reason') or 'see its logs'}. Its inputs are "
-                             f"loaded; call {s['component']}.func({', '.join(f'{k}={k}' for k in values)}) "
-                             "to reproduce it.")
+                notes.append(
+                    f"Step '{s['name']}' failed: {s.get('reason') or 'see its logs'}. Its inputs are "
+                    f"loaded; call {s['component']}.func({', '.join(f'{k}={k}' for k in values)}) "
+                    "to reproduce it."
+                )
             else:
                 continue
             for n, v in values.items():
@@ -232,8 +260,10 @@ class NbpipeCommands:
                     var = f"{s['name'].replace('-', '_')}_{n}"
                 loaded[var] = v
         if not loaded and not notes:
-            raise UsageError(f"Run {run.id} is {snap['state']} and has nothing to pull"
-                             + (f" from step '{args.step}' ({steps[args.step]['state']})." if args.step else "."))
+            raise UsageError(
+                f"Run {run.id} is {snap['state']} and has nothing to pull"
+                + (f" from step '{args.step}' ({steps[args.step]['state']})." if args.step else ".")
+            )
         self.shell.push(loaded)
         summary = ", ".join(f"{k} ({type(v).__name__})" for k, v in loaded.items())
         print(f"Run {run.id} {snap['state']}. Loaded: {summary or 'nothing'}.")

@@ -36,8 +36,14 @@ def _names(value: str | None) -> tuple[str, ...] | None:
     return tuple(n.strip() for n in value.replace(" ", ",").split(",") if n.strip())
 
 
-def _override(wanted: tuple[str, ...] | None, default: tuple[str, ...], allowed: tuple[str, ...], option: str,
-              verb: str, fix: str) -> tuple[str, ...]:
+def _override(
+    wanted: tuple[str, ...] | None,
+    default: tuple[str, ...],
+    allowed: tuple[str, ...],
+    option: str,
+    verb: str,
+    fix: str,
+) -> tuple[str, ...]:
     """The names an --inputs/--outputs option lists, each checked against what the cell does."""
     if wanted is None:
         return default
@@ -82,15 +88,18 @@ class NbpipeMagics(Magics):
         try:
             return source, analyze_cell(source)
         except SyntaxError as exc:
-            raise UsageError(f"The cell has a syntax error (line {exc.lineno}: {exc.msg}); "
-                             "fix it and run the cell again.") from None
+            raise UsageError(
+                f"The cell has a syntax error (line {exc.lineno}: {exc.msg}); fix it and run the cell again."
+            ) from None
 
     def _run_cell(self, cell: str, what: str) -> None:
         """Run the cell normally in the kernel; its own error shows above ours."""
         result = self.shell.run_cell(cell, store_history=False)
         if not result.success:
-            raise UsageError(f"The cell failed (see the error above), so {what} was not created; "
-                             "fix the cell and run it again.")
+            raise UsageError(
+                f"The cell failed (see the error above), so {what} was not created; "
+                "fix the cell and run it again."
+            )
 
     @staticmethod
     def _options(args: Any) -> Options:
@@ -101,23 +110,36 @@ class NbpipeMagics(Magics):
             except ValueError:
                 pass  # ISO 8601 like PT30M; make_options checks it
         try:
-            return make_options(base_image=args.image, packages=list(_names(args.packages) or ()) or None,
-                                cpu=args.cpu, memory=args.memory, gpu=args.gpu, retries=args.retries,
-                                timeout=timeout, cache=False if args.no_cache else None,
-                                owner=f"component {args.name or ''}".strip())
+            return make_options(
+                base_image=args.image,
+                packages=list(_names(args.packages) or ()) or None,
+                cpu=args.cpu,
+                memory=args.memory,
+                gpu=args.gpu,
+                retries=args.retries,
+                timeout=timeout,
+                cache=False if args.no_cache else None,
+                owner=f"component {args.name or ''}".strip(),
+            )
         except NbpipeError as exc:
             raise usage(exc) from None
 
     def _check_name(self, name: str, what: str) -> None:
         if not name.isidentifier():
-            raise UsageError(f"{what} name {name!r} becomes a notebook variable, so it must be a Python "
-                             f"identifier; try %%{what.lower()} {name.replace('-', '_')}.")
+            raise UsageError(
+                f"{what} name {name!r} becomes a notebook variable, so it must be a Python "
+                f"identifier; try %%{what.lower()} {name.replace('-', '_')}."
+            )
 
     # ------------------------------------------------------------------ %%component
 
     @magic_arguments()
-    @argument("name", nargs="?", help="Component name; becomes a variable in the notebook "
-              "(default: the function's name, or cell_<N> for a plain cell).")
+    @argument(
+        "name",
+        nargs="?",
+        help="Component name; becomes a variable in the notebook "
+        "(default: the function's name, or cell_<N> for a plain cell).",
+    )
     @argument("--image", help="Container image for Kubernetes runs (default: the nbpipe base image).")
     @argument("--packages", help="Comma-separated pip requirements installed before the step runs.")
     @argument("--cpu", help="CPU request, e.g. 2 or 500m.")
@@ -126,10 +148,16 @@ class NbpipeMagics(Magics):
     @argument("--retries", type=int, help="Times to retry a failed step.")
     @argument("--timeout", help="Seconds (or ISO 8601 like PT30M) before the step is killed.")
     @argument("--no-cache", action="store_true", help="Always run; never reuse an earlier result.")
-    @argument("--inputs", help="Plain cell only: comma-separated notebook variables the step takes "
-              "(default: the earlier cells' variables the cell reads).")
-    @argument("--outputs", help="Plain cell only: comma-separated variables the step returns "
-              "(default: every non-private name the cell assigns).")
+    @argument(
+        "--inputs",
+        help="Plain cell only: comma-separated notebook variables the step takes "
+        "(default: the earlier cells' variables the cell reads).",
+    )
+    @argument(
+        "--outputs",
+        help="Plain cell only: comma-separated variables the step returns "
+        "(default: every non-private name the cell assigns).",
+    )
     @cell_magic
     def component(self, line: str, cell: str) -> None:
         """Turn this cell into a pipeline component.
@@ -145,9 +173,11 @@ class NbpipeMagics(Magics):
             self._check_name(args.name, "Component")
         source, flow = self._flow(cell)
         if not flow.functions and not flow.has_work:
-            raise UsageError("This cell has no function and only imports or sets constants, so it makes no "
-                             "step: write the def that is the component, or drop %%component (plain JSON "
-                             "constants become pipeline parameters).")
+            raise UsageError(
+                "This cell has no function and only imports or sets constants, so it makes no "
+                "step: write the def that is the component, or drop %%component (plain JSON "
+                "constants become pipeline parameters)."
+            )
         if flow.is_function_cell:
             self._function_cell(args, cell, flow, options)
         else:
@@ -155,17 +185,23 @@ class NbpipeMagics(Magics):
 
     def _function_cell(self, args: Any, cell: str, flow: CellFlow, options: Options) -> None:
         if args.inputs is not None or args.outputs is not None:
-            raise UsageError("--inputs/--outputs are for plain cells; a function's parameters and return "
-                             "annotation are its inputs and outputs.")
+            raise UsageError(
+                "--inputs/--outputs are for plain cells; a function's parameters and return "
+                "annotation are its inputs and outputs."
+            )
         funcs = flow.functions
         if args.name in funcs or len(funcs) == 1:
             fname = args.name if args.name in funcs else funcs[0]
         elif args.name is None:
-            raise UsageError(f"This cell defines {len(funcs)} functions ({', '.join(funcs)}); say which one is "
-                             f"the component: %%component {funcs[-1]}")
+            raise UsageError(
+                f"This cell defines {len(funcs)} functions ({', '.join(funcs)}); say which one is "
+                f"the component: %%component {funcs[-1]}"
+            )
         else:
-            raise UsageError(f"This cell defines {len(funcs)} functions ({', '.join(funcs)}) and none is named "
-                             f"{args.name!r}; use one of them as NAME.")
+            raise UsageError(
+                f"This cell defines {len(funcs)} functions ({', '.join(funcs)}) and none is named "
+                f"{args.name!r}; use one of them as NAME."
+            )
         name = args.name or fname
         self._run_cell(cell, f"component '{name}'")
         func = self._ns[fname]
@@ -179,33 +215,54 @@ class NbpipeMagics(Magics):
 
     def _plain_cell(self, args: Any, cell: str, source: str, flow: CellFlow, options: Options) -> None:
         if flow.uses_ipython:
-            raise UsageError("This cell uses magics or !commands, which only run in the notebook, not in a "
-                             "step; move them to another cell.")
+            raise UsageError(
+                "This cell uses magics or !commands, which only run in the notebook, not in a "
+                "step; move them to another cell."
+            )
         if flow.has_await:
-            raise UsageError("This cell uses top-level await, which a step cannot run; call asyncio.run(...) "
-                             "inside the cell instead.")
+            raise UsageError(
+                "This cell uses top-level await, which a step cannot run; call asyncio.run(...) "
+                "inside the cell instead."
+            )
         reads = classify_reads(flow.reads, self._ns, hidden=self.shell.user_ns_hidden)
         if reads.missing:
-            raise UsageError(f"The cell reads '{reads.missing[0]}', which no earlier cell defines (and it is not "
-                             "a builtin); run the cell that defines it first, or define it in this cell.")
-        inputs = _override(_names(args.inputs), reads.data, flow.reads, "--inputs", "reads before assigning it",
-                           "list only the notebook variables the cell uses")
+            raise UsageError(
+                f"The cell reads '{reads.missing[0]}', which no earlier cell defines (and it is not "
+                "a builtin); run the cell that defines it first, or define it in this cell."
+            )
+        inputs = _override(
+            _names(args.inputs),
+            reads.data,
+            flow.reads,
+            "--inputs",
+            "reads before assigning it",
+            "list only the notebook variables the cell uses",
+        )
         for n in inputs:
             if n not in self._ns:
                 raise UsageError(f"--inputs lists '{n}', which no earlier cell defines; run that cell first.")
-        outputs = _override(_names(args.outputs), flow.outputs, flow.assigned, "--outputs", "assigns",
-                            f"list names the cell assigns ({', '.join(flow.assigned) or 'none'})")
+        outputs = _override(
+            _names(args.outputs),
+            flow.outputs,
+            flow.assigned,
+            "--outputs",
+            "assigns",
+            f"list names the cell assigns ({', '.join(flow.assigned) or 'none'})",
+        )
         name = args.name or f"cell_{self.shell.execution_count}"
         if name in flow.assigned or name in inputs:
-            raise UsageError(f"Component name '{name}' is also a variable of the cell; pick another name, "
-                             f"e.g. %%component make_{name}")
+            raise UsageError(
+                f"Component name '{name}' is also a variable of the cell; pick another name, "
+                f"e.g. %%component make_{name}"
+            )
         self._run_cell(cell, f"component '{name}'")
         try:
             comp = component_from_cell(name, source, cell, inputs, outputs, self._ns, options)
         except NbpipeError as exc:
             raise usage(exc) from None
-        key = self._cell_id or (f"name:{args.name}" if args.name else
-                                "source:" + hashlib.sha256(cell.encode()).hexdigest())
+        key = self._cell_id or (
+            f"name:{args.name}" if args.name else "source:" + hashlib.sha256(cell.encode()).hexdigest()
+        )
         self._remember(CellComponent(key, comp, tuple(inputs), tuple(outputs)))
         self.shell.push({name: comp})
 
@@ -214,8 +271,11 @@ class NbpipeMagics(Magics):
         for i, old in enumerate(self.cells):
             if old.key == entry.key or old.component.name == entry.component.name:
                 self.cells[i] = entry
-                self.cells = [c for j, c in enumerate(self.cells)
-                              if j == i or (c.key != entry.key and c.component.name != entry.component.name)]
+                self.cells = [
+                    c
+                    for j, c in enumerate(self.cells)
+                    if j == i or (c.key != entry.key and c.component.name != entry.component.name)
+                ]
                 return
         self.cells.append(entry)
 
@@ -229,7 +289,9 @@ class NbpipeMagics(Magics):
     # ------------------------------------------------------------------ %%pipeline
 
     @magic_arguments()
-    @argument("name", nargs="?", default="notebook", help="Pipeline name; becomes a variable in the notebook.")
+    @argument(
+        "name", nargs="?", default="notebook", help="Pipeline name; becomes a variable in the notebook."
+    )
     @cell_magic
     def pipeline(self, line: str, cell: str) -> None:
         """Compose components: the cell's component calls become a pipeline.
@@ -242,13 +304,17 @@ class NbpipeMagics(Magics):
         source, flow = self._flow(cell)
         reads = classify_reads(flow.reads, self._ns, hidden=self.shell.user_ns_hidden)
         if reads.missing:
-            raise UsageError(f"The pipeline reads '{reads.missing[0]}', which no earlier cell defines; define it "
-                             "(a component, or a plain JSON parameter value) in an earlier cell.")
+            raise UsageError(
+                f"The pipeline reads '{reads.missing[0]}', which no earlier cell defines; define it "
+                "(a component, or a plain JSON parameter value) in an earlier cell."
+            )
         params: dict[str, Any] = {}
         for n in reads.data:
             if not is_json_value(self._ns[n]):
-                raise UsageError(f"The pipeline reads '{n}' ({type(self._ns[n]).__name__}) from the notebook, but "
-                                 "pipeline parameters must be plain JSON values; make it inside a component.")
+                raise UsageError(
+                    f"The pipeline reads '{n}' ({type(self._ns[n]).__name__}) from the notebook, but "
+                    "pipeline parameters must be plain JSON values; make it inside a component."
+                )
             params[n] = self._ns[n]
         try:
             pipe = pipeline_from_cell(args.name, source, params, self._ns)

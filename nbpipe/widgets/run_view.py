@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 HERE = Path(__file__).parent
 MAX_LOG_CHARS = 256 * 1024  # per step, kept from the end: what the widget shows, not the archive
 MAX_IMAGE_BYTES = 4 * 1024 * 1024
-_IMPORT = re.compile(r'^import\s*\{[^}]*\}\s*from\s*"\./(run_view[\w.]*\.js)";?[ \t]*\n?', re.M)
-_EXPORT = re.compile(r"^export\s+(?=(?:async\s+)?(?:function|class|const|let)\b)", re.M)
+_IMPORT = re.compile(r'^import\s*\{[^}]*\}\s*from\s*"\./(run_view[\w.]*\.js)";?[ \t]*\n?', re.MULTILINE)
+_EXPORT = re.compile(r"^export\s+(?=(?:async\s+)?(?:function|class|const|let)\b)", re.MULTILINE)
 
 
 def bundle_esm(entry: Path) -> str:
@@ -67,11 +67,22 @@ def bundle_esm(entry: Path) -> str:
 
 def _fresh_step(spec: dict[str, Any]) -> dict[str, Any]:
     return {
-        "name": str(spec.get("name", "")), "component": spec.get("component") or spec.get("name", ""),
-        "display_name": spec.get("display_name") or "", "upstream": [str(u) for u in spec.get("upstream") or []],
-        "group": spec.get("group") or "", "state": "pending", "attempt": 0, "max_attempts": 1,
-        "started_at": None, "finished_at": None, "duration": None, "reason": "", "traceback": "",
-        "cached": False, "inputs": dict(spec.get("inputs") or {}), "outputs": {},
+        "name": str(spec.get("name", "")),
+        "component": spec.get("component") or spec.get("name", ""),
+        "display_name": spec.get("display_name") or "",
+        "upstream": [str(u) for u in spec.get("upstream") or []],
+        "group": spec.get("group") or "",
+        "state": "pending",
+        "attempt": 0,
+        "max_attempts": 1,
+        "started_at": None,
+        "finished_at": None,
+        "duration": None,
+        "reason": "",
+        "traceback": "",
+        "cached": False,
+        "inputs": dict(spec.get("inputs") or {}),
+        "outputs": {},
     }
 
 
@@ -86,31 +97,67 @@ def apply_event(snapshot: dict[str, Any], event: ev.Event) -> bool:
     steps: list[dict[str, Any]] = snapshot.setdefault("steps", [])
     step = next((s for s in steps if s["name"] == getattr(event, "step", None)), None)
     if isinstance(event, ev.RunCreated):
-        snapshot.update(name=event.name or snapshot.get("name", ""), pipeline=event.pipeline or snapshot.get("pipeline", ""),
-                        experiment=event.experiment, params=dict(event.params), state="queued", created_at=event.ts)
+        snapshot.update(
+            name=event.name or snapshot.get("name", ""),
+            pipeline=event.pipeline or snapshot.get("pipeline", ""),
+            experiment=event.experiment,
+            params=dict(event.params),
+            state="queued",
+            created_at=event.ts,
+        )
         if event.graph.get("steps"):
             snapshot["steps"] = [_fresh_step(s) for s in event.graph["steps"]]
     elif isinstance(event, ev.RunStarted):
         snapshot.update(state="running", started_at=event.ts)
     elif isinstance(event, ev.RunFinished):
-        snapshot.update(state=event.state, reason=event.reason, finished_at=event.ts,
-                        duration=event.duration or snapshot.get("duration"))
+        snapshot.update(
+            state=event.state,
+            reason=event.reason,
+            finished_at=event.ts,
+            duration=event.duration or snapshot.get("duration"),
+        )
     elif step is None:
         return False  # a step event for a step the snapshot does not know (yet): nothing to fold into
     elif isinstance(event, ev.StepStarted):
-        step.update(state="running", attempt=event.attempt, max_attempts=event.max_attempts or step["max_attempts"],
-                    started_at=event.ts, finished_at=None, duration=None, reason="", traceback="", cached=False)
+        step.update(
+            state="running",
+            attempt=event.attempt,
+            max_attempts=event.max_attempts or step["max_attempts"],
+            started_at=event.ts,
+            finished_at=None,
+            duration=None,
+            reason="",
+            traceback="",
+            cached=False,
+        )
     elif isinstance(event, ev.StepRetrying):
-        step.update(state="retrying", attempt=event.attempt, reason=event.reason,
-                    max_attempts=event.max_attempts or step["max_attempts"])
+        step.update(
+            state="retrying",
+            attempt=event.attempt,
+            reason=event.reason,
+            max_attempts=event.max_attempts or step["max_attempts"],
+        )
     elif isinstance(event, ev.ArtifactSaved):
-        step["outputs"] = {**step.get("outputs", {}), event.name: {
-            "digest": event.digest, "kind": event.kind, "format": event.format, "size": event.size,
-            "preview": event.preview}}
+        step["outputs"] = {
+            **step.get("outputs", {}),
+            event.name: {
+                "digest": event.digest,
+                "kind": event.kind,
+                "format": event.format,
+                "size": event.size,
+                "preview": event.preview,
+            },
+        }
     elif isinstance(event, ev.StepFinished):
-        step.update(state=event.state, attempt=event.attempt or step["attempt"], duration=event.duration,
-                    reason=event.reason, traceback=event.traceback, finished_at=event.ts,
-                    cached=event.state == "cached")
+        step.update(
+            state=event.state,
+            attempt=event.attempt or step["attempt"],
+            duration=event.duration,
+            reason=event.reason,
+            traceback=event.traceback,
+            finished_at=event.ts,
+            cached=event.state == "cached",
+        )
     elif not isinstance(event, ev.StepLog):
         return False
     if event.id:
@@ -130,8 +177,12 @@ def image_previews(preview: Any) -> list[tuple[str, str]]:
 
 
 def _snapshot_images(snapshot: dict[str, Any]) -> list[tuple[str, str]]:
-    return [img for s in snapshot.get("steps", []) for out in (s.get("outputs") or {}).values()
-            for img in image_previews(out.get("preview"))]
+    return [
+        img
+        for s in snapshot.get("steps", [])
+        for out in (s.get("outputs") or {}).values()
+        for img in image_previews(out.get("preview"))
+    ]
 
 
 class RunView(anywidget.AnyWidget):

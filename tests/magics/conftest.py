@@ -6,7 +6,8 @@ test starts is isolated and stopped at the end of the session.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from IPython.core.getipython import get_ipython

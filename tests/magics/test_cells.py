@@ -14,8 +14,13 @@ import threading
 import cloudpickle
 import pytest
 
-from kernel_magics.cell_component import (CellComponent, build_function, component_from_cell, infer_pipeline,
-                                          unpicklable)
+from kernel_magics.cell_component import (
+    CellComponent,
+    build_function,
+    component_from_cell,
+    infer_pipeline,
+    unpicklable,
+)
 from kernel_magics.cells import analyze_cell, classify_reads, later_reads
 from nbpipe.errors import DefinitionError
 
@@ -24,8 +29,12 @@ FLOW_CASES = [
     ("x = x + 1", ("x",), ("x",), {}),
     ("total += step", ("step", "total"), ("total",), {}),
     ("for i in range(n):\n    y = f(i)\n    print(y)", ("range", "n", "f", "print"), ("i", "y"), {}),
-    ("import numpy as np\nz = np.array(data)\n_t = 1", ("data",), ("z", "_t"),
-     {"imported": ("np",), "outputs": ("z",)}),
+    (
+        "import numpy as np\nz = np.array(data)\n_t = 1",
+        ("data",),
+        ("z", "_t"),
+        {"imported": ("np",), "outputs": ("z",)},
+    ),
     ("import os.path\np = os.path.join(a, 'b')", ("a",), ("p",), {"imported": ("os",)}),
     ("def helper(v):\n    return v * k\nq = helper(2)", ("k",), ("q",), {"functions": ("helper",)}),
     ("def f():\n    return later\nlater = 1\nr = f()", (), ("later", "r"), {"functions": ("f",)}),
@@ -35,14 +44,27 @@ FLOW_CASES = [
     ("df['a'] = 1", ("df",), ("df",), {"has_work": True}),
     ("model.coef = c", ("c", "model"), ("model",), {}),
     ("(n := 5)\nm = n", (), ("n", "m"), {}),
-    ("try:\n    v = risky()\nexcept KeyError as e:\n    v = str(e)", ("risky", "KeyError", "str"), ("v", "e"), {}),
+    (
+        "try:\n    v = risky()\nexcept KeyError as e:\n    v = str(e)",
+        ("risky", "KeyError", "str"),
+        ("v", "e"),
+        {},
+    ),
     ("if flag:\n    a = 1\nelse:\n    a = 2\nb = a", ("flag",), ("a", "b"), {}),
     ("a, (b, *c) = t", ("t",), ("a", "b", "c"), {}),
     ("class Cfg:\n    size = base\nc = Cfg()", ("base",), ("c",), {"classes": ("Cfg",)}),
-    ("SEED = 0\ndef train(x):\n    return x + SEED", (), ("SEED",),
-     {"functions": ("train",), "has_work": False, "is_function_cell": True}),
-    ("import math\ndef f(x):\n    return math.sqrt(x)\ny = f(4)", (), ("y",),
-     {"functions": ("f",), "has_work": True, "is_function_cell": False}),
+    (
+        "SEED = 0\ndef train(x):\n    return x + SEED",
+        (),
+        ("SEED",),
+        {"functions": ("train",), "has_work": False, "is_function_cell": True},
+    ),
+    (
+        "import math\ndef f(x):\n    return math.sqrt(x)\ny = f(4)",
+        (),
+        ("y",),
+        {"functions": ("f",), "has_work": True, "is_function_cell": False},
+    ),
     ("get_ipython().run_line_magic('time', 'x = 1')", ("get_ipython",), (), {"uses_ipython": True}),
     ("await asyncio.sleep(0)", ("asyncio",), (), {"has_await": True}),
     ("async def f():\n    await g()", ("g",), (), {"has_await": False, "functions": ("f",)}),
@@ -90,8 +112,14 @@ def test_later_reads_skips_unparsable_cells() -> None:
 
 def test_build_function_is_real_and_picklable() -> None:
     ns = {"__name__": "__main__", "scale": 3, "math": math}
-    func = build_function("make", "import math\nys = [v * scale for v in xs]\ntotal = math.fsum(ys)",
-                          ["xs"], ["ys", "total"], ns, {"ys": list, "total": float})
+    func = build_function(
+        "make",
+        "import math\nys = [v * scale for v in xs]\ntotal = math.fsum(ys)",
+        ["xs"],
+        ["ys", "total"],
+        ns,
+        {"ys": list, "total": float},
+    )
     result = func([1, 2])
     assert result == ([3, 6], 9.0) and result._fields == ("ys", "total")
     assert inspect.getsource(func).lstrip().startswith("def make(xs):")
@@ -134,9 +162,11 @@ def test_infer_pipeline_wires_latest_producer_and_parameters() -> None:
     def cell(name: str, src: str, ins: tuple[str, ...], outs: tuple[str, ...]) -> CellComponent:
         return CellComponent(name, component_from_cell(name, src, src, ins, outs, ns), ins, outs)
 
-    cells = [cell("make", "xs = list(range(n))", ("n",), ("xs",)),
-             cell("double", "xs = [2 * v for v in xs]", ("xs",), ("xs",)),
-             cell("add", "total = sum(xs) + n", ("xs", "n"), ("total",))]
+    cells = [
+        cell("make", "xs = list(range(n))", ("n",), ("xs",)),
+        cell("double", "xs = [2 * v for v in xs]", ("xs",), ("xs",)),
+        cell("add", "total = sum(xs) + n", ("xs", "n"), ("total",)),
+    ]
     pipe = infer_pipeline("nb", cells, ns)
     assert pipe.parameters == [{"name": "n", "type": "int", "default": 4}]
     steps = pipe.steps

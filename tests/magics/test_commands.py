@@ -6,6 +6,7 @@ the module's runner (``nb_runner`` from the root conftest), so these tests also 
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -32,7 +33,9 @@ def _view(sh: Any) -> RunView:
 
 def test_run_plain_cells_widget_and_pull(sh: Any, capsys: Any) -> None:
     sh.run_cell("import time\nn = 4\ntag = 'x'")
-    sh.run_cell_magic("component", "make", "time.sleep(1.0)\nxs = [i * i for i in range(n)]\nprint('made', xs)")
+    sh.run_cell_magic(
+        "component", "make", "time.sleep(1.0)\nxs = [i * i for i in range(n)]\nprint('made', xs)"
+    )
     sh.run_cell_magic("component", "summarize", "total = sum(xs)\nlabel = f'{tag}{total}'")
     updates: list[float] = []
     started = time.time()
@@ -45,7 +48,7 @@ def test_run_plain_cells_widget_and_pull(sh: Any, capsys: Any) -> None:
     assert snap["state"] == "succeeded"
     assert {s["name"]: s["state"] in STEP_OK for s in snap["steps"]} == {"make": True, "summarize": True}
     assert returned - started < snap["finished_at"] - started  # %nbpipe run returned before the run ended
-    assert all(b - a >= view.interval * 0.9 for a, b in zip(updates, updates[1:]))  # throttled
+    assert all(b - a >= view.interval * 0.9 for a, b in itertools.pairwise(updates))  # throttled
     sh.run_cell("del xs, total, label")
     sh.run_line_magic("nbpipe", "pull")
     assert (sh.user_ns["xs"], sh.user_ns["total"], sh.user_ns["label"]) == ([0, 1, 4, 9, 16], 30, "x30")
@@ -60,8 +63,12 @@ def test_run_plain_cells_widget_and_pull(sh: Any, capsys: Any) -> None:
 
 
 def test_failed_step_pull_loads_its_inputs(sh: Any, capsys: Any) -> None:
-    sh.run_cell_magic("component", "", "def check(x: int) -> int:\n    if x > 1:\n        raise ValueError(f'x={x} is too big')\n"
-                      "    return x\n")
+    sh.run_cell_magic(
+        "component",
+        "",
+        "def check(x: int) -> int:\n    if x > 1:\n        raise ValueError(f'x={x} is too big')\n"
+        "    return x\n",
+    )
     sh.run_cell("x = 1")
     sh.run_cell_magic("pipeline", "guarded", "check(x=x)")
     sh.run_line_magic("nbpipe", "run guarded x=7")
@@ -78,8 +85,11 @@ def test_failed_step_pull_loads_its_inputs(sh: Any, capsys: Any) -> None:
 
 
 def test_cancel_and_attach(sh: Any, capsys: Any) -> None:
-    sh.run_cell_magic("component", "", "def slow(seconds: float) -> float:\n    import time\n"
-                      "    time.sleep(seconds)\n    return seconds\n")
+    sh.run_cell_magic(
+        "component",
+        "",
+        "def slow(seconds: float) -> float:\n    import time\n    time.sleep(seconds)\n    return seconds\n",
+    )
     sh.run_cell_magic("pipeline", "sleepy", "slow(seconds=60.0)")
     sh.run_line_magic("nbpipe", "run sleepy")
     view = _view(sh)
@@ -101,9 +111,13 @@ def test_cancel_and_attach(sh: Any, capsys: Any) -> None:
 
 
 def test_selected_step_logs_and_image_previews(sh: Any) -> None:
-    sh.run_cell_magic("component", "", "def draw(n: int):\n    import matplotlib\n    matplotlib.use('Agg')\n"
-                      "    import matplotlib.pyplot as plt\n    for i in range(n):\n        print('line', i)\n"
-                      "    fig, ax = plt.subplots(figsize=(2, 2))\n    ax.plot(range(n))\n    return fig\n")
+    sh.run_cell_magic(
+        "component",
+        "",
+        "def draw(n: int):\n    import matplotlib\n    matplotlib.use('Agg')\n"
+        "    import matplotlib.pyplot as plt\n    for i in range(n):\n        print('line', i)\n"
+        "    fig, ax = plt.subplots(figsize=(2, 2))\n    ax.plot(range(n))\n    return fig\n",
+    )
     sh.run_cell_magic("pipeline", "drawing", "draw(n=3)")
     sh.run_line_magic("nbpipe", "run drawing")
     view = _view(sh)

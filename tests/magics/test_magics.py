@@ -15,20 +15,31 @@ from nbpipe.pipeline import Pipeline
 
 def test_function_cell_runs_and_becomes_component(ip: Any) -> None:
     ip.run_cell("import math")
-    ip.run_cell_magic("component", "--retries 2 --cpu 500m --memory 1Gi --timeout 30 --no-cache --packages a,b",
-                      "SCALE = 2\n\ndef area(r: float) -> float:\n    return SCALE * math.pi * r * r\n")
+    ip.run_cell_magic(
+        "component",
+        "--retries 2 --cpu 500m --memory 1Gi --timeout 30 --no-cache --packages a,b",
+        "SCALE = 2\n\ndef area(r: float) -> float:\n    return SCALE * math.pi * r * r\n",
+    )
     comp = ip.user_ns["area"]
     assert isinstance(comp, Component) and comp.name == "area"
     assert ip.user_ns["SCALE"] == 2  # the cell also ran
     assert comp(1.0) == pytest.approx(2 * 3.141592653589793)  # still usable in the notebook
     o = comp.options
-    assert (o.retries, o.resources.cpu, o.resources.memory, o.timeout, o.cache, o.packages) == \
-        (2, "500m", "1Gi", 30.0, False, ("a", "b"))
+    assert (o.retries, o.resources.cpu, o.resources.memory, o.timeout, o.cache, o.packages) == (
+        2,
+        "500m",
+        "1Gi",
+        30.0,
+        False,
+        ("a", "b"),
+    )
     assert "def area" in comp.source and [i.name for i in comp.inputs] == ["r"]
 
 
 def test_function_cell_with_name_picks_that_function(ip: Any) -> None:
-    ip.run_cell_magic("component", "second", "def first():\n    return 1\n\ndef second() -> int:\n    return 2\n")
+    ip.run_cell_magic(
+        "component", "second", "def first():\n    return 1\n\ndef second() -> int:\n    return 2\n"
+    )
     assert ip.user_ns["second"].name == "second" and not isinstance(ip.user_ns["first"], Component)
 
 
@@ -39,7 +50,9 @@ def test_function_cell_name_renames_single_function(ip: Any) -> None:
 
 def test_plain_cell_component(ip: Any) -> None:
     ip.run_cell("import statistics\nxs = [1, 2, 3, 6]\nlabel = 'mean'\n_private = 5")
-    ip.run_cell_magic("component", "summarize", "m = statistics.mean(xs)\n_tmp = m * 2\ntext = f'{label}={m}'\n")
+    ip.run_cell_magic(
+        "component", "summarize", "m = statistics.mean(xs)\n_tmp = m * 2\ntext = f'{label}={m}'\n"
+    )
     comp = ip.user_ns["summarize"]
     assert ip.user_ns["text"] == "mean=3" and ip.user_ns["_tmp"] == 6  # ran in the kernel
     assert [i.name for i in comp.inputs] == ["xs", "label"]
@@ -52,7 +65,9 @@ def test_plain_cell_component(ip: Any) -> None:
 
 def test_plain_cell_overrides_and_in_out_same_name(ip: Any) -> None:
     ip.run_cell("data = [3, 1, 2]\nlimit = 2")
-    ip.run_cell_magic("component", "clean --inputs data --outputs data", "data = sorted(data)[:limit]\nn = len(data)")
+    ip.run_cell_magic(
+        "component", "clean --inputs data --outputs data", "data = sorted(data)[:limit]\nn = len(data)"
+    )
     comp = ip.user_ns["clean"]
     assert [i.name for i in comp.inputs] == ["data_in"] and [o.name for o in comp.outputs] == ["data"]
     assert tuple(comp.func(data_in=[9, 8, 7])) == ([7, 8],)  # limit is captured from the notebook
@@ -91,11 +106,28 @@ def test_pipeline_cell(ip: Any) -> None:
 # magic, line, cell, setup cell, the message (a regex)
 ERRORS = [
     ("component", "", "import os\nLIMIT = 3\n", "", r"no function and only imports or sets constants"),
-    ("component", "", "def a():\n    pass\ndef b():\n    pass\n", "", r"defines 2 functions \(a, b\); say which.*%%component b"),
+    (
+        "component",
+        "",
+        "def a():\n    pass\ndef b():\n    pass\n",
+        "",
+        r"defines 2 functions \(a, b\); say which.*%%component b",
+    ),
     ("component", "c", "def a():\n    pass\ndef b():\n    pass\n", "", r"none is named 'c'"),
-    ("component", "", "y = undefined_thing + 1", "", r"reads 'undefined_thing', which no earlier cell defines"),
-    ("component", "", "import threading\nlock = threading.Lock()", "",
-     r"Output 'lock' .*\(lock\) cannot be pickled.*_lock"),
+    (
+        "component",
+        "",
+        "y = undefined_thing + 1",
+        "",
+        r"reads 'undefined_thing', which no earlier cell defines",
+    ),
+    (
+        "component",
+        "",
+        "import threading\nlock = threading.Lock()",
+        "",
+        r"Output 'lock' .*\(lock\) cannot be pickled.*_lock",
+    ),
     ("component", "make-x", "x = 1", "", r"must be a Python identifier; try %%component make_x"),
     ("component", "x", "x = len('a')", "", r"Component name 'x' is also a variable of the cell"),
     ("component", "--retries -1", "def f():\n    return 1\n", "", r"retries=-1 must be a whole number"),
@@ -110,8 +142,13 @@ ERRORS = [
     ("component", "", "raise ValueError('boom')\nz = 1", "", r"The cell failed \(see the error above\)"),
     ("component", "", "def f(*a):\n    return 1\n", "", r"Component 'f' takes \*a"),
     ("component", "--bogus", "x = 1", "", r"unrecognized arguments: --bogus"),
-    ("pipeline", "", "train(X)", "import numpy\nX = numpy.zeros(2)\ntrain = print",
-     r"reads 'X' \(ndarray\).*plain JSON values"),
+    (
+        "pipeline",
+        "",
+        "train(X)",
+        "import numpy\nX = numpy.zeros(2)\ntrain = print",
+        r"reads 'X' \(ndarray\).*plain JSON values",
+    ),
     ("pipeline", "", "nothing_here()", "", r"reads 'nothing_here', which no earlier cell defines"),
     ("pipeline", "p", "x = 1", "", r"Pipeline 'p' has no steps"),
     ("pipeline", "my-pipe", "x = 1", "", r"Pipeline name 'my-pipe' .* identifier"),
@@ -142,7 +179,9 @@ def test_usage_errors(ip: Any, magic: str, line: str, cell: str | None, setup: s
 def test_plain_input_from_unmarked_cell_must_be_json(ip: Any) -> None:
     ip.run_cell("import numpy\narr = numpy.arange(3)")
     ip.run_cell_magic("component", "total", "s = float(arr.sum())")
-    with pytest.raises(UsageError, match=r"reads 'arr', which no earlier %%component cell outputs.*%%component"):
+    with pytest.raises(
+        UsageError, match=r"reads 'arr', which no earlier %%component cell outputs.*%%component"
+    ):
         ip.run_line_magic("nbpipe", "run")
 
 

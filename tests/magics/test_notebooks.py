@@ -10,8 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import nbformat
 import pytest
@@ -34,7 +35,9 @@ def nb_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def execute(name: str, cwd: Path) -> tuple[Any, float]:
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     started = time.monotonic()
-    NotebookClient(nb, timeout=400, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+    NotebookClient(
+        nb, timeout=400, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+    ).execute()
     return nb, time.monotonic() - started
 
 
@@ -78,8 +81,14 @@ def test_quickstart_notebook(nb_home: Path, tmp_path: Path) -> None:
     snap = check_run(nb, ["load", "split", "train", "evaluate", "predict"])
     assert snap["params"] == {"test_size": 0.25, "gamma": 0.001, "index": 42}
     pulled = text_of(cell_with(nb, "%nbpipe pull"))
-    for part in ("succeeded. Loaded:", "X (ndarray)", "model (Model)", "confusion (ClassificationMetrics)",
-                 "evaluate_output (float)", "predict_output (int)"):
+    for part in (
+        "succeeded. Loaded:",
+        "X (ndarray)",
+        "model (Model)",
+        "confusion (ClassificationMetrics)",
+        "evaluate_output (float)",
+        "predict_output (int)",
+    ):
         assert part in pulled
     shown = text_of(nb.cells[-1])
     accuracy = float(re.search(r"accuracy (\d\.\d+)", shown).group(1))  # type: ignore[union-attr]
@@ -101,7 +110,9 @@ def test_plain_cells_notebook(nb_home: Path, tmp_path: Path) -> None:
     assert set(by_name["evaluate"]["upstream"]) == {"split", "train"}
     pulled = text_of(cell_with(nb, "%nbpipe pull"))
     assert "clf (SVC)" in pulled and "accuracy (float)" in pulled
-    kernel_acc = float(re.search(r"accuracy (\d\.\d+)", text_of(cell_with(nb, "%%component evaluate"))).group(1))  # type: ignore[union-attr]
+    kernel_acc = float(
+        re.search(r"accuracy (\d\.\d+)", text_of(cell_with(nb, "%%component evaluate"))).group(1)
+    )  # type: ignore[union-attr]
     pulled_acc = float(re.search(r"pulled accuracy (\d\.\d+)", text_of(nb.cells[-1])).group(1))  # type: ignore[union-attr]
     assert pulled_acc == kernel_acc > 0.95  # the step computed what the cell computed in the kernel
     print(f"plain_cells.ipynb end to end: {seconds:.1f} s")
