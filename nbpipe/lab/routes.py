@@ -136,8 +136,7 @@ class LogsHandler(NbpipeHandler):
         except NbpipeError as exc:
             self.send_nbpipe_error(exc)
             return
-        self.set_header("Content-Type", "text/plain; charset=utf-8")
-        self.finish(text)
+        self.finish(text, set_content_type="text/plain; charset=utf-8")
 
 
 class ArtifactHandler(NbpipeHandler):
@@ -151,11 +150,10 @@ class ArtifactHandler(NbpipeHandler):
         except NbpipeError as exc:
             self.send_nbpipe_error(exc)
             return
-        self.set_header("Content-Type", mime if mime in PREVIEW_TYPES else "application/octet-stream")
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Content-Security-Policy", "sandbox; default-src 'none'; style-src 'unsafe-inline'")
         self.set_header("Cache-Control", "private, max-age=31536000, immutable")  # content-addressed
-        self.finish(data)
+        self.finish(data, set_content_type=mime if mime in PREVIEW_TYPES else "application/octet-stream")
 
 
 class EventsHandler(NbpipeHandler):
@@ -185,7 +183,7 @@ class EventsHandler(NbpipeHandler):
                         await resp.aread()
                         self.send_error_json(404 if resp.status_code == 404 else 502, _runner_message(resp))
                         return
-                    self.set_header("Content-Type", "text/event-stream")
+                    self.set_header("Content-Type", "text/event-stream")  # APIHandler.finish resets it too
                     self.set_header("Cache-Control", "no-cache")
                     self.set_header("X-Accel-Buffering", "no")
                     async for chunk in resp.aiter_raw():
@@ -198,7 +196,7 @@ class EventsHandler(NbpipeHandler):
                 self.send_nbpipe_error(RunnerError(f"No runner at {client.url} ({exc})",
                                                    hint="Check the runner URL in the nbpipe panel."))
             return
-        self.finish()
+        self.finish(set_content_type="text/event-stream")
 
 
 def _runner_message(resp: httpx.Response) -> str:

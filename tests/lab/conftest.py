@@ -53,7 +53,7 @@ def api(jp_fetch: Any) -> Any:
     """``await api("runs")`` → (status, parsed JSON or text); errors come back, not raised."""
 
     async def call(path: str, method: str = "GET", body: Any = None, **params: Any) -> tuple[int, Any]:
-        kw: dict[str, Any] = {"method": method, "params": params}
+        kw: dict[str, Any] = {"method": method, "params": params, "request_timeout": 120}
         if body is not None:
             kw["body"] = json.dumps(body)
         elif method in ("POST", "PUT"):

@@ -1,0 +1,100 @@
+/**
+ * What the panel asks of the nbpipe server extension (`/nbpipe/api/...`), as a typed interface.
+ * `request.ts` implements it over JupyterLab's `ServerConnection`; the model depends only on
+ * this interface, which keeps the model free of the DOM and of JupyterLab.
+ *
+ * Non-goals: talking to the runner directly (the browser never knows its address or token).
+ */
+
+import type { JSONValue, RunEvent, RunSnapshot, RunSummary } from './events';
+import type { Parameter } from './params';
+
+export interface RunnerStatus {
+  mode: 'embedded' | 'remote';
+  url: string | null;
+  source: 'env' | 'config' | 'default';
+  reachable: boolean;
+  error: string;
+  health: Record<string, JSONValue> | null;
+}
+
+export interface RunnerSettings {
+  runner_url: string | null;
+  has_token: boolean;
+  source: 'env' | 'config' | 'default';
+  editable: boolean;
+  config_path: string;
+}
+
+export interface IoSpec {
+  name: string;
+  type: string;
+  kind: string;
+  artifact_type?: string;
+  default?: JSONValue;
+}
+
+export interface ComponentInfo {
+  name: string;
+  inputs: IoSpec[];
+  outputs: IoSpec[];
+  image: string;
+  retries: number;
+  cache: boolean;
+}
+
+export interface StepInfo {
+  name: string;
+  component: string;
+  upstream: string[];
+  display_name?: string;
+}
+
+/** What `POST /notebook/analyze` finds in a saved notebook. */
+export interface NotebookAnalysis {
+  path: string;
+  pipelines: string[];
+  pipeline: string;
+  digest: string;
+  parameters: Parameter[];
+  steps: StepInfo[];
+  components: ComponentInfo[];
+  python: string[];
+}
+
+export interface ExportResult {
+  path: string;
+  format: 'nbpipe' | 'kfp';
+  size: number;
+}
+
+export type ExportFormat = ExportResult['format'];
+
+export interface NbpipeApi {
+  status(): Promise<RunnerStatus>;
+  settings(): Promise<RunnerSettings>;
+  saveSettings(runnerUrl: string | null, token?: string | null): Promise<RunnerSettings>;
+  analyze(path: string, pipeline?: string | null): Promise<NotebookAnalysis>;
+  exportNotebook(path: string, format: ExportFormat, pipeline?: string | null): Promise<ExportResult>;
+  runNotebook(
+    path: string,
+    params: Record<string, JSONValue>,
+    pipeline?: string | null
+  ): Promise<RunSnapshot>;
+  runs(limit?: number): Promise<RunSummary[]>;
+  run(id: string): Promise<RunSnapshot>;
+  cancel(id: string): Promise<void>;
+  rerun(id: string, fromStep?: string | null): Promise<RunSnapshot>;
+  logs(id: string, step: string, attempt?: number | null): Promise<string>;
+  artifact(digest: string, mime: string): Promise<Blob>;
+  /**
+   * Stream a run's events after `after`, calling `onEvent` for each, until the run's stream ends
+   * (after `RunFinished`) or `signal` aborts. Resolves with the last event id seen.
+   */
+  events(
+    id: string,
+    after: number,
+    onEvent: (event: RunEvent) => void,
+    signal: AbortSignal
+  ): Promise<number>;
+}

@@ -1,0 +1,97 @@
+/**
+ * Text the panel shows: durations, relative times, parameter summaries, and errors turned into
+ * a headline plus the fix (with the notebook cell when the server names one).
+ *
+ * Non-goals: DOM work; translations.
+ */
+
+import type { JSONValue, RunSummary } from './events';
+
+/** A failure as the panel shows it. */
+export interface ErrorInfo {
+  message: string;
+  hint: string;
+  cell: number | null;
+}
+
+/** `0.4 s`, `12 s`, `3 min 05 s`, `2 h 01 min`; empty for null. */
+export function formatDuration(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds) || seconds < 0) {
+    return '';
+  }
+  if (seconds < 10) {
+    return `${seconds.toFixed(1)} s`;
+  }
+  if (seconds < 60) {
+    return `${Math.round(seconds)} s`;
+  }
+  const s = Math.round(seconds);
+  if (s < 3600) {
+    return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, '0')} s`;
+  }
+  return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')} min`;
+}
+
+/** `just now`, `5 min ago`, `3 h ago`, else a date. `now` and `then` are Unix seconds. */
+export function formatAgo(then: number, now: number): string {
+  const d = Math.max(0, now - then);
+  if (d < 45) {
+    return 'just now';
+  }
+  if (d < 3600) {
+    return `${Math.round(d / 60)} min ago`;
+  }
+  if (d < 86400) {
+    return `${Math.round(d / 3600)} h ago`;
+  }
+  return new Date(then * 1000).toISOString().slice(0, 10);
+}
+
+/** A compact value: strings as they are, the rest as JSON, cut to `limit` characters. */
+export function formatValue(value: JSONValue, limit = 24): string {
+  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  return text.length > limit ? `${text.slice(0, limit - 1)}…` : text;
+}
+
+/** `n=3, scale=0.5`: the run's parameters on one line. */
+export function formatParams(params: Record<string, JSONValue>, limit = 24): string {
+  return Object.entries(params)
+    .map(([k, v]) => `${k}=${formatValue(v, limit)}`)
+    .join(', ');
+}
+
+/** The notebook a run came from (the label the panel sets), or the pipeline name. */
+export function runSource(run: Pick<RunSummary, 'labels' | 'pipeline'>): string {
+  const notebook = run.labels?.notebook;
+  return notebook ? notebook.split('/').pop() ?? notebook : run.pipeline;
+}
+
+/** The first failed step of a run summary's counts, if the run failed. */
+export function hasFailedSteps(run: Pick<RunSummary, 'step_counts'>): boolean {
+  return (run.step_counts?.failed ?? 0) > 0;
+}
+
+const PREFIX = '[nbpipe] ';
+
+/** Read any thrown value (a `ResponseError` from request.ts, an Error, a string) as an ErrorInfo. */
+export function errorInfo(err: unknown): ErrorInfo {
+  let message: string;
+  let hint = '';
+  let cell: number | null = null;
+  if (err instanceof Error) {
+    message = err.message;
+    const extra = err as Error & { hint?: unknown; cell?: unknown };
+    hint = typeof extra.hint === 'string' ? extra.hint : '';
+    cell = typeof extra.cell === 'number' ? extra.cell : null;
+  } else {
+    message = String(err);
+  }
+  if (message.startsWith(PREFIX)) {
+    message = message.slice(PREFIX.length);
+  }
+  // The server's message already ends with the hint; show the hint once, on its own line.
+  if (hint && message.endsWith(hint)) {
+    message = message.slice(0, message.length - hint.length).trim();
+  }
+  return { message, hint, cell };
+}

@@ -1,0 +1,84 @@
+/**
+ * The nbpipe JupyterLab extension: `nbpipe:panel` (the left sidebar panel, following the active
+ * notebook) and `nbpipe:commands` (command palette entries and the notebook toolbar button).
+ *
+ * Non-goals: anything the server extension (`nbpipe/lab`) or the shared run view do.
+ */
+
+import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { ICommandPalette } from '@jupyterlab/apputils';
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { Token } from '@lumino/coreutils';
+
+import { addCommands } from './commands';
+import { PanelModel } from './model';
+import { NbpipePanel } from './panel';
+import { ServerApi } from './request';
+
+/** The nbpipe sidebar panel, for plugins that want to drive it. */
+export const INbpipePanel = new Token<NbpipePanel>('nbpipe:INbpipePanel', 'The nbpipe sidebar panel.');
+
+function findNotebook(tracker: INotebookTracker, path: string): NotebookPanel | null {
+  return tracker.find(panel => panel.context.path === path) ?? null;
+}
+
+const panelPlugin: JupyterFrontEndPlugin<NbpipePanel> = {
+  id: 'nbpipe:panel',
+  description: 'A sidebar to run the active notebook as an nbpipe pipeline and watch its runs.',
+  autoStart: true,
+  requires: [INotebookTracker],
+  optional: [ILayoutRestorer],
+  provides: INbpipePanel,
+  activate: (app: JupyterFrontEnd, tracker: INotebookTracker, restorer: ILayoutRestorer | null): NbpipePanel => {
+    const model = new PanelModel(new ServerApi(app.serviceManager.serverSettings), {
+      save: async path => {
+        const nb = findNotebook(tracker, path);
+        if (nb && nb.context.model.dirty) {
+          await nb.context.save();
+        }
+      }
+    });
+    const panel = new NbpipePanel(model, {
+      revealCell: n => {
+        const nb = tracker.currentWidget;
+        if (!nb) {
+          return;
+        }
+        app.shell.activateById(nb.id);
+        const index = Math.max(0, Math.min(n - 1, nb.content.widgets.length - 1));
+        nb.content.activeCellIndex = index;
+        void nb.content.scrollToCell(nb.content.widgets[index]);
+      },
+      openFile: path => void app.commands.execute('docmanager:open', { path })
+    });
+    app.shell.add(panel, 'left', { rank: 650 });
+    restorer?.add(panel, 'nbpipe-panel');
+
+    const follow = (): void => {
+      const nb = tracker.currentWidget;
+      void model.setNotebook(nb ? nb.context.path : null);
+    };
+    tracker.currentChanged.connect(follow);
+    tracker.widgetAdded.connect((_, nb) => {
+      nb.context.pathChanged.connect(() => {
+        if (tracker.currentWidget === nb) {
+          follow();
+        }
+      });
+    });
+    void app.restored.then(follow);
+    return panel;
+  }
+};
+
+const commandsPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'nbpipe:commands',
+  description: 'nbpipe commands (Run Pipeline, Export Pipeline) and the notebook toolbar button.',
+  autoStart: true,
+  requires: [INbpipePanel, INotebookTracker],
+  optional: [ICommandPalette],
+  activate: (app: JupyterFrontEnd, panel: NbpipePanel, tracker: INotebookTracker, palette: ICommandPalette | null) =>
+    addCommands(app, panel, tracker, palette)
+};
+
+export default [panelPlugin, commandsPlugin];

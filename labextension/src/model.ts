@@ -1,0 +1,377 @@
+/**
+ * The panel's state, without the DOM: the active notebook's analysis and parameter form, the run
+ * being watched (with its event subscription), the run list, the runner status and setting.
+ * Views listen with `onChange` / `onSnapshot` / `onEvent` and call the action methods.
+ *
+ * Event stream: after a snapshot, events are streamed from its `last_event_id`; a dropped stream
+ * is resumed from the last event seen (a few times, with backoff), and ends with `RunFinished`.
+ * Nothing polls: the run list is refreshed when a run starts or finishes, or when asked.
+ *
+ * Non-goals: folding events into a run graph (the shared run view does), DOM, JupyterLab APIs.
+ */
+
+import type { NbpipeApi, NotebookAnalysis, RunnerSettings, RunnerStatus } from './api';
+import { RUN_FINAL, RunEvent, RunSnapshot, RunSummary } from './events';
+import { ErrorInfo, errorInfo } from './format';
+import { collectParams, initialRaw, RawValue } from './params';
+
+export interface PanelState {
+  /** Path of the notebook the panel works on (relative to the Jupyter root). */
+  notebook: string | null;
+  analyzing: boolean;
+  analysis: NotebookAnalysis | null;
+  /** Why the notebook cannot be analyzed (e.g. a syntax error in a cell), with the fix. */
+  analysisError: ErrorInfo | null;
+  /** The chosen pipeline when the notebook defines several. */
+  pipeline: string | null;
+  raws: Record<string, RawValue>;
+  fieldErrors: Record<string, string>;
+  submitting: boolean;
+  /** The run shown in the run view. */
+  runId: string | null;
+  runState: string | null;
+  runs: RunSummary[];
+  runsError: ErrorInfo | null;
+  status: RunnerStatus | null;
+  settings: RunnerSettings | null;
+  /** The last failed action (run, cancel, export, settings). */
+  error: ErrorInfo | null;
+  notice: string | null;
+}
+
+type Listener<T> = (value: T) => void;
+
+class Emitter<T> {
+  private listeners = new Set<Listener<T>>();
+  connect(fn: Listener<T>): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+  emit(value: T): void {
+    for (const fn of [...this.listeners]) {
+      fn(value);
+    }
+  }
+}
+
+export interface ModelOptions {
+  /** Delay before re-opening a dropped event stream, by attempt (ms). */
+  retryDelays?: number[];
+  /** Saves the notebook before it is analyzed or run (the panel passes the Lab context's save). */
+  save?: (path: string) => Promise<void>;
+}
+
+export class PanelModel {
+  readonly changed = new Emitter<PanelState>();
+  readonly snapshot = new Emitter<RunSnapshot>();
+  readonly event = new Emitter<RunEvent>();
+  private _state: PanelState = {
+    notebook: null,
+    analyzing: false,
+    analysis: null,
+    analysisError: null,
+    pipeline: null,
+    raws: {},
+    fieldErrors: {},
+    submitting: false,
+    runId: null,
+    runState: null,
+    runs: [],
+    runsError: null,
+    status: null,
+    settings: null,
+    error: null,
+    notice: null
+  };
+  private stream: AbortController | null = null;
+  private analysisSeq = 0;
+  private readonly retryDelays: number[];
+  private readonly save: (path: string) => Promise<void>;
+
+  constructor(readonly api: NbpipeApi, options: ModelOptions = {}) {
+    this.retryDelays = options.retryDelays ?? [250, 1000, 3000, 5000];
+    this.save = options.save ?? (() => Promise.resolve());
+  }
+
+  get state(): Readonly<PanelState> {
+    return this._state;
+  }
+
+  private update(patch: Partial<PanelState>): void {
+    this._state = { ...this._state, ...patch };
+    this.changed.emit(this._state);
+  }
+
+  // ------------------------------------------------------------------ notebook
+
+  /** Switch to a notebook (null: none open) and analyze it. */
+  async setNotebook(path: string | null): Promise<void> {
+    if (path === this._state.notebook) {
+      return;
+    }
+    this.update({ notebook: path, analysis: null, analysisError: null, pipeline: null, raws: {}, fieldErrors: {} });
+    if (path) {
+      await this.analyze();
+    }
+  }
+
+  /** Save and analyze the current notebook: pipelines, parameters, components. */
+  async analyze(pipeline: string | null = this._state.pipeline): Promise<void> {
+    const path = this._state.notebook;
+    if (!path) {
+      return;
+    }
+    const seq = ++this.analysisSeq;
+    this.update({ analyzing: true, analysisError: null, pipeline });
+    try {
+      await this.save(path);
+      const analysis = await this.api.analyze(path, pipeline);
+      if (seq !== this.analysisSeq || path !== this._state.notebook) {
+        return; // a newer analysis or another notebook took over
+      }
+      // Keep what the user typed for parameters that still exist.
+      const raws: Record<string, RawValue> = {};
+      for (const p of analysis.parameters) {
+        raws[p.name] = p.name in this._state.raws ? this._state.raws[p.name] : initialRaw(p);
+      }
+      this.update({ analyzing: false, analysis, raws, fieldErrors: {}, pipeline: analysis.pipeline });
+    } catch (err) {
+      if (seq === this.analysisSeq) {
+        this.update({ analyzing: false, analysis: null, analysisError: errorInfo(err) });
+      }
+    }
+  }
+
+  setParam(name: string, raw: RawValue): void {
+    const fieldErrors = { ...this._state.fieldErrors };
+    delete fieldErrors[name];
+    this.update({ raws: { ...this._state.raws, [name]: raw }, fieldErrors });
+  }
+
+  /** Put every parameter back to its default. */
+  resetParams(): void {
+    const params = this._state.analysis?.parameters ?? [];
+    this.update({ raws: Object.fromEntries(params.map(p => [p.name, initialRaw(p)])), fieldErrors: {} });
+  }
+
+  // ------------------------------------------------------------------ runs
+
+  /** Save, export, submit with the form's parameters, and watch the new run. Returns its id. */
+  async runPipeline(): Promise<string | null> {
+    const path = this._state.notebook;
+    if (!path || this._state.submitting) {
+      return null;
+    }
+    if (!this._state.analysis) {
+      // The last analysis failed (or never ran): try again, since the notebook may be fixed now.
+      await this.analyze();
+    }
+    const analysis = this._state.analysis;
+    if (!analysis) {
+      return null;
+    }
+    const { values, errors } = collectParams(analysis.parameters, this._state.raws);
+    if (Object.keys(errors).length) {
+      this.update({ fieldErrors: errors, error: { message: 'Fix the highlighted parameters first.', hint: '', cell: null } });
+      return null;
+    }
+    this.update({ submitting: true, error: null, notice: null, fieldErrors: {} });
+    try {
+      await this.save(path);
+      const snapshot = await this.api.runNotebook(path, values, this._state.pipeline);
+      this.update({ submitting: false });
+      this.show(snapshot);
+      void this.refreshRuns();
+      return snapshot.id;
+    } catch (err) {
+      const info = errorInfo(err);
+      this.update({ submitting: false, error: info });
+      if (info.cell !== null) {
+        this.update({ analysisError: info });
+      }
+      return null;
+    }
+  }
+
+  /** Show a run in the run view and follow its events. */
+  async openRun(id: string): Promise<void> {
+    try {
+      this.show(await this.api.run(id));
+    } catch (err) {
+      this.update({ error: errorInfo(err) });
+    }
+  }
+
+  async cancel(id: string | null = this._state.runId): Promise<void> {
+    if (!id) {
+      return;
+    }
+    try {
+      await this.api.cancel(id);
+      this.update({ notice: `Cancelling run ${id}…`, error: null });
+    } catch (err) {
+      this.update({ error: errorInfo(err) });
+    }
+  }
+
+  /** Run again (from `fromStep`, reusing the earlier steps' outputs) and watch the new run. */
+  async rerun(id: string | null = this._state.runId, fromStep: string | null = null): Promise<string | null> {
+    if (!id) {
+      return null;
+    }
+    try {
+      const snapshot = await this.api.rerun(id, fromStep);
+      this.update({ error: null, notice: null });
+      this.show(snapshot);
+      void this.refreshRuns();
+      return snapshot.id;
+    } catch (err) {
+      this.update({ error: errorInfo(err) });
+      return null;
+    }
+  }
+
+  /** Re-run a failed run from its first failed step (earlier steps' outputs are reused). */
+  async rerunFromFailed(id: string): Promise<string | null> {
+    try {
+      const failed = (await this.api.run(id)).steps.find(s => s.state === 'failed');
+      if (!failed) {
+        this.update({ error: { message: `Run ${id} has no failed step to re-run from.`, hint: '', cell: null } });
+        return null;
+      }
+      return await this.rerun(id, failed.name);
+    } catch (err) {
+      this.update({ error: errorInfo(err) });
+      return null;
+    }
+  }
+
+  async refreshRuns(): Promise<void> {
+    try {
+      this.update({ runs: await this.api.runs(50), runsError: null });
+    } catch (err) {
+      this.update({ runsError: errorInfo(err) });
+    }
+  }
+
+  loadLogs(step: string, attempt?: number | null): Promise<string> {
+    const id = this._state.runId;
+    return id ? this.api.logs(id, step, attempt) : Promise.reject(new Error('No run is open'));
+  }
+
+  private show(snapshot: RunSnapshot): void {
+    this.stop();
+    this.update({ runId: snapshot.id, runState: snapshot.state });
+    this.snapshot.emit(snapshot);
+    if (!RUN_FINAL.has(snapshot.state)) {
+      void this.follow(snapshot.id, snapshot.last_event_id);
+    }
+  }
+
+  private async follow(id: string, after: number): Promise<void> {
+    const controller = new AbortController();
+    this.stream = controller;
+    let last = after;
+    let failures = 0;
+    let finished = false;
+    const onEvent = (event: RunEvent): void => {
+      if (controller.signal.aborted || event.run_id !== id) {
+        return;
+      }
+      last = Math.max(last, event.id);
+      failures = 0;
+      this.event.emit(event);
+      if (event.type === 'RunStarted') {
+        this.update({ runState: 'running' });
+      } else if (event.type === 'RunFinished') {
+        finished = true;
+        this.update({ runState: event.state });
+        void this.refreshRuns();
+      }
+    };
+    while (!controller.signal.aborted && !finished) {
+      try {
+        last = await this.api.events(id, last, onEvent, controller.signal);
+        if (!finished) {
+          // The stream ended without RunFinished: the run may have finished while we reconnected.
+          const snap = await this.api.run(id);
+          if (RUN_FINAL.has(snap.state) && !controller.signal.aborted) {
+            this.snapshot.emit(snap);
+            this.update({ runState: snap.state });
+            void this.refreshRuns();
+            finished = true;
+          }
+        }
+      } catch (err) {
+        if (controller.signal.aborted) {
+          return;
+        }
+        if (failures >= this.retryDelays.length) {
+          this.update({ error: { ...errorInfo(err), hint: 'Reopen the run from the list to reconnect.' } });
+          return;
+        }
+        await new Promise(resolve => setTimeout(resolve, this.retryDelays[failures]));
+        failures += 1;
+      }
+    }
+    if (this.stream === controller) {
+      this.stream = null;
+    }
+  }
+
+  /** Stop following the current run's events. */
+  stop(): void {
+    this.stream?.abort();
+    this.stream = null;
+  }
+
+  // ------------------------------------------------------------------ runner
+
+  async refreshStatus(): Promise<void> {
+    try {
+      const [status, settings] = await Promise.all([this.api.status(), this.api.settings()]);
+      this.update({ status, settings });
+    } catch (err) {
+      this.update({ error: errorInfo(err) });
+    }
+  }
+
+  /** Store the runner URL (empty: the embedded runner); `token` undefined keeps the stored one. */
+  async saveRunnerUrl(url: string, token?: string): Promise<boolean> {
+    try {
+      const settings = await this.api.saveSettings(url.trim() || null, token === '' ? undefined : token);
+      this.update({ settings, error: null, notice: settings.runner_url ? `Runner set to ${settings.runner_url}` : 'Using the embedded runner' });
+      await this.refreshStatus();
+      void this.refreshRuns();
+      return true;
+    } catch (err) {
+      this.update({ error: errorInfo(err) });
+      return false;
+    }
+  }
+
+  async exportNotebook(format: 'nbpipe' | 'kfp'): Promise<string | null> {
+    const path = this._state.notebook;
+    if (!path) {
+      return null;
+    }
+    try {
+      await this.save(path);
+      const result = await this.api.exportNotebook(path, format, this._state.pipeline);
+      this.update({ notice: `Exported ${result.path} (${Math.max(1, Math.round(result.size / 1024))} KB)`, error: null });
+      return result.path;
+    } catch (err) {
+      const info = errorInfo(err);
+      this.update({ error: info, analysisError: info.cell !== null ? info : this._state.analysisError });
+      return null;
+    }
+  }
+
+  dismissMessages(): void {
+    this.update({ error: null, notice: null });
+  }
+
+  dispose(): void {
+    this.stop();
+  }
+}

@@ -1,0 +1,336 @@
+/**
+ * The nbpipe sidebar: the active notebook's pipeline (components, parameter form, Run Pipeline,
+ * Export), the live run graph drawn by the shared run view (`nbpipe/widgets/run_view.js`, the
+ * same renderer as the notebook widget), the run list, and the runner's status and URL setting.
+ *
+ * Non-goals: state (model.ts holds it), requests (request.ts), graph drawing (run_view.js).
+ */
+
+import { Widget } from '@lumino/widgets';
+
+import { createRunView, RunView } from '../../nbpipe/widgets/run_view.js';
+import { button, h } from './dom';
+import type { RunEvent, RunSnapshot } from './events';
+import type { ErrorInfo } from './format';
+import { nbpipeIcon } from './icons';
+import type { PanelModel, PanelState } from './model';
+import { renderParamForm } from './paramform';
+import { renderRunList } from './runlist';
+
+export interface PanelOptions {
+  /** Select and scroll to cell `n` (1-based) of the current notebook. */
+  revealCell(n: number): void;
+  /** Open an exported file in JupyterLab. */
+  openFile(path: string): void;
+}
+
+export class NbpipePanel extends Widget {
+  private readonly status = h('button', { type: 'button', class: 'nbp-status', title: 'Runner settings' });
+  private readonly settingsBox = h('section', { class: 'nbp-settings', hidden: true, 'aria-label': 'Runner settings' });
+  private readonly urlInput = h('input', { type: 'text', class: 'jp-mod-styled nbp-input', id: 'nbp-runner-url' });
+  private readonly tokenInput = h('input', { type: 'password', class: 'jp-mod-styled nbp-input', id: 'nbp-runner-token' });
+  private readonly settingsNote = h('p', { class: 'nbp-muted nbp-small-text' });
+  private readonly messages = h('div', { class: 'nbp-messages', 'aria-live': 'polite' });
+  private readonly notebookBox = h('div', { class: 'nbp-notebook' });
+  private readonly formBox = h('div', { class: 'nbp-form' });
+  private readonly runButton: HTMLButtonElement;
+  private readonly exportButton: HTMLButtonElement;
+  private readonly kfpButton: HTMLButtonElement;
+  private readonly pipelineSection = h('section', { class: 'nbp-section', 'aria-label': 'Pipeline' });
+  private readonly runSection = h('section', { class: 'nbp-section nbp-run-section', hidden: true, 'aria-label': 'Run' });
+  private readonly runHost = h('div', { class: 'nbp-run-host' });
+  private readonly runsBox = h('div', { class: 'nbp-runs-box' });
+  private readonly view: RunView;
+  private readonly images = new Map<string, string>();
+  private formKey = '';
+  private runsKey = '';
+  private disconnect: Array<() => void> = [];
+
+  constructor(readonly model: PanelModel, private readonly options: PanelOptions) {
+    super();
+    this.id = 'nbpipe-panel';
+    this.addClass('nbp-panel');
+    this.title.icon = nbpipeIcon;
+    this.title.caption = 'nbpipe: run this notebook as a pipeline';
+
+    this.runButton = button('Run Pipeline', () => void this.model.runPipeline(), {
+      accept: true,
+      class: 'nbp-run-button',
+      title: 'Save the notebook, export its pipeline and run it with these parameters'
+    });
+    this.exportButton = button('Export', () => void this.exportAs('nbpipe'), {
+      title: 'Write the pipeline package (.nbpipe) next to the notebook'
+    });
+    this.kfpButton = button('Export KFP', () => void this.exportAs('kfp'), {
+      title: 'Write Kubeflow Pipelines v2 YAML next to the notebook'
+    });
+
+    this.status.addEventListener('click', () => this.toggleSettings());
+    const header = h(
+      'header',
+      { class: 'nbp-header' },
+      h('div', { class: 'nbp-title' }, h('span', { class: 'nbp-logo' }), h('span', { text: 'nbpipe' })),
+      this.status
+    );
+    nbpipeIcon.element({ container: header.querySelector('.nbp-logo') as HTMLElement, height: '18px', width: '18px' });
+
+    this.settingsBox.append(
+      h('label', { for: 'nbp-runner-url', class: 'nbp-param-label', text: 'Runner URL' }),
+      this.urlInput,
+      h('label', { for: 'nbp-runner-token', class: 'nbp-param-label', text: 'Token (remote runners)' }),
+      this.tokenInput,
+      h(
+        'div',
+        { class: 'nbp-actions' },
+        button('Save', () => void this.saveSettings(), { accept: true, class: 'nbp-small' }),
+        button('Use embedded runner', () => void this.saveSettings(true), { class: 'nbp-small' })
+      ),
+      this.settingsNote
+    );
+    this.urlInput.placeholder = 'empty: embedded runner on 127.0.0.1';
+    this.tokenInput.placeholder = 'unchanged';
+
+    this.pipelineSection.append(
+      sectionHeader('Pipeline', button('↻', () => void this.model.analyze(), { class: 'nbp-icon-button', title: 'Save and analyze the notebook again', 'aria-label': 'Analyze again' })),
+      this.notebookBox,
+      this.formBox,
+      h('div', { class: 'nbp-actions nbp-main-actions' }, this.runButton, this.exportButton, this.kfpButton)
+    );
+    this.runSection.append(sectionHeader('Run'), this.runHost);
+    const runsSection = h(
+      'section',
+      { class: 'nbp-section', 'aria-label': 'Runs' },
+      sectionHeader('Runs', button('↻', () => void this.model.refreshRuns(), { class: 'nbp-icon-button', title: 'Refresh the run list', 'aria-label': 'Refresh runs' })),
+      this.runsBox
+    );
+    this.node.append(header, this.settingsBox, this.messages, this.pipelineSection, this.runSection, runsSection);
+
+    this.view = createRunView(this.runHost, {
+      loadLogs: (step, attempt) => this.model.loadLogs(step, attempt),
+      loadImage: preview => this.loadImage(preview.digest, typeof preview.mime === 'string' ? preview.mime : 'image/png'),
+      onAction: (action, payload) => {
+        if (action === 'cancel') {
+          void this.model.cancel();
+        } else if (action === 'rerun') {
+          void this.model.rerun();
+        } else if (action === 'rerun_from') {
+          void this.model.rerun(this.model.state.runId, payload.step ?? null);
+        }
+      }
+    });
+    this.disconnect.push(
+      model.changed.connect(state => this.render(state)),
+      model.snapshot.connect((snap: RunSnapshot) => {
+        this.runSection.hidden = false;
+        this.view.setSnapshot(snap);
+      }),
+      model.event.connect((event: RunEvent) => void this.view.applyEvent(event))
+    );
+    this.render(model.state);
+  }
+
+  private render(state: PanelState): void {
+    this.renderStatus(state);
+    this.renderMessages(state);
+    this.renderNotebook(state);
+    const parameters = state.analysis?.parameters ?? [];
+    const key = JSON.stringify([state.analysis?.digest, parameters, state.fieldErrors]);
+    if (key !== this.formKey) {
+      this.formKey = key;
+      renderParamForm(
+        this.formBox,
+        { parameters, raws: state.raws, errors: state.fieldErrors },
+        (name, raw) => this.model.setParam(name, raw),
+        () => void this.model.runPipeline()
+      );
+    }
+    this.formBox.hidden = !state.analysis;
+    const ready = Boolean(state.analysis) && !state.analyzing;
+    this.runButton.disabled = !ready || state.submitting;
+    this.runButton.textContent = state.submitting ? 'Starting…' : 'Run Pipeline';
+    this.exportButton.disabled = !ready;
+    this.kfpButton.disabled = !ready;
+    const runsKey = JSON.stringify([state.runs.map(r => [r.id, r.state, r.duration]), state.runId, state.runsError]);
+    if (runsKey !== this.runsKey) {
+      this.runsKey = runsKey;
+      if (state.runsError) {
+        this.runsBox.replaceChildren(errorBox(state.runsError, null));
+      } else {
+        renderRunList(this.runsBox, state.runs, state.runId, {
+          open: id => void this.model.openRun(id),
+          cancel: id => void this.model.cancel(id),
+          rerun: id => void this.model.rerun(id),
+          rerunFromFailed: id => void this.model.rerunFromFailed(id)
+        });
+      }
+    }
+  }
+
+  private renderStatus(state: PanelState): void {
+    const s = state.status;
+    let text = 'Runner: checking…';
+    let cls = 'nbp-status-unknown';
+    if (s) {
+      const where = s.url ? s.url.replace(/^https?:\/\//, '') : '';
+      if (s.mode === 'embedded') {
+        text = s.reachable ? `Embedded runner · ${where}` : 'Embedded runner · starts on first run';
+        cls = s.reachable ? 'nbp-status-ok' : 'nbp-status-idle';
+      } else {
+        text = s.reachable ? `Runner · ${where}` : `Runner unreachable · ${where}`;
+        cls = s.reachable ? 'nbp-status-ok' : 'nbp-status-down';
+      }
+    }
+    this.status.className = `nbp-status ${cls}`;
+    this.status.replaceChildren(h('span', { class: 'nbp-dot', 'aria-hidden': 'true' }), h('span', { text }));
+    this.status.title = s?.error ? `${text}\n${s.error}\nClick for runner settings.` : `${text}\nClick for runner settings.`;
+    const settings = state.settings;
+    if (settings && document.activeElement !== this.urlInput) {
+      this.urlInput.value = settings.runner_url ?? '';
+      this.urlInput.disabled = !settings.editable;
+      this.settingsNote.textContent = settings.editable
+        ? `Saved in ${settings.config_path}${settings.has_token ? ' (a token is stored)' : ''}; the notebook SDK and CLI use it too.`
+        : 'Set by NBPIPE_RUNNER_URL in the Jupyter server environment.';
+    }
+  }
+
+  private renderMessages(state: PanelState): void {
+    const children: HTMLElement[] = [];
+    if (state.error) {
+      children.push(errorBox(state.error, n => this.options.revealCell(n), () => this.model.dismissMessages()));
+    }
+    if (state.notice) {
+      children.push(
+        h('div', { class: 'nbp-notice', role: 'status' }, h('span', { text: state.notice }), dismiss(() => this.model.dismissMessages()))
+      );
+    }
+    this.messages.replaceChildren(...children);
+  }
+
+  private renderNotebook(state: PanelState): void {
+    const box = this.notebookBox;
+    if (!state.notebook) {
+      box.replaceChildren(h('p', { class: 'nbp-muted', text: 'Open a notebook that defines @nbpipe.component functions and an @nbpipe.pipeline to run it here.' }));
+      return;
+    }
+    const name = state.notebook.split('/').pop() ?? state.notebook;
+    const head = h('div', { class: 'nbp-notebook-name', title: state.notebook }, h('span', { class: 'nbp-file', text: name }));
+    if (state.analyzing) {
+      box.replaceChildren(head, h('p', { class: 'nbp-muted nbp-busy', text: 'Finding components and pipeline…' }));
+      return;
+    }
+    if (state.analysisError) {
+      box.replaceChildren(head, errorBox(state.analysisError, n => this.options.revealCell(n)));
+      return;
+    }
+    const a = state.analysis;
+    if (!a) {
+      box.replaceChildren(head);
+      return;
+    }
+    let pipeline: HTMLElement;
+    if (a.pipelines.length > 1) {
+      const select = h('select', { class: 'jp-mod-styled nbp-select', 'aria-label': 'Pipeline' });
+      for (const p of a.pipelines) {
+        const option = h('option', { text: p });
+        option.value = p;
+        option.selected = p === a.pipeline || p === state.pipeline;
+        select.append(option);
+      }
+      select.addEventListener('change', () => void this.model.analyze(select.value));
+      pipeline = select;
+    } else {
+      pipeline = h('span', { class: 'nbp-pipeline-name', text: a.pipeline });
+    }
+    box.replaceChildren(
+      head,
+      h('div', { class: 'nbp-pipeline' }, pipeline, h('span', { class: 'nbp-muted', text: `${a.steps.length} steps` })),
+      h(
+        'div',
+        { class: 'nbp-components', 'aria-label': 'Components' },
+        ...a.components.map(c =>
+          h('span', {
+            class: 'nbp-chip',
+            title: `${c.name}(${c.inputs.map(i => `${i.name}: ${i.type}`).join(', ')}) → ${c.outputs.map(o => o.type).join(', ') || 'None'}`,
+            text: c.name
+          })
+        )
+      )
+    );
+  }
+
+  private async exportAs(format: 'nbpipe' | 'kfp'): Promise<void> {
+    const path = await this.model.exportNotebook(format);
+    if (path) {
+      if (format === 'kfp') {
+        this.options.openFile(path); // YAML reads well in Lab's editor; a .nbpipe package is a zip
+      }
+    }
+  }
+
+  private toggleSettings(): void {
+    this.settingsBox.hidden = !this.settingsBox.hidden;
+    if (!this.settingsBox.hidden) {
+      void this.model.refreshStatus();
+      this.urlInput.focus();
+    }
+  }
+
+  private async saveSettings(embedded = false): Promise<void> {
+    const ok = await this.model.saveRunnerUrl(embedded ? '' : this.urlInput.value, this.tokenInput.value);
+    if (ok) {
+      this.tokenInput.value = '';
+      this.settingsBox.hidden = true;
+    }
+  }
+
+  private async loadImage(digest: string, mime: string): Promise<string> {
+    const known = this.images.get(digest);
+    if (known) {
+      return known;
+    }
+    const url = URL.createObjectURL(await this.model.api.artifact(digest, mime));
+    this.images.set(digest, url);
+    return url;
+  }
+
+  protected onAfterShow(): void {
+    void this.model.refreshStatus();
+    void this.model.refreshRuns();
+  }
+
+  dispose(): void {
+    if (this.isDisposed) {
+      return;
+    }
+    this.disconnect.forEach(fn => fn());
+    this.view.destroy();
+    this.images.forEach(url => URL.revokeObjectURL(url));
+    this.model.dispose();
+    super.dispose();
+  }
+}
+
+function sectionHeader(title: string, ...extra: HTMLElement[]): HTMLElement {
+  return h('div', { class: 'nbp-section-header' }, h('h3', { text: title }), ...extra);
+}
+
+function dismiss(onclick: () => void): HTMLElement {
+  return button('×', onclick, { class: 'nbp-icon-button nbp-dismiss', title: 'Dismiss', 'aria-label': 'Dismiss' });
+}
+
+function errorBox(info: ErrorInfo, revealCell: ((n: number) => void) | null, onDismiss?: () => void): HTMLElement {
+  return h(
+    'div',
+    { class: 'nbp-error', role: 'alert' },
+    h(
+      'div',
+      { class: 'nbp-error-body' },
+      h('div', { class: 'nbp-error-message', text: info.message }),
+      info.hint ? h('div', { class: 'nbp-error-hint', text: info.hint }) : null,
+      info.cell !== null && revealCell
+        ? button(`Go to cell ${info.cell}`, () => revealCell(info.cell as number), { class: 'nbp-small nbp-link' })
+        : null
+    ),
+    onDismiss ? dismiss(onDismiss) : null
+  );
+}

@@ -1,0 +1,201 @@
+/**
+ * `requestAPI`: calls to the nbpipe server extension through JupyterLab's `ServerConnection`
+ * (auth headers, XSRF, base URL), and `ServerApi`, the `NbpipeApi` built on it. Failures are
+ * thrown as `NbpipeResponseError` (a `ServerConnection.ResponseError`) whose message starts with
+ * `[nbpipe]` and carries the server's `hint` and notebook `cell`.
+ *
+ * Non-goals: retries (the model decides), caching.
+ */
+
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+import type {
+  ExportFormat,
+  ExportResult,
+  NbpipeApi,
+  NotebookAnalysis,
+  RunnerSettings,
+  RunnerStatus
+} from './api';
+import { asEvent, JSONValue, RunEvent, RunSnapshot, RunSummary } from './events';
+import { SseParser } from './sse';
+
+/** A failed request to the server extension, with the fix and the notebook cell when known. */
+export class NbpipeResponseError extends ServerConnection.ResponseError {
+  constructor(
+    response: Response,
+    message: string,
+    readonly hint: string = '',
+    readonly cell: number | null = null
+  ) {
+    super(response, `[nbpipe] ${message}`);
+  }
+}
+
+async function failure(response: Response): Promise<NbpipeResponseError> {
+  const text = await response.text();
+  let message = text || `${response.status} ${response.statusText}`;
+  let hint = '';
+  let cell: number | null = null;
+  try {
+    const body = JSON.parse(text) as { message?: unknown; hint?: unknown; cell?: unknown; reason?: unknown };
+    if (typeof body.message === 'string' && body.message) {
+      message = body.message;
+    } else if (typeof body.reason === 'string' && body.reason) {
+      message = body.reason;
+    }
+    hint = typeof body.hint === 'string' ? body.hint : '';
+    cell = typeof body.cell === 'number' ? body.cell : null;
+  } catch {
+    // not JSON: keep the text
+  }
+  if (response.status === 403 || response.status === 401) {
+    message = `The Jupyter server refused the request (${response.status}): ${message}`;
+  }
+  return new NbpipeResponseError(response, message, hint, cell);
+}
+
+/** Send a request to `/nbpipe/api/{endpoint}`; return the raw response (throws on HTTP errors). */
+export async function requestRaw(
+  endpoint: string,
+  init: RequestInit = {},
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+): Promise<Response> {
+  const url = URLExt.join(settings.baseUrl, 'nbpipe', 'api', endpoint);
+  let response: Response;
+  try {
+    response = await ServerConnection.makeRequest(url, init, settings);
+  } catch (error) {
+    throw new ServerConnection.NetworkError(
+      error instanceof TypeError ? error : new TypeError(`[nbpipe] ${String(error)}`)
+    );
+  }
+  if (!response.ok) {
+    throw await failure(response);
+  }
+  return response;
+}
+
+/** Send a request to `/nbpipe/api/{endpoint}` and parse the JSON answer. */
+export async function requestAPI<T>(
+  endpoint = '',
+  init: RequestInit = {},
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+): Promise<T> {
+  const response = await requestRaw(endpoint, init, settings);
+  const text = await response.text();
+  if (!text) {
+    return undefined as T;
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new NbpipeResponseError(response, `The server answered ${endpoint} with something that is not JSON`);
+  }
+}
+
+function post(body: unknown, method = 'POST'): RequestInit {
+  return { method, body: JSON.stringify(body ?? {}), headers: { 'Content-Type': 'application/json' } };
+}
+
+const run = (id: string): string => `runs/${encodeURIComponent(id)}`;
+
+/** `NbpipeApi` over HTTP to the server extension. */
+export class ServerApi implements NbpipeApi {
+  constructor(private readonly serverSettings: ServerConnection.ISettings = ServerConnection.makeSettings()) {}
+
+  private json<T>(endpoint: string, init: RequestInit = {}): Promise<T> {
+    return requestAPI<T>(endpoint, init, this.serverSettings);
+  }
+
+  status(): Promise<RunnerStatus> {
+    return this.json('status');
+  }
+
+  settings(): Promise<RunnerSettings> {
+    return this.json('settings');
+  }
+
+  saveSettings(runnerUrl: string | null, token?: string | null): Promise<RunnerSettings> {
+    const body: Record<string, string | null> = { runner_url: runnerUrl };
+    if (token !== undefined) {
+      body.token = token;
+    }
+    return this.json('settings', post(body, 'PUT'));
+  }
+
+  analyze(path: string, pipeline?: string | null): Promise<NotebookAnalysis> {
+    return this.json('notebook/analyze', post({ path, pipeline: pipeline ?? null }));
+  }
+
+  exportNotebook(path: string, format: ExportFormat, pipeline?: string | null): Promise<ExportResult> {
+    return this.json('notebook/export', post({ path, format, pipeline: pipeline ?? null }));
+  }
+
+  runNotebook(path: string, params: Record<string, JSONValue>, pipeline?: string | null): Promise<RunSnapshot> {
+    return this.json('notebook/run', post({ path, params, pipeline: pipeline ?? null }));
+  }
+
+  async runs(limit = 50): Promise<RunSummary[]> {
+    const body = await this.json<{ runs: RunSummary[] }>(`runs?limit=${limit}`);
+    return body.runs;
+  }
+
+  run(id: string): Promise<RunSnapshot> {
+    return this.json(run(id));
+  }
+
+  async cancel(id: string): Promise<void> {
+    await this.json(`${run(id)}/cancel`, post({}));
+  }
+
+  rerun(id: string, fromStep?: string | null): Promise<RunSnapshot> {
+    return this.json(`${run(id)}/rerun`, post({ from_step: fromStep ?? null }));
+  }
+
+  async logs(id: string, step: string, attempt?: number | null): Promise<string> {
+    const query = attempt ? `?attempt=${attempt}` : '';
+    const response = await requestRaw(`${run(id)}/steps/${encodeURIComponent(step)}/logs${query}`, {}, this.serverSettings);
+    return response.text();
+  }
+
+  async artifact(digest: string, mime: string): Promise<Blob> {
+    const response = await requestRaw(`artifacts/${digest}?mime=${encodeURIComponent(mime)}`, {}, this.serverSettings);
+    return response.blob();
+  }
+
+  async events(
+    id: string,
+    after: number,
+    onEvent: (event: RunEvent) => void,
+    signal: AbortSignal
+  ): Promise<number> {
+    const response = await requestRaw(`${run(id)}/events?after=${after}`, { signal }, this.serverSettings);
+    let last = after;
+    if (!response.body) {
+      return last;
+    }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    const parser = new SseParser();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) {
+          break;
+        }
+        for (const frame of parser.push(decoder.decode(value, { stream: true }))) {
+          const event = asEvent(JSON.parse(frame.data));
+          if (event) {
+            last = Math.max(last, event.id);
+            onEvent(event);
+          }
+        }
+      }
+    } finally {
+      reader.releaseLock();
+    }
+    return last;
+  }
+}

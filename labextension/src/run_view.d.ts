@@ -1,0 +1,32 @@
+/**
+ * Types for the shared run renderer, `nbpipe/widgets/run_view.js` (plain ES module, also used by
+ * the notebook widget). Only what the panel calls is typed.
+ */
+declare module '*/widgets/run_view.js' {
+  import type { RunEvent, RunSnapshot } from './events';
+
+  export interface ImagePreview {
+    digest: string;
+    mime?: string;
+    [key: string]: unknown;
+  }
+
+  export interface RunViewOptions {
+    onSelect?: (step: string | null) => void;
+    loadLogs?: (step: string, attempt: number) => Promise<string>;
+    loadImage?: (preview: ImagePreview) => Promise<string>;
+    onAction?: (action: 'cancel' | 'rerun' | 'rerun_from' | string, payload: { step?: string }) => void;
+  }
+
+  export interface RunView {
+    setSnapshot(snapshot: RunSnapshot): void;
+    applyEvent(event: RunEvent): boolean;
+    setLogs(step: string, text: string): void;
+    select(step: string | null): void;
+    fit(): void;
+    destroy(): void;
+    readonly selected: string | null;
+  }
+
+  export function createRunView(el: HTMLElement, options?: RunViewOptions): RunView;
+}

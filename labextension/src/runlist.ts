@@ -1,0 +1,96 @@
+/**
+ * The run list: newest first, each run with its state, duration, notebook, parameters and
+ * actions (open, cancel, re-run, re-run from the failed step).
+ *
+ * Non-goals: fetching (the model does), paging beyond the newest 50 runs.
+ */
+
+import { button, h } from './dom';
+import { RUN_FINAL, RunSummary } from './events';
+import { formatAgo, formatDuration, formatParams, hasFailedSteps, runSource } from './format';
+
+export interface RunListActions {
+  open(id: string): void;
+  cancel(id: string): void;
+  rerun(id: string): void;
+  rerunFromFailed(id: string): void;
+}
+
+const ICONS: Record<string, string> = {
+  queued: '○',
+  running: '●',
+  succeeded: '✓',
+  failed: '✗',
+  cancelled: '⊘'
+};
+
+export function renderRunList(
+  host: HTMLElement,
+  runs: readonly RunSummary[],
+  openId: string | null,
+  actions: RunListActions
+): void {
+  if (!runs.length) {
+    host.replaceChildren(h('p', { class: 'nbp-muted', text: 'No runs yet. Run a pipeline to see it here.' }));
+    return;
+  }
+  const now = Date.now() / 1000;
+  host.replaceChildren(
+    h('ul', { class: 'nbp-runs', 'aria-label': 'Runs, newest first' }, ...runs.map(r => item(r, r.id === openId, now, actions)))
+  );
+}
+
+function item(run: RunSummary, open: boolean, now: number, actions: RunListActions): HTMLElement {
+  const active = !RUN_FINAL.has(run.state);
+  const duration = active && run.started_at ? now - run.started_at : run.duration;
+  const steps = Object.values(run.step_counts ?? {}).reduce((a, b) => a + (b ?? 0), 0);
+  const buttons: HTMLElement[] = [];
+  if (active) {
+    buttons.push(button('Cancel', () => actions.cancel(run.id), { class: 'nbp-small nbp-danger', title: 'Cancel this run' }));
+  } else {
+    buttons.push(button('Re-run', () => actions.rerun(run.id), { class: 'nbp-small', title: 'Run again with the same parameters' }));
+    if (run.state === 'failed' && hasFailedSteps(run)) {
+      buttons.push(
+        button('Re-run from failed', () => actions.rerunFromFailed(run.id), {
+          class: 'nbp-small',
+          title: 'Run again from the failed step, reusing the outputs of the steps before it'
+        })
+      );
+    }
+  }
+  const params = formatParams(run.params);
+  const main = h(
+    'button',
+    {
+      type: 'button',
+      class: 'nbp-run-open',
+      title: `Open run ${run.id}`,
+      'aria-label': `Open run ${run.name || run.id}, ${run.state}`,
+      onclick: () => actions.open(run.id)
+    },
+    h('span', { class: `nbp-run-icon nbp-state-${run.state}`, 'aria-hidden': 'true', text: ICONS[run.state] ?? '○' }),
+    h(
+      'span',
+      { class: 'nbp-run-text' },
+      h(
+        'span',
+        { class: 'nbp-run-line' },
+        h('span', { class: 'nbp-run-name', text: run.name || run.pipeline || run.id }),
+        h('span', { class: 'nbp-run-duration', text: formatDuration(duration) })
+      ),
+      h(
+        'span',
+        { class: 'nbp-run-meta' },
+        h('span', { class: `nbp-run-state nbp-state-${run.state}`, text: run.state }),
+        ` · ${runSource(run)}${steps ? ` · ${steps} steps` : ''} · ${formatAgo(run.created_at, now)}`
+      ),
+      params ? h('span', { class: 'nbp-run-params', title: formatParams(run.params, 400), text: params }) : null
+    )
+  );
+  return h(
+    'li',
+    { class: `nbp-run${open ? ' nbp-run-current' : ''}`, 'data-run': run.id, 'data-state': run.state },
+    main,
+    h('span', { class: 'nbp-run-actions' }, ...buttons)
+  );
+}

@@ -1,0 +1,229 @@
+/**
+ * PanelModel against an in-memory server extension (the HTTP boundary is the only thing faked):
+ * analysis and the parameter form, Run Pipeline, event streaming with resume, re-runs, errors.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import type { ExportResult, NbpipeApi, NotebookAnalysis, RunnerSettings, RunnerStatus } from '../src/api';
+import type { JSONValue, RunEvent, RunSnapshot, RunSummary } from '../src/events';
+import { PanelModel } from '../src/model';
+
+const analysis: NotebookAnalysis = {
+  path: 'tiny.ipynb',
+  pipelines: ['tiny'],
+  pipeline: 'tiny',
+  digest: 'd1',
+  parameters: [
+    { name: 'n', type: 'int', default: 3 },
+    { name: 'scale', type: 'float', default: 1.0 }
+  ],
+  steps: [
+    { name: 'make', component: 'make', upstream: [] },
+    { name: 'total', component: 'total', upstream: ['make'] }
+  ],
+  components: [],
+  python: ['3.11']
+};
+
+function snapshot(id: string, state: RunSnapshot['state'], params: Record<string, JSONValue>): RunSnapshot {
+  const step = (name: string, st: RunSnapshot['steps'][number]['state']) => ({
+    name, component: name, display_name: '', upstream: [], state: st, attempt: 1, max_attempts: 1,
+    duration: null, reason: '', traceback: '', cached: false, inputs: {}, outputs: {}
+  });
+  return {
+    id, name: id, pipeline: 'tiny', experiment: 'Default', state, params, created_at: 1, started_at: null,
+    finished_at: null, duration: null, reason: '', last_event_id: 1,
+    steps: [step('make', state === 'failed' ? 'succeeded' : 'pending'), step('total', state === 'failed' ? 'failed' : 'pending')]
+  };
+}
+
+class Err extends Error {
+  constructor(message: string, readonly hint = '', readonly cell: number | null = null) {
+    super(`[nbpipe] ${message}`);
+  }
+}
+
+/** Runs finish after five events; `dropAfter` ends the first stream early with a network error. */
+class FakeServer implements NbpipeApi {
+  calls: string[] = [];
+  runsById = new Map<string, RunSnapshot>();
+  analyzeError: Err | null = null;
+  dropAfter: number | null = null;
+  saved: string[] = [];
+  private seq = 0;
+
+  status(): Promise<RunnerStatus> {
+    return Promise.resolve({ mode: 'embedded', url: 'http://127.0.0.1:1', source: 'default', reachable: true, error: '', health: null });
+  }
+  settings(): Promise<RunnerSettings> {
+    return Promise.resolve({ runner_url: null, has_token: false, source: 'default', editable: true, config_path: '/x' });
+  }
+  saveSettings(): Promise<RunnerSettings> {
+    return Promise.reject(new Err('not used'));
+  }
+  async analyze(path: string, pipeline?: string | null): Promise<NotebookAnalysis> {
+    this.calls.push(`analyze ${path} ${pipeline ?? ''}`);
+    if (this.analyzeError) {
+      throw this.analyzeError;
+    }
+    return analysis;
+  }
+  exportNotebook(): Promise<ExportResult> {
+    return Promise.resolve({ path: 'tiny.nbpipe', format: 'nbpipe', size: 4096 });
+  }
+  async runNotebook(path: string, params: Record<string, JSONValue>): Promise<RunSnapshot> {
+    this.calls.push(`run ${path} ${JSON.stringify(params)}`);
+    const snap = snapshot(`run-${++this.seq}`, 'queued', params);
+    this.runsById.set(snap.id, snap);
+    return snap;
+  }
+  async runs(): Promise<RunSummary[]> {
+    this.calls.push('runs');
+    return [...this.runsById.values()].reverse().map(s => ({ ...s, labels: {}, step_counts: {} }));
+  }
+  async run(id: string): Promise<RunSnapshot> {
+    const snap = this.runsById.get(id);
+    if (!snap) {
+      throw new Err(`No run ${id}`);
+    }
+    return snap;
+  }
+  async cancel(id: string): Promise<void> {
+    this.calls.push(`cancel ${id}`);
+  }
+  async rerun(id: string, fromStep?: string | null): Promise<RunSnapshot> {
+    this.calls.push(`rerun ${id} ${fromStep ?? ''}`);
+    const snap = snapshot(`run-${++this.seq}`, 'queued', this.runsById.get(id)?.params ?? {});
+    this.runsById.set(snap.id, snap);
+    return snap;
+  }
+  logs(id: string, step: string): Promise<string> {
+    return Promise.resolve(`log of ${id}/${step}`);
+  }
+  artifact(): Promise<Blob> {
+    return Promise.reject(new Err('not used'));
+  }
+  async events(id: string, after: number, onEvent: (e: RunEvent) => void): Promise<number> {
+    this.calls.push(`events ${id} after=${after}`);
+    const base = { run_id: id, ts: 0 };
+    const all: RunEvent[] = [
+      { ...base, id: 2, type: 'RunStarted' },
+      { ...base, id: 3, type: 'StepStarted', step: 'make', attempt: 1, max_attempts: 1 },
+      { ...base, id: 4, type: 'StepFinished', step: 'make', state: 'succeeded', attempt: 1, duration: 0.1, reason: '', traceback: '' },
+      { ...base, id: 5, type: 'StepFinished', step: 'total', state: 'succeeded', attempt: 1, duration: 0.1, reason: '', traceback: '' },
+      { ...base, id: 6, type: 'RunFinished', state: 'succeeded', reason: '', duration: 0.3 }
+    ];
+    let last = after;
+    for (const e of all.filter(e => e.id > after)) {
+      if (this.dropAfter !== null && e.id > this.dropAfter) {
+        this.dropAfter = null;
+        throw new TypeError('network error');
+      }
+      onEvent(e);
+      last = e.id;
+    }
+    const snap = this.runsById.get(id);
+    if (snap) {
+      this.runsById.set(id, { ...snap, state: 'succeeded', last_event_id: last });
+    }
+    return last;
+  }
+}
+
+const tick = () => new Promise(resolve => setTimeout(resolve, 5));
+
+async function until(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !check(); i++) {
+    await tick();
+  }
+  assert.ok(check(), 'condition not reached');
+}
+
+function newModel(server: FakeServer): PanelModel {
+  return new PanelModel(server, { retryDelays: [1, 1], save: async path => void server.saved.push(path) });
+}
+
+test('analysis fills the form with defaults and keeps what the user typed', async () => {
+  const server = new FakeServer();
+  const model = newModel(server);
+  await model.setNotebook('tiny.ipynb');
+  assert.deepEqual(model.state.raws, { n: '3', scale: '1' });
+  assert.deepEqual(server.saved, ['tiny.ipynb']);
+  model.setParam('n', '8');
+  await model.analyze();
+  assert.deepEqual(model.state.raws, { n: '8', scale: '1' });
+  model.resetParams();
+  assert.equal(model.state.raws.n, '3');
+});
+
+test('a notebook error reaches the panel with its cell and fix', async () => {
+  const server = new FakeServer();
+  server.analyzeError = new Err('cell 2 has a syntax error. Fix the code in cell 2.', 'Fix the code in cell 2.', 2);
+  const model = newModel(server);
+  await model.setNotebook('broken.ipynb');
+  assert.equal(model.state.analysis, null);
+  assert.deepEqual(model.state.analysisError, { message: 'cell 2 has a syntax error.', hint: 'Fix the code in cell 2.', cell: 2 });
+  assert.equal(await model.runPipeline(), null);
+  assert.ok(!server.calls.some(c => c.startsWith('run ')));
+});
+
+test('bad parameters stop the run before anything is sent', async () => {
+  const server = new FakeServer();
+  const model = newModel(server);
+  await model.setNotebook('tiny.ipynb');
+  model.setParam('n', 'three');
+  assert.equal(await model.runPipeline(), null);
+  assert.deepEqual(model.state.fieldErrors, { n: 'n must be a whole number, not "three"' });
+  assert.ok(!server.calls.some(c => c.startsWith('run ')));
+});
+
+test('Run Pipeline submits typed values, streams events to the view and refreshes the list', async () => {
+  const server = new FakeServer();
+  const model = newModel(server);
+  const snaps: string[] = [];
+  const events: number[] = [];
+  model.snapshot.connect(s => snaps.push(s.id));
+  model.event.connect(e => events.push(e.id));
+  await model.setNotebook('tiny.ipynb');
+  model.setParam('n', '5');
+  const id = await model.runPipeline();
+  assert.equal(id, 'run-1');
+  assert.ok(server.calls.includes('run tiny.ipynb {"n":5,"scale":1}'));
+  await until(() => model.state.runState === 'succeeded');
+  assert.deepEqual(snaps, ['run-1']);
+  assert.deepEqual(events, [2, 3, 4, 5, 6]);
+  await until(() => model.state.runs.length === 1);
+  assert.equal(model.state.runs[0].id, 'run-1');
+});
+
+test('a dropped event stream resumes after the last event seen', async () => {
+  const server = new FakeServer();
+  server.dropAfter = 3;
+  const model = newModel(server);
+  const events: number[] = [];
+  model.event.connect(e => events.push(e.id));
+  await model.setNotebook('tiny.ipynb');
+  await model.runPipeline();
+  await until(() => model.state.runState === 'succeeded');
+  assert.deepEqual(events, [2, 3, 4, 5, 6]);
+  assert.deepEqual(server.calls.filter(c => c.startsWith('events')), ['events run-1 after=1', 'events run-1 after=3']);
+  assert.equal(model.state.error, null);
+});
+
+test('re-run from the failed step picks the first failed step', async () => {
+  const server = new FakeServer();
+  server.runsById.set('old', snapshot('old', 'failed', { n: 2 }));
+  const model = newModel(server);
+  const newId = await model.rerunFromFailed('old');
+  assert.ok(server.calls.includes('rerun old total'));
+  assert.equal(model.state.runId, newId);
+  await until(() => model.state.runState === 'succeeded');
+  assert.equal(await model.loadLogs('make'), `log of ${newId}/make`);
+});
+
+test('opening an unknown run shows the server message', async () => {
+  const model = newModel(new FakeServer());
+  await model.openRun('nope');
+  assert.equal(model.state.error?.message, 'No run nope');
+});

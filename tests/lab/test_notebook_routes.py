@@ -1,0 +1,134 @@
+"""Analyze, export and run a notebook through the Lab server extension, against the real runner.
+
+The embedded runner is started on demand in this test's own ``NBPIPE_HOME``; runs go through
+``/nbpipe/api`` only, as the panel's do (events through the SSE proxy, logs, artifacts, re-run).
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def sse_events(text: str) -> list[dict[str, Any]]:
+    """Decode an SSE body into event dicts, checking each frame's ``id:`` matches its data."""
+    events = []
+    for frame in text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in frame.splitlines() if line and not line.startswith(":"))
+        if "data" in fields:
+            event = json.loads(fields["data"])
+            assert int(fields["id"]) == event["id"] and fields["event"] == event["type"]
+            events.append(event)
+    return events
+
+
+async def test_analyze_lists_pipeline_parameters_and_components(api: Any, notebooks: Path) -> None:
+    code, body = await api("notebook/analyze", "POST", {"path": "tiny.ipynb"})
+    assert code == 200, body
+    assert body["pipelines"] == ["tiny"] and body["pipeline"] == "tiny"
+    assert body["parameters"] == [{"name": "n", "type": "int", "default": 3},
+                                  {"name": "scale", "type": "float", "default": 1.0},
+                                  {"name": "label", "type": "str", "default": "demo"},
+                                  {"name": "verbose", "type": "bool", "default": False}]
+    assert [c["name"] for c in body["components"]] == ["make", "total"]
+    assert [(s["name"], s["upstream"]) for s in body["steps"]] == [("make", []), ("total", ["make"])]
+
+
+async def test_analyze_names_the_broken_cell_and_the_fix(api: Any, notebooks: Path) -> None:
+    code, body = await api("notebook/analyze", "POST", {"path": "broken.ipynb"})
+    assert code == 422
+    assert body["cell"] == 2
+    assert "cell 2 has a syntax error" in body["message"]
+    assert "Fix the code in cell 2" in body["hint"]
+
+
+async def test_analyze_a_notebook_without_a_pipeline_says_what_to_add(api: Any, notebooks: Path) -> None:
+    code, body = await api("notebook/analyze", "POST", {"path": "plain.ipynb"})
+    assert code == 422 and body["cell"] is None
+    assert body["message"].startswith("No pipeline in notebook plain.ipynb")
+    assert "@nbpipe.pipeline" in body["hint"]
+
+
+async def test_export_writes_package_and_kfp_yaml_beside_the_notebook(api: Any, notebooks: Path) -> None:
+    code, body = await api("notebook/export", "POST", {"path": "tiny.ipynb", "format": "nbpipe"})
+    assert code == 200, body
+    assert body["path"] == "tiny.nbpipe" and body["size"] == (notebooks / "tiny.nbpipe").stat().st_size
+    assert zipfile.is_zipfile(notebooks / "tiny.nbpipe")
+    code, body = await api("notebook/export", "POST", {"path": "tiny.ipynb", "format": "kfp"})
+    assert code == 200, body
+    yaml_text = (notebooks / "tiny.kfp.yaml").read_text()
+    assert "pipelineInfo" in yaml_text and "make" in yaml_text
+    code, body = await api("notebook/export", "POST", {"path": "tiny.ipynb", "format": "zip"})
+    assert code == 400 and "Unknown export format 'zip'" in body["message"]
+
+
+async def test_run_stream_logs_artifacts_list_and_rerun(api: Any, notebooks: Path) -> None:
+    code, run = await api("notebook/run", "POST", {"path": "tiny.ipynb", "params": {"n": 5, "scale": 2.0}})
+    assert code == 201, run
+    assert run["pipeline"] == "tiny" and run["params"]["n"] == 5 and run["params"]["label"] == "demo"
+    assert [s["name"] for s in run["steps"]] == ["make", "total"]
+
+    # Events through the SSE proxy, until the runner ends the stream after RunFinished.
+    code, text = await api(f"runs/{run['id']}/events", after="0")
+    assert code == 200
+    events = sse_events(text)
+    types = [e["type"] for e in events]
+    assert types[0] == "RunCreated" and types[-1] == "RunFinished", types
+    assert events[-1]["state"] == "succeeded", events[-1]
+    finished = {e["step"]: e["state"] for e in events if e["type"] == "StepFinished"}
+    assert finished == {"make": "succeeded", "total": "succeeded"}
+    # Resuming after an id returns only later events.
+    code, text = await api(f"runs/{run['id']}/events", after=str(events[-2]["id"]))
+    assert [e["id"] for e in sse_events(text)] == [events[-1]["id"]]
+
+    code, snap = await api(f"runs/{run['id']}")
+    assert code == 200 and snap["state"] == "succeeded"
+    code, log = await api(f"runs/{run['id']}/steps/make/logs")
+    assert code == 200 and "making 5 numbers" in log
+
+    out = snap["steps"][1]["outputs"]["output"]
+    code, data = await api(f"artifacts/{out['digest']}")
+    assert code == 200 and data  # octet-stream comes back as text here; the bytes are the stored value
+    code, body = await api("runs/nope-such-run")
+    assert code == 404 and "No run nope-such-run" in body["message"]
+
+    code, listing = await api("runs", limit="10")
+    assert code == 200
+    row = next(r for r in listing["runs"] if r["id"] == run["id"])
+    assert row["labels"] == {"notebook": "tiny.ipynb"} and row["state"] == "succeeded"
+    assert row["params"]["scale"] == 2.0 and row["duration"] > 0
+
+    code, again = await api(f"runs/{run['id']}/rerun", "POST", {"from_step": "total"})
+    assert code == 201, again
+    assert again["id"] != run["id"] and again["params"] == run["params"]
+    code, text = await api(f"runs/{again['id']}/events")
+    assert sse_events(text)[-1]["state"] == "succeeded"
+    code, listing = await api("runs")
+    assert [r["id"] for r in listing["runs"][:2]] == [again["id"], run["id"]]  # newest first
+
+
+async def test_run_with_a_bad_parameter_reports_the_runner_message(api: Any, notebooks: Path) -> None:
+    code, body = await api("notebook/run", "POST", {"path": "tiny.ipynb", "params": {"n": "lots"}})
+    assert code == 400, body
+    assert "n" in body["message"] and "int" in body["message"]
+
+
+@pytest.mark.parametrize("mime,expected", [("image/png", "image/png"), ("text/html", "application/octet-stream")])
+async def test_artifact_media_type_is_only_a_known_preview_type(api: Any, notebooks: Path, jp_fetch: Any,
+                                                                mime: str, expected: str) -> None:
+    code, run = await api("notebook/run", "POST", {"path": "tiny.ipynb", "params": {}})
+    assert code == 201, run
+    await api(f"runs/{run['id']}/events")
+    code, snap = await api(f"runs/{run['id']}")
+    digest = snap["steps"][0]["outputs"]["output"]["digest"]
+    resp = await jp_fetch("nbpipe", "api", "artifacts", digest, params={"mime": mime})
+    assert resp.headers["Content-Type"] == expected
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    from nbpipe.client import Client
+
+    assert resp.body == Client().artifact(digest)
