@@ -11,6 +11,7 @@ from typing import Any
 
 from .artifacts import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 from .component import Component, Resources, component
+from .control import RUN_ID, RUN_NAME, RUN_STATUS, Collected, Condition, Elif, Else, ExitHandler, If, ParallelFor
 from .errors import NbpipeError
 from .package import build_package, read_package
 from .pipeline import Pipeline, pipeline
@@ -18,8 +19,9 @@ from .pipeline import Pipeline, pipeline
 __version__ = "0.1.0"
 
 __all__ = [
-    "Artifact", "ClassificationMetrics", "Client", "Component", "Dataset", "HTML", "Input", "Markdown",
-    "Metrics", "Model", "NbpipeError", "Output", "Pipeline", "Resources", "Run", "attach",
+    "Artifact", "ClassificationMetrics", "Client", "Collected", "Component", "Condition", "Dataset", "Elif",
+    "Else", "ExitHandler", "HTML", "If", "Input", "Markdown", "Metrics", "Model", "NbpipeError", "Output",
+    "ParallelFor", "Pipeline", "RUN_ID", "RUN_NAME", "RUN_STATUS", "Resources", "Run", "attach",
     "build_package", "component", "pipeline", "read_package", "run",
 ]
 

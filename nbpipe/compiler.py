@@ -1,6 +1,8 @@
 """Turn a traced pipeline into a package spec: a validated, topologically ordered DAG.
 
-The spec is plain JSON (see ``nbpipe/schema/package-v1.json`` and ``docs/package-format.md``).
+The spec is plain JSON (see ``nbpipe/schema/package-v2.json`` and ``docs/package-format.md``).
+A pipeline without control flow compiles to a version-1 spec (same bytes as before, readable
+by older runners); loops, conditions, exit handlers and run placeholders need version 2.
 Checks here: dangling references, ``.after()`` cycles. Non-goal: I/O (see :mod:`nbpipe.package`).
 """
 
@@ -16,13 +18,15 @@ if TYPE_CHECKING:
     from .pipeline import Pipeline
 
 PACKAGE_FORMAT = "nbpipe.package"
-PACKAGE_VERSION = 1
+PACKAGE_VERSION = 2  # the newest version this nbpipe reads and writes
+_V2_BINDINGS = ("loop", "collect", "placeholder")
 
 
 def upstream_of(step: dict[str, Any]) -> list[str]:
     """Names of the steps a spec step depends on (data edges first, then ``after``)."""
     ups: list[str] = []
     for binding in step.get("inputs", {}).values():
+        binding = binding.get("collect", binding)  # a Collected fan-in waits for the whole loop
         if "step" in binding and binding["step"] not in ups:
             ups.append(binding["step"])
     for name in step.get("after", []):
@@ -105,15 +109,59 @@ def compile_pipeline(p: "Pipeline") -> dict[str, Any]:
         if step.group:
             entry["group"] = step.group
         steps.append(entry)
+    groups = _groups(p, steps)
     steps = toposort(steps, f"pipeline '{p.name}'")
-    return {
+    uses_v2 = bool(groups) or any(k in b for s in steps for b in s["inputs"].values() for k in _V2_BINDINGS)
+    spec: dict[str, Any] = {
         "format": PACKAGE_FORMAT,
-        "version": PACKAGE_VERSION,
+        "version": 2 if uses_v2 else 1,
         "pipeline": {"name": p.name, "description": p.description, "parameters": p.parameters},
         "components": {k: components[k] for k in sorted(components)},
         "steps": steps,
         "created_with": {"nbpipe": __version__, "python": "%d.%d.%d" % sys.version_info[:3]},
     }
+    if groups:
+        spec["groups"] = groups
+    return spec
+
+
+def group_chain(groups: dict[str, dict[str, Any]], group_id: str) -> list[dict[str, Any]]:
+    """The groups enclosing ``group_id`` (itself included), outermost first."""
+    chain: list[dict[str, Any]] = []
+    while group_id:
+        chain.append(groups[group_id])
+        group_id = groups[group_id].get("parent", "")
+    return list(reversed(chain))
+
+
+def condition_steps(expr: dict[str, Any]) -> list[str]:
+    """Steps whose outputs a condition expression reads."""
+    if "args" in expr:
+        return [n for a in expr["args"] for n in condition_steps(a)]
+    return [side["step"] for side in (expr.get("left", {}), expr.get("right", {})) if "step" in side]
+
+
+def _groups(p: "Pipeline", steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trace's control-flow groups; steps also wait for what their groups read (loop items, conditions)."""
+    groups = {gid: dict(g) for gid, g in p.trace.groups.items()}
+    for entry in steps:
+        for g in group_chain(groups, entry.get("group", "")):
+            needs = condition_steps(g["condition"]) if g["kind"] == "condition" else \
+                [g["items"]["step"]] if g["kind"] == "for" and "step" in g["items"] else []
+            entry["after"] += [n for n in needs if n not in entry["after"] and n != entry["name"]]
+    members: dict[str, set[str]] = {}
+    for entry in steps:
+        for g in group_chain(groups, entry.get("group", "")):
+            members.setdefault(g["id"], set()).add(entry["name"])
+    by_name = {s["name"]: s for s in steps}
+    for g in groups.values():
+        if g["kind"] == "exit":
+            bad = [u for u in upstream_of(by_name[g["handler"]]) if u in members.get(g["id"], set())]
+            if bad:
+                raise DefinitionError(f"Exit handler '{g['handler']}' reads step '{bad[0]}' from inside its own "
+                                      "ExitHandler block", "It must run even when that step fails.",
+                                      "Pass it nbpipe.RUN_STATUS instead, or move the step out of the block.")
+    return [groups[gid] for gid in p.trace.groups]
 
 
 def payloads_of(p: "Pipeline") -> dict[str, bytes]:

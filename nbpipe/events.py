@@ -120,9 +120,21 @@ class StepFinished(Event):
     traceback: str = ""
 
 
+@dataclass(frozen=True)
+class StepsAdded(Event):
+    """A ``ParallelFor`` loop expanded at run time: ``steps`` joined the graph (same shape as
+    ``RunCreated.graph["steps"]``, with ``group`` = the loop id), one set per item of ``items``."""
+
+    type: ClassVar[str] = "StepsAdded"
+    loop: str = ""
+    items: int = 0
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
-    for cls in (RunCreated, RunStarted, RunFinished, StepStarted, StepRetrying, StepLog, ArtifactSaved, StepFinished)
+    for cls in (RunCreated, RunStarted, RunFinished, StepStarted, StepRetrying, StepLog, ArtifactSaved, StepFinished,
+                StepsAdded)
 }
 
 

@@ -86,11 +86,12 @@ def build_package(pipeline: Any, path: str | os.PathLike[str] | None = None) -> 
     return write_package(pipeline.spec, payloads_of(pipeline), path)
 
 
-@lru_cache(maxsize=1)
-def _validator() -> Any:
+@lru_cache(maxsize=None)
+def _validator(version: int) -> Any:
+    """The JSON-schema validator of one package format version (``schema/package-v<N>.json``)."""
     import jsonschema
 
-    schema = json.loads((Path(__file__).parent / "schema" / "package-v1.json").read_text())
+    schema = json.loads((Path(__file__).parent / "schema" / f"package-v{version}.json").read_text())
     return jsonschema.Draft202012Validator(schema)
 
 
@@ -175,7 +176,7 @@ def check_spec(spec: Any, where: str = "package") -> None:
     if version > PACKAGE_VERSION:
         raise PackageError(f"The {where} uses package format version {version}, newer than this nbpipe "
                            f"understands (up to {PACKAGE_VERSION})", hint="Upgrade nbpipe: pip install -U nbpipe.")
-    errors = sorted(_validator().iter_errors(spec), key=lambda e: list(e.absolute_path))
+    errors = sorted(_validator(version).iter_errors(spec), key=lambda e: list(e.absolute_path))
     if errors:
         e = errors[0]
         loc = "/".join(str(p) for p in e.absolute_path) or "(top)"
@@ -208,7 +209,36 @@ def check_spec(spec: Any, where: str = "package") -> None:
                 if b["output"] not in outs:
                     raise PackageError(f"Step '{s['name']}' in the {where} reads unknown output "
                                        f"'{b['step']}.{b['output']}'")
+    if version >= 2:
+        _check_groups(spec, where)
     try:
         toposort(spec["steps"], where)
     except DefinitionError as exc:
         raise PackageError(exc.headline, exc.detail, exc.hint) from None
+
+
+def _check_groups(spec: dict[str, Any], where: str) -> None:
+    """Version 2: every group, loop and collected step a spec names exists."""
+    groups = {g["id"]: g for g in spec.get("groups", [])}
+    steps = {s["name"] for s in spec["steps"]}
+    for g in groups.values():
+        if g["parent"] and g["parent"] not in groups:
+            raise PackageError(f"Group '{g['id']}' in the {where} has unknown parent '{g['parent']}'")
+        if g["kind"] == "exit" and g["handler"] not in steps:
+            raise PackageError(f"Exit handler group '{g['id']}' in the {where} names unknown step '{g['handler']}'")
+    for gid in groups:  # parents must not loop
+        chain, cur = [], gid
+        while cur:
+            if cur in chain:
+                raise PackageError(f"The {where}'s groups nest in a cycle: {' -> '.join(chain + [cur])}")
+            chain.append(cur)
+            cur = groups[cur]["parent"]
+    for s in spec["steps"]:
+        if s.get("group") and s["group"] not in groups:
+            raise PackageError(f"Step '{s['name']}' in the {where} is in unknown group '{s['group']}'")
+        for arg, b in s["inputs"].items():
+            if "loop" in b and (b["loop"] not in groups or groups[b["loop"]]["kind"] != "for"):
+                raise PackageError(f"Step '{s['name']}' input '{arg}' in the {where} reads unknown loop '{b['loop']}'")
+            if "collect" in b and b["collect"]["step"] not in steps:
+                raise PackageError(f"Step '{s['name']}' input '{arg}' in the {where} collects unknown step "
+                                   f"'{b['collect']['step']}'")

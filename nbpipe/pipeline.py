@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any, Callable, Iterator
 
 from .component import Component, Options, make_options
+from .condition import Comparable
 from .errors import DefinitionError
 from .signature import InputSpec, compatible, is_json_value, type_name, value_matches
 
@@ -26,8 +27,8 @@ def current_trace() -> "Trace | None":
     return _TRACE.get()
 
 
-class PipelineParam:
-    """Placeholder for a pipeline parameter while the pipeline is traced."""
+class PipelineParam(Comparable):
+    """Placeholder for a pipeline parameter while the pipeline is traced (compare it for nbpipe.If)."""
 
     def __init__(self, name: str, type: str, default: Any = None, has_default: bool = False):
         self.name, self.type, self.default, self.has_default = name, type, default, has_default
@@ -42,9 +43,12 @@ class PipelineParam:
     def __repr__(self) -> str:
         return f"<pipeline parameter {self.name}: {self.type}>"
 
+    def __nbpipe_operand__(self, where: str = "") -> dict[str, Any]:
+        return {"parameter": self.name}
 
-class StepOutput:
-    """One output of a step, passed to a later step's input."""
+
+class StepOutput(Comparable):
+    """One output of a step, passed to a later step's input (compare it for nbpipe.If)."""
 
     def __init__(self, step: "Step", name: str, type: str, kind: str, artifact_type: str = ""):
         self.step, self.name, self.type, self.kind, self.artifact_type = step, name, type, kind, artifact_type
@@ -57,6 +61,12 @@ class StepOutput:
 
     def __repr__(self) -> str:
         return f"<output {self.step.name}.{self.name}: {self.type}>"
+
+    def __nbpipe_operand__(self, where: str = "") -> dict[str, Any]:
+        if self.kind == "artifact":
+            raise DefinitionError(f"{where}: output '{self.step.name}.{self.name}' is an artifact (a file)",
+                                  hint="Compare a value output; return e.g. the metric from the component.")
+        return {"step": self.step.name, "output": self.name}
 
 
 class Outputs:
@@ -122,6 +132,9 @@ class Step:
     def __bool__(self) -> bool:
         return True
 
+    def __nbpipe_operand__(self, where: str = "") -> dict[str, Any]:
+        return self.output.__nbpipe_operand__(where)
+
     # -- fluent options (Kubeflow-style task methods)
     def after(self, *steps: "Step") -> "Step":
         for s in steps:
@@ -172,8 +185,13 @@ class Trace:
         self.pipeline_name = pipeline_name
         self.steps: dict[str, Step] = {}
         self.params: dict[str, PipelineParam] = {}
+        self.groups: dict[str, dict[str, Any]] = {}  # control-flow groups (nbpipe.control)
+        self.group_stack: list[str] = []
+        self.last_branch: Any = None
+        self.prefix = ""  # name prefix of an inlined sub-pipeline's steps
 
     def _step_name(self, base: str) -> str:
+        base = self.prefix + base
         if base not in self.steps:
             return base
         n = 2
@@ -211,11 +229,15 @@ class Trace:
                     hint=f"Pass {spec.name}=... : an upstream step's output or a pipeline parameter.",
                 )
         step = Step(self, name, comp, inputs)
+        step.group = self.group_stack[-1] if self.group_stack else ""
         self.steps[name] = step
         return step
 
     def _bind(self, step: str, comp: Component, spec: InputSpec, value: Any) -> dict[str, Any]:
         where = f"Step '{step}' input '{spec.name}'"
+        hook = getattr(value, "__nbpipe_binding__", None)
+        if hook is not None:  # loop items, Collected, RUN_ID… (nbpipe.control)
+            return dict(hook(self, where, spec))
         if isinstance(value, Step):
             if value.trace is not self:
                 raise DefinitionError(f"{where} uses step '{value.name}' from another pipeline")
@@ -248,6 +270,10 @@ class Trace:
                     f"{where} expects {spec.type}, but '{value.step.name}.{value.name}' is {value.type}",
                     hint=f"Change the annotation of '{spec.name}' or of '{value.step.component.name}''s output.",
                 )
+            if self.groups:
+                from .control import check_reference
+
+                check_reference(self, value.step.name, self.group_stack[-1] if self.group_stack else "", where)
             return {"step": value.step.name, "output": value.name}
         if isinstance(value, PipelineParam):
             if spec.kind == "artifact":
@@ -336,6 +362,9 @@ class Pipeline:
         return resolve_params(self.name, list(known.values()), params)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        trace = current_trace()
+        if trace is not None:  # composition: inline this pipeline's steps into the one being traced
+            return _inline(self, trace, args, kwargs)
         raise DefinitionError(
             f"Pipeline '{self.name}' is not called directly",
             hint=f"Run it with nbpipe.run({self.func.__name__}, param=value).",
@@ -343,6 +372,22 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"<nbpipe pipeline {self.name}: {len(self.steps)} steps>"
+
+
+def _inline(inner: Pipeline, trace: Trace, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Trace ``inner`` into ``trace``: its steps get the prefix ``<inner name>-``, its parameters the arguments."""
+    try:
+        bound = inspect.signature(inner.func).bind(*args, **kwargs)
+    except TypeError as exc:
+        names = ", ".join(p["name"] for p in inner.parameters) or "none"
+        raise DefinitionError(f"Pipeline '{inner.name}' was called wrongly inside pipeline "
+                              f"'{trace.pipeline_name}' ({exc})", f"Its parameters are: {names}.") from None
+    bound.apply_defaults()
+    prefix, trace.prefix = trace.prefix, f"{trace.prefix}{inner.name.replace('.', '-')}-"
+    try:
+        return inner.func(*bound.args, **bound.kwargs)
+    finally:
+        trace.prefix = prefix
 
 
 def resolve_params(pipeline: str, parameters: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:

@@ -249,8 +249,9 @@ def test_same_component_pickles_to_the_same_hash_in_two_processes(tmp_path) -> N
 
 def test_public_api_is_pinned() -> None:
     assert sorted(nbpipe.__all__) == sorted([
-        "Artifact", "ClassificationMetrics", "Client", "Component", "Dataset", "HTML", "Input", "Markdown",
-        "Metrics", "Model", "NbpipeError", "Output", "Pipeline", "Resources", "Run", "attach",
+        "Artifact", "ClassificationMetrics", "Client", "Collected", "Component", "Condition", "Dataset", "Elif",
+        "Else", "ExitHandler", "HTML", "If", "Input", "Markdown", "Metrics", "Model", "NbpipeError", "Output",
+        "ParallelFor", "Pipeline", "RUN_ID", "RUN_NAME", "RUN_STATUS", "Resources", "Run", "attach",
         "build_package", "component", "pipeline", "read_package", "run"])
     for name in nbpipe.__all__:
         assert getattr(nbpipe, name) is not None

@@ -74,30 +74,33 @@ def _fetch(store: Store, key: str, dest: str) -> str:
 
 
 def _load_inputs(store: Store, job: dict[str, Any], workdir: str) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {}
-    for name, spec in job.get("inputs", {}).items():
-        if spec["kind"] == "artifact":
-            cls = ARTIFACT_TYPES.get(spec.get("artifact_type", "Artifact"), Artifact)
-            src = _fetch(store, spec["key"], os.path.join(workdir, "inputs", name + ".blob"))
-            path = src
-            if spec.get("format") == "dir":
-                path = os.path.join(workdir, "inputs", name)
-                os.makedirs(path, exist_ok=True)
-                with tarfile.open(src) as tf:
-                    tf.extractall(path, filter="data")
-            elif spec.get("filename"):
-                path = os.path.join(workdir, "inputs", name, spec["filename"])
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                try:
-                    os.symlink(src, path)
-                except OSError:
-                    shutil.copyfile(src, path)
-            kwargs[name] = cls(name=name, path=path, uri=spec["key"], metadata=spec.get("metadata"))
-        elif "value" in spec:
-            kwargs[name] = spec["value"]
-        else:
-            kwargs[name] = serializers.load_value(store.get_bytes(spec["key"]), spec["format"])
-    return kwargs
+    return {name: _load_input(store, name, spec, workdir) for name, spec in job.get("inputs", {}).items()}
+
+
+def _load_input(store: Store, name: str, spec: dict[str, Any], workdir: str) -> Any:
+    """One input: an artifact, a value, or (``nbpipe.Collected``) a list of those, in item order."""
+    if spec["kind"] == "collected":
+        return [_load_input(store, f"{name}-{i}", item, workdir) for i, item in enumerate(spec["items"])]
+    if spec["kind"] == "artifact":
+        cls = ARTIFACT_TYPES.get(spec.get("artifact_type", "Artifact"), Artifact)
+        src = _fetch(store, spec["key"], os.path.join(workdir, "inputs", name + ".blob"))
+        path = src
+        if spec.get("format") == "dir":
+            path = os.path.join(workdir, "inputs", name)
+            os.makedirs(path, exist_ok=True)
+            with tarfile.open(src) as tf:
+                tf.extractall(path, filter="data")
+        elif spec.get("filename"):
+            path = os.path.join(workdir, "inputs", name, spec["filename"])
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            try:
+                os.symlink(src, path)
+            except OSError:
+                shutil.copyfile(src, path)
+        return cls(name=name, path=path, uri=spec["key"], metadata=spec.get("metadata"))
+    if "value" in spec:
+        return spec["value"]
+    return serializers.load_value(store.get_bytes(spec["key"]), spec["format"])
 
 
 def _tar_dir(path: str, dest: str) -> None:

@@ -110,6 +110,16 @@ events = sa.Table(
     sa.Index("ix_events_run_id_id", "run_id", "id"),
 )
 
+expansions = sa.Table(  # ParallelFor loops expanded at run time (nbpipe.runner.expand replays them)
+    "expansions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), nullable=False, index=True),
+    sa.Column("loop", sa.String(100), nullable=False),
+    sa.Column("templates", sa.Text, nullable=False),
+    sa.Column("items", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
 meta_info = sa.Table(
     "nbpipe_meta", metadata,
     sa.Column("key", sa.String(50), primary_key=True),

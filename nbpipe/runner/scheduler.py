@@ -32,7 +32,7 @@ from ..executors.base import Executor, ExitStatus, Handle
 from ..package import read_package
 from ..pipeline import resolve_params
 from ..stores.base import Store, content_key
-from . import db
+from . import db, expand
 from .logs import LogTail
 
 log = logging.getLogger("nbpipe.runner")
@@ -75,6 +75,7 @@ class RunCtx:
     created_at: float = 0.0
     started_at: float | None = None
     cancelled: bool = False
+    flow: Any = None  # control-flow state (loops, conditions, exit handlers): see .expand
 
 
 def new_run_id() -> str:
@@ -172,6 +173,7 @@ class Scheduler:
             st = steps_ctx.get(step_name)
             if st is not None:
                 self._finish_success(run, st, outputs, cached=True, reason="reused from the earlier run")
+        expand.remember_reuse(self, run, {k: v for k, v in (reuse or {}).items() if k not in steps_ctx})
         self.wake()
         return run_id
 
@@ -193,9 +195,7 @@ class Scheduler:
             for s in spec["steps"]:  # topological order
                 if set(upstream_of(s)) & downstream:
                     downstream.add(s["name"])
-            for sr in step_rows:
-                if sr["name"] not in downstream and sr["state"] in ev.STEP_OK:
-                    reuse[sr["name"]] = db.loads(sr["outputs"]) or {}
+            reuse = expand.reusable(self.engine, run_id, spec, step_rows, downstream)
         return self.create_run(r["package"], db.loads(r["params"]), r["experiment"],
                                name=f"{r['name']} (re-run{' from ' + from_step if from_step else ''})",
                                labels={"rerun_of": run_id}, reuse=reuse)
@@ -205,7 +205,9 @@ class Scheduler:
         if run is None:
             return False
         run.cancelled = True
-        for st in run.steps.values():
+        for st in list(run.steps.values()):
+            if expand.runs_after_cancel(self, run, st):
+                continue
             if st.state in ("pending", "retrying"):
                 self._set_step_final(run, st, "cancelled", reason="the run was cancelled")
             elif st.state == "running" and st.handle is not None:
@@ -232,7 +234,8 @@ class Scheduler:
                 with self.engine.begin() as conn:
                     conn.execute(db.runs.update().where(db.runs.c.id == run.id).values(state="running", started_at=now))
                 self._emit(ev.RunStarted(run_id=run.id, ts=now))
-            for st in run.steps.values():
+            expand.advance(self, run)
+            for st in list(run.steps.values()):
                 if self.active >= self.parallelism:
                     break
                 if st.state == "retrying":
@@ -240,12 +243,12 @@ class Scheduler:
                         self._start(run, st)
                     else:
                         next_wake = min(next_wake, max(0.0, st.next_at - now))
-                elif st.state == "pending" and not run.cancelled:
+                elif st.state == "pending" and (not run.cancelled or expand.runs_after_cancel(self, run, st)):
                     ups = [run.steps[u] for u in st.upstream]
                     bad = next((u for u in ups if u.state in ("failed", "cancelled", "skipped")), None)
                     if bad is not None:
                         self._set_step_final(run, st, "skipped", reason=f"upstream step '{bad.name}' {bad.state}")
-                    elif all(u.state in ev.STEP_OK for u in ups):
+                    elif all(u.state in ev.STEP_OK for u in ups) and not expand.hold(self, run, st):
                         self._start(run, st)
             if all(s.state in ev.STEP_FINAL for s in run.steps.values()):
                 self._finish_run(run)
@@ -258,7 +261,9 @@ class Scheduler:
         ident: dict[str, Any] = {}
         specs = {i["name"]: i for i in st.component["inputs"]}
         for name, b in st.spec["inputs"].items():
-            if "parameter" in b:
+            if "collect" in b or "placeholder" in b:  # control flow: Collected, RUN_ID, RUN_STATUS…
+                inputs[name], ident[name] = expand.resolve_input(run, st, b, specs[name], self)
+            elif "parameter" in b:
                 value = run.params.get(b["parameter"])
                 inputs[name] = {"kind": "value", "value": value}
                 ident[name] = {"value": value}
@@ -379,7 +384,7 @@ class Scheduler:
             st.handle = None
         result = self._read_result(job["result_key"])
         finished = time.time()
-        if run.cancelled:
+        if run.cancelled and not expand.runs_after_cancel(self, run, st):
             state, reason, tb = "cancelled", "the run was cancelled", ""
         elif timed_out:
             state, reason, tb = "failed", f"timed out after {st.options.get('timeout'):g} s and was killed", ""

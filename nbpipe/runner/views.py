@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from ..compiler import upstream_of
 from . import db
+from .expand import load_replay
 
 
 def _duration(start: float | None, end: float | None) -> float | None:
@@ -61,11 +62,12 @@ def snapshot(engine: sa.Engine, run_id: str) -> dict[str, Any] | None:
         spec_row = conn.execute(sa.select(db.packages.c.spec).where(db.packages.c.digest == r["package"])).first()
         srows = {s["name"]: s for s in db.rows(conn.execute(sa.select(db.steps).where(db.steps.c.run_id == run_id)))}
         last = conn.execute(sa.select(sa.func.max(db.events.c.id)).where(db.events.c.run_id == run_id)).scalar()
-    spec = db.loads(spec_row[0]) if spec_row else {"steps": [], "components": {}}
+        spec = db.loads(spec_row[0]) if spec_row else {"steps": [], "components": {}}
+        step_specs = list(load_replay(conn, run_id, spec).specs.values()) if "groups" in spec else spec["steps"]
     out = run_summary(r)
     out["last_event_id"] = int(last or 0)
     steps = []
-    for s in spec["steps"]:
+    for s in step_specs:  # with loop iteration steps after the package's own steps
         row = srows.get(s["name"], {})
         outputs = db.loads(row.get("outputs")) or {}
         for o in outputs.values():
