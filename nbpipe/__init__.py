@@ -43,4 +43,7 @@ def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext nbpipe``: register the nbpipe magics."""
     from kernel_magics import load_ipython_extension as _load
 
+    from .client import prestart
+
     _load(ipython)
+    prestart()

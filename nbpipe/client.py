@@ -48,6 +48,20 @@ def _configured() -> tuple[str | None, str | None]:
     return None, None
 
 
+def prestart() -> None:
+    """Start the default runner in the background (e.g. on ``%load_ext nbpipe``) so the first run
+    does not wait for it; any error resurfaces on first real use."""
+    import threading
+
+    def go() -> None:
+        try:
+            default_client()
+        except Exception:  # noqa: BLE001 - reported again by the first real call
+            pass
+
+    threading.Thread(target=go, name="nbpipe-runner-prestart", daemon=True).start()
+
+
 def default_client() -> "Client":
     if _DEFAULT["client"] is None:
         _DEFAULT["client"] = Client()
@@ -215,6 +229,12 @@ class Run:
     def __repr__(self) -> str:
         snap = self._snapshot or {}
         return f"<nbpipe Run {self.id} {snap.get('pipeline', '')} {snap.get('state', '')}>"
+
+    def _ipython_display_(self) -> None:
+        """In a notebook, a run shows as the live run graph."""
+        from .widgets import show
+
+        show(self)
 
     def snapshot(self) -> dict[str, Any]:
         """The run's current state (fetched from the runner)."""
