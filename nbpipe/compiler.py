@@ -111,6 +111,10 @@ def compile_pipeline(p: "Pipeline") -> dict[str, Any]:
         steps.append(entry)
     groups = _groups(p, steps)
     steps = toposort(steps, f"pipeline '{p.name}'")
+    handlers = {g["handler"] for g in groups if g["kind"] == "exit"}
+    needed = {u for s in steps for u in upstream_of(s)}
+    last = [s for s in steps if s["name"] in handlers and s["name"] not in needed]  # exit handlers go last
+    steps = [s for s in steps if s not in last] + last
     uses_v2 = bool(groups) or any(k in b for s in steps for b in s["inputs"].values() for k in _V2_BINDINGS)
     spec: dict[str, Any] = {
         "format": PACKAGE_FORMAT,

@@ -245,6 +245,10 @@ class Trace:
         if isinstance(value, StepOutput):
             if value.step.trace is not self:
                 raise DefinitionError(f"{where} uses an output of another pipeline's step '{value.step.name}'")
+            if self.groups:
+                from .control import check_reference
+
+                check_reference(self, value.step.name, self.group_stack[-1] if self.group_stack else "", where)
             if spec.kind == "artifact" and value.kind != "artifact":
                 raise DefinitionError(
                     f"{where} is an Input[{spec.artifact_type}] artifact, but '{value.step.name}.{value.name}' "
@@ -270,10 +274,6 @@ class Trace:
                     f"{where} expects {spec.type}, but '{value.step.name}.{value.name}' is {value.type}",
                     hint=f"Change the annotation of '{spec.name}' or of '{value.step.component.name}''s output.",
                 )
-            if self.groups:
-                from .control import check_reference
-
-                check_reference(self, value.step.name, self.group_stack[-1] if self.group_stack else "", where)
             return {"step": value.step.name, "output": value.name}
         if isinstance(value, PipelineParam):
             if spec.kind == "artifact":

@@ -204,7 +204,7 @@ def advance(sched: "Scheduler", run: "RunCtx") -> None:
         return
     flow = flow_of(sched, run)
     rp = flow.replay
-    for t, copies in rp.copies.items():
+    for t, copies in reversed(list(rp.copies.items())):  # inner loops' templates first: outer ones wait on them
         st = run.steps[t]
         if st.state != "running" or not all(run.steps[c].state in ev.STEP_FINAL for c in copies):
             continue
@@ -245,6 +245,7 @@ def hold(sched: "Scheduler", run: "RunCtx", st: "StepCtx") -> bool:
     base, bound = rp.info[st.name]
     if st.name in flow.reuse:
         sched._finish_success(run, st, flow.reuse.pop(st.name), cached=True, reason="reused from the earlier run")
+        sched.wake()  # a state changed mid-tick: look again at once rather than at the next timeout
         return True
     gid = flow.handlers.get(st.name)
     if gid is not None and not all(s.state in ev.STEP_FINAL for n, s in run.steps.items()
@@ -259,12 +260,14 @@ def hold(sched: "Scheduler", run: "RunCtx", st: "StepCtx") -> bool:
                 branch = g.get("branch", "if")
                 sched._set_step_final(run, st, "skipped", reason=f"the {branch} condition of group '{g['id']}' "
                                       f"is false ({describe(g['condition'], run, flow, bound)})")
+                sched.wake()
                 return True
         bad = next((b["error"] for b in st.spec["inputs"].values() if "error" in b), None)
         if bad:
             raise FlowError(bad)
     except FlowError as exc:
         sched._set_step_final(run, st, "failed", reason=str(exc))
+        sched.wake()
         return True
     for lp, i in bound.items():
         limit = rp.groups[lp].get("parallelism") or 0
