@@ -182,6 +182,7 @@ export class PanelModel {
       this.update({ submitting: false });
       this.show(snapshot);
       void this.refreshRuns();
+      void this.refreshStatus(); // the embedded runner may have just started
       return snapshot.id;
     } catch (err) {
       const info = errorInfo(err);

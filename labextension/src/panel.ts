@@ -43,6 +43,7 @@ export class NbpipePanel extends Widget {
   private readonly view: RunView;
   private readonly images = new Map<string, string>();
   private formKey = '';
+  private shownRun: string | null = null;
   private runsKey = '';
   private disconnect: Array<() => void> = [];
 
@@ -121,8 +122,13 @@ export class NbpipePanel extends Widget {
     this.disconnect.push(
       model.changed.connect(state => this.render(state)),
       model.snapshot.connect((snap: RunSnapshot) => {
+        const fresh = snap.id !== this.shownRun;
+        this.shownRun = snap.id;
         this.runSection.hidden = false;
         this.view.setSnapshot(snap);
+        if (fresh) {
+          requestAnimationFrame(() => this.view.fit());
+        }
       }),
       model.event.connect((event: RunEvent) => void this.view.applyEvent(event))
     );
@@ -291,6 +297,12 @@ export class NbpipePanel extends Widget {
     const url = URL.createObjectURL(await this.model.api.artifact(digest, mime));
     this.images.set(digest, url);
     return url;
+  }
+
+  protected onResize(): void {
+    if (!this.runSection.hidden) {
+      this.view.fit(); // keep the whole graph in view as the sidebar is resized
+    }
   }
 
   protected onAfterShow(): void {
