@@ -128,17 +128,7 @@ class Client:
                name: str | None = None, labels: dict[str, str] | None = None) -> "Run":
         """Submit a Pipeline, package bytes or a package path; return the :class:`Run`."""
         params = dict(params or {})
-        if isinstance(pipeline, (bytes, bytearray)):
-            data = bytes(pipeline)
-        elif isinstance(pipeline, (str, Path)):
-            data = Path(pipeline).read_bytes()
-        elif hasattr(pipeline, "spec") and hasattr(pipeline, "steps"):
-            pipeline.resolve_params(params)  # fail here, with the pipeline's own message
-            data = build_package(pipeline)
-        else:
-            raise NbpipeError(f"Cannot run a {type(pipeline).__name__}",
-                              hint="Pass an @nbpipe.pipeline function, package bytes or a package file path.")
-        digest = self.upload(data)
+        digest = self.upload(_package_bytes(pipeline, params))
         body = {"package": digest, "params": params, "experiment": experiment, "name": name,
                 "labels": labels or {}}
         snap = self._request("POST", "/api/v1/runs", json=body).json()
@@ -153,6 +143,37 @@ class Client:
 
     def experiments(self) -> list[dict[str, Any]]:
         return self._request("GET", "/api/v1/experiments").json()  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------ schedules and triggers
+    def create_schedule(self, pipeline: Any, params: dict[str, Any] | None = None, *, cron: str | None = None,
+                        interval: float | None = None, trigger: dict[str, Any] | None = None, name: str = "",
+                        experiment: str = "Default", max_concurrency: int = 1, catchup: bool = False,
+                        start_at: float | None = None) -> dict[str, Any]:
+        """Run ``pipeline`` on a cron expression, every ``interval`` seconds, or when files arrive.
+
+        ``trigger={"folder": PATH, "param": NAME}`` (or ``"prefix"`` of the runner's store) starts
+        a run with the new files' paths in parameter NAME. See :mod:`nbpipe.runner.schedules`.
+        """
+        data = _package_bytes(pipeline, dict(params or {}), allow_missing=trigger.get("param") if trigger else None)
+        body = {"package": self.upload(data), "params": dict(params or {}), "cron": cron, "interval": interval,
+                "trigger": trigger, "name": name, "experiment": experiment, "max_concurrency": max_concurrency,
+                "catchup": catchup, "start_at": start_at}
+        return self._request("POST", "/api/v1/schedules", json=body).json()  # type: ignore[no-any-return]
+
+    def schedules(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/api/v1/schedules").json()  # type: ignore[no-any-return]
+
+    def schedule(self, schedule_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/api/v1/schedules/{schedule_id}").json()  # type: ignore[no-any-return]
+
+    def pause_schedule(self, schedule_id: str) -> dict[str, Any]:
+        return self._request("POST", f"/api/v1/schedules/{schedule_id}/pause").json()  # type: ignore[no-any-return]
+
+    def resume_schedule(self, schedule_id: str) -> dict[str, Any]:
+        return self._request("POST", f"/api/v1/schedules/{schedule_id}/resume").json()  # type: ignore[no-any-return]
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        self._request("DELETE", f"/api/v1/schedules/{schedule_id}")
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         return self._request("GET", f"/api/v1/runs/{run_id}").json()  # type: ignore[no-any-return]
@@ -370,6 +391,20 @@ class Run:
             else:
                 out[name] = b.get("value")
         return out
+
+
+def _package_bytes(pipeline: Any, params: dict[str, Any], allow_missing: str | None = None) -> bytes:
+    """Package bytes of a Pipeline (its parameters checked here), package bytes or a package path."""
+    if isinstance(pipeline, (bytes, bytearray)):
+        return bytes(pipeline)
+    if isinstance(pipeline, (str, Path)):
+        return Path(pipeline).read_bytes()
+    if hasattr(pipeline, "spec") and hasattr(pipeline, "steps"):
+        # fail here, with the pipeline's own message (a trigger fills its own parameter later)
+        pipeline.resolve_params({**({allow_missing: []} if allow_missing else {}), **params})
+        return build_package(pipeline)
+    raise NbpipeError(f"Cannot run a {type(pipeline).__name__}",
+                      hint="Pass an @nbpipe.pipeline function, package bytes or a package file path.")
 
 
 def run(pipeline: Any, *, runner: Client | str | None = None, experiment: str = "Default",

@@ -120,6 +120,33 @@ expansions = sa.Table(  # ParallelFor loops expanded at run time (nbpipe.runner.
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
+schedules = sa.Table(  # recurring runs and data triggers (nbpipe.runner.schedules)
+    "schedules", metadata,
+    sa.Column("id", sa.String(20), primary_key=True),
+    sa.Column("name", sa.String(300), nullable=False),
+    sa.Column("package", sa.String(64), sa.ForeignKey("packages.digest"), nullable=False),
+    sa.Column("pipeline", sa.String(200), nullable=False),
+    sa.Column("params", sa.Text, nullable=False),
+    sa.Column("experiment", sa.String(200), nullable=False),
+    sa.Column("cron", sa.String(200), nullable=False, default=""),
+    sa.Column("interval", sa.Float),
+    sa.Column("trigger", sa.Text, nullable=False, default="{}"),
+    sa.Column("max_concurrency", sa.Integer, nullable=False, default=1),
+    sa.Column("catchup", sa.Boolean, nullable=False, default=False),
+    sa.Column("paused", sa.Boolean, nullable=False, default=False),
+    sa.Column("next_fire_at", sa.Float, nullable=False),
+    sa.Column("last_fire_at", sa.Float),
+    sa.Column("fires", sa.Integer, nullable=False, default=0),
+    sa.Column("skipped", sa.Integer, nullable=False, default=0),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+trigger_seen = sa.Table(  # files a data trigger has already started runs for
+    "trigger_seen", metadata,
+    sa.Column("schedule_id", sa.String(20), primary_key=True),
+    sa.Column("key", sa.String(1000), primary_key=True),
+)
+
 meta_info = sa.Table(
     "nbpipe_meta", metadata,
     sa.Column("key", sa.String(50), primary_key=True),

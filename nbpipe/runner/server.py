@@ -31,7 +31,9 @@ from ..package import MAX_PACKAGE_BYTES
 from ..stores import open_store
 from . import db, views
 from .config import RunnerConfig
+from .schedule_routes import schedule_router
 from .scheduler import Scheduler
+from .schedules import Schedules
 
 log = logging.getLogger("nbpipe.runner")
 MIME = {"png": "image/png", "json": "application/json"}
@@ -70,12 +72,15 @@ def create_app(config: RunnerConfig, on_ready: Any = None) -> FastAPI:
         executor = executors.get(config.executor)(**config.executor_options)
         sched = Scheduler(engine, store, executor, config.data_dir, config.effective_parallelism)
         await sched.start()
-        state.update(engine=engine, store=store, scheduler=sched)
+        schedules = Schedules(engine, sched)
+        await schedules.start()
+        state.update(engine=engine, store=store, scheduler=sched, schedules=schedules)
         if on_ready is not None:
             on_ready()
         try:
             yield
         finally:
+            await schedules.close()
             await sched.close()
             engine.dispose()
 
@@ -259,6 +264,7 @@ def create_app(config: RunnerConfig, on_ready: Any = None) -> FastAPI:
             return Response(status_code=307, headers={"Location": url})
         return Response(await asyncio.to_thread(store.get_bytes, key), media_type=media)
 
+    app.include_router(schedule_router(lambda: state["schedules"], _error))
     return app
 
 

@@ -1,0 +1,63 @@
+"""HTTP routes for schedules and data triggers (``/api/v1/schedules``), mounted by :mod:`.server`.
+
+Non-goals: firing logic (see :mod:`.schedules`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from ..errors import NbpipeError
+from .schedules import Schedules
+
+
+class ScheduleRequest(BaseModel):
+    package: str = Field(description="sha256 digest of an uploaded package")
+    name: str = ""
+    params: dict[str, Any] = Field(default_factory=dict)
+    experiment: str = "Default"
+    cron: str | None = Field(None, description="cron expression (UTC), e.g. '*/5 * * * *'")
+    interval: float | None = Field(None, description="seconds between runs")
+    trigger: dict[str, Any] | None = Field(
+        None, description="{'folder': PATH | 'prefix': STORE_PREFIX, 'param': NAME, 'poll': SECONDS}")
+    max_concurrency: int = 1
+    catchup: bool = False
+    start_at: float | None = None
+
+
+def schedule_router(schedules: Callable[[], Schedules], error: Callable[[int, Any], JSONResponse]) -> APIRouter:
+    """The schedule routes; ``schedules()`` returns the running :class:`Schedules`."""
+    r = APIRouter(prefix="/api/v1/schedules")
+
+    @r.post("", status_code=201)
+    async def create(req: ScheduleRequest) -> Any:
+        try:
+            return schedules().create(**req.model_dump())
+        except NbpipeError as exc:
+            return error(400, exc)
+
+    @r.get("")
+    async def list_schedules() -> list[dict[str, Any]]:
+        return schedules().list()
+
+    @r.get("/{sid}")
+    async def get(sid: str) -> Any:
+        return schedules().get(sid) or error(404, f"No schedule {sid}")
+
+    @r.post("/{sid}/pause")
+    async def pause(sid: str) -> Any:
+        return schedules().set_paused(sid, True) or error(404, f"No schedule {sid}")
+
+    @r.post("/{sid}/resume")
+    async def resume(sid: str) -> Any:
+        return schedules().set_paused(sid, False) or error(404, f"No schedule {sid}")
+
+    @r.delete("/{sid}")
+    async def delete(sid: str) -> Any:
+        return {"id": sid, "deleted": True} if schedules().delete(sid) else error(404, f"No schedule {sid}")
+
+    return r
