@@ -21,6 +21,7 @@ import sys
 import time
 import traceback
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import nbpipe
@@ -136,7 +137,30 @@ def _wait(run: Any, timeout: float) -> None:
         run.wait()
 
 
+def _cpu() -> dict[str, float]:
+    """CPU seconds so far of the runner, its step zygote (+ reaped steps) and this client process.
+
+    Load-independent: on a busy shared machine wall times stretch, CPU seconds much less."""
+    import psutil
+
+    out = {"client": time.process_time()}
+    try:
+        info = json.loads((Path(os.environ["NBPIPE_HOME"]) / "runner.json").read_text())
+        runner = psutil.Process(int(info["pid"]))
+        t = runner.cpu_times()
+        out["runner"] = t.user + t.system
+        for child in runner.children():
+            if "zygote" in " ".join(child.cmdline()):
+                z = child.cpu_times()
+                out["zygote"] = z.user + z.system
+                out["steps"] = z.children_user + z.children_system
+    except Exception:  # noqa: BLE001 - no runner yet (first run) or it moved: skip the CPU figures
+        pass
+    return out
+
+
 def timed_run(pipe: Any, timeout: float, **params: Any) -> dict[str, Any]:
+    cpu0 = _cpu()
     t0 = time.time()
     run = nbpipe.run(pipe, **params)
     t_submitted = time.time()
@@ -146,8 +170,10 @@ def timed_run(pipe: Any, timeout: float, **params: Any) -> dict[str, Any]:
     except TimeoutError:
         timed_out = True
     t1 = time.time()
+    cpu1 = _cpu()
     state = getattr(run, "state", None)
     out: dict[str, Any] = {"seconds": t1 - t0, "submit_seconds": t_submitted - t0, "state": state}
+    out["cpu_seconds"] = {k: cpu1[k] - cpu0[k] for k in cpu1 if k in cpu0}
     if timed_out:
         out.update(timed_out=True, timeout=timeout)
         try:

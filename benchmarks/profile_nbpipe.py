@@ -102,9 +102,10 @@ def py_spy_top(raw: Path, n: int = 25) -> list[str]:
         own[frames[-1]] += c
         for f in set(frames):
             incl[f] += c
-    lines = [f"  {total} samples"]
+    ours = collections.Counter({f: c for f, c in incl.items() if "nbpipe/" in f})
+    lines = [f"  {total} samples (active only)"]
     lines += ["  own:"] + [f"    {c / total:6.1%}  {f}" for f, c in own.most_common(n)]
-    lines += ["  inclusive:"] + [f"    {c / total:6.1%}  {f}" for f, c in incl.most_common(n)]
+    lines += ["  inclusive, nbpipe frames:"] + [f"    {c / total:6.1%}  {f}" for f, c in ours.most_common(n)]
     return lines
 
 
@@ -113,7 +114,20 @@ def main() -> None:
     ap.add_argument("--workload", default="chain", choices=["chain", "cached_chain", "handoff", "fanout", "sleep16"])
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--py-spy", action="store_true")
+    ap.add_argument("--cprofile", action="store_true",
+                    help="run the runner under cProfile and print call counts and cumulative times")
     args = ap.parse_args()
+    prof = Path(HOME) / "runner.prof"
+    runner_proc = None
+    if args.cprofile:  # the same command _embedded starts, under cProfile; it writes runner.json when ready
+        runner_proc = subprocess.Popen(
+            [sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "nbpipe.runner", "--host", "127.0.0.1",
+             "--port", "0", "--data-dir", str(Path(HOME) / "runner"), "--ready-file", str(Path(HOME) / "runner.json")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        for _ in range(1200):
+            if (Path(HOME) / "runner.json").exists():
+                break
+            time.sleep(0.05)
     pipe = getattr(side, args.workload)
     params = {"mb": 100} if args.workload == "handoff" else {"x": 1}
     procs: list[subprocess.Popen] = []
@@ -149,6 +163,9 @@ def main() -> None:
         for name in ("runner", "zygote"):
             out = Path(HOME) / f"{name}.txt"
             if out.exists():
+                keep = HERE / "results" / f"profile-{args.workload}-{name}.txt"
+                keep.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(out, keep)
                 print(f"py-spy, {name}:")
                 print("\n".join(py_spy_top(out)))
     finally:
@@ -157,8 +174,40 @@ def main() -> None:
                 p.kill()
         from nbpipe._embedded import stop_local_runner
 
-        stop_local_runner()
+        if runner_proc is not None:
+            runner_proc.send_signal(signal.SIGINT)  # SIGTERM would skip writing the profile
+            try:
+                runner_proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                runner_proc.kill()
+            if prof.exists():
+                print_cprofile(prof, args.runs, args.workload)
+        else:
+            stop_local_runner()
         shutil.rmtree(HOME, ignore_errors=True)
+
+
+def print_cprofile(prof: Path, runs: int, workload: str) -> None:
+    """The runner's own view: calls per run and cumulative ms per run for the frames that matter."""
+    import pstats
+
+    keep = HERE / "results" / f"profile-{workload}-runner.prof"
+    keep.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(prof, keep)
+    st = pstats.Stats(str(prof))
+    rows = []
+    for (fname, line, func), (cc, nc, tt, ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
+        short = f"{'/'.join(Path(fname).parts[-2:])}:{line}({func})"
+        interesting = ("nbpipe/" in fname and "server.py" not in fname or func in (
+            "do_commit", "do_execute", "begin", "_generate_cache_key", "fork", "write", "dumps", "loads")
+            or "nbpipe/runner/server.py" in fname)
+        if interesting:
+            rows.append((ct, nc, short))
+    rows.sort(reverse=True)
+    total_runs = runs + 2  # + warm-up and cache fill (roughly)
+    print(f"cProfile of the runner (per run, ~{total_runs} runs incl. warm-up): calls, cumulative ms")
+    for ct, nc, short in rows[:45]:
+        print(f"  {nc / total_runs:8.1f}  {ct / total_runs * 1000:8.2f} ms  {short}")
 
 
 if __name__ == "__main__":

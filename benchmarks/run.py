@@ -330,6 +330,13 @@ def render(rows: list[dict[str, Any]], res: dict[str, Any]) -> str:
                 c += f" [max {r[f'{k}_max_concurrent']} at once]"
             cells.append(c)
         lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
+    lines += ["", "| nbpipe CPU per step (ms; load-independent) | runner | step processes | client |",
+              "|---|---:|---:|---:|"]
+    for name, steps, label in WORKLOADS:
+        cpu = (res["nbpipe"].get(name) or {}).get("cpu_seconds")
+        if cpu:
+            cells = [num(cpu[k] / steps * 1000 if k in cpu else None, ".1f") for k in ("runner", "steps", "client")]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
     extra = res.get("extra", {})
     pf = extra.get("kfp_fast_sleep16_parallel_for")
     if pf:
@@ -367,7 +374,9 @@ def main() -> int:
     (RESULTS / "logs").mkdir(parents=True, exist_ok=True)
     started = time.time()
     meta = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "python": platform.python_version(),
-            "cpus": os.cpu_count(), "loadavg_start": os.getloadavg(), "platform": platform.platform()}
+            "cpus": os.cpu_count(), "loadavg_start": os.getloadavg(), "platform": platform.platform(),
+            "git": subprocess.run(["git", "describe", "--always", "--dirty"], cwd=PROJECT, capture_output=True,
+                                  text=True).stdout.strip()}
 
     log("in-process floor ...")
     res: dict[str, Any] = {"inprocess": in_process(args.repeat), "extra": {}}
