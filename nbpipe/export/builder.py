@@ -124,17 +124,19 @@ def _run_chunk(chunk: dict[str, Any], namespace: dict[str, Any], shell: Any) -> 
     cell, filename, source = chunk["cell"], chunk["filename"], chunk["source"]
     label = where(cell)
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    tree = ast.parse(source, filename)
+    tree = ast.parse("" if chunk.get("magic") else source, filename)
     if chunk.get("keep") is not None:
         tree.body = [tree.body[i] for i in chunk["keep"]]
     try:
-        if shell is not None:
-            shell.run_ast_nodes(tree.body, filename, compiler=shell.compile, result=None)  # pragma: no cover
+        if chunk.get("magic"):
+            result = shell.run_cell(source, store_history=False, silent=True)
+            if not result.success:
+                raise result.error_before_exec or result.error_in_exec
         else:
             exec(compile(tree, filename, "exec", dont_inherit=True), namespace)  # noqa: S102 - the user's own cells
     except ModuleNotFoundError as exc:
         missing = (exc.name or "").split(".")[0]
-        raise _Failed(f"{label.capitalize()} imports '{exc.name}', which is not installed", 
+        raise _Failed(f"{label.capitalize()} imports '{exc.name}', which is not installed",
                       f"Export runs the kept cells with {sys.executable}.",
                       f"Install it there (pip install {missing}), or drop the import if no component needs it.",
                       cell) from None
@@ -160,9 +162,14 @@ def build(program: dict[str, Any]) -> bytes:
     sys.modules["__main__"] = main
     shell = None
     if program.get("magics"):
-        from .magic_cells import start_shell
+        from IPython.core.interactiveshell import InteractiveShell
 
-        shell = start_shell(main)
+        shell = InteractiveShell.instance(user_module=main)
+        try:
+            shell.run_line_magic("load_ext", "nbpipe")
+        except ImportError as exc:
+            raise _Failed("The notebook has %%component/%%pipeline cells, but nbpipe's magics do not load",
+                          str(exc), "Install nbpipe with its kernel magics, or use @nbpipe.component.") from None
     for chunk in program["chunks"]:
         _run_chunk(chunk, main.__dict__, shell)
     name = program["pipeline"]

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ExportError, where
-from .statements import Statement, analyze_code
+from .statements import Statement, analyze_code, analyze_magic_cell
 
 SKIP_TAGS = frozenset({"nbpipe:skip", "skip"})
 INCLUDE_TAG = "nbpipe:include"
@@ -72,9 +73,10 @@ class Chunk:
     filename: str
     source: str
     keep: tuple[int, ...] | None = None
+    magic: bool = False  # a %%component/%%pipeline cell, run through IPython with nbpipe's magics
 
     def to_json(self) -> dict[str, Any]:
-        return {"cell": self.cell, "filename": self.filename, "source": self.source,
+        return {"cell": self.cell, "filename": self.filename, "source": self.source, "magic": self.magic,
                 "keep": None if self.keep is None else list(self.keep)}
 
 
@@ -93,7 +95,14 @@ class Program:
                 "chunks": [c.to_json() for c in self.chunks], "notes": list(self.notes)}
 
 
+# Lines IPython would rewrite: magics, shell escapes, help queries. Others skip the (slow) import.
+_IPYTHON_SYNTAX = re.compile(r"^\s*[%!]|=\s*[%!]|\?\s*$", re.MULTILINE)
+
+
 def _transform(raw: str) -> str:
+    """The cell as the kernel runs it: IPython syntax turned into Python calls."""
+    if not _IPYTHON_SYNTAX.search(raw):
+        return raw
     from IPython.core.inputtransformer2 import TransformerManager
 
     return TransformerManager().transform_cell(raw)
@@ -128,9 +137,10 @@ def read_notebook(path: str | os.PathLike[str]) -> Notebook:
         cell_magic = first[2:].split()[0] if first.startswith("%%") and first[2:].split() else ""
         code = "" if tags & SKIP_TAGS else _transform(raw)
         statements: tuple[Statement, ...] = ()
-        if code and cell_magic not in MAGIC_CELLS:
+        if code:
             try:
-                statements = tuple(analyze_code(code, number))
+                statements = ((analyze_magic_cell(raw, number),) if cell_magic in MAGIC_CELLS
+                              else tuple(analyze_code(code, number)))
             except SyntaxError as exc:
                 raise ExportError(
                     f"{where(number, count)} has a syntax error: {exc.msg} (line {exc.lineno})",
@@ -162,9 +172,6 @@ def pipelines_of(nb: Notebook) -> list[Candidate]:
 
     found: dict[str, Candidate] = {}
     for cell in nb.cells:
-        if cell.cell_magic == "pipeline":
-            name = cell.raw.lstrip().split("\n", 1)[0].split()[1:2] or ["pipeline"]
-            found[name[0]] = Candidate((name[0],), cell.number)
         for s in cell.statements:
             if s.role == "pipeline":
                 found[s.pipeline_names[0]] = Candidate(s.pipeline_names, cell.number, s)
@@ -278,14 +285,9 @@ def select_program(nb: Notebook, pipeline: str | None = None) -> Program:
     """
     chosen = choose_pipeline(nb, pipeline)
     if chosen.statement is None:
-        if any(c.cell_magic == "pipeline" and c.number == chosen.cell for c in nb.cells):
-            return _magic_program(nb, chosen)
         from .kale import kale_program
 
         return kale_program(nb)
-    for cell in nb.cells:
-        if cell.cell_magic in MAGIC_CELLS and not (cell.tags & SKIP_TAGS):
-            return _magic_program(nb, chosen)
     sel = _Selection(nb)
     roots = [chosen.statement] + [s for c in nb.cells if INCLUDE_TAG in c.tags for s in c.statements
                                   if s.kind != "magic"]
@@ -298,9 +300,13 @@ def select_program(nb: Notebook, pipeline: str | None = None) -> Program:
             continue
         wanted = {s.index for s in cell.statements if s.kind != "magic"} if INCLUDE_TAG in cell.tags else kept
         everything = wanted == {s.index for s in cell.statements}
+        if cell.cell_magic in MAGIC_CELLS:
+            chunks.append(Chunk(cell.number, f"<nbpipe-cell-{cell.number}>", cell.raw, magic=True))
+            continue
         chunks.append(Chunk(cell.number, f"<nbpipe-cell-{cell.number}>", cell.code,
                             None if everything else tuple(sorted(wanted))))
-    return Program(nb.path.name, chosen.statement.pipeline_names[0], tuple(chunks), tuple(_notes(nb, sel.keep)))
+    return Program(nb.path.name, chosen.statement.pipeline_names[0], tuple(chunks), tuple(_notes(nb, sel.keep)),
+                   magics=any(c.magic for c in chunks))
 
 
 def _notes(nb: Notebook, keep: dict[int, set[int]]) -> list[str]:
@@ -319,10 +325,3 @@ def _notes(nb: Notebook, keep: dict[int, set[int]]) -> list[str]:
             notes.append(f"{cell.label}: {what} compute `{left[0].text}`" + (f" and {len(left) - 1} more"
                                                                                 if len(left) > 1 else ""))
     return notes
-
-
-def _magic_program(nb: Notebook, chosen: Candidate) -> Program:
-    """Notebooks using ``%%component``/``%%pipeline`` cells run through the kernel magics."""
-    from .magic_cells import magic_program
-
-    return magic_program(nb, chosen)

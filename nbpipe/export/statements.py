@@ -194,3 +194,31 @@ def analyze_code(code: str, cell: int) -> list[Statement]:
     """Analyze a cell's (magic-free) code; raises :class:`SyntaxError` as ``ast.parse`` does."""
     tree = ast.parse(code, f"<nbpipe-cell-{cell}>")
     return [analyze_statement(node, cell, i, code) for i, node in enumerate(tree.body)]
+
+
+def analyze_magic_cell(raw: str, cell: int) -> Statement:
+    """Describe a ``%%component`` / ``%%pipeline`` cell as one statement (run later by the magics).
+
+    A ``%%component`` cell with a ``def`` defines NAME (or the function's name) and uses, later,
+    what the function uses; a ``%%pipeline NAME`` cell uses now every name it reads. A plain
+    ``%%component`` cell (code, no ``def``) has kind ``compute``: the magic would run its work.
+    """
+    first, _, body = raw.lstrip().partition("\n")
+    words = first[2:].split()
+    magic = words[0]
+    name = words[1] if len(words) > 1 and not words[1].startswith("-") else ""
+    inner = analyze_code(body, cell)
+    funcs = [s.text.split("(")[0].split()[-1] for s in inner if s.text.startswith(("def ", "async def "))]
+    defined = {n for s in inner for n in s.defines}
+    now = {n for s in inner for n in s.uses_now} - defined
+    later = {n for s in inner for n in s.uses_later}
+    kind = "definition" if all(s.kind in ("import", "definition", "noop") for s in inner) else "compute"
+    if magic == "pipeline":
+        name = name or "notebook"
+        now, later, kind = now | later, set(), "definition"
+    elif not name:
+        name = funcs[-1] if funcs else f"cell_{cell}"
+    names = (name, name.replace("_", "-")) if magic == "pipeline" else ()
+    return Statement(cell=cell, index=0, kind=kind, role=magic, defines=frozenset(defined | {name}),
+                     uses_now=frozenset(now - KNOWN_NAMES), uses_later=frozenset(later - KNOWN_NAMES),
+                     pipeline_names=names, star_import=False, line=1, text=first.strip()[:80])
