@@ -34,6 +34,7 @@ class RunnerSetting:
         Bearer token for a remote runner.
     source : str
         ``"env"`` (read-only here), ``"config"`` (``NBPIPE_HOME/config.json``) or ``"default"``.
+
     """
 
     url: str | None
@@ -42,8 +43,13 @@ class RunnerSetting:
 
     def public(self) -> dict[str, Any]:
         """The setting as the browser may see it: no token, only whether one is set."""
-        return {"runner_url": self.url, "has_token": bool(self.token), "source": self.source,
-                "editable": self.source != "env", "config_path": str(config_path())}
+        return {
+            "runner_url": self.url,
+            "has_token": bool(self.token),
+            "source": self.source,
+            "editable": self.source != "env",
+            "config_path": str(config_path()),
+        }
 
 
 def config_path() -> Path:
@@ -67,7 +73,9 @@ def _read_config() -> dict[str, Any]:
 def read_setting() -> RunnerSetting:
     """The runner setting in force now (environment first, then the config file)."""
     if os.environ.get("NBPIPE_RUNNER_URL"):
-        return RunnerSetting(os.environ["NBPIPE_RUNNER_URL"].rstrip("/"), os.environ.get("NBPIPE_TOKEN"), "env")
+        return RunnerSetting(
+            os.environ["NBPIPE_RUNNER_URL"].rstrip("/"), os.environ.get("NBPIPE_TOKEN"), "env"
+        )
     data = _read_config()
     if data.get("runner"):
         return RunnerSetting(str(data["runner"]).rstrip("/"), data.get("token") or None, "config")
@@ -78,9 +86,11 @@ def check_url(url: str) -> str:
     """Return ``url`` without a trailing slash, or raise if it is not an http(s) base URL."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise NbpipeError(f"{url!r} is not a runner URL",
-                          hint="Use http://HOST:PORT (for example http://127.0.0.1:8765), or leave it empty "
-                               "for the embedded local runner.")
+        raise NbpipeError(
+            f"{url!r} is not a runner URL",
+            hint="Use http://HOST:PORT (for example http://127.0.0.1:8765), or leave it empty "
+            "for the embedded local runner.",
+        )
     try:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
@@ -99,10 +109,13 @@ def write_setting(url: str | None, token: str | None = None, keep_token: bool = 
         New token; ignored when ``keep_token`` and it is ``None``.
     keep_token : bool
         Keep the stored token when no new one is given (the browser never sees it to resend it).
+
     """
     if os.environ.get("NBPIPE_RUNNER_URL"):
-        raise NbpipeError("The runner URL is set by the NBPIPE_RUNNER_URL environment variable",
-                          hint="Unset it and restart Jupyter to choose the runner from the panel.")
+        raise NbpipeError(
+            "The runner URL is set by the NBPIPE_RUNNER_URL environment variable",
+            hint="Unset it and restart Jupyter to choose the runner from the panel.",
+        )
     data = _read_config()
     if url:
         data["runner"] = check_url(url)
@@ -159,8 +172,14 @@ class RunnerConnection:
         """URL, mode and reachability of the runner in force; never starts the embedded runner."""
         setting = read_setting()
         url = setting.url or self.embedded_url()
-        out: dict[str, Any] = {"mode": "remote" if setting.url else "embedded", "url": url,
-                               "source": setting.source, "reachable": False, "error": "", "health": None}
+        out: dict[str, Any] = {
+            "mode": "remote" if setting.url else "embedded",
+            "url": url,
+            "source": setting.source,
+            "reachable": False,
+            "error": "",
+            "health": None,
+        }
         if url is None:
             out["error"] = "The embedded runner starts with the first run."
             return out

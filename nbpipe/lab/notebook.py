@@ -59,11 +59,27 @@ def summarize(path: Path, pipeline: str | None) -> dict[str, Any]:
 
     names = [c.title for c in pipelines_of(read_notebook(path))]
     summary = package_summary(_PACKAGES.export(path, pipeline))
-    components = [{"name": key, "inputs": c["inputs"], "outputs": c["outputs"], "image": c["image"],
-                   "retries": c["retries"], "cache": c["cache"]} for key, c in summary["components"].items()]
-    return {"path": path.name, "pipelines": names, "pipeline": summary["name"], "digest": summary["digest"],
-            "parameters": summary["parameters"], "steps": summary["steps"], "components": components,
-            "python": summary["python"]}
+    components = [
+        {
+            "name": key,
+            "inputs": c["inputs"],
+            "outputs": c["outputs"],
+            "image": c["image"],
+            "retries": c["retries"],
+            "cache": c["cache"],
+        }
+        for key, c in summary["components"].items()
+    ]
+    return {
+        "path": path.name,
+        "pipelines": names,
+        "pipeline": summary["name"],
+        "digest": summary["digest"],
+        "parameters": summary["parameters"],
+        "steps": summary["steps"],
+        "components": components,
+        "python": summary["python"],
+    }
 
 
 class NotebookHandler(NbpipeHandler):
@@ -129,7 +145,7 @@ class ExportHandler(NotebookHandler):
 
 
 class RunNotebookHandler(NotebookHandler):
-    """``POST /notebook/run`` ``{path, params, pipeline?, experiment?}``: export, submit, return the snapshot."""
+    """``POST /notebook/run`` ``{path, params, pipeline?, experiment?}``: export, submit, snapshot."""
 
     @tornado.web.authenticated
     async def post(self) -> None:
@@ -146,8 +162,9 @@ class RunNotebookHandler(NotebookHandler):
             data = await self.blocking(_PACKAGES.export, path, pipeline)
             client = await self.blocking(self.connection.client)
             rel = body["path"].lstrip("/")
-            run = await self.blocking(lambda: client.submit(data, params, experiment=experiment,
-                                                            labels={"notebook": rel}))
+            run = await self.blocking(
+                lambda: client.submit(data, params, experiment=experiment, labels={"notebook": rel})
+            )
             snapshot = await self.blocking(run.snapshot)
         except NbpipeError as exc:
             self.send_nbpipe_error(exc)
@@ -157,5 +174,8 @@ class RunNotebookHandler(NotebookHandler):
 
 
 def notebook_handlers() -> list[tuple[str, type[NbpipeHandler]]]:
-    return [("notebook/analyze", AnalyzeHandler), ("notebook/export", ExportHandler),
-            ("notebook/run", RunNotebookHandler)]
+    return [
+        ("notebook/analyze", AnalyzeHandler),
+        ("notebook/export", ExportHandler),
+        ("notebook/run", RunNotebookHandler),
+    ]

@@ -25,8 +25,18 @@ RUN_ID = r"(?P<run_id>[A-Za-z0-9_.\-]{1,128})"
 STEP = r"(?P<step>[A-Za-z0-9_.\-]{1,200})"
 DIGEST = r"(?P<digest>[0-9a-f]{64})"
 # Media types an artifact may be served as; anything else is an opaque download.
-PREVIEW_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/svg+xml", "image/webp", "text/plain",
-                           "text/csv", "application/json"})
+PREVIEW_TYPES = frozenset(
+    {
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/svg+xml",
+        "image/webp",
+        "text/plain",
+        "text/csv",
+        "application/json",
+    }
+)
 
 
 class StatusHandler(NbpipeHandler):
@@ -53,7 +63,12 @@ class SettingsHandler(NbpipeHandler):
             body = self.json_body()
             url = body.get("runner_url")
             token = body.get("token")
-            if url is not None and not isinstance(url, str) or token is not None and not isinstance(token, str):
+            if (
+                url is not None
+                and not isinstance(url, str)
+                or token is not None
+                and not isinstance(token, str)
+            ):
                 raise NbpipeError("runner_url and token must be strings or null")
             setting = write_setting(url or None, token, keep_token=not body.get("clear_token", False))
         except NbpipeError as exc:
@@ -74,7 +89,9 @@ class RunsHandler(NbpipeHandler):
             return
         experiment = self.get_query_argument("experiment", None)
         try:
-            runs = await self.blocking(lambda: self.connection.client().runs(experiment, limit=max(1, min(limit, 500))))
+            runs = await self.blocking(
+                lambda: self.connection.client().runs(experiment, limit=max(1, min(limit, 500)))
+            )
         except NbpipeError as exc:
             self.send_nbpipe_error(exc)
             return
@@ -193,8 +210,11 @@ class EventsHandler(NbpipeHandler):
             return  # the browser went away; leaving the block closes the runner stream
         except httpx.HTTPError as exc:
             if not self._headers_written:
-                self.send_nbpipe_error(RunnerError(f"No runner at {client.url} ({exc})",
-                                                   hint="Check the runner URL in the nbpipe panel."))
+                self.send_nbpipe_error(
+                    RunnerError(
+                        f"No runner at {client.url} ({exc})", hint="Check the runner URL in the nbpipe panel."
+                    )
+                )
             return
         self.finish(set_content_type="text/event-stream")
 

@@ -60,8 +60,11 @@ def test_typescript_unit_tests_pass() -> None:
     jlpm = shutil.which("jlpm")
     assert jlpm, "jlpm is missing: install the test environment with `make setup`"
     assert (ROOT / "node_modules" / ".bin" / "tsc").exists(), (
-        "node_modules is missing: run `jlpm install` (pip install -e . runs it)")
+        "node_modules is missing: run `jlpm install` (pip install -e . runs it)"
+    )
     proc = subprocess.run([jlpm, "test"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    summary = "\n".join(line for line in proc.stdout.splitlines() if line.startswith(("# pass", "# fail", "not ok")))
+    summary = "\n".join(
+        line for line in proc.stdout.splitlines() if line.startswith(("# pass", "# fail", "not ok"))
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert re.search(r"^# pass (\d+)", proc.stdout, re.M) and "# fail 0" in proc.stdout, summary

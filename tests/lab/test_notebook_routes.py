@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import zipfile
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +30,12 @@ async def test_analyze_lists_pipeline_parameters_and_components(api: Any, notebo
     code, body = await api("notebook/analyze", "POST", {"path": "tiny.ipynb"})
     assert code == 200, body
     assert body["pipelines"] == ["tiny"] and body["pipeline"] == "tiny"
-    assert body["parameters"] == [{"name": "n", "type": "int", "default": 3},
-                                  {"name": "scale", "type": "float", "default": 1.0},
-                                  {"name": "label", "type": "str", "default": "demo"},
-                                  {"name": "verbose", "type": "bool", "default": False}]
+    assert body["parameters"] == [
+        {"name": "n", "type": "int", "default": 3},
+        {"name": "scale", "type": "float", "default": 1.0},
+        {"name": "label", "type": "str", "default": "demo"},
+        {"name": "verbose", "type": "bool", "default": False},
+    ]
     assert [c["name"] for c in body["components"]] == ["make", "total"]
     assert [(s["name"], s["upstream"]) for s in body["steps"]] == [("make", []), ("total", ["make"])]
 
@@ -118,9 +119,12 @@ async def test_run_with_a_bad_parameter_reports_the_runner_message(api: Any, not
     assert "n" in body["message"] and "int" in body["message"]
 
 
-@pytest.mark.parametrize("mime,expected", [("image/png", "image/png"), ("text/html", "application/octet-stream")])
-async def test_artifact_media_type_is_only_a_known_preview_type(api: Any, notebooks: Path, jp_fetch: Any,
-                                                                mime: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    "mime,expected", [("image/png", "image/png"), ("text/html", "application/octet-stream")]
+)
+async def test_artifact_media_type_is_only_a_known_preview_type(
+    api: Any, notebooks: Path, jp_fetch: Any, mime: str, expected: str
+) -> None:
     code, run = await api("notebook/run", "POST", {"path": "tiny.ipynb", "params": {}})
     assert code == 201, run
     await api(f"runs/{run['id']}/events")

@@ -27,8 +27,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TOKEN = "nbpipe-e2e-token"
 
 pytestmark = pytest.mark.slow
@@ -38,6 +46,30 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def fresh_build(labextensions: Path) -> Path:
+    """A labextensions folder holding the repo's build (rebuilt with ``jlpm build`` when stale).
+
+    Lab is pointed at it (``extra_labextensions_path`` wins over the installed copy), so the test
+    always exercises the code in the tree, including the shared ``run_view`` files. Lab serves
+    ``/lab/extensions/nbpipe/`` from ``<folder>/nbpipe``, hence the symlink.
+    """
+    out = ROOT / "nbpipe" / "labextension" / "package.json"
+    sources = [
+        *(ROOT / "labextension" / "src").rglob("*.ts"),
+        *(ROOT / "labextension" / "style").glob("*"),
+        *(ROOT / "nbpipe" / "widgets").glob("run_view*"),
+        ROOT / "package.json",
+    ]
+    if not out.exists() or max(p.stat().st_mtime for p in sources) > out.stat().st_mtime:
+        jlpm = shutil.which("jlpm")
+        assert jlpm, "jlpm is missing: install the test environment with `make setup`"
+        proc = subprocess.run([jlpm, "build"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    labextensions.mkdir()
+    (labextensions / "nbpipe").symlink_to(out.parent, target_is_directory=True)
+    return labextensions
 
 
 def wait_for_server(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
@@ -66,8 +98,11 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, A
     dirs = {name: tmp_path / name for name in ("nbpipe-home", "config", "runtime", "settings", "workspaces")}
     for d in dirs.values():
         d.mkdir()
-    env.update(NBPIPE_HOME=str(dirs["nbpipe-home"]), JUPYTER_CONFIG_DIR=str(dirs["config"]),
-               JUPYTER_RUNTIME_DIR=str(dirs["runtime"]))
+    env.update(
+        NBPIPE_HOME=str(dirs["nbpipe-home"]),
+        JUPYTER_CONFIG_DIR=str(dirs["config"]),
+        JUPYTER_RUNTIME_DIR=str(dirs["runtime"]),
+    )
     # No "official Jupyter news?" toast over the screenshot.
     news = dirs["settings"] / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     news.parent.mkdir(parents=True)
@@ -75,15 +110,27 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, A
     monkeypatch.setenv("NBPIPE_HOME", str(dirs["nbpipe-home"]))  # so teardown stops this runner
     port = free_port()
     log = tmp_path / "lab.log"
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-           f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={TOKEN}",
-           f"--ServerApp.root_dir={root}", f"--LabApp.user_settings_dir={dirs['settings']}",
-           f"--LabApp.workspaces_dir={dirs['workspaces']}", "--ServerApp.allow_unauthenticated_access=False"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={TOKEN}",
+        f"--ServerApp.root_dir={root}",
+        f"--LabApp.user_settings_dir={dirs['settings']}",
+        f"--LabApp.workspaces_dir={dirs['workspaces']}",
+        f"--LabApp.extra_labextensions_path={fresh_build(tmp_path / 'labextensions')}",
+        "--ServerApp.allow_unauthenticated_access=False",
+    ]
     if os.geteuid() == 0:
         cmd.append("--allow-root")  # CI machines run as root
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True
+        )
     try:
         url = f"http://127.0.0.1:{port}"
         wait_for_server(url, proc, log)
@@ -131,7 +178,9 @@ def test_run_the_quickstart_from_the_panel(lab: dict[str, Any]) -> None:
             index = panel.locator('.nbp-param[data-name="index"] input')
             index.fill("seven")
             panel.locator(".nbp-run-button").click()
-            expect(panel.locator('.nbp-param[data-name="index"] .nbp-field-error')).to_contain_text("whole number")
+            expect(panel.locator('.nbp-param[data-name="index"] .nbp-field-error')).to_contain_text(
+                "whole number"
+            )
             index.fill("11")
             gamma.fill("0.0015")
             panel.locator(".nbp-run-button").click()
@@ -184,13 +233,23 @@ def _widen_left_sidebar(page: Any, width: int) -> None:
 
 def test_lab_lists_both_extensions_enabled() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_")}
-    labext = subprocess.run([sys.executable, "-m", "jupyterlab.labextensions", "list"], capture_output=True,
-                            text=True, env=env, timeout=120)
+    labext = subprocess.run(
+        [sys.executable, "-m", "jupyterlab.labextensions", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     out = labext.stdout + labext.stderr
     line = next((x for x in out.splitlines() if x.strip().startswith("nbpipe ")), "")
     assert "enabled" in line and "OK" in line, out
-    server = subprocess.run([sys.executable, "-m", "jupyter_server.extension.serverextension", "list"],
-                            capture_output=True, text=True, env=env, timeout=120)
+    server = subprocess.run(
+        [sys.executable, "-m", "jupyter_server.extension.serverextension", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     out = server.stdout + server.stderr
     assert any("nbpipe.lab" in x and "enabled" in x for x in out.splitlines()), out
     assert "nbpipe.lab" in out and "OK" in out.split("nbpipe.lab", 1)[1][:200], out

@@ -9,10 +9,21 @@ from typing import Any
 import pytest
 import tornado.httpclient
 
-ROUTES = [("GET", "status"), ("GET", "settings"), ("PUT", "settings"), ("GET", "runs"), ("GET", "runs/abc"),
-          ("POST", "runs/abc/cancel"), ("POST", "runs/abc/rerun"), ("GET", "runs/abc/events"),
-          ("GET", "runs/abc/steps/make/logs"), ("GET", "artifacts/" + "0" * 64),
-          ("POST", "notebook/analyze"), ("POST", "notebook/export"), ("POST", "notebook/run")]
+ROUTES = [
+    ("GET", "status"),
+    ("GET", "settings"),
+    ("PUT", "settings"),
+    ("GET", "runs"),
+    ("GET", "runs/abc"),
+    ("POST", "runs/abc/cancel"),
+    ("POST", "runs/abc/rerun"),
+    ("GET", "runs/abc/events"),
+    ("GET", "runs/abc/steps/make/logs"),
+    ("GET", "artifacts/" + "0" * 64),
+    ("POST", "notebook/analyze"),
+    ("POST", "notebook/export"),
+    ("POST", "notebook/run"),
+]
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
@@ -20,8 +31,15 @@ async def test_every_route_refuses_requests_without_a_token(jp_fetch: Any, metho
     body = "{}" if method in ("POST", "PUT") else None
     with pytest.raises(tornado.httpclient.HTTPClientError) as info:
         # An empty Authorization header replaces the token jp_fetch would send.
-        await jp_fetch("nbpipe", "api", *path.split("/"), method=method, body=body, follow_redirects=False,
-                       headers={"Authorization": ""})
+        await jp_fetch(
+            "nbpipe",
+            "api",
+            *path.split("/"),
+            method=method,
+            body=body,
+            follow_redirects=False,
+            headers={"Authorization": ""},
+        )
     assert info.value.code in (401, 403)
 
 
@@ -41,8 +59,13 @@ async def test_status_before_the_embedded_runner_starts(api: Any) -> None:
 async def test_settings_round_trip_keeps_the_token_server_side(api: Any, nbpipe_home: Path) -> None:
     code, body = await api("settings", "PUT", {"runner_url": "http://127.0.0.1:9/", "token": "s3cret"})
     assert code == 200, body
-    assert body == {"runner_url": "http://127.0.0.1:9", "has_token": True, "source": "config", "editable": True,
-                    "config_path": str(nbpipe_home / "config.json")}
+    assert body == {
+        "runner_url": "http://127.0.0.1:9",
+        "has_token": True,
+        "source": "config",
+        "editable": True,
+        "config_path": str(nbpipe_home / "config.json"),
+    }
     assert "s3cret" not in json.dumps(body)
     stored = json.loads((nbpipe_home / "config.json").read_text())
     assert stored == {"runner": "http://127.0.0.1:9", "token": "s3cret"}
