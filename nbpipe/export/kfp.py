@@ -36,8 +36,11 @@ KFP_REQUIREMENT = "kfp>=2,<3"
 PARAMETER_TYPES = {"str": "STRING", "int": "NUMBER_INTEGER", "float": "NUMBER_DOUBLE", "bool": "BOOLEAN",
                    "list": "LIST", "dict": "STRUCT"}
 _PY_OF = {v: k for k, v in PARAMETER_TYPES.items()}
+# Checks for installed modules without importing them (importing kfp takes seconds).
+_HAS = "import sys, importlib.util as u; sys.exit(not all(u.find_spec(m) for m in sys.argv[1:]))"
 _INSTALL = """
-if ! python3 -c 'import kfp, cloudpickle' >/dev/null 2>&1; then
+NBPIPE_HAS='""" + _HAS + """'
+if ! python3 -c "$NBPIPE_HAS" kfp cloudpickle >/dev/null 2>&1; then
   PIP_DISABLE_PIP_VERSION_CHECK=1 python3 -m pip install --quiet --no-warn-script-location {base}
 fi
 {packages}"$0" "$@"
@@ -306,10 +309,12 @@ def package_to_spec(source: bytes | str | os.PathLike[str] | Package) -> dict[st
     params = {}
     for p in pkg.parameters:
         t = base_type(p["type"])
-        d: dict[str, Any] = {"parameterType": PARAMETER_TYPES.get(t, "STRUCT" if t == "any" else "STRING")}
-        if t not in PARAMETER_TYPES and t != "any":
+        if t == "any":
+            t = _json_type(p.get("default"))
+        if t not in PARAMETER_TYPES:
             raise ExportError(f"Pipeline parameter '{p['name']}' has type {p['type']}, which KFP cannot pass",
                               hint="Use str, int, float, bool, list or dict for pipeline parameters.")
+        d: dict[str, Any] = {"parameterType": PARAMETER_TYPES[t]}
         if "default" in p:
             d["isOptional"] = True
             if p["default"] is not None:
