@@ -1,0 +1,193 @@
+"""Hyperparameter sweeps (Katib's role): run a pipeline over a search space as an experiment.
+
+``nbpipe.sweep(p, space={"c": [0.1, 1, 10], "gamma": nbpipe.uniform(1e-4, 1e-2)},
+objective="evaluate.accuracy", goal="max")`` submits one run per trial to the runner, at most
+``parallelism`` at a time, and follows them on the runner's event stream (no polling). Steps
+whose inputs do not depend on the swept parameters hit the runner's cache, so shared upstream
+work runs once. The objective is read from output previews (see :mod:`nbpipe.comparison`).
+
+Early stopping (``early_stopping="median"``): once three trials have finished, a running
+trial whose objective step has reported a value worse than the median of the finished ones
+is cancelled (state ``stopped``), sparing its remaining steps.
+
+Non-goals: Bayesian optimisation, multi-objective search, resuming a sweep across sessions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from . import events as ev
+from .comparison import metrics_of, objective_of
+from .errors import NbpipeError
+
+__all__ = ["Distribution", "SweepResult", "loguniform", "sweep", "uniform"]
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """A continuous range to sample from (random search only)."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    def sample(self, rng: random.Random) -> float:
+        if self.log:
+            return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+        return rng.uniform(self.low, self.high)
+
+
+def uniform(low: float, high: float) -> Distribution:
+    """Values drawn uniformly from [low, high]."""
+    if not low < high:
+        raise NbpipeError(f"uniform({low}, {high}) is empty", hint="Pass low < high.")
+    return Distribution(float(low), float(high))
+
+
+def loguniform(low: float, high: float) -> Distribution:
+    """Values whose logarithm is uniform in [log low, log high] (learning rates, regularisation)."""
+    if not 0 < low < high:
+        raise NbpipeError(f"loguniform({low}, {high}) needs 0 < low < high")
+    return Distribution(float(low), float(high), log=True)
+
+
+class SweepResult:
+    """The trials of a sweep: ``.trials`` (DataFrame), ``.best`` (the best finished trial)."""
+
+    def __init__(self, trials: list[dict[str, Any]], objective: str, goal: str, experiment: str):
+        import pandas as pd
+
+        self.objective, self.goal, self.experiment = objective, goal, experiment
+        self.trials = pd.DataFrame(trials)
+
+    @property
+    def best(self) -> dict[str, Any]:
+        """The succeeded trial with the best objective: params, objective, run id."""
+        ok = self.trials[(self.trials["state"] == "succeeded") & self.trials["objective"].notna()]
+        if ok.empty:
+            raise NbpipeError(f"No trial of the sweep reported '{self.objective}'",
+                              hint="Check the objective name against nbpipe.compare([...]) columns, "
+                                   "and the runs' errors (sweep.trials['state']).")
+        row = ok.loc[ok["objective"].idxmax() if self.goal == "max" else ok["objective"].idxmin()]
+        return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+
+    def __repr__(self) -> str:
+        return f"<nbpipe SweepResult {len(self.trials)} trials, objective {self.objective} ({self.goal})>"
+
+
+def _points(space: dict[str, Any], algorithm: str, max_runs: int | None, seed: int | None) -> list[dict[str, Any]]:
+    if algorithm == "grid":
+        bad = [k for k, v in space.items() if not isinstance(v, (list, tuple))]
+        if bad:
+            raise NbpipeError(f"Grid search needs a list of values for every parameter; '{bad[0]}' is a range",
+                              hint="Use algorithm='random' for ranges, or list the values to try.")
+        keys = list(space)
+        grid = [dict(zip(keys, combo)) for combo in itertools.product(*(list(space[k]) for k in keys))]
+        return grid[:max_runs] if max_runs else grid
+    if algorithm == "random":
+        rng = random.Random(seed)
+        return [{k: (v.sample(rng) if isinstance(v, Distribution) else rng.choice(list(v))) for k, v in space.items()}
+                for _ in range(max_runs or 10)]
+    raise NbpipeError(f"Unknown sweep algorithm {algorithm!r}", hint="Use 'grid' or 'random'.")
+
+
+def sweep(pipeline: Any, space: dict[str, Any], objective: str, goal: str = "max", algorithm: str = "grid",
+          max_runs: int | None = None, parallelism: int = 2, experiment: str | None = None,
+          params: dict[str, Any] | None = None, early_stopping: str | None = None, seed: int | None = None,
+          runner: Any = None) -> SweepResult:
+    """Run ``pipeline`` once per point of ``space`` and rank the trials by ``objective``.
+
+    Parameters
+    ----------
+    pipeline
+        An ``@nbpipe.pipeline``.
+    space
+        Parameter name → list of values, or :func:`uniform`/:func:`loguniform` (random search).
+    objective
+        ``"step"``, ``"step.output"``, ``"step.output.key"`` (a Metrics artifact's or a dict's key),
+        or a bare metric key if only one step reports it.
+    goal
+        ``"max"`` or ``"min"``.
+    algorithm
+        ``"grid"`` (every combination, up to ``max_runs``) or ``"random"`` (``max_runs`` samples, default 10).
+    parallelism
+        Trials running at once.
+    experiment
+        The runs' experiment (default ``"<pipeline> sweep"``).
+    params
+        Fixed values for the pipeline's other parameters.
+    early_stopping
+        ``"median"`` to cancel trials already worse than the median of finished ones.
+
+    Returns
+    -------
+    SweepResult
+    """
+    from .client import Client, default_client
+
+    if goal not in ("max", "min"):
+        raise NbpipeError(f"goal={goal!r} must be 'max' or 'min'")
+    if early_stopping not in (None, "median"):
+        raise NbpipeError(f"early_stopping={early_stopping!r} is not supported", hint="Use None or 'median'.")
+    names = {p["name"] for p in pipeline.parameters}
+    unknown = sorted(set(space) - names)
+    if unknown:
+        raise NbpipeError(f"The sweep space names {unknown[0]!r}, not a parameter of pipeline '{pipeline.name}'",
+                          f"Its parameters are: {', '.join(sorted(names)) or 'none'}.")
+    client = runner if isinstance(runner, Client) else (Client(runner) if runner else default_client())
+    experiment = experiment or f"{pipeline.name} sweep"
+    points = _points(space, algorithm, max_runs, seed)
+    trials: list[dict[str, Any]] = []
+    by_run: dict[str, dict[str, Any]] = {}
+    pending = list(enumerate(points))
+    objective_step = objective.split(".", 1)[0]
+    better = (lambda a, b: a > b) if goal == "max" else (lambda a, b: a < b)
+
+    def submit_next() -> None:
+        i, point = pending.pop(0)
+        run = client.submit(pipeline, {**(params or {}), **point}, experiment=experiment,
+                            name=f"{pipeline.name} trial {i}", labels={"sweep_trial": str(i)})
+        trial = {"trial": i, "run": run.id, "state": "running", "objective": None, **point}
+        trials.append(trial)
+        by_run[run.id] = trial
+
+    def finished_values() -> list[float]:
+        return [t["objective"] for t in trials if t["state"] == "succeeded" and t["objective"] is not None]
+
+    def read(run_id: str) -> dict[str, Any]:
+        snap = client.get_run(run_id)
+        by_run[run_id]["objective"] = objective_of(metrics_of(snap), objective)
+        return snap
+
+    while pending and len(by_run) < parallelism:
+        submit_next()
+    after = min(client.get_run(r)["last_event_id"] for r in by_run) - 1 if by_run else 0
+    open_runs = set(by_run)
+    for event in client.events(after=after):
+        trial = by_run.get(event.run_id)
+        if trial is None:
+            continue
+        if isinstance(event, ev.StepFinished) and event.step == objective_step and early_stopping \
+                and trial["state"] == "running" and event.state in ev.STEP_OK:
+            read(event.run_id)
+            done = finished_values()
+            if len(done) >= 3 and trial["objective"] is not None and better(statistics.median(done), trial["objective"]):
+                trial["state"] = "stopped"
+                client.cancel(event.run_id)
+        if isinstance(event, ev.RunFinished) and event.run_id in open_runs:
+            open_runs.discard(event.run_id)
+            if trial["state"] != "stopped":
+                trial["state"] = event.state
+                read(event.run_id)
+            while pending and len(open_runs) < parallelism:
+                submit_next()
+                open_runs.add(trials[-1]["run"])
+            if not open_runs:
+                break
+    return SweepResult(trials, objective, goal, experiment)
