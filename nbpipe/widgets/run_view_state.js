@@ -69,6 +69,17 @@ export function applyRunEvent(run, ev) {
       change.run = change.graph = true;
       break;
     }
+    case "StepsAdded": {
+      // a ParallelFor expanded at run time: its iteration steps join the graph (group = loop id)
+      for (const spec of ev.steps || []) {
+        if (run.byName.has(String(spec.name))) continue;
+        const added = freshStep(spec);
+        run.steps.push(added);
+        run.byName.set(added.name, added);
+      }
+      change.graph = true;
+      break;
+    }
     case "RunStarted":
       run.state = "running";
       run.started_at = ev.ts ?? run.started_at;
