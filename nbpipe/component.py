@@ -11,6 +11,7 @@ Non-goals: running anything remote (see :mod:`nbpipe.client`), long-term storage
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import inspect
 import json
@@ -94,10 +95,7 @@ class Options:
     env: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["packages"] = list(self.packages)
-        d["env"] = dict(self.env)
-        return d
+        return _options_json(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Options":
@@ -106,6 +104,15 @@ class Options:
         data["resources"] = Resources(**data.get("resources", {}))
         data["env"] = tuple(sorted(dict(data.get("env", {})).items()))
         return cls(**data)
+
+
+@functools.lru_cache(maxsize=1024)
+def _options_json(opts: Options) -> dict[str, Any]:
+    # Options are frozen and hashable; a 500-step pipeline shares a handful of them.
+    d = asdict(opts)
+    d["packages"] = list(opts.packages)
+    d["env"] = dict(opts.env)
+    return d
 
 
 def make_options(
@@ -325,6 +332,7 @@ class Component:
         self.__qualname__ = getattr(func, "__qualname__", self.name)
         self.__module__ = getattr(func, "__module__", "__main__")
         self.__wrapped__ = func
+        self.signature = inspect.signature(func)
 
     @property
     def digest(self) -> str:

@@ -58,7 +58,8 @@ class Package:
 
 
 def _canonical(spec: dict[str, Any]) -> bytes:
-    return json.dumps(spec, sort_keys=True, indent=1, ensure_ascii=False, allow_nan=False).encode() + b"\n"
+    # Compact separators keep json on its C encoder (indent forces the pure-Python one: ~6x slower).
+    return json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def write_package(spec: dict[str, Any], payloads: dict[str, bytes], path: str | os.PathLike[str] | None = None) -> bytes:

@@ -189,19 +189,22 @@ class Trace:
         self.group_stack: list[str] = []
         self.last_branch: Any = None
         self.prefix = ""  # name prefix of an inlined sub-pipeline's steps
+        self._counts: dict[str, int] = {}
 
     def _step_name(self, base: str) -> str:
         base = self.prefix + base
-        if base not in self.steps:
-            return base
-        n = 2
-        while f"{base}-{n}" in self.steps:
+        # A counter per base name keeps this O(1); tracing a 500-way fan-out stays linear.
+        n = self._counts.get(base, 1)
+        name = base if n == 1 else f"{base}-{n}"
+        while name in self.steps:
             n += 1
-        return f"{base}-{n}"
+            name = f"{base}-{n}"
+        self._counts[base] = n + 1
+        return name
 
     def add_step(self, comp: Component, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Step:
         name = self._step_name(comp.name)
-        sig = inspect.signature(comp.func)
+        sig = comp.signature
         try:
             bound = sig.bind_partial(*args, **kwargs)
         except TypeError as exc:

@@ -15,6 +15,16 @@ from . import db
 from .expand import load_replay
 
 
+# Packages are immutable per digest, so their parsed specs can be kept (bounded).
+_SPECS: dict[str, dict[str, Any]] = {}
+
+
+def _remember(digest: str, spec: dict[str, Any]) -> None:
+    if len(_SPECS) > 256:
+        _SPECS.pop(next(iter(_SPECS)))
+    _SPECS[digest] = spec
+
+
 def _duration(start: float | None, end: float | None) -> float | None:
     return (end - start) if start and end else None
 
@@ -59,10 +69,14 @@ def snapshot(engine: sa.Engine, run_id: str) -> dict[str, Any] | None:
         if row is None:
             return None
         r = dict(row._mapping)
-        spec_row = conn.execute(sa.select(db.packages.c.spec).where(db.packages.c.digest == r["package"])).first()
+        spec = _SPECS.get(r["package"])
+        if spec is None:
+            spec_row = conn.execute(sa.select(db.packages.c.spec).where(db.packages.c.digest == r["package"])).first()
+            spec = db.loads(spec_row[0]) if spec_row else {"steps": [], "components": {}}
+            if spec_row:
+                _remember(r["package"], spec)
         srows = {s["name"]: s for s in db.rows(conn.execute(sa.select(db.steps).where(db.steps.c.run_id == run_id)))}
         last = conn.execute(sa.select(sa.func.max(db.events.c.id)).where(db.events.c.run_id == run_id)).scalar()
-        spec = db.loads(spec_row[0]) if spec_row else {"steps": [], "components": {}}
         step_specs = list(load_replay(conn, run_id, spec).specs.values()) if "groups" in spec else spec["steps"]
     out = run_summary(r)
     out["last_event_id"] = int(last or 0)
