@@ -14,6 +14,7 @@ import re
 from typing import Any, Iterable
 
 from . import events as ev
+from .errors import NbpipeError
 
 __all__ = ["compare", "metrics_of"]
 _ITERATION = re.compile(r"-it\d+$")  # loop iteration steps (nbpipe.runner.expand)
@@ -51,6 +52,15 @@ def objective_of(metrics: dict[str, float], objective: str) -> float | None:
     return hits[0] if len(hits) == 1 else None
 
 
+def require_pandas(what: str) -> Any:
+    try:
+        import pandas
+    except ImportError:
+        raise NbpipeError(f"{what} returns a pandas DataFrame, but pandas is not installed",
+                          hint="Install it: pip install pandas.") from None
+    return pandas
+
+
 def compare(runs: Iterable[Any], client: Any = None) -> Any:
     """One row per run: id, name, experiment, state, duration, ``param.*`` and metric columns.
 
@@ -66,8 +76,7 @@ def compare(runs: Iterable[Any], client: Any = None) -> Any:
     pandas.DataFrame
         Indexed by run id; missing values are NaN.
     """
-    import pandas as pd
-
+    pd = require_pandas("nbpipe.compare")
     from .client import Run, default_client
 
     rows = []

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import events as ev
-from .comparison import metrics_of, objective_of
+from .comparison import metrics_of, objective_of, require_pandas
 from .errors import NbpipeError
 
 __all__ = ["Distribution", "SweepResult", "loguniform", "sweep", "uniform"]
@@ -61,8 +61,7 @@ class SweepResult:
     """The trials of a sweep: ``.trials`` (DataFrame), ``.best`` (the best finished trial)."""
 
     def __init__(self, trials: list[dict[str, Any]], objective: str, goal: str, experiment: str):
-        import pandas as pd
-
+        pd = require_pandas("nbpipe.sweep")
         self.objective, self.goal, self.experiment = objective, goal, experiment
         self.trials = pd.DataFrame(trials)
 
