@@ -94,6 +94,7 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, A
     root = tmp_path / "work"
     root.mkdir()
     shutil.copy(ROOT / "notebooks" / "quickstart.ipynb", root / "quickstart.ipynb")
+    shutil.copy(Path(__file__).parent / "notebooks" / "broken.ipynb", root / "broken.ipynb")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NBPIPE_", "JUPYTER_"))}
     dirs = {name: tmp_path / name for name in ("nbpipe-home", "config", "runtime", "settings", "workspaces")}
     for d in dirs.values():
@@ -214,6 +215,25 @@ def test_run_the_quickstart_from_the_panel(lab: dict[str, Any]) -> None:
             panel.locator(".nbp-runs").scroll_into_view_if_needed()
             page.wait_for_timeout(300)
             page.screenshot(path=str(ARTIFACTS / "lab-panel-runs.png"))
+
+            # Outputs of the evaluate step (metrics, confusion matrix) in the same view.
+            view.locator('.rv-node[data-step="evaluate"]').click()
+            view.locator('.rv-tab[data-tab="outputs"]').click()
+            expect(view.locator(".rv-tab-body")).to_contain_text("confusion", timeout=30_000)
+            view.scroll_into_view_if_needed()
+            page.wait_for_timeout(300)
+            page.screenshot(path=str(ARTIFACTS / "lab-panel-outputs.png"))
+
+            # A notebook with a broken cell: the panel names the cell and the fix, and jumps there.
+            page.goto(f"{lab['url']}/lab/tree/broken.ipynb?token={TOKEN}")
+            error = page.locator("#nbpipe-panel .nbp-notebook .nbp-error")
+            expect(error).to_contain_text("cell 2 has a syntax error", timeout=120_000)
+            expect(error.locator(".nbp-error-hint")).to_contain_text("Fix the code in cell 2")
+            expect(page.locator("#nbpipe-panel .nbp-run-button")).to_be_disabled()
+            error.get_by_role("button", name="Go to cell 2").click()
+            active = page.locator(".jp-NotebookPanel:visible .jp-Cell.jp-mod-active")
+            expect(active).to_contain_text("def make(n: int)")
+            page.screenshot(path=str(ARTIFACTS / "lab-panel-error.png"))
         finally:
             browser.close()
     noisy = [m for m in console_errors if "nbpipe" in m.lower()]
