@@ -95,6 +95,8 @@ class Scheduler:
         self._wake = asyncio.Event()
         self.event_seq = 0
         self._seq_event = asyncio.Event()
+        self._pending_events: list[dict[str, Any]] = []
+        self._flush_scheduled = False
         self._loop_task: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -108,6 +110,7 @@ class Scheduler:
 
     async def close(self) -> None:
         self._closing = True
+        self._flush_events()
         if self._loop_task:
             self._loop_task.cancel()
         tasks = [s.task for r in self.runs.values() for s in r.steps.values() if s.task and not s.task.done()]
@@ -480,15 +483,23 @@ class Scheduler:
         self.runs.pop(run.id, None)
 
     # ================================================================ events
-    def _emit(self, event: ev.Event) -> int:
+    def _emit(self, event: ev.Event) -> None:
+        """Queue an event; all events of one loop turn are written in one transaction."""
         data = ev.encode(event)
         data.pop("id", None)
-        with self.engine.begin() as conn:
-            res = conn.execute(db.events.insert().values(run_id=event.run_id, type=event.type,
-                                                         data=db.dumps(data), ts=event.ts))
-            event_id = int(res.inserted_primary_key[0])
-        self._notify()
-        return event_id
+        self._pending_events.append({"run_id": event.run_id, "type": event.type, "data": db.dumps(data),
+                                     "ts": event.ts})
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_events)
+
+    def _flush_events(self) -> None:
+        self._flush_scheduled = False
+        batch, self._pending_events = self._pending_events, []
+        if batch:
+            with self.engine.begin() as conn:
+                conn.execute(db.events.insert(), batch)
+            self._notify()
 
     def _notify(self) -> None:
         self.event_seq += 1
