@@ -6,6 +6,7 @@ The embedded runner is started on demand in this test's own ``NBPIPE_HOME``; run
 
 from __future__ import annotations
 
+import asyncio
 import json
 import zipfile
 from pathlib import Path
@@ -136,3 +137,21 @@ async def test_artifact_media_type_is_only_a_known_preview_type(
     from nbpipe.client import Client
 
     assert resp.body == Client().artifact(digest)
+
+
+async def test_cancel_a_running_run_through_the_panel_routes(api: Any, notebooks: Path) -> None:
+    code, run = await api("notebook/run", "POST", {"path": "slow.ipynb", "params": {"seconds": 120}})
+    assert code == 201, run
+    for _ in range(300):  # wait (bounded) until the step is running
+        code, snap = await api(f"runs/{run['id']}")
+        if snap["steps"][0]["state"] == "running":
+            break
+        await asyncio.sleep(0.1)
+    assert snap["steps"][0]["state"] == "running", snap
+    code, body = await api(f"runs/{run['id']}/cancel", "POST")
+    assert code == 200 and body["cancelling"] is True, body
+    code, text = await api(f"runs/{run['id']}/events")
+    final = sse_events(text)[-1]
+    assert final["type"] == "RunFinished" and final["state"] == "cancelled", final
+    code, snap = await api(f"runs/{run['id']}")
+    assert snap["state"] == "cancelled" and snap["steps"][1]["state"] in ("cancelled", "skipped")
