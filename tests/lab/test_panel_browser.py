@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -223,6 +224,16 @@ def test_run_the_quickstart_from_the_panel(lab: dict[str, Any]) -> None:
             view.scroll_into_view_if_needed()
             page.wait_for_timeout(300)
             page.screenshot(path=str(ARTIFACTS / "lab-panel-outputs.png"))
+
+            # "nbpipe: Export Pipeline" from the command palette writes the package beside the notebook.
+            page.locator(".jp-NotebookPanel:visible .jp-Notebook").first.click()
+            page.keyboard.press("Control+Shift+C")
+            palette = page.locator(".lm-CommandPalette-input")
+            expect(palette).to_be_visible()
+            palette.fill("nbpipe: Export Pipeline")
+            page.locator('.lm-CommandPalette-item[data-command="nbpipe:export-pipeline"]').click()
+            expect(panel.locator(".nbp-notice")).to_contain_text("Exported quickstart.nbpipe", timeout=120_000)
+            assert zipfile.is_zipfile(lab["root"] / "quickstart.nbpipe")
 
             # A notebook with a broken cell: the panel names the cell and the fix, and jumps there.
             page.goto(f"{lab['url']}/lab/tree/broken.ipynb?token={TOKEN}")
