@@ -232,7 +232,8 @@ def test_run_the_quickstart_from_the_panel(lab: dict[str, Any]) -> None:
             expect(palette).to_be_visible()
             palette.fill("nbpipe: Export Pipeline")
             page.locator('.lm-CommandPalette-item[data-command="nbpipe:export-pipeline"]').click()
-            expect(panel.locator(".nbp-notice")).to_contain_text("Exported quickstart.nbpipe", timeout=120_000)
+            notice = panel.locator(".nbp-notice")
+            expect(notice).to_contain_text("Exported quickstart.nbpipe", timeout=120_000)
             assert zipfile.is_zipfile(lab["root"] / "quickstart.nbpipe")
 
             # A notebook with a broken cell: the panel names the cell and the fix, and jumps there.
