@@ -8,17 +8,30 @@ UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup demo test test-fast bench clean system-deps
+.PHONY: setup demo test test-fast bench clean system-deps node-deps lab-build
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip uv
 
-$(STAMP): pyproject.toml $(VENV)/bin/python
+# The editable install also builds the JupyterLab extension (needs Node.js; jlpm comes with the build).
+$(STAMP): pyproject.toml package.json yarn.lock $(VENV)/bin/python | node-deps
 	$(UV) pip install --python $(PY) -e ".[demo,test]"
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# Node.js builds the lab extension; installed from Debian only when missing.
+node-deps:
+	@if ! command -v node >/dev/null 2>&1; then \
+	  echo "Installing Node.js (Debian package) to build the JupyterLab extension..."; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm >/dev/null; \
+	fi
+
+# Rebuild the lab extension after editing labextension/ or nbpipe/widgets/run_view*.
+lab-build: setup
+	$(VENV)/bin/jlpm build
 
 # Debian packages the browser tests need (chromium); skipped when already there.
 system-deps:

@@ -40,6 +40,11 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the prebuilt JupyterLab extension lives (for ``jupyter labextension develop``)."""
+    return [{"src": "labextension", "dest": "nbpipe"}]
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext nbpipe``: register the nbpipe magics."""
     from kernel_magics import load_ipython_extension as _load
