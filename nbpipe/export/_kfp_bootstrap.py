@@ -5,7 +5,9 @@ next to a generated KFP-typed wrapper function that KFP's own executor
 (``kfp.dsl.executor_main``) calls. KFP reads the executor input, hands the wrapper typed
 parameters and artifacts with local ``.path``\\ s, and writes ``executor_output.json``; this code
 only turns KFP artifacts into nbpipe ones (and their metadata back), unpickles values that
-travel as pickled ``system.Artifact`` files, and pickles Python-object return values the same way.
+travel as pickled ``system.Artifact`` files (one or, for ``Collected``, a list), pickles
+Python-object return values the same way, and turns KFP's ``PipelineTaskFinalStatus`` into
+nbpipe's ``RUN_STATUS`` dict.
 
 Non-goals: importing the rest of nbpipe (only ``nbpipe.artifacts``, and only for artifact
 arguments), installing packages (the executor command does that).
@@ -33,6 +35,19 @@ def _kfp_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
         out["confusionMatrix"] = {"annotationSpecs": [{"displayName": c} for c in cm["categories"]],
                                   "rows": [{"row": list(r)} for r in cm["matrix"]]}
     return out
+
+
+def _run_status(status: Any) -> dict[str, Any]:
+    """KFP's ``PipelineTaskFinalStatus`` in the shape of nbpipe's ``RUN_STATUS``.
+
+    KFP reports the exit handler group's outcome, not each step's, so ``failed_steps`` and
+    ``steps`` stay empty; ``error`` carries KFP's code and message.
+    """
+    state = str(status.state or "").lower()
+    return {"state": state, "run_id": status.pipeline_job_resource_name, "run_name": status.pipeline_job_resource_name,
+            "failed_steps": [], "cancelled": state == "cancelled", "steps": {},
+            "error": {"code": status.error_code, "message": status.error_message},
+            "task": status.pipeline_task_name}
 
 
 def _load_pickle(path: str) -> Any:
@@ -65,6 +80,12 @@ def _nbpipe_call(step: dict[str, Any], payload: str, kwargs: dict[str, Any]) -> 
         value = kwargs[name]
         if how == "pickle":
             value = _load_pickle(value.path)
+        elif how == "status":
+            value = _run_status(value)
+        elif how.startswith("list:"):
+            inner = how[5:]
+            value = [_load_pickle(v.path) if inner == "pickle" else _nbpipe_artifact(inner.split(":", 1)[1], v)
+                     for v in value]
         elif how.startswith("artifact:"):
             value = _nbpipe_artifact(how.split(":", 1)[1], value)
         elif how == "float" and isinstance(value, int) and not isinstance(value, bool):

@@ -30,6 +30,7 @@ from typing import Any
 from ..package import Package, read_package
 from ..signature import base_type
 from .errors import ExportError
+from .kfp_flow import Layout
 
 SCHEMA_VERSION = "2.1.0"
 KFP_REQUIREMENT = "kfp>=2,<3"
@@ -94,32 +95,66 @@ class _Mapper:
         return t if t in PARAMETER_TYPES else "pickle"
 
     def input_how(self, comp_key: str, inp: dict[str, Any]) -> str:
+        """A parameter type name, ``artifact:<Type>``, ``pickle``, ``status`` (RUN_STATUS) or
+        ``list:<how>`` (a Collected list of artifacts or pickled values)."""
         if inp["kind"] == "artifact":
             return f"artifact:{inp['artifact_type']}"
+        bindings = [s["inputs"][inp["name"]] for s in self.spec["steps"]
+                    if s["component"] == comp_key and inp["name"] in s["inputs"]]
+        hows = {self._binding_how(b) for b in bindings if "collect" in b or b.get("placeholder") == "run_status"}
         t = base_type(inp["type"])
-        if t in PARAMETER_TYPES:
+        if not hows and t in PARAMETER_TYPES:
             return t
-        hows = set()
-        for s in self.spec["steps"]:
-            b = s["inputs"].get(inp["name"]) if s["component"] == comp_key else None
-            if b is None:
-                continue
-            if "step" in b:
-                up = next(o for o in self.comp_of[b["step"]]["outputs"] if o["name"] == b["output"])
-                hows.add(self.output_how(up))
-            elif "parameter" in b:
-                hows.add(base_type(self.params[b["parameter"]]["type"]))
-            else:
-                hows.add(_json_type(b["value"]))
+        if not hows:
+            hows = {self._binding_how(b) for b in bindings}
         if not hows and inp.get("default") is not None:
             hows.add(_json_type(inp["default"]))
-        hows = {"pickle" if h not in PARAMETER_TYPES else h for h in hows} or {"pickle"}
+        hows = {"pickle" if h not in PARAMETER_TYPES and ":" not in h and h != "status" else h for h in hows} \
+            or {"pickle"}
         if len(hows) > 1:
             raise ExportError(
                 f"Input '{inp['name']}' of component '{comp_key}' has no single KFP type",
                 f"Steps feed it {' and '.join(sorted(hows))} values; KFP fixes each input as one parameter "
                 "type or an artifact.", f"Annotate '{inp['name']}' with a concrete type.")
         return hows.pop()
+
+    def _binding_how(self, b: dict[str, Any]) -> str:
+        if "collect" in b:
+            c = b["collect"]
+            up = next(o for o in self.comp_of[c["step"]]["outputs"] if o["name"] == c["output"])
+            how = self.output_how(up)
+            return "list" if how in PARAMETER_TYPES else f"list:{how}"
+        if "step" in b:
+            up = next(o for o in self.comp_of[b["step"]]["outputs"] if o["name"] == b["output"])
+            return self.output_how(up)
+        if "parameter" in b:
+            return base_type(self.params[b["parameter"]]["type"])
+        if "placeholder" in b:
+            return "status" if b["placeholder"] == "run_status" else "str"
+        if "loop" in b:
+            group = next(g for g in self.spec.get("groups", []) if g["id"] == b["loop"])
+            kinds = {_json_type(v) for v in group["items"].get("value", [None])} if not b.get("field") else set()
+            if len(kinds) == 1 and kinds <= set(PARAMETER_TYPES):
+                return kinds.pop()
+            raise ExportError(f"A step input fed loop items of '{b['loop']}' has no annotated type",
+                              "KFP fixes each input's parameter type; the loop's items have no single known type.",
+                              "Annotate the component argument (str, int, float, bool, list or dict).")
+        return _json_type(b["value"])
+
+    def parameter_definition(self, p: dict[str, Any]) -> dict[str, Any]:
+        """The KFP ``inputDefinitions`` entry of a pipeline parameter."""
+        t = base_type(p["type"])
+        if t == "any":
+            t = _json_type(p.get("default"))
+        if t not in PARAMETER_TYPES:
+            raise ExportError(f"Pipeline parameter '{p['name']}' has type {p['type']}, which KFP cannot pass",
+                              hint="Use str, int, float, bool, list or dict for pipeline parameters.")
+        d: dict[str, Any] = {"parameterType": PARAMETER_TYPES[t]}
+        if "default" in p:
+            d["isOptional"] = True
+            if p["default"] is not None:
+                d["defaultValue"] = p["default"]
+        return d
 
     # -- definitions
     def definitions(self, comp_key: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -133,7 +168,12 @@ class _Mapper:
         for inp in comp["inputs"]:
             how = self.input_how(comp_key, inp)
             step["inputs"][inp["name"]] = how
-            if how in PARAMETER_TYPES:
+            if how == "status":
+                ins.setdefault("parameters", {})[inp["name"]] = {"parameterType": "TASK_FINAL_STATUS",
+                                                                 "isOptional": True}
+            elif how.startswith("list:"):
+                ins.setdefault("artifacts", {})[inp["name"]] = {**_artifact_type(how[5:]), "isArtifactList": True}
+            elif how in PARAMETER_TYPES:
                 d: dict[str, Any] = {"parameterType": PARAMETER_TYPES[how]}
                 if "default" in inp or inp.get("optional"):
                     d["isOptional"] = True
@@ -172,7 +212,11 @@ def _wrapper(func: str, ins: dict[str, Any], outs: dict[str, Any], step: dict[st
     required, optional = [], []
     for name, how in step["inputs"].items():
         param = ins.get("parameters", {}).get(name)
-        if param is None:
+        if how == "status":
+            required.append(f"{name}: PipelineTaskFinalStatus")
+        elif how.startswith("list:"):
+            required.append(f"{name}: Input[List[{how.split(':')[-1] if how.count(':') > 1 else 'Artifact'}]]")
+        elif param is None:
             required.append(f"{name}: Input[{how.split(':', 1)[1] if ':' in how else 'Artifact'}]")
         elif param.get("isOptional"):
             optional.append(f"{name}: Optional[{how}] = {param.get('defaultValue')!r}")
@@ -234,20 +278,6 @@ def _program(pkg: Package, comp: dict[str, Any], func: str, wrapper: str, step: 
             + f"_NBPIPE_PAYLOAD = {payload!r}\n\n" + wrapper)
 
 
-def _binding(mapper: _Mapper, b: dict[str, Any], task_of: dict[str, str]) -> tuple[str, dict[str, Any]]:
-    """("parameters"|"artifacts", KFP input spec) for an nbpipe step input binding."""
-    if "step" in b:
-        out = next(o for o in mapper.comp_of[b["step"]]["outputs"] if o["name"] == b["output"])
-        if mapper.output_how(out) in PARAMETER_TYPES:
-            return "parameters", {"taskOutputParameter": {"producerTask": task_of[b["step"]],
-                                                          "outputParameterKey": b["output"]}}
-        return "artifacts", {"taskOutputArtifact": {"producerTask": task_of[b["step"]],
-                                                    "outputArtifactKey": b["output"]}}
-    if "parameter" in b:
-        return "parameters", {"componentInputParameter": b["parameter"]}
-    return "parameters", {"runtimeValue": {"constant": b["value"]}}
-
-
 def package_to_spec(source: bytes | str | os.PathLike[str] | Package) -> dict[str, Any]:
     """The KFP PipelineSpec (as a dict) for a package; :func:`package_to_kfp` writes it as YAML."""
     from .. import __version__
@@ -262,8 +292,8 @@ def package_to_spec(source: bytes | str | os.PathLike[str] | Package) -> dict[st
         raise ExportError("Two step names become the same KFP task name",
                           f"KFP lower-cases names and turns '_' into '-': {sorted(task_of)}.",
                           "Give the components names that differ in more than case and '_'/'-'.")
-    tasks: dict[str, Any] = {}
-    for s in pkg.spec["steps"]:
+
+    def task_for(s: dict[str, Any]) -> dict[str, Any]:
         key = s["component"]
         comp = pkg.spec["components"][key]
         opts = s["options"]
@@ -290,36 +320,20 @@ def package_to_spec(source: bytes | str | os.PathLike[str] | Package) -> dict[st
             "componentRef": {"name": f"comp-{name}"},
             "taskInfo": {"name": s.get("display_name") or s["name"]},
         }
-        inputs: dict[str, Any] = {}
-        for arg, b in sorted(s["inputs"].items()):
-            kind, value = _binding(mapper, b, task_of)
-            inputs.setdefault(kind, {})[arg] = value
-        if inputs:
-            task["inputs"] = inputs
-        deps = sorted({task_of[b["step"]] for b in s["inputs"].values() if "step" in b}
-                      | {task_of[a] for a in s.get("after", [])})
-        if deps:
-            task["dependentTasks"] = deps
         if opts["retries"]:
             task["retryPolicy"] = {"maxRetryCount": opts["retries"], "backoffDuration": _seconds(opts["backoff"]),
                                    "backoffFactor": float(opts["backoff_factor"]),
                                    "backoffMaxDuration": _seconds(opts["max_backoff"])}
-        tasks[task_of[s["name"]]] = task
-    root: dict[str, Any] = {"dag": {"tasks": tasks}}
-    params = {}
-    for p in pkg.parameters:
-        t = base_type(p["type"])
-        if t == "any":
-            t = _json_type(p.get("default"))
-        if t not in PARAMETER_TYPES:
-            raise ExportError(f"Pipeline parameter '{p['name']}' has type {p['type']}, which KFP cannot pass",
-                              hint="Use str, int, float, bool, list or dict for pipeline parameters.")
-        d: dict[str, Any] = {"parameterType": PARAMETER_TYPES[t]}
-        if "default" in p:
-            d["isOptional"] = True
-            if p["default"] is not None:
-                d["defaultValue"] = p["default"]
-        params[p["name"]] = d
+        return task
+
+    layout = Layout(mapper, task_of, task_for)
+    clash = sorted(set(components) & {f"comp-{g}" for g in layout.kinds})
+    if clash:
+        raise ExportError(f"Component '{clash[0][5:]}' has the name KFP gives a control-flow group",
+                          hint="Rename the component so it does not look like 'for-loop-N' or 'condition-N'.")
+    components.update(layout.components())
+    root: dict[str, Any] = {"dag": layout.dags[""]}
+    params = {p["name"]: mapper.parameter_definition(p) for p in pkg.parameters}
     if params:
         root["inputDefinitions"] = {"parameters": params}
     info = {"name": _name(pkg.name)}
