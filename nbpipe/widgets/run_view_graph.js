@@ -1,18 +1,34 @@
 // The DAG canvas: HTML step nodes over an SVG edge layer, with pan, wheel zoom and fit.
 //
-// Layout runs once per graph shape; after that an update touches only the nodes whose visible
-// fields changed (each node keeps a signature of what it shows) and the edges next to them.
+// Layout runs once per graph shape (and when a loop is collapsed or expanded); after that an update
+// touches only the nodes whose visible fields changed (each node keeps a signature of what it
+// shows), the edges next to them and the labels of their groups. A collapsed loop's iteration
+// steps have no node: their template shows their counts as a summary node.
 // Non-goals: run header, details pane, data (the caller passes the run object).
 
 import { NODE_H, NODE_W, edgePath, layoutGraph } from "./run_view_layout.js";
 import { STATE_ICONS, STEP_ACTIVE, elapsedOf, formatDuration } from "./run_view_state.js";
 import { h, svg } from "./run_view_preview.js";
+import { FrameLayer, deriveGroups, isCollapsed, summaryOf, summaryParts, visibleSteps } from "./run_view_groups.js";
 
 const MIN_ZOOM = 0.04;
 const FIT_FLOOR = 0.12;
 const MAX_ZOOM = 2.5;
 const DETAIL_ZOOM = 0.3; // below this, nodes drop their text and show as state-coloured blocks
 const READABLE_ZOOM = 0.6; // selecting a step zooms in to at least this, so its label can be read
+const EDGE_DONE = new Set(["succeeded", "cached"]);
+
+/** Edge look from its ends: done when every source is, failed if one is, active while a target runs. */
+function edgeClass(run, sources, targets) {
+  let done = true, failed = false, active = false;
+  for (const n of sources) {
+    const st = (run.byName.get(n) || {}).state;
+    if (!EDGE_DONE.has(st)) done = false;
+    if (st === "failed") failed = true;
+  }
+  for (const n of targets) if (STEP_ACTIVE.has((run.byName.get(n) || {}).state)) { active = true; break; }
+  return `rv-edge${sources.length + targets.length > 2 ? " rv-trunk" : ""}${done ? " rv-edge-done" : ""}${active ? " rv-edge-active" : ""}${failed ? " rv-edge-failed" : ""}`;
+}
 
 export function stepLabel(step) {
   return step.display_name || step.name;
@@ -23,11 +39,20 @@ export function stepAria(step) {
   return `${stepLabel(step)}: ${step.state}${attempt}`;
 }
 
+/** "train [3]" → "train": a loop template's label without an index. */
+function baseLabel(step) {
+  return stepLabel(step).replace(/\s*\[[^\]]*\]$/, "");
+}
+
 export class GraphView {
   constructor(host, { onSelect }) {
     this.onSelect = onSelect;
-    this.nodes = new Map(); // name → {el, icon, meta, sig}
-    this.edgesByStep = new Map(); // name → [{el, from, to}]
+    this.nodes = new Map(); // name → {el, icon, meta, sig, group?}
+    this.edgesByStep = new Map(); // name → [{el, sources, targets}]
+    this.groups = new Map();
+    this.overrides = new Map(); // group id → collapsed (the user's choice)
+    this.hiddenTo = new Map(); // copy of a collapsed loop → its template (summary node)
+    this.run = null;
     this.layout = null;
     this.view = { x: 0, y: 0, k: 1 };
     this.userMoved = false;
@@ -36,6 +61,7 @@ export class GraphView {
     this.world = h("div", { class: "rv-world" });
     this.edgeLayer = svg("svg", { class: "rv-edges", "aria-hidden": "true" });
     this.world.append(this.edgeLayer);
+    this.frameLayer = new FrameLayer(this.world, { onToggle: (id, collapse) => this.toggleGroup(id, collapse) });
     this.fitButton = h("button", { class: "rv-tool", type: "button", title: "Fit graph to view", "aria-label": "Fit graph to view", text: "Fit", onclick: () => this.fit() });
     this.tools = h("div", { class: "rv-tools" },
       h("button", { class: "rv-tool", type: "button", title: "Zoom in", "aria-label": "Zoom in", text: "+", onclick: () => this.zoomBy(1.25) }),
@@ -50,7 +76,15 @@ export class GraphView {
 
   /** Rebuild nodes and edges for a new graph shape. */
   rebuild(run) {
-    this.layout = layoutGraph(run.steps);
+    this.run = run;
+    this.groups = deriveGroups(run);
+    const collapsed = (g) => isCollapsed(g, this.overrides.get(g.id));
+    const { steps, hiddenTo } = visibleSteps(run, this.groups, collapsed);
+    this.hiddenTo = hiddenTo;
+    const summaries = new Map(); // template → its collapsed group
+    for (const g of this.groups.values()) if (collapsed(g)) for (const r of g.roots) summaries.set(r, g);
+    const cw = this.canvas.clientWidth, ch = this.canvas.clientHeight;
+    this.layout = layoutGraph(steps, { aspect: cw && ch ? Math.min(4, Math.max(1, cw / ch)) : 2.5 });
     const L = this.layout;
     for (const n of this.nodes.values()) n.el.remove();
     // Fit before the nodes go in: reading the canvas size then costs one cheap reflow, and the
@@ -67,33 +101,50 @@ export class GraphView {
     for (const e of L.edges) {
       const el = svg("path", { class: "rv-edge", d: edgePath(e.points), "marker-end": `url(#${this.defsId})` });
       edgeGroup.append(el);
-      const rec = { el, from: e.from, to: e.to };
-      for (const k of [e.from, e.to]) {
+      const rec = { el, sources: e.sources, targets: e.targets };
+      for (const k of new Set([...e.sources, ...e.targets])) {
         if (!this.edgesByStep.has(k)) this.edgesByStep.set(k, []);
         this.edgesByStep.get(k).push(rec);
       }
     }
     this.edgeLayer.append(edgeGroup);
+    this.frameLayer.rebuild(run, L, this.groups, collapsed);
     const frag = document.createDocumentFragment();
-    for (const step of run.steps) {
-      const pos = L.nodes.get(step.name);
+    for (const { name } of steps) {
+      const step = run.byName.get(name), pos = L.nodes.get(name);
       const icon = h("span", { class: "rv-icon", "aria-hidden": "true" });
       const title = h("span", { class: "rv-node-title", text: stepLabel(step) });
       const meta = h("span", { class: "rv-node-meta" });
-      const el = h("div", { class: "rv-node", tabindex: "0", role: "button", "data-step": step.name },
-        icon, h("span", { class: "rv-node-body" }, title, meta));
+      const group = summaries.get(name) || null;
+      const body = h("span", { class: "rv-node-body" }, title, meta);
+      const el = h("div", { class: "rv-node", tabindex: "0", role: "button", "data-step": step.name }, icon, body);
+      if (group) {
+        el.dataset.summary = group.id;
+        el.setAttribute("aria-expanded", "false");
+        body.append(h("span", { class: "rv-summary-bar" }));
+      }
       el.style.transform = `translate(${pos.x}px, ${pos.y}px)`;
-      el.addEventListener("click", () => this.onSelect(step.name));
+      el.addEventListener("click", () => (group ? this.toggleGroup(group.id, false) : this.onSelect(step.name)));
       el.addEventListener("keydown", (ev) => this.onNodeKey(ev, step.name));
       // Keyboard focus (Tab) brings the step into view; mouse focus must not move the graph mid-click.
       el.addEventListener("focus", () => { if (el.matches(":focus-visible")) this.reveal(step.name); });
-      this.nodes.set(step.name, { el, icon, title, meta, sig: "" });
+      this.nodes.set(step.name, { el, icon, title, meta, body, group, sig: "" });
       frag.append(el);
     }
     this.world.append(frag);
     this.world.style.width = `${L.width}px`;
     this.world.style.height = `${L.height}px`;
-    this.update(run, run.steps.map((s) => s.name));
+    this.update(run, steps.map((s) => s.name));
+  }
+
+  /** Collapse or expand a loop's iterations (a new layout), keeping the step the user selected. */
+  toggleGroup(id, collapse) {
+    if (!this.run) return;
+    this.overrides.set(id, collapse);
+    this.rebuild(this.run);
+    const frame = this.frameLayer.frames.get(id);
+    const toggle = frame && frame.el.querySelector(".rv-frame-toggle");
+    if (toggle) toggle.focus({ preventScroll: true });
   }
 
   arrowDefs() {
@@ -106,19 +157,28 @@ export class GraphView {
 
   /** Repaint the named steps (only DOM that differs) and the edges touching them. */
   update(run, names, now = Date.now() / 1000) {
-    const edges = new Set();
+    this.run = run;
+    const edges = new Set(), groups = new Set(), todo = new Set();
     for (const name of names) {
+      if (name == null) continue;
+      const step = run.byName.get(name);
+      if (step && step.group) groups.add(step.group);
+      todo.add(this.hiddenTo.get(name) || name);
+    }
+    if (this.frameLayer.frames.size) this.frameLayer.update(run, groups);
+    for (const name of todo) {
       const step = run.byName.get(name), node = this.nodes.get(name);
       if (!step || !node) continue;
       const duration = formatDuration(elapsedOf(step, now));
       const attempt = step.max_attempts > 1 && step.attempt ? `${step.attempt}/${step.max_attempts}` : "";
-      const label = stepLabel(step);
-      const sig = `${step.state}|${duration}|${attempt}|${label}|${name === this.selected}`;
+      const summary = node.group ? summaryOf(run, node.group, name) : null;
+      const label = summary ? `${baseLabel(step)} × ${summary.total}` : stepLabel(step);
+      const sig = `${step.state}|${duration}|${attempt}|${label}|${name === this.selected}|${summary ? JSON.stringify(summary.counts) : ""}|${step.reason}`;
       if (sig === node.sig) continue;
       const prevState = node.sig.split("|", 1)[0];
       node.sig = sig;
       if (prevState !== step.state) {
-        node.el.className = `rv-node rv-state-${step.state}${name === this.selected ? " rv-selected" : ""}`;
+        node.el.className = `rv-node rv-state-${step.state}${summary ? " rv-summary" : ""}${name === this.selected ? " rv-selected" : ""}`;
         node.icon.textContent = STATE_ICONS[step.state] ?? "?";
         for (const e of this.edgesByStep.get(name) || []) edges.add(e);
       }
@@ -129,16 +189,24 @@ export class GraphView {
       if (step.state === "retrying") parts.push(`retrying${attempt ? ` ${attempt}` : ""}`);
       if (duration) parts.push(duration);
       if (attempt && step.state !== "retrying") parts.push(`attempt ${attempt}`);
+      if (summary) {
+        const { bar, text } = summaryParts(summary);
+        node.body.lastChild.replaceWith(bar);
+        if (node.meta.textContent !== text) node.meta.textContent = text;
+        const aria = `${label}: loop of ${summary.total} steps, ${Object.entries(summary.counts).map(([st, n]) => `${n} ${st}`).join(", ")}. Press Enter to show them.`;
+        node.el.setAttribute("aria-label", aria);
+        node.el.title = `${aria}\nClick to show every iteration.`;
+        continue;
+      }
       const metaText = parts.join(" · ") || step.state;
       if (node.meta.textContent !== metaText) node.meta.textContent = metaText;
       const aria = stepAria(step);
       node.el.setAttribute("aria-label", aria);
-      node.el.title = step.name === label ? aria : `${aria}\nstep ${step.name} · component ${step.component}`;
+      const more = [step.name === label ? "" : `step ${step.name} · component ${step.component}`, step.reason].filter(Boolean).join("\n");
+      node.el.title = more ? `${aria}\n${more}` : aria;
     }
     for (const e of edges) {
-      const a = run.byName.get(e.from), b = run.byName.get(e.to);
-      const done = a && (a.state === "succeeded" || a.state === "cached");
-      const cls = `rv-edge${done ? " rv-edge-done" : ""}${b && STEP_ACTIVE.has(b.state) ? " rv-edge-active" : ""}${a && a.state === "failed" ? " rv-edge-failed" : ""}`;
+      const cls = edgeClass(run, e.sources, e.targets);
       if (e.el.getAttribute("class") !== cls) e.el.setAttribute("class", cls);
     }
   }
@@ -150,15 +218,18 @@ export class GraphView {
   }
 
   onNodeKey(ev, name) {
-    if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); this.onSelect(name); return; }
+    if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); this.nodes.get(name).el.click(); return; }
+    const dir = { ArrowUp: [0, -1], ArrowDown: [0, 1], ArrowLeft: [-1, 0], ArrowRight: [1, 0] }[ev.key];
     const L = this.layout, pos = L && L.nodes.get(name);
-    if (!pos) return;
-    let target = null;
-    if (ev.key === "ArrowUp" || ev.key === "ArrowDown") target = L.layers[pos.layer][L.layers[pos.layer].indexOf(name) + (ev.key === "ArrowUp" ? -1 : 1)];
-    else if (ev.key === "ArrowLeft" || ev.key === "ArrowRight") {
-      const row = L.layers[pos.layer + (ev.key === "ArrowLeft" ? -1 : 1)] || [];
-      let best = Infinity;
-      for (const n of row) { const d = Math.abs(L.nodes.get(n).y - pos.y); if (d < best) { best = d; target = n; } }
+    if (!dir || !pos) return;
+    // The nearest step in that direction (grids of wrapped layers included), straight lines first.
+    let target = null, best = Infinity;
+    for (const [n, p] of L.nodes) {
+      const dx = p.x - pos.x, dy = p.y - pos.y;
+      const along = dx * dir[0] + dy * dir[1], across = Math.abs(dx * dir[1]) + Math.abs(dy * dir[0]);
+      if (along <= 0) continue;
+      const score = along + 3 * across;
+      if (score < best) { best = score; target = n; }
     }
     if (target) { ev.preventDefault(); this.nodes.get(target).el.focus({ preventScroll: true }); this.reveal(target); }
   }
@@ -166,6 +237,7 @@ export class GraphView {
   apply() {
     const { x, y, k } = this.view;
     this.world.style.transform = `translate(${x}px, ${y}px) scale(${k})`;
+    this.world.style.setProperty("--rv-zoom", String(k));
     this.canvas.classList.toggle("rv-far", k < DETAIL_ZOOM);
     this.canvas.dataset.zoom = k.toFixed(3);
   }
@@ -174,7 +246,8 @@ export class GraphView {
     const L = this.layout;
     const w = this.canvas.clientWidth, hgt = this.canvas.clientHeight;
     if (!L || !w || !hgt) return;
-    const kw = (w - 16) / L.width, kh = (hgt - 16) / L.height;
+    // Leave room for the zoom tools in the bottom-right corner (they float over the canvas).
+    const kw = (w - 16) / L.width, kh = (hgt - 64) / L.height;
     // A very tall graph (one wide fan-out layer) would fit as a sliver: keep blocks visible
     // instead, fit the width, start at the top and let the user pan down.
     const k = Math.min(1, Math.max(MIN_ZOOM, Math.min(kw, kh) < FIT_FLOOR ? Math.min(kw, FIT_FLOOR) : Math.min(kw, kh)));
@@ -193,6 +266,11 @@ export class GraphView {
 
   /** Pan so ``name`` is visible (centre it if outside the canvas), zooming in to a readable size. */
   reveal(name) {
+    const template = this.hiddenTo.get(name);
+    if (template) { // a step inside a collapsed loop: show the loop's iterations first
+      const g = [...this.groups.values()].find((gr) => gr.templateOf.get(name) === template);
+      if (g) this.toggleGroup(g.id, false);
+    }
     const pos = this.layout && this.layout.nodes.get(name);
     if (!pos) return;
     const { x, y } = this.view, w = this.canvas.clientWidth, hgt = this.canvas.clientHeight;

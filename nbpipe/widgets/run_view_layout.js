@@ -3,7 +3,8 @@
 // 1. layers by longest path from the sources; 2. long edges split by virtual points so they route
 // around nodes; 3. barycenter sweeps (down and up) order each layer, keeping the ordering with the
 // fewest crossings (counted by merge-sort inversions); 4. y positions pulled toward neighbours while
-// keeping order and spacing, so chains come out straight.
+// keeping order and spacing, so chains come out straight. Very wide layers wrap into grid blocks
+// whose edges are bundled into trunks; a group's steps stay together and get a frame.
 // Non-goals: drawing, states, incremental layout (the graph shape of a run does not change).
 
 export const NODE_W = 196;
@@ -12,6 +13,11 @@ const GAP_X = 64;
 const GAP_Y = 16;
 const VIRTUAL_H = 10;
 const PAD = 24;
+const GRID_GAP_X = 14; // between the columns of a wrapped layer's grid block
+const GRID_GAP_Y = 10;
+export const WRAP_AT = 16; // more steps of one group in one layer than this wrap into a grid block
+export const FRAME_PAD = 12; // group frame: padding around its steps
+export const FRAME_LABEL = 26; // ...and the strip on top that holds its label
 const SWEEPS = 6;
 
 /** Longest-path layer per step; steps on a cycle (which the compiler forbids) go after the rest. */
@@ -101,10 +107,10 @@ function orderLayers(layers, up, down, layerEdges) {
 }
 
 /** Place one layer: pull each item toward ``want`` then resolve overlaps keeping order. */
-function placeLayer(ids, want, heights) {
+function placeLayer(ids, want, heights, gap) {
   const y = ids.map((id) => want.get(id));
   for (let i = 1; i < ids.length; i += 1) {
-    const min = y[i - 1] + heights.get(ids[i - 1]) / 2 + GAP_Y + heights.get(ids[i]) / 2;
+    const min = y[i - 1] + heights.get(ids[i - 1]) / 2 + gap(ids[i - 1], ids[i]) + heights.get(ids[i]) / 2;
     if (y[i] < min) y[i] = min;
   }
   // Shift the whole block so its mean error is zero (keeps a fan centred on its source).
@@ -114,50 +120,109 @@ function placeLayer(ids, want, heights) {
   return y.map((v) => v + shift);
 }
 
+/** Columns of a grid block of ``n`` steps whose own width:height comes out near ``aspect``. */
+function gridColumns(n, aspect) {
+  const cellW = NODE_W + GRID_GAP_X, cellH = NODE_H + GRID_GAP_Y;
+  return Math.max(1, Math.min(n, Math.ceil(Math.sqrt((n * cellH * aspect) / cellW))));
+}
+
+/** Keep each group's items next to each other in a layer (its frame must not enclose strangers). */
+function keepGroupsTogether(ids, groupOf) {
+  const first = new Map();
+  ids.forEach((id, i) => { const g = groupOf(id) || `\u0003${id}`; if (!first.has(g)) first.set(g, i); });
+  return ids.map((id, i) => ({ id, i, k: first.get(groupOf(id) || `\u0003${id}`) })).sort((a, b) => a.k - b.k || a.i - b.i).map((e) => e.id);
+}
+
 /**
- * Lay out ``steps`` ({name, upstream}). Returns {nodes: Map name→{x, y, layer}, edges: [{from, to,
- * points: [[x, y], …]}], width, height, crossings}. Node x/y is the top-left corner.
+ * Lay out ``steps`` ({name, upstream, group}). Returns {nodes: Map name→{x, y, layer}, edges: [{from,
+ * to, sources, targets, points: [[x, y], …]}], blocks, frames, layers, width, height, crossings}.
+ * Node x/y is the top-left corner.
+ *
+ * A layer holding more than ``wrapAt`` steps of one group (a 500-way fan-out, a loop's iterations)
+ * becomes one grid *block* of about ``aspect`` width:height, and all edges between the same two
+ * items (step or block) are drawn as one trunk, so "fit" can show the whole run.
  */
-export function layoutGraph(steps) {
+export function layoutGraph(steps, { aspect = 2.5, wrapAt = WRAP_AT } = {}) {
   const byName = new Map(steps.map((s) => [s.name, s]));
+  const index = new Map(steps.map((s, i) => [s.name, i]));
   const { layer } = assignLayers(steps, byName);
   const nLayers = steps.length ? Math.max(...layer.values()) + 1 : 0;
+  // Items: a step, or a block of one layer's steps of one group; virtual points of long edges.
+  const itemOf = new Map(), itemLayer = new Map(), itemGroup = new Map(), size = new Map(), members = new Map();
   const layers = Array.from({ length: nLayers }, () => []);
-  for (const s of steps) layers[layer.get(s.name)].push(s.name);
-  const up = new Map(), down = new Map(), heights = new Map();
+  const byLayerGroup = Array.from({ length: nLayers }, () => new Map());
+  for (const s of steps) {
+    const m = byLayerGroup[layer.get(s.name)], g = s.group || "";
+    if (!m.has(g)) m.set(g, []);
+    m.get(g).push(s.name);
+  }
+  byLayerGroup.forEach((m, l) => {
+    for (const [g, names] of m) {
+      const wrap = names.length > wrapAt;
+      const ids = wrap ? [`\u0001${l}\u0001${g}`] : names;
+      if (wrap) {
+        const cols = gridColumns(names.length, aspect), rows = Math.ceil(names.length / cols);
+        members.set(ids[0], names);
+        size.set(ids[0], { w: cols * (NODE_W + GRID_GAP_X) - GRID_GAP_X, h: rows * (NODE_H + GRID_GAP_Y) - GRID_GAP_Y, cols });
+        for (const n of names) itemOf.set(n, ids[0]);
+      } else {
+        for (const n of names) { itemOf.set(n, n); size.set(n, { w: NODE_W, h: NODE_H }); }
+      }
+      for (const id of ids) { layers[l].push(id); itemLayer.set(id, l); itemGroup.set(id, g); }
+    }
+  });
+  // Item edges: every step edge between the same two items shares one trunk.
+  const bundles = new Map();
+  for (const s of steps) {
+    for (const u of new Set(s.upstream)) {
+      if (!byName.has(u) || u === s.name) continue;
+      const a = itemOf.get(u), b = itemOf.get(s.name), key = `${a}\u0002${b}`;
+      if (!bundles.has(key)) bundles.set(key, { a, b, sources: new Set(), targets: new Set() });
+      bundles.get(key).sources.add(u);
+      bundles.get(key).targets.add(s.name);
+    }
+  }
+  const up = new Map(), down = new Map(), vLayer = new Map();
   const link = (a, b) => {
     if (!down.has(a)) down.set(a, []);
     if (!up.has(b)) up.set(b, []);
     down.get(a).push(b); up.get(b).push(a);
   };
-  for (const s of steps) heights.set(s.name, NODE_H);
   const chains = [];
   const layerEdges = Array.from({ length: Math.max(0, nLayers - 1) }, () => []);
-  for (const s of steps) {
-    for (const u of new Set(s.upstream)) {
-      if (!byName.has(u) || u === s.name) continue;
-      const lu = layer.get(u), lv = layer.get(s.name);
-      if (lv <= lu) { chains.push({ from: u, to: s.name, ids: [u, s.name] }); continue; } // cycle: draw back-edge directly
-      const ids = [u];
-      for (let l = lu + 1; l < lv; l += 1) {
-        const vid = `\u0000${u}\u0000${s.name}\u0000${l}`;
+  for (const { a, b, sources, targets } of bundles.values()) {
+    const la = itemLayer.get(a), lb = itemLayer.get(b);
+    const ids = [a];
+    if (lb > la) {
+      for (let l = la + 1; l < lb; l += 1) {
+        const vid = `\u0000${a}\u0000${b}\u0000${l}`;
         layers[l].push(vid);
-        heights.set(vid, VIRTUAL_H);
+        size.set(vid, { w: 0, h: VIRTUAL_H });
+        vLayer.set(vid, l);
+        itemGroup.set(vid, "");
         ids.push(vid);
       }
-      ids.push(s.name);
-      for (let i = 0; i + 1 < ids.length; i += 1) { link(ids[i], ids[i + 1]); layerEdges[lu + i].push([ids[i], ids[i + 1]]); }
-      chains.push({ from: u, to: s.name, ids });
     }
+    ids.push(b);
+    if (lb > la) for (let i = 0; i + 1 < ids.length; i += 1) { link(ids[i], ids[i + 1]); layerEdges[la + i].push([ids[i], ids[i + 1]]); }
+    chains.push({ ids, sources: [...sources], targets: [...targets] }); // lb <= la: a back-edge (cycle), drawn directly
   }
+  const groupOf = (id) => itemGroup.get(id) || "";
   const ordered = orderLayers(layers, up, down, layerEdges);
-  // Initial y: stack each layer, centred on the tallest layer.
+  ordered.layers = ordered.layers.map((ids) => keepGroupsTogether(ids, groupOf));
+  ordered.crossings = totalCrossings(ordered.layers, layerEdges);
+  const heights = new Map([...size].map(([id, sz]) => [id, sz.h]));
+  // Between two groups leave room for frame padding, and for the label strip of the lower frame.
+  const gap = (a, b) => {
+    const ga = groupOf(a), gb = groupOf(b);
+    return ga === gb ? (members.has(a) || members.has(b) ? GAP_Y * 2 : GAP_Y) : GAP_Y + (ga ? FRAME_PAD : 0) + (gb ? FRAME_PAD + FRAME_LABEL : 0);
+  };
   const ys = new Map();
-  const stackHeight = (ids) => ids.reduce((h, id) => h + heights.get(id), 0) + GAP_Y * Math.max(0, ids.length - 1);
+  const stackHeight = (ids) => ids.reduce((t, id, i) => t + heights.get(id) + (i ? gap(ids[i - 1], id) : 0), 0);
   const tallest = Math.max(0, ...ordered.layers.map(stackHeight));
   for (const ids of ordered.layers) {
     let y = (tallest - stackHeight(ids)) / 2;
-    for (const id of ids) { ys.set(id, y + heights.get(id) / 2); y += heights.get(id) + GAP_Y; }
+    ids.forEach((id, i) => { if (i) y += gap(ids[i - 1], id); ys.set(id, y + heights.get(id) / 2); y += heights.get(id); });
   }
   // Relax: alternate pulling layers toward upstream and downstream neighbours.
   for (let it = 0; it < 4; it += 1) {
@@ -166,33 +231,69 @@ export function layoutGraph(steps) {
     for (const ids of order) {
       const want = new Map(ids.map((id) => {
         const ns = (downward ? up : down).get(id) || [];
-        return [id, ns.length ? ns.reduce((a, n) => a + ys.get(n), 0) / ns.length : ys.get(id)];
+        return [id, ns.length ? ns.reduce((t, n) => t + ys.get(n), 0) / ns.length : ys.get(id)];
       }));
-      placeLayer(ids, want, heights).forEach((y, i) => ys.set(ids[i], y));
+      placeLayer(ids, want, heights, gap).forEach((y, i) => ys.set(ids[i], y));
     }
   }
-  let minY = Infinity, maxY = -Infinity;
-  for (const [id, y] of ys) { minY = Math.min(minY, y - heights.get(id) / 2); maxY = Math.max(maxY, y + heights.get(id) / 2); }
-  if (!Number.isFinite(minY)) { minY = 0; maxY = 0; }
-  const cx = (l) => PAD + l * (NODE_W + GAP_X);
-  const cy = (id) => PAD + ys.get(id) - minY;
-  const nodes = new Map();
-  for (const s of steps) {
-    const l = layer.get(s.name);
-    nodes.set(s.name, { x: cx(l), y: cy(s.name) - NODE_H / 2, layer: l, order: ordered.layers[l].indexOf(s.name) });
-  }
-  const edges = chains.map(({ from, to, ids }) => {
-    const points = [[nodes.get(from).x + NODE_W, cy(from)]];
-    for (const vid of ids.slice(1, -1)) {
-      const l = Number(vid.split("\u0000")[3]);
-      points.push([cx(l), cy(vid)], [cx(l) + NODE_W, cy(vid)]);
-    }
-    points.push([nodes.get(to).x, cy(to)]);
-    return { from, to, points };
+  // x: each layer as wide as its widest item; narrower items centred in it.
+  const layerW = ordered.layers.map((ids) => Math.max(NODE_W, ...ids.map((id) => size.get(id).w)));
+  const layerX = [];
+  layerW.forEach((w, l) => layerX.push(l ? layerX[l - 1] + layerW[l - 1] + GAP_X : 0));
+  const box = (id) => {
+    const l = itemLayer.get(id), sz = size.get(id);
+    return { x: layerX[l] + (layerW[l] - sz.w) / 2, y: ys.get(id) - sz.h / 2, w: sz.w, h: sz.h };
+  };
+  const nodes = new Map(), blocks = [], rank = new Map();
+  ordered.layers.forEach((ids, l) => {
+    ids.forEach((id, i) => {
+      if (!byName.has(id) && !members.has(id)) return;
+      if (byName.has(id)) { const b = box(id); nodes.set(id, { x: b.x, y: b.y, layer: l, order: i }); rank.set(id, 0); return; }
+      // A block: order its steps like their upstream steps (so chained loops line up), then as given.
+      const b = box(id), cols = size.get(id).cols;
+      const key = (n) => { const r = byName.get(n).upstream.map((u) => rank.get(u)).filter((v) => v != null); return r.length ? Math.min(...r) : 0; };
+      const names = members.get(id).map((n) => ({ n, k: key(n), i: index.get(n) })).sort((p, q) => p.k - q.k || p.i - q.i).map((e) => e.n);
+      names.forEach((n, j) => {
+        nodes.set(n, { x: b.x + (j % cols) * (NODE_W + GRID_GAP_X), y: b.y + Math.floor(j / cols) * (NODE_H + GRID_GAP_Y), layer: l, order: i });
+        rank.set(n, j);
+      });
+      blocks.push({ id, group: groupOf(id), layer: l, members: names, ...b });
+    });
   });
+  const edges = chains.map(({ ids, sources, targets }) => {
+    const a = box(ids[0]), b = box(ids[ids.length - 1]);
+    const points = [[a.x + a.w, a.y + a.h / 2]];
+    for (const vid of ids.slice(1, -1)) {
+      const l = vLayer.get(vid);
+      points.push([layerX[l], ys.get(vid)], [layerX[l] + layerW[l], ys.get(vid)]);
+    }
+    points.push([b.x, b.y + b.h / 2]);
+    return { from: sources.length === 1 ? sources[0] : ids[0], to: targets.length === 1 ? targets[0] : ids[ids.length - 1], sources, targets, points };
+  });
+  // Group frames: around each group's steps, with a label strip on top.
+  const frames = [];
+  const grouped = new Map();
+  for (const s of steps) if (s.group) { if (!grouped.has(s.group)) grouped.set(s.group, []); grouped.get(s.group).push(s.name); }
+  for (const [group, names] of grouped) {
+    let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+    for (const n of names) { const p = nodes.get(n); x0 = Math.min(x0, p.x); y0 = Math.min(y0, p.y); x1 = Math.max(x1, p.x + NODE_W); y1 = Math.max(y1, p.y + NODE_H); }
+    frames.push({ group, x: x0 - FRAME_PAD, y: y0 - FRAME_PAD - FRAME_LABEL, w: x1 - x0 + 2 * FRAME_PAD, h: y1 - y0 + 2 * FRAME_PAD + FRAME_LABEL, steps: names });
+  }
+  // Move everything so the drawing starts at PAD.
+  let minX = Infinity, minY = Infinity, maxX = -Infinity, maxY = -Infinity;
+  const extend = (x, y, w, h) => { minX = Math.min(minX, x); minY = Math.min(minY, y); maxX = Math.max(maxX, x + w); maxY = Math.max(maxY, y + h); };
+  for (const p of nodes.values()) extend(p.x, p.y, NODE_W, NODE_H);
+  for (const f of frames) extend(f.x, f.y, f.w, f.h);
+  for (const e of edges) for (const [x, y] of e.points) extend(x, y, 0, 0);
+  if (!Number.isFinite(minX)) { minX = minY = maxX = maxY = 0; }
+  const dx = PAD - minX, dy = PAD - minY;
+  for (const p of nodes.values()) { p.x += dx; p.y += dy; }
+  for (const r of [...blocks, ...frames]) { r.x += dx; r.y += dy; }
+  for (const e of edges) e.points = e.points.map(([x, y]) => [x + dx, y + dy]);
+  const realLayers = ordered.layers.map((ids) => ids.flatMap((id) => (members.has(id) ? blocks.find((b) => b.id === id).members : byName.has(id) ? [id] : [])));
   return {
-    nodes, edges, layers: ordered.layers.map((ids) => ids.filter((id) => byName.has(id))), crossings: ordered.crossings,
-    width: PAD * 2 + Math.max(0, nLayers * (NODE_W + GAP_X) - GAP_X), height: PAD * 2 + (maxY - minY),
+    nodes, edges, blocks, frames, layers: realLayers, crossings: ordered.crossings,
+    width: maxX - minX + 2 * PAD, height: maxY - minY + 2 * PAD,
   };
 }
 

@@ -31,6 +31,7 @@ export function runFromSnapshot(snapshot) {
     state: s.state || "queued", params: { ...(s.params || {}) }, created_at: s.created_at ?? null,
     started_at: s.started_at ?? null, finished_at: s.finished_at ?? null, duration: s.duration ?? null,
     reason: s.reason || "", last_event_id: Number(s.last_event_id) || 0, steps: [], byName: new Map(),
+    groups: Array.isArray(s.groups) ? s.groups.map((g) => ({ ...g })) : [], // optional control-flow metadata
   };
   for (const spec of s.steps || []) {
     const step = Object.assign(freshStep(spec), spec);
@@ -45,7 +46,7 @@ export function runFromSnapshot(snapshot) {
 
 /** A string that changes exactly when the graph's shape (names + edges) changes. */
 export function graphKey(run) {
-  return run.steps.map((s) => `${s.name}<${s.upstream.join(",")}`).join("|");
+  return run.steps.map((s) => `${s.name}@${s.group}<${s.upstream.join(",")}`).join("|");
 }
 
 /**
@@ -65,6 +66,7 @@ export function applyRunEvent(run, ev) {
         params: { ...(ev.params || {}) }, state: "queued", created_at: ev.ts ?? run.created_at,
       });
       run.steps = ((ev.graph && ev.graph.steps) || []).map(freshStep);
+      run.groups = Array.isArray(ev.graph && ev.graph.groups) ? ev.graph.groups.map((g) => ({ ...g })) : [];
       run.byName = new Map(run.steps.map((s) => [s.name, s]));
       change.run = change.graph = true;
       break;

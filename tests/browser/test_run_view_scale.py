@@ -60,6 +60,7 @@ MEASURE = """async (snap) => {
   }
   void host.getBoundingClientRect().height;
   const perEventMs = (performance.now() - t2) / 100;
+  const started = events.length + 11;
   const succeeded = host.querySelectorAll('.rv-node.rv-state-succeeded').length;
   const failed = host.querySelectorAll('.rv-node.rv-state-failed').length;
   const running = host.querySelectorAll('.rv-node.rv-state-running').length;
@@ -67,20 +68,40 @@ MEASURE = """async (snap) => {
   view.setSnapshot({ ...snap, last_event_id: 10 });
   void host.getBoundingClientRect().height;
   const sameShapeMs = performance.now() - t3;
+  const resetRunning = host.querySelectorAll('.rv-node.rv-state-running').length;
+  // Replay the stream over the reset snapshot, so the graph is left with a realistic mix of states.
+  for (const e of events) view.applyEvent(e);
+  for (let i = 250; i < 350; i += 1) view.applyEvent({ type: 'StepStarted', id: started + i - 250, run_id: 'r-big', ts: Date.now() / 1000, step: `shard-${i}`, attempt: 1, max_attempts: 1 });
+  view.flush();
   return {
     setSnapshotMs, eventsMs, perEventMs, sameShapeMs, events: events.length,
     nodes: host.querySelectorAll('.rv-node').length, edges: host.querySelectorAll('.rv-edge').length,
-    succeeded, failed, running, resetRunning: host.querySelectorAll('.rv-node.rv-state-running').length,
+    succeeded, failed, running, resetRunning,
     kept: host.querySelector('.rv-node[data-step="shard-000"]').dataset.marker === 'kept',
     far: host.querySelector('.rv-canvas').classList.contains('rv-far'),
   };
 }"""
 
 
+OVERVIEW = """() => {
+  // What "fit" shows: every step's box on screen, how big, and the colour actually painted there.
+  const canvas = document.querySelector('.rv-canvas').getBoundingClientRect();
+  const nodes = [...document.querySelectorAll('.rv-node')];
+  const inside = nodes.filter((n) => { const r = n.getBoundingClientRect();
+    return r.left >= canvas.left - 1 && r.right <= canvas.right + 1 && r.top >= canvas.top - 1 && r.bottom <= canvas.bottom + 1; });
+  const size = nodes[1].getBoundingClientRect();
+  const colour = (state) => getComputedStyle(document.querySelector(`.rv-node.rv-state-${state}`)).backgroundColor;
+  return { inside: inside.length, total: nodes.length, w: size.width, h: size.height,
+    colours: ['succeeded', 'running', 'failed', 'pending'].map(colour), trunks: document.querySelectorAll('.rv-edge.rv-trunk').length,
+    block: document.querySelectorAll('.rv-block').length };
+}"""
+
+
 def test_500_step_graph_renders_and_updates_within_budget(rv_page: Any, rv_artifacts: Path) -> None:
     snap = rv_page.evaluate(FANOUT, 500)
     m = rv_page.evaluate(MEASURE, snap)
-    assert m["nodes"] == 500 and m["edges"] == 2 * 498
+    assert m["nodes"] == 500
+    assert m["edges"] == 2, "the 498-way fan-out and fan-in are drawn as one trunk each"
     assert m["succeeded"] == 1 + 250 - 5 and m["failed"] == 5 and m["running"] == 100
     assert m["resetRunning"] == 0, "a same-shape snapshot must repaint every changed node"
     assert m["kept"], "updates must patch nodes in place, not rebuild them"
@@ -91,7 +112,14 @@ def test_500_step_graph_renders_and_updates_within_budget(rv_page: Any, rv_artif
     assert m["setSnapshotMs"] < SET_SNAPSHOT_BUDGET_MS, report
     assert m["eventsMs"] < EVENTS_BUDGET_MS, report
     rv_page.evaluate("() => window.view.fit()")
+    o = rv_page.evaluate(OVERVIEW)
     rv_page.screenshot(path=str(rv_artifacts / "run_view_500_fit.png"))
+    # The wide layer wraps into a grid: fit shows all 500 steps at once, as blocks big enough to
+    # tell apart, each painted in its state's colour (four different colours for four states).
+    assert o["inside"] == 500, o
+    assert o["w"] >= 24 and o["h"] >= 6, o
+    assert len(set(o["colours"])) == 4, o
+    assert o["trunks"] == 2 and o["block"] == 1, o
     rv_page.evaluate("() => window.view.select('shard-120')")  # selecting from far zoom zooms in to the step
     assert rv_page.locator('.rv-node[data-step="shard-120"]').is_visible()
     rv_page.screenshot(path=str(rv_artifacts / "run_view_500_zoomed.png"))
