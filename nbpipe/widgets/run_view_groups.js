@@ -13,6 +13,7 @@ import { h } from "./run_view_preview.js";
 
 export const COLLAPSE_AT = 12; // a loop with more iterations than this starts collapsed
 const COPY = /^(.*)-it(\d+)$/;
+const KIND_ICONS = { for: "⟳", condition: "◇", exit: "↳" };
 const ITERATION_DONE = new Set(["succeeded", "cached", "skipped"]);
 
 function kindOf(id, meta, hasCopies) {
@@ -186,14 +187,13 @@ export class FrameLayer {
       if (!g) continue;
       const title = h("span", { class: "rv-frame-title" });
       const status = h("span", { class: "rv-frame-status" });
-      const label = h("div", { class: "rv-frame-label" }, h("span", { class: "rv-frame-kind", "aria-hidden": "true", text: g.kind === "for" ? "⟳" : g.kind === "condition" ? "⑂" : "⚑" }), title, status);
-      let toggle = null;
+      const head = h("div", { class: "rv-frame-head" }, h("span", { class: "rv-frame-kind", "aria-hidden": "true", text: KIND_ICONS[g.kind] || "▢" }), title);
       if (g.kind === "for" && g.copies.length) {
         const isC = collapsed(g);
-        toggle = h("button", { class: "rv-frame-toggle", type: "button", "aria-expanded": String(!isC),
-          text: isC ? `Show ${g.iterations.size}` : "Collapse", onclick: () => this.onToggle(g.id, !isC) });
-        label.append(toggle);
+        head.append(h("button", { class: "rv-frame-toggle", type: "button", "aria-expanded": String(!isC),
+          text: isC ? `Show ${g.iterations.size}` : "Collapse", onclick: () => this.onToggle(g.id, !isC) }));
       }
+      const label = h("div", { class: "rv-frame-label" }, head, status);
       const el = h("div", { class: `rv-frame rv-frame-${g.kind}`, "data-group": g.id, role: "group" }, label);
       Object.assign(el.style, { transform: `translate(${f.x}px, ${f.y}px)`, width: `${f.w}px`, height: `${f.h}px` });
       this.frames.set(g.id, { el, title, status, g, sig: "" });

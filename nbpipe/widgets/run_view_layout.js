@@ -17,7 +17,7 @@ const GRID_GAP_X = 14; // between the columns of a wrapped layer's grid block
 const GRID_GAP_Y = 10;
 export const WRAP_AT = 16; // more steps of one group in one layer than this wrap into a grid block
 export const FRAME_PAD = 12; // group frame: padding around its steps
-export const FRAME_LABEL = 26; // ...and the strip on top that holds its label
+export const FRAME_LABEL = 36; // ...and the strip on top that holds its label
 const SWEEPS = 6;
 
 /** Longest-path layer per step; steps on a cycle (which the compiler forbids) go after the rest. */
@@ -134,6 +134,41 @@ function keepGroupsTogether(ids, groupOf) {
 }
 
 /**
+ * A group spanning several layers gets one frame over all of them: in each of those layers, push
+ * the other items (steps, edge points) above or below the frame's band, keeping their order.
+ */
+function keepOutOfFrames(layers, ys, heights, groupOf, gap) {
+  const spans = new Map();
+  layers.forEach((ids, l) => ids.forEach((id) => {
+    const g = groupOf(id);
+    if (!g) return;
+    const half = heights.get(id) / 2, y = ys.get(id);
+    if (!spans.has(g)) spans.set(g, { top: Infinity, bottom: -Infinity, layers: new Set() });
+    const sp = spans.get(g);
+    sp.top = Math.min(sp.top, y - half); sp.bottom = Math.max(sp.bottom, y + half); sp.layers.add(l);
+  }));
+  for (const [g, sp] of spans) {
+    if (sp.layers.size < 2) continue;
+    for (const l of sp.layers) {
+      const ids = layers[l];
+      const first = ids.findIndex((id) => groupOf(id) === g), last = ids.findLastIndex((id) => groupOf(id) === g);
+      let limit = sp.top - FRAME_PAD - FRAME_LABEL; // bottom edge allowed for the item above
+      for (let i = first - 1; i >= 0; i -= 1) {
+        const half = heights.get(ids[i]) / 2, room = gap(ids[i], ids[i + 1]) - (i + 1 === first ? FRAME_PAD + FRAME_LABEL : 0);
+        if (ys.get(ids[i]) + half > limit - Math.max(GAP_Y, room)) ys.set(ids[i], limit - Math.max(GAP_Y, room) - half);
+        limit = ys.get(ids[i]) - half;
+      }
+      limit = sp.bottom + FRAME_PAD;
+      for (let i = last + 1; i < ids.length; i += 1) {
+        const half = heights.get(ids[i]) / 2, room = gap(ids[i - 1], ids[i]) - (i - 1 === last ? FRAME_PAD : 0);
+        if (ys.get(ids[i]) - half < limit + Math.max(GAP_Y, room)) ys.set(ids[i], limit + Math.max(GAP_Y, room) + half);
+        limit = ys.get(ids[i]) + half;
+      }
+    }
+  }
+}
+
+/**
  * Lay out ``steps`` ({name, upstream, group}). Returns {nodes: Map name→{x, y, layer}, edges: [{from,
  * to, sources, targets, points: [[x, y], …]}], blocks, frames, layers, width, height, crossings}.
  * Node x/y is the top-left corner.
@@ -224,8 +259,9 @@ export function layoutGraph(steps, { aspect = 2.5, wrapAt = WRAP_AT } = {}) {
     let y = (tallest - stackHeight(ids)) / 2;
     ids.forEach((id, i) => { if (i) y += gap(ids[i - 1], id); ys.set(id, y + heights.get(id) / 2); y += heights.get(id); });
   }
-  // Relax: alternate pulling layers toward upstream and downstream neighbours.
-  for (let it = 0; it < 4; it += 1) {
+  // Relax: alternate pulling layers toward upstream and downstream neighbours, ending with a pull
+  // toward upstream so a chain (and a group spanning layers) comes out level.
+  for (let it = 0; it < 5; it += 1) {
     const downward = it % 2 === 0;
     const order = downward ? ordered.layers : ordered.layers.slice().reverse();
     for (const ids of order) {
@@ -236,6 +272,7 @@ export function layoutGraph(steps, { aspect = 2.5, wrapAt = WRAP_AT } = {}) {
       placeLayer(ids, want, heights, gap).forEach((y, i) => ys.set(ids[i], y));
     }
   }
+  keepOutOfFrames(ordered.layers, ys, heights, groupOf, gap);
   // x: each layer as wide as its widest item; narrower items centred in it.
   const layerW = ordered.layers.map((ids) => Math.max(NODE_W, ...ids.map((id) => size.get(id).w)));
   const layerX = [];
