@@ -184,6 +184,7 @@ export function createRunView(el, options = {}) {
         afterGraphChange();
         if (selected && !run.byName.get(selected)) selectStep(null, false);
       }
+      if (event.type === "StepStarted") logs.started(change.steps[0], run.byName.get(change.steps[0]).attempt);
       if (change.log) {
         const { step, attempt, stream, text } = change.log;
         logs.append(step, attempt, stream, text);

@@ -144,19 +144,34 @@ export class DetailsPane {
       }
     }
     this.body.replaceChildren(bar, this.logPre);
-    const entry = this.ctx.logs.get(s.name);
+    const logs = this.ctx.logs;
+    // The log so far is fetched once per attempt unless the events carry all of it (the view saw
+    // the attempt start); StepLog events that arrive meanwhile are merged without duplicates.
+    if (this.ctx.loadLogs && s.attempt > 0 && logs.needsFetch(s.name, s.attempt)) this.fetchSoFar(s, s.attempt);
+    const entry = logs.get(s.name);
+    if (entry && entry.pending) this.logPre.append(h("span", { class: "rv-log-note rv-log-loading", text: "Loading earlier output…\n" }));
     if (entry) {
       if (entry.trimmed) this.logPre.append(h("span", { class: "rv-log-note", text: "… earlier output trimmed …\n" }));
       for (const c of entry.chunks) this.appendChunk(c);
-    } else if (this.ctx.loadLogs && s.attempt > 0 && !STEP_ACTIVE.has(s.state)) {
-      // Finished steps fetch their last attempt; active ones are fed by StepLog events instead,
-      // so the full text and the live chunks never overlap.
-      this.fetchLogs(s, s.attempt);
     }
-    if (!this.logPre.childNodes.length) this.logPre.append(h("span", { class: "rv-log-note", text: s.state === "pending" ? "Waiting for the step to start…" : "No output." }));
+    if (!this.logPre.childNodes.length) {
+      this.logPre.append(h("span", { class: "rv-log-note", text: s.state === "pending" ? "Waiting for the step to start…" : STEP_ACTIVE.has(s.state) ? "No output yet." : "No output." }));
+    }
     this.logPre.scrollTop = this.logPre.scrollHeight;
   }
 
+  fetchSoFar(s, attempt) {
+    const name = s.name, logs = this.ctx.logs, token = logs.beginFetch(name, attempt);
+    const done = (text) => {
+      if (logs.merge(name, attempt, text, token) && this.step && this.step.name === name) this.replaceLogs();
+    };
+    Promise.resolve().then(() => this.ctx.loadLogs(name, attempt)).then(done, (err) => {
+      done(null);
+      if (this.logPre && this.step && this.step.name === name) this.logPre.append(h("span", { class: "rv-log-note", text: `\nCould not load earlier output: ${err && err.message ? err.message : err}\n` }));
+    });
+  }
+
+  /** An attempt's whole log (the attempt buttons), in place of what is shown. */
   fetchLogs(s, attempt) {
     const name = s.name;
     Promise.resolve().then(() => this.ctx.loadLogs(name, attempt)).then(
@@ -166,7 +181,7 @@ export class DetailsPane {
 
   appendChunk(c) {
     const pre = this.logPre;
-    if (pre.firstChild && pre.firstChild.classList && pre.firstChild.classList.contains("rv-log-note") && pre.childNodes.length === 1) pre.replaceChildren();
+    if (pre.firstChild && pre.firstChild.classList && pre.firstChild.classList.contains("rv-log-note") && !pre.firstChild.classList.contains("rv-log-loading") && pre.childNodes.length === 1) pre.replaceChildren();
     if (c.attempt && this.logAttempt !== null && c.attempt !== this.logAttempt) {
       pre.append(h("span", { class: "rv-log-attempt", text: `── attempt ${c.attempt} ──\n` }));
     }

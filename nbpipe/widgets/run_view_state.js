@@ -131,19 +131,48 @@ export function applyRunEvent(run, ev) {
   return change;
 }
 
-/** Per-step log buffer: chunks of {attempt, stream, text}, trimmed from the front past LOG_LIMIT. */
+/** Length of the longest start of ``tail`` that ``text`` ends with: what both already hold. */
+export function logOverlap(text, tail) {
+  const last = text.charCodeAt(text.length - 1);
+  for (let k = Math.min(text.length, tail.length); k > 0; k -= 1) {
+    if (tail.charCodeAt(k - 1) === last && text.endsWith(tail.slice(0, k))) return k;
+  }
+  return 0;
+}
+
+/**
+ * Per-step log buffer: chunks of {attempt, stream, text}, trimmed from the front past LOG_LIMIT.
+ *
+ * A step attempt's log file is the concatenation of its StepLog texts. If the view saw the attempt
+ * start (``started``), the events are the whole log. Otherwise (the view opened mid-run) the text
+ * written so far is fetched once: ``beginFetch``, then ``merge`` with the fetched text. Events that
+ * came before the fetch are in the file already; events that arrive during it may or may not be,
+ * so merge keeps only the part of them past the longest overlap with the fetched text's end.
+ */
 export class LogBook {
   constructor() { this.byStep = new Map(); }
   get(step) { return this.byStep.get(step) || null; }
-  set(step, text) {
-    const entry = { chunks: [{ attempt: 0, stream: "stdout", text: String(text ?? "") }], size: 0, trimmed: false, loaded: true };
-    entry.size = entry.chunks[0].text.length;
-    this.byStep.set(step, entry);
+  entry(step) {
+    let entry = this.byStep.get(step);
+    if (!entry) {
+      entry = { chunks: [], size: 0, trimmed: false, full: false, live: new Set(), fetched: new Set(), pending: null };
+      this.byStep.set(step, entry);
+    }
     return entry;
   }
+  /** The whole log, from the caller (the widget's ``logs`` trait): nothing to fetch after this. */
+  set(step, text) {
+    this.byStep.delete(step);
+    const entry = this.entry(step);
+    entry.full = true;
+    return this.push(entry, 0, "stdout", String(text ?? ""));
+  }
   append(step, attempt, stream, text) {
-    let entry = this.byStep.get(step);
-    if (!entry) { entry = { chunks: [], size: 0, trimmed: false, loaded: false }; this.byStep.set(step, entry); }
+    const entry = this.entry(step);
+    if (entry.pending && entry.pending.attempt === attempt) entry.pending.chunks.push({ stream, text });
+    return this.push(entry, attempt, stream, text);
+  }
+  push(entry, attempt, stream, text) {
     const last = entry.chunks[entry.chunks.length - 1];
     if (last && last.attempt === attempt && last.stream === stream) last.text += text;
     else entry.chunks.push({ attempt, stream, text });
@@ -153,6 +182,40 @@ export class LogBook {
       entry.trimmed = true;
     }
     return entry;
+  }
+  /** The view saw ``attempt`` start, so its events carry all of its log. */
+  started(step, attempt) { this.entry(step).live.add(attempt); }
+  /** True if the log of ``attempt`` so far is not here and was not asked for yet. */
+  needsFetch(step, attempt) {
+    const e = this.byStep.get(step);
+    return !e || (!e.full && !e.pending && !e.live.has(attempt) && !e.fetched.has(attempt));
+  }
+  /** Start collecting ``attempt``'s events to merge with the fetched text; returns a token for merge. */
+  beginFetch(step, attempt) {
+    const entry = this.entry(step);
+    entry.pending = { attempt, chunks: [] };
+    return entry;
+  }
+  /** Put the fetched ``text`` in place of the attempt's chunks; false if ``setLogs`` replaced the entry meanwhile. */
+  merge(step, attempt, text, token) {
+    const entry = this.byStep.get(step);
+    if (!entry || entry !== token) return false;
+    const pending = entry.pending && entry.pending.attempt === attempt ? entry.pending.chunks : [];
+    entry.pending = null;
+    entry.fetched.add(attempt);
+    if (text == null) return true; // the fetch failed: keep what the events brought
+    text = String(text);
+    let skip = logOverlap(text, pending.map((c) => c.text).join(""));
+    const old = entry.chunks;
+    Object.assign(entry, { chunks: [], size: 0 });
+    for (const c of old) if (c.attempt && c.attempt < attempt) this.push(entry, c.attempt, c.stream, c.text);
+    this.push(entry, attempt, "stdout", text);
+    for (const c of pending) {
+      if (skip < c.text.length) this.push(entry, attempt, c.stream, c.text.slice(skip));
+      skip = Math.max(0, skip - c.text.length);
+    }
+    for (const c of old) if (c.attempt > attempt) this.push(entry, c.attempt, c.stream, c.text);
+    return true;
   }
 }
 
