@@ -21,6 +21,7 @@ Non-goals: importing or requiring ``kfp`` here (only PyYAML); compiling arbitrar
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 import re
@@ -286,7 +287,7 @@ def package_to_spec(source: bytes | str | os.PathLike[str] | Package) -> dict[st
     mapper = _Mapper(pkg)
     components: dict[str, Any] = {}
     executors: dict[str, Any] = {}
-    exec_key: dict[str, str] = {}  # json(component key + executor options) -> comp name
+    exec_key: dict[str, dict[str, Any]] = {}  # json(component key + executor options) -> component entry
     task_of = {s["name"]: _name(s["name"]) for s in pkg.spec["steps"]}
     if len(set(task_of.values())) < len(task_of):
         raise ExportError("Two step names become the same KFP task name",
@@ -298,12 +299,11 @@ def package_to_spec(source: bytes | str | os.PathLike[str] | Package) -> dict[st
         comp = pkg.spec["components"][key]
         opts = s["options"]
         ident = json.dumps([key, opts.get("packages"), opts.get("resources"), opts.get("env")], sort_keys=True)
-        if ident not in exec_key:
+        if ident not in exec_key:  # steps of one component with the same options share an executor
             base, n = _name(key), 2
             name = base
-            while f"comp-{name}" in components:
+            while f"exec-{name}" in executors:
                 name, n = f"{base}-{n}", n + 1
-            exec_key[ident] = name
             ins, outs, step = mapper.definitions(key)
             func = re.sub(r"\W", "_", comp["name"])
             program = _program(pkg, comp, func, _wrapper(func, ins, outs, step), step)
@@ -312,13 +312,15 @@ def package_to_spec(source: bytes | str | os.PathLike[str] | Package) -> dict[st
                 entry["inputDefinitions"] = ins
             if outs:
                 entry["outputDefinitions"] = outs
-            components[f"comp-{name}"] = entry
+            exec_key[ident] = entry
             executors[f"exec-{name}"] = _executor(pkg, comp, opts, func, program)
-        name = exec_key[ident]
+        # One component per task, as kfp.compiler writes (kfp.local names task folders after it).
+        name = task_of[s["name"]]
+        components[f"comp-{name}"] = copy.deepcopy(exec_key[ident])  # no YAML anchors
         task: dict[str, Any] = {
             "cachingOptions": {"enableCache": True} if opts["cache"] else {},
             "componentRef": {"name": f"comp-{name}"},
-            "taskInfo": {"name": s.get("display_name") or s["name"]},
+            "taskInfo": {"name": s.get("display_name") or task_of[s["name"]]},
         }
         if opts["retries"]:
             task["retryPolicy"] = {"maxRetryCount": opts["retries"], "backoffDuration": _seconds(opts["backoff"]),

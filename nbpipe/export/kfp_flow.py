@@ -130,6 +130,13 @@ class Layout:
             else:
                 self.parent[name] = self._dag_of(g["parent"])
 
+    def _chain(self, gid: str) -> list[str]:
+        out = []
+        while gid:
+            out.append(gid)
+            gid = self.groups[gid]["parent"]
+        return out
+
     def _dag_of(self, gid: str) -> str:
         return self.kfp[gid] if gid else ""
 
@@ -146,9 +153,9 @@ class Layout:
             me = self.task_of[s["name"]]
             for up in upstream_of(s):
                 collected = any(b.get("collect", {}).get("step") == up for b in s["inputs"].values())
-                self._depend(self.task_of[up], me, collected or up not in _data_sources(s))
+                self._depend(self.task_of[up], me, collected or up not in _data_sources(s), collected)
 
-    def _depend(self, up: str, down: str, loose: bool) -> None:
+    def _depend(self, up: str, down: str, loose: bool, collected: bool = False) -> None:
         a, b = self.ancestors(up), self.ancestors(down)
         common = 0
         while common < min(len(a), len(b)) and a[common] == b[common]:
@@ -156,6 +163,13 @@ class Layout:
         ua, ub = a[common:], b[common:]
         for g in ua[:-1]:
             kind = self.kinds[g]
+            if collected and kind != "for":
+                raise ExportError(f"Step '{down}' collects outputs of step '{up}' through an If/Elif/Else or "
+                                  "ExitHandler block",
+                                  "KFP fans loop outputs in only straight out of dsl.ParallelFor groups "
+                                  "(a skipped iteration leaves no value it could collect).",
+                                  "Collect a step that runs in every iteration, e.g. one that returns None when "
+                                  "the branch does not apply.")
             if kind in ("condition", "branches", "exit"):
                 what = {"condition": "If/Elif/Else", "branches": "If/Elif/Else", "exit": "ExitHandler"}[kind]
                 raise ExportError(
@@ -197,12 +211,9 @@ class Layout:
         while a[common] == b[common]:
             common += 1
         groups = a[common:-1]
-        if not groups or any(self.kinds[g] != "for" for g in groups):
-            raise ExportError(f"nbpipe.Collected({step}.{output}) passes through an If/Elif/Else inside the loop",
-                              "KFP fans loop outputs in only straight out of dsl.ParallelFor groups "
-                              "(a skipped iteration leaves no value it could collect).",
-                              "Collect a step that runs in every iteration, e.g. one that returns None when "
-                              "the branch does not apply.")
+        if not groups:
+            raise ExportError(f"nbpipe.Collected({step}.{output}) is read inside the loop that makes it",
+                              hint="Use nbpipe.Collected(...) in a step after the ParallelFor block.")
         key, sub, src = inner.name, self.task_of[step], output
         for g in reversed(groups):
             outs = self.outputs.setdefault(g, {})
@@ -345,6 +356,12 @@ class Layout:
             inputs.setdefault(kind, {})[arg] = value
         if inputs:
             task["inputs"] = inputs
+        # kfp.compiler also passes every value its enclosing conditions read down to the step's DAG.
+        for gid in self._chain(s.get("group", "")):
+            g = self.groups[gid]
+            for b in _operands(g["condition"]) if g["kind"] == "condition" else []:
+                if "parameter" in b or "step" in b or ("loop" in b and not b.get("field")):
+                    self.ref(self._channel(b), dag)
 
     def _placeholder(self, s: dict[str, Any], which: str) -> dict[str, Any]:
         if which in RUNTIME:
@@ -378,6 +395,12 @@ class Layout:
                 entry["outputDefinitions"] = self.outputs[name]
             out[f"comp-{name}"] = entry
         return out
+
+
+def _operands(e: dict[str, Any]) -> list[dict[str, Any]]:
+    if "args" in e:
+        return [b for a in e["args"] for b in _operands(a)]
+    return [e["left"], e["right"]]
 
 
 def _data_sources(s: dict[str, Any]) -> set[str]:
