@@ -60,6 +60,7 @@ class LocalExecutor:
         self._handles: dict[str, Handle] = {}
         self._spawned: dict[str, asyncio.Future[int]] = {}
         self._lock = asyncio.Lock()
+        self._preloaded: set[tuple[str, ...]] = set()
 
     # -------------------------------------------------------------- zygote
     async def _ensure_zygote(self) -> asyncio.subprocess.Process:
@@ -79,6 +80,7 @@ class LocalExecutor:
             if not line or json.loads(line).get("op") != "ready":
                 raise RuntimeError(f"The nbpipe step zygote failed to start ({self.python}).")
             self._zygote = proc
+            self._preloaded = set()
             self._reader = asyncio.create_task(self._read(proc))
             return proc
 
@@ -125,12 +127,18 @@ class LocalExecutor:
         if self.mode == "spawn" or job.get("python_executable"):
             return await self._spawn(job, attempt_id, log_path, workdir, env)
         proc = await self._ensure_zygote()
+        assert proc.stdin is not None
+        wanted = tuple(sorted(job.get("packages") or ()))
+        if wanted and wanted not in self._preloaded:
+            # Steps that declare packages (scikit-learn, pandas…) pay their import once, in the
+            # zygote, instead of in every forked step.
+            self._preloaded.add(wanted)
+            proc.stdin.write((json.dumps({"op": "preload", "packages": list(wanted)}) + "\n").encode())
         handle = Handle(attempt_id)
         self._handles[attempt_id] = handle
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._spawned[attempt_id] = fut
         req = {"op": "spawn", "id": attempt_id, "job": job, "log": log_path, "workdir": workdir, "env": env}
-        assert proc.stdin is not None
         proc.stdin.write((json.dumps(req) + "\n").encode())
         await proc.stdin.drain()
         handle.pid = await fut

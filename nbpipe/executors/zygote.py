@@ -78,6 +78,39 @@ def _child(req: dict[str, Any], keep: set[int]) -> None:
             os._exit(code)
 
 
+def _import_names(requirements: list[str]) -> list[str]:
+    """Top-level module names of installed distributions (``scikit-learn`` → ``sklearn``)."""
+    import re
+    from importlib.metadata import packages_distributions
+
+    by_dist: dict[str, list[str]] = {}
+    for module, dists in packages_distributions().items():
+        for d in dists:
+            by_dist.setdefault(re.sub(r"[-_.]+", "-", d).lower(), []).append(module)
+    names: list[str] = []
+    for req in requirements:
+        m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
+        if m:
+            names += [n for n in by_dist.get(re.sub(r"[-_.]+", "-", m.group(1)).lower(), [])
+                      if n.isidentifier() and not n.startswith("_")]
+    return names
+
+
+def _preload(requirements: list[str]) -> None:
+    """Import the packages steps declared, once, so every later fork starts with them loaded.
+
+    An optimisation only: a package that fails to import here is imported (and reported)
+    by the step itself.
+    """
+    for name in _import_names(requirements):
+        if name in sys.modules:
+            continue
+        try:
+            __import__(name)
+        except BaseException:  # noqa: BLE001 - the step will import it and report
+            pass
+
+
 def main() -> int:
     # Preload what every step needs, plus anything the runner asks for (NBPIPE_PRELOAD).
     import cloudpickle  # noqa: F401
@@ -136,6 +169,9 @@ def main() -> int:
                     if not line.strip():
                         continue
                     req = json.loads(line)
+                    if req.get("op") == "preload":
+                        _preload(req.get("packages") or [])
+                        continue
                     if req.get("op") != "spawn":
                         continue
                     pid = os.fork()
