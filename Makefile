@@ -33,12 +33,18 @@ node-deps:
 lab-build: setup
 	$(VENV)/bin/jlpm build
 
-# Debian packages the browser tests need (chromium); skipped when already there.
+# Debian packages the tests need: chromium (browser tests) and postgresql (tests/test_postgres.py
+# starts its own server from /usr/lib/postgresql/*/bin); each skipped when already there.
 system-deps:
 	@if ! command -v chromium >/dev/null 2>&1; then \
 	  echo "Installing chromium (Debian package) for browser tests..."; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	fi
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "Installing postgresql (Debian package) for the PostgreSQL metadata tests..."; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; \
 	fi
 
 demo: setup

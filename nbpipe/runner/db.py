@@ -14,8 +14,6 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 
-SCHEMA_VERSION = 1
-
 metadata = sa.MetaData()
 
 packages = sa.Table(
@@ -62,7 +60,7 @@ steps = sa.Table(
 
 attempts = sa.Table(
     "attempts", metadata,
-    sa.Column("id", sa.String(120), primary_key=True),
+    sa.Column("id", sa.String(400), primary_key=True),  # migration 2
     sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), nullable=False, index=True),
     sa.Column("step", sa.String(250), nullable=False),
     sa.Column("attempt", sa.Integer, nullable=False),
@@ -75,6 +73,7 @@ attempts = sa.Table(
     sa.Column("finished_at", sa.Float),
     sa.Column("exit_code", sa.Integer),
     sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Index("ix_attempts_run_id_state", "run_id", "state"),  # migration 3
 )
 
 artifacts = sa.Table(
@@ -168,14 +167,9 @@ def connect(url: str) -> sa.Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
-    metadata.create_all(engine)
-    with engine.begin() as conn:
-        row = conn.execute(sa.select(meta_info.c.value).where(meta_info.c.key == "schema_version")).first()
-        if row is None:
-            conn.execute(meta_info.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
-        elif int(row[0]) > SCHEMA_VERSION:
-            raise RuntimeError(f"The metadata database was written by a newer nbpipe (schema {row[0]} > "
-                               f"{SCHEMA_VERSION}). Upgrade nbpipe.")
+    from . import migrations
+
+    migrations.upgrade(engine)
     return engine
 
 
