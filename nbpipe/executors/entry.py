@@ -17,6 +17,7 @@ import os
 import shutil
 import sys
 import tarfile
+import tempfile
 import time
 import traceback
 from typing import Any
@@ -62,6 +63,72 @@ def _load_function(store: Store, job: dict[str, Any]) -> Any:
     import cloudpickle
 
     return cloudpickle.loads(data)
+
+
+def _check_packages(job: dict[str, Any]) -> None:
+    """Fail before running when the step's ``packages`` are not installed here."""
+    if not job.get("packages"):
+        return
+    from .envs import PackagesMissing, missing
+
+    try:
+        lacking = missing(job["packages"])
+    except PackagesMissing as exc:
+        raise JobError(str(exc)) from None
+    if lacking:
+        raise JobError(
+            f"Component '{job['component']}' needs {', '.join(lacking)}, which this environment "
+            f"({sys.executable}) lacks. Package installs are off (NBPIPE_INSTALL_PACKAGES=0) or failed (see the "
+            "lines above). Install them into the image (component(base_image=...)) or turn installs on."
+        )
+
+
+class _LogTee:
+    """Copy everything written to fds 1 and 2 (this process and its children) into a file too.
+
+    In a pod the container log belongs to the kubelet and goes with the pod; the copy is uploaded
+    to the store so a step's log outlives its pod. stdout and stderr arrive merged, as in
+    ``kubectl logs``.
+    """
+
+    def __init__(self, path: str):
+        import threading
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.path = path
+        self.console = os.dup(1)
+        read, write = os.pipe()
+        os.dup2(write, 1)
+        os.dup2(write, 2)
+        os.close(write)
+        self.file = open(path, "wb")
+        self.thread = threading.Thread(target=self._pump, args=(read,), daemon=True)
+        self.thread.start()
+
+    def _pump(self, read: int) -> None:
+        while data := os.read(read, 65536):
+            self.file.write(data)
+            self.file.flush()
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.console, view):]
+        os.close(read)
+
+    def close(self) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(self.console, 1)  # drops our write ends of the pipe: the pump sees EOF
+        os.dup2(self.console, 2)
+        self.thread.join(timeout=2)  # longer only if a leftover child still holds the pipe
+        self.file.close()
+
+
+def _upload_log(job: dict[str, Any], path: str) -> None:
+    try:
+        open_store(job["store"]).put_file(path, key=job["log_key"])
+    except Exception as exc:  # noqa: BLE001 - the container log still has it
+        sys.stderr.write(f"nbpipe: could not upload the step log to the store: {exc}\n")
 
 
 def _fetch(store: Store, key: str, dest: str) -> str:
@@ -187,6 +254,7 @@ def run_job(job: dict[str, Any]) -> int:
     code = 2
     try:
         os.environ.update(job.get("env", {}))
+        _check_packages(job)
         func = _load_function(store, job)
         kwargs = _load_inputs(store, job, workdir)
         artifacts: dict[str, Artifact] = {}
@@ -245,8 +313,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import faulthandler
 
-    faulthandler.enable()
-    return run_job(job)
+    if "job_key" in job and "payload" not in job:  # a large job waits in the store (Kubernetes executor)
+        try:
+            job = json.loads(open_store(job["store"]).get_bytes(job["job_key"]))
+        except Exception as exc:  # noqa: BLE001 - say which job could not be read
+            sys.stderr.write(f"nbpipe: cannot read job {job['job_key']} from the store: {exc}\n")
+            return 2
+    if not job.get("log_key"):
+        faulthandler.enable()
+        return run_job(job)
+    tee = _LogTee(os.path.join(tempfile.gettempdir(), f"nbpipe-step-{os.getpid()}.log"))
+    faulthandler.enable(file=os.fdopen(tee.console, "w", closefd=False))
+    try:
+        return run_job(job)
+    finally:
+        tee.close()
+        _upload_log(job, tee.path)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from .. import events as ev
 from ..compiler import upstream_of
 from ..errors import NbpipeError, PackageError
+from ..executors import envs
 from ..executors.base import Executor, ExitStatus, Handle
 from ..package import read_package
 from ..pipeline import resolve_params
@@ -105,7 +106,7 @@ class Scheduler:
         warm = getattr(self.executor, "warm", None)
         if warm is not None:
             asyncio.create_task(warm())
-        self._recover()
+        await self._recover()
         self._loop_task = asyncio.create_task(self._loop())
 
     async def close(self) -> None:
@@ -338,19 +339,63 @@ class Scheduler:
             "env": {**st.options.get("env", {}), "NBPIPE_RUN_ID": run.id, "NBPIPE_STEP": st.name,
                     "NBPIPE_ATTEMPT": str(st.attempt)},
             "image": comp.get("image"), "packages": st.options.get("packages", []),
-            "resources": st.options.get("resources", {}),
+            "resources": st.options.get("resources", {}), "timeout": st.options.get("timeout"),
         }
 
     def log_path(self, run_id: str, step: str, attempt: int) -> Path:
         return self.data_dir / "logs" / run_id / step / f"{attempt}.log"
 
-    async def _execute(self, run: RunCtx, st: StepCtx, inputs: dict[str, Any]) -> None:
+    async def _execute(self, run: RunCtx, st: StepCtx, inputs: dict[str, Any],
+                       reattached: Handle | None = None) -> None:
         attempt = st.attempt
         att_id = f"{run.id}.{st.name}.{attempt}"
         log_path = self.log_path(run.id, st.name, attempt)
         workdir = str(self.data_dir / "work" / run.id / st.name / str(attempt))
         job = self._job(run, st, inputs)
         started = st.started_at or time.time()
+        if reattached is None:
+            self._record_attempt(run, st, att_id, log_path, started)
+        tail = LogTail(str(log_path), lambda text: self._emit(ev.StepLog(
+            run_id=run.id, ts=time.time(), step=st.name, attempt=attempt, text=text)))
+        status: ExitStatus
+        timed_out = False
+        try:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            if reattached is not None:  # a previous runner started it (see _recover)
+                st.handle = reattached
+                tail.offset = tail.sent = log_path.stat().st_size if log_path.exists() else 0
+            else:
+                if job["packages"] and not getattr(self.executor, "installs_packages", False):
+                    job = await asyncio.to_thread(envs.prepare, job, self.data_dir / "envs", str(log_path))
+                st.handle = await self.executor.start(job, att_id, str(log_path), workdir)
+                with self.engine.begin() as conn:
+                    conn.execute(db.attempts.update().where(db.attempts.c.id == att_id).values(
+                        pid=st.handle.pid, pod=st.handle.name or None))
+                if run.cancelled:  # cancel came while the executor was still starting it (e.g. creating a pod)
+                    await self.executor.kill(st.handle)
+            tail.start()
+            timeout = st.options.get("timeout")
+            if timeout is not None and reattached is not None:
+                timeout = max(0.0, timeout - (time.time() - started))
+            try:
+                status = await asyncio.wait_for(asyncio.shield(st.handle.done), timeout)
+            except asyncio.TimeoutError:
+                timed_out = True
+                await self.executor.kill(st.handle)
+                status = await st.handle.done
+        except envs.PackagesMissing as exc:
+            status = ExitStatus(reason=str(exc))
+        except Exception as exc:  # noqa: BLE001 - the executor could not start the attempt
+            log.exception("executor failed for %s", att_id)
+            status = ExitStatus(reason=f"the {self.executor.name} executor could not start the step: {exc}")
+        finally:
+            await tail.stop()
+            self.active -= 1
+            st.handle = None
+        self._complete(run, st, job, att_id, status, timed_out, tail)
+
+    def _record_attempt(self, run: RunCtx, st: StepCtx, att_id: str, log_path: Path, started: float) -> None:
+        attempt = st.attempt
         with self.engine.begin() as conn:
             conn.execute(db.attempts.insert().values(
                 id=att_id, run_id=run.id, step=st.name, attempt=attempt, state="running",
@@ -360,31 +405,10 @@ class Scheduler:
                 values["started_at"] = started
             conn.execute(db.steps.update().where(db.steps.c.run_id == run.id, db.steps.c.name == st.name).values(**values))
         self._emit(ev.StepStarted(run_id=run.id, ts=started, step=st.name, attempt=attempt, max_attempts=st.max_attempts))
-        tail = LogTail(str(log_path), lambda text: self._emit(ev.StepLog(
-            run_id=run.id, ts=time.time(), step=st.name, attempt=attempt, text=text)))
-        status: ExitStatus
-        timed_out = False
-        try:
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            st.handle = await self.executor.start(job, att_id, str(log_path), workdir)
-            with self.engine.begin() as conn:
-                conn.execute(db.attempts.update().where(db.attempts.c.id == att_id).values(
-                    pid=st.handle.pid, pod=st.handle.name or None))
-            tail.start()
-            timeout = st.options.get("timeout")
-            try:
-                status = await asyncio.wait_for(asyncio.shield(st.handle.done), timeout)
-            except asyncio.TimeoutError:
-                timed_out = True
-                await self.executor.kill(st.handle)
-                status = await st.handle.done
-        except Exception as exc:  # noqa: BLE001 - the executor could not start the attempt
-            log.exception("executor failed for %s", att_id)
-            status = ExitStatus(reason=f"the {self.executor.name} executor could not start the step: {exc}")
-        finally:
-            await tail.stop()
-            self.active -= 1
-            st.handle = None
+
+    def _complete(self, run: RunCtx, st: StepCtx, job: dict[str, Any], att_id: str, status: ExitStatus,
+                  timed_out: bool, tail: LogTail) -> None:
+        attempt = st.attempt
         result = self._read_result(job["result_key"])
         finished = time.time()
         if run.cancelled and not expand.runs_after_cancel(self, run, st):
@@ -481,6 +505,9 @@ class Scheduler:
         self._emit(ev.RunFinished(run_id=run.id, ts=now, state=state, reason=reason,
                                   duration=now - (run.started_at or run.created_at)))
         self.runs.pop(run.id, None)
+        run_finished = getattr(self.executor, "run_finished", None)  # e.g. delete a per-run volume
+        if run_finished is not None:
+            asyncio.create_task(run_finished(run.id, state))
 
     # ================================================================ events
     def _emit(self, event: ev.Event) -> None:
@@ -518,8 +545,13 @@ class Scheduler:
             return False
 
     # ================================================================ restart
-    def _recover(self) -> None:
-        """Reload unfinished runs after a runner restart; interrupted attempts are retried."""
+    async def _recover(self) -> None:
+        """Reload unfinished runs after a runner restart.
+
+        Attempts the executor can re-attach to (a pod that is still there) keep running and are
+        awaited; the others are retried.
+        """
+        reattach = getattr(self.executor, "reattach", None)
         with self.engine.connect() as conn:
             open_runs = db.rows(conn.execute(sa.select(db.runs).where(db.runs.c.state.in_(["queued", "running"]))))
         for r in open_runs:
@@ -530,8 +562,17 @@ class Scheduler:
                 srows = {s["name"]: s for s in db.rows(conn.execute(sa.select(db.steps).where(db.steps.c.run_id == r["id"])))}
                 stale = db.rows(conn.execute(sa.select(db.attempts).where(db.attempts.c.run_id == r["id"],
                                                                           db.attempts.c.state == "running")))
+            followed: dict[str, tuple[dict[str, Any], Handle]] = {}
             for a in stale:
-                if a["pid"]:
+                handle = None
+                if reattach is not None:
+                    try:
+                        handle = await reattach(a)
+                    except Exception:  # noqa: BLE001 - cannot follow it: retry the step instead
+                        log.exception("cannot re-attach to attempt %s", a["id"])
+                if handle is not None:
+                    followed[a["step"]] = (a, handle)
+                elif a["pid"]:
                     _kill_stale(a["pid"])
             steps_ctx: dict[str, StepCtx] = {}
             for s in spec["steps"]:
@@ -539,17 +580,27 @@ class Scheduler:
                 st = StepCtx(spec=s, component=spec["components"][s["component"]], upstream=upstream_of(s),
                              state=row.get("state", "pending"), attempt=row.get("attempt", 0),
                              outputs=db.loads(row.get("outputs")) or {}, started_at=row.get("started_at"))
-                if st.state == "running":
+                if st.state == "running" and s["name"] in followed:
+                    st.attempt = int(followed[s["name"]][0]["attempt"])
+                    st.started_at = float(followed[s["name"]][0]["started_at"])
+                elif st.state == "running":
                     st.state, st.next_at = "retrying", 0.0
                 steps_ctx[s["name"]] = st
             run = RunCtx(id=r["id"], spec=spec, params=db.loads(r["params"]) or {}, steps=steps_ctx,
                          state=r["state"], created_at=r["created_at"], started_at=r["started_at"])
             self.runs[run.id] = run
+            kept = [a["id"] for a, _ in followed.values()]
             with self.engine.begin() as conn:
-                conn.execute(db.attempts.update().where(db.attempts.c.run_id == run.id, db.attempts.c.state == "running")
+                conn.execute(db.attempts.update().where(db.attempts.c.run_id == run.id, db.attempts.c.state == "running",
+                                                        db.attempts.c.id.not_in(kept))
                              .values(state="failed", reason="the runner restarted during this attempt", finished_at=db.now()))
-                conn.execute(db.steps.update().where(db.steps.c.run_id == run.id, db.steps.c.state == "running")
+                conn.execute(db.steps.update().where(db.steps.c.run_id == run.id, db.steps.c.state == "running",
+                                                     db.steps.c.name.not_in(list(followed)))
                              .values(state="retrying", reason="the runner restarted during this attempt"))
+            for name, (_, handle) in followed.items():
+                st = steps_ctx[name]
+                self.active += 1
+                st.task = asyncio.create_task(self._execute(run, st, {}, reattached=handle))
 
 
 def _kill_stale(pid: int) -> None:

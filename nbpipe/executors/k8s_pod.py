@@ -1,0 +1,343 @@
+"""Kubernetes objects for a step attempt: the pod spec, the per-run volume claim, names and labels.
+
+Pure functions from a job (see :mod:`nbpipe.executors.entry`) and :class:`PodSettings` to plain
+manifest dicts in the Kubernetes API's own JSON shape (camelCase), so they can be checked offline
+against the OpenAPI schemas and sent as-is with the ``kubernetes`` client.
+
+Non-goals: talking to the API server (see :mod:`.kubernetes`), reading pod status (see
+:mod:`.k8s_watch`), and building images (a component names its image; see ``cluster/base-image``).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import os
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import NbpipeError
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_RUN = "nbpipe.io/run"
+LABEL_STEP = "nbpipe.io/step"
+LABEL_ATTEMPT = "nbpipe.io/attempt"
+ANNOTATION_ATTEMPT_ID = "nbpipe.io/attempt-id"
+CONTAINER = "step"
+JOB_ENV = "NBPIPE_JOB"
+MAX_ENV_JOB = 96 * 1024  # bytes of base64; larger jobs travel through the store instead
+DEFAULT_IMAGE = "nbpipe/base:py3.11"
+
+_LABEL_VALUE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def label_value(value: str) -> str:
+    """``value`` made a valid label value: <= 63 chars of ``[A-Za-z0-9_.-]``, alphanumeric at both ends.
+
+    Values that had to change keep a short hash of the original, so two different step names
+    never share a label value.
+    """
+    clean = _LABEL_VALUE.sub("-", value).strip("-_.")
+    if clean == value and len(clean) <= 63:
+        return clean
+    digest = hashlib.sha256(value.encode()).hexdigest()[:8]
+    return (clean[:54].strip("-_.") + "-" + digest).strip("-_.")
+
+
+def dns_name(*parts: str, limit: int = 63) -> str:
+    """A DNS-1123 name (pods, claims) from ``parts``, with a hash suffix so it stays unique."""
+    raw = "-".join(parts)
+    clean = re.sub(r"[^a-z0-9-]+", "-", raw.lower()).strip("-")
+    digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
+    return clean[: limit - 9].strip("-") + "-" + digest
+
+
+def pod_name(attempt_id: str) -> str:
+    """The pod of attempt ``run.step.attempt``: ``nbp-<readable prefix>-<hash>``."""
+    return dns_name("nbp", attempt_id)
+
+
+def claim_name(run_id: str) -> str:
+    """The per-run PersistentVolumeClaim of run ``run_id``."""
+    return dns_name("nbp-run", run_id)
+
+
+def _parse_map(text: str, what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise NbpipeError(f"{what} entry {item!r} is not KEY=VALUE", hint=f"Write {what} as k1=v1,k2=v2.")
+        out[key.strip()] = value.strip()
+    return out
+
+
+@dataclass
+class PodSettings:
+    """Cluster-side settings of every step pod (from ``NBPIPE_K8S_*`` or executor options).
+
+    Parameters
+    ----------
+    namespace
+        Namespace the runner creates pods and claims in.
+    image
+        Image for steps whose component names none.
+    service_account
+        ServiceAccount of step pods (``nbpipe-step`` in ``cluster/``: no permissions, no token).
+    image_pull_secrets
+        Names of Secrets holding registry credentials.
+    node_selector, tolerations
+        Where step pods may run; GPU steps also tolerate the ``nvidia.com/gpu`` taint.
+    env_from_secrets
+        Secrets whose keys all become environment variables (``envFrom``).
+    secret_env
+        ``{VAR: "secret:key"}``: single keys as variables (``valueFrom.secretKeyRef``).
+    s3_credentials_secret, s3_credentials_dir
+        Secret with ``access-key``/``secret-key`` mounted read-only at that path, where
+        :class:`nbpipe.stores.s3.S3Store` looks (``NBPIPE_S3_CREDENTIALS_DIR``).
+    volume_claim, volume_mount
+        An existing claim mounted into every step at ``volume_mount``.
+    run_volume_size, run_volume_storage_class, run_volume_delete
+        With a size (e.g. ``"1Gi"``): one claim per run, created by its first step, mounted by
+        every step of the run at ``volume_mount`` and deleted when the run finishes
+        (``"on-run-finish"``) or kept (``"never"``), like KFP's ``VolumeOp``.
+    package_cache_claim, package_cache_path
+        A claim where step pods keep installed ``packages`` per requirement set.
+    install_packages
+        Install a component's ``packages`` at pod start (``NBPIPE_INSTALL_PACKAGES=0`` turns off).
+    delete_pods
+        ``"always"``, ``"on-success"`` (keep failed pods for ``kubectl describe``) or ``"never"``.
+    deadline_margin
+        Seconds added to a step's timeout for ``activeDeadlineSeconds``: the runner kills on
+        timeout itself; the deadline is the backstop when the runner is down.
+    """
+
+    namespace: str = "default"
+    image: str = DEFAULT_IMAGE
+    service_account: str = ""
+    image_pull_secrets: list[str] = field(default_factory=list)
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+    env_from_secrets: list[str] = field(default_factory=list)
+    secret_env: dict[str, str] = field(default_factory=dict)
+    s3_credentials_secret: str = ""
+    s3_credentials_dir: str = "/var/run/secrets/nbpipe/s3"
+    volume_claim: str = ""
+    volume_mount: str = "/mnt/nbpipe"
+    run_volume_size: str = ""
+    run_volume_storage_class: str = ""
+    run_volume_delete: str = "on-run-finish"
+    package_cache_claim: str = ""
+    package_cache_path: str = "/var/cache/nbpipe/packages"
+    install_packages: bool = True
+    delete_pods: str = "on-success"
+    deadline_margin: float = 60.0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **options: Any) -> "PodSettings":
+        """Settings from ``NBPIPE_K8S_*`` variables, overridden by ``options``."""
+        e = dict(os.environ if env is None else env)
+        s = cls()
+        s.namespace = e.get("NBPIPE_K8S_NAMESPACE") or _incluster_namespace() or s.namespace
+        s.image = e.get("NBPIPE_STEP_IMAGE", s.image)
+        s.service_account = e.get("NBPIPE_K8S_STEP_SERVICE_ACCOUNT", "")
+        s.image_pull_secrets = [x for x in e.get("NBPIPE_K8S_IMAGE_PULL_SECRETS", "").split(",") if x]
+        s.node_selector = _parse_map(e.get("NBPIPE_K8S_NODE_SELECTOR", ""), "NBPIPE_K8S_NODE_SELECTOR")
+        if e.get("NBPIPE_K8S_TOLERATIONS"):
+            try:
+                s.tolerations = list(json.loads(e["NBPIPE_K8S_TOLERATIONS"]))
+            except ValueError as exc:
+                raise NbpipeError(f"NBPIPE_K8S_TOLERATIONS is not JSON ({exc})",
+                                  hint='Write a JSON list, e.g. [{"key": "dedicated", "operator": "Exists"}].') from None
+        s.env_from_secrets = [x for x in e.get("NBPIPE_K8S_ENV_FROM_SECRETS", "").split(",") if x]
+        s.secret_env = _parse_map(e.get("NBPIPE_K8S_SECRET_ENV", ""), "NBPIPE_K8S_SECRET_ENV")
+        s.s3_credentials_secret = e.get("NBPIPE_S3_CREDENTIALS_SECRET", "")
+        s.s3_credentials_dir = e.get("NBPIPE_S3_CREDENTIALS_DIR", s.s3_credentials_dir)
+        s.volume_claim = e.get("NBPIPE_K8S_VOLUME_CLAIM", "")
+        s.volume_mount = e.get("NBPIPE_K8S_VOLUME_MOUNT", s.volume_mount)
+        s.run_volume_size = e.get("NBPIPE_K8S_RUN_VOLUME_SIZE", "")
+        s.run_volume_storage_class = e.get("NBPIPE_K8S_RUN_VOLUME_STORAGE_CLASS", "")
+        s.run_volume_delete = e.get("NBPIPE_K8S_RUN_VOLUME_DELETE", s.run_volume_delete)
+        s.package_cache_claim = e.get("NBPIPE_K8S_PACKAGE_CACHE_CLAIM", "")
+        s.package_cache_path = e.get("NBPIPE_K8S_PACKAGE_CACHE_PATH", s.package_cache_path)
+        s.install_packages = e.get("NBPIPE_INSTALL_PACKAGES", "1") not in ("0", "false", "no")
+        s.delete_pods = e.get("NBPIPE_K8S_DELETE_PODS", s.delete_pods)
+        for key, value in options.items():
+            if not hasattr(s, key):
+                raise NbpipeError(f"Unknown kubernetes executor option {key!r}",
+                                  hint=f"Known options: {', '.join(sorted(vars(cls())))}.")
+            setattr(s, key, value)
+        s.check()
+        return s
+
+    def check(self) -> None:
+        for name, value, allowed in (("delete_pods", self.delete_pods, ("always", "on-success", "never")),
+                                     ("run_volume_delete", self.run_volume_delete, ("on-run-finish", "never"))):
+            if value not in allowed:
+                raise NbpipeError(f"Kubernetes executor option {name}={value!r} is not one of {', '.join(allowed)}")
+        if self.volume_claim and self.run_volume_size:
+            raise NbpipeError("Both NBPIPE_K8S_VOLUME_CLAIM and NBPIPE_K8S_RUN_VOLUME_SIZE are set",
+                              "steps mount one volume at NBPIPE_K8S_VOLUME_MOUNT.", "Unset one of them.")
+        for var, ref in self.secret_env.items():
+            if ":" not in ref:
+                raise NbpipeError(f"NBPIPE_K8S_SECRET_ENV entry {var}={ref} does not name a key",
+                                  hint=f"Write {var}=SECRET:KEY.")
+
+
+def _incluster_namespace() -> str:
+    try:
+        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace", encoding="utf-8") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def encode_job(job: dict[str, Any]) -> str:
+    """The job as base64 of gzipped JSON, for the ``NBPIPE_JOB`` variable."""
+    return base64.b64encode(gzip.compress(json.dumps(job, sort_keys=True).encode(), mtime=0)).decode()
+
+
+def packages_hash(packages: list[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(packages)).encode()).hexdigest()[:16]
+
+
+def container_script(job: dict[str, Any], settings: PodSettings) -> str:
+    """The shell the container runs: install ``packages`` (cached), decode the job, run the entrypoint."""
+    lines = ["set -e"]
+    packages = list(job.get("packages") or [])
+    if packages and settings.install_packages:
+        h = packages_hash(packages)
+        base = settings.package_cache_path if settings.package_cache_claim else '"${TMPDIR:-/tmp}/nbpipe-packages"'
+        reqs = " ".join(shlex.quote(p) for p in packages)
+        lines += [
+            f"target={base}/{h}",
+            'if [ ! -f "$target/.complete" ]; then',
+            f'  echo "nbpipe: installing {len(packages)} package(s) for this step: {" ".join(packages)}"',
+            '  tmp="$target.$$"; rm -rf "$tmp"',
+            f'  python -m pip install --quiet --disable-pip-version-check --no-input --target "$tmp" {reqs}',
+            '  touch "$tmp/.complete"; mv -T "$tmp" "$target" 2>/dev/null || rm -rf "$tmp"',
+            "fi",
+            'export PYTHONPATH="$target${PYTHONPATH:+:$PYTHONPATH}"',
+        ]
+    # Decode to a file, then exec: the entrypoint becomes PID 1 and gets the kubelet's SIGTERM.
+    lines += ['job="${TMPDIR:-/tmp}/nbpipe-job.$$.json"',
+              'python -c "import base64,gzip,os,sys; sys.stdout.buffer.write(gzip.decompress('
+              'base64.b64decode(os.environ[\'NBPIPE_JOB\'])))" > "$job"',
+              'exec python -m nbpipe.executors.entry "$job"']
+    return "\n".join(lines)
+
+
+def _resources(res: dict[str, Any]) -> dict[str, Any]:
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    if res.get("cpu"):
+        requests["cpu"] = str(res["cpu"])  # no CPU limit: throttling hurts more than it protects
+    if res.get("memory"):
+        requests["memory"] = limits["memory"] = str(res["memory"])
+    if int(res.get("gpu") or 0):
+        limits["nvidia.com/gpu"] = str(int(res["gpu"]))
+    out: dict[str, Any] = {}
+    if requests:
+        out["requests"] = requests
+    if limits:
+        out["limits"] = limits
+    return out
+
+
+def build_pod(job: dict[str, Any], attempt_id: str, settings: PodSettings, timeout: float | None = None,
+              job_ref: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Pod manifest for one attempt of ``job``.
+
+    Parameters
+    ----------
+    job
+        The step job (see :mod:`nbpipe.executors.entry`).
+    attempt_id
+        ``run.step.attempt``; the pod name and labels derive from it.
+    settings
+        Cluster-side settings.
+    timeout
+        The step's timeout in seconds (``activeDeadlineSeconds`` = timeout + margin).
+    job_ref
+        A small stand-in job pointing at the full job in the store (for jobs too large for an
+        environment variable); ``None`` passes ``job`` itself.
+    """
+    labels = {MANAGED_BY: "nbpipe", LABEL_RUN: label_value(str(job["run_id"])),
+              LABEL_STEP: label_value(str(job["step"])), LABEL_ATTEMPT: str(int(job["attempt"]))}
+    annotations = {ANNOTATION_ATTEMPT_ID: attempt_id, "nbpipe.io/component": str(job.get("component", ""))}
+    encoded = encode_job(job_ref if job_ref is not None else job)
+    env: list[dict[str, Any]] = [{"name": k, "value": str(v)} for k, v in sorted((job.get("env") or {}).items())]
+    env += [{"name": "PYTHONUNBUFFERED", "value": "1"}, {"name": "MPLBACKEND", "value": "Agg"},
+            {"name": JOB_ENV, "value": encoded},
+            {"name": "NBPIPE_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+    for var, ref in sorted(settings.secret_env.items()):
+        secret, _, key = ref.partition(":")
+        env.append({"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    if settings.s3_credentials_secret:
+        env.append({"name": "NBPIPE_S3_CREDENTIALS_DIR", "value": settings.s3_credentials_dir})
+        volumes.append({"name": "s3-credentials", "secret": {"secretName": settings.s3_credentials_secret}})
+        mounts.append({"name": "s3-credentials", "mountPath": settings.s3_credentials_dir, "readOnly": True})
+    claim = settings.volume_claim or (claim_name(str(job["run_id"])) if settings.run_volume_size else "")
+    if claim:
+        volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": claim}})
+        mounts.append({"name": "data", "mountPath": settings.volume_mount})
+        env.append({"name": "NBPIPE_VOLUME", "value": settings.volume_mount})
+    if settings.package_cache_claim and job.get("packages"):
+        volumes.append({"name": "packages", "persistentVolumeClaim": {"claimName": settings.package_cache_claim}})
+        mounts.append({"name": "packages", "mountPath": settings.package_cache_path})
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": job.get("image") or settings.image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["/bin/sh", "-c", container_script(job, settings)],
+        "env": env,
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                            "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+    }
+    if settings.env_from_secrets:
+        container["envFrom"] = [{"secretRef": {"name": s}} for s in settings.env_from_secrets]
+    res = _resources(job.get("resources") or {})
+    if res:
+        container["resources"] = res
+    if mounts:
+        container["volumeMounts"] = mounts
+    spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container],
+                            "automountServiceAccountToken": False, "enableServiceLinks": False}
+    if timeout:
+        spec["activeDeadlineSeconds"] = int(timeout + settings.deadline_margin)
+    if settings.service_account:
+        spec["serviceAccountName"] = settings.service_account
+    if settings.image_pull_secrets:
+        spec["imagePullSecrets"] = [{"name": s} for s in settings.image_pull_secrets]
+    if settings.node_selector:
+        spec["nodeSelector"] = dict(settings.node_selector)
+    tolerations = list(settings.tolerations)
+    if int((job.get("resources") or {}).get("gpu") or 0) and not any(
+            t.get("key") == "nvidia.com/gpu" for t in tolerations):
+        tolerations.append({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"})
+    if tolerations:
+        spec["tolerations"] = tolerations
+    if volumes:
+        spec["volumes"] = volumes
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": pod_name(attempt_id), "namespace": settings.namespace, "labels": labels,
+                         "annotations": annotations},
+            "spec": spec}
+
+
+def build_claim(run_id: str, settings: PodSettings) -> dict[str, Any]:
+    """The per-run PersistentVolumeClaim (``ReadWriteOnce``: steps of a run share a node's view)."""
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": settings.run_volume_size}}}
+    if settings.run_volume_storage_class:
+        spec["storageClassName"] = settings.run_volume_storage_class
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": claim_name(run_id), "namespace": settings.namespace,
+                         "labels": {MANAGED_BY: "nbpipe", LABEL_RUN: label_value(run_id)}},
+            "spec": spec}

@@ -1,0 +1,390 @@
+"""The Kubernetes executor: one pod per step attempt, in the runner's namespace.
+
+Each attempt becomes a pod running ``python -m nbpipe.executors.entry`` on the component's
+image (the job travels in the ``NBPIPE_JOB`` variable, or through the store when large). One
+watch (:class:`.k8s_watch.PodWatcher`) follows every step pod and resolves each attempt's
+future when its pod ends; the pod's log is streamed into the attempt's log file while it runs,
+and the entrypoint also uploads its full log to the store, so logs outlive the pod. A
+restarted runner re-attaches to pods that are still running (:meth:`KubernetesExecutor.reattach`).
+
+The ``kubernetes`` client is synchronous: API calls run in threads (``asyncio.to_thread``), the
+watch and log streams in daemon threads that hand results to the event loop with
+``call_soon_threadsafe``.
+
+Non-goals: retries and timeouts (the scheduler decides), building images, and cluster setup
+(see ``cluster/``: namespace, RBAC, Secrets).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import NbpipeError
+from .base import ExitStatus, Handle
+from .k8s_pod import (
+    CONTAINER,
+    JOB_ENV,
+    LABEL_RUN,
+    MANAGED_BY,
+    MAX_ENV_JOB,
+    PodSettings,
+    build_claim,
+    build_pod,
+    claim_name,
+    encode_job,
+    label_value,
+    pod_name,
+)
+from .k8s_watch import PodWatcher, classify, container_started, deleted_status
+
+log = logging.getLogger("nbpipe.executors.kubernetes")
+
+LOG_WAIT = 15.0  # seconds to let a finished pod's log stream drain before resolving the attempt
+
+
+def store_key(run_id: str, step: str, attempt: int, name: str) -> str:
+    return f"runs/{run_id}/{step}/{attempt}/{name}"
+
+
+def load_api(configuration: Any = None) -> Any:
+    """A ``CoreV1Api`` from the in-cluster service account, else ``KUBECONFIG`` / ``~/.kube/config``."""
+    try:
+        from kubernetes import client, config
+    except ImportError:
+        raise NbpipeError("Executor 'kubernetes' needs the 'kubernetes' package.",
+                          hint='Install it with: pip install "nbpipe[k8s]".') from None
+    cfg = configuration or client.Configuration()
+    if configuration is None:
+        try:
+            if os.environ.get("KUBERNETES_SERVICE_HOST"):
+                config.load_incluster_config(client_configuration=cfg)
+            else:
+                config.load_kube_config(client_configuration=cfg)
+        except Exception as exc:  # noqa: BLE001 - the config loaders raise several types
+            raise NbpipeError(f"The kubernetes executor found no cluster credentials ({exc})",
+                              "it needs the in-cluster service account or a kubeconfig.",
+                              "Run the runner in the cluster (cluster/manifests) or set KUBECONFIG.") from None
+    return client.CoreV1Api(client.ApiClient(cfg))
+
+
+def _api_error(exc: Exception, doing: str, namespace: str) -> NbpipeError:
+    status = getattr(exc, "status", None)
+    detail = getattr(exc, "reason", "") or str(exc)
+    try:
+        detail = json.loads(getattr(exc, "body", "") or "{}").get("message") or detail
+    except ValueError:
+        pass
+    if status == 403:
+        hint = (f"Give the runner's ServiceAccount the Role in cluster/manifests/base/rbac.yaml "
+                f"(pods, pods/log, persistentvolumeclaims in namespace {namespace}).")
+    elif status == 404:
+        hint = f"Check that namespace {namespace} exists (NBPIPE_K8S_NAMESPACE)."
+    else:
+        hint = "Check the API server and the runner's kubeconfig / service account."
+    return NbpipeError(f"Kubernetes refused to {doing} (HTTP {status}): {detail}", hint=hint)
+
+
+@dataclass
+class _Attempt:
+    handle: Handle
+    pod: str
+    log_path: str
+    log_key: str
+    store: dict[str, Any]
+    written: int = 0  # bytes of the container's log already in log_path (more than 0 after a re-attach)
+    killed: bool = False
+    finishing: bool = False
+    logs: asyncio.Future[bool] | None = None
+    stop_logs: threading.Event = field(default_factory=threading.Event)
+
+
+class KubernetesExecutor:
+    """Start step attempts as pods; see the module docstring. Options: :class:`.k8s_pod.PodSettings`."""
+
+    name = "kubernetes"
+    installs_packages = True  # in the pod, on top of the image (the runner needs no overlay)
+
+    def __init__(self, api: Any = None, **options: Any):
+        self.settings = PodSettings.from_env(**options)
+        self._api = api
+        self._attempts: dict[str, _Attempt] = {}
+        self._claims: set[str] = set()
+        self._watcher: PodWatcher | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready_lock: asyncio.Lock | None = None
+        self.selector = f"{MANAGED_BY}=nbpipe"
+
+    @property
+    def api(self) -> Any:
+        if self._api is None:
+            self._api = load_api()
+        return self._api
+
+    # -------------------------------------------------------------- watch
+    async def _ready(self) -> None:
+        """Load the client (a heavy import: in a thread, off the event loop) and start the watch once."""
+        if self._watcher is not None:
+            return
+        if self._ready_lock is None:
+            self._ready_lock = asyncio.Lock()
+        async with self._ready_lock:
+            if self._watcher is not None:
+                return
+            api = await asyncio.to_thread(lambda: self.api)
+            self._loop = asyncio.get_running_loop()
+            self._watcher = PodWatcher(api, self.settings.namespace, self.selector, self._from_thread,
+                                       self._synced_from_thread)
+            self._watcher.start()
+
+    async def warm(self) -> None:
+        """Load credentials and start the watch before the first step."""
+        try:
+            await self._ready()
+        except NbpipeError as exc:
+            log.warning("%s", exc)
+
+    def _from_thread(self, kind: str, pod: dict[str, Any]) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._on_pod, kind, pod)
+
+    def _synced_from_thread(self, names: set[str]) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._on_sync, names)
+
+    def _on_sync(self, names: set[str]) -> None:
+        for name, att in list(self._attempts.items()):
+            if name not in names and att.handle.extra.get("created") and not att.finishing:
+                # created, but gone from a fresh list: deleted while the watch was disconnected
+                self._on_pod("DELETED", {"metadata": {"name": name}})
+
+    def _on_pod(self, kind: str, pod: dict[str, Any]) -> None:
+        att = self._attempts.get(pod.get("metadata", {}).get("name", ""))
+        if att is None or att.finishing:
+            return
+        att.handle.extra["pod"] = pod
+        if att.logs is None and container_started(pod):
+            att.logs = asyncio.ensure_future(asyncio.to_thread(self._stream_logs, att))
+        status = classify(pod)
+        if kind == "DELETED" and status is None:
+            status = deleted_status(pod, att.killed)
+        if status is not None:
+            att.finishing = True
+            asyncio.ensure_future(self._finish(att, status, deleted=kind == "DELETED"))
+
+    # -------------------------------------------------------------- logs
+    def _stream_logs(self, att: _Attempt) -> bool:
+        """Append the container's log to ``att.log_path`` while it runs; True when it was read to its end."""
+        from kubernetes.client.exceptions import ApiException
+
+        for _ in range(20):
+            try:
+                resp = self.api.read_namespaced_pod_log(att.pod, self.settings.namespace, container=CONTAINER,
+                                                        follow=True, _preload_content=False)
+                with open(att.log_path, "ab") as fh:
+                    pos = 0  # every (re)connection reads the log from its first byte: skip what we have
+                    for chunk in resp.stream(65536):
+                        start, pos = pos, pos + len(chunk)
+                        if pos > att.written:
+                            piece = chunk[max(0, att.written - start):]
+                            fh.write(piece)
+                            fh.flush()
+                            att.written += len(piece)
+                    resp.release_conn()
+                return True
+            except ApiException as exc:
+                if exc.status == 404:
+                    return False
+                log.info("log stream of %s failed (%s); retrying", att.pod, exc.status)
+            except Exception as exc:  # noqa: BLE001 - connection dropped mid-stream: resume
+                log.info("log stream of %s dropped (%s); resuming", att.pod, exc)
+            if att.stop_logs.wait(0.5):
+                return False
+        return False
+
+    def _log_from_store(self, att: _Attempt) -> None:
+        """Use the log the entrypoint uploaded when the pod's own log stream was cut short."""
+        from ..stores import open_store
+
+        try:
+            data = open_store(att.store).get_bytes(att.log_key)
+        except Exception:  # noqa: BLE001 - no uploaded log (the pod never ran the entrypoint)
+            return
+        have = os.path.getsize(att.log_path) if os.path.exists(att.log_path) else 0
+        if len(data) > have:
+            with open(att.log_path, "ab") as fh:
+                fh.write(data[have:])
+
+    async def _finish(self, att: _Attempt, status: ExitStatus, deleted: bool) -> None:
+        complete = False
+        if att.logs is not None:
+            try:
+                complete = await asyncio.wait_for(asyncio.shield(att.logs), LOG_WAIT)
+            except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - the store copy below covers it
+                att.stop_logs.set()
+        if not complete and att.store:
+            await asyncio.to_thread(self._log_from_store, att)
+        policy = self.settings.delete_pods
+        if not deleted and not att.killed and (
+                policy == "always" or (policy == "on-success" and status.ok) or (status.reason and att.logs is None)):
+            await self._delete_pod(att.pod, grace=0)
+        self._attempts.pop(att.pod, None)
+        if not att.handle.done.done():
+            att.handle.done.set_result(status)
+
+    # -------------------------------------------------------------- executor API
+    async def start(self, job: dict[str, Any], attempt_id: str, log_path: str, workdir: str) -> Handle:
+        await self._ready()
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        job = dict(job)
+        job.pop("workdir", None)  # the runner's folder means nothing in a pod: the entrypoint uses its cwd
+        job.pop("python_executable", None)
+        run_id, step, attempt = str(job["run_id"]), str(job["step"]), int(job["attempt"])
+        job["log_key"] = store_key(run_id, step, attempt, "log.txt")
+        ref = None
+        if len(encode_job(job)) > MAX_ENV_JOB:
+            ref = {"job_key": store_key(run_id, step, attempt, "job.json"), "store": job["store"]}
+            await asyncio.to_thread(self._put_job, job, ref["job_key"])
+        if self.settings.run_volume_size:
+            await self._ensure_claim(run_id)
+        pod = build_pod(job, attempt_id, self.settings, timeout=job.get("timeout"), job_ref=ref)
+        name = pod["metadata"]["name"]
+        handle = Handle(attempt_id, name=name)
+        att = _Attempt(handle, name, log_path, job["log_key"], job["store"])
+        self._attempts[name] = att
+        try:
+            await asyncio.to_thread(self.api.create_namespaced_pod, self.settings.namespace, pod)
+        except Exception as exc:
+            self._attempts.pop(name, None)
+            if getattr(exc, "status", None) is None:
+                raise
+            raise _api_error(exc, f"create pod {name}", self.settings.namespace) from None
+        handle.extra["created"] = True
+        return handle
+
+    def _put_job(self, job: dict[str, Any], key: str) -> None:
+        from ..stores import open_store
+
+        open_store(job["store"]).put_bytes(json.dumps(job).encode(), key=key)
+
+    async def _ensure_claim(self, run_id: str) -> None:
+        name = claim_name(run_id)
+        if name in self._claims:
+            return
+        body = build_claim(run_id, self.settings)
+        try:
+            await asyncio.to_thread(self.api.create_namespaced_persistent_volume_claim, self.settings.namespace, body)
+        except Exception as exc:
+            if getattr(exc, "status", None) != 409:  # 409: a runner before a restart made it already
+                raise _api_error(exc, f"create volume claim {name}", self.settings.namespace) from None
+        self._claims.add(name)
+
+    async def run_finished(self, run_id: str, state: str) -> None:
+        """Delete the run's volume claim when the policy says so (``NBPIPE_K8S_RUN_VOLUME_DELETE``)."""
+        if not self.settings.run_volume_size or self.settings.run_volume_delete != "on-run-finish":
+            return
+        name = claim_name(run_id)
+        self._claims.discard(name)
+        try:
+            await asyncio.to_thread(self.api.delete_namespaced_persistent_volume_claim, name, self.settings.namespace)
+        except Exception as exc:  # noqa: BLE001 - a claim that is gone already is fine; others are logged
+            if getattr(exc, "status", None) != 404:
+                log.warning("could not delete volume claim %s of run %s: %s", name, run_id, exc)
+
+    async def _delete_pod(self, name: str, grace: float) -> bool:
+        from kubernetes import client
+
+        body = client.V1DeleteOptions(grace_period_seconds=max(0, int(grace)), propagation_policy="Background")
+        try:
+            await asyncio.to_thread(self.api.delete_namespaced_pod, name, self.settings.namespace, body=body)
+            return True
+        except Exception as exc:  # noqa: BLE001 - gone already (404) or API trouble (logged)
+            if getattr(exc, "status", None) != 404:
+                log.warning("could not delete pod %s: %s", name, exc)
+            return False
+
+    async def kill(self, handle: Handle, grace: float = 3.0) -> None:
+        """Delete the attempt's pod (SIGTERM, then SIGKILL after ``grace`` seconds) and wait for it."""
+        att = self._attempts.get(handle.name)
+        if att is None or handle.done.done():
+            return
+        att.killed = True
+        existed = await self._delete_pod(handle.name, grace)
+        try:
+            await asyncio.wait_for(asyncio.shield(handle.done), grace + 30.0 if existed else 0.5)
+        except asyncio.TimeoutError:
+            att.finishing = True
+            att.stop_logs.set()
+            self._attempts.pop(handle.name, None)
+            if not handle.done.done():
+                handle.done.set_result(ExitStatus(reason=f"the pod {handle.name} was deleted but did not go away"))
+
+    async def reattach(self, attempt: dict[str, Any]) -> Handle | None:
+        """Follow the pod of an attempt a previous runner started, if it still exists.
+
+        Parameters
+        ----------
+        attempt
+            The attempt's database row (``id``, ``run_id``, ``step``, ``attempt``, ``pod``, ``log_key``).
+
+        Returns
+        -------
+        Handle or None
+            A handle whose future resolves when the pod ends (at once if it ended while no runner
+            watched it), or ``None`` when the pod is gone (the scheduler retries the step).
+        """
+        name = attempt.get("pod") or pod_name(str(attempt["id"]))
+        if attempt.get("executor") not in (None, self.name):
+            return None
+        await self._ready()
+        try:
+            resp = await asyncio.to_thread(self.api.read_namespaced_pod, name, self.settings.namespace,
+                                           _preload_content=False)
+        except Exception as exc:  # noqa: BLE001 - 404: gone; anything else: cannot tell, so retry the step
+            if getattr(exc, "status", None) != 404:
+                log.warning("cannot re-attach to pod %s: %s", name, exc)
+            return None
+        pod = json.loads(resp.data)
+        if (pod.get("metadata", {}).get("labels") or {}).get(LABEL_RUN) != label_value(str(attempt["run_id"])):
+            return None
+        job = _job_from_pod(pod)
+        log_path = str(attempt["log_key"])
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        handle = Handle(str(attempt["id"]), name=name, extra={"reattached": True, "created": True})
+        written = os.path.getsize(log_path) if os.path.exists(log_path) else 0
+        att = _Attempt(handle, name, log_path,
+                       job.get("log_key") or store_key(str(attempt["run_id"]), str(attempt["step"]),
+                                                       int(attempt["attempt"]), "log.txt"),
+                       job.get("store") or {}, written=written)
+        self._attempts[name] = att
+        if self.settings.run_volume_size:
+            self._claims.add(claim_name(str(attempt["run_id"])))
+        self._on_pod("SYNC", pod)
+        return handle
+
+    async def close(self) -> None:
+        """Stop watching. Pods keep running: a restarted runner re-attaches to them."""
+        for att in self._attempts.values():
+            att.stop_logs.set()
+        if self._watcher is not None:
+            await asyncio.to_thread(self._watcher.stop)
+            self._watcher = None
+
+
+def _job_from_pod(pod: dict[str, Any]) -> dict[str, Any]:
+    """The job a pod was started with (from its ``NBPIPE_JOB`` variable), or ``{}``."""
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        for e in c.get("env") or []:
+            if e.get("name") == JOB_ENV and e.get("value"):
+                try:
+                    return dict(json.loads(gzip.decompress(base64.b64decode(e["value"]))))
+                except (ValueError, OSError):
+                    return {}
+    return {}

@@ -1,0 +1,267 @@
+"""The Kubernetes executor in-process: pod specs (schema-checked offline), status mapping, and the
+watch / pod lifecycle against the API double (real HTTP, real pod processes, a local store).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import kubernetes_validate
+import pytest
+
+from nbpipe import component
+from nbpipe.errors import NbpipeError
+from nbpipe.executors.base import ExitStatus
+from nbpipe.executors.k8s_pod import PodSettings, build_claim, build_pod, label_value, pod_name
+from nbpipe.executors.k8s_watch import classify
+from nbpipe.executors.kubernetes import KubernetesExecutor
+from nbpipe.stores.local import LocalStore
+
+from .conftest import NAMESPACE, Cluster
+
+K8S_VERSIONS = ("1.30", kubernetes_validate.latest_version())
+
+
+def job_for(comp: Any, store: LocalStore, step: str = "s", attempt: int = 1, **extra: Any) -> dict[str, Any]:
+    key = store.put_bytes(comp.payload).key
+    job = {"run_id": "r1", "step": step, "attempt": attempt, "component": comp.name, "store": store.config(),
+           "payload": {"key": key, "serializer": comp.serializer}, "python": comp.python, "inputs": {},
+           "outputs": [o.to_json() for o in comp.outputs], "return_style": comp.return_style,
+           "result_key": f"runs/r1/{step}/{attempt}/result.json", "env": {}, "image": "nbpipe/base:test",
+           "packages": [], "resources": {}, "timeout": None}
+    job.update(extra)
+    return job
+
+
+# ------------------------------------------------------------------ pod spec (pure)
+def test_pod_spec_is_valid_kubernetes_and_carries_every_setting() -> None:
+    settings = PodSettings(namespace="ml", service_account="nbpipe-step", image_pull_secrets=["regcred"],
+                           node_selector={"pool": "gpu"}, tolerations=[{"key": "dedicated", "operator": "Exists"}],
+                           env_from_secrets=["team-env"], secret_env={"TOKEN": "api:token"},
+                           s3_credentials_secret="nbpipe-s3", run_volume_size="5Gi",
+                           package_cache_claim="pip-cache")
+    job = {"run_id": "r20260101-000000-abcdef", "step": "Train Model (v2)/é", "attempt": 3, "component": "train",
+           "store": {"type": "local", "root": "/x"}, "env": {"LR": "0.1"}, "image": "", "packages": ["numpy<3"],
+           "resources": {"cpu": "500m", "memory": "2Gi", "gpu": 1}}
+    pod = build_pod(job, "r20260101-000000-abcdef.Train Model (v2)/é.3", settings, timeout=600)
+    for version in K8S_VERSIONS:
+        kubernetes_validate.validate(pod, version, strict=True)
+        kubernetes_validate.validate(build_claim(job["run_id"], settings), version, strict=True)
+    meta, spec = pod["metadata"], pod["spec"]
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", meta["name"]) and len(meta["name"]) <= 63
+    assert meta["labels"]["nbpipe.io/attempt"] == "3" and meta["labels"]["nbpipe.io/run"] == job["run_id"]
+    assert re.fullmatch(r"Train-Model-v2-[0-9a-f]{8}", meta["labels"]["nbpipe.io/step"])
+    assert meta["annotations"]["nbpipe.io/attempt-id"].endswith("/é.3")
+    c = spec["containers"][0]
+    assert c["image"] == settings.image  # no image on the job: the runner's default
+    assert c["resources"] == {"requests": {"cpu": "500m", "memory": "2Gi"},
+                              "limits": {"memory": "2Gi", "nvidia.com/gpu": "1"}}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+    assert spec["activeDeadlineSeconds"] == 660 and spec["restartPolicy"] == "Never"
+    assert spec["serviceAccountName"] == "nbpipe-step" and spec["imagePullSecrets"] == [{"name": "regcred"}]
+    assert spec["nodeSelector"] == {"pool": "gpu"} and c["envFrom"] == [{"secretRef": {"name": "team-env"}}]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "api", "key": "token"}
+    assert env["LR"]["value"] == "0.1" and env["NBPIPE_S3_CREDENTIALS_DIR"]["value"] == settings.s3_credentials_dir
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert mounts == {"s3-credentials": settings.s3_credentials_dir, "data": "/mnt/nbpipe",
+                      "packages": "/var/cache/nbpipe/packages"}
+    assert "pip install" in c["command"][2] and "/var/cache/nbpipe/packages/" in c["command"][2]
+
+
+@pytest.mark.parametrize("value", ["simple", "-lead.and.trail-", "x" * 80, "ünïcode step", "a/b:c", "___"])
+def test_label_values_follow_kubernetes_rules_and_stay_distinct(value: str) -> None:
+    out = label_value(value)
+    assert len(out) <= 63 and re.fullmatch(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?", out), out
+    assert out != label_value(value + "!")
+    assert pod_name("r1." + value + ".1") != pod_name("r1." + value + ".2")
+
+
+def test_settings_from_env_reject_wrong_values() -> None:
+    s = PodSettings.from_env({"NBPIPE_K8S_NAMESPACE": "ml", "NBPIPE_K8S_NODE_SELECTOR": "a=b, c=d",
+                              "NBPIPE_K8S_TOLERATIONS": '[{"key": "k", "operator": "Exists"}]',
+                              "NBPIPE_INSTALL_PACKAGES": "0"})
+    assert (s.namespace, s.node_selector, s.install_packages) == ("ml", {"a": "b", "c": "d"}, False)
+    with pytest.raises(NbpipeError, match="NBPIPE_K8S_TOLERATIONS is not JSON"):
+        PodSettings.from_env({"NBPIPE_K8S_TOLERATIONS": "[oops"})
+    with pytest.raises(NbpipeError, match="delete_pods='sometimes' is not one of always, on-success, never"):
+        PodSettings.from_env({}, delete_pods="sometimes")
+    with pytest.raises(NbpipeError, match="NBPIPE_K8S_SECRET_ENV entry TOKEN=api does not name a key"):
+        PodSettings.from_env({"NBPIPE_K8S_SECRET_ENV": "TOKEN=api"})
+
+
+def _pod(phase: str, state: dict[str, Any], **status: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "p"}, "spec": {"activeDeadlineSeconds": 90, "containers": [
+        {"name": "step", "image": "reg/img:1", "resources": {"limits": {"memory": "1Gi"}}}]},
+        "status": {"phase": phase, "containerStatuses": [{"state": state}], **status}}
+
+
+@pytest.mark.parametrize("pod, expect", [
+    (_pod("Pending", {"waiting": {"reason": "ContainerCreating"}}), None),
+    (_pod("Running", {"running": {}}), None),
+    (_pod("Succeeded", {"terminated": {"exitCode": 0}}), "code=0"),
+    (_pod("Failed", {"terminated": {"exitCode": 1, "reason": "Error"}}), "code=1"),
+    (_pod("Failed", {"terminated": {"exitCode": 139, "reason": "Error"}}), "signal=11"),
+    (_pod("Failed", {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}), "went over 1Gi.*OOMKilled.*memory="),
+    (_pod("Failed", {"terminated": {"exitCode": 137}}, reason="Evicted", message="low on memory"),
+     "evicted.*low on memory.*resources=Resources"),
+    (_pod("Failed", {"terminated": {"exitCode": 137}}, reason="DeadlineExceeded"),
+     "activeDeadlineSeconds=90.*timeout="),
+    (_pod("Pending", {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off"}}),
+     "cannot pull image 'reg/img:1'.*IMAGE_PULL_SECRETS"),
+    (_pod("Pending", {"waiting": {"reason": "InvalidImageName", "message": "bad"}}), "cannot pull image"),
+    (_pod("Pending", {"waiting": {"reason": "CreateContainerConfigError", "message": 'secret "x" not found'}}),
+     'secret "x" not found.*create it'),
+])
+def test_pod_status_maps_to_an_exit_status_that_says_what_to_do(pod: dict[str, Any], expect: str | None) -> None:
+    status = classify(pod)
+    if expect is None:
+        assert status is None
+        return
+    assert status is not None
+    text = f"code={status.code} signal={status.signal} {status.reason}"
+    assert re.search(expect, text), text
+
+
+# ------------------------------------------------------------------ against the double
+@component(cache=False)
+def nap(seconds: float) -> float:
+    import time
+
+    print("napping", flush=True)
+    time.sleep(seconds)
+    return seconds
+
+
+@component(cache=False)
+def length(blob: str) -> int:
+    return len(blob)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalStore:
+    return LocalStore(str(tmp_path / "store"))
+
+
+def _executor(double: Cluster, **options: Any) -> KubernetesExecutor:
+    return KubernetesExecutor(api=double.api(), namespace=NAMESPACE, **options)
+
+
+async def _run(ex: KubernetesExecutor, job: dict[str, Any], tmp_path: Path, during: Any = None) -> ExitStatus:
+    attempt_id = f"{job['run_id']}.{job['step']}.{job['attempt']}"
+    handle = await ex.start(job, attempt_id, str(tmp_path / f"{job['step']}.log"), str(tmp_path / "work"))
+    if during is not None:
+        await during(handle)
+    status = await asyncio.wait_for(handle.done, 60)
+    return status
+
+
+def test_watch_relists_after_410_and_reconnects_after_drops(double: Cluster, store: LocalStore,
+                                                           tmp_path: Path) -> None:
+    assert double.double is not None
+
+    async def go() -> None:
+        ex = _executor(double)
+
+        async def disturb(handle: Any) -> None:
+            log = tmp_path / "w.log"
+            while not (log.exists() and "napping" in log.read_text(errors="replace")):
+                await asyncio.sleep(0.05)
+            double.double.drop_watches()
+            await asyncio.sleep(0.2)
+            double.double.compact()  # the resumed watch gets 410 Expired and must list again
+
+        status = await _run(ex, job_for(nap, store, step="w") | {"inputs": {
+            "seconds": {"kind": "value", "value": 1.5}}}, tmp_path, disturb)
+        assert status.ok, status
+        assert ex._watcher is not None and ex._watcher.lists >= 2
+        await ex.close()
+
+    asyncio.run(go())
+    assert (tmp_path / "w.log").read_text().count("napping") == 1  # log streamed once, not duplicated
+
+
+def test_eviction_deadline_and_missing_secret_end_the_attempt_with_a_reason(double: Cluster, store: LocalStore,
+                                                                          tmp_path: Path) -> None:
+    assert double.double is not None
+    sleep_long = {"inputs": {"seconds": {"kind": "value", "value": 30}}}
+
+    async def go() -> None:
+        ex = _executor(double, deadline_margin=0)
+
+        async def evict(handle: Any) -> None:
+            await asyncio.sleep(0.8)
+            double.double.kubelet.evict(NAMESPACE, handle.name)
+
+        status = await _run(ex, job_for(nap, store, step="evicted") | sleep_long, tmp_path, evict)
+        assert "evicted" in status.reason and "low on resource: memory" in status.reason
+        status = await _run(ex, job_for(nap, store, step="deadline", timeout=1) | sleep_long, tmp_path)
+        assert "activeDeadlineSeconds=1" in status.reason
+        bad = _executor(double, secret_env={"TOKEN": "no-such-secret:token"})
+        status = await _run(bad, job_for(nap, store, step="secret") | sleep_long, tmp_path)
+        assert 'secret "no-such-secret" not found' in status.reason
+        await ex.close()
+        await bad.close()
+
+    asyncio.run(go())
+
+
+def test_a_large_job_travels_through_the_store(double: Cluster, store: LocalStore, tmp_path: Path) -> None:
+    blob = os.urandom(150_000).hex()  # incompressible: too large for an environment variable in a pod spec
+
+    async def go() -> None:
+        ex = _executor(double, delete_pods="never")
+        job = job_for(length, store, step="big") | {"inputs": {"blob": {"kind": "value", "value": blob}}}
+        status = await _run(ex, job, tmp_path)
+        assert status.ok, (tmp_path / "big.log").read_text()
+        await ex.close()
+
+    asyncio.run(go())
+    assert store.exists("runs/r1/big/1/job.json")
+    result = json.loads(store.get_bytes("runs/r1/big/1/result.json"))
+    assert result["status"] == "succeeded" and result["outputs"]["output"]["value"] == len(blob)
+
+
+def test_api_errors_say_what_to_do(double: Cluster, store: LocalStore, tmp_path: Path) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    async def go() -> None:
+        ex = _executor(double)
+        denied = ApiException(status=403, reason="Forbidden")
+        denied.body = json.dumps({"message": 'pods is forbidden: User "x" cannot create resource "pods"'})
+        with mock.patch.object(ex.api, "create_namespaced_pod", side_effect=denied):
+            with pytest.raises(NbpipeError, match=r"refused to create pod .*HTTP 403.*cannot create.*rbac.yaml"):
+                await ex.start(job_for(nap, store), "r1.s.1", str(tmp_path / "x.log"), str(tmp_path))
+        assert await ex.reattach({"id": "r1.gone.1", "run_id": "r1", "step": "gone", "attempt": 1,
+                                  "executor": "kubernetes", "pod": "nbp-no-such-pod", "log_key": "x"}) is None
+        await ex.close()
+
+    asyncio.run(go())
+
+
+def test_python_mismatch_fails_in_the_pod_naming_both_versions_and_the_fix(double: Cluster, store: LocalStore,
+                                                                          tmp_path: Path) -> None:
+    import sys
+
+    have = "%d.%d.%d" % sys.version_info[:3]
+
+    async def go() -> ExitStatus:
+        ex = _executor(double)
+        job = job_for(nap, store, step="py") | {"python": "3.9.18", "inputs": {"seconds": {"kind": "value", "value": 0}}}
+        status = await _run(ex, job, tmp_path)
+        await ex.close()
+        return status
+
+    status = asyncio.run(go())
+    assert status.code == 2  # a job/environment problem, not the user's code
+    message = json.loads(store.get_bytes("runs/r1/py/1/result.json"))["error"]["message"]
+    assert f"pickled on Python 3.9.18, but this step runs Python {have}" in message
+    assert "nbpipe/base:py3.9" in message and "PYTHON_VERSION=3.9" in message
+    uploaded = store.get_bytes("runs/r1/py/1/log.txt").decode()  # the entrypoint's own copy of its log
+    assert "pickled on Python 3.9.18" in uploaded and uploaded == (tmp_path / "py.log").read_text()

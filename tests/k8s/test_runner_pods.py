@@ -1,0 +1,77 @@
+"""The runner (a real process) with ``NBPIPE_EXECUTOR=kubernetes``, end to end.
+
+runner → Kubernetes HTTP API (the real ``kubernetes`` client) → pod → ``nbpipe.executors.entry``
+→ S3 store (a real moto server) → events. Every test runs against the API double (pods are
+local processes; what it simulates is listed in ``tests/k8s/kubelet.py``) and, with
+``KUBECONFIG`` set and ``-m k8s``, against that real cluster (see ``cluster/README.md``).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from . import cases
+from .conftest import Cluster
+from .wheels import build_wheel
+
+
+@pytest.fixture(scope="module")
+def client(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One runner for the module; every run gets its own volume claim (the double mounts it in tmp)."""
+    env = {"NBPIPE_K8S_RUN_VOLUME_SIZE": "1Gi"}
+    if cluster.double is not None:
+        env["NBPIPE_K8S_VOLUME_MOUNT"] = str(tmp_path_factory.mktemp("k8s-mount") / "run")
+    yield cluster.runner(tmp_path_factory.mktemp("k8s-runner"), **env).client()
+
+
+def test_pipeline_runs_end_to_end_as_pods(cluster: Cluster, client: Any) -> None:
+    timing = cases.end_to_end(cluster, client)
+    print(f"\nk8s {'double' if cluster.double else 'cluster'}: {json.dumps({k: round(v, 2) for k, v in timing.items()})}")
+    if cluster.double is not None:
+        assert cluster.double.watch_requests() >= 1  # a watch, not polling
+    from minio import Minio
+
+    from .conftest import ACCESS, SECRET
+
+    run_id = client.runs()[0]["id"]
+    s3 = Minio(cluster.s3_endpoint.split("//")[1], access_key=ACCESS, secret_key=SECRET, secure=False)
+    names = [o.object_name for o in s3.list_objects("nbpipe-k8s", recursive=True) if run_id in o.object_name]
+    log_keys = [n for n in names if n.endswith("make_rows/1/log.txt")]
+    assert log_keys, names  # the entrypoint uploaded its full log
+    assert b"wrote 5 rows" in s3.get_object("nbpipe-k8s", log_keys[0]).read()
+
+
+def test_retry_creates_a_new_pod(cluster: Cluster, client: Any) -> None:
+    cases.retry_makes_a_new_pod(cluster, client)
+
+
+def test_cancel_and_timeout_delete_the_pod(cluster: Cluster, client: Any) -> None:
+    cases.cancel_and_timeout_delete_pods(cluster, client)
+
+
+def test_image_pull_error_fails_fast_and_names_the_image(cluster: Cluster, client: Any) -> None:
+    cases.image_pull_error_fails_fast(cluster, client)
+
+
+def test_out_of_memory_is_reported_as_such(cluster: Cluster, client: Any) -> None:
+    cases.oom_is_reported(cluster, client)
+
+
+def test_packages_are_installed_in_the_pod(cluster: Cluster, client: Any, tmp_path: Path) -> None:
+    if cluster.double is None:
+        pytest.skip("the wheel is a file on this machine; a real cluster's pods cannot read it")
+    wheel = build_wheel(tmp_path / "wheels", f"nbpipe_pkg_{uuid.uuid4().hex[:6]}")
+    cases.installed_packages(cluster, client, wheel)
+
+
+def test_runner_restart_reattaches_to_the_running_pod(cluster: Cluster, data_dir: Path) -> None:
+    cases.restart_reattaches(cluster, data_dir)
+
+
+def test_per_run_volume_is_shared_by_steps_and_deleted_after_the_run(cluster: Cluster, client: Any) -> None:
+    cases.run_volume_is_shared_and_deleted(cluster, client)
