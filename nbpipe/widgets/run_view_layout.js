@@ -299,11 +299,15 @@ export function layoutGraph(steps, { aspect = 2.5, wrapAt = WRAP_AT } = {}) {
   });
   const edges = chains.map(({ ids, sources, targets }) => {
     const a = box(ids[0]), b = box(ids[ids.length - 1]);
+    const la = itemLayer.get(ids[0]), lb = itemLayer.get(ids[ids.length - 1]);
     const points = [[a.x + a.w, a.y + a.h / 2]];
+    // An item narrower than its layer (beside a grid block) leaves and enters it in a straight line.
+    if (lb > la && a.x + a.w < layerX[la] + layerW[la] - 1) points.push([layerX[la] + layerW[la], a.y + a.h / 2]);
     for (const vid of ids.slice(1, -1)) {
       const l = vLayer.get(vid);
       points.push([layerX[l], ys.get(vid)], [layerX[l] + layerW[l], ys.get(vid)]);
     }
+    if (lb > la && b.x > layerX[lb] + 1) points.push([layerX[lb], b.y + b.h / 2]);
     points.push([b.x, b.y + b.h / 2]);
     return { from: sources.length === 1 ? sources[0] : ids[0], to: targets.length === 1 ? targets[0] : ids[ids.length - 1], sources, targets, points };
   });
@@ -334,13 +338,13 @@ export function layoutGraph(steps, { aspect = 2.5, wrapAt = WRAP_AT } = {}) {
   };
 }
 
-/** SVG path through ``points``: horizontal S-curves between columns, straight runs across virtual points. */
+/** SVG path through ``points``: straight runs where y stays (virtual points), horizontal S-curves between. */
 export function edgePath(points) {
   const f = (v) => Math.round(v * 10) / 10;
   let d = `M${f(points[0][0])},${f(points[0][1])}`;
   for (let i = 1; i < points.length; i += 1) {
     const [x0, y0] = points[i - 1], [x1, y1] = points[i];
-    if (i % 2 === 0) { d += ` L${f(x1)},${f(y1)}`; continue; } // across a virtual point (same y)
+    if (Math.abs(y1 - y0) < 0.5) { d += ` L${f(x1)},${f(y1)}`; continue; }
     const dx = Math.max(24, (x1 - x0) / 2);
     d += ` C${f(x0 + dx)},${f(y0)} ${f(x1 - dx)},${f(y1)} ${f(x1)},${f(y1)}`;
   }
