@@ -183,8 +183,15 @@ export class LogBook {
     }
     return entry;
   }
-  /** The view saw ``attempt`` start, so its events carry all of its log. */
-  started(step, attempt) { this.entry(step).live.add(attempt); }
+  /** The view saw ``attempt`` start, so its events carry all of its log (any text of it held is stale). */
+  started(step, attempt) {
+    const entry = this.entry(step);
+    entry.live.add(attempt);
+    if (!entry.chunks.some((c) => c.attempt === attempt)) return;
+    const old = entry.chunks;
+    Object.assign(entry, { chunks: [], size: 0 });
+    for (const c of old) if (c.attempt !== attempt) this.push(entry, c.attempt, c.stream, c.text);
+  }
   /** True if the log of ``attempt`` so far is not here and was not asked for yet. */
   needsFetch(step, attempt) {
     const e = this.byStep.get(step);
