@@ -163,7 +163,7 @@ def flow_of(sched: "Scheduler", run: "RunCtx") -> Flow:
         return run.flow  # type: ignore[no-any-return]
     from .scheduler import StepCtx
 
-    with sched.engine.connect() as conn:
+    with sched._tx() as conn:  # inside a tick: see the tick's own uncommitted writes
         replay = load_replay(conn, run.id, run.spec)
         name = conn.execute(sa.select(db.runs.c.name).where(db.runs.c.id == run.id)).scalar() or ""
         srows = {s["name"]: s for s in db.rows(conn.execute(sa.select(db.steps).where(db.steps.c.run_id == run.id)))}
@@ -294,7 +294,7 @@ def _expand(sched: "Scheduler", run: "RunCtx", flow: Flow, st: "StepCtx", g: dic
                         f"{json.dumps(items, default=str)[:100]}")
     made = rp.expand(g["id"], templates, items)
     now = db.now()
-    with sched.engine.begin() as conn:
+    with sched._tx() as conn:
         conn.execute(db.expansions.insert().values(run_id=run.id, loop=g["id"], templates=db.dumps(templates),
                                                    items=db.dumps(items), created_at=now))
         if made:
@@ -311,7 +311,7 @@ def _expand(sched: "Scheduler", run: "RunCtx", flow: Flow, st: "StepCtx", g: dic
     for t in templates:
         ts = run.steps[t]
         ts.state, ts.started_at = "running", now
-        with sched.engine.begin() as conn:
+        with sched._tx() as conn:
             conn.execute(db.steps.update().where(db.steps.c.run_id == run.id, db.steps.c.name == t)
                          .values(state="running", started_at=now, attempt=1))
         sched._emit(ev.StepStarted(run_id=run.id, ts=now, step=t, attempt=1, max_attempts=1))

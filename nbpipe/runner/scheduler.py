@@ -12,16 +12,15 @@ Non-goals: HTTP (see :mod:`.server`) and unpickling anything (the runner never d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
-import os
 import secrets
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import sqlalchemy as sa
 
@@ -34,7 +33,9 @@ from ..package import read_package
 from ..pipeline import resolve_params
 from ..stores.base import Store, content_key
 from . import db, expand
+from .eventlog import EventLog
 from .logs import LogTail
+from .recovery import recover
 
 log = logging.getLogger("nbpipe.runner")
 
@@ -94,10 +95,8 @@ class Scheduler:
         self.runs: dict[str, RunCtx] = {}
         self.active = 0
         self._wake = asyncio.Event()
-        self.event_seq = 0
-        self._seq_event = asyncio.Event()
-        self._pending_events: list[dict[str, Any]] = []
-        self._flush_scheduled = False
+        self.events = EventLog(engine)
+        self._conn: sa.Connection | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -111,7 +110,7 @@ class Scheduler:
 
     async def close(self) -> None:
         self._closing = True
-        self._flush_events()
+        self.events.flush()
         if self._loop_task:
             self._loop_task.cancel()
         tasks = [s.task for r in self.runs.values() for s in r.steps.values() if s.task and not s.task.done()]
@@ -134,7 +133,7 @@ class Scheduler:
             if not self.store.exists(content_key(digest)):
                 self.store.put_bytes(blob)
         self.store.put_bytes(data)
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             if conn.execute(sa.select(db.packages.c.digest).where(db.packages.c.digest == pkg.digest)).first() is None:
                 conn.execute(db.packages.insert().values(digest=pkg.digest, name=pkg.name, size=len(data),
                                                          spec=db.dumps(pkg.spec), created_at=db.now()))
@@ -160,7 +159,7 @@ class Scheduler:
             steps_ctx[s["name"]] = StepCtx(spec=s, component=spec["components"][s["component"]], upstream=upstream_of(s))
         graph = {"steps": [{"name": s.name, "component": s.spec["component"], "display_name": s.spec.get("display_name", ""),
                             "upstream": s.upstream, "group": s.spec.get("group", "")} for s in steps_ctx.values()]}
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             conn.execute(db.runs.insert().values(
                 id=run_id, name=name, pipeline=spec["pipeline"]["name"], experiment=experiment or "Default",
                 package=package, params=db.dumps(resolved), state="queued", reason="",
@@ -222,7 +221,8 @@ class Scheduler:
     # ================================================================ the loop
     async def _loop(self) -> None:
         while not self._closing:
-            timeout = self._tick()
+            with self._tx():
+                timeout = self._tick()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except asyncio.TimeoutError:
@@ -235,7 +235,7 @@ class Scheduler:
         for run in list(self.runs.values()):
             if run.state == "queued":
                 run.state, run.started_at = "running", now
-                with self.engine.begin() as conn:
+                with self._tx() as conn:
                     conn.execute(db.runs.update().where(db.runs.c.id == run.id).values(state="running", started_at=now))
                 self._emit(ev.RunStarted(run_id=run.id, ts=now))
             expand.advance(self, run)
@@ -313,7 +313,7 @@ class Scheduler:
         inputs, ident = self._resolve_inputs(run, st)
         st.cache_key = self._cache_key(st, ident)
         if st.attempt == 0:
-            with self.engine.begin() as conn:
+            with self._tx() as conn:
                 conn.execute(db.steps.update().where(db.steps.c.run_id == run.id, db.steps.c.name == st.name)
                              .values(inputs=db.dumps(_input_summary(st.spec["inputs"], run.params)),
                                      cache_key=st.cache_key))
@@ -368,10 +368,11 @@ class Scheduler:
                 if job["packages"] and not getattr(self.executor, "installs_packages", False):
                     job = await asyncio.to_thread(envs.prepare, job, self.data_dir / "envs", str(log_path))
                 st.handle = await self.executor.start(job, att_id, str(log_path), workdir)
-                with self.engine.begin() as conn:
+                with self._tx() as conn:
                     conn.execute(db.attempts.update().where(db.attempts.c.id == att_id).values(
                         pid=st.handle.pid, pod=st.handle.name or None))
-                if run.cancelled:  # cancel came while the executor was still starting it (e.g. creating a pod)
+                if run.cancelled and not expand.runs_after_cancel(self, run, st):
+                    # the cancel came while the executor was still starting it (e.g. creating a pod)
                     await self.executor.kill(st.handle)
             tail.start()
             timeout = st.options.get("timeout")
@@ -392,11 +393,12 @@ class Scheduler:
             await tail.stop()
             self.active -= 1
             st.handle = None
-        self._complete(run, st, job, att_id, status, timed_out, tail)
+        with self._tx():
+            self._complete(run, st, job, att_id, status, timed_out, tail)
 
     def _record_attempt(self, run: RunCtx, st: StepCtx, att_id: str, log_path: Path, started: float) -> None:
         attempt = st.attempt
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             conn.execute(db.attempts.insert().values(
                 id=att_id, run_id=run.id, step=st.name, attempt=attempt, state="running",
                 executor=self.executor.name, log_key=str(log_path), started_at=started, reason=""))
@@ -426,7 +428,7 @@ class Scheduler:
                 reason = status.describe() + (" without reporting a result" if not status.reason else "")
                 tb = tail.last_lines(40)
             state = "failed"
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             conn.execute(db.attempts.update().where(db.attempts.c.id == att_id).values(
                 state=state, finished_at=finished, exit_code=status.code if status.code is not None else
                 (-status.signal if status.signal else None), reason=reason))
@@ -437,7 +439,7 @@ class Scheduler:
             delay = min(opts.get("backoff", 1.0) * opts.get("backoff_factor", 2.0) ** (attempt - 1),
                         opts.get("max_backoff", 300.0))
             st.state, st.next_at = "retrying", finished + delay
-            with self.engine.begin() as conn:
+            with self._tx() as conn:
                 conn.execute(db.steps.update().where(db.steps.c.run_id == run.id, db.steps.c.name == st.name)
                              .values(state="retrying", reason=reason, traceback=tb))
             self._emit(ev.StepRetrying(run_id=run.id, ts=finished, step=st.name, attempt=attempt,
@@ -460,7 +462,7 @@ class Scheduler:
         now = time.time()
         st.outputs = outputs
         state = "cached" if cached else "succeeded"
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             if outputs:
                 conn.execute(db.artifacts.insert(), [
                     {"run_id": run.id, "step": st.name, "name": n, "digest": o["digest"], "key": o["key"],
@@ -484,7 +486,7 @@ class Scheduler:
         values: dict[str, Any] = {"state": state, "finished_at": now, "reason": reason, "traceback": traceback}
         if outputs is not None:
             values["outputs"] = db.dumps(outputs)
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             conn.execute(db.steps.update().where(db.steps.c.run_id == run.id, db.steps.c.name == st.name).values(**values))
         self._emit(ev.StepFinished(run_id=run.id, ts=now, step=st.name, state=state, attempt=st.attempt,
                                    duration=duration, reason=reason, traceback=traceback))
@@ -500,7 +502,7 @@ class Scheduler:
         else:
             state, reason = "succeeded", ""
         run.state = state
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             conn.execute(db.runs.update().where(db.runs.c.id == run.id).values(state=state, reason=reason, finished_at=now))
         self._emit(ev.RunFinished(run_id=run.id, ts=now, state=state, reason=reason,
                                   duration=now - (run.started_at or run.created_at)))
@@ -509,113 +511,37 @@ class Scheduler:
         if run_finished is not None:
             asyncio.create_task(run_finished(run.id, state))
 
-    # ================================================================ events
+    # ================================================================ events and writes
     def _emit(self, event: ev.Event) -> None:
-        """Queue an event; all events of one loop turn are written in one transaction."""
-        data = ev.encode(event)
-        data.pop("id", None)
-        self._pending_events.append({"run_id": event.run_id, "type": event.type, "data": db.dumps(data),
-                                     "ts": event.ts})
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_events)
+        self.events.emit(event)
 
-    def _flush_events(self) -> None:
-        self._flush_scheduled = False
-        batch, self._pending_events = self._pending_events, []
-        if batch:
-            with self.engine.begin() as conn:
-                conn.execute(db.events.insert(), batch)
-            self._notify()
-
-    def _notify(self) -> None:
-        self.event_seq += 1
-        old, self._seq_event = self._seq_event, asyncio.Event()
-        old.set()
+    @property
+    def event_seq(self) -> int:
+        return self.events.seq
 
     async def wait_for_events(self, seq: int, timeout: float) -> bool:
-        """Wait until an event newer than ``seq`` (see :attr:`event_seq`) exists; False on timeout."""
-        if self.event_seq != seq:
-            return True
-        waiter = self._seq_event
-        try:
-            await asyncio.wait_for(waiter.wait(), timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
+        return await self.events.wait(seq, timeout)
 
-    # ================================================================ restart
-    async def _recover(self) -> None:
-        """Reload unfinished runs after a runner restart.
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sa.Connection]:
+        """One write transaction per synchronous call chain (a tick, a step completion).
 
-        Attempts the executor can re-attach to (a pod that is still there) keep running and are
-        awaited; the others are retried.
+        All scheduler writes run on the event loop thread with no ``await`` inside a
+        transaction, so nested helpers share the outer connection instead of each paying
+        for its own commit.
         """
-        reattach = getattr(self.executor, "reattach", None)
-        with self.engine.connect() as conn:
-            open_runs = db.rows(conn.execute(sa.select(db.runs).where(db.runs.c.state.in_(["queued", "running"]))))
-        for r in open_runs:
-            spec = self.package_spec(r["package"])
-            if spec is None:
-                continue
-            with self.engine.connect() as conn:
-                srows = {s["name"]: s for s in db.rows(conn.execute(sa.select(db.steps).where(db.steps.c.run_id == r["id"])))}
-                stale = db.rows(conn.execute(sa.select(db.attempts).where(db.attempts.c.run_id == r["id"],
-                                                                          db.attempts.c.state == "running")))
-            followed: dict[str, tuple[dict[str, Any], Handle]] = {}
-            for a in stale:
-                handle = None
-                if reattach is not None:
-                    try:
-                        handle = await reattach(a)
-                    except Exception:  # noqa: BLE001 - cannot follow it: retry the step instead
-                        log.exception("cannot re-attach to attempt %s", a["id"])
-                if handle is not None:
-                    followed[a["step"]] = (a, handle)
-                elif a["pid"]:
-                    _kill_stale(a["pid"])
-            steps_ctx: dict[str, StepCtx] = {}
-            for s in spec["steps"]:
-                row = srows.get(s["name"], {})
-                st = StepCtx(spec=s, component=spec["components"][s["component"]], upstream=upstream_of(s),
-                             state=row.get("state", "pending"), attempt=row.get("attempt", 0),
-                             outputs=db.loads(row.get("outputs")) or {}, started_at=row.get("started_at"))
-                if st.state == "running" and s["name"] in followed:
-                    st.attempt = int(followed[s["name"]][0]["attempt"])
-                    st.started_at = float(followed[s["name"]][0]["started_at"])
-                elif st.state == "running":
-                    st.state, st.next_at = "retrying", 0.0
-                steps_ctx[s["name"]] = st
-            run = RunCtx(id=r["id"], spec=spec, params=db.loads(r["params"]) or {}, steps=steps_ctx,
-                         state=r["state"], created_at=r["created_at"], started_at=r["started_at"])
-            self.runs[run.id] = run
-            kept = [a["id"] for a, _ in followed.values()]
-            with self.engine.begin() as conn:
-                conn.execute(db.attempts.update().where(db.attempts.c.run_id == run.id, db.attempts.c.state == "running",
-                                                        db.attempts.c.id.not_in(kept))
-                             .values(state="failed", reason="the runner restarted during this attempt", finished_at=db.now()))
-                conn.execute(db.steps.update().where(db.steps.c.run_id == run.id, db.steps.c.state == "running",
-                                                     db.steps.c.name.not_in(list(followed)))
-                             .values(state="retrying", reason="the runner restarted during this attempt"))
-            for name, (_, handle) in followed.items():
-                st = steps_ctx[name]
-                self.active += 1
-                st.task = asyncio.create_task(self._execute(run, st, {}, reattached=handle))
+        if self._conn is not None:
+            yield self._conn
+            return
+        with self.engine.begin() as conn:
+            self._conn = conn
+            try:
+                yield conn
+            finally:
+                self._conn = None
 
-
-def _kill_stale(pid: int) -> None:
-    """Kill a step process group left behind by a previous runner, if it is still ours."""
-    try:
-        import psutil
-
-        cmd = " ".join(psutil.Process(pid).cmdline())
-    except Exception:  # noqa: BLE001 - gone already
-        return
-    if "nbpipe" in cmd:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except OSError:
-            pass
+    async def _recover(self) -> None:
+        await recover(self)
 
 
 def _input_summary(bindings: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,100 @@
+"""Reload unfinished runs when the runner starts again after a crash or a restart.
+
+Attempts the executor can re-attach to (a pod that is still there) keep running and are
+awaited; the others are retried, after killing any step process a previous runner left
+behind. Non-goal: migrating state between nbpipe versions (see ``migrations``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from ..compiler import upstream_of
+from ..executors.base import Handle
+from . import db
+
+if TYPE_CHECKING:
+    from .scheduler import Scheduler
+
+log = logging.getLogger("nbpipe.runner")
+
+
+async def recover(self: Scheduler) -> None:  # noqa: C901 - one pass over the open runs
+    """Reload unfinished runs after a runner restart.
+
+    Attempts the executor can re-attach to (a pod that is still there) keep running and are
+    awaited; the others are retried.
+    """
+    from .scheduler import RunCtx, StepCtx
+
+    reattach = getattr(self.executor, "reattach", None)
+    with self.engine.connect() as conn:
+        open_runs = db.rows(conn.execute(sa.select(db.runs).where(db.runs.c.state.in_(["queued", "running"]))))
+    for r in open_runs:
+        spec = self.package_spec(r["package"])
+        if spec is None:
+            continue
+        with self.engine.connect() as conn:
+            srows = {s["name"]: s for s in db.rows(conn.execute(sa.select(db.steps).where(db.steps.c.run_id == r["id"])))}
+            stale = db.rows(conn.execute(sa.select(db.attempts).where(db.attempts.c.run_id == r["id"],
+                                                                      db.attempts.c.state == "running")))
+        followed: dict[str, tuple[dict[str, Any], Handle]] = {}
+        for a in stale:
+            handle = None
+            if reattach is not None:
+                try:
+                    handle = await reattach(a)
+                except Exception:  # noqa: BLE001 - cannot follow it: retry the step instead
+                    log.exception("cannot re-attach to attempt %s", a["id"])
+            if handle is not None:
+                followed[a["step"]] = (a, handle)
+            elif a["pid"]:
+                _kill_stale(a["pid"])
+        steps_ctx: dict[str, StepCtx] = {}
+        for s in spec["steps"]:
+            row = srows.get(s["name"], {})
+            st = StepCtx(spec=s, component=spec["components"][s["component"]], upstream=upstream_of(s),
+                         state=row.get("state", "pending"), attempt=row.get("attempt", 0),
+                         outputs=db.loads(row.get("outputs")) or {}, started_at=row.get("started_at"))
+            if st.state == "running" and s["name"] in followed:
+                st.attempt = int(followed[s["name"]][0]["attempt"])
+                st.started_at = float(followed[s["name"]][0]["started_at"])
+            elif st.state == "running":
+                st.state, st.next_at = "retrying", 0.0
+            steps_ctx[s["name"]] = st
+        run = RunCtx(id=r["id"], spec=spec, params=db.loads(r["params"]) or {}, steps=steps_ctx,
+                     state=r["state"], created_at=r["created_at"], started_at=r["started_at"])
+        self.runs[run.id] = run
+        kept = [a["id"] for a, _ in followed.values()]
+        with self.engine.begin() as conn:
+            conn.execute(db.attempts.update().where(db.attempts.c.run_id == run.id, db.attempts.c.state == "running",
+                                                    db.attempts.c.id.not_in(kept))
+                         .values(state="failed", reason="the runner restarted during this attempt", finished_at=db.now()))
+            conn.execute(db.steps.update().where(db.steps.c.run_id == run.id, db.steps.c.state == "running",
+                                                 db.steps.c.name.not_in(list(followed)))
+                         .values(state="retrying", reason="the runner restarted during this attempt"))
+        for name, (_, handle) in followed.items():
+            st = steps_ctx[name]
+            self.active += 1
+            st.task = asyncio.create_task(self._execute(run, st, {}, reattached=handle))
+
+
+def _kill_stale(pid: int) -> None:
+    """Kill a step process group left behind by a previous runner, if it is still ours."""
+    try:
+        import psutil
+
+        cmd = " ".join(psutil.Process(pid).cmdline())
+    except Exception:  # noqa: BLE001 - gone already
+        return
+    if "nbpipe" in cmd:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
