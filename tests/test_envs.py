@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RunnerProcess
+from runner_process import RunnerProcess
 from k8s.wheels import build_wheel
 
 from nbpipe import component, pipeline

@@ -20,7 +20,7 @@ from typing import Iterator
 
 import pytest
 import sqlalchemy as sa
-from conftest import RunnerProcess
+from runner_process import RunnerProcess
 
 from nbpipe import component, pipeline
 from nbpipe.errors import NbpipeError

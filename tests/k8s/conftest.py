@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from conftest import RunnerProcess
+from runner_process import RunnerProcess
 from test_store_s3 import start_moto, stop
 
 from .apiserver import ApiServer

@@ -17,7 +17,6 @@ import tornado.httpclient
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
 
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 
 @pytest.fixture
