@@ -236,12 +236,37 @@ def _save_outputs(store: Store, job: dict[str, Any], result: Any, artifacts: dic
         spec = specs[name]
         preview = serializers.preview_artifact(spec.get("artifact_type", "Artifact"), path if fmt == "file" else "",
                                                art.metadata, size, save_image)
-        info = store.put_file(blob, move=True)
+        info = _store_artifact(store, job, name, blob, size)
         out[name] = {"kind": "artifact", "key": info.key, "digest": info.digest, "size": info.size, "format": fmt,
                      "artifact_type": spec.get("artifact_type", "Artifact"), "filename": filename,
                      "metadata": json.loads(json.dumps(art.metadata, default=str)),
                      "preview": serializers.preview_size_ok(preview)}
     return out
+
+
+ADOPT_BYTES = 16 * 1024 * 1024
+
+
+def _store_artifact(store: Store, job: dict[str, Any], name: str, blob: str, size: int) -> Any:
+    """Store an output file. Large files on a local store are adopted by rename, unhashed.
+
+    Hashing 100 MB costs longer than the rest of a step; a large output is instead named by
+    an identity unique to this attempt (run, step, attempt, cache key, output name) — the
+    way Kubeflow identifies outputs by their producer — so downstream cache keys stay
+    correct: they hit only when this very output is reused through the cache.
+    """
+    adopt = getattr(store, "adopt", None)
+    seed = job.get("output_seed")
+    if adopt is not None and seed and size >= ADOPT_BYTES:
+        import hashlib
+
+        from ..stores.base import content_key
+
+        identity = hashlib.sha256(f"nbpipe-output:{seed}:{name}".encode()).hexdigest()
+        info = adopt(blob, content_key(identity), identity)
+        if info is not None:
+            return info
+    return store.put_file(blob, move=True)
 
 
 def run_job(job: dict[str, Any]) -> int:

@@ -336,6 +336,7 @@ class Scheduler:
             "python": comp["python"], "inputs": inputs,
             "outputs": comp["outputs"], "return_style": comp["return_style"],
             "result_key": f"runs/{run.id}/{st.name}/{st.attempt}/result.json",
+            "output_seed": f"{run.id}/{st.name}/{st.attempt}/{st.cache_key}",
             "env": {**st.options.get("env", {}), "NBPIPE_RUN_ID": run.id, "NBPIPE_STEP": st.name,
                     "NBPIPE_ATTEMPT": str(st.attempt)},
             "image": comp.get("image"), "packages": st.options.get("packages", []),
