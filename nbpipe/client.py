@@ -83,6 +83,7 @@ class Client:
         self.token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self._uploaded: set[str] = set()  # package digests this runner already has
 
     def __repr__(self) -> str:
         return f"<nbpipe Client {self.url}{' (embedded)' if self.embedded else ''}>"
@@ -119,9 +120,12 @@ class Client:
         import hashlib
 
         digest = hashlib.sha256(package).hexdigest()
+        if digest in self._uploaded:
+            return digest
         if self._request("HEAD", f"/api/v1/packages/{digest}").status_code != 200:
             self._request("PUT", f"/api/v1/packages/{digest}", content=package,
                           headers={"Content-Type": "application/zip"})
+        self._uploaded.add(digest)
         return digest
 
     def submit(self, pipeline: Any, params: dict[str, Any] | None = None, experiment: str = "Default",
@@ -402,7 +406,11 @@ def _package_bytes(pipeline: Any, params: dict[str, Any], allow_missing: str | N
     if hasattr(pipeline, "spec") and hasattr(pipeline, "steps"):
         # fail here, with the pipeline's own message (a trigger fills its own parameter later)
         pipeline.resolve_params({**({allow_missing: []} if allow_missing else {}), **params})
-        return build_package(pipeline)
+        data = getattr(pipeline, "_nbpipe_package", None)
+        if data is None:  # a traced pipeline never changes: package it once
+            data = build_package(pipeline)
+            pipeline._nbpipe_package = data
+        return data  # type: ignore[no-any-return]
     raise NbpipeError(f"Cannot run a {type(pipeline).__name__}",
                       hint="Pass an @nbpipe.pipeline function, package bytes or a package file path.")
 
