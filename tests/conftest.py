@@ -14,10 +14,6 @@ from typing import Any, Iterator
 import pytest
 from runner_process import RunnerProcess
 
-# jupyter_server's fixtures (jp_fetch, jp_serverapp…) for tests/lab; pytest only allows
-# plugin declarations in the top-level conftest.
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
-
 _SESSION_HOME = tempfile.mkdtemp(prefix="nbpipe-test-home-")
 os.environ["NBPIPE_HOME"] = _SESSION_HOME
 os.environ.pop("NBPIPE_RUNNER_URL", None)

@@ -59,7 +59,7 @@ def rv_server() -> Iterator[str]:
     server.server_close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # not session: Playwright's loop must be gone before other folders' tests
 def rv_browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing. Install it with: apt-get install -y chromium")

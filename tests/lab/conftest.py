@@ -15,6 +15,11 @@ from typing import Any
 import pytest
 import tornado.httpclient
 
+# jupyter_server's fixtures and hooks (jp_fetch, jp_serverapp…), for tests/lab only: a
+# top-level pytest_plugins would put its event-loop handling under every test (and break
+# Playwright's sync API in tests/browser); a subfolder may not declare pytest_plugins.
+from pytest_jupyter.jupyter_server import *  # noqa: E402,F401,F403
+
 NOTEBOOKS = Path(__file__).parent / "notebooks"
 
 
