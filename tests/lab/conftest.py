@@ -3,12 +3,24 @@
 ``jp_fetch`` sends the server's token; ``anonymous_fetch`` sends none, to check that every
 route refuses it. ``NBPIPE_HOME`` is a temporary folder, so the embedded runner these tests
 start is their own and is stopped afterwards.
+
+For the end-to-end browser tests: ``start_lab`` runs a real ``jupyter lab`` process (own port,
+PID recorded and stopped, isolated folders) and ``lab_browser`` is Debian's Chromium driven by
+Playwright (never a downloaded browser).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +33,19 @@ import tornado.httpclient
 from pytest_jupyter.jupyter_server import *  # noqa: E402,F401,F403
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
-
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LAB_TOKEN = "nbpipe-e2e-token"
 
 
 @pytest.fixture
@@ -72,3 +96,149 @@ def api(jp_fetch: Any) -> Any:
         return resp.code, json.loads(text) if ctype.startswith("application/json") and text else text
 
     return call
+
+
+# ---------------------------------------------------------------- real JupyterLab + Chromium
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fresh_build(labextensions: Path) -> Path:
+    """A labextensions folder holding the repo's build (rebuilt with ``jlpm build`` when stale).
+
+    Lab is pointed at it (``extra_labextensions_path`` wins over the installed copy), so the test
+    always exercises the code in the tree, including the shared ``run_view`` files. Lab serves
+    ``/lab/extensions/nbpipe/`` from ``<folder>/nbpipe``, hence the symlink.
+    """
+    out = ROOT / "nbpipe" / "labextension" / "package.json"
+    sources = [
+        *(ROOT / "labextension" / "src").rglob("*.ts"),
+        *(ROOT / "labextension" / "style").glob("*"),
+        *(ROOT / "nbpipe" / "widgets").glob("run_view*"),
+        ROOT / "package.json",
+    ]
+    if not out.exists() or max(p.stat().st_mtime for p in sources) > out.stat().st_mtime:
+        # The venv's bin first, so jlpm (and the jlpm its scripts call) is found also when the venv
+        # is not activated (``.venv/bin/python -m pytest``).
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        jlpm = shutil.which("jlpm", path=path)
+        assert jlpm, "jlpm is missing: install the test environment with `make setup`"
+        proc = subprocess.run(
+            [jlpm, "build"],
+            cwd=ROOT,
+            env={**os.environ, "PATH": path},
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    labextensions.mkdir()
+    (labextensions / "nbpipe").symlink_to(out.parent, target_is_directory=True)
+    return labextensions
+
+
+def wait_for_server(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"jupyter lab exited ({proc.returncode}):\n{log.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/api/status?token={LAB_TOKEN}", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"jupyter lab did not answer within {timeout} s:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture
+def start_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., dict[str, Any]]]:
+    """``start_lab(*notebooks)``: a real ``jupyter lab`` serving copies of ``notebooks``.
+
+    Returns ``{"url", "root", "pid", "log", "token"}``. The server runs in its own session and
+    is stopped by its PID (it and its kernels) at teardown, then the embedded runner.
+    """
+    from nbpipe._embedded import stop_local_runner
+
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(*notebooks: Path) -> dict[str, Any]:
+        root = tmp_path / "work"
+        root.mkdir()
+        for nb in notebooks:
+            shutil.copy(nb, root / nb.name)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("NBPIPE_", "JUPYTER_"))}
+        dirs = {
+            name: tmp_path / name for name in ("nbpipe-home", "config", "runtime", "settings", "workspaces")
+        }
+        for d in dirs.values():
+            d.mkdir()
+        env.update(
+            NBPIPE_HOME=str(dirs["nbpipe-home"]),
+            JUPYTER_CONFIG_DIR=str(dirs["config"]),
+            JUPYTER_RUNTIME_DIR=str(dirs["runtime"]),
+        )
+        # No "official Jupyter news?" toast over the screenshot.
+        news = dirs["settings"] / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+        news.parent.mkdir(parents=True)
+        news.write_text(json.dumps({"fetchNews": "false"}))
+        monkeypatch.setenv("NBPIPE_HOME", str(dirs["nbpipe-home"]))  # so teardown stops this runner
+        port = free_port()
+        log = tmp_path / "lab.log"
+        cmd = [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={LAB_TOKEN}",
+            f"--ServerApp.root_dir={root}",
+            f"--LabApp.user_settings_dir={dirs['settings']}",
+            f"--LabApp.workspaces_dir={dirs['workspaces']}",
+            f"--LabApp.extra_labextensions_path={fresh_build(tmp_path / 'labextensions')}",
+            "--ServerApp.allow_unauthenticated_access=False",
+        ]
+        if os.geteuid() == 0:
+            cmd.append("--allow-root")  # CI machines run as root
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True
+            )
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        wait_for_server(url, proc, log)
+        return {"url": url, "root": root, "pid": proc.pid, "log": log, "token": LAB_TOKEN}
+
+    try:
+        yield start
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)  # the server's own session: it and its kernels
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+        stop_local_runner()
+
+
+@pytest.fixture
+def lab_browser() -> Iterator[Any]:
+    """Debian's Chromium (``/usr/bin/chromium``) under Playwright, closed after the test."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing. Install it with: apt-get install -y chromium"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

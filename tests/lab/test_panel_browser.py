@@ -1,25 +1,15 @@
 """End to end in a real browser: JupyterLab with the nbpipe extension runs the quickstart notebook.
 
-Starts ``jupyter lab`` on 127.0.0.1 (own port, ``port_retries=0``, its PID recorded and stopped)
-with its own ``NBPIPE_HOME``, config, runtime, settings and workspace folders; drives Debian's
-Chromium with Playwright: open ``notebooks/quickstart.ipynb``, open the nbpipe panel, set a
+Starts ``jupyter lab`` on 127.0.0.1 (``start_lab`` in conftest.py: own port, ``port_retries=0``,
+its PID recorded and stopped, its own ``NBPIPE_HOME``, config, runtime, settings and workspace
+folders); drives Debian's Chromium with Playwright (``lab_browser``): open ``notebooks/quickstart.ipynb``, open the nbpipe panel, set a
 parameter, Run Pipeline, wait until every step has succeeded, open a step's logs, take a
 screenshot into ``test-artifacts/``.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,227 +17,116 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-TOKEN = "nbpipe-e2e-token"
 
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def fresh_build(labextensions: Path) -> Path:
-    """A labextensions folder holding the repo's build (rebuilt with ``jlpm build`` when stale).
-
-    Lab is pointed at it (``extra_labextensions_path`` wins over the installed copy), so the test
-    always exercises the code in the tree, including the shared ``run_view`` files. Lab serves
-    ``/lab/extensions/nbpipe/`` from ``<folder>/nbpipe``, hence the symlink.
-    """
-    out = ROOT / "nbpipe" / "labextension" / "package.json"
-    sources = [
-        *(ROOT / "labextension" / "src").rglob("*.ts"),
-        *(ROOT / "labextension" / "style").glob("*"),
-        *(ROOT / "nbpipe" / "widgets").glob("run_view*"),
-        ROOT / "package.json",
-    ]
-    if not out.exists() or max(p.stat().st_mtime for p in sources) > out.stat().st_mtime:
-        jlpm = shutil.which("jlpm")
-        assert jlpm, "jlpm is missing: install the test environment with `make setup`"
-        proc = subprocess.run([jlpm, "build"], cwd=ROOT, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    labextensions.mkdir()
-    (labextensions / "nbpipe").symlink_to(out.parent, target_is_directory=True)
-    return labextensions
-
-
-def wait_for_server(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"jupyter lab exited ({proc.returncode}):\n{log.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"jupyter lab did not answer within {timeout} s:\n{log.read_text()[-4000:]}")
-
-
 @pytest.fixture
-def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    """A real ``jupyter lab`` serving a copy of the quickstart notebook; stopped by its PID."""
-    from nbpipe._embedded import stop_local_runner
-
-    root = tmp_path / "work"
-    root.mkdir()
-    shutil.copy(ROOT / "notebooks" / "quickstart.ipynb", root / "quickstart.ipynb")
-    shutil.copy(Path(__file__).parent / "notebooks" / "broken.ipynb", root / "broken.ipynb")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NBPIPE_", "JUPYTER_"))}
-    dirs = {name: tmp_path / name for name in ("nbpipe-home", "config", "runtime", "settings", "workspaces")}
-    for d in dirs.values():
-        d.mkdir()
-    env.update(
-        NBPIPE_HOME=str(dirs["nbpipe-home"]),
-        JUPYTER_CONFIG_DIR=str(dirs["config"]),
-        JUPYTER_RUNTIME_DIR=str(dirs["runtime"]),
+def lab(start_lab: Any) -> dict[str, Any]:
+    """A real ``jupyter lab`` (``start_lab`` in conftest.py) serving the quickstart and a broken notebook."""
+    return start_lab(
+        ROOT / "notebooks" / "quickstart.ipynb", Path(__file__).parent / "notebooks" / "broken.ipynb"
     )
-    # No "official Jupyter news?" toast over the screenshot.
-    news = dirs["settings"] / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-    news.parent.mkdir(parents=True)
-    news.write_text(json.dumps({"fetchNews": "false"}))
-    monkeypatch.setenv("NBPIPE_HOME", str(dirs["nbpipe-home"]))  # so teardown stops this runner
-    port = free_port()
-    log = tmp_path / "lab.log"
-    cmd = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        "--no-browser",
-        "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.port={port}",
-        "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={TOKEN}",
-        f"--ServerApp.root_dir={root}",
-        f"--LabApp.user_settings_dir={dirs['settings']}",
-        f"--LabApp.workspaces_dir={dirs['workspaces']}",
-        f"--LabApp.extra_labextensions_path={fresh_build(tmp_path / 'labextensions')}",
-        "--ServerApp.allow_unauthenticated_access=False",
-    ]
-    if os.geteuid() == 0:
-        cmd.append("--allow-root")  # CI machines run as root
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True
-        )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_for_server(url, proc, log)
-        yield {"url": url, "root": root, "pid": proc.pid, "log": log}
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)  # the server's own session: it and its kernels
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        stop_local_runner()
 
 
-def test_run_the_quickstart_from_the_panel(lab: dict[str, Any]) -> None:
-    from playwright.sync_api import expect, sync_playwright
+def test_run_the_quickstart_from_the_panel(lab: dict[str, Any], lab_browser: Any) -> None:
+    from playwright.sync_api import expect
 
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
-        console_errors: list[str] = []
-        page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
-        try:
-            page.goto(f"{lab['url']}/lab/tree/quickstart.ipynb?token={TOKEN}")
-            page.locator(".jp-NotebookPanel").first.wait_for(timeout=90_000)
-            # The toolbar button is there on the notebook.
-            expect(page.locator(".jp-NotebookPanel-toolbar .nbp-toolbar-run")).to_be_visible(timeout=30_000)
+    page = lab_browser.new_page(viewport={"width": 1600, "height": 1000})
+    console_errors: list[str] = []
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+    try:
+        page.goto(f"{lab['url']}/lab/tree/quickstart.ipynb?token={lab['token']}")
+        page.locator(".jp-NotebookPanel").first.wait_for(timeout=90_000)
+        # The toolbar button is there on the notebook.
+        expect(page.locator(".jp-NotebookPanel-toolbar .nbp-toolbar-run")).to_be_visible(timeout=30_000)
 
-            page.locator('.lm-TabBar-tab[data-id="nbpipe-panel"]').click()
-            panel = page.locator("#nbpipe-panel")
-            expect(panel).to_be_visible()
-            # Widen the sidebar so the run graph and its details pane have room.
-            _widen_left_sidebar(page, 720)
+        page.locator('.lm-TabBar-tab[data-id="nbpipe-panel"]').click()
+        panel = page.locator("#nbpipe-panel")
+        expect(panel).to_be_visible()
+        # Widen the sidebar so the run graph and its details pane have room.
+        _widen_left_sidebar(page, 720)
 
-            expect(panel.locator(".nbp-pipeline-name")).to_have_text("digits", timeout=120_000)
-            expect(panel.locator(".nbp-status")).to_contain_text("Embedded runner")
-            chips = panel.locator(".nbp-components .nbp-chip")
-            assert chips.count() >= 4, chips.all_inner_texts()
+        expect(panel.locator(".nbp-pipeline-name")).to_have_text("digits", timeout=120_000)
+        expect(panel.locator(".nbp-status")).to_contain_text("Embedded runner")
+        chips = panel.locator(".nbp-components .nbp-chip")
+        assert chips.count() >= 4, chips.all_inner_texts()
 
-            gamma = panel.locator('.nbp-param[data-name="gamma"] input')
-            expect(gamma).to_have_value("0.001")
-            # A bad value is refused before anything is submitted.
-            index = panel.locator('.nbp-param[data-name="index"] input')
-            index.fill("seven")
-            panel.locator(".nbp-run-button").click()
-            expect(panel.locator('.nbp-param[data-name="index"] .nbp-field-error')).to_contain_text(
-                "whole number"
-            )
-            index.fill("11")
-            gamma.fill("0.0015")
-            panel.locator(".nbp-run-button").click()
+        gamma = panel.locator('.nbp-param[data-name="gamma"] input')
+        expect(gamma).to_have_value("0.001")
+        # A bad value is refused before anything is submitted.
+        index = panel.locator('.nbp-param[data-name="index"] input')
+        index.fill("seven")
+        panel.locator(".nbp-run-button").click()
+        expect(panel.locator('.nbp-param[data-name="index"] .nbp-field-error')).to_contain_text(
+            "whole number"
+        )
+        index.fill("11")
+        gamma.fill("0.0015")
+        panel.locator(".nbp-run-button").click()
 
-            view = panel.locator(".nbpipe-run-view")
-            expect(view).to_be_visible(timeout=120_000)
-            nodes = view.locator(".rv-node")
-            expect(nodes.first).to_be_visible(timeout=60_000)
-            expect(view.locator(".rv-pill")).to_have_class("rv-pill rv-state-succeeded", timeout=240_000)
-            total = nodes.count()
-            assert total >= 4
-            assert view.locator(".rv-node.rv-state-succeeded").count() == total
-            expect(view.locator(".rv-params")).to_contain_text("gamma")
+        view = panel.locator(".nbpipe-run-view")
+        expect(view).to_be_visible(timeout=120_000)
+        nodes = view.locator(".rv-node")
+        expect(nodes.first).to_be_visible(timeout=60_000)
+        expect(view.locator(".rv-pill")).to_have_class("rv-pill rv-state-succeeded", timeout=240_000)
+        total = nodes.count()
+        assert total >= 4
+        assert view.locator(".rv-node.rv-state-succeeded").count() == total
+        expect(view.locator(".rv-params")).to_contain_text("gamma")
 
-            # The run list shows the run, newest first, with notebook and parameters.
-            first = panel.locator(".nbp-runs .nbp-run").first
-            expect(first).to_have_attribute("data-state", "succeeded", timeout=30_000)
-            expect(first.locator(".nbp-run-meta")).to_contain_text("quickstart.ipynb")
-            expect(first.locator(".nbp-run-params")).to_contain_text("gamma=0.0015")
+        # The run list shows the run, newest first, with notebook and parameters.
+        first = panel.locator(".nbp-runs .nbp-run").first
+        expect(first).to_have_attribute("data-state", "succeeded", timeout=30_000)
+        expect(first.locator(".nbp-run-meta")).to_contain_text("quickstart.ipynb")
+        expect(first.locator(".nbp-run-params")).to_contain_text("gamma=0.0015")
 
-            # A step's logs, fetched through the server extension.
-            view.locator('.rv-node[data-step="train"]').click()
-            view.locator('.rv-tab[data-tab="logs"]').click()
-            log = view.locator(".rv-log")
-            expect(log).to_be_visible()
-            expect(log).not_to_have_text("", timeout=30_000)
-            # The runner status now names the embedded runner's address.
-            expect(panel.locator(".nbp-status")).to_contain_text("127.0.0.1", timeout=30_000)
-            page.wait_for_timeout(500)
-            page.screenshot(path=str(ARTIFACTS / "lab-panel-run.png"))
-            panel.locator(".nbp-runs").scroll_into_view_if_needed()
-            page.wait_for_timeout(300)
-            page.screenshot(path=str(ARTIFACTS / "lab-panel-runs.png"))
+        # A step's logs, fetched through the server extension.
+        view.locator('.rv-node[data-step="train"]').click()
+        view.locator('.rv-tab[data-tab="logs"]').click()
+        log = view.locator(".rv-log")
+        expect(log).to_be_visible()
+        expect(log).not_to_have_text("", timeout=30_000)
+        # The runner status now names the embedded runner's address.
+        expect(panel.locator(".nbp-status")).to_contain_text("127.0.0.1", timeout=30_000)
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(ARTIFACTS / "lab-panel-run.png"))
+        panel.locator(".nbp-runs").scroll_into_view_if_needed()
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(ARTIFACTS / "lab-panel-runs.png"))
 
-            # Outputs of the evaluate step (metrics, confusion matrix) in the same view.
-            view.locator('.rv-node[data-step="evaluate"]').click()
-            view.locator('.rv-tab[data-tab="outputs"]').click()
-            expect(view.locator(".rv-tab-body")).to_contain_text("confusion", timeout=30_000)
-            view.scroll_into_view_if_needed()
-            page.wait_for_timeout(300)
-            page.screenshot(path=str(ARTIFACTS / "lab-panel-outputs.png"))
+        # Outputs of the evaluate step (metrics, confusion matrix) in the same view.
+        view.locator('.rv-node[data-step="evaluate"]').click()
+        view.locator('.rv-tab[data-tab="outputs"]').click()
+        expect(view.locator(".rv-tab-body")).to_contain_text("confusion", timeout=30_000)
+        view.scroll_into_view_if_needed()
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(ARTIFACTS / "lab-panel-outputs.png"))
 
-            # "nbpipe: Export Pipeline" from the command palette writes the package beside the notebook.
-            page.locator(".jp-NotebookPanel:visible .jp-Notebook").first.click()
-            page.keyboard.press("Control+Shift+C")
-            palette = page.locator(".lm-CommandPalette-input")
-            expect(palette).to_be_visible()
-            palette.fill("nbpipe: Export Pipeline")
-            page.locator('.lm-CommandPalette-item[data-command="nbpipe:export-pipeline"]').click()
-            notice = panel.locator(".nbp-notice")
-            expect(notice).to_contain_text("Exported quickstart.nbpipe", timeout=120_000)
-            assert zipfile.is_zipfile(lab["root"] / "quickstart.nbpipe")
+        # "nbpipe: Export Pipeline" from the command palette writes the package beside the notebook.
+        page.locator(".jp-NotebookPanel:visible .jp-Notebook").first.click()
+        page.keyboard.press("Control+Shift+C")
+        palette = page.locator(".lm-CommandPalette-input")
+        expect(palette).to_be_visible()
+        palette.fill("nbpipe: Export Pipeline")
+        page.locator('.lm-CommandPalette-item[data-command="nbpipe:export-pipeline"]').click()
+        notice = panel.locator(".nbp-notice")
+        expect(notice).to_contain_text("Exported quickstart.nbpipe", timeout=120_000)
+        assert zipfile.is_zipfile(lab["root"] / "quickstart.nbpipe")
 
-            # A notebook with a broken cell: the panel names the cell and the fix, and jumps there.
-            page.goto(f"{lab['url']}/lab/tree/broken.ipynb?token={TOKEN}")
-            error = page.locator("#nbpipe-panel .nbp-notebook .nbp-error")
-            expect(error).to_contain_text("cell 2 has a syntax error", timeout=120_000)
-            expect(error.locator(".nbp-error-hint")).to_contain_text("Fix the code in cell 2")
-            expect(page.locator("#nbpipe-panel .nbp-run-button")).to_be_disabled()
-            error.get_by_role("button", name="Go to cell 2").click()
-            active = page.locator(".jp-NotebookPanel:visible .jp-Cell.jp-mod-active")
-            expect(active).to_contain_text("def make(n: int)")
-            page.screenshot(path=str(ARTIFACTS / "lab-panel-error.png"))
-        finally:
-            browser.close()
+        # A notebook with a broken cell: the panel names the cell and the fix, and jumps there.
+        page.goto(f"{lab['url']}/lab/tree/broken.ipynb?token={lab['token']}")
+        error = page.locator("#nbpipe-panel .nbp-notebook .nbp-error")
+        expect(error).to_contain_text("cell 2 has a syntax error", timeout=120_000)
+        expect(error.locator(".nbp-error-hint")).to_contain_text("Fix the code in cell 2")
+        expect(page.locator("#nbpipe-panel .nbp-run-button")).to_be_disabled()
+        error.get_by_role("button", name="Go to cell 2").click()
+        active = page.locator(".jp-NotebookPanel:visible .jp-Cell.jp-mod-active")
+        expect(active).to_contain_text("def make(n: int)")
+        page.screenshot(path=str(ARTIFACTS / "lab-panel-error.png"))
+    finally:
+        page.close()
     noisy = [m for m in console_errors if "nbpipe" in m.lower()]
     assert not noisy, noisy
 
