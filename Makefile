@@ -16,7 +16,7 @@ $(VENV)/bin/python:
 
 # The editable install also builds the JupyterLab extension (needs Node.js; jlpm comes with the build).
 $(STAMP): pyproject.toml package.json yarn.lock $(VENV)/bin/python | node-deps
-	$(UV) pip install --python $(PY) --compile-bytecode -e ".[demo,test]"
+	$(UV) pip install --python $(PY) --compile-bytecode -e ".[demo,test,postgres]"
 	touch $(STAMP)
 
 setup: $(STAMP)

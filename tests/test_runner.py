@@ -356,3 +356,26 @@ def test_rerun_from_a_failed_step_reuses_upstream(nb_client) -> None:
     again = run.rerun(from_step="average").wait(timeout=60, raise_on_failure=False)
     assert again.steps["make_rows"]["state"] == "cached"
     assert again.steps["average"]["state"] == "failed" and again.steps["average"]["attempt"] == 1
+
+
+@component
+def slow_shared(x: int, seconds: float = 1.5) -> int:
+    import os
+    import time
+
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_identical_steps_running_at_once_are_computed_once(nb_client) -> None:
+    token = time.time_ns()
+
+    @pipeline
+    def p(x: int = 0, tag: str = ""):
+        fine().after(slow_shared(x=x))
+
+    runs = [nb_client.submit(p, {"x": token, "tag": t}) for t in ("a", "b", "c")]
+    done = [r.wait(timeout=60) for r in runs]
+    assert len({r.output("slow_shared") for r in done}) == 1
+    states = sorted(r.steps["slow_shared"]["state"] for r in done)
+    assert states == ["cached", "cached", "succeeded"]

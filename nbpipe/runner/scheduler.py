@@ -97,6 +97,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self.events = EventLog(engine)
         self._conn: sa.Connection | None = None
+        self._inflight: dict[str, tuple[str, str]] = {}  # cache key -> (run, step) computing it now
         self._loop_task: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -311,16 +312,27 @@ class Scheduler:
 
     def _start(self, run: RunCtx, st: StepCtx) -> None:
         inputs, ident = self._resolve_inputs(run, st)
+        first_look = st.cache_key is None
         st.cache_key = self._cache_key(st, ident)
+        cacheable = bool(st.options.get("cache", True))
         if st.attempt == 0:
-            with self._tx() as conn:
-                conn.execute(db.steps.update().where(db.steps.c.run_id == run.id, db.steps.c.name == st.name)
-                             .values(inputs=db.dumps(_input_summary(st.spec["inputs"], run.params)),
-                                     cache_key=st.cache_key))
+            if first_look:
+                with self._tx() as conn:
+                    conn.execute(db.steps.update().where(db.steps.c.run_id == run.id, db.steps.c.name == st.name)
+                                 .values(inputs=db.dumps(_input_summary(st.spec["inputs"], run.params)),
+                                         cache_key=st.cache_key))
             hit = self._cached(st, st.cache_key)
             if hit is not None:
                 self._finish_success(run, st, hit, cached=True)
                 return
+            owner = self._inflight.get(st.cache_key) if cacheable else None
+            if owner is not None and owner != (run.id, st.name):
+                # An identical step (same code, inputs and options) is running right now, e.g. the
+                # shared upstream step of parallel sweep trials: wait and take its result from the
+                # cache rather than doing the same work twice. If it fails, this one runs itself.
+                return
+        if cacheable:
+            self._inflight[st.cache_key] = (run.id, st.name)
         st.attempt += 1
         st.state = "running"
         st.started_at = time.time()
@@ -447,6 +459,8 @@ class Scheduler:
                                        max_attempts=st.max_attempts, delay=delay, reason=reason))
         else:
             self._set_step_final(run, st, state, reason=reason, traceback=tb)
+        if st.state != "retrying" and self._inflight.get(st.cache_key or "") == (run.id, st.name):
+            del self._inflight[st.cache_key or ""]
         self.wake()
 
     def _read_result(self, key: str) -> dict[str, Any]:
