@@ -10,6 +10,7 @@ background (``run`` returns at once; the widget follows the run on its own threa
 from __future__ import annotations
 
 import ast
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +69,20 @@ def _parser() -> MagicArgumentParser:
     p.add_argument("--timeout", type=float, help="Seconds to wait for an unfinished run.")
     p = sub.add_parser("attach", help="Show an existing run's live graph (e.g. after a kernel restart).")
     p.add_argument("run", help="Run id.")
+    p = sub.add_parser(
+        "export",
+        help="Export this notebook's pipeline as a package (or Kubeflow YAML), built in a fresh process "
+        "from the saved notebook.",
+    )
+    p.add_argument("pipeline", nargs="?", help="Pipeline name, when the notebook defines several.")
+    p.add_argument("-o", "--output", help="Output file (default: next to the notebook).")
+    p.add_argument("--format", choices=["nbpipe", "kfp"], default="nbpipe")
+    p.add_argument("--notebook", help="Notebook path (default: this kernel's notebook).")
+    p.add_argument(
+        "--from-kernel",
+        action="store_true",
+        help="Package the pipeline object defined in this kernel instead of the saved notebook.",
+    )
     return parser
 
 
@@ -226,6 +241,45 @@ class NbpipeCommands:
             f"nbpipe runner: {url or 'the embedded local runner (started on first use)'}"
             + (" with a token" if settings.get("token") else "")
         )
+
+    def _notebook_path(self) -> str | None:
+        """The notebook this kernel runs for, as Jupyter Server tells kernels (if it does)."""
+        for candidate in (os.environ.get("JPY_SESSION_NAME"), self.shell.user_ns.get("__session__")):
+            if isinstance(candidate, str) and candidate.endswith(".ipynb"):
+                for path in (candidate, os.path.basename(candidate)):
+                    if os.path.isfile(path):
+                        return os.path.abspath(path)
+        return None
+
+    def cmd_export(self, args: Any) -> None:
+        from nbpipe import build_package
+        from nbpipe.export import export_notebook
+        from nbpipe.export.kfp import package_to_kfp
+
+        suffix = ".kfp.yaml" if args.format == "kfp" else ".nbpipe"
+        if args.from_kernel:
+            pipe = self._pipeline(args.pipeline)
+            if isinstance(pipe, str):
+                raise UsageError(f"'{pipe}' is already a package file.")
+            output = args.output or f"{pipe.name}{suffix}"
+            data = build_package(pipe)
+            payload = package_to_kfp(data).encode() if args.format == "kfp" else data
+            with open(output, "wb") as fh:
+                fh.write(payload)
+            source = f"pipeline '{pipe.name}' as defined in this kernel"
+        else:
+            notebook = args.notebook or self._notebook_path()
+            if notebook is None:
+                raise UsageError(
+                    "Cannot tell which notebook this kernel belongs to; pass --notebook PATH, or "
+                    "--from-kernel to package the pipeline defined in this kernel."
+                )
+            output = args.output or os.path.splitext(notebook)[0] + suffix
+            payload = export_notebook(notebook, output=output, format=args.format, pipeline=args.pipeline)
+            source = f"{notebook} (saved version; built in a fresh process)"
+        print(f"Wrote {output} ({len(payload):,} bytes) from {source}.")
+        if args.format == "nbpipe":
+            print(f"Run it anywhere with: nbpipe run {output} --param NAME=VALUE")
 
     def cmd_pull(self, args: Any) -> None:
         run = self._run(args.run)

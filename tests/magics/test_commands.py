@@ -136,3 +136,37 @@ def test_unknown_run_is_a_usage_error(sh: Any) -> None:
     with pytest.raises(UsageError) as info:
         sh.run_line_magic("nbpipe", "attach r-does-not-exist")
     assert "\n" not in str(info.value) and "r-does-not-exist" in str(info.value)
+
+
+EXPORT_NOTEBOOK_CELLS = [
+    "import nbpipe",
+    "@nbpipe.component\ndef double(x: int) -> int:\n    return 2 * x",
+    "@nbpipe.pipeline\ndef twice(x: int = 3):\n    double(x=double(x=x).output)",
+    "heavy = open('HEAVY-CELL-RAN', 'w')  # compute: must not run during export",
+]
+
+
+def test_export_the_saved_notebook_and_the_kernel_pipeline(sh: Any, tmp_path: Any, capsys: Any,
+                                                           monkeypatch: Any) -> None:
+    import nbformat
+
+    import nbpipe
+
+    monkeypatch.chdir(tmp_path)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in EXPORT_NOTEBOOK_CELLS])
+    path = tmp_path / "exp.ipynb"
+    nbformat.write(nb, path)
+    with pytest.raises(UsageError, match="Cannot tell which notebook"):
+        sh.run_line_magic("nbpipe", "export")
+    monkeypatch.setenv("JPY_SESSION_NAME", str(path))
+    sh.run_line_magic("nbpipe", "export")
+    pkg = nbpipe.read_package(tmp_path / "exp.nbpipe")
+    assert [s["name"] for s in pkg.spec["steps"]] == ["double", "double-2"]
+    assert not (tmp_path / "HEAVY-CELL-RAN").exists()
+    assert "Wrote" in capsys.readouterr().out
+    sh.run_line_magic("nbpipe", "export --format kfp -o twice.yaml")
+    assert "pipelineInfo" in (tmp_path / "twice.yaml").read_text()
+    for cell in EXPORT_NOTEBOOK_CELLS[:3]:
+        sh.run_cell(cell)
+    sh.run_line_magic("nbpipe", "export twice --from-kernel")
+    assert nbpipe.read_package(tmp_path / "twice.nbpipe").name == "twice"
