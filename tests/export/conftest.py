@@ -1,6 +1,7 @@
 """Fixtures for the export tests: notebooks written once per module, exports built once, and
 the separate virtualenv that holds the real ``kfp`` (it pins kubernetes/urllib3 versions that
-clash with the project's, so it lives in ``tests/export/.kfp-venv``, made with uv on first use).
+clash with the project's, so it lives in ``.kfp-test-venv`` at the repo root — outside tests/, so its
+own files are never mistaken for ours — made with uv on first use).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
-KFP_VENV = HERE / ".kfp-venv"
+KFP_VENV = HERE.parent.parent / ".kfp-test-venv"
 KFP_PACKAGES = ["kfp>=2,<3", "cloudpickle", "dill", "numpy", "scikit-learn", "jsonschema"]
 
 
