@@ -267,12 +267,17 @@ class Run:
         return self._snapshot
 
     @property
+    def last_snapshot(self) -> dict[str, Any]:
+        """The newest snapshot this handle already has (e.g. the one submit returned); fetched if none."""
+        return self._snapshot or self.snapshot()
+
+    @property
     def state(self) -> str:
         return str(self.snapshot()["state"])
 
     @property
     def name(self) -> str:
-        return str((self._snapshot or self.snapshot())["name"])
+        return str(self.last_snapshot["name"])
 
     @property
     def steps(self) -> dict[str, dict[str, Any]]:

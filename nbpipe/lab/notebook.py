@@ -165,7 +165,7 @@ class RunNotebookHandler(NotebookHandler):
             run = await self.blocking(
                 lambda: client.submit(data, params, experiment=experiment, labels={"notebook": rel})
             )
-            snapshot = await self.blocking(run.snapshot)
+            snapshot = run.last_snapshot  # submit/rerun already returned it
         except NbpipeError as exc:
             self.send_nbpipe_error(exc)
             return

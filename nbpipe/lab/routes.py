@@ -130,7 +130,7 @@ class RerunHandler(NbpipeHandler):
             if from_step is not None and not isinstance(from_step, str):
                 raise NbpipeError("from_step must be a step name")
             run = await self.blocking(lambda: self.connection.client().rerun(run_id, from_step))
-            snapshot = await self.blocking(run.snapshot)
+            snapshot = run.last_snapshot  # submit/rerun already returned it
         except NbpipeError as exc:
             self.send_nbpipe_error(exc)
             return
