@@ -7,19 +7,37 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+comma := ,
 
-.PHONY: setup demo test test-fast bench clean system-deps node-deps lab-build
+.PHONY: setup lock demo test test-fast bench clean system-deps node-deps lab-build
+
+# uv is pinned: it is the tool that reads the lock, so it must not move under us either.
+UV_VERSION := 0.13.9
+# Universal locks (every platform, Python >= 3.10): the versions `make setup` installs and the
+# tests ran with. `make lock` is the one deliberate way to move them; pyproject.toml keeps ranges.
+LOCK := requirements.lock
+KFP_LOCK := requirements-kfp.lock
+LOCK_PY := 3.10
+EXTRAS := demo,test,postgres
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip uv
+	$(PY) -m pip install -q "uv==$(UV_VERSION)"
 
-# The editable install also builds the JupyterLab extension (needs Node.js; jlpm comes with the build).
-$(STAMP): pyproject.toml package.json yarn.lock $(VENV)/bin/python | node-deps
-	$(UV) pip install --python $(PY) --compile-bytecode -e ".[demo,test,postgres]"
+# The editable install also builds the JupyterLab extension (needs Node.js; jlpm comes with the build,
+# and installs the Node packages from yarn.lock). Every Python package comes from $(LOCK).
+$(STAMP): pyproject.toml $(LOCK) package.json yarn.lock $(VENV)/bin/python | node-deps
+	$(UV) pip install --python $(PY) --compile-bytecode --constraint $(LOCK) -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# Refresh the locks to the newest versions pyproject.toml allows; commit the result after `make test`.
+lock: $(VENV)/bin/python
+	$(UV) pip compile pyproject.toml $(foreach e,$(subst $(comma), ,$(EXTRAS)),--extra $(e)) \
+	  --universal --python-version $(LOCK_PY) --upgrade -q -o $(LOCK)
+	$(UV) pip compile requirements-kfp.in --universal --python-version $(LOCK_PY) --upgrade -q -o $(KFP_LOCK)
+	@echo "Locks refreshed: review 'git diff $(LOCK) $(KFP_LOCK)', run 'make test', then commit."
 
 # Node.js builds the lab extension; installed from Debian only when missing.
 node-deps:

@@ -203,10 +203,11 @@ def ensure_kfp_venv() -> Path:
     shutil.rmtree(KFP_VENV, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "venv", str(KFP_VENV)], check=True, timeout=120)
     uv = shutil.which("uv") or str(PROJECT / ".venv" / "bin" / "uv")
+    lock = str(PROJECT / "requirements-kfp.lock")  # the versions the tests' kfp venv uses too
     if Path(uv).exists():
-        cmd = [uv, "pip", "install", "-q", "--python", str(py), KFP_REQ]
+        cmd = [uv, "pip", "install", "-q", "--python", str(py), "-r", lock]
     else:
-        cmd = [str(py), "-m", "pip", "install", "-q", KFP_REQ]
+        cmd = [str(py), "-m", "pip", "install", "-q", "-r", lock]
     subprocess.run(cmd, check=True, timeout=600)
     return py
 

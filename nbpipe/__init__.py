@@ -29,12 +29,19 @@ _LAZY = {"Client": "client", "Run": "client", "run": "client", "attach": "client
          "sweep": "sweeps", "uniform": "sweeps", "loguniform": "sweeps"}
 
 
+# Submodules reachable as attributes after a bare ``import nbpipe`` (``nbpipe.client.configure``),
+# imported on first touch so the import itself stays light.
+_SUBMODULES = frozenset({"client", "comparison", "sweeps", "events", "export", "widgets", "serializers", "artifacts"})
+
+
 def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)  # the import system sets the attribute
     mod = _LAZY.get(name)
     if mod is None:
         raise AttributeError(f"module 'nbpipe' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(f".{mod}", __name__), name)
     globals()[name] = value
     return value

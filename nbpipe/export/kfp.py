@@ -233,10 +233,18 @@ def _wrapper(func: str, ins: dict[str, Any], outs: dict[str, Any], step: dict[st
             f"    return _nbpipe_call(_NBPIPE_STEP, _NBPIPE_PAYLOAD, dict(locals()))\n")
 
 
+def _installed(dist: str) -> str:
+    from importlib.metadata import version
+
+    return version(dist)
+
+
 def _executor(pkg: Package, comp: dict[str, Any], options: dict[str, Any], func: str, program: str) -> dict[str, Any]:
-    base = [KFP_REQUIREMENT, f"cloudpickle=={comp.get('cloudpickle') or '3.1.2'}"]
+    # The payload loads with the cloudpickle that made it; dill as installed here (both locked in
+    # requirements.lock, like the base image's; tests/test_reproducible.py checks they agree).
+    base = [KFP_REQUIREMENT, f"cloudpickle=={comp.get('cloudpickle') or _installed('cloudpickle')}"]
     if comp["payload"]["serializer"] == "dill":
-        base.append("dill")
+        base.append(f"dill=={_installed('dill')}")
     packages = options.get("packages") or []
     pip = ("PIP_DISABLE_PIP_VERSION_CHECK=1 python3 -m pip install --quiet --no-warn-script-location "
            + " ".join(_quote(p) for p in packages) + " && ") if packages else ""

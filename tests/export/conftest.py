@@ -19,7 +19,7 @@ import pytest
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
 KFP_VENV = HERE.parent.parent / ".kfp-test-venv"
-KFP_PACKAGES = ["kfp>=2,<3", "cloudpickle", "dill", "numpy", "scikit-learn", "jsonschema"]
+KFP_LOCK = ROOT / "requirements-kfp.lock"  # locked like the project venv (`make lock` refreshes it)
 
 
 @pytest.fixture(scope="session")
@@ -47,13 +47,14 @@ def kfp_python() -> Path:
     """Python of a venv with kfp 2.x, nbpipe (editable, no deps) and pip (KFP executors call pip)."""
     python = KFP_VENV / "bin" / "python"
     ready = KFP_VENV / ".nbpipe-ready"
-    if not ready.exists():
+    lock = KFP_LOCK.read_text()
+    if not ready.exists() or ready.read_text() != lock:
         subprocess.run(_uv() + ["venv", "-q", "--seed", "--clear", "--python", sys.executable, str(KFP_VENV)],
                        check=True)
-        subprocess.run(_uv() + ["pip", "install", "-q", "--python", str(python)] + KFP_PACKAGES, check=True)
+        subprocess.run(_uv() + ["pip", "install", "-q", "--python", str(python), "-r", str(KFP_LOCK)], check=True)
         subprocess.run(_uv() + ["pip", "install", "-q", "--python", str(python), "--no-deps", "-e", str(ROOT)],
                        check=True)
-        ready.write_text("ok")
+        ready.write_text(lock)
     return python
 
 
