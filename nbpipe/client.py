@@ -188,16 +188,38 @@ class Client:
     def cancel(self, run_id: str) -> dict[str, Any]:
         return self._request("POST", f"/api/v1/runs/{run_id}/cancel").json()  # type: ignore[no-any-return]
 
-    def rerun(self, run_id: str, from_step: str | None = None) -> "Run":
-        snap = self._request("POST", f"/api/v1/runs/{run_id}/rerun", json={"from_step": from_step}).json()
-        return Run(self, snap["id"], snap)
+    def rerun(self, run_id: str, from_step: str | None = None, pipeline: Any = None,
+              from_failed: bool = False) -> "Run":
+        """Run ``run_id`` again with its parameters, as a new run (Kubeflow's "Retry"/"Clone").
+
+        ``from_step``: re-execute that step and everything downstream of it (never from the
+        cache) and reuse the run's outputs for the other steps. ``from_failed``: from the run's
+        first failed step. ``pipeline``: run this pipeline as it is *now* (e.g. after fixing a
+        cell) instead of the run's package; an upstream step is reused only if its code, inputs
+        and options are unchanged, otherwise it runs again. Each step's reason says which.
+        """
+        snap: dict[str, Any] | None = None
+        if from_failed:
+            snap = self.get_run(run_id)
+            failed = [s["name"] for s in snap["steps"] if s["state"] == "failed"]
+            if not failed:
+                raise NbpipeError(f"Run {run_id} has no failed step to re-run from (it is {snap['state']})",
+                                  hint="Re-run it whole, or name a step: rerun(run_id, from_step=...).")
+            from_step = failed[0]
+        body: dict[str, Any] = {"from_step": from_step}
+        if pipeline is not None:
+            params = (snap or self.get_run(run_id)).get("params") or {}
+            body["package"] = self.upload(_package_bytes(pipeline, params))
+        new = self._request("POST", f"/api/v1/runs/{run_id}/rerun", json=body).json()
+        return Run(self, new["id"], new)
 
     def logs(self, run_id: str, step: str, attempt: int | None = None, offset: int = 0) -> str:
         params = {"offset": offset} | ({"attempt": attempt} if attempt else {})
         return self._request("GET", f"/api/v1/runs/{run_id}/steps/{step}/logs", params=params).text
 
     def artifact(self, digest: str) -> bytes:
-        return self._request("GET", f"/api/v1/artifacts/{digest}").content
+        # a cluster runner answers with a redirect to its S3 store (a presigned URL)
+        return self._request("GET", f"/api/v1/artifacts/{digest}", follow_redirects=True).content
 
     def events(self, run_id: str | None = None, after: int = 0, follow: bool = True) -> Iterator[ev.Event]:
         """Events of one run (or all runs) after an id, from the runner's SSE stream.
@@ -318,8 +340,10 @@ class Run:
     def cancel(self) -> None:
         self.client.cancel(self.id)
 
-    def rerun(self, from_step: str | None = None) -> "Run":
-        return self.client.rerun(self.id, from_step)
+    def rerun(self, from_step: str | None = None, pipeline: Any = None, from_failed: bool = False) -> "Run":
+        """A new run of this one (see :meth:`Client.rerun`): ``from_step``, ``from_failed`` and
+        ``pipeline`` (the kernel's current pipeline object, to run with your fix)."""
+        return self.client.rerun(self.id, from_step, pipeline=pipeline, from_failed=from_failed)
 
     def logs(self, step: str, attempt: int | None = None) -> str:
         return self.client.logs(self.id, step, attempt)

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from ..package import read_package
 from ..pipeline import resolve_params
 from ..stores.base import Store, content_key
 from . import db, expand
+from . import rerun as rerun_plan
 from .eventlog import EventLog
 from .logs import LogTail
 from .recovery import recover
@@ -147,11 +149,21 @@ class Scheduler:
 
     def create_run(self, package: str, params: dict[str, Any] | None = None, experiment: str = "Default",
                    name: str | None = None, labels: dict[str, str] | None = None,
-                   reuse: dict[str, dict[str, Any]] | None = None) -> str:
+                   reuse: dict[str, dict[str, Any]] | None = None,
+                   again: dict[str, tuple[str, bool]] | None = None, reuse_reason: str = "") -> str:
+        """Start a run of an uploaded package.
+
+        ``reuse``: step → outputs taken from an earlier run (see :meth:`rerun`); ``again``: step →
+        (reason, fresh) for steps a re-run executes again, shown as the step's reason; a *fresh*
+        step (and its loop copies) never takes a cache hit.
+        """
         spec = self.package_spec(package)
         if spec is None:
             raise PackageError(f"No package {package[:12]}… on this runner", hint="Upload it first (PUT /api/v1/packages).")
         resolved = resolve_params(spec["pipeline"]["name"], spec["pipeline"]["parameters"], params or {})
+        if again:  # loop copies are made from the run's spec, so they inherit the mark
+            spec = {**spec, "steps": [{**s, "rerun": {"reason": again[s["name"]][0], "fresh": again[s["name"]][1]}}
+                                      if s["name"] in again else s for s in spec["steps"]]}
         run_id = new_run_id()
         created = db.now()
         name = name or f"{spec['pipeline']['name']} {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(created))}"
@@ -167,7 +179,8 @@ class Scheduler:
                 labels=db.dumps(labels or {}), created_at=created))
             conn.execute(db.steps.insert(), [
                 {"run_id": run_id, "name": s.name, "component": s.spec["component"], "state": "pending", "attempt": 0,
-                 "max_attempts": s.max_attempts, "reason": "", "traceback": "", "outputs": "{}", "inputs": "{}"}
+                 "max_attempts": s.max_attempts, "reason": (s.spec.get("rerun") or {}).get("reason", ""),
+                 "traceback": "", "outputs": "{}", "inputs": "{}"}
                 for s in steps_ctx.values()])
         run = RunCtx(id=run_id, spec=spec, params=resolved, steps=steps_ctx, created_at=created)
         self.runs[run_id] = run
@@ -176,33 +189,45 @@ class Scheduler:
         for step_name, outputs in (reuse or {}).items():
             st = steps_ctx.get(step_name)
             if st is not None:
-                self._finish_success(run, st, outputs, cached=True, reason="reused from the earlier run")
+                self._finish_success(run, st, outputs, cached=True, reason=reuse_reason or "reused from the earlier run")
         expand.remember_reuse(self, run, {k: v for k, v in (reuse or {}).items() if k not in steps_ctx})
         self.wake()
         return run_id
 
-    def rerun(self, run_id: str, from_step: str | None = None) -> str:
-        """Run a run's package again with its parameters; with ``from_step``, upstream steps reuse outputs."""
+    def rerun(self, run_id: str, from_step: str | None = None, package: str | None = None) -> str:
+        """Run a run again with its parameters (see :mod:`.rerun` for what is reused and why).
+
+        ``from_step``: re-execute it and everything downstream, reuse the other steps' outputs.
+        ``package``: run this (newer) package instead, reusing only steps unchanged since the run.
+        """
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(db.runs).where(db.runs.c.id == run_id)).first()
             if row is None:
                 raise KeyError(run_id)
             step_rows = db.rows(conn.execute(sa.select(db.steps).where(db.steps.c.run_id == run_id)))
         r = dict(row._mapping)
+        old_spec = self.package_spec(r["package"]) or {"steps": [], "components": {}}
+        new_package = package or r["package"]
+        new_spec = self.package_spec(new_package)
+        if new_spec is None:
+            raise PackageError(f"No package {new_package[:12]}… on this runner", hint="Upload it first (PUT /api/v1/packages).")
+        if new_spec["pipeline"]["name"] != old_spec.get("pipeline", {}).get("name", new_spec["pipeline"]["name"]):
+            raise NbpipeError(f"Run {run_id} ran pipeline '{old_spec['pipeline']['name']}', not "
+                              f"'{new_spec['pipeline']['name']}'",
+                              hint="Re-run it with a package of the same pipeline, or start a new run.")
+        plan = rerun_plan.plan(run_id, old_spec, new_spec, from_step, same_package=new_package == r["package"])
         reuse: dict[str, dict[str, Any]] = {}
         if from_step is not None:
-            spec = self.package_spec(r["package"]) or {}
-            names = {s["name"] for s in spec.get("steps", [])}
-            if from_step not in names:
-                raise NbpipeError(f"Run {run_id} has no step '{from_step}'", f"Its steps are: {', '.join(sorted(names))}.")
-            downstream = {from_step}
-            for s in spec["steps"]:  # topological order
-                if set(upstream_of(s)) & downstream:
-                    downstream.add(s["name"])
-            reuse = expand.reusable(self.engine, run_id, spec, step_rows, downstream)
-        return self.create_run(r["package"], db.loads(r["params"]), r["experiment"],
-                               name=f"{r['name']} (re-run{' from ' + from_step if from_step else ''})",
-                               labels={"rerun_of": run_id}, reuse=reuse)
+            reuse = expand.reusable(self.engine, run_id, old_spec, step_rows, set(plan.again))
+        what = " from " + from_step if from_step else ""
+        what += " with a new package" if new_package != r["package"] else ""
+        base_name = re.sub(r" \(re-run[^)]*\)$", "", r["name"])
+        labels = {**(db.loads(r["labels"]) or {}), "rerun_of": run_id}
+        if from_step:
+            labels["rerun_from"] = from_step
+        return self.create_run(new_package, db.loads(r["params"]), r["experiment"],
+                               name=f"{base_name} (re-run{what})", labels=labels, reuse=reuse,
+                               again=plan.again, reuse_reason=plan.reuse_reason)
 
     def cancel(self, run_id: str) -> bool:
         run = self.runs.get(run_id)
@@ -296,8 +321,8 @@ class Scheduler:
 
     def _cached(self, st: StepCtx, key: str) -> dict[str, Any] | None:
         opts = st.options
-        if not opts.get("cache", True):
-            return None
+        if not opts.get("cache", True) or (st.spec.get("rerun") or {}).get("fresh"):
+            return None  # ...or a re-run re-executes this step on purpose (see .rerun)
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(db.cache).where(db.cache.c.key == key)).first()
         if row is None:
@@ -490,7 +515,8 @@ class Scheduler:
         for n, o in outputs.items():
             self._emit(ev.ArtifactSaved(run_id=run.id, ts=now, step=st.name, name=n, digest=o["digest"],
                                         kind=o["kind"], format=o["format"], size=o["size"], preview=o.get("preview")))
-        self._set_step_final(run, st, state, reason=reason or ("result reused from the cache" if cached else ""),
+        self._set_step_final(run, st, state, reason=reason or ("result reused from the cache" if cached else
+                                                             (st.spec.get("rerun") or {}).get("reason", "")),
                              outputs=outputs)
 
     def _set_step_final(self, run: RunCtx, st: StepCtx, state: str, reason: str = "", traceback: str = "",

@@ -48,7 +48,10 @@ class RunRequest(BaseModel):
 
 
 class RerunRequest(BaseModel):
-    from_step: str | None = None
+    from_step: str | None = Field(default=None, description="re-execute this step and everything downstream "
+                                  "(never from the cache); reuse the other steps' outputs")
+    package: str | None = Field(default=None, description="sha256 digest of an uploaded package to run instead "
+                                "(e.g. with the user's fix); a step is reused only if unchanged in it")
 
 
 def _error(status: int, exc: NbpipeError | str) -> JSONResponse:
@@ -177,7 +180,7 @@ def create_app(config: RunnerConfig, on_ready: Any = None) -> FastAPI:
     @app.post("/api/v1/runs/{run_id}/rerun", status_code=201)
     async def rerun(run_id: str, req: RerunRequest = Body(default_factory=RerunRequest)) -> Any:
         try:
-            new_id = sched().rerun(run_id, req.from_step)
+            new_id = sched().rerun(run_id, req.from_step, req.package)
         except KeyError:
             return _error(404, f"No run {run_id}")
         return views.snapshot(state["engine"], new_id)
