@@ -19,6 +19,7 @@ import json
 import logging
 import signal
 import threading
+import time
 from typing import Any, Callable
 
 from .base import ExitStatus
@@ -119,14 +120,15 @@ class PodWatcher:
     on_event
         ``(type, pod_dict)`` for ``ADDED``/``MODIFIED``/``DELETED`` and ``SYNC`` (a pod seen by a list).
     on_sync
-        Called after each list with the names of all pods it saw (to notice deletions missed
-        while disconnected).
+        Called after each list with the names of all pods it saw and the ``time.monotonic()`` at
+        which the list was requested (to notice deletions missed while disconnected: only a pod
+        created before that moment can be missing because it was deleted).
     timeout
         Seconds each watch request stays open before reconnecting from the last version.
     """
 
     def __init__(self, api: Any, namespace: str, selector: str, on_event: Callable[[str, dict[str, Any]], None],
-                 on_sync: Callable[[set[str]], None], timeout: int = 240):
+                 on_sync: Callable[[set[str], float], None], timeout: int = 240):
         self.api = api
         self.namespace = namespace
         self.selector = selector
@@ -179,6 +181,7 @@ class PodWatcher:
                 backoff = min(backoff * 2, 10.0)
 
     def _list(self) -> None:
+        started = time.monotonic()  # a pod whose creation completed before this is in the list if it exists
         resp = self.api.list_namespaced_pod(self.namespace, label_selector=self.selector, _preload_content=False)
         body = json.loads(resp.data)
         names: set[str] = set()
@@ -188,7 +191,7 @@ class PodWatcher:
             self.on_event("SYNC", item)
         self.resource_version = body["metadata"]["resourceVersion"]
         self.lists += 1
-        self.on_sync(names)
+        self.on_sync(names, started)
         self.ready.set()
 
     def _watch_once(self) -> None:

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,14 +156,16 @@ class KubernetesExecutor:
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._on_pod, kind, pod)
 
-    def _synced_from_thread(self, names: set[str]) -> None:
+    def _synced_from_thread(self, names: set[str], listed_at: float) -> None:
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._on_sync, names)
+        self._loop.call_soon_threadsafe(self._on_sync, names, listed_at)
 
-    def _on_sync(self, names: set[str]) -> None:
+    def _on_sync(self, names: set[str], listed_at: float) -> None:
         for name, att in list(self._attempts.items()):
-            if name not in names and att.handle.extra.get("created") and not att.finishing:
-                # created, but gone from a fresh list: deleted while the watch was disconnected
+            created = att.handle.extra.get("created")
+            if name not in names and created and created < listed_at and not att.finishing:
+                # known to exist before the list was asked for, but gone from it: deleted while the
+                # watch was disconnected (a pod created while the list was in flight is not in it)
                 self._on_pod("DELETED", {"metadata": {"name": name}})
 
     def _on_pod(self, kind: str, pod: dict[str, Any]) -> None:
@@ -266,7 +269,7 @@ class KubernetesExecutor:
             if getattr(exc, "status", None) is None:
                 raise
             raise _api_error(exc, f"create pod {name}", self.settings.namespace) from None
-        handle.extra["created"] = True
+        handle.extra["created"] = time.monotonic()  # when the API server confirmed it (see _on_sync)
         return handle
 
     def _put_job(self, job: dict[str, Any], key: str) -> None:
@@ -357,7 +360,7 @@ class KubernetesExecutor:
         job = _job_from_pod(pod)
         log_path = str(attempt["log_key"])
         os.makedirs(os.path.dirname(log_path), exist_ok=True)
-        handle = Handle(str(attempt["id"]), name=name, extra={"reattached": True, "created": True})
+        handle = Handle(str(attempt["id"]), name=name, extra={"reattached": True, "created": time.monotonic()})
         written = os.path.getsize(log_path) if os.path.exists(log_path) else 0
         att = _Attempt(handle, name, log_path,
                        job.get("log_key") or store_key(str(attempt["run_id"]), str(attempt["step"]),

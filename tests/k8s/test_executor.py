@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -162,6 +163,40 @@ async def _run(ex: KubernetesExecutor, job: dict[str, Any], tmp_path: Path, duri
     return status
 
 
+async def _until_logged(log: Path, text: str) -> None:
+    while not (log.exists() and text in log.read_text(errors="replace")):
+        await asyncio.sleep(0.05)
+
+
+def test_a_list_in_flight_while_a_pod_is_created_does_not_count_as_a_deletion(double: Cluster, store: LocalStore,
+                                                                             tmp_path: Path) -> None:
+    """A (re)list requested before a pod was created does not contain it; that is no deletion.
+
+    Seen under load: a new executor's first list raced its first pod, which was then reported as
+    "deleted before it finished". Driven here by handing the executor such a list directly.
+    """
+    async def go() -> None:
+        ex = _executor(double)
+        await ex._ready()
+        asked = time.monotonic()  # a list requested now, answered after the create below
+        handle = await ex.start(job_for(nap, store, step="fresh") | {"inputs": {
+            "seconds": {"kind": "value", "value": 0.5}}}, "r1.fresh.1", str(tmp_path / "fresh.log"), str(tmp_path))
+        ex._on_sync(set(), asked)
+        assert not handle.done.done()
+        status = await asyncio.wait_for(handle.done, 60)
+        assert status.ok, status
+        # ...while a list requested after the create that lacks the pod does mean it was deleted
+        gone = await ex.start(job_for(nap, store, step="gone") | {"inputs": {
+            "seconds": {"kind": "value", "value": 30}}}, "r1.gone.1", str(tmp_path / "gone.log"), str(tmp_path))
+        ex._on_sync(set(), time.monotonic())
+        status = await asyncio.wait_for(gone.done, 60)
+        assert "was deleted before it finished" in status.reason
+        await ex.kill(gone, grace=0)
+        await ex.close()
+
+    asyncio.run(go())
+
+
 def test_watch_relists_after_410_and_reconnects_after_drops(double: Cluster, store: LocalStore,
                                                            tmp_path: Path) -> None:
     assert double.double is not None
@@ -196,7 +231,7 @@ def test_eviction_deadline_and_missing_secret_end_the_attempt_with_a_reason(doub
         ex = _executor(double, deadline_margin=0)
 
         async def evict(handle: Any) -> None:
-            await asyncio.sleep(0.8)
+            await _until_logged(tmp_path / "evicted.log", "napping")  # running, whatever the load
             double.double.kubelet.evict(NAMESPACE, handle.name)
 
         status = await _run(ex, job_for(nap, store, step="evicted") | sleep_long, tmp_path, evict)
