@@ -47,11 +47,15 @@ def describe(name: str, lr: float) -> str:
 
 
 @component(cache=False)
-def stamp(i: int) -> dict:
+def stamp(i: int, folder: str) -> dict:
+    """Items 0 and 1 wait for each other (a rendezvous, so parallelism shows under any load)."""
+    import os
     import time
 
     t0 = time.time()
-    time.sleep(0.05)
+    open(os.path.join(folder, str(i)), "w").close()
+    while i < 2 and len(os.listdir(folder)) < 2:
+        time.sleep(0.01)
     return {"i": i, "start": t0, "end": time.time()}
 
 
@@ -151,15 +155,15 @@ def test_nested_loops_dict_fields_and_collected_order(nb_client) -> None:
     assert run.steps["add-it1-it2"]["state"] == "succeeded"
 
 
-def test_hundred_items_never_more_than_parallelism_at_once(nb_client) -> None:
+def test_hundred_items_never_more_than_parallelism_at_once(nb_client, tmp_path) -> None:
     @pipeline
-    def p():
+    def p(folder: str):
         with nbpipe.ParallelFor(list(range(100)), parallelism=4) as i:
-            s = stamp(i=i)
+            s = stamp(i=i, folder=folder)
         echo(x=nbpipe.Collected(s.output))
 
     t0 = time.time()
-    run = nb_client.submit(p).wait(timeout=180)
+    run = nb_client.submit(p, {"folder": str(tmp_path)}).wait(timeout=600)
     wall = time.time() - t0
     rows = run.output("echo")
     assert [r["i"] for r in rows] == list(range(100))
