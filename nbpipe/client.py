@@ -309,23 +309,52 @@ class Run:
         return self.client.events(self.id, after=after, follow=follow)
 
     def wait(self, timeout: float | None = None, raise_on_failure: bool = True) -> "Run":
-        """Block until the run finishes. A failed run raises :class:`StepFailed` with the step's traceback."""
-        deadline = None if timeout is None else time.time() + timeout
+        """Block until the run finishes. A failed run raises :class:`StepFailed` with the step's traceback.
+
+        ``timeout`` (seconds) is a deadline, kept even when the run prints nothing or is stuck:
+        every read of the event stream is bounded by the time left.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
         snap = self.snapshot()
         after = snap["last_event_id"]
         while snap["state"] not in ev.RUN_FINAL:
-            for event in self.events(after=after):
-                after = event.id
-                if isinstance(event, ev.RunFinished):
-                    break
-                if deadline is not None and time.time() > deadline:
-                    break
-            snap = self.snapshot()
-            if deadline is not None and time.time() > deadline and snap["state"] not in ev.RUN_FINAL:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
                 raise TimeoutError(f"Run {self.id} is still {snap['state']} after {timeout} s")
+            after = self._follow(after, left)
+            snap = self.snapshot()
         if raise_on_failure and snap["state"] == "failed":
             self.raise_for_failure()
         return self
+
+    def _follow(self, after: int, left: float | None) -> int:
+        """Read this run's events after ``after`` until RunFinished, the stream ends or ``left`` s pass."""
+        end = None if left is None else time.monotonic() + left
+        read = 20.0 if left is None else max(0.05, min(20.0, left))
+        try:
+            with self.client._http.stream("GET", f"/api/v1/runs/{self.id}/events", params={"after": after},
+                                          timeout=httpx.Timeout(read, connect=min(read, 10.0))) as resp:
+                if resp.status_code >= 400:
+                    return after
+                data: list[str] = []
+                for line in resp.iter_lines():
+                    if line.startswith("data:"):
+                        data.append(line[5:].strip())
+                    elif line == "" and data:
+                        event = ev.decode("\n".join(data))
+                        data = []
+                        after = event.id
+                        if isinstance(event, ev.RunFinished):
+                            return after
+                    if end is not None and time.monotonic() >= end:
+                        return after
+        except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError):
+            if end is None:
+                time.sleep(0.2)  # a dropped stream: resume from the last event after a breath
+        except httpx.ConnectError as exc:
+            raise RunnerError(f"No runner at {self.client.url} ({exc})",
+                              hint="Start one with `nbpipe runner start`.") from None
+        return after
 
     def raise_for_failure(self) -> None:
         snap = self._snapshot or self.snapshot()
@@ -435,11 +464,7 @@ def _package_bytes(pipeline: Any, params: dict[str, Any], allow_missing: str | N
     if hasattr(pipeline, "spec") and hasattr(pipeline, "steps"):
         # fail here, with the pipeline's own message (a trigger fills its own parameter later)
         pipeline.resolve_params({**({allow_missing: []} if allow_missing else {}), **params})
-        data = getattr(pipeline, "_nbpipe_package", None)
-        if data is None:  # a traced pipeline never changes: package it once
-            data = build_package(pipeline)
-            pipeline._nbpipe_package = data
-        return data  # type: ignore[no-any-return]
+        return build_package(pipeline)  # captured now: what runs is what the kernel has
     raise NbpipeError(f"Cannot run a {type(pipeline).__name__}",
                       hint="Pass an @nbpipe.pipeline function, package bytes or a package file path.")
 

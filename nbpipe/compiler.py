@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from .errors import DefinitionError
 
 if TYPE_CHECKING:
-    from .component import Component
-    from .pipeline import Pipeline
+    from .component import Capture, Component
+    from .pipeline import Pipeline, Trace
 
 PACKAGE_FORMAT = "nbpipe.package"
 PACKAGE_VERSION = 2  # the newest version this nbpipe reads and writes
@@ -78,25 +78,31 @@ def toposort(steps: list[dict[str, Any]], what: str = "pipeline") -> list[dict[s
     return order
 
 
-def compile_pipeline(p: "Pipeline") -> dict[str, Any]:
-    """Build the package spec of a traced pipeline."""
+def compile_pipeline(p: "Pipeline", captures: "dict[int, Capture] | None" = None,
+                     trace: "Trace | None" = None) -> dict[str, Any]:
+    """Build the package spec of a traced pipeline (``p.trace`` unless ``trace`` is given).
+
+    ``captures`` maps ``id(component)`` to the capture to package (default: each component's latest).
+    """
     from . import __version__
 
+    trace = trace if trace is not None else p.trace
     components: dict[str, dict[str, Any]] = {}
     keys: dict[int, str] = {}
-    for step in p.steps.values():
+    for step in trace.steps.values():
         comp: Component = step.component
         if id(comp) in keys:
             continue
+        entry = comp.to_spec(captures.get(id(comp)) if captures else None)
         key = comp.name
         n = 2
-        while key in components and components[key]["digest"] != comp.digest:
+        while key in components and components[key]["digest"] != entry["digest"]:
             key = f"{comp.name}-{n}"
             n += 1
         keys[id(comp)] = key
-        components[key] = comp.to_spec()
+        components[key] = entry
     steps = []
-    for step in p.steps.values():
+    for step in trace.steps.values():
         entry: dict[str, Any] = {
             "name": step.name,
             "component": keys[id(step.component)],
@@ -109,7 +115,7 @@ def compile_pipeline(p: "Pipeline") -> dict[str, Any]:
         if step.group:
             entry["group"] = step.group
         steps.append(entry)
-    groups = _groups(p, steps)
+    groups = _groups(trace, steps)
     steps = toposort(steps, f"pipeline '{p.name}'")
     handlers = {g["handler"] for g in groups if g["kind"] == "exit"}
     needed = {u for s in steps for u in upstream_of(s)}
@@ -145,9 +151,9 @@ def condition_steps(expr: dict[str, Any]) -> list[str]:
     return [side["step"] for side in (expr.get("left", {}), expr.get("right", {})) if "step" in side]
 
 
-def _groups(p: "Pipeline", steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _groups(trace: "Trace", steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The trace's control-flow groups; steps also wait for what their groups read (loop items, conditions)."""
-    groups = {gid: dict(g) for gid, g in p.trace.groups.items()}
+    groups = {gid: dict(g) for gid, g in trace.groups.items()}
     for entry in steps:
         for g in group_chain(groups, entry.get("group", "")):
             needs = condition_steps(g["condition"]) if g["kind"] == "condition" else \
@@ -165,8 +171,4 @@ def _groups(p: "Pipeline", steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 raise DefinitionError(f"Exit handler '{g['handler']}' reads step '{bad[0]}' from inside its own "
                                       "ExitHandler block", "It must run even when that step fails.",
                                       "Pass it nbpipe.RUN_STATUS instead, or move the step out of the block.")
-    return [groups[gid] for gid in p.trace.groups]
-
-
-def payloads_of(p: "Pipeline") -> dict[str, bytes]:
-    return {s.component.payload_digest: s.component.payload for s in p.steps.values()}
+    return [groups[gid] for gid in trace.groups]

@@ -1,8 +1,10 @@
 """``@component``: a typed Python function captured by value, with its run options.
 
-The function is pickled at definition time with cloudpickle (dill as a fallback) so an
-unpicklable closure fails here, naming the culprit, not later in a step. Modules that are
-not installed packages (a notebook's ``__main__``, a script next to it) are pickled by value.
+The function is captured (:mod:`nbpipe.capture`) at definition time, so an unpicklable or
+unsafe closure fails here, naming the culprit, not later in a step — and captured again each
+time a pipeline is submitted (:meth:`Component.capture`), so what runs is what the kernel has
+*now*: the notebook globals and helpers as they are at submit time. Modules that are not
+installed packages (a notebook's ``__main__``, a script next to it) are pickled by value.
 
 Non-goals: running anything remote (see :mod:`nbpipe.client`), long-term storage of pickles
 (a payload must be loaded by the same Python minor version that made it).
@@ -15,19 +17,18 @@ import functools
 import hashlib
 import inspect
 import json
-import pickle
 import re
 import sys
-import sysconfig
 import textwrap
-import types
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
 import cloudpickle
 
+from .capture import fingerprint_parts, pickle_function
 from .errors import DefinitionError
 from .signature import InputSpec, OutputSpec, analyze
+from .tracing import current_trace
 
 DEFAULT_IMAGE = "nbpipe/base:py{major}.{minor}"
 _DURATION = re.compile(
@@ -171,128 +172,22 @@ def make_options(
     return replace(opts, **changes)
 
 
-# ---------------------------------------------------------------- pickling
-
-
-def _by_value_modules(func: Callable[..., Any]) -> list[types.ModuleType]:
-    """Modules to pickle by value: the function's own, unless it is an installed package."""
-    mod = sys.modules.get(getattr(func, "__module__", "") or "")
-    if mod is None or mod.__name__ == "__main__":
-        return []
-    path = getattr(mod, "__file__", None) or ""
-    installed = [sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib")]
-    if not path or any(path.startswith(p) for p in installed):
-        return []
-    return [mod]
-
-
-def _culprit(func: Callable[..., Any]) -> str:
-    """Name the global or closure variable that cannot be pickled, if we can find it."""
-    names: dict[str, Any] = {}
-    code = getattr(func, "__code__", None)
-    if code is not None:
-        for n in code.co_names:
-            if n in func.__globals__:
-                names[n] = func.__globals__[n]
-        for n, cell in zip(code.co_freevars, func.__closure__ or ()):
-            try:
-                names[n] = cell.cell_contents
-            except ValueError:
-                continue
-    for n, v in names.items():
-        if isinstance(v, types.ModuleType):
-            continue
-        try:
-            cloudpickle.dumps(v)
-        except Exception as exc:  # noqa: BLE001 - any pickling failure identifies the culprit
-            return f"'{n}' ({type(v).__name__}: {exc})"
-    return ""
-
-
-def pickle_function(func: Callable[..., Any], name: str) -> tuple[bytes, str]:
-    """Return (payload, serializer) for ``func``; raise DefinitionError if it cannot be pickled."""
-    mods = _by_value_modules(func)
-    for m in mods:
-        cloudpickle.register_pickle_by_value(m)
-    try:
-        return cloudpickle.dumps(func, protocol=4), "cloudpickle"
-    except Exception as first:  # noqa: BLE001
-        try:
-            import dill
-
-            return dill.dumps(func, protocol=4, recurse=True), "dill"
-        except Exception:  # noqa: BLE001
-            culprit = _culprit(func)
-            raise DefinitionError(
-                f"Component '{name}' cannot be pickled",
-                f"it uses {culprit}" if culprit else f"cloudpickle said: {first}",
-                "Create that object inside the function (or pass it as an input) instead of "
-                "capturing it from the notebook.",
-            ) from first
-    finally:
-        for m in mods:
-            cloudpickle.unregister_pickle_by_value(m)
-
-
-def fingerprint(func: Callable[..., Any], _seen: set[int] | None = None) -> str:
-    """A content hash of the code a component runs: its source and the notebook-defined
-    helpers and constants it uses. Stable across kernel restarts (unlike pickle bytes,
-    which embed cell file names), so caching survives a restart but not a code change."""
-    seen = _seen if _seen is not None else set()
-    seen.add(id(func))
-    h = hashlib.sha256()
-    try:
-        h.update(textwrap.dedent(inspect.getsource(func)).encode())
-    except (OSError, TypeError):
-        code = getattr(func, "__code__", None)
-        h.update(code.co_code if code is not None else repr(func).encode())
-    code = getattr(func, "__code__", None)
-    if code is None:
-        return h.hexdigest()
-    refs: dict[str, Any] = {}
-    stack = [code]
-    while stack:
-        c = stack.pop()
-        for n in c.co_names:
-            if n in func.__globals__:
-                refs[n] = func.__globals__[n]
-        stack.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
-    for n, cell in zip(code.co_freevars, func.__closure__ or ()):
-        try:
-            refs[n] = cell.cell_contents
-        except ValueError:
-            pass
-    for n in sorted(refs):
-        v = refs[n]
-        h.update(n.encode())
-        if isinstance(v, Component):
-            h.update(v.digest.encode())
-        elif isinstance(v, (types.FunctionType, type)) and id(v) not in seen:
-            mod = getattr(v, "__module__", "")
-            if mod == "__main__" or (sys.modules.get(mod) and _by_value_modules(v)):
-                h.update(fingerprint(v, seen).encode() if isinstance(v, types.FunctionType) else _class_source(v))
-            else:
-                h.update(f"{mod}.{getattr(v, '__qualname__', '')}".encode())
-        elif isinstance(v, types.ModuleType):
-            h.update(f"module:{v.__name__}:{getattr(v, '__version__', '')}".encode())
-        elif isinstance(v, (int, float, str, bytes, bool, type(None), tuple, frozenset)):
-            h.update(repr(v).encode())
-        else:
-            try:
-                h.update(hashlib.sha256(pickle.dumps(v, protocol=4)).digest())
-            except Exception:  # noqa: BLE001 - unhashable state: fall back to its type
-                h.update(type(v).__qualname__.encode())
-    return h.hexdigest()
-
-
-def _class_source(cls: type) -> bytes:
-    try:
-        return inspect.getsource(cls).encode()
-    except (OSError, TypeError):
-        return cls.__qualname__.encode()
-
-
 # ---------------------------------------------------------------- component
+
+
+@dataclass(frozen=True)
+class Capture:
+    """One capture of a component's function: the payload and the named parts of its digest."""
+
+    payload: bytes
+    serializer: str
+    payload_digest: str
+    code: str  # hash of the function's own source
+    globals: str  # hash of the globals, helpers and closure values it uses
+
+
+def _component_digest(value: Any) -> str | None:
+    return value.digest if isinstance(value, Component) else None
 
 
 class Component:
@@ -303,7 +198,7 @@ class Component:
     """
 
     def __init__(self, func: Callable[..., Any], name: str | None = None, options: Options | None = None,
-                 source: str | None = None, description: str | None = None):
+                 source: str | None = None, description: str | None = None, variable: str | None = None):
         if not callable(func) or isinstance(func, Component):
             raise DefinitionError(f"@component needs a function, got {type(func).__name__}")
         self.func = func
@@ -311,6 +206,8 @@ class Component:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_\-]*", self.name):
             raise DefinitionError(f"Component name {self.name!r} is not valid",
                                   hint="Use letters, digits, '_' and '-', starting with a letter.")
+        # The notebook variable that holds this component, so a submit finds its newest definition.
+        self.variable = variable or getattr(func, "__name__", self.name)
         self.options = options or Options()
         self.inputs: list[InputSpec]
         self.outputs: list[OutputSpec]
@@ -322,9 +219,6 @@ class Component:
                 source = ""
         self.source = source
         self.description = description if description is not None else (inspect.getdoc(func) or "")
-        self.payload, self.serializer = pickle_function(func, self.name)
-        self.payload_digest = hashlib.sha256(self.payload).hexdigest()
-        self.code_digest = fingerprint(func)
         self.python = "%d.%d.%d" % sys.version_info[:3]
         self.cloudpickle_version = cloudpickle.__version__
         self.__doc__ = func.__doc__
@@ -333,23 +227,68 @@ class Component:
         self.__module__ = getattr(func, "__module__", "__main__")
         self.__wrapped__ = func
         self.signature = inspect.signature(func)
+        self._capture: Capture | None = None
+        self.capture()  # fails now, at definition, if the function cannot be captured
+
+    def capture(self) -> Capture:
+        """Pickle the function with the globals and helpers it uses *now*.
+
+        Cheap when nothing changed (the last capture's digests are reused when the payload
+        bytes are the same); raises :class:`DefinitionError` for an unpicklable or unsafe capture.
+        """
+        payload, serializer = pickle_function(self.func, self.name)
+        digest = hashlib.sha256(payload).hexdigest()
+        last = self._capture
+        if last is not None and last.payload_digest == digest and last.serializer == serializer:
+            return last
+        parts = fingerprint_parts(self.func, _component_digest)
+        self._capture = Capture(payload, serializer, digest, parts["code"], parts["globals"])
+        return self._capture
+
+    # The latest capture, for code that reads a component's payload directly.
+    @property
+    def payload(self) -> bytes:
+        return self._latest.payload
+
+    @property
+    def serializer(self) -> str:
+        return self._latest.serializer
+
+    @property
+    def payload_digest(self) -> str:
+        return self._latest.payload_digest
+
+    @property
+    def code_digest(self) -> str:
+        c = self._latest
+        return hashlib.sha256((c.code + c.globals).encode()).hexdigest()
+
+    @property
+    def _latest(self) -> Capture:
+        assert self._capture is not None
+        return self._capture
 
     @property
     def digest(self) -> str:
-        """Content digest for caching: code fingerprint + signature + options."""
-        return hashlib.sha256(json.dumps(self._identity(), sort_keys=True).encode()).hexdigest()
+        """Content digest for caching, of the latest capture (see :meth:`digest_parts`)."""
+        return self.digest_of(self._latest)
 
-    def _identity(self) -> dict[str, Any]:
+    def digest_parts(self, capture: Capture | None = None) -> dict[str, str]:
+        """The named parts of the digest, so a cache miss can say what changed."""
+        c = capture or self._latest
+        sig = {"name": self.name, "inputs": [i.to_json() for i in self.inputs],
+               "outputs": [o.to_json() for o in self.outputs], "serializer": c.serializer,
+               "python": self.python.rsplit(".", 1)[0]}
         return {
-            "name": self.name,
-            "code": self.code_digest,
-            "inputs": [i.to_json() for i in self.inputs],
-            "outputs": [o.to_json() for o in self.outputs],
-            "serializer": self.serializer,
-            "python": self.python.rsplit(".", 1)[0],
-            "image": self.image,
-            "packages": list(self.options.packages),
+            "code": c.code,
+            "globals": c.globals,
+            "signature": hashlib.sha256(json.dumps(sig, sort_keys=True).encode()).hexdigest(),
+            "image": hashlib.sha256(self.image.encode()).hexdigest(),
+            "packages": hashlib.sha256(json.dumps(list(self.options.packages)).encode()).hexdigest(),
         }
+
+    def digest_of(self, capture: Capture) -> str:
+        return hashlib.sha256(json.dumps(self.digest_parts(capture), sort_keys=True).encode()).hexdigest()
 
     @property
     def image(self) -> str:
@@ -358,11 +297,13 @@ class Component:
     def input(self, name: str) -> InputSpec | None:
         return next((i for i in self.inputs if i.name == name), None)
 
-    def to_spec(self) -> dict[str, Any]:
-        """This component's entry in a package spec (no payload bytes)."""
+    def to_spec(self, capture: Capture | None = None) -> dict[str, Any]:
+        """This component's entry in a package spec (no payload bytes), of ``capture`` or the latest."""
+        c = capture or self._latest
         return {
             "name": self.name,
-            "digest": self.digest,
+            "digest": self.digest_of(c),
+            "digest_parts": self.digest_parts(c),
             "description": self.description,
             "source": self.source,
             "inputs": [i.to_json() for i in self.inputs],
@@ -370,14 +311,12 @@ class Component:
             "return_style": self.return_style,
             "image": self.image,
             "options": self.options.to_json(),
-            "payload": {"digest": self.payload_digest, "serializer": self.serializer, "size": len(self.payload)},
+            "payload": {"digest": c.payload_digest, "serializer": c.serializer, "size": len(c.payload)},
             "python": self.python,
             "cloudpickle": self.cloudpickle_version,
         }
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from .pipeline import current_trace
-
         trace = current_trace()
         if trace is not None:
             return trace.add_step(self, args, kwargs)

@@ -18,8 +18,9 @@ from typing import Any
 
 from .condition import Comparable, Condition, as_condition, operand  # noqa: F401 - Condition is public
 from .errors import DefinitionError
-from .pipeline import PipelineParam, Step, StepOutput, current_trace
+from .pipeline import PipelineParam, Step, StepOutput
 from .signature import is_json_value
+from .tracing import check_reference, current_trace, loops_of
 
 __all__ = ["Collected", "Condition", "Elif", "Else", "ExitHandler", "If", "LoopItem", "ParallelFor",
            "RUN_ID", "RUN_NAME", "RUN_STATUS"]
@@ -40,17 +41,6 @@ def _new_group(trace: Any, kind: str, **fields: Any) -> dict[str, Any]:
     group = {"id": gid, "kind": kind, "parent": trace.group_stack[-1] if trace.group_stack else "", **fields}
     trace.groups[gid] = group
     return group
-
-
-def loops_of(trace: Any, group_id: str) -> list[str]:
-    """Loop ids enclosing a group, outermost first."""
-    out: list[str] = []
-    while group_id:
-        g = trace.groups[group_id]
-        if g["kind"] == "for":
-            out.append(g["id"])
-        group_id = g["parent"]
-    return list(reversed(out))
 
 
 class LoopItem(Comparable):
@@ -313,14 +303,3 @@ def _step_refs(expr: dict[str, Any]) -> list[str]:
     if "args" in expr:
         return [r for a in expr["args"] for r in _step_refs(a)]
     return [side["step"] for side in (expr.get("left", {}), expr.get("right", {})) if "step" in side]
-
-
-def check_reference(trace: Any, step_name: str, here: str, where: str) -> None:
-    """A step (or group) at ``here`` may read step ``step_name`` only if it is inside all its loops."""
-    src = trace.steps[step_name]
-    need, have = loops_of(trace, src.group), loops_of(trace, here)
-    if need != have[:len(need)]:
-        raise DefinitionError(f"{where} reads '{step_name}', which runs once per item of loop "
-                              f"'{need[-1]}', from outside that loop",
-                              hint=f"Wrap it: nbpipe.Collected({step_name}.output) gives the list of all items' "
-                                   "outputs.")

@@ -81,10 +81,23 @@ def write_package(spec: dict[str, Any], payloads: dict[str, bytes], path: str | 
 
 
 def build_package(pipeline: Any, path: str | os.PathLike[str] | None = None) -> bytes:
-    """Package a traced :class:`~nbpipe.pipeline.Pipeline` (see :func:`write_package`)."""
-    from .compiler import payloads_of
+    """Package a :class:`~nbpipe.pipeline.Pipeline` as the kernel has it *now*.
 
-    return write_package(pipeline.spec, payloads_of(pipeline), path)
+    The one way to turn a live pipeline object into package bytes (``nbpipe.run``,
+    ``Client.submit``, the magics, re-runs with the user's fix): each component is resolved to
+    its current definition and captured afresh with the globals and helpers it uses now
+    (:meth:`~nbpipe.pipeline.Pipeline.capture`). Unchanged pipelines reuse their last bytes.
+    """
+    spec, payloads = pipeline.capture()
+    last = getattr(pipeline, "_nbpipe_package", None)
+    if last is not None and last[0] is spec:
+        data = last[1]
+        if path is not None:
+            Path(path).write_bytes(data)
+        return data  # type: ignore[no-any-return]
+    data = write_package(spec, payloads, path)
+    pipeline._nbpipe_package = (spec, data)
+    return data
 
 
 @lru_cache(maxsize=None)

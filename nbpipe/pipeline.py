@@ -4,27 +4,29 @@ The pipeline function runs once, at definition time, with placeholders for its p
 every component call becomes a :class:`Step`. Mistakes (unknown or missing inputs, type
 mismatches, cycles) raise :class:`~nbpipe.errors.DefinitionError` right there.
 
+At submit time :meth:`Pipeline.capture` resolves each component to its current definition (a
+component redefined in the notebook since the pipeline was traced is used in its new form; the
+pipeline is re-traced with it) and captures each one afresh, with the globals it uses *now*.
+
 Non-goals: executing anything (see :mod:`nbpipe.client`) or serializing (see :mod:`nbpipe.package`).
 """
 
 from __future__ import annotations
 
-import contextvars
 import inspect
 import re
 from dataclasses import replace
 from typing import Any, Callable, Iterator
 
-from .component import Component, Options, make_options
+from .compiler import compile_pipeline
+from .component import Capture, Component, Options, make_options
 from .condition import Comparable
 from .errors import DefinitionError
 from .signature import InputSpec, compatible, is_json_value, type_name, value_matches
+from .tracing import _TRACE, check_reference, current_trace
 
-_TRACE: contextvars.ContextVar["Trace | None"] = contextvars.ContextVar("nbpipe_trace", default=None)
-
-
-def current_trace() -> "Trace | None":
-    return _TRACE.get()
+__all__ = ["Pipeline", "PipelineParam", "Step", "StepOutput", "Trace", "current_definition", "current_trace",
+           "pipeline"]
 
 
 class PipelineParam(Comparable):
@@ -181,8 +183,9 @@ class Step:
 class Trace:
     """Collects steps while a pipeline function runs."""
 
-    def __init__(self, pipeline_name: str):
+    def __init__(self, pipeline_name: str, resolve: Callable[[Component], Component] | None = None):
         self.pipeline_name = pipeline_name
+        self.resolve = resolve  # maps each component called to the one to use (its newest definition)
         self.steps: dict[str, Step] = {}
         self.params: dict[str, PipelineParam] = {}
         self.groups: dict[str, dict[str, Any]] = {}  # control-flow groups (nbpipe.control)
@@ -203,6 +206,8 @@ class Trace:
         return name
 
     def add_step(self, comp: Component, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Step:
+        if self.resolve is not None:
+            comp = self.resolve(comp)
         name = self._step_name(comp.name)
         sig = comp.signature
         try:
@@ -249,8 +254,6 @@ class Trace:
             if value.step.trace is not self:
                 raise DefinitionError(f"{where} uses an output of another pipeline's step '{value.step.name}'")
             if self.groups:
-                from .control import check_reference
-
                 check_reference(self, value.step.name, self.group_stack[-1] if self.group_stack else "", where)
             if spec.kind == "artifact" and value.kind != "artifact":
                 raise DefinitionError(
@@ -316,9 +319,8 @@ class Pipeline:
         self.__wrapped__ = func
         self.parameters = self._parameters()
         self.trace = self._trace()
-        from .compiler import compile_pipeline
-
         self.spec = compile_pipeline(self)  # validates: cycles, dangling references
+        self._captured: tuple[Trace, tuple[Capture, ...], dict[str, Any]] | None = None
 
     def _parameters(self) -> list[dict[str, Any]]:
         params = []
@@ -338,8 +340,8 @@ class Pipeline:
             params.append(entry)
         return params
 
-    def _trace(self) -> Trace:
-        trace = Trace(self.name)
+    def _trace(self, resolve: Callable[[Component], Component] | None = None) -> Trace:
+        trace = Trace(self.name, resolve)
         args = {}
         for p in self.parameters:
             ph = PipelineParam(p["name"], p["type"], p.get("default"), "default" in p)
@@ -359,6 +361,50 @@ class Pipeline:
     def steps(self) -> dict[str, Step]:
         return self.trace.steps
 
+    def capture(self) -> tuple[dict[str, Any], dict[str, bytes]]:
+        """The package spec and payloads of this pipeline as the kernel has it *now*.
+
+        Each component is resolved to its current definition (see :func:`current_definition`)
+        and pickled afresh with the globals and helpers it uses now, so the digests (cache keys)
+        follow every change. Unchanged components cost one pickling each; the spec of an
+        unchanged pipeline is reused.
+        """
+        self._follow_redefinitions()
+        trace = self.trace
+        captures: dict[int, Capture] = {}
+        for step in trace.steps.values():
+            comp = step.component
+            if id(comp) not in captures:
+                captures[id(comp)] = comp.capture()
+        key = tuple(captures.values())
+        last = self._captured
+        if last is not None and last[0] is trace and len(last[1]) == len(key) and all(
+                a is b for a, b in zip(last[1], key)):
+            spec = last[2]
+        else:
+            spec = compile_pipeline(self, captures)
+            self._captured = (trace, key, spec)
+        return spec, {c.payload_digest: c.payload for c in key}
+
+    def _follow_redefinitions(self) -> None:
+        """Re-trace with the newest definitions if a component was redefined since tracing."""
+        stale = [c for c in {id(s.component): s.component for s in self.steps.values()}.values()
+                 if current_definition(c) is not c]
+        if not stale:
+            return
+        try:
+            trace = self._trace(current_definition)
+            spec = compile_pipeline(self, None, trace)
+        except DefinitionError as exc:
+            where = _cell_of(self.func)
+            raise DefinitionError(
+                f"Component '{stale[0].name}' was redefined and pipeline '{self.name}' no longer fits it: "
+                f"{exc.headline}",
+                hint=f"Fix the call, then re-run the cell that defines pipeline '{self.name}'"
+                     + (f" ({where})" if where else "") + ".",
+            ) from None
+        self.trace, self.spec = trace, spec
+
     def resolve_params(self, params: dict[str, Any]) -> dict[str, Any]:
         """Check run parameters against the pipeline's and fill in defaults."""
         known = {p["name"]: p for p in self.parameters}
@@ -375,6 +421,29 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"<nbpipe pipeline {self.name}: {len(self.steps)} steps>"
+
+
+def current_definition(comp: Component) -> Component:
+    """The newest definition of ``comp``: the component of the same name that its variable in the
+    namespace it was defined in (a notebook's globals, a module) holds now, or ``comp`` itself."""
+    ns = getattr(comp.func, "__globals__", None)
+    if not isinstance(ns, dict):
+        return comp
+    for var in (comp.variable, comp.name):
+        value = ns.get(var)
+        if isinstance(value, Component) and value is not comp and value.name == comp.name:
+            return value
+    return comp
+
+
+def _cell_of(func: Any) -> str:
+    """Where ``func`` was defined, as the user knows it (``Cell In[7]``, a file), or ""."""
+    from .sourcemap import _label
+
+    code = getattr(func, "__code__", None)
+    if code is None or code.co_filename.startswith("<nbpipe-"):
+        return ""
+    return _label(code.co_filename)
 
 
 def _inline(inner: Pipeline, trace: Trace, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

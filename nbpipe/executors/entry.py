@@ -5,7 +5,7 @@ payload from the store, fetch inputs, call the function, write outputs to the st
 atomically (content-addressed), and write a result JSON under ``job["result_key"]``. The
 exit code is 0 on success, 1 when the user's code raised, 2 for a bad job or environment.
 
-Imports only the stdlib, cloudpickle/dill, the stores and the serializers — never the
+Imports only the stdlib, cloudpickle/dill, the stores, the serializers and the source map — never the
 runner's web stack or database — so a step starts fast on a small base image.
 Non-goal: scheduling, retries, timeouts (the runner's job).
 """
@@ -22,7 +22,7 @@ import time
 import traceback
 from typing import Any
 
-from .. import serializers
+from .. import serializers, sourcemap
 from ..artifacts import ARTIFACT_TYPES, Artifact
 from ..stores import open_store
 from ..stores.base import Store
@@ -59,10 +59,13 @@ def _load_function(store: Store, job: dict[str, Any]) -> Any:
     if payload.get("serializer") == "dill":
         import dill
 
-        return dill.loads(data)
-    import cloudpickle
+        func = dill.loads(data)
+    else:
+        import cloudpickle
 
-    return cloudpickle.loads(data)
+        func = cloudpickle.loads(data)
+    sourcemap.restore(func)  # tracebacks show the user's cells and files, with their lines
+    return func
 
 
 def _check_packages(job: dict[str, Any]) -> None:

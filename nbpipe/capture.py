@@ -1,0 +1,351 @@
+"""Capture a component's function by value: pickle, refuse live resources, fingerprint.
+
+:func:`capture_function` pickles a function with cloudpickle (dill as a fallback), together
+with the notebook globals and helpers it uses *now*, and the source lines its tracebacks need
+(:mod:`nbpipe.sourcemap`). Both picklers refuse live external resources — open files, sockets,
+locks, database connections, generators, threads, processes… — that dill would otherwise
+"pickle" into a re-opened or re-created resource (a file re-opened for writing is truncated),
+naming the variable and the fix. :func:`fingerprint_parts` hashes what the function runs
+(its source, the values and helpers it uses) in named parts, stable across kernel restarts.
+
+Non-goals: deciding *when* to capture (:class:`nbpipe.component.Component` does it at
+definition, to check, and again at submit) and long-term storage of pickles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import io
+import pickle
+import sys
+import sysconfig
+import textwrap
+import types
+from typing import Any, Callable
+
+import cloudpickle
+
+from . import sourcemap
+from .errors import DefinitionError
+
+# (module, attribute path, what it is). Looked up only in modules already imported: an object
+# of a class from a module nobody imported cannot exist.
+_UNSAFE: list[tuple[str, str, str]] = [
+    ("_io", "_IOBase", "an open file"),
+    ("socket", "socket", "a network socket"),
+    ("_thread", "LockType", "a lock"),
+    ("_thread", "RLock", "a lock"),
+    ("threading", "Condition", "a threading.Condition"),
+    ("threading", "Semaphore", "a semaphore"),
+    ("threading", "Event", "a threading.Event"),
+    ("threading", "Barrier", "a threading.Barrier"),
+    ("threading", "Thread", "a thread"),
+    ("sqlite3", "Connection", "a database connection"),
+    ("sqlite3", "Cursor", "a database cursor"),
+    ("types", "GeneratorType", "a generator"),
+    ("types", "AsyncGeneratorType", "an async generator"),
+    ("types", "CoroutineType", "a coroutine"),
+    ("subprocess", "Popen", "a subprocess handle"),
+    ("selectors", "BaseSelector", "a selector"),
+    ("select", "epoll", "an epoll object"),
+    ("mmap", "mmap", "a memory map"),
+    ("queue", "Queue", "a queue"),
+    ("multiprocessing.queues", "Queue", "a multiprocessing queue"),
+    ("multiprocessing.process", "BaseProcess", "a process"),
+    ("multiprocessing.connection", "Connection", "a pipe connection"),
+    ("multiprocessing.pool", "Pool", "a process pool"),
+    ("concurrent.futures._base", "Executor", "an executor (thread or process pool)"),
+    ("asyncio.events", "AbstractEventLoop", "an event loop"),
+    ("zipfile", "ZipFile", "an open zip file"),
+    ("tarfile", "TarFile", "an open tar file"),
+    ("http.client", "HTTPConnection", "a network connection"),
+    ("logging", "Handler", "a logging handler"),
+    ("psycopg2.extensions", "connection", "a database connection"),
+    ("psycopg.connection", "Connection", "a database connection"),
+    ("sqlalchemy.engine.base", "Connection", "a database connection"),
+    ("sqlalchemy.engine.base", "Engine", "a database engine (a pool of connections)"),
+]
+_SAFE_FILES = (io.StringIO, io.BytesIO)
+_KIND: dict[type, str] = {}
+
+
+def unsafe_kind(obj: Any) -> str:
+    """What live external resource ``obj`` is ("an open file", "a lock"…), or "" if none."""
+    t = type(obj)
+    kind = _KIND.get(t)
+    if kind is None:
+        kind = ""
+        for mod, attr, what in _UNSAFE:
+            m = sys.modules.get(mod)
+            cls = getattr(m, attr, None) if m is not None else None
+            if isinstance(cls, type) and issubclass(t, cls):
+                kind = what
+                break
+        if kind == "an open file" and issubclass(t, _SAFE_FILES):
+            kind = ""
+        _KIND[t] = kind
+    if kind == "an open file" and any(obj is s for s in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)):
+        return ""  # pickled by reference (the step's own stream)
+    return kind
+
+
+class UnsafeCapture(Exception):
+    """Raised while pickling when the pickler meets a live external resource."""
+
+    def __init__(self, obj: Any, kind: str):
+        super().__init__(kind)
+        self.obj, self.kind = obj, kind
+
+
+class _SafeCloudPickler(cloudpickle.CloudPickler):
+    def reducer_override(self, obj: Any) -> Any:
+        kind = unsafe_kind(obj)
+        if kind:
+            raise UnsafeCapture(obj, kind)
+        return super().reducer_override(obj)
+
+
+def _dill_dumps(obj: Any) -> bytes:
+    import dill
+
+    class _SafeDillPickler(dill.Pickler):  # type: ignore[misc]
+        def reducer_override(self, obj: Any) -> Any:
+            kind = unsafe_kind(obj)
+            if kind:
+                raise UnsafeCapture(obj, kind)
+            return NotImplemented
+
+    buf = io.BytesIO()
+    _SafeDillPickler(buf, protocol=4, recurse=True).dump(obj)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------- what a function uses
+
+
+def by_value_modules(func: Callable[..., Any]) -> list[types.ModuleType]:
+    """Modules to pickle by value: the function's own, unless it is an installed package."""
+    mod = sys.modules.get(getattr(func, "__module__", "") or "")
+    if mod is None or mod.__name__ == "__main__":
+        return []
+    path = getattr(mod, "__file__", None) or ""
+    installed = [sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib")]
+    if not path or any(path.startswith(p) for p in installed):
+        return []
+    return [mod]
+
+
+def _by_value(func: Any) -> bool:
+    mod = getattr(func, "__module__", "") or ""
+    return mod == "__main__" or mod not in sys.modules or bool(by_value_modules(func))
+
+
+def references(func: Any) -> dict[str, Any]:
+    """The globals (read anywhere in the function's code) and closure values ``func`` uses."""
+    refs: dict[str, Any] = {}
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return refs
+    glb = func.__globals__
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        for n in c.co_names:
+            if n in glb:
+                refs[n] = glb[n]
+        stack.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+    for n, cell in zip(code.co_freevars, func.__closure__ or ()):
+        try:
+            refs[n] = cell.cell_contents
+        except ValueError:
+            pass
+    for i, d in enumerate(func.__defaults__ or ()):
+        refs[f"<default {i}>"] = d
+    for k, d in (func.__kwdefaults__ or {}).items():
+        refs[f"<default {k}>"] = d
+    return refs
+
+
+def helpers(func: Any) -> list[Any]:
+    """``func`` and the by-value functions it reaches (notebook helpers, other cells' code)."""
+    out, seen, todo = [], set(), [func]
+    while todo:
+        f = todo.pop(0)
+        if id(f) in seen:
+            continue
+        seen.add(id(f))
+        out.append(f)
+        for v in references(f).values():
+            inner = getattr(v, "func", None) if type(v).__name__ == "Component" else None
+            if isinstance(inner, types.FunctionType):
+                v = inner
+            if isinstance(v, types.FunctionType) and _by_value(v):
+                todo.append(v)
+            elif isinstance(v, type) and _by_value(v):
+                todo.extend(m for m in vars(v).values() if isinstance(m, types.FunctionType))
+    return out
+
+
+def find_path(func: Any, target: Any, depth: int = 5) -> str:
+    """How ``func`` reaches ``target``: ``fh``, ``clean → fh``, ``config['log']``…"""
+    seen: set[int] = set()
+
+    def walk(obj: Any, path: str, d: int) -> str:
+        if obj is target:
+            return path
+        if d <= 0 or id(obj) in seen or isinstance(obj, (str, bytes, int, float, types.ModuleType)):
+            return ""
+        seen.add(id(obj))
+        kids: list[tuple[str, Any]] = []
+        if isinstance(obj, types.FunctionType):
+            kids = [(f"{path} → {n}" if path else n, v) for n, v in references(obj).items()]
+        elif isinstance(obj, dict):
+            kids = [(f"{path}[{k!r}]", v) for k, v in list(obj.items())[:1000]]
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            kids = [(f"{path}[{i}]", v) for i, v in enumerate(list(obj)[:1000])]
+        elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+            inner = getattr(obj, "func", None) if type(obj).__name__ == "Component" else None
+            kids = [(path, inner)] if inner is not None else [
+                (f"{path}.{k}", v) for k, v in list(vars(obj).items())[:1000]]
+        for p, v in kids:
+            found = walk(v, p, d - 1)
+            if found:
+                return found
+        return ""
+
+    return walk(func, "", depth)
+
+
+def _describe(obj: Any) -> str:
+    name = getattr(obj, "name", None)
+    mode = getattr(obj, "mode", None)
+    bits = [type(obj).__name__]
+    if isinstance(name, str):
+        bits.append(repr(name))
+    if isinstance(mode, str):
+        bits.append(f"mode {mode!r}")
+    return " ".join(bits)
+
+
+def _culprit(func: Callable[..., Any]) -> str:
+    """Name the global or closure variable that cannot be pickled, if we can find it."""
+    for n, v in references(func).items():
+        if isinstance(v, types.ModuleType):
+            continue
+        try:
+            cloudpickle.dumps(v)
+        except Exception as exc:  # noqa: BLE001 - any pickling failure identifies the culprit
+            return f"'{n}' ({type(v).__name__}: {exc})"
+    return ""
+
+
+# ---------------------------------------------------------------- pickling
+
+
+def _with_sources(func: Any) -> Any:
+    """A copy of ``func`` carrying its source record (the user's function stays untouched)."""
+    if not isinstance(func, types.FunctionType) or not _by_value(func):
+        return func  # pickled by reference: its real file is where it is imported from
+    record = sourcemap.collect(helpers(func))
+    if not record["code"]:
+        return func
+    copy = types.FunctionType(func.__code__, func.__globals__, func.__name__, func.__defaults__, func.__closure__)
+    copy.__kwdefaults__ = func.__kwdefaults__
+    copy.__qualname__ = func.__qualname__
+    copy.__module__ = func.__module__
+    copy.__doc__ = func.__doc__
+    copy.__annotations__ = func.__annotations__
+    copy.__dict__.update(func.__dict__)
+    setattr(copy, sourcemap.ATTR, record)
+    return copy
+
+
+def pickle_function(func: Callable[..., Any], name: str) -> tuple[bytes, str]:
+    """Return (payload, serializer) for ``func``; raise DefinitionError if it cannot be pickled
+    or captures a live external resource."""
+    mods = by_value_modules(func)
+    for m in mods:
+        cloudpickle.register_pickle_by_value(m)
+    target = _with_sources(func)
+    try:
+        try:
+            buf = io.BytesIO()
+            _SafeCloudPickler(buf, protocol=4).dump(target)
+            return buf.getvalue(), "cloudpickle"
+        except UnsafeCapture:
+            raise
+        except Exception as first:  # noqa: BLE001
+            try:
+                return _dill_dumps(target), "dill"
+            except UnsafeCapture:
+                raise
+            except Exception:  # noqa: BLE001
+                culprit = _culprit(func)
+                raise DefinitionError(
+                    f"Component '{name}' cannot be pickled",
+                    f"it uses {culprit}" if culprit else f"cloudpickle said: {first}",
+                    "Create that object inside the function (or pass it as an input) instead of "
+                    "capturing it from the notebook.",
+                ) from first
+    except UnsafeCapture as exc:
+        path = find_path(func, exc.obj) or "a value it uses"
+        raise DefinitionError(
+            f"Component '{name}' uses '{path}', {exc.kind} ({_describe(exc.obj)}), from the notebook",
+            "A step runs in another process: it cannot share it, and re-creating it there would not "
+            "be the same resource (a file re-opened for writing is emptied)",
+            f"Create it inside the function, or pass a path (or other plain value) as an input instead "
+            f"of '{path.split(' → ')[-1].split('[')[0].split('.')[0]}'.",
+        ) from None
+    finally:
+        for m in mods:
+            cloudpickle.unregister_pickle_by_value(m)
+
+
+# ---------------------------------------------------------------- fingerprint
+
+
+def _source(func: Any) -> bytes:
+    try:
+        return textwrap.dedent(inspect.getsource(func)).encode()
+    except (OSError, TypeError):
+        code = getattr(func, "__code__", None)
+        return code.co_code if code is not None else repr(func).encode()
+
+
+def fingerprint_parts(func: Callable[..., Any], component_digest: Callable[[Any], str | None] = lambda v: None,
+                      _seen: set[int] | None = None) -> dict[str, str]:
+    """Content hashes of what a component runs, in named parts: ``code`` (its own source) and
+    ``globals`` (the names it reads and their values; notebook helpers by their own source).
+    Stable across kernel restarts (unlike pickle bytes), so caching survives a restart but
+    not a change."""
+    seen = _seen if _seen is not None else set()
+    seen.add(id(func))
+    code = hashlib.sha256(_source(func)).hexdigest()
+    h = hashlib.sha256()
+    refs = references(func)
+    for n in sorted(refs):
+        v = refs[n]
+        h.update(n.encode())
+        digest = component_digest(v)
+        if digest is not None:
+            h.update(digest.encode())
+        elif isinstance(v, (types.FunctionType, type)) and id(v) not in seen:
+            if _by_value(v):
+                if isinstance(v, types.FunctionType):
+                    parts = fingerprint_parts(v, component_digest, seen)
+                    h.update((parts["code"] + parts["globals"]).encode())
+                else:
+                    h.update(_source(v))
+            else:
+                h.update(f"{getattr(v, '__module__', '')}.{getattr(v, '__qualname__', '')}".encode())
+        elif isinstance(v, types.ModuleType):
+            h.update(f"module:{v.__name__}:{getattr(v, '__version__', '')}".encode())
+        elif isinstance(v, (int, float, str, bytes, bool, type(None), tuple, frozenset)):
+            h.update(repr(v).encode())
+        else:
+            try:
+                h.update(hashlib.sha256(pickle.dumps(v, protocol=4)).digest())
+            except Exception:  # noqa: BLE001 - unhashable state: fall back to its type
+                h.update(type(v).__qualname__.encode())
+    return {"code": code, "globals": h.hexdigest()}
