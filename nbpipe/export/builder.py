@@ -170,9 +170,19 @@ def build(program: dict[str, Any]) -> bytes:
         except ImportError as exc:
             raise _Failed("The notebook has %%component/%%pipeline cells, but nbpipe's magics do not load",
                           str(exc), "Install nbpipe with its kernel magics, or use @nbpipe.component.") from None
+    steps: list[tuple[int, Any]] = []  # plain %%component cells: (cell number, CellComponent)
     for chunk in program["chunks"]:
+        if chunk.get("plain") is not None:
+            from .plain_build import make_component
+
+            steps.append((chunk["cell"], make_component(chunk, main.__dict__)))
+            continue
         _run_chunk(chunk, main.__dict__, shell)
     name = program["pipeline"]
+    if program.get("inferred"):
+        from .plain_build import infer
+
+        return build_package(infer(name, steps, main.__dict__))
     pipe = main.__dict__.get(name)
     if not isinstance(pipe, Pipeline):
         raise _Failed(f"After running the kept cells, '{name}' is a {type(pipe).__name__}, not an nbpipe pipeline",

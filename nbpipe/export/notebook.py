@@ -25,8 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ExportError, where
+from .plain_cells import INFERRED, plain_cells, select_plain
 from .statements import Statement, analyze_code, analyze_magic_cell
 
+NO_PIPELINE_DETAIL = ("Export packages one pipeline, and no cell defines one (no %%component plain cells, "
+                      "@nbpipe.pipeline function, %%pipeline cell or Kale step:NAME tags).")
+NO_PIPELINE_HINT = ("Put %%component on the cells that are steps (inputs and outputs come from the variables "
+                    "they share), or add a cell with `@nbpipe.pipeline` on a function that calls your components.")
 SKIP_TAGS = frozenset({"nbpipe:skip", "skip"})
 INCLUDE_TAG = "nbpipe:include"
 MAGIC_CELLS = ("component", "pipeline")
@@ -74,10 +79,14 @@ class Chunk:
     source: str
     keep: tuple[int, ...] | None = None
     magic: bool = False  # a %%component/%%pipeline cell, run through IPython with nbpipe's magics
+    plain: dict[str, Any] | None = None  # a plain %%component cell: made into a component, never run
 
     def to_json(self) -> dict[str, Any]:
-        return {"cell": self.cell, "filename": self.filename, "source": self.source, "magic": self.magic,
+        data = {"cell": self.cell, "filename": self.filename, "source": self.source, "magic": self.magic,
                 "keep": None if self.keep is None else list(self.keep)}
+        if self.plain is not None:
+            data["plain"] = self.plain
+        return data
 
 
 @dataclass(frozen=True)
@@ -89,10 +98,14 @@ class Program:
     chunks: tuple[Chunk, ...]
     notes: tuple[str, ...] = ()
     magics: bool = False  # needs an IPython shell with nbpipe's magics loaded
+    inferred: bool = False  # the pipeline is inferred from the plain %%component cells
 
     def to_json(self) -> dict[str, Any]:
-        return {"notebook": self.notebook, "pipeline": self.pipeline, "magics": self.magics,
+        data = {"notebook": self.notebook, "pipeline": self.pipeline, "magics": self.magics,
                 "chunks": [c.to_json() for c in self.chunks], "notes": list(self.notes)}
+        if self.inferred:
+            data["inferred"] = True
+        return data
 
 
 # Lines IPython would rewrite: magics, shell escapes, help queries. Others skip the (slow) import.
@@ -155,11 +168,13 @@ def read_notebook(path: str | os.PathLike[str]) -> Notebook:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A pipeline the notebook defines: ``names`` select it; ``statement`` is None for Kale."""
+    """A pipeline the notebook defines: ``names`` select it; ``statement`` is None for Kale and for
+    the pipeline inferred from plain ``%%component`` cells (``kind`` says which)."""
 
     names: tuple[str, ...]
     cell: int
     statement: Statement | None = None
+    kind: str = "pipeline"  # "pipeline" (@pipeline, %%pipeline), "kale", "cells" (inferred)
 
     @property
     def title(self) -> str:
@@ -177,7 +192,11 @@ def pipelines_of(nb: Notebook) -> list[Candidate]:
                 found[s.pipeline_names[0]] = Candidate(s.pipeline_names, cell.number, s)
     result = list(found.values())
     if kale_steps(nb):
-        result.append(Candidate((kale_name(nb),), kale_steps(nb)[0].number))
+        result.append(Candidate((kale_name(nb),), kale_steps(nb)[0].number, kind="kale"))
+    plain = plain_cells(nb)
+    if plain:
+        names = tuple(dict.fromkeys((nb.name, INFERRED)))
+        result.append(Candidate(names, plain[0].cell.number, kind="cells"))
     return result
 
 
@@ -188,10 +207,11 @@ def choose_pipeline(nb: Notebook, pipeline: str | None) -> Candidate:
     if not found:
         raise ExportError(
             f"No pipeline in notebook {nb.path.name}",
-            "Export packages one pipeline, and no cell defines one (no @nbpipe.pipeline function, "
-            "%%pipeline cell or Kale step:NAME tags).",
-            "Add a cell with `@nbpipe.pipeline` on a function that calls your components.")
+            NO_PIPELINE_DETAIL, NO_PIPELINE_HINT)
     if pipeline is None:
+        cells = [c for c in found if c.kind == "cells"]
+        if cells:  # as `%nbpipe run` with no name: the plain %%component cells make the pipeline
+            return cells[0]
         if len(found) > 1:
             raise ExportError(f"Notebook {nb.path.name} defines {len(found)} pipelines: {listing}",
                               hint=f"Choose one with --pipeline NAME (or pipeline='{found[0].title}').")
@@ -284,17 +304,23 @@ def select_program(nb: Notebook, pipeline: str | None = None) -> Program:
         No or several pipelines, a name nothing defines, a needed value that only compute makes.
     """
     chosen = choose_pipeline(nb, pipeline)
-    if chosen.statement is None:
+    if chosen.kind == "kale":
         from .kale import kale_program
 
         return kale_program(nb)
     sel = _Selection(nb)
-    roots = [chosen.statement] + [s for c in nb.cells if INCLUDE_TAG in c.tags for s in c.statements
-                                  if s.kind != "magic"]
+    roots = [s for c in nb.cells if INCLUDE_TAG in c.tags for s in c.statements if s.kind != "magic"]
+    if chosen.statement is not None:
+        roots.insert(0, chosen.statement)
     for root in roots:
         sel.visit(root)
+    plain = select_plain(nb, sel) if chosen.kind == "cells" else {}
     chunks = []
     for cell in nb.cells:
+        if cell.number in plain:
+            body = _transform(cell.raw.lstrip().partition("\n")[2])
+            chunks.append(Chunk(cell.number, f"<nbpipe-cell-{cell.number}>", body, plain=plain[cell.number]))
+            continue
         kept = sel.keep.get(cell.number)
         if not kept:
             continue
@@ -305,13 +331,17 @@ def select_program(nb: Notebook, pipeline: str | None = None) -> Program:
             continue
         chunks.append(Chunk(cell.number, f"<nbpipe-cell-{cell.number}>", cell.code,
                             None if everything else tuple(sorted(wanted))))
-    return Program(nb.path.name, chosen.statement.pipeline_names[0], tuple(chunks), tuple(_notes(nb, sel.keep)),
-                   magics=any(c.magic for c in chunks))
+    name = chosen.title if chosen.statement is None else chosen.statement.pipeline_names[0]
+    return Program(nb.path.name, name, tuple(chunks), tuple(_notes(nb, sel.keep, set(plain))),
+                   magics=any(c.magic for c in chunks), inferred=chosen.kind == "cells")
 
 
-def _notes(nb: Notebook, keep: dict[int, set[int]]) -> list[str]:
+def _notes(nb: Notebook, keep: dict[int, set[int]], steps: frozenset[int] | set[int] = frozenset()) -> list[str]:
     notes = []
     for cell in nb.cells:
+        if cell.number in steps:
+            notes.append(f"{cell.label}: a step (plain %%component cell; its code runs only in the step)")
+            continue
         if cell.tags & SKIP_TAGS:
             notes.append(f"{cell.label}: skipped (tagged {sorted(cell.tags & SKIP_TAGS)[0]})")
             continue
