@@ -14,30 +14,45 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from .describe import describe_package
 from .errors import ExportError
 from .kfp import package_to_kfp
 from .notebook import Program, read_notebook, select_program
 
-__all__ = ["ExportError", "describe_package", "export_notebook", "package_to_kfp", "plan_export"]
+__all__ = ["ExportError", "build_program", "describe_package", "export_notebook", "package_to_kfp", "plan_export"]
 
 FORMATS = ("nbpipe", "kfp")
 
 
-def plan_export(path: str | os.PathLike[str], pipeline: str | None = None) -> Program:
+def plan_export(path: str | os.PathLike[str], pipeline: str | None = None,
+                content: dict[str, Any] | None = None) -> Program:
     """Return what :func:`export_notebook` would run, without running anything.
 
     Parameters
     ----------
     path : path of the ``.ipynb`` file.
     pipeline : name of the pipeline when the notebook defines several.
+    content : the notebook's JSON to use instead of the file (an editor's unsaved model).
     """
-    return select_program(read_notebook(path), pipeline)
+    return select_program(read_notebook(path, content), pipeline)
+
+
+def build_program(program: Program, cwd: str | os.PathLike[str], format: str = "nbpipe",
+                  python: str | None = None) -> bytes:
+    """Build a planned :class:`Program` in a fresh process (in ``cwd``, the notebook's folder)."""
+    if format not in FORMATS:
+        raise ExportError(f"Unknown export format {format!r}", hint=f"Use one of: {', '.join(FORMATS)}.")
+    from .builder import build_in_fresh_process
+
+    data = build_in_fresh_process(program, cwd=cwd, python=python)
+    return package_to_kfp(data).encode("utf-8") if format == "kfp" else data
 
 
 def export_notebook(path: str | os.PathLike[str], output: str | os.PathLike[str] | None = None,
-                    format: str = "nbpipe", pipeline: str | None = None, python: str | None = None) -> bytes:
+                    format: str = "nbpipe", pipeline: str | None = None, python: str | None = None,
+                    content: dict[str, Any] | None = None) -> bytes:
     """Export a notebook's pipeline, built in a fresh process from the cells that define it.
 
     Parameters
@@ -49,9 +64,12 @@ def export_notebook(path: str | os.PathLike[str], output: str | os.PathLike[str]
     format : {"nbpipe", "kfp"}
         A package (zip; ``nbpipe run`` takes it) or Kubeflow Pipelines v2 YAML (UTF-8 bytes).
     pipeline : str, optional
-        Which pipeline, when the notebook defines several (function name or ``name=``).
+        Which pipeline, when the notebook defines several (function name or ``name=``). With
+        plain ``%%component`` cells and no name, the pipeline they make (as ``%nbpipe run``).
     python : str, optional
         Interpreter for the build (default: this one). Payloads load only on its Python minor version.
+    content : dict, optional
+        The notebook's JSON to export instead of the file's (``path`` still names its folder).
 
     Returns
     -------
@@ -66,12 +84,8 @@ def export_notebook(path: str | os.PathLike[str], output: str | os.PathLike[str]
     """
     if format not in FORMATS:
         raise ExportError(f"Unknown export format {format!r}", hint=f"Use one of: {', '.join(FORMATS)}.")
-    from .builder import build_in_fresh_process
-
-    program = plan_export(path, pipeline)
-    data = build_in_fresh_process(program, cwd=Path(path).resolve().parent, python=python)
-    if format == "kfp":
-        data = package_to_kfp(data).encode("utf-8")
+    program = plan_export(path, pipeline, content)
+    data = build_program(program, Path(path).resolve().parent, format, python)
     if output is not None:
         Path(output).write_bytes(data)
     return data

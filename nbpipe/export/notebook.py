@@ -121,8 +121,11 @@ def _transform(raw: str) -> str:
     return TransformerManager().transform_cell(raw)
 
 
-def read_notebook(path: str | os.PathLike[str]) -> Notebook:
+def read_notebook(path: str | os.PathLike[str], content: dict[str, Any] | None = None) -> Notebook:
     """Read and analyze a notebook file with nbformat.
+
+    ``content`` (the notebook's JSON, e.g. the Lab editor's unsaved model) is analyzed instead
+    of the file, which then need not exist: ``path`` only names it and its folder.
 
     Raises
     ------
@@ -133,7 +136,10 @@ def read_notebook(path: str | os.PathLike[str]) -> Notebook:
 
     p = Path(path)
     try:
-        nb = nbformat.read(os.fspath(p), as_version=4)
+        if content is not None:
+            nb = nbformat.reads(json.dumps(content), as_version=4)
+        else:
+            nb = nbformat.read(os.fspath(p), as_version=4)
     except FileNotFoundError:
         raise ExportError(f"No notebook at {p}", hint="Check the path.") from None
     except (OSError, ValueError, json.JSONDecodeError) as exc:  # nbformat raises NotJSONError (a ValueError)

@@ -1,7 +1,7 @@
 """The base handler of every ``/nbpipe/api`` route: auth, JSON bodies and readable errors.
 
 Errors leave as JSON ``{"message", "hint", "cell"}`` with a status that says whose fault it
-is (400 the request, 404 unknown run, 422 the notebook, 502 the runner), so the panel can show
+is (400 the request, 404 unknown run, 422 a broken notebook, 502 the runner), so the panel can show
 them as they are. Non-goals: retry logic and caching (the runner is the source of truth).
 """
 

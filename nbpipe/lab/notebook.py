@@ -1,16 +1,23 @@
 """``/nbpipe/api/notebook/...``: analyze, export and run the notebook open in JupyterLab.
 
-The panel saves the notebook first; these routes read the saved ``.ipynb`` from the server's
-root directory and hand it to :mod:`nbpipe.export`, which builds the package in a fresh
-process from the cells that define the pipeline. A short cache keyed by the file's path,
-size and mtime lets **Run** reuse the package that **analyze** just built.
+**analyze** reads the notebook as the editor holds it (the panel sends its JSON, outputs left
+out), so the panel never has to save a notebook to look at it. **run** and **export** read the
+saved ``.ipynb`` from the server's root directory (the panel saves first only when the user
+clicked and the notebook has unsaved changes, and says so). Both hand the notebook to
+:mod:`nbpipe.export`, which builds the package in a fresh process from the cells that define
+the pipeline. A short cache keyed by the planned program (the kept code, not the file's mtime)
+lets **Run** reuse the package **analyze** just built, saved or not.
 
-Non-goals: exporting unsaved kernel state; choosing what a notebook's pipeline is (export does).
+A notebook without a pipeline is a normal answer (``pipeline: null`` and the reason), not an
+HTTP error. Non-goals: exporting kernel state; choosing what a notebook's pipeline is (export does).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import sys
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -25,23 +32,24 @@ _CACHE_SIZE = 8
 
 
 class PackageCache:
-    """The last few exported packages, keyed by ``(path, size, mtime_ns, pipeline)``."""
+    """The last few exported packages, keyed by the notebook's folder and the planned program."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._items: OrderedDict[tuple[str, int, int, str | None], bytes] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str], bytes] = OrderedDict()
 
-    def export(self, path: Path, pipeline: str | None) -> bytes:
-        """The package of ``path`` (built with :func:`nbpipe.export.export_notebook` when not cached)."""
-        from ..export import export_notebook
+    def export(self, path: Path, pipeline: str | None, content: dict[str, Any] | None = None) -> bytes:
+        """The package of ``path`` (or of its unsaved ``content``), built when not cached."""
+        from ..export import build_program, plan_export
 
-        st = path.stat()
-        key = (str(path), st.st_size, st.st_mtime_ns, pipeline)
+        program = plan_export(path, pipeline, content)
+        digest = hashlib.sha256(json.dumps([program.to_json(), sys.executable], sort_keys=True).encode()).hexdigest()
+        key = (str(path.parent), digest)
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        data = export_notebook(path, pipeline=pipeline)
+        data = build_program(program, path.parent)
         with self._lock:
             self._items[key] = data
             while len(self._items) > _CACHE_SIZE:
@@ -52,13 +60,29 @@ class PackageCache:
 _PACKAGES = PackageCache()
 
 
-def summarize(path: Path, pipeline: str | None) -> dict[str, Any]:
-    """What the panel shows for a notebook: its pipelines, the chosen one's parameters, steps, components."""
-    from ..export.describe import package_summary
-    from ..export.notebook import pipelines_of, read_notebook
+def notebook_package(path: str | os.PathLike[str], pipeline: str | None = None,
+                     content: dict[str, Any] | None = None) -> bytes:
+    """The package of the notebook at ``path`` as saved (or of ``content``), exported in a fresh
+    process like the panel's Run does; cached by the kept code. Raises ExportError naming the cell."""
+    return _PACKAGES.export(Path(path).resolve(), pipeline, content)
 
-    names = [c.title for c in pipelines_of(read_notebook(path))]
-    summary = package_summary(_PACKAGES.export(path, pipeline))
+
+def summarize(path: Path, pipeline: str | None, content: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the panel shows for a notebook: its pipelines, the chosen one's parameters, steps, components.
+
+    A notebook that defines no pipeline gets ``pipeline: None`` and ``reason`` (message, hint).
+    """
+    from ..export.describe import package_summary
+    from ..export.notebook import NO_PIPELINE_DETAIL, NO_PIPELINE_HINT, pipelines_of, read_notebook
+
+    nb = read_notebook(path, content)
+    names = [c.title for c in pipelines_of(nb)]
+    if not names:
+        return {"path": path.name, "pipelines": [], "pipeline": None, "digest": None, "parameters": [], "steps": [],
+                "components": [], "python": [],
+                "reason": {"message": f"No pipeline in {path.name} yet", "detail": NO_PIPELINE_DETAIL,
+                           "hint": NO_PIPELINE_HINT}}
+    summary = package_summary(_PACKAGES.export(path, pipeline, content))
     components = [
         {
             "name": key,
@@ -79,13 +103,14 @@ def summarize(path: Path, pipeline: str | None) -> dict[str, Any]:
         "steps": summary["steps"],
         "components": components,
         "python": summary["python"],
+        "reason": None,
     }
 
 
 class NotebookHandler(NbpipeHandler):
     """Resolves the ``path`` of the request body to a saved notebook under the server root."""
 
-    def notebook_path(self, body: dict[str, Any]) -> Path:
+    def notebook_path(self, body: dict[str, Any], allow_unsaved: bool = False) -> Path:
         rel = body.get("path")
         if not isinstance(rel, str) or not rel.endswith(".ipynb"):
             raise NbpipeError("Give the notebook's path (a .ipynb file relative to the Jupyter root)")
@@ -93,9 +118,16 @@ class NotebookHandler(NbpipeHandler):
         path = Path(os.path.realpath(root / rel.lstrip("/")))
         if root != path and root not in path.parents:
             raise NbpipeError(f"{rel} is outside the Jupyter root directory")
-        if not path.is_file():
+        if not path.is_file() and not (allow_unsaved and isinstance(body.get("content"), dict)):
             raise NbpipeError(f"No notebook {rel}", hint="Save the notebook first.")
         return path
+
+    @staticmethod
+    def content(body: dict[str, Any]) -> dict[str, Any] | None:
+        content = body.get("content")
+        if content is not None and not (isinstance(content, dict) and isinstance(content.get("cells"), list)):
+            raise NbpipeError("content must be the notebook's JSON (an object with cells)")
+        return content
 
     @staticmethod
     def pipeline_name(body: dict[str, Any]) -> str | None:
@@ -106,14 +138,15 @@ class NotebookHandler(NbpipeHandler):
 
 
 class AnalyzeHandler(NotebookHandler):
-    """``POST /notebook/analyze`` ``{path, pipeline?}``: pipelines, parameters, steps, components."""
+    """``POST /notebook/analyze`` ``{path, pipeline?, content?}``: pipelines, parameters, steps,
+    components — of ``content`` (the editor's notebook JSON) when given, else of the saved file."""
 
     @tornado.web.authenticated
     async def post(self) -> None:
         try:
             body = self.json_body()
-            path = self.notebook_path(body)
-            result = await self.blocking(summarize, path, self.pipeline_name(body))
+            path = self.notebook_path(body, allow_unsaved=True)
+            result = await self.blocking(summarize, path, self.pipeline_name(body), self.content(body))
         except NbpipeError as exc:
             self.send_nbpipe_error(exc)
             return
