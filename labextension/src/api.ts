@@ -50,12 +50,20 @@ export interface StepInfo {
   display_name?: string;
 }
 
-/** What `POST /notebook/analyze` finds in a saved notebook. */
+/** Why a notebook has no pipeline yet, and how to add one. */
+export interface NoPipeline {
+  message: string;
+  detail: string;
+  hint: string;
+}
+
+/** What `POST /notebook/analyze` finds in a notebook (`pipeline` null: none yet, see `reason`). */
 export interface NotebookAnalysis {
   path: string;
   pipelines: string[];
-  pipeline: string;
-  digest: string;
+  pipeline: string | null;
+  digest: string | null;
+  reason?: NoPipeline | null;
   parameters: Parameter[];
   steps: StepInfo[];
   components: ComponentInfo[];
@@ -74,7 +82,8 @@ export interface NbpipeApi {
   status(): Promise<RunnerStatus>;
   settings(): Promise<RunnerSettings>;
   saveSettings(runnerUrl: string | null, token?: string | null): Promise<RunnerSettings>;
-  analyze(path: string, pipeline?: string | null): Promise<NotebookAnalysis>;
+  /** `content`: the notebook's JSON as the editor holds it (else the saved file is read). */
+  analyze(path: string, pipeline?: string | null, content?: Record<string, unknown> | null): Promise<NotebookAnalysis>;
   exportNotebook(path: string, format: ExportFormat, pipeline?: string | null): Promise<ExportResult>;
   runNotebook(
     path: string,

@@ -59,7 +59,7 @@ export function addCommands(
   });
   commands.addCommand(CommandIDs.run, {
     label: args => (args.toolbar ? 'Run Pipeline' : 'nbpipe: Run Pipeline'),
-    caption: 'Save this notebook, export its pipeline and run it with the panel’s parameters',
+    caption: 'Export this notebook’s pipeline and run it with the panel’s parameters (saves it first only if it has unsaved changes)',
     icon: args => (args.toolbar ? nbpipeIcon : undefined),
     isEnabled: hasNotebook,
     execute: async args => {
@@ -111,7 +111,7 @@ class RunButtonExtension implements DocumentRegistry.IWidgetExtension<NotebookPa
       icon: nbpipeIcon,
       label: 'Run Pipeline',
       className: 'nbp-toolbar-run',
-      tooltip: 'nbpipe: save, export and run this notebook’s pipeline',
+      tooltip: 'nbpipe: export and run this notebook’s pipeline',
       onClick: () => void this.app.commands.execute(CommandIDs.run, { path: panel.context.path })
     });
     panel.toolbar.insertItem(10, 'nbpipe-run', button);

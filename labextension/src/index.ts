@@ -11,12 +11,21 @@ import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { Token } from '@lumino/coreutils';
 
 import { addCommands } from './commands';
-import { PanelModel } from './model';
+import { NotebookContent, PanelModel } from './model';
 import { NbpipePanel } from './panel';
 import { ServerApi } from './request';
 
 /** The nbpipe sidebar panel, for plugins that want to drive it. */
 export const INbpipePanel = new Token<NbpipePanel>('nbpipe:INbpipePanel', 'The nbpipe sidebar panel.');
+
+/** The notebook's JSON without outputs (analysis needs the code, not megabytes of plots). */
+function notebookContent(nb: NotebookContent): NotebookContent {
+  const cells = nb.cells.map(cell => {
+    const { outputs: _outputs, attachments: _attachments, ...rest } = cell as Record<string, unknown>;
+    return (rest.cell_type === 'code' ? { ...rest, outputs: [] } : rest) as Record<string, unknown>;
+  });
+  return { ...nb, cells };
+}
 
 function findNotebook(tracker: INotebookTracker, path: string): NotebookPanel | null {
   return tracker.find(panel => panel.context.path === path) ?? null;
@@ -31,11 +40,19 @@ const panelPlugin: JupyterFrontEndPlugin<NbpipePanel> = {
   provides: INbpipePanel,
   activate: (app: JupyterFrontEnd, tracker: INotebookTracker, restorer: ILayoutRestorer | null): NbpipePanel => {
     const model = new PanelModel(new ServerApi(app.serviceManager.serverSettings), {
+      // Only Run/Export save, and only a notebook with unsaved changes: opening a notebook or
+      // switching tabs never writes a file (the analysis reads the editor's model instead).
       save: async path => {
         const nb = findNotebook(tracker, path);
         if (nb && nb.context.model.dirty) {
           await nb.context.save();
+          return true;
         }
+        return false;
+      },
+      content: path => {
+        const nb = findNotebook(tracker, path);
+        return nb ? notebookContent(nb.context.model.toJSON() as unknown as NotebookContent) : null;
       }
     });
     const panel = new NbpipePanel(model, {

@@ -57,9 +57,17 @@ class Emitter<T> {
 export interface ModelOptions {
   /** Delay before re-opening a dropped event stream, by attempt (ms). */
   retryDelays?: number[];
-  /** Saves the notebook before it is analyzed or run (the panel passes the Lab context's save). */
-  save?: (path: string) => Promise<void>;
+  /**
+   * Saves the notebook if it has unsaved changes, resolving true when it did (the panel passes the
+   * Lab context's save). Called only when the user runs or exports, never to analyze.
+   */
+  save?: (path: string) => Promise<boolean | void>;
+  /** The notebook's JSON as the editor holds it (outputs left out), for analysis without saving. */
+  content?: (path: string) => NotebookContent | null;
 }
+
+/** A notebook's JSON (nbformat 4), as sent to `POST /notebook/analyze`. */
+export type NotebookContent = { cells: unknown[] } & Record<string, unknown>;
 
 export class PanelModel {
   readonly changed = new Emitter<PanelState>();
@@ -86,11 +94,13 @@ export class PanelModel {
   private stream: AbortController | null = null;
   private analysisSeq = 0;
   private readonly retryDelays: number[];
-  private readonly save: (path: string) => Promise<void>;
+  private readonly save: (path: string) => Promise<boolean | void>;
+  private readonly content: (path: string) => NotebookContent | null;
 
   constructor(readonly api: NbpipeApi, options: ModelOptions = {}) {
     this.retryDelays = options.retryDelays ?? [250, 1000, 3000, 5000];
-    this.save = options.save ?? (() => Promise.resolve());
+    this.save = options.save ?? (() => Promise.resolve(false));
+    this.content = options.content ?? (() => null);
   }
 
   get state(): Readonly<PanelState> {
@@ -115,7 +125,10 @@ export class PanelModel {
     }
   }
 
-  /** Save and analyze the current notebook: pipelines, parameters, components. */
+  /**
+   * Analyze the current notebook as the editor holds it (never saving it): pipelines, parameters,
+   * components. A notebook without a pipeline is a normal answer (`analysis.pipeline` null).
+   */
   async analyze(pipeline: string | null = this._state.pipeline): Promise<void> {
     const path = this._state.notebook;
     if (!path) {
@@ -124,15 +137,18 @@ export class PanelModel {
     const seq = ++this.analysisSeq;
     this.update({ analyzing: true, analysisError: null, pipeline });
     try {
-      await this.save(path);
-      const analysis = await this.api.analyze(path, pipeline);
+      const analysis = await this.api.analyze(path, pipeline, this.content(path));
       if (seq !== this.analysisSeq || path !== this._state.notebook) {
         return; // a newer analysis or another notebook took over
       }
-      // Keep what the user typed for parameters that still exist.
+      // Keep what the user typed for parameters that still exist; a field left at its default
+      // follows the notebook (an edited constant cell changes the default).
+      const before = new Map((this._state.analysis?.parameters ?? []).map(p => [p.name, p]));
       const raws: Record<string, RawValue> = {};
       for (const p of analysis.parameters) {
-        raws[p.name] = p.name in this._state.raws ? this._state.raws[p.name] : initialRaw(p);
+        const old = before.get(p.name);
+        const typed = p.name in this._state.raws && (!old || JSON.stringify(this._state.raws[p.name]) !== JSON.stringify(initialRaw(old)));
+        raws[p.name] = typed ? this._state.raws[p.name] : initialRaw(p);
       }
       this.update({ analyzing: false, analysis, raws, fieldErrors: {}, pipeline: analysis.pipeline });
     } catch (err) {
@@ -156,18 +172,23 @@ export class PanelModel {
 
   // ------------------------------------------------------------------ runs
 
-  /** Save, export, submit with the form's parameters, and watch the new run. Returns its id. */
+  /**
+   * Analyze the notebook as it is now, save it if it has unsaved changes (saying so), export,
+   * submit with the form's parameters, and watch the new run. Returns its id.
+   */
   async runPipeline(): Promise<string | null> {
     const path = this._state.notebook;
     if (!path || this._state.submitting) {
       return null;
     }
-    if (!this._state.analysis) {
-      // The last analysis failed (or never ran): try again, since the notebook may be fixed now.
-      await this.analyze();
-    }
+    // Always look again: the notebook may have been edited since (a fixed cell, a new constant).
+    await this.analyze();
     const analysis = this._state.analysis;
     if (!analysis) {
+      return null;
+    }
+    if (analysis.pipeline === null) {
+      this.update({ notice: noPipeline(analysis) });
       return null;
     }
     const { values, errors } = collectParams(analysis.parameters, this._state.raws);
@@ -177,9 +198,9 @@ export class PanelModel {
     }
     this.update({ submitting: true, error: null, notice: null, fieldErrors: {} });
     try {
-      await this.save(path);
+      const saved = await this.save(path);
       const snapshot = await this.api.runNotebook(path, values, this._state.pipeline);
-      this.update({ submitting: false });
+      this.update({ submitting: false, notice: saved ? savedNotice(path, 'running') : null });
       this.show(snapshot);
       void this.refreshRuns();
       void this.refreshStatus(); // the embedded runner may have just started
@@ -356,10 +377,15 @@ export class PanelModel {
     if (!path) {
       return null;
     }
+    if (this._state.analysis?.pipeline === null) {
+      this.update({ notice: noPipeline(this._state.analysis) });
+      return null;
+    }
     try {
-      await this.save(path);
+      const saved = await this.save(path);
       const result = await this.api.exportNotebook(path, format, this._state.pipeline);
-      this.update({ notice: `Exported ${result.path} (${Math.max(1, Math.round(result.size / 1024))} KB)`, error: null });
+      const size = `${Math.max(1, Math.round(result.size / 1024))} KB`;
+      this.update({ notice: `${saved ? savedNotice(path, 'exporting') + ' ' : ''}Exported ${result.path} (${size})`, error: null });
       return result.path;
     } catch (err) {
       const info = errorInfo(err);
@@ -375,4 +401,15 @@ export class PanelModel {
   dispose(): void {
     this.stop();
   }
+}
+
+/** What the panel says when it saved the notebook because the user ran or exported it. */
+function savedNotice(path: string, doing: string): string {
+  return `Saved ${path.split('/').pop()} before ${doing} (it had unsaved changes).`;
+}
+
+/** The normal "no pipeline here yet" answer, with how to add one. */
+export function noPipeline(analysis: NotebookAnalysis): string {
+  const reason = analysis.reason;
+  return reason ? `${reason.message}. ${reason.hint}` : `No pipeline in ${analysis.path} yet.`;
 }

@@ -57,7 +57,7 @@ export class NbpipePanel extends Widget {
     this.runButton = button('Run Pipeline', () => void this.model.runPipeline(), {
       accept: true,
       class: 'nbp-run-button',
-      title: 'Save the notebook, export its pipeline and run it with these parameters'
+      title: 'Export the notebook’s pipeline and run it with these parameters (saves the notebook first only if it has unsaved changes)'
     });
     this.exportButton = button('Export', () => void this.exportAs('nbpipe'), {
       title: 'Write the pipeline package (.nbpipe) next to the notebook'
@@ -92,7 +92,7 @@ export class NbpipePanel extends Widget {
     this.tokenInput.placeholder = 'unchanged';
 
     this.pipelineSection.append(
-      sectionHeader('Pipeline', button('↻', () => void this.model.analyze(), { class: 'nbp-icon-button', title: 'Save and analyze the notebook again', 'aria-label': 'Analyze again' })),
+      sectionHeader('Pipeline', button('↻', () => void this.model.analyze(), { class: 'nbp-icon-button', title: 'Analyze the notebook again (as the editor shows it; nothing is saved)', 'aria-label': 'Analyze again' })),
       this.notebookBox,
       this.formBox,
       h('div', { class: 'nbp-actions nbp-main-actions' }, this.runButton, this.exportButton, this.kfpButton)
@@ -150,8 +150,8 @@ export class NbpipePanel extends Widget {
         () => void this.model.runPipeline()
       );
     }
-    this.formBox.hidden = !state.analysis;
-    const ready = Boolean(state.analysis) && !state.analyzing;
+    this.formBox.hidden = !state.analysis?.pipeline;
+    const ready = Boolean(state.analysis?.pipeline) && !state.analyzing;
     this.runButton.disabled = !ready || state.submitting;
     this.runButton.textContent = state.submitting ? 'Starting…' : 'Run Pipeline';
     this.exportButton.disabled = !ready;
@@ -215,7 +215,7 @@ export class NbpipePanel extends Widget {
   private renderNotebook(state: PanelState): void {
     const box = this.notebookBox;
     if (!state.notebook) {
-      box.replaceChildren(h('p', { class: 'nbp-muted', text: 'Open a notebook that defines @nbpipe.component functions and an @nbpipe.pipeline to run it here.' }));
+      box.replaceChildren(h('p', { class: 'nbp-muted', text: 'Open a notebook with %%component cells (or @nbpipe.component functions and an @nbpipe.pipeline) to run it here.' }));
       return;
     }
     const name = state.notebook.split('/').pop() ?? state.notebook;
@@ -231,6 +231,19 @@ export class NbpipePanel extends Widget {
     const a = state.analysis;
     if (!a) {
       box.replaceChildren(head);
+      return;
+    }
+    if (a.pipeline === null) {
+      // A normal state, not an error: say what makes a pipeline.
+      box.replaceChildren(
+        head,
+        h(
+          'div',
+          { class: 'nbp-no-pipeline', role: 'status' },
+          h('p', { class: 'nbp-no-pipeline-title', text: a.reason?.message ?? 'No pipeline in this notebook yet' }),
+          h('p', { class: 'nbp-muted', text: a.reason?.hint ?? '' })
+        )
+      );
       return;
     }
     let pipeline: HTMLElement;

@@ -125,8 +125,8 @@ export class ServerApi implements NbpipeApi {
     return this.json('settings', post(body, 'PUT'));
   }
 
-  analyze(path: string, pipeline?: string | null): Promise<NotebookAnalysis> {
-    return this.json('notebook/analyze', post({ path, pipeline: pipeline ?? null }));
+  analyze(path: string, pipeline?: string | null, content?: Record<string, unknown> | null): Promise<NotebookAnalysis> {
+    return this.json('notebook/analyze', post({ path, pipeline: pipeline ?? null, ...(content ? { content } : {}) }));
   }
 
   exportNotebook(path: string, format: ExportFormat, pipeline?: string | null): Promise<ExportResult> {

@@ -62,12 +62,15 @@ class FakeServer implements NbpipeApi {
   saveSettings(): Promise<RunnerSettings> {
     return Promise.reject(new Err('not used'));
   }
-  async analyze(path: string, pipeline?: string | null): Promise<NotebookAnalysis> {
+  current: NotebookAnalysis = analysis;
+  contents: Array<Record<string, unknown> | null | undefined> = [];
+  async analyze(path: string, pipeline?: string | null, content?: Record<string, unknown> | null): Promise<NotebookAnalysis> {
     this.calls.push(`analyze ${path} ${pipeline ?? ''}`);
+    this.contents.push(content);
     if (this.analyzeError) {
       throw this.analyzeError;
     }
-    return analysis;
+    return this.current;
   }
   exportNotebook(): Promise<ExportResult> {
     return Promise.resolve({ path: 'tiny.nbpipe', format: 'nbpipe', size: 4096 });
@@ -140,21 +143,73 @@ async function until(check: () => boolean): Promise<void> {
   assert.ok(check(), 'condition not reached');
 }
 
-function newModel(server: FakeServer): PanelModel {
-  return new PanelModel(server, { retryDelays: [1, 1], save: async path => void server.saved.push(path) });
+function newModel(server: FakeServer, dirty = false): PanelModel {
+  return new PanelModel(server, {
+    retryDelays: [1, 1],
+    save: async path => {
+      if (dirty) {
+        server.saved.push(path);
+      }
+      return dirty;
+    },
+    content: path => ({ cells: [], path })
+  });
 }
 
 test('analysis fills the form with defaults and keeps what the user typed', async () => {
   const server = new FakeServer();
-  const model = newModel(server);
+  const model = newModel(server, true);
   await model.setNotebook('tiny.ipynb');
   assert.deepEqual(model.state.raws, { n: '3', scale: '1' });
-  assert.deepEqual(server.saved, ['tiny.ipynb']);
+  assert.deepEqual(server.saved, []); // analysis reads the editor's content; it never saves
+  assert.deepEqual(server.contents, [{ cells: [], path: 'tiny.ipynb' }]);
   model.setParam('n', '8');
   await model.analyze();
   assert.deepEqual(model.state.raws, { n: '8', scale: '1' });
   model.resetParams();
   assert.equal(model.state.raws.n, '3');
+  assert.deepEqual(server.saved, []);
+});
+
+test('a field left at its default follows an edited constant; a typed one stays', async () => {
+  const server = new FakeServer();
+  const model = newModel(server);
+  await model.setNotebook('tiny.ipynb');
+  model.setParam('scale', '2.5');
+  server.current = { ...analysis, parameters: [{ name: 'n', type: 'int', default: 9 }, { name: 'scale', type: 'float', default: 4.0 }] };
+  await model.runPipeline(); // Run looks at the notebook again first
+  assert.ok(server.calls.includes('run tiny.ipynb {"n":9,"scale":2.5}'), server.calls.join('\n'));
+});
+
+test('no pipeline is a normal state: nothing runs, the panel says how to add one', async () => {
+  const server = new FakeServer();
+  server.current = {
+    ...analysis, path: 'notes.ipynb', pipelines: [], pipeline: null, digest: null, parameters: [], steps: [],
+    reason: { message: 'No pipeline in notes.ipynb yet', detail: '', hint: 'Put %%component on the cells that are steps.' }
+  };
+  const model = newModel(server, true);
+  await model.setNotebook('notes.ipynb');
+  assert.equal(model.state.analysisError, null);
+  assert.equal(await model.runPipeline(), null);
+  assert.equal(await model.exportNotebook('kfp'), null);
+  assert.equal(model.state.error, null);
+  assert.equal(model.state.notice, 'No pipeline in notes.ipynb yet. Put %%component on the cells that are steps.');
+  assert.ok(!server.calls.some(c => c.startsWith('run ')));
+  assert.deepEqual(server.saved, []);
+});
+
+test('Run saves only a notebook with unsaved changes, and says so', async () => {
+  const server = new FakeServer();
+  const model = newModel(server, true);
+  await model.setNotebook('tiny.ipynb');
+  assert.deepEqual(server.saved, []);
+  await model.runPipeline();
+  assert.deepEqual(server.saved, ['tiny.ipynb']);
+  assert.equal(model.state.notice, 'Saved tiny.ipynb before running (it had unsaved changes).');
+  const clean = newModel(new FakeServer());
+  await clean.setNotebook('tiny.ipynb');
+  await clean.runPipeline();
+  assert.equal(clean.state.notice, null);
 });
 
 test('a notebook error reaches the panel with its cell and fix', async () => {
