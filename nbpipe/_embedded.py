@@ -1,7 +1,9 @@
 """Start (or find) the embedded local runner: one per ``NBPIPE_HOME``, shared by kernels.
 
 The runner runs as a detached process on 127.0.0.1 (so it outlives a kernel restart and
-``nbpipe.attach`` still finds its runs); ``NBPIPE_HOME/runner.json`` says where it listens.
+``nbpipe.attach`` still finds its runs); ``NBPIPE_HOME/runner.json`` (mode 0600) says where it
+listens and holds the token it generated, which the SDK, CLI and Lab extension send — like
+Jupyter Server's runtime files, since loopback alone does not keep other users or web pages out.
 A file lock keeps two kernels from starting two runners. Non-goal: remote runners.
 """
 
@@ -26,7 +28,10 @@ def nbpipe_home() -> Path:
 
 def _alive(url: str) -> bool:
     try:
-        return httpx.get(f"{url}/api/v1/health", timeout=2.0).status_code == 200
+        resp = httpx.get(f"{url}/api/v1/health", timeout=2.0)
+        # 503: a runner that answers but is not scheduling; it is still the one on this data dir,
+        # so it is reported (nbpipe runner status), never doubled by a second runner.
+        return resp.status_code == 200 or (resp.status_code == 503 and "version" in resp.text)
     except httpx.HTTPError:
         return False
 
@@ -38,10 +43,20 @@ def _read_info(path: Path) -> dict[str, object] | None:
         return None
 
 
+def runtime_token(url: str | None = None) -> str | None:
+    """The token of the embedded runner of this ``NBPIPE_HOME`` (if ``url`` is given: only if it is that runner)."""
+    info = _read_info(nbpipe_home() / "runner.json")
+    if not info or not info.get("token"):
+        return None
+    if url is not None and str(info.get("url", "")).rstrip("/") != url.rstrip("/"):
+        return None
+    return str(info["token"])
+
+
 def ensure_local_runner(timeout: float = 60.0) -> str:
     """Return the URL of the embedded runner, starting it if needed."""
     home = nbpipe_home()
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
     info_path = home / "runner.json"
     info = _read_info(info_path)
     if info and _alive(str(info["url"])):
@@ -58,7 +73,8 @@ def ensure_local_runner(timeout: float = 60.0) -> str:
                 [sys.executable, "-m", "nbpipe.runner", "--host", "127.0.0.1", "--port", "0",
                  "--data-dir", str(home / "runner"), "--ready-file", str(info_path)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                env={k: v for k, v in os.environ.items() if k not in ("NBPIPE_TOKEN", "NBPIPE_HOST", "NBPIPE_PORT")},
+                env={k: v for k, v in os.environ.items()
+                     if k not in ("NBPIPE_TOKEN", "NBPIPE_TOKEN_FILE", "NBPIPE_HOST", "NBPIPE_PORT")},
             )
         deadline = time.time() + timeout
         while time.time() < deadline:

@@ -19,7 +19,7 @@ import httpx
 
 from . import events as ev
 from . import serializers
-from ._embedded import ensure_local_runner, nbpipe_home
+from ._embedded import ensure_local_runner, nbpipe_home, runtime_token
 from .artifacts import ARTIFACT_TYPES, Artifact
 from .errors import NbpipeError, RunnerError, StepFailed
 from .package import build_package
@@ -80,6 +80,8 @@ class Client:
                 url = ensure_local_runner()
                 self.embedded = True
         self.url = url.rstrip("/")
+        if token is None:  # a local runner's generated token, from its 0600 runtime file
+            token = runtime_token(self.url)
         self.token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)

@@ -1,4 +1,8 @@
-"""A real nbpipe runner process on loopback, restartable on the same data dir (test helper)."""
+"""A real nbpipe runner process on loopback, restartable on the same data dir (test helper).
+
+It gets its token the way users' runners do: generated at start and read back from the 0600
+ready file, or given through ``NBPIPE_TOKEN`` in its environment (never on the command line).
+"""
 
 from __future__ import annotations
 
@@ -18,20 +22,23 @@ class RunnerProcess:
     def __init__(self, data_dir: Path, token: str | None = None, extra_env: dict[str, str] | None = None):
         self.data_dir = data_dir
         self.token = token
+        self.given_token = token
         self.extra_env = extra_env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
+        self.ready_file: Path | None = None
 
     def start(self) -> "RunnerProcess":
         ready = self.data_dir / f"ready-{time.time_ns()}.json"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "nbpipe.runner", "--port", "0", "--data-dir", str(self.data_dir),
                "--ready-file", str(ready)]
-        if self.token:
-            cmd += ["--token", self.token]
+        env = {k: v for k, v in os.environ.items() if k != "NBPIPE_TOKEN"}
+        env.update(self.extra_env)
+        if self.given_token:
+            env["NBPIPE_TOKEN"] = self.given_token
         self.log = open(self.data_dir / "runner.log", "ab")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log, env={**os.environ, **self.extra_env},
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log, env=env, start_new_session=True)
         deadline = time.time() + 60
         while not ready.exists():
             if self.proc.poll() is not None:
@@ -39,8 +46,21 @@ class RunnerProcess:
             if time.time() > deadline:
                 raise TimeoutError("runner did not start")
             time.sleep(0.05)
-        self.url = json.loads(ready.read_text())["url"]
+        info = json.loads(ready.read_text())
+        self.url, self.token, self.ready_file = info["url"], info["token"], ready
         return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def client_env(self) -> dict[str, str]:
+        """Environment for a CLI process that talks to this runner."""
+        return {"NBPIPE_RUNNER_URL": self.url, "NBPIPE_TOKEN": self.token or ""}
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None and self.proc.poll() is None:

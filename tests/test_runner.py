@@ -318,7 +318,8 @@ def test_events_resume_from_an_event_id(nb_client) -> None:
     mid = all_events[len(all_events) // 2].id
     rest = list(run.events(after=mid))
     assert [e.id for e in rest] == [e.id for e in all_events if e.id > mid]
-    resp = httpx.get(f"{nb_client.url}/api/v1/runs/{run.id}/events", headers={"Last-Event-ID": str(mid)})
+    resp = httpx.get(f"{nb_client.url}/api/v1/runs/{run.id}/events",
+                     headers={"Last-Event-ID": str(mid), "Authorization": f"Bearer {nb_client.token}"})
     assert resp.headers["content-type"].startswith("text/event-stream")
     assert resp.text.count("\nevent: ") + resp.text.startswith("event: ") >= 1
     assert f"id: {rest[0].id}\n" in resp.text and f"id: {mid}\n" not in resp.text

@@ -1,4 +1,9 @@
-"""``python -m nbpipe.runner [--host H] [--port P] [--data-dir D] [--ready-file F]``: serve in the foreground."""
+"""``python -m nbpipe.runner [--host H] [--port P] [--data-dir D] [--ready-file F]``: serve in the foreground.
+
+The token comes from ``--token-file`` or ``NBPIPE_TOKEN`` (``--token`` works but is visible to
+every local user in ``/proc/PID/cmdline``); without one a token is generated and written to the
+ready file (mode 0600), where the SDK, the CLI and the Lab extension read it.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host", default=None)
     ap.add_argument("--port", type=int, default=None)
     ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--token", default=None)
+    ap.add_argument("--token", default=None, help="discouraged: visible in the process list; use --token-file")
+    ap.add_argument("--token-file", default=None, help="read the token from this file")
     ap.add_argument("--parallelism", type=int, default=None)
     ap.add_argument("--executor", default=None)
     ap.add_argument("--ready-file", default=None)
@@ -22,9 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from .server import serve
 
+    if args.token:
+        print("nbpipe runner: warning: --token is visible to every local user (ps, /proc/PID/cmdline); "
+              "prefer --token-file or NBPIPE_TOKEN", file=sys.stderr)
     try:
         cfg = RunnerConfig.from_env(host=args.host, port=args.port, data_dir=args.data_dir, token=args.token,
-                                    parallelism=args.parallelism, executor=args.executor)
+                                    parallelism=args.parallelism, executor=args.executor, token_file=args.token_file)
         serve(cfg, ready_file=args.ready_file, log_level=args.log_level)
     except NbpipeError as exc:
         print(f"nbpipe runner: {exc}", file=sys.stderr)

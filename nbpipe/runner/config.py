@@ -15,11 +15,16 @@ from .._embedded import nbpipe_home
 from ..errors import NbpipeError
 
 
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]", "localhost.localdomain")
+
+
 def is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
+    """True only for names and addresses that stay on this machine ("" means all interfaces: not)."""
+    host = host.strip().lower()
+    if host in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
 
@@ -30,6 +35,7 @@ class RunnerConfig:
     port: int = 8765
     data_dir: Path = field(default_factory=lambda: nbpipe_home() / "runner")
     token: str | None = None
+    token_generated: bool = False  # no token was given: one was made up at start (loopback only)
     parallelism: int = 0  # 0: max(16, 4 x CPUs)
     executor: str = "local"
     executor_options: dict[str, Any] = field(default_factory=dict)
@@ -44,7 +50,12 @@ class RunnerConfig:
         cfg.port = int(env.get("NBPIPE_PORT", cfg.port))
         if env.get("NBPIPE_DATA_DIR"):
             cfg.data_dir = Path(env["NBPIPE_DATA_DIR"])
-        cfg.token = env.get("NBPIPE_TOKEN") or None
+        # The token never stays in this process's environment: step processes must not inherit it.
+        cfg.token = os.environ.pop("NBPIPE_TOKEN", None) or None
+        token_arg = overrides.pop("token_file", None)
+        token_file = token_arg or os.environ.pop("NBPIPE_TOKEN_FILE", None)
+        if token_file:
+            cfg.token = read_token_file(token_file)
         cfg.parallelism = int(env.get("NBPIPE_PARALLELISM", 0))
         cfg.executor = env.get("NBPIPE_EXECUTOR", cfg.executor)
         cfg.database_url = env.get("NBPIPE_DATABASE_URL") or None
@@ -60,10 +71,18 @@ class RunnerConfig:
     def check(self) -> None:
         if not is_loopback(self.host) and not self.token:
             raise NbpipeError(
-                f"Refusing to listen on {self.host} without a token",
+                f"Refusing to listen on {self.host or 'all interfaces'} without a token",
                 "anyone who can reach this address could run code on this machine.",
-                "Set NBPIPE_TOKEN (or --token) to a long random secret, or bind to 127.0.0.1.",
+                "Set NBPIPE_TOKEN (or --token-file) to a long random secret, or bind to 127.0.0.1.",
             )
+
+    def ensure_token(self) -> str:
+        """The token every request must carry; made up now (and written to the 0600 ready file) if none was given."""
+        if not self.token:
+            import secrets
+
+            self.token, self.token_generated = secrets.token_urlsafe(32), True
+        return self.token
 
     @property
     def effective_parallelism(self) -> int:
@@ -76,3 +95,13 @@ class RunnerConfig:
     @property
     def store_config(self) -> dict[str, Any]:
         return self.store or {"type": "local", "root": str(self.data_dir / "store")}
+
+
+def read_token_file(path: str | os.PathLike[str]) -> str:
+    try:
+        token = Path(path).expanduser().read_text().strip()
+    except OSError as exc:
+        raise NbpipeError(f"Cannot read the token file {path} ({exc.strerror})") from None
+    if not token:
+        raise NbpipeError(f"The token file {path} is empty")
+    return token

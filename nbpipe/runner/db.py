@@ -7,9 +7,11 @@ Non-goals: artifact bytes (see stores) and business logic (see :mod:`.scheduler`
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
@@ -167,10 +169,39 @@ def connect(url: str) -> sa.Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
-    from . import migrations
+    from . import failpoints, migrations
+
+    if failpoints.armed("write"):
+        @sa_event.listens_for(engine, "after_cursor_execute")
+        def _after_write(_conn: Any, _cur: Any, statement: str, *_: Any) -> None:
+            if statement.lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE"):
+                failpoints.hit("write")
 
     migrations.upgrade(engine)
     return engine
+
+
+_WRITE_LOCKS: dict[int, threading.RLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def write_lock(engine: sa.Engine) -> threading.RLock:
+    """The lock that serialises this process's write transactions on ``engine``.
+
+    SQLite allows one writer; with deferred transactions two writers in one process can also
+    deadlock (``database is locked`` without waiting) when a transaction that read first tries
+    to write after another committed. Writers from the event loop and from worker threads
+    (package uploads) take turns here instead; readers never wait.
+    """
+    with _LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(id(engine), threading.RLock())
+
+
+@contextlib.contextmanager
+def write_tx(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A write transaction on its own connection, serialised with the process's other writers."""
+    with write_lock(engine), engine.begin() as conn:
+        yield conn
 
 
 def dumps(value: Any) -> str:

@@ -1,9 +1,11 @@
-"""The runner's event log: events are queued and written once per event-loop turn.
+"""The runner's event log: events are written in the same transaction as the state they describe.
 
-Writing each event in its own transaction cost a commit per state change (several per
-step); batching per loop turn also wakes Server-Sent-Event readers once per batch. Readers
-wait on :meth:`EventLog.wait` with the sequence number they last saw, so no wake-up is lost
-between reading the table and waiting. Non-goal: event contents (see :mod:`nbpipe.events`).
+A state change and its event commit together (see ``Scheduler._tx``), so a runner killed at
+any point leaves a database whose events replay to the same states. Events queued during a
+transaction are inserted in one batch just before its commit; readers are woken after the
+commit. Readers wait on :meth:`EventLog.wait` with the sequence number they last saw, so no
+wake-up is lost between reading the table and waiting. Non-goal: event contents (see
+:mod:`nbpipe.events`).
 """
 
 from __future__ import annotations
@@ -21,34 +23,42 @@ class EventLog:
     def __init__(self, engine: sa.Engine):
         self.engine = engine
         self.seq = 0
-        self._waiter = asyncio.Event()
+        self._waiter: asyncio.Event | None = None
         self._pending: list[dict[str, Any]] = []
-        self._scheduled = False
 
-    def emit(self, event: ev.Event) -> None:
-        """Queue an event; it is stored (and readers woken) at the end of this loop turn."""
+    def add(self, event: ev.Event) -> None:
+        """Queue an event for the transaction in progress (see :meth:`write`)."""
         data = ev.encode(event)
         data.pop("id", None)
         self._pending.append({"run_id": event.run_id, "type": event.type, "data": db.dumps(data), "ts": event.ts})
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+
+    def write(self, conn: sa.Connection) -> bool:
+        """Insert the queued events in ``conn``'s transaction (called just before it commits)."""
+        batch, self._pending = self._pending, []
+        if batch:
+            conn.execute(db.events.insert(), batch)
+        return bool(batch)
+
+    def discard(self) -> None:
+        """The transaction rolled back: its events describe changes that never happened."""
+        self._pending = []
+
+    def committed(self) -> None:
+        """Wake readers after a commit that stored events."""
+        self.seq += 1
+        if self._waiter is not None:
+            old, self._waiter = self._waiter, None
+            old.set()
 
     def flush(self) -> None:
-        self._scheduled = False
-        batch, self._pending = self._pending, []
-        if not batch:
-            return
-        with self.engine.begin() as conn:
-            conn.execute(db.events.insert(), batch)
-        self.seq += 1
-        old, self._waiter = self._waiter, asyncio.Event()
-        old.set()
+        """Kept for callers that flushed the old batched log; events are written on commit now."""
 
     async def wait(self, seq: int, timeout: float) -> bool:
         """Wait until events newer than ``seq`` were stored; False on timeout."""
         if self.seq != seq:
             return True
+        if self._waiter is None:
+            self._waiter = asyncio.Event()
         waiter = self._waiter
         try:
             await asyncio.wait_for(waiter.wait(), timeout)

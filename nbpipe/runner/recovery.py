@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from .. import events as ev
 from ..compiler import upstream_of
 from ..executors.base import Handle
 from . import db
@@ -72,13 +73,24 @@ async def recover(self: Scheduler) -> None:  # noqa: C901 - one pass over the op
                      state=r["state"], created_at=r["created_at"], started_at=r["started_at"])
         self.runs[run.id] = run
         kept = [a["id"] for a, _ in followed.values()]
-        with self.engine.begin() as conn:
+        with db.write_tx(self.engine) as conn:
             conn.execute(db.attempts.update().where(db.attempts.c.run_id == run.id, db.attempts.c.state == "running",
                                                     db.attempts.c.id.not_in(kept))
                          .values(state="failed", reason="the runner restarted during this attempt", finished_at=db.now()))
             conn.execute(db.steps.update().where(db.steps.c.run_id == run.id, db.steps.c.state == "running",
                                                  db.steps.c.name.not_in(list(followed)))
                          .values(state="retrying", reason="the runner restarted during this attempt"))
+            restarted = [{"run_id": run.id, "type": "StepRetrying", "ts": db.now(), "data": db.dumps(ev.encode(
+                ev.StepRetrying(run_id=run.id, ts=db.now(), step=n, attempt=srows[n]["attempt"],
+                                max_attempts=srows[n]["max_attempts"], delay=0.0,
+                                reason="the runner restarted during this attempt")))}
+                for n, st in steps_ctx.items() if st.state == "retrying" and srows.get(n, {}).get("state") == "running"]
+            for e in restarted:
+                json_data = db.loads(e["data"])
+                json_data.pop("id", None)
+                e["data"] = db.dumps(json_data)
+            if restarted:  # the events replay to the states the database holds
+                conn.execute(db.events.insert(), restarted)
         for name, (_, handle) in followed.items():
             st = steps_ctx[name]
             self.active += 1

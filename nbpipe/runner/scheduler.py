@@ -18,6 +18,8 @@ import json
 import logging
 import re
 import secrets
+import shutil
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +35,12 @@ from ..executors.base import Executor, ExitStatus, Handle
 from ..package import read_package
 from ..pipeline import resolve_params
 from ..stores.base import Store, content_key
-from . import db, expand
+from . import db, expand, failpoints
 from . import rerun as rerun_plan
 from .eventlog import EventLog
 from .logs import LogTail
 from .recovery import recover
+from .results import InvalidResult, backoff_delay, check_outputs, check_result
 
 log = logging.getLogger("nbpipe.runner")
 
@@ -79,6 +82,8 @@ class RunCtx:
     created_at: float = 0.0
     started_at: float | None = None
     cancelled: bool = False
+    broken: str = ""  # an internal error failed this run, but writing that down failed too: retried
+    fail_plan: dict[str, str] = field(default_factory=dict)  # step -> final state when failing it
     flow: Any = None  # control-flow state (loops, conditions, exit handlers): see .expand
 
 
@@ -98,10 +103,13 @@ class Scheduler:
         self.active = 0
         self._wake = asyncio.Event()
         self.events = EventLog(engine)
-        self._conn: sa.Connection | None = None
+        self._local = threading.local()  # the write transaction of this thread's call chain
+        self._thread = threading.current_thread()  # the event loop's: the only one that emits events
         self._inflight: dict[str, tuple[str, str]] = {}  # cache key -> (run, step) computing it now
         self._loop_task: asyncio.Task[None] | None = None
         self._closing = False
+        self.last_tick = time.time()
+        self.loop_error = ""  # the last internal error the loop contained (for /health)
 
     # ================================================================ lifecycle
     async def start(self) -> None:
@@ -110,6 +118,19 @@ class Scheduler:
             asyncio.create_task(warm())
         await self._recover()
         self._loop_task = asyncio.create_task(self._loop())
+
+    def loop_health(self) -> dict[str, Any]:
+        """Is the scheduling loop alive and ticking? (``/health`` reports it.)"""
+        age = time.time() - self.last_tick
+        task = self._loop_task
+        alive = task is not None and not task.done()
+        why = ""
+        if not alive:
+            exc = task.exception() if task is not None and task.done() and not task.cancelled() else None
+            why = f"the scheduling loop stopped ({type(exc).__name__}: {exc})" if exc else "the scheduling loop stopped"
+        elif age > LOOP_STALL_S:
+            why = f"the scheduling loop has not ticked for {age:.0f} s"
+        return {"ticking": not why, "last_tick_age": round(age, 3), "problem": why, "last_error": self.loop_error}
 
     async def close(self) -> None:
         self._closing = True
@@ -136,7 +157,7 @@ class Scheduler:
             if not self.store.exists(content_key(digest)):
                 self.store.put_bytes(blob)
         self.store.put_bytes(data)
-        with self._tx() as conn:
+        with db.write_tx(self.engine) as conn:  # a worker thread: never the loop's transaction
             if conn.execute(sa.select(db.packages.c.digest).where(db.packages.c.digest == pkg.digest)).first() is None:
                 conn.execute(db.packages.insert().values(digest=pkg.digest, name=pkg.name, size=len(data),
                                                          spec=db.dumps(pkg.spec), created_at=db.now()))
@@ -247,8 +268,15 @@ class Scheduler:
     # ================================================================ the loop
     async def _loop(self) -> None:
         while not self._closing:
-            with self._tx():
+            self.last_tick = time.time()
+            if failpoints.armed("loop-crash"):
+                raise RuntimeError("failpoint loop-crash")
+            try:
                 timeout = self._tick()
+            except Exception as exc:  # noqa: BLE001 - the loop must survive anything one tick hits
+                log.exception("scheduler tick failed")
+                self.loop_error = f"{type(exc).__name__}: {exc}"
+                timeout = 1.0
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except asyncio.TimeoutError:
@@ -259,29 +287,43 @@ class Scheduler:
         now = time.time()
         next_wake = 5.0
         for run in list(self.runs.values()):
-            if run.state == "queued":
-                run.state, run.started_at = "running", now
-                with self._tx() as conn:
-                    conn.execute(db.runs.update().where(db.runs.c.id == run.id).values(state="running", started_at=now))
+            if run.broken:
+                self._fail_run(run, run.broken)
+                next_wake = min(next_wake, 1.0)
+                continue
+            try:
+                with self._tx():
+                    next_wake = min(next_wake, self._tick_run(run, now))
+            except Exception as exc:  # noqa: BLE001 - contained to this run
+                log.exception("run %s hit an internal error", run.id)
+                self._fail_run(run, internal_reason(exc, self.data_dir))
+        return next_wake
+
+    def _tick_run(self, run: RunCtx, now: float) -> float:
+        next_wake = 5.0
+        if run.state == "queued":
+            run.state, run.started_at = "running", now
+            with self._tx() as conn:
+                conn.execute(db.runs.update().where(db.runs.c.id == run.id).values(state="running", started_at=now))
                 self._emit(ev.RunStarted(run_id=run.id, ts=now))
-            expand.advance(self, run)
-            for st in list(run.steps.values()):
-                if self.active >= self.parallelism:
-                    break
-                if st.state == "retrying":
-                    if st.next_at <= now and not run.cancelled:
-                        self._start(run, st)
-                    else:
-                        next_wake = min(next_wake, max(0.0, st.next_at - now))
-                elif st.state == "pending" and (not run.cancelled or expand.runs_after_cancel(self, run, st)):
-                    ups = [run.steps[u] for u in st.upstream]
-                    bad = next((u for u in ups if u.state in ("failed", "cancelled", "skipped")), None)
-                    if bad is not None:
-                        self._set_step_final(run, st, "skipped", reason=f"upstream step '{bad.name}' {bad.state}")
-                    elif all(u.state in ev.STEP_OK for u in ups) and not expand.hold(self, run, st):
-                        self._start(run, st)
-            if all(s.state in ev.STEP_FINAL for s in run.steps.values()):
-                self._finish_run(run)
+        expand.advance(self, run)
+        for st in list(run.steps.values()):
+            if self.active >= self.parallelism:
+                break
+            if st.state == "retrying":
+                if st.next_at <= now and not run.cancelled:
+                    self._start(run, st)
+                else:
+                    next_wake = min(next_wake, max(0.0, st.next_at - now))
+            elif st.state == "pending" and (not run.cancelled or expand.runs_after_cancel(self, run, st)):
+                ups = [run.steps[u] for u in st.upstream]
+                bad = next((u for u in ups if u.state in ("failed", "cancelled", "skipped")), None)
+                if bad is not None:
+                    self._set_step_final(run, st, "skipped", reason=f"upstream step '{bad.name}' {bad.state}")
+                elif all(u.state in ev.STEP_OK for u in ups) and not expand.hold(self, run, st):
+                    self._start(run, st)
+        if all(s.state in ev.STEP_FINAL for s in run.steps.values()):
+            self._finish_run(run)
         return next_wake
 
     # ================================================================ a step
@@ -330,8 +372,12 @@ class Scheduler:
         staleness = opts.get("max_cache_staleness")
         if staleness is not None and time.time() - row.created_at > staleness:
             return None
-        outputs = db.loads(row.outputs) or {}
-        if not all(self.store.exists(o["key"]) for o in outputs.values()):
+        try:
+            outputs = check_outputs(db.loads(row.outputs) or {}, st.component.get("outputs"))
+            if not all(self.store.exists(o["key"]) for o in outputs.values()):
+                return None
+        except (InvalidResult, ValueError, OSError) as exc:  # a forged or stale entry: a miss, never a crash
+            log.warning("ignoring an invalid cache entry %s: %s", key, exc)
             return None
         return dict(outputs)
 
@@ -389,15 +435,16 @@ class Scheduler:
         att_id = f"{run.id}.{st.name}.{attempt}"
         log_path = self.log_path(run.id, st.name, attempt)
         workdir = str(self.data_dir / "work" / run.id / st.name / str(attempt))
-        job = self._job(run, st, inputs)
         started = st.started_at or time.time()
-        if reattached is None:
-            self._record_attempt(run, st, att_id, log_path, started)
         tail = LogTail(str(log_path), lambda text: self._emit(ev.StepLog(
             run_id=run.id, ts=time.time(), step=st.name, attempt=attempt, text=text)))
         status: ExitStatus
         timed_out = False
-        try:
+        job: dict[str, Any] = {"result_key": f"runs/{run.id}/{st.name}/{attempt}/result.json"}
+        try:  # everything from here on releases the slot in `finally`
+            job = self._job(run, st, inputs)
+            if reattached is None:
+                self._record_attempt(run, st, att_id, log_path, started)
             log_path.parent.mkdir(parents=True, exist_ok=True)
             if reattached is not None:  # a previous runner started it (see _recover)
                 st.handle = reattached
@@ -426,13 +473,61 @@ class Scheduler:
             status = ExitStatus(reason=str(exc))
         except Exception as exc:  # noqa: BLE001 - the executor could not start the attempt
             log.exception("executor failed for %s", att_id)
-            status = ExitStatus(reason=f"the {self.executor.name} executor could not start the step: {exc}")
+            status = ExitStatus(reason=f"the {self.executor.name} executor could not start the step: "
+                                       f"{internal_reason(exc, self.data_dir)}")
         finally:
-            await tail.stop()
+            with contextlib.suppress(Exception):
+                await tail.stop()
             self.active -= 1
             st.handle = None
-        with self._tx():
-            self._complete(run, st, job, att_id, status, timed_out, tail)
+        try:
+            with self._tx():
+                self._complete(run, st, job, att_id, status, timed_out, tail, workdir)
+        except Exception as exc:  # noqa: BLE001 - e.g. the disk is full: contained to this attempt
+            log.exception("could not record the end of %s", att_id)
+            _remove_tree(workdir)  # partial outputs first: that may be what fills the disk
+            self._fail_attempt(run, st, att_id, internal_reason(exc, self.data_dir))
+
+    def _fail_attempt(self, run: RunCtx, st: StepCtx, att_id: str, reason: str) -> None:
+        """Record an attempt the runner itself could not complete as failed (no retry), then its run."""
+        try:
+            with self._tx() as conn:
+                conn.execute(db.attempts.update().where(db.attempts.c.id == att_id).values(
+                    state="failed", finished_at=time.time(), reason=reason))
+                if st.state not in ev.STEP_FINAL:
+                    self._set_step_final(run, st, "failed", reason=reason)
+        except Exception:  # noqa: BLE001 - still cannot write: fail the run on a later tick
+            log.exception("could not record the failure of %s", att_id)
+            st.state = "running"  # not written: the run's failure plan still covers this step
+            run.broken = reason
+        if self._inflight.get(st.cache_key or "") == (run.id, st.name):
+            del self._inflight[st.cache_key or ""]
+        self.wake()
+
+    def _fail_run(self, run: RunCtx, reason: str) -> None:
+        """An internal error hit this run: end it ``failed`` with the reason (other runs go on)."""
+        run.broken = reason
+        if not run.fail_plan:
+            run.fail_plan = {st.name: "skipped" if st.state == "pending" else "failed"
+                             for st in run.steps.values() if st.state not in ev.STEP_FINAL}
+        for st in run.steps.values():
+            if st.handle is not None:
+                asyncio.create_task(self.executor.kill(st.handle))
+        try:
+            with self._tx() as conn:
+                for name, state in run.fail_plan.items():
+                    self._set_step_final(run, run.steps[name], state, reason=reason)
+                if run.state == "queued":
+                    conn.execute(db.runs.update().where(db.runs.c.id == run.id).values(state="running"))
+                self._finish_run(run, reason=reason)
+        except Exception:  # noqa: BLE001 - e.g. the disk is still full: try again next tick
+            log.exception("could not fail run %s", run.id)
+            self.runs[run.id] = run
+            return
+        run.broken = ""
+        for key, owner in list(self._inflight.items()):
+            if owner[0] == run.id:
+                del self._inflight[key]
 
     def _record_attempt(self, run: RunCtx, st: StepCtx, att_id: str, log_path: Path, started: float) -> None:
         attempt = st.attempt
@@ -444,17 +539,33 @@ class Scheduler:
             if attempt == 1:
                 values["started_at"] = started
             conn.execute(db.steps.update().where(db.steps.c.run_id == run.id, db.steps.c.name == st.name).values(**values))
-        self._emit(ev.StepStarted(run_id=run.id, ts=started, step=st.name, attempt=attempt, max_attempts=st.max_attempts))
+            self._emit(ev.StepStarted(run_id=run.id, ts=started, step=st.name, attempt=attempt,
+                                      max_attempts=st.max_attempts))
 
     def _complete(self, run: RunCtx, st: StepCtx, job: dict[str, Any], att_id: str, status: ExitStatus,
-                  timed_out: bool, tail: LogTail) -> None:
+                  timed_out: bool, tail: LogTail, workdir: str = "") -> None:
         attempt = st.attempt
-        result = self._read_result(job["result_key"])
+        result, invalid = self._read_result(job["result_key"]), ""
         finished = time.time()
+        if result is not None:
+            try:
+                check_result(result, st.component.get("outputs") or [])
+            except InvalidResult as exc:
+                invalid, result = f"invalid result from the step: {exc}", {}
+        result = result or {}
+        if self.runs.get(run.id) is not run or st.state in ev.STEP_FINAL:
+            # the run was already ended (an internal error failed it): only close the attempt
+            with self._tx() as conn:
+                conn.execute(db.attempts.update().where(db.attempts.c.id == att_id).values(
+                    state="failed", finished_at=finished, reason=run.broken or "the run had already ended"))
+            _remove_tree(workdir)
+            return
         if run.cancelled and not expand.runs_after_cancel(self, run, st):
             state, reason, tb = "cancelled", "the run was cancelled", ""
         elif timed_out:
             state, reason, tb = "failed", f"timed out after {st.options.get('timeout'):g} s and was killed", ""
+        elif invalid:
+            state, reason, tb = "failed", invalid, tail.last_lines(40)
         elif result.get("status") == "succeeded" and status.ok:
             state, reason, tb = "succeeded", "", ""
         else:
@@ -465,59 +576,67 @@ class Scheduler:
             else:
                 reason = status.describe() + (" without reporting a result" if not status.reason else "")
                 tb = tail.last_lines(40)
+            reason = disk_full_note(reason, self.data_dir)
             state = "failed"
         with self._tx() as conn:
             conn.execute(db.attempts.update().where(db.attempts.c.id == att_id).values(
                 state=state, finished_at=finished, exit_code=status.code if status.code is not None else
                 (-status.signal if status.signal else None), reason=reason))
+        if state != "succeeded":
+            _remove_tree(workdir)  # a failed attempt's partial files
         if state == "succeeded":
             self._finish_success(run, st, result.get("outputs") or {}, cached=False)
         elif state == "failed" and attempt < st.max_attempts and not run.cancelled:
-            opts = st.options
-            delay = min(opts.get("backoff", 1.0) * opts.get("backoff_factor", 2.0) ** (attempt - 1),
-                        opts.get("max_backoff", 300.0))
+            delay = backoff_delay(st.options, attempt)
             st.state, st.next_at = "retrying", finished + delay
             with self._tx() as conn:
                 conn.execute(db.steps.update().where(db.steps.c.run_id == run.id, db.steps.c.name == st.name)
                              .values(state="retrying", reason=reason, traceback=tb))
-            self._emit(ev.StepRetrying(run_id=run.id, ts=finished, step=st.name, attempt=attempt,
-                                       max_attempts=st.max_attempts, delay=delay, reason=reason))
+                self._emit(ev.StepRetrying(run_id=run.id, ts=finished, step=st.name, attempt=attempt,
+                                           max_attempts=st.max_attempts, delay=delay, reason=reason))
         else:
             self._set_step_final(run, st, state, reason=reason, traceback=tb)
         if st.state != "retrying" and self._inflight.get(st.cache_key or "") == (run.id, st.name):
             del self._inflight[st.cache_key or ""]
         self.wake()
 
-    def _read_result(self, key: str) -> dict[str, Any]:
+    def _read_result(self, key: str) -> Any:
+        """The step's result JSON as written (checked by the caller); None when there is none."""
         try:
-            data = json.loads(self.store.get_bytes(key))
-            return data if isinstance(data, dict) else {}
-        except (KeyError, ValueError, OSError):
-            return {}
+            data = self.store.get_bytes(key)
+        except (KeyError, OSError):
+            return None
         except Exception:  # noqa: BLE001 - a remote store may raise its own errors
             log.exception("cannot read step result %s", key)
-            return {}
+            return None
+        if len(data) > MAX_RESULT_BYTES:
+            return ["over the size limit"]  # fails check_result: not an object
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError):
+            return ["not valid JSON"]
 
     def _finish_success(self, run: RunCtx, st: StepCtx, outputs: dict[str, Any], cached: bool, reason: str = "") -> None:
-        now = time.time()
-        st.outputs = outputs
-        state = "cached" if cached else "succeeded"
-        with self._tx() as conn:
-            if outputs:
-                conn.execute(db.artifacts.insert(), [
-                    {"run_id": run.id, "step": st.name, "name": n, "digest": o["digest"], "key": o["key"],
-                     "kind": o["kind"], "format": o["format"], "size": o["size"], "created_at": now}
-                    for n, o in outputs.items()])
-            if not cached and st.options.get("cache", True) and st.cache_key:
-                conn.execute(db.cache.delete().where(db.cache.c.key == st.cache_key))
-                conn.execute(db.cache.insert().values(key=st.cache_key, outputs=db.dumps(outputs), run_id=run.id,
-                                                      step=st.name, created_at=now))
-        for n, o in outputs.items():
-            self._emit(ev.ArtifactSaved(run_id=run.id, ts=now, step=st.name, name=n, digest=o["digest"],
-                                        kind=o["kind"], format=o["format"], size=o["size"], preview=o.get("preview")))
-        self._set_step_final(run, st, state, reason=reason or ("result reused from the cache" if cached else
-                                                             (st.spec.get("rerun") or {}).get("reason", "")),
-                             outputs=outputs)
+        with self._tx():
+            now = time.time()
+            st.outputs = outputs
+            state = "cached" if cached else "succeeded"
+            with self._tx() as conn:
+                if outputs:
+                    conn.execute(db.artifacts.insert(), [
+                        {"run_id": run.id, "step": st.name, "name": n, "digest": o["digest"], "key": o["key"],
+                         "kind": o["kind"], "format": o["format"], "size": o["size"], "created_at": now}
+                        for n, o in outputs.items()])
+                if not cached and st.options.get("cache", True) and st.cache_key:
+                    conn.execute(db.cache.delete().where(db.cache.c.key == st.cache_key))
+                    conn.execute(db.cache.insert().values(key=st.cache_key, outputs=db.dumps(outputs), run_id=run.id,
+                                                          step=st.name, created_at=now))
+            for n, o in outputs.items():
+                self._emit(ev.ArtifactSaved(run_id=run.id, ts=now, step=st.name, name=n, digest=o["digest"],
+                                            kind=o["kind"], format=o["format"], size=o["size"], preview=o.get("preview")))
+            self._set_step_final(run, st, state, reason=reason or ("result reused from the cache" if cached else
+                                                                 (st.spec.get("rerun") or {}).get("reason", "")),
+                                 outputs=outputs)
 
     def _set_step_final(self, run: RunCtx, st: StepCtx, state: str, reason: str = "", traceback: str = "",
                         outputs: dict[str, Any] | None = None) -> None:
@@ -529,13 +648,15 @@ class Scheduler:
             values["outputs"] = db.dumps(outputs)
         with self._tx() as conn:
             conn.execute(db.steps.update().where(db.steps.c.run_id == run.id, db.steps.c.name == st.name).values(**values))
-        self._emit(ev.StepFinished(run_id=run.id, ts=now, step=st.name, state=state, attempt=st.attempt,
-                                   duration=duration, reason=reason, traceback=traceback))
+            self._emit(ev.StepFinished(run_id=run.id, ts=now, step=st.name, state=state, attempt=st.attempt,
+                                       duration=duration, reason=reason, traceback=traceback))
 
-    def _finish_run(self, run: RunCtx) -> None:
+    def _finish_run(self, run: RunCtx, reason: str = "") -> None:
         now = time.time()
         failed = [s for s in run.steps.values() if s.state == "failed"]
-        if run.cancelled:
+        if reason:
+            state = "failed"
+        elif run.cancelled:
             state, reason = "cancelled", "cancelled by a user"
         elif failed:
             state = "failed"
@@ -545,8 +666,8 @@ class Scheduler:
         run.state = state
         with self._tx() as conn:
             conn.execute(db.runs.update().where(db.runs.c.id == run.id).values(state=state, reason=reason, finished_at=now))
-        self._emit(ev.RunFinished(run_id=run.id, ts=now, state=state, reason=reason,
-                                  duration=now - (run.started_at or run.created_at)))
+            self._emit(ev.RunFinished(run_id=run.id, ts=now, state=state, reason=reason,
+                                      duration=now - (run.started_at or run.created_at)))
         self.runs.pop(run.id, None)
         run_finished = getattr(self.executor, "run_finished", None)  # e.g. delete a per-run volume
         if run_finished is not None:
@@ -554,7 +675,9 @@ class Scheduler:
 
     # ================================================================ events and writes
     def _emit(self, event: ev.Event) -> None:
-        self.events.emit(event)
+        """Record an event in the transaction of the state change it describes (one commit for both)."""
+        with self._tx():
+            self.events.add(event)
 
     @property
     def event_seq(self) -> int:
@@ -563,23 +686,39 @@ class Scheduler:
     async def wait_for_events(self, seq: int, timeout: float) -> bool:
         return await self.events.wait(seq, timeout)
 
+    def transaction(self) -> contextlib.AbstractContextManager[sa.Connection]:
+        """Group scheduler calls (e.g. creating a run and its events) into one commit."""
+        return self._tx()
+
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sa.Connection]:
-        """One write transaction per synchronous call chain (a tick, a step completion).
+        """One write transaction per synchronous call chain (a tick's run, a step completion).
 
-        All scheduler writes run on the event loop thread with no ``await`` inside a
-        transaction, so nested helpers share the outer connection instead of each paying
-        for its own commit.
+        Nested helpers share the outer connection, and the events they emit are inserted in the
+        same transaction just before it commits: a state change and its event are never apart.
+        Each thread has its own transaction (package uploads write from worker threads).
         """
-        if self._conn is not None:
-            yield self._conn
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            yield conn
             return
-        with self.engine.begin() as conn:
-            self._conn = conn
+        wrote = False
+        with db.write_lock(self.engine):
             try:
-                yield conn
-            finally:
-                self._conn = None
+                with self.engine.begin() as conn:
+                    self._local.conn = conn
+                    try:
+                        yield conn
+                        wrote = self.events.write(conn) if threading.current_thread() is self._thread else False
+                    finally:
+                        self._local.conn = None
+            except BaseException:
+                if threading.current_thread() is self._thread:
+                    self.events.discard()
+                raise
+        failpoints.hit("commit")
+        if wrote:
+            self.events.committed()
 
     async def _recover(self) -> None:
         await recover(self)
@@ -593,3 +732,47 @@ def _input_summary(bindings: dict[str, Any], params: dict[str, Any]) -> dict[str
         else:
             out[name] = dict(b)
     return out
+
+
+LOOP_STALL_S = 30.0
+MAX_RESULT_BYTES = 64 * 1024 * 1024
+
+
+def internal_reason(exc: BaseException, data_dir: Path) -> str:
+    """A user-facing reason for an internal error (a full disk says so, with what to do)."""
+    text = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+    if _disk_full(exc, data_dir):
+        return (f"the runner's disk is full ({_free(data_dir)} free in {data_dir}): {text} — "
+                "free some space, then re-run")
+    return f"the runner hit an internal error: {text}"
+
+
+def disk_full_note(reason: str, data_dir: Path) -> str:
+    if "No space left" in reason or _free_bytes(data_dir) < DISK_LOW_BYTES:
+        return f"{reason} — the runner's disk is full ({_free(data_dir)} free in {data_dir}); free some space, then re-run"
+    return reason
+
+
+DISK_LOW_BYTES = 1 << 20
+
+
+def _free_bytes(path: Path) -> int:
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return 1 << 62
+
+
+def _free(path: Path) -> str:
+    return f"{_free_bytes(path) / 1e6:.1f} MB"
+
+
+def _disk_full(exc: BaseException, data_dir: Path) -> bool:
+    text = str(exc).lower()
+    return (getattr(exc, "errno", None) == 28 or "disk is full" in text or "no space left" in text
+            or _free_bytes(data_dir) < DISK_LOW_BYTES)
+
+
+def _remove_tree(path: str) -> None:
+    if path:
+        shutil.rmtree(path, ignore_errors=True)

@@ -122,7 +122,7 @@ class Schedules:
                "cron": cron or "", "interval": interval, "trigger": db.dumps(trigger or {}),
                "max_concurrency": max_concurrency, "catchup": bool(catchup), "paused": False,
                "next_fire_at": first, "last_fire_at": None, "fires": 0, "skipped": 0, "created_at": now}
-        with self.engine.begin() as conn:
+        with db.write_tx(self.engine) as conn:
             conn.execute(db.schedules.insert().values(**row))
             if seen:
                 conn.execute(db.trigger_seen.insert(), [{"schedule_id": sid, "key": k} for k in seen])
@@ -161,13 +161,13 @@ class Schedules:
             s = self.get(sid)
             if s and not s["catchup"] and s["next_fire_at"] < time.time():
                 values["next_fire_at"] = self._following(s, time.time())
-        with self.engine.begin() as conn:
+        with db.write_tx(self.engine) as conn:
             n = conn.execute(db.schedules.update().where(db.schedules.c.id == sid).values(**values)).rowcount
         self.wake()
         return self.get(sid) if n else None
 
     def delete(self, sid: str) -> bool:
-        with self.engine.begin() as conn:
+        with db.write_tx(self.engine) as conn:
             conn.execute(db.trigger_seen.delete().where(db.trigger_seen.c.schedule_id == sid))
             n = conn.execute(db.schedules.delete().where(db.schedules.c.id == sid)).rowcount
         self.wake()
@@ -230,7 +230,7 @@ class Schedules:
                 else:
                     following = self._following(s, now)
                 self._fire(s, slot, {})
-                with self.engine.begin() as conn:
+                with db.write_tx(self.engine) as conn:
                     conn.execute(db.schedules.update().where(db.schedules.c.id == s["id"])
                                  .values(next_fire_at=following))
                 s["next_fire_at"] = following
@@ -239,17 +239,18 @@ class Schedules:
 
     def _fire(self, s: dict[str, Any], slot: float, extra: dict[str, Any]) -> str | None:
         if s["active_runs"] >= s["max_concurrency"]:
-            with self.engine.begin() as conn:
+            with db.write_tx(self.engine) as conn:
                 conn.execute(db.schedules.update().where(db.schedules.c.id == s["id"])
                              .values(skipped=db.schedules.c.skipped + 1))
             log.info("schedule %s: skipped the %.0f slot, %d run(s) still active", s["id"], slot, s["active_runs"])
             return None
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(slot))
-        run_id = self.scheduler.create_run(
-            s["package"], {**s["params"], **extra}, s["experiment"], name=f"{s['name']} {stamp}",
-            labels={"schedule": s["id"], "scheduled_for": repr(slot)})
+        with self.scheduler.transaction():  # the run's rows and its first events commit together
+            run_id = self.scheduler.create_run(
+                s["package"], {**s["params"], **extra}, s["experiment"], name=f"{s['name']} {stamp}",
+                labels={"schedule": s["id"], "scheduled_for": repr(slot)})
         s["active_runs"] += 1
-        with self.engine.begin() as conn:
+        with db.write_tx(self.engine) as conn:
             conn.execute(db.schedules.update().where(db.schedules.c.id == s["id"])
                          .values(last_fire_at=time.time(), fires=db.schedules.c.fires + 1))
         return run_id
@@ -278,6 +279,6 @@ class Schedules:
             return
         if self._fire(s, time.time(), {s["trigger"]["param"]: new}) is None:
             return  # busy: the same files fire on a later poll
-        with self.engine.begin() as conn:
+        with db.write_tx(self.engine) as conn:
             conn.execute(db.trigger_seen.insert(), [{"schedule_id": s["id"], "key": k} for k in new])
 

@@ -30,7 +30,7 @@ from ..errors import NbpipeError, PackageError
 from ..package import MAX_PACKAGE_BYTES
 from ..stores import open_store
 from . import db, views
-from .config import RunnerConfig
+from .config import LOOPBACK_NAMES, RunnerConfig, is_loopback
 from .schedule_routes import schedule_router
 from .scheduler import Scheduler
 from .schedules import Schedules
@@ -63,7 +63,8 @@ def _error(status: int, exc: NbpipeError | str) -> JSONResponse:
 
 
 def create_app(config: RunnerConfig, on_ready: Any = None) -> FastAPI:
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(config.data_dir, 0o700)  # runs, logs, artifacts and the database are the owner's only
     state: dict[str, Any] = {}
 
     @asynccontextmanager
@@ -93,26 +94,54 @@ def create_app(config: RunnerConfig, on_ready: Any = None) -> FastAPI:
     def sched() -> Scheduler:
         return state["scheduler"]  # type: ignore[no-any-return]
 
+    token = config.ensure_token()
+    local_only = is_loopback(config.host)
+    extra_hosts = {h.strip().lower() for h in os.environ.get("NBPIPE_ALLOW_HOSTS", "").split(",") if h.strip()}
+
     @app.middleware("http")
     async def auth(request: Request, call_next: Any) -> Response:
-        if config.token and request.url.path not in ("/api/v1/health",):
+        # Like Jupyter Server: a loopback runner still checks Host (DNS rebinding) and Origin
+        # (a web page's cross-site request), and every request needs the token.
+        refused = check_origin(request, local_only, extra_hosts)
+        if refused:
+            return _error(403, NbpipeError(refused, hint="Browsers cannot talk to the runner directly; "
+                                           "use the SDK, the CLI or the JupyterLab extension."))
+        if request.url.path not in OPEN_PATHS:
             given = request.headers.get("authorization", "").removeprefix("Bearer ").strip() \
                 or request.query_params.get("token", "")
-            if not secrets.compare_digest(given.encode(), config.token.encode()):
+            if not secrets.compare_digest(given.encode(), token.encode()):
                 return _error(401, NbpipeError("This nbpipe runner needs a token",
-                                               hint="Pass it as 'Authorization: Bearer <token>'."))
+                                               hint="Pass it as 'Authorization: Bearer <token>' (the SDK and CLI "
+                                                    "read a local runner's token from its 0600 runtime file)."))
         return await call_next(request)  # type: ignore[no-any-return]
 
     @app.exception_handler(NbpipeError)
     async def nbpipe_error(_: Request, exc: NbpipeError) -> JSONResponse:
         return _error(400, exc)
 
+    @app.exception_handler(Exception)
+    async def internal_error(_: Request, exc: Exception) -> JSONResponse:
+        from .scheduler import _disk_full, internal_reason
+
+        if _disk_full(exc, config.data_dir):  # 507 Insufficient Storage: say what to do
+            return _error(507, NbpipeError(internal_reason(exc, config.data_dir)))
+        log.exception("internal error")
+        return _error(500, NbpipeError(internal_reason(exc, config.data_dir)))
+
     @app.get("/api/v1/health")
-    async def health() -> dict[str, Any]:
+    async def health() -> Any:
         s = sched()
-        return {"status": "ok", "version": __version__, "executor": s.executor.name,
+        loop = s.loop_health()
+        body = {"status": "ok" if loop["ticking"] else "stalled", "version": __version__, "executor": s.executor.name,
                 "store": s.store.config().get("type"), "active_runs": len(s.runs), "running_steps": s.active,
-                "parallelism": s.parallelism, "pid": os.getpid()}
+                "parallelism": s.parallelism, "pid": os.getpid(), "loop": loop}
+        if loop["ticking"]:
+            return body
+        # 503: a process supervisor (or a Kubernetes liveness probe) should restart this runner
+        body.update(error="This nbpipe runner is not scheduling runs", message=f"This nbpipe runner is not "
+                    f"scheduling runs: {loop['problem']}", detail=loop["problem"],
+                    hint="Restart it (nbpipe runner stop, then start); its runs resume from the database.")
+        return JSONResponse(body, status_code=503)
 
     @app.head("/api/v1/packages/{digest}")
     async def has_package(digest: str) -> Response:
@@ -143,7 +172,8 @@ def create_app(config: RunnerConfig, on_ready: Any = None) -> FastAPI:
     @app.post("/api/v1/runs", status_code=201)
     async def create_run(req: RunRequest) -> Any:
         try:
-            run_id = sched().create_run(req.package, req.params, req.experiment, req.name, req.labels)
+            with sched().transaction():  # the run's rows and its first events commit together
+                run_id = sched().create_run(req.package, req.params, req.experiment, req.name, req.labels)
         except PackageError as exc:
             return _error(404, exc)
         return views.snapshot(state["engine"], run_id)
@@ -268,7 +298,50 @@ def create_app(config: RunnerConfig, on_ready: Any = None) -> FastAPI:
         return Response(await asyncio.to_thread(store.get_bytes, key), media_type=media)
 
     app.include_router(schedule_router(lambda: state["schedules"], _error))
+    from .lineage import lineage_router  # dashboard reads: artifact lineage, the filtered run list
+    from .run_query import run_query_router
+
+    app.include_router(lineage_router(lambda: state["engine"], _error))
+    app.include_router(run_query_router(lambda: state["engine"], _error))
     return app
+
+
+OPEN_PATHS = ("/api/v1/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def _hostname(value: str) -> str:
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[: value.find("]") + 1] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+def check_origin(request: Request, local_only: bool, extra_hosts: set[str]) -> str:
+    """Why a request must be refused for its Host or Origin, or "" (see Jupyter Server's checks)."""
+    allowed = set(LOOPBACK_NAMES) | extra_hosts
+    if local_only:
+        host = _hostname(request.headers.get("host", ""))
+        if host not in allowed and not is_loopback(host):
+            return f"Host {host[:100]!r} is not this runner (a DNS-rebinding request?)"
+    origin = request.headers.get("origin")
+    site = request.headers.get("sec-fetch-site", "")
+    if origin is not None:
+        from urllib.parse import urlsplit
+
+        try:
+            o = urlsplit(origin)
+            o_host, o_port = (o.hostname or ""), o.port
+        except ValueError:
+            o_host, o_port = "", None
+        own = request.headers.get("host", "").strip().lower()
+        shown = f"[{o_host}]" if ":" in o_host else o_host
+        same = bool(o_host) and (f"{shown}:{o_port}" == own if o_port else shown == own)
+        if not same and not (o_host in extra_hosts):
+            return f"Cross-origin request from {origin[:100]!r} refused"
+    elif site == "cross-site" and request.method not in SAFE_METHODS:
+        return "Cross-site request refused"
+    return ""
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -293,16 +366,22 @@ def serve(config: RunnerConfig, ready_file: str | None = None, log_level: str = 
     import uvicorn
 
     config.check()
+    os.umask(0o077)  # every file the runner (and its steps) create is owner-only, whatever the shell's umask
     sock = bind_socket(config.host, config.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}"
+    config.ensure_token()
+
     def _ready() -> None:
         info = {"url": url, "pid": os.getpid(), "data_dir": str(config.data_dir), "started_at": time.time(),
-                "python": sys.executable, "version": __version__}
-        if ready_file:
+                "python": sys.executable, "version": __version__, "token": config.token}
+        if ready_file:  # the runtime file clients read the token from: owner-only, like Jupyter's
             tmp = Path(ready_file).with_suffix(".tmp")
-            tmp.write_text(json.dumps(info))
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                os.fchmod(fd, 0o600)
+                fh.write(json.dumps(info))
             os.replace(tmp, ready_file)
         print(f"nbpipe runner {__version__} listening on {url} (data: {config.data_dir})", flush=True)
 

@@ -38,7 +38,7 @@ class LocalStore:
     def _install(self, tmp: str, key: str) -> None:
         dest = self._path(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o600)
         os.replace(tmp, dest)
 
     def put_file(self, path: str, key: str | None = None, *, move: bool = False) -> ObjectInfo:
@@ -54,14 +54,18 @@ class LocalStore:
             try:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(path, dest)
-                os.chmod(dest, 0o644)
+                os.chmod(dest, 0o600)
                 return ObjectInfo(key, digest, size)
             except OSError:
                 pass  # another filesystem: fall back to a copy
         fd, tmp = self._tmp()
         os.close(fd)
-        shutil.copyfile(path, tmp)
-        self._install(tmp, key)
+        try:
+            shutil.copyfile(path, tmp)
+            self._install(tmp, key)
+        except BaseException:  # e.g. a full disk: never leave a partial copy behind
+            _unlink(tmp)
+            raise
         if move:
             os.unlink(path)
         return ObjectInfo(key, digest, size)
@@ -83,7 +87,7 @@ class LocalStore:
             os.replace(path, dest)
         except OSError:
             return None
-        os.chmod(dest, 0o644)
+        os.chmod(dest, 0o600)
         return ObjectInfo(key, digest, size)
 
     def put_bytes(self, data: bytes, key: str | None = None) -> ObjectInfo:
@@ -92,9 +96,13 @@ class LocalStore:
         if key.startswith("sha256/") and self._path(key).exists():
             return ObjectInfo(key, digest, len(data))
         fd, tmp = self._tmp()
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        self._install(tmp, key)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            self._install(tmp, key)
+        except BaseException:  # e.g. a full disk: never leave a partial file behind
+            _unlink(tmp)
+            raise
         return ObjectInfo(key, digest, len(data))
 
     def get_bytes(self, key: str) -> bytes:
@@ -139,3 +147,10 @@ class LocalStore:
 
     def url_for(self, key: str, expires: int = 3600) -> str | None:
         return None
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -1,0 +1,215 @@
+"""The runner never dies silently: failures stay inside the attempt or run they belong to.
+
+Forged and malformed step results, an overflowing retry backoff, a full disk (a real tmpfs
+the test mounts), a scheduling loop that stopped (reported by /health and the CLI), and
+``Run.wait(timeout)`` on a silent step. Each of these left a run ``running`` forever, or
+stopped scheduling for every run, before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+from runner_process import RunnerProcess
+
+from nbpipe import Output, Dataset, component, pipeline
+from nbpipe.errors import RunnerError, StepFailed
+
+
+@component(cache=True)
+def forge(store_root: str, mode: str) -> int:
+    """Write a hostile result.json for this very attempt, then exit 0 before nbpipe writes the real one."""
+    import json
+    import os
+
+    key = f"runs/{os.environ['NBPIPE_RUN_ID']}/{os.environ['NBPIPE_STEP']}/{os.environ['NBPIPE_ATTEMPT']}/result.json"
+    path = os.path.join(store_root, key)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    forged = {
+        "traversal": {"status": "succeeded", "outputs": {"output": {
+            "kind": "value", "key": "../../etc/passwd", "digest": "0" * 64, "size": 1, "format": "json"}}},
+        "missing": {"status": "succeeded"},
+        "garbage": ["not", "an", "object"],
+        "huge": {"status": "succeeded", "outputs": {"output": {
+            "kind": "value", "key": "sha256/00/" + "0" * 64, "digest": "0" * 64, "size": 10**30, "format": "json"}}},
+    }[mode]
+    with open(path, "w") as fh:
+        json.dump(forged, fh)
+    os._exit(0)
+
+
+@pipeline
+def forged(store_root: str = "", mode: str = "traversal"):
+    forge(store_root=store_root, mode=mode)
+
+
+@component(cache=True)
+def plus_one(x: int) -> int:
+    return x + 1
+
+
+@pipeline
+def simple(x: int = 1):
+    plus_one(x=x)
+
+
+@component(cache=False, retries=3, backoff=0.0)
+def always_fails() -> int:
+    raise ValueError("nope")
+
+
+@pipeline
+def overflowing():
+    always_fails()
+
+
+@component(cache=False)
+def fill_disk(mb: int, data: Output[Dataset]) -> None:
+    with open(data.path, "wb") as fh:
+        for _ in range(mb):
+            fh.write(b"x" * (1 << 20))
+
+
+@pipeline
+def filler(mb: int = 50):
+    fill_disk(mb=mb)
+
+
+@component(cache=False)
+def silent(seconds: float) -> None:
+    import time
+
+    time.sleep(seconds)
+
+
+@pipeline
+def quiet(seconds: float = 120.0):
+    silent(seconds=seconds)
+
+
+@pytest.mark.parametrize("mode", ["traversal", "missing", "garbage", "huge"])
+def test_a_forged_or_malformed_result_fails_that_step_and_the_runner_goes_on(nb_runner, nb_client, mode) -> None:
+    root = str(nb_runner.data_dir / "store")
+    for _ in range(2):  # the second identical run used to crash the loop on its cache lookup
+        run = nb_client.submit(forged, {"store_root": root, "mode": mode})
+        with pytest.raises(StepFailed, match="invalid result from the step"):
+            run.wait(timeout=60)
+        assert run.snapshot()["state"] == "failed"
+    assert nb_client.submit(simple, {"x": 41}).wait(timeout=60).outputs("plus_one")["output"] == 42
+    assert nb_client.health()["loop"]["ticking"]
+
+
+def test_a_forged_cache_entry_is_a_miss_not_a_crash(nb_runner, nb_client) -> None:
+    first = nb_client.submit(simple, {"x": 7}).wait(timeout=60)
+    key = first.steps["plus_one"]["outputs"]  # the real entry, then forge its key in the database
+    con = sqlite3.connect(nb_runner.data_dir / "nbpipe.db", timeout=30)
+    with con:
+        rows = con.execute("SELECT key, outputs FROM cache WHERE run_id = ?", (first.id,)).fetchall()
+        assert rows and key
+        outputs = json.loads(rows[0][1])
+        outputs["output"]["key"] = "../../etc/passwd"
+        con.execute("UPDATE cache SET outputs = ? WHERE key = ?", (json.dumps(outputs), rows[0][0]))
+    con.close()
+    again = nb_client.submit(simple, {"x": 7}).wait(timeout=60)
+    assert again.steps["plus_one"]["state"] == "succeeded"  # ran again instead of trusting the entry
+    assert again.outputs("plus_one")["output"] == 8
+
+
+def _patched(pipe, mutate) -> bytes:
+    """The pipeline's package with its spec changed the way a hand-made (hostile) package could be."""
+    import io
+    import zipfile
+
+    from nbpipe.package import build_package
+
+    zin = zipfile.ZipFile(io.BytesIO(build_package(pipe)))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zout:
+        for info in zin.infolist():
+            blob = zin.read(info)
+            if info.filename == "nbpipe.json":
+                spec = json.loads(blob)
+                mutate(spec)
+                blob = json.dumps(spec).encode()
+            zout.writestr(info.filename, blob)
+    return out.getvalue()
+
+
+def test_an_overflowing_backoff_retries_and_fails_the_step(nb_client) -> None:
+    def hostile(spec) -> None:
+        for step in spec["steps"]:
+            step["options"].update(backoff_factor=1e308, max_backoff=0.05)
+
+    run = nb_client.submit(_patched(overflowing, hostile))
+    with pytest.raises(StepFailed, match="ValueError: nope"):
+        run.wait(timeout=60)
+    step = run.steps["always_fails"]
+    assert step["state"] == "failed" and step["attempt"] == 4
+
+
+def test_wait_honours_its_timeout_on_a_silent_step(nb_client) -> None:
+    run = nb_client.submit(quiet, {"seconds": 300.0})
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError, match="still"):
+        run.wait(timeout=2)
+    elapsed = time.monotonic() - t0
+    run.cancel()
+    assert run.wait(timeout=60, raise_on_failure=False).snapshot()["state"] == "cancelled"
+    assert elapsed < 15, f"wait(timeout=2) returned after {elapsed:.1f} s"
+
+
+def test_health_and_cli_report_a_scheduling_loop_that_stopped(tmp_path) -> None:
+    r = RunnerProcess(tmp_path / "data", extra_env={"NBPIPE_FAILPOINT": "loop-crash"}).start()
+    try:
+        resp = httpx.get(f"{r.url}/api/v1/health", headers=r.headers(), timeout=10)
+        assert resp.status_code == 503
+        body = resp.json()
+        assert body["status"] == "stalled" and not body["loop"]["ticking"]
+        assert "scheduling loop stopped" in body["loop"]["problem"]
+        with pytest.raises(RunnerError, match="not scheduling runs"):
+            r.client().health()
+        nbpipe_cli = str(Path(sys.executable).parent / "nbpipe")
+        cli = subprocess.run([nbpipe_cli, "--runner", r.url, "runner", "status"],
+                             capture_output=True, text=True, timeout=60, env={**os.environ, **r.client_env()})
+        assert cli.returncode != 0 and "not scheduling runs" in cli.stdout + cli.stderr
+    finally:
+        r.stop()
+
+
+@pytest.fixture()
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_full_disk_fails_the_attempt_cleans_up_and_the_next_run_works(small_disk) -> None:
+    r = RunnerProcess(small_disk / "data").start()
+    try:
+        c = r.client()
+        run = c.submit(filler, {"mb": 50})
+        with pytest.raises(StepFailed) as info:
+            run.wait(timeout=120)
+        assert "disk is full" in str(info.value) or "No space left" in str(info.value)
+        assert run.snapshot()["state"] == "failed"
+        leftovers = [p for p in (small_disk / "data" / "work").rglob("*") if p.is_file()]
+        assert leftovers == [], leftovers
+        tmp = [p for p in (small_disk / "data" / "store" / ".tmp").iterdir()]
+        assert tmp == []
+        assert c.submit(simple, {"x": 1}).wait(timeout=60).outputs("plus_one")["output"] == 2
+        assert c.health()["running_steps"] == 0
+    finally:
+        r.stop()
