@@ -229,6 +229,7 @@ def _runner_message(resp: httpx.Response) -> str:
 
 def handlers() -> list[tuple[str, type[NbpipeHandler]]]:
     """``(pattern, handler)`` pairs relative to ``{base_url}/nbpipe/api``."""
+    from .dashboard import dashboard_handlers
     from .notebook import notebook_handlers
 
     return [
@@ -242,4 +243,5 @@ def handlers() -> list[tuple[str, type[NbpipeHandler]]]:
         (f"runs/{RUN_ID}/steps/{STEP}/logs", LogsHandler),
         (f"artifacts/{DIGEST}", ArtifactHandler),
         *notebook_handlers(),
+        *dashboard_handlers(),
     ]

@@ -1,0 +1,190 @@
+"""``/nbpipe/api`` routes of the Lab dashboard: the run list, its live stream, compare, lineage.
+
+- ``GET dashboard/runs?experiment=&pipeline=&notebook=&state=&q=&limit=&offset=&facets=``: a page
+  of runs with the total and the filter values (the runner's ``/api/v1/dashboard/runs``).
+- ``GET dashboard/events?after=``: every run's events as Server-Sent Events, for a live list
+  (log lines are dropped here: a list needs states, not output).
+- ``GET dashboard/compare?runs=a,b,c``: parameters and metrics of 1–10 runs, the same columns as
+  :func:`nbpipe.compare` (``param.*`` and ``step.output[.key]``), plus which parameters differ.
+- ``GET dashboard/lineage/{run}/{step}?output=``: the runner's lineage of a step's outputs.
+
+Like :mod:`.routes`, everything goes through :class:`nbpipe.Client`: the browser never sees the
+runner's address or token. Non-goals: state of its own; charts (the panel draws them).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import tornado.web
+from tornado.iostream import StreamClosedError
+
+from ..comparison import metrics_of
+from ..errors import NbpipeError, RunnerError
+from .base import NbpipeHandler
+
+RUN_ID = r"(?P<run_id>[A-Za-z0-9_.\-]{1,128})"
+STEP = r"(?P<step>[A-Za-z0-9_.\-]{1,200})"
+MAX_COMPARE = 10
+LIST_ARGS = ("experiment", "pipeline", "notebook", "state", "q")
+# Events a run list needs; StepLog lines (most of the traffic) are not forwarded.
+LIST_EVENTS = frozenset({"RunCreated", "RunStarted", "RunFinished", "StepStarted", "StepRetrying", "StepFinished"})
+
+
+class DashboardRunsHandler(NbpipeHandler):
+    """``GET dashboard/runs``: one page of runs with filters, search, total and facets."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        params: dict[str, Any] = {}
+        for name in LIST_ARGS:
+            value = self.get_query_argument(name, "").strip()
+            if value:
+                params[name] = value[:200]
+        try:
+            params["limit"] = max(1, min(int(self.get_query_argument("limit", "50")), 500))
+            params["offset"] = max(0, int(self.get_query_argument("offset", "0")))
+        except ValueError:
+            self.send_error_json(400, "limit and offset must be integers")
+            return
+        if self.get_query_argument("facets", "") in ("1", "true"):
+            params["facets"] = "true"
+        try:
+            client = await self.blocking(self.connection.client)
+            body = await self.blocking(lambda: client._request("GET", "/api/v1/dashboard/runs", params=params).json())
+        except NbpipeError as exc:
+            self.send_nbpipe_error(exc)
+            return
+        self.finish(body)
+
+
+class DashboardEventsHandler(NbpipeHandler):
+    """``GET dashboard/events?after=``: all runs' state events, proxied as SSE frame by frame."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        after = self.get_query_argument("after", None) or self.request.headers.get("Last-Event-ID", "0")
+        if not re.fullmatch(r"\d{1,18}", after):
+            self.send_error_json(400, "after must be an event id (a non-negative integer)")
+            return
+        try:
+            client = await self.blocking(self.connection.client)
+        except NbpipeError as exc:
+            self.send_nbpipe_error(exc)
+            return
+        headers = {"Accept": "text/event-stream"}
+        if client.token:
+            headers["Authorization"] = f"Bearer {client.token}"
+        timeout = httpx.Timeout(10.0, read=60.0)  # the runner sends a keep-alive every 15 s
+        buffer = ""
+        try:
+            async with httpx.AsyncClient(timeout=timeout) as http:
+                async with http.stream("GET", f"{client.url}/api/v1/events", params={"after": after},
+                                       headers=headers) as resp:
+                    if resp.status_code >= 400:
+                        await resp.aread()
+                        self.send_error_json(502, f"The runner refused the event stream ({resp.status_code})")
+                        return
+                    self.set_header("Content-Type", "text/event-stream")
+                    self.set_header("Cache-Control", "no-cache")
+                    self.set_header("X-Accel-Buffering", "no")
+                    self.write(": connected\n\n")  # lets the browser know the stream is open
+                    await self.flush()
+                    async for text in resp.aiter_text():
+                        buffer += text.replace("\r\n", "\n")
+                        *frames, buffer = buffer.split("\n\n")
+                        out = [f for f in frames if _keep(f)]
+                        if out:
+                            self.write("".join(f + "\n\n" for f in out))
+                            await self.flush()
+        except StreamClosedError:
+            return
+        except httpx.HTTPError as exc:
+            if not self._headers_written:
+                self.send_nbpipe_error(RunnerError(f"No runner at {client.url} ({exc})",
+                                                   hint="Check the runner URL in the nbpipe panel."))
+            return
+        self.finish(set_content_type="text/event-stream")
+
+
+def _keep(frame: str) -> bool:
+    """Forward keep-alives and the events a run list uses."""
+    for line in frame.split("\n"):
+        if line.startswith("event:"):
+            return line[6:].strip() in LIST_EVENTS
+    return frame.startswith(":")
+
+
+def compare_table(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
+    """Runs side by side: parameters (with the ones that differ) and metrics, as ``nbpipe.compare``."""
+    runs = []
+    for snap in snapshots:
+        runs.append({
+            "id": snap["id"], "name": snap.get("name", ""), "pipeline": snap.get("pipeline", ""),
+            "experiment": snap.get("experiment", ""), "state": snap.get("state", ""),
+            "duration": snap.get("duration"), "created_at": snap.get("created_at"),
+            "params": snap.get("params") or {}, "metrics": metrics_of(snap),
+        })
+    params = sorted({k for r in runs for k in r["params"]})
+    missing = object()
+    differ = [p for p in params
+              if len({json.dumps(r["params"].get(p, missing), sort_keys=True, default=str) for r in runs}) > 1]
+    metrics = sorted({k for r in runs for k in r["metrics"]})
+    return {"runs": runs, "params": params, "differ": differ, "metrics": metrics}
+
+
+class CompareHandler(NbpipeHandler):
+    """``GET dashboard/compare?runs=a,b,c``: parameters and metrics of runs side by side."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        ids = [r for r in self.get_query_argument("runs", "").split(",") if r.strip()]
+        ids = list(dict.fromkeys(r.strip() for r in ids))
+        if not ids or len(ids) > MAX_COMPARE:
+            self.send_error_json(400, f"Compare takes 1 to {MAX_COMPARE} runs; got {len(ids)}",
+                                 hint="Select between 2 and 10 runs in the run list.")
+            return
+        if any(not re.fullmatch(r"[A-Za-z0-9_.\-]{1,128}", r) for r in ids):
+            self.send_error_json(400, "runs must be run ids separated by commas")
+            return
+        try:
+            client = await self.blocking(self.connection.client)
+            snaps = await self.blocking(lambda: [client.get_run(r) for r in ids])
+        except NbpipeError as exc:
+            self.send_nbpipe_error(exc)
+            return
+        self.finish(compare_table(snaps))
+
+
+class LineageHandler(NbpipeHandler):
+    """``GET dashboard/lineage/{run}/{step}?output=``: producer, inputs, code digest and consumers."""
+
+    @tornado.web.authenticated
+    async def get(self, run_id: str, step: str) -> None:
+        output = self.get_query_argument("output", None)
+        params = {"output": output} if output else {}
+        path = f"/api/v1/lineage/runs/{quote(run_id, safe='')}/steps/{quote(step, safe='')}"
+        try:
+            client = await self.blocking(self.connection.client)
+            body = await self.blocking(lambda: client._request("GET", path, params=params).json())
+        except NbpipeError as exc:
+            if isinstance(exc, RunnerError) and ("has no output" in exc.message or "no outputs" in exc.message):
+                self.send_error_json(404, exc.message, exc.hint)
+                return
+            self.send_nbpipe_error(exc)
+            return
+        self.finish(body)
+
+
+def dashboard_handlers() -> list[tuple[str, type[NbpipeHandler]]]:
+    """``(pattern, handler)`` pairs relative to ``{base_url}/nbpipe/api``."""
+    return [
+        ("dashboard/runs", DashboardRunsHandler),
+        ("dashboard/events", DashboardEventsHandler),
+        ("dashboard/compare", CompareHandler),
+        (f"dashboard/lineage/{RUN_ID}/{STEP}", LineageHandler),
+    ]

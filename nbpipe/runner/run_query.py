@@ -1,0 +1,135 @@
+"""The run list of a dashboard: filters, search, a total and facets, paged in SQL.
+
+``GET /api/v1/dashboard/runs`` (:func:`run_query_router`) answers one page of run summaries
+(the same rows as ``GET /api/v1/runs``, with step counts), the number of runs that match, the
+values each filter can take (experiments, pipelines, notebooks, states) and the id of the last
+event, so a live list can follow ``/api/v1/events`` from exactly there. Everything is done by the
+database with its indexes, so a page stays fast with tens of thousands of runs.
+
+Non-goals: sorting by anything but creation time; full-text search (a substring match on id,
+name, pipeline, experiment and the notebook label is what a run list needs).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import sqlalchemy as sa
+
+from ..errors import NbpipeError
+from . import db
+
+STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+MAX_LIMIT = 500
+
+
+def _label(engine: sa.Engine, key: str) -> Any:
+    """SQL expression for ``labels[key]`` (labels are a JSON text column)."""
+    if engine.dialect.name == "postgresql":
+        return sa.cast(db.runs.c.labels, sa.JSON)[key].as_string()
+    return sa.func.json_extract(db.runs.c.labels, f"$.{key}")
+
+
+def _conditions(engine: sa.Engine, experiment: str | None, pipeline: str | None, state: str | None,
+                notebook: str | None, q: str | None) -> list[Any]:
+    where: list[Any] = []
+    if experiment:
+        where.append(db.runs.c.experiment == experiment)
+    if pipeline:
+        where.append(db.runs.c.pipeline == pipeline)
+    if state:
+        states = [s for s in state.split(",") if s]
+        bad = [s for s in states if s not in STATES]
+        if bad:
+            raise NbpipeError(f"Unknown run state {bad[0]!r}", hint=f"Use one of: {', '.join(STATES)}.")
+        where.append(db.runs.c.state.in_(states))
+    if notebook:
+        where.append(_label(engine, "notebook") == notebook)
+    if q and q.strip():
+        pattern = "%" + q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        cols = [db.runs.c.id, db.runs.c.name, db.runs.c.pipeline, db.runs.c.experiment, db.runs.c.labels]
+        where.append(sa.or_(*(c.ilike(pattern, escape="\\") for c in cols)))
+    return where
+
+
+def query_runs(engine: sa.Engine, *, experiment: str | None = None, pipeline: str | None = None,
+               state: str | None = None, notebook: str | None = None, q: str | None = None,
+               limit: int = 50, offset: int = 0, facets: bool = False) -> dict[str, Any]:
+    """One page of runs (newest first) matching the filters, with ``total`` and optional facets."""
+    limit = max(1, min(int(limit), MAX_LIMIT))
+    offset = max(0, int(offset))
+    where = _conditions(engine, experiment, pipeline, state, notebook, q)
+    ids_q = sa.select(db.runs.c.id).where(*where).order_by(db.runs.c.created_at.desc()).limit(limit).offset(offset)
+    with engine.connect() as conn:
+        total = conn.execute(sa.select(sa.func.count()).select_from(db.runs).where(*where)).scalar() or 0
+        ids = [r[0] for r in conn.execute(ids_q)]
+        last = conn.execute(sa.select(sa.func.max(db.events.c.id))).scalar() or 0
+        out: dict[str, Any] = {"total": int(total), "limit": limit, "offset": offset, "last_event_id": int(last)}
+        if facets:
+            out["facets"] = _facets(engine, conn)
+    out["runs"] = _summaries(engine, ids)
+    return out
+
+
+def _summaries(engine: sa.Engine, ids: list[str]) -> list[dict[str, Any]]:
+    """Run summaries for ``ids``, in that order (via views.list_runs' row shape)."""
+    if not ids:
+        return []
+    rows = {r["id"]: r for r in list_runs_by_id(engine, ids)}
+    return [rows[i] for i in ids if i in rows]
+
+
+def list_runs_by_id(engine: sa.Engine, ids: list[str]) -> list[dict[str, Any]]:
+    from .views import run_summary
+
+    with engine.connect() as conn:
+        out = [run_summary(r) for r in db.rows(conn.execute(sa.select(db.runs).where(db.runs.c.id.in_(ids))))]
+        counts = conn.execute(
+            sa.select(db.steps.c.run_id, db.steps.c.state, sa.func.count())
+            .where(db.steps.c.run_id.in_(ids)).group_by(db.steps.c.run_id, db.steps.c.state)).all()
+    by_run: dict[str, dict[str, int]] = {}
+    for run_id, st, n in counts:
+        by_run.setdefault(run_id, {})[st] = n
+    for r in out:
+        r["step_counts"] = by_run.get(r["id"], {})
+    return out
+
+
+def _facets(engine: sa.Engine, conn: sa.Connection) -> dict[str, Any]:
+    def grouped(col: Any) -> list[dict[str, Any]]:
+        rows = conn.execute(sa.select(col, sa.func.count()).where(col.is_not(None)).group_by(col)
+                            .order_by(sa.func.count().desc(), col).limit(200)).all()
+        return [{"value": str(v), "runs": int(n)} for v, n in rows if v not in (None, "")]
+
+    states = {s: 0 for s in STATES}
+    for v in grouped(db.runs.c.state):
+        states[v["value"]] = v["runs"]
+    return {"experiments": grouped(db.runs.c.experiment), "pipelines": grouped(db.runs.c.pipeline),
+            "notebooks": grouped(_label(engine, "notebook")), "states": states}
+
+
+def run_query_router(engine: Callable[[], sa.Engine], error: Callable[[int, Any], Any]) -> Any:
+    """``GET /api/v1/dashboard/runs``, mounted by :mod:`.server`."""
+    import asyncio
+
+    from fastapi import APIRouter, Query
+
+    router = APIRouter()
+
+    @router.get("/api/v1/dashboard/runs",
+                description="A page of runs (newest first) with filters, search, the total, facets and the last "
+                            "event id to follow /api/v1/events from.")
+    async def dashboard_runs(experiment: str | None = None, pipeline: str | None = None,
+                             state: str | None = Query(None, description="one state or several, comma-separated"),
+                             notebook: str | None = None, q: str | None = Query(None, max_length=200),
+                             limit: int = Query(50, ge=1, le=MAX_LIMIT), offset: int = Query(0, ge=0),
+                             facets: bool = False) -> Any:
+        try:
+            return await asyncio.to_thread(query_runs, engine(), experiment=experiment, pipeline=pipeline,
+                                           state=state, notebook=notebook, q=q, limit=limit, offset=offset,
+                                           facets=facets)
+        except NbpipeError as exc:
+            return error(400, exc)
+
+    return router
+
