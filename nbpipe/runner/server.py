@@ -303,11 +303,6 @@ def create_app(config: RunnerConfig, on_ready: Any = None) -> FastAPI:
 
     app.include_router(lineage_router(lambda: state["engine"], _error))
     app.include_router(run_query_router(lambda: state["engine"], _error))
-    from .lineage import lineage_router  # dashboard reads: artifact lineage, the filtered run list
-    from .run_query import run_query_router
-
-    app.include_router(lineage_router(lambda: state["engine"], _error))
-    app.include_router(run_query_router(lambda: state["engine"], _error))
     return app
 
 
