@@ -22,10 +22,11 @@ __all__ = [
     "Artifact", "ClassificationMetrics", "Client", "Collected", "Component", "Condition", "Dataset", "Elif",
     "Else", "ExitHandler", "HTML", "If", "Input", "Markdown", "Metrics", "Model", "NbpipeError", "Output",
     "ParallelFor", "Pipeline", "RUN_ID", "RUN_NAME", "RUN_STATUS", "Resources", "Run", "attach",
-    "build_package", "compare", "component", "loguniform", "pipeline", "read_package", "run", "sweep", "uniform",
+    "build_package", "compare", "component", "debug", "loguniform", "pipeline", "read_package", "run", "sweep", "uniform",
 ]
 
 _LAZY = {"Client": "client", "Run": "client", "run": "client", "attach": "client", "compare": "comparison",
+         "debug": "debugging",
          "sweep": "sweeps", "uniform": "sweeps", "loguniform": "sweeps"}
 
 

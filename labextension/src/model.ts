@@ -236,12 +236,19 @@ export class PanelModel {
     }
   }
 
-  /** Run again (from `fromStep`, reusing the earlier steps' outputs) and watch the new run. */
+  /**
+   * Run again (from `fromStep`: that step and everything after it run again, the earlier steps'
+   * outputs are reused) and watch the new run. A run of a notebook re-runs the notebook as saved
+   * now (the server exports it again), so the open notebook is saved first: a fixed cell counts.
+   */
   async rerun(id: string | null = this._state.runId, fromStep: string | null = null): Promise<string | null> {
     if (!id) {
       return null;
     }
     try {
+      if (this._state.notebook) {
+        await this.save(this._state.notebook);
+      }
       const snapshot = await this.api.rerun(id, fromStep);
       this.update({ error: null, notice: null });
       this.show(snapshot);

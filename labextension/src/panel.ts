@@ -116,6 +116,16 @@ export class NbpipePanel extends Widget {
           void this.model.rerun();
         } else if (action === 'rerun_from') {
           void this.model.rerun(this.model.state.runId, payload.step ?? null);
+        } else if (action === 'rerun_failed') {
+          const id = this.model.state.runId;
+          if (id) {
+            void this.model.rerunFromFailed(id);
+          }
+        } else if (action === 'open') {
+          const run = payload.run;
+          if (run) {
+            void this.model.openRun(run);
+          }
         }
       }
     });

@@ -14,8 +14,10 @@ declare module '*/widgets/run_view.js' {
   export interface RunViewOptions {
     onSelect?: (step: string | null) => void;
     loadLogs?: (step: string, attempt: number) => Promise<string>;
+    /** Show a "Lineage" link on each output in the details pane (the Lab run page). */
+    onLineage?: (step: string, output: string) => void;
     loadImage?: (preview: ImagePreview) => Promise<string>;
-    onAction?: (action: 'cancel' | 'rerun' | 'rerun_from' | string, payload: { step?: string }) => void;
+    onAction?: (action: 'cancel' | 'rerun' | 'rerun_from' | 'rerun_failed' | 'open' | string, payload: { step?: string; run?: string }) => void;
   }
 
   export interface RunView {

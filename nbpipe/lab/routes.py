@@ -20,6 +20,7 @@ from tornado.iostream import StreamClosedError
 from ..errors import NbpipeError, RunnerError
 from .base import NbpipeHandler
 from .connection import read_setting, write_setting
+from .notebook import NotebookHandler
 
 RUN_ID = r"(?P<run_id>[A-Za-z0-9_.\-]{1,128})"
 STEP = r"(?P<step>[A-Za-z0-9_.\-]{1,200})"
@@ -120,22 +121,52 @@ class CancelHandler(NbpipeHandler):
             self.send_nbpipe_error(exc)
 
 
-class RerunHandler(NbpipeHandler):
-    """``POST /runs/{id}/rerun`` with ``{"from_step": name | null}``: the new run's snapshot."""
+class RerunHandler(NotebookHandler):
+    """``POST /runs/{id}/rerun`` ``{from_step?, from_failed?, notebook?}``: the new run's snapshot.
+
+    A run started from a notebook (the panel labels it ``notebook``) re-runs the notebook *as it is
+    saved now*: it is exported again (as the panel's Run does), so "Re-run from failed" after a
+    fix runs the fixed cell, and steps before the re-run step are reused only if unchanged.
+    ``"notebook": false`` re-runs the run's own package instead.
+    """
 
     @tornado.web.authenticated
     async def post(self, run_id: str) -> None:
         try:
-            from_step = self.json_body().get("from_step") or None
+            body = self.json_body()
+            from_step = body.get("from_step") or None
             if from_step is not None and not isinstance(from_step, str):
                 raise NbpipeError("from_step must be a step name")
-            run = await self.blocking(lambda: self.connection.client().rerun(run_id, from_step))
+            from_failed = bool(body.get("from_failed"))
+            client = await self.blocking(self.connection.client)
+            package = None
+            if body.get("notebook", True) is not False:
+                package = await self.blocking(self._current_package, client, run_id)
+            run = await self.blocking(
+                lambda: client.rerun(run_id, from_step, pipeline=package, from_failed=from_failed)
+            )
             snapshot = run.last_snapshot  # submit/rerun already returned it
         except NbpipeError as exc:
             self.send_nbpipe_error(exc)
             return
         self.set_status(201)
         self.finish(snapshot)
+
+    def _current_package(self, client: Any, run_id: str) -> bytes | None:
+        """The run's notebook exported as it is saved now (None: the run did not come from one here)."""
+        from ..export.notebook import pipelines_of, read_notebook
+        from .notebook import _PACKAGES
+
+        snap = client.get_run(run_id)
+        rel = (snap.get("labels") or {}).get("notebook")
+        if not rel:
+            return None
+        try:
+            path = self.notebook_path({"path": rel})
+        except NbpipeError:
+            return None  # moved or deleted since: re-run the run's own package
+        names = [c.title for c in pipelines_of(read_notebook(path))]
+        return _PACKAGES.export(path, snap.get("pipeline") if snap.get("pipeline") in names else None)
 
 
 class LogsHandler(NbpipeHandler):

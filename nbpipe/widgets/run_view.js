@@ -36,17 +36,23 @@ function buildHeader(onAction) {
   const buttons = {};
   if (onAction) {
     buttons.cancel = h("button", { class: "rv-button rv-danger", type: "button", text: "Cancel", onclick: () => onAction("cancel", {}) });
-    buttons.rerun = h("button", { class: "rv-button", type: "button", text: "Rerun", onclick: () => onAction("rerun", {}) });
-    actions.append(buttons.cancel, buttons.rerun);
+    buttons.rerun = h("button", { class: "rv-button", type: "button", text: "Rerun", title: "Run again with the same parameters",
+      onclick: () => onAction("rerun", {}) });
+    buttons.rerunFailed = h("button", { class: "rv-button", type: "button", text: "Rerun from failed", hidden: true,
+      title: "Re-execute the failed step and everything after it; reuse the steps before it",
+      onclick: () => onAction("rerun_failed", {}) });
+    actions.append(buttons.cancel, buttons.rerunFailed, buttons.rerun);
   }
   const counts = h("div", { class: "rv-counts", "aria-label": "Steps per state" });
   const bar = h("div", { class: "rv-progress", role: "progressbar", "aria-label": "Steps finished" });
   const params = h("div", { class: "rv-params", "aria-label": "Parameters" });
   const reason = h("div", { class: "rv-run-reason", hidden: true });
+  const notice = h("div", { class: "rv-notice", role: "status", hidden: true });
+  const previous = h("div", { class: "rv-previous", hidden: true });
   const el = h("header", { class: "rv-header" },
     h("div", { class: "rv-title-row" }, pill, h("div", { class: "rv-title" }, name, sub), elapsed, actions),
-    h("div", { class: "rv-summary-row" }, counts, params), bar, reason);
-  return { el, icon, stateText, pill, name, sub, elapsed, elapsedValue, buttons, counts, bar, params, reason, sig: {} };
+    h("div", { class: "rv-summary-row" }, counts, params), bar, reason, notice, previous);
+  return { el, icon, stateText, pill, name, sub, elapsed, elapsedValue, buttons, counts, bar, params, reason, notice, previous, sig: {} };
 }
 
 /** Write ``text`` to ``node`` only if it differs (keeps updates from touching the DOM). */
@@ -86,6 +92,7 @@ export function createRunView(el, options = {}) {
   graph.canvas.append(empty);
   const details = new DetailsPane(main, {
     logs, loadLogs: options.loadLogs, loadImage: options.loadImage, images: options.images, onAction: options.onAction,
+    onLineage: options.onLineage, // (step, output): the Lab run page opens the artifact's lineage
     selectStep: (name) => selectStep(name, true), close: () => { selectStep(null, true); },
   });
   root.addEventListener("keydown", (ev) => {
@@ -105,6 +112,7 @@ export function createRunView(el, options = {}) {
     if (header.buttons.cancel) {
       header.buttons.cancel.hidden = !RUN_ACTIVE.has(r.state);
       header.buttons.rerun.hidden = RUN_ACTIVE.has(r.state);
+      header.buttons.rerunFailed.hidden = r.state !== "failed" || !r.steps.some((s) => s.state === "failed");
     }
     const n = {};
     for (const s of r.steps) n[s.state] = (n[s.state] || 0) + 1;
@@ -169,6 +177,7 @@ export function createRunView(el, options = {}) {
     setSnapshot(snapshot) {
       const previousId = run.id;
       run = runFromSnapshot(snapshot);
+      if (run.id) root.dataset.run = String(run.id); // Lab's "Open Run in a Tab" reads it
       if (previousId && run.id !== previousId) logs.byStep.clear(); // another run: its logs are not ours
       if (!afterGraphChange()) graph.update(run, run.steps.map((s) => s.name));
       renderHeader(Date.now() / 1000);
@@ -200,6 +209,24 @@ export function createRunView(el, options = {}) {
       if (String(step) === selected) details.replaceLogs();
     },
     select(step) { selectStep(step, false); },
+    /** A one-line message about the last action ({text, kind: "info" | "error"}; null hides it). */
+    setNotice(notice) {
+      const text = notice && notice.text ? String(notice.text) : "";
+      header.notice.hidden = !text;
+      header.notice.className = `rv-notice rv-notice-${notice && notice.kind === "error" ? "error" : "info"}`;
+      setText(header.notice, text);
+    },
+    /** Runs shown before this one (newest last), each a link back: [{id, name, state}]. */
+    setPrevious(runs) {
+      const list = Array.isArray(runs) ? runs : [];
+      header.previous.hidden = !list.length;
+      header.previous.replaceChildren(...(list.length ? [h("span", { class: "rv-previous-label", text: "Previous runs:" })] : []),
+        ...list.slice().reverse().map((p) => h("button", {
+          class: "rv-link", type: "button", "data-run": String(p.id), title: `Show run ${p.id}${p.state ? ` (${p.state})` : ""}`,
+          text: `${p.id}${p.state ? ` · ${p.state}` : ""}`,
+          onclick: () => options.onAction && options.onAction("open", { run: String(p.id) }),
+        })));
+    },
     /** Rebuild the open tab (e.g. after new image data arrived). */
     refreshDetails() { if (selected) details.refresh({ force: true }); },
     get selected() { return selected; },
@@ -237,14 +264,21 @@ export default {
     };
     const onSelected = () => { const s = model.get("selected"); if ((s || null) !== view.selected) view.select(s || null); };
     const onImages = () => view.refreshDetails();
+    const onNotice = () => view.setNotice(model.get("notice") || null);
+    const onPrevious = () => view.setPrevious(model.get("previous") || []);
     // Live streams may also arrive as custom messages, so the kernel need not resend the snapshot per event.
     const onMsg = (msg) => {
-      if (msg && msg.type === "event") view.applyEvent(msg.event);
+      if (msg && msg.type === "error") view.setNotice({ text: msg.message, kind: "error" });
+      else if (msg && msg.type === "event") view.applyEvent(msg.event);
       else if (msg && msg.type === "events") for (const e of msg.events || []) view.applyEvent(e);
     };
     onSnapshot();
     onLogs();
     onSelected();
+    onNotice();
+    onPrevious();
+    model.on("change:notice", onNotice);
+    model.on("change:previous", onPrevious);
     model.on("change:snapshot", onSnapshot);
     model.on("change:logs", onLogs);
     model.on("change:selected", onSelected);
@@ -255,6 +289,8 @@ export default {
       model.off("change:logs", onLogs);
       model.off("change:selected", onSelected);
       model.off("change:images", onImages);
+      model.off("change:notice", onNotice);
+      model.off("change:previous", onPrevious);
       model.off("msg:custom", onMsg);
       view.destroy();
     };

@@ -26,6 +26,7 @@ import traitlets
 
 from .. import events as ev
 from ..errors import NbpipeError
+from .actions import PipelineRef, perform
 
 if TYPE_CHECKING:
     from ..client import Run
@@ -203,29 +204,25 @@ class RunView(anywidget.AnyWidget):
     logs = traitlets.Dict().tag(sync=True)
     images = traitlets.Dict().tag(sync=True)
     selected = traitlets.Unicode("").tag(sync=True)
+    # runs this widget showed before the current one (re-runs switch the widget), newest last
+    previous = traitlets.List().tag(sync=True)
+    # what the last button did or why it could not: {"text", "kind": "info" | "error"}
+    notice = traitlets.Dict().tag(sync=True)
 
-    def __init__(self, run: Run, *, interval: float = 0.1, **kwargs: Any) -> None:
+    def __init__(self, run: Run, *, interval: float = 0.1, pipeline: PipelineRef = None, **kwargs: Any) -> None:
         snap = run.snapshot()
         super().__init__(snapshot=copy.deepcopy(snap), **kwargs)
-        self.run = run
         self.interval = interval
+        self.pipeline = pipeline
         self.error = ""
-        self._snap = snap
-        self._logs: dict[str, str] = {}
-        self._images: dict[str, str] = {}
-        self._pending_images: list[tuple[str, str]] = _snapshot_images(snap)
-        self._want_logs: str | None = None
-        self._dirty = bool(self._pending_images)
         self._cond = threading.Condition()
         self._stopped = False
+        self._gen = 0
         self._finished = threading.Event()  # the stream reached RunFinished (or failed)
         self._synced = threading.Event()  # ...and the front end was sent that final state
+        self._follow_run(run, snap)
         self.on_msg(self._on_msg)
         self.observe(self._on_selected, names="selected")
-        if snap.get("state") in ev.RUN_FINAL:
-            self._finished.set()
-        else:
-            threading.Thread(target=self._follow, name=f"nbpipe-follow-{run.id}", daemon=True).start()
         threading.Thread(target=self._publish, name=f"nbpipe-publish-{run.id}", daemon=True).start()
 
     def __repr__(self) -> str:
@@ -234,8 +231,20 @@ class RunView(anywidget.AnyWidget):
     # ------------------------------------------------------------------ public
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the run finished and the widget showed it; False on timeout."""
+        """Block until the run shown now finished and the widget showed it; False on timeout."""
         return self._synced.wait(timeout)
+
+    def switch(self, run: Run) -> None:
+        """Show ``run`` instead (a re-run): the current run goes to ``previous``, its stream stops."""
+        snap = run.snapshot()
+        with self._cond:
+            old = self.run
+            if old.id != run.id:
+                self.previous = [p for p in self.previous if p.get("id") != run.id] + [
+                    {"id": old.id, "name": str(self._snap.get("name") or ""), "state": str(self._snap.get("state") or "")}]
+            self._follow_run(run, snap)
+            self.selected = ""
+            self._cond.notify_all()
 
     def close(self) -> None:
         """Stop following the run and close the widget."""
@@ -246,19 +255,43 @@ class RunView(anywidget.AnyWidget):
 
     # ------------------------------------------------------------------ front end → kernel
 
+    def _follow_run(self, run: Run, snap: dict[str, Any]) -> None:
+        """Make ``run`` the one shown and start following its events (the caller may hold the lock)."""
+        self._gen += 1
+        self.run = run
+        self._snap = snap
+        self._logs: dict[str, str] = {}
+        self._pending_images: list[tuple[str, str]] = _snapshot_images(snap)
+        self._images: dict[str, str] = getattr(self, "_images", {})
+        self._want_logs: str | None = None
+        self._dirty = True
+        self._synced.clear()
+        if snap.get("state") in ev.RUN_FINAL:
+            self._finished.set()
+        else:
+            self._finished.clear()
+            threading.Thread(target=self._follow, args=(run, self._gen), name=f"nbpipe-follow-{run.id}",
+                             daemon=True).start()
+
     def _on_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
         if not isinstance(content, dict) or content.get("type") != "action":
             return
-        action = content.get("action")
+        action = str(content.get("action") or "")
+        payload = content.get("payload") if isinstance(content.get("payload"), dict) else {}
         try:
-            if action == "cancel":
-                self.run.cancel()
-            elif action == "rerun":
-                from IPython.display import display
-
-                display(RunView(self.run.rerun()))
+            new = perform(self.run, action, payload, self.pipeline)
+            if new is not None:
+                old = self.run.id
+                self.switch(new)
+                what = {"open": f"Showing run {new.id}.", "rerun": f"Re-running run {old} as {new.id}."}
+                self.notice = {"text": what.get(action) or
+                               f"Re-running run {old} from step '{payload.get('step') or 'the failed one'}' "
+                               f"as {new.id}.", "kind": "info"}
+            elif action == "cancel":
+                self.notice = {"text": f"Cancelling run {self.run.id}…", "kind": "info"}
         except NbpipeError as exc:
             self.error = exc.message
+            self.notice = {"text": exc.message, "kind": "error"}
             self.send({"type": "error", "message": exc.message})
 
     def _on_selected(self, change: dict[str, Any]) -> None:
@@ -268,12 +301,12 @@ class RunView(anywidget.AnyWidget):
 
     # ------------------------------------------------------------------ threads
 
-    def _follow(self) -> None:
-        """Consume the run's events; fold them in; wake the publisher."""
+    def _follow(self, run: Run, gen: int) -> None:
+        """Consume ``run``'s events while it is the one shown; fold them in; wake the publisher."""
         try:
-            for event in self.run.events(after=int(self._snap.get("last_event_id") or 0), follow=True):
+            for event in run.events(after=int(self._snap.get("last_event_id") or 0), follow=True):
                 with self._cond:
-                    if self._stopped:
+                    if self._stopped or gen != self._gen:
                         return
                     changed = apply_event(self._snap, event)
                     if isinstance(event, ev.StepLog):
@@ -289,14 +322,18 @@ class RunView(anywidget.AnyWidget):
         except NbpipeError as exc:
             self.error = exc.message
         finally:
+            try:  # the authoritative final state, in case the stream ended early
+                final = run.snapshot()
+            except NbpipeError as exc:
+                final = None
+                self.error = self.error or exc.message
             with self._cond:
-                try:  # the authoritative final state, in case the stream ended early
-                    self._snap = self.run.snapshot()
-                except NbpipeError as exc:
-                    self.error = self.error or exc.message
-                self._dirty = True
-                self._finished.set()
-                self._cond.notify_all()
+                if gen == self._gen:
+                    if final is not None:
+                        self._snap = final
+                    self._dirty = True
+                    self._finished.set()
+                    self._cond.notify_all()
 
     def _publish(self) -> None:
         """Send changes to the front end, at most once per ``interval``."""
@@ -313,6 +350,7 @@ class RunView(anywidget.AnyWidget):
             self._load_wanted_logs()
             self._load_images()
             with self._cond:
+                gen = self._gen
                 snap = copy.deepcopy(self._snap)
                 logs = {self.selected: self._logs.get(self.selected, "")} if self.selected else {}
                 self._dirty = False
@@ -323,7 +361,7 @@ class RunView(anywidget.AnyWidget):
             if self._images.keys() != self.images.keys():
                 self.images = dict(self._images)
             last = time.monotonic()
-            if finished and snap.get("state") in ev.RUN_FINAL:
+            if finished and snap.get("state") in ev.RUN_FINAL and gen == self._gen:
                 self._synced.set()
 
     def _load_wanted_logs(self) -> None:
@@ -353,13 +391,15 @@ class RunView(anywidget.AnyWidget):
                 self._images[digest] = f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
 
-def show(run: Run) -> RunView:
+def show(run: Run, pipeline: PipelineRef = None) -> RunView:
     """Display the live graph of ``run`` in the notebook and return the widget.
 
+    ``pipeline``: where its buttons find the kernel's current pipeline for re-runs (a name in the
+    user namespace or a callable; default: the one pipeline there named like the run's).
     Hook for ``Run._ipython_display_``: ``nbpipe.widgets.show(self)``.
     """
     from IPython.display import display
 
-    view = RunView(run)
+    view = RunView(run, pipeline=pipeline)
     display(view)
     return view

@@ -68,7 +68,9 @@ export class DetailsPane {
   visibleTabs() {
     const s = this.step;
     const n = Object.keys(s.outputs || {}).length;
-    return TABS.filter(([id]) => id !== "error" || s.state === "failed" || s.traceback || s.reason)
+    // a succeeded or cached step's reason (reused from run …, re-executed: …) is in the meta line, not an error
+    const ok = s.state === "succeeded" || s.state === "cached";
+    return TABS.filter(([id]) => id !== "error" || s.state === "failed" || s.traceback || (s.reason && !ok))
       .map(([id, label]) => [id, id === "outputs" && n ? `${label} ${n}` : label]);
   }
 
@@ -95,6 +97,7 @@ export class DetailsPane {
     const d = formatDuration(elapsedOf(s, now));
     if (d) bits.push(d);
     if (s.group) bits.push(`group ${s.group}`);
+    if (s.reason && (s.state === "succeeded" || s.state === "cached")) bits.push(s.reason);
     const meta = bits.join(" · ");
     if (this.metaLine.textContent !== meta) this.metaLine.textContent = meta;
     const tabs = this.visibleTabs();
@@ -242,7 +245,9 @@ export class DetailsPane {
       return h("article", { class: "rv-output", "data-output": name },
         h("header", { class: "rv-output-head" },
           h("strong", { text: name }), h("span", { class: "rv-caption", text: facts }),
-          o.digest ? h("code", { class: "rv-digest", text: String(o.digest).slice(0, 12), title: `sha256 ${o.digest}` }) : null),
+          o.digest ? h("code", { class: "rv-digest", text: String(o.digest).slice(0, 12), title: `sha256 ${o.digest}` }) : null,
+          o.digest && this.ctx.onLineage ? h("button", { class: "rv-link rv-lineage", type: "button", text: "Lineage",
+            title: `Where ${s.name}.${name} came from and which steps used it`, onclick: () => this.ctx.onLineage(s.name, name) }) : null),
         h("div", { class: "rv-output-body" }, renderPreview(o.preview, ctx, o)));
     }));
   }

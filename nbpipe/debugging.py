@@ -1,0 +1,189 @@
+"""Debug a step of a run in this process: its inputs, the exact function that ran, post-mortem.
+
+``nbpipe.debug(run, step)`` (and ``%nbpipe debug RUN STEP``) loads the step's inputs — values
+and artifacts, through the runner's API, so the same works for a run on the embedded runner and
+for one in a cluster whose store is S3 — and the function that ran, unpickled from the run's
+package (it is the user's own code, so unpickling it here, in the user's kernel, is fine; the
+runner never does). Then it calls the function here: a failure is raised again with the user's
+frames only, its source lines restored, and ``%debug`` (or ``pdb``) opens on it.
+
+Non-goals: re-running the step on the runner (``Run.rerun`` does), changing the run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import NbpipeError
+
+if TYPE_CHECKING:
+    from .client import Run
+
+_WAITING = ("pending", "running", "retrying")
+
+
+@dataclass
+class StepCall:
+    """A step of a run, ready to call here: ``call()`` runs ``func(**inputs, **outputs)``."""
+
+    run_id: str
+    step: str
+    component: str
+    state: str
+    reason: str
+    func: Any
+    inputs: dict[str, Any]
+    outputs: dict[str, Any] = field(default_factory=dict)  # Output[...] artifacts, in a temp folder
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return {**self.inputs, **self.outputs}
+
+    def call(self) -> Any:
+        __tracebackhide__ = True  # noqa: F841 - tracebacks and ipdb start at the user's function
+        return self.func(**self.kwargs)
+
+    def describe(self) -> str:
+        args = ", ".join(f"{k}={type(v).__name__}" for k, v in self.kwargs.items())
+        was = f"{self.state}: {self.reason}" if self.reason and self.state == "failed" else self.state
+        return f"Step '{self.step}' of run {self.run_id} ({was}) → {self.component}({args})"
+
+
+def _run(run: Run | str) -> Run:
+    if isinstance(run, str):
+        from .client import default_client
+
+        client = default_client()
+        return client.run(run)
+    return run
+
+
+def _load_function(blob: bytes, serializer: str, python: str, component: str) -> Any:
+    have = "%d.%d" % sys.version_info[:2]
+    if python and ".".join(python.split(".")[:2]) != have:
+        raise NbpipeError(f"Component '{component}' was pickled on Python {python}; this kernel runs Python {have}",
+                          hint=f"Debug it in a kernel with Python {'.'.join(python.split('.')[:2])}.")
+    if serializer == "dill":
+        import dill
+
+        func = dill.loads(blob)
+    else:
+        import cloudpickle
+
+        func = cloudpickle.loads(blob)
+    try:  # the source lines of the user's cells, recorded at capture (tracebacks, %debug)
+        from . import sourcemap
+
+        sourcemap.restore(func)
+    except ImportError:
+        pass
+    return func
+
+
+def load_step(run: Run | str, step: str) -> StepCall:
+    """Everything needed to call ``step`` of ``run`` here, as it was called in the run."""
+    from .artifacts import ARTIFACT_TYPES, Artifact
+    from .package import read_package
+
+    r = _run(run)
+    snap = r.snapshot()  # an unknown run or a runner that is down fails here, with the client's message
+    steps = {s["name"]: s for s in snap["steps"]}
+    if step not in steps:
+        raise NbpipeError(f"Run {r.id} has no step '{step}'", f"Its steps are: {', '.join(steps)}.")
+    s = steps[step]
+    if s["state"] in _WAITING:
+        raise NbpipeError(f"Step '{step}' of run {r.id} is {s['state']}; its inputs may not exist yet",
+                          hint=f"Wait for the run (run.wait()), then debug it: nbpipe.debug('{r.id}', '{step}').")
+    if s["state"] == "skipped":
+        raise NbpipeError(f"Step '{step}' of run {r.id} was skipped ({s.get('reason') or 'never ran'}), so it has "
+                          "no inputs to debug with", hint="Debug the step that failed before it.")
+    pkg = read_package(r.client.artifact(snap["package"]))
+    comp = pkg.spec["components"].get(s["component"])
+    if comp is None:
+        raise NbpipeError(f"Run {r.id}'s package has no component '{s['component']}'")
+    blob = pkg.payloads[comp["payload"]["digest"]]
+    func = _load_function(blob, comp["payload"].get("serializer", "cloudpickle"), comp.get("python", ""),
+                          s["component"])
+    r._snapshot = snap
+    inputs = r.inputs(step)
+    specs = {i["name"]: i for i in comp.get("inputs", [])}
+    for name, value in list(inputs.items()):  # artifacts typed as the component declares them
+        want = ARTIFACT_TYPES.get(specs.get(name, {}).get("artifact_type", ""), None)
+        if want is not None and isinstance(value, Artifact) and type(value) is not want:
+            inputs[name] = want(name=value.name, path=value.path, uri=value.uri, metadata=value.metadata)
+    outputs: dict[str, Any] = {}
+    arts = [o for o in comp.get("outputs", []) if o.get("kind") == "artifact"]
+    if arts:
+        base = tempfile.mkdtemp(prefix=f"nbpipe-debug-{step}-")
+        for o in arts:
+            cls = ARTIFACT_TYPES.get(o.get("artifact_type", "Artifact"), Artifact)
+            d = os.path.join(base, o["name"])
+            os.makedirs(d, exist_ok=True)
+            outputs[o["name"]] = cls(name=o["name"], path=os.path.join(d, o["name"]))
+    return StepCall(run_id=r.id, step=step, component=s["component"], state=s["state"],
+                    reason=s.get("reason") or "", func=func, inputs=inputs, outputs=outputs)
+
+
+def _can_prompt(shell: Any) -> bool:
+    """Can this process ask the user for debugger commands? (a notebook cell: if it allows input)"""
+    kernel = getattr(shell, "kernel", None)
+    if kernel is not None:
+        return bool(getattr(kernel, "_allow_stdin", False))
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def _shell() -> Any:
+    if "IPython" not in sys.modules:
+        return None
+    from IPython import get_ipython
+
+    return get_ipython()
+
+
+def _pdb_once(shell: Any) -> None:
+    """Open IPython's post-mortem debugger on this cell's exception (``%pdb`` for one cell)."""
+    before = shell.call_pdb
+
+    def restore(*_: Any) -> None:
+        shell.call_pdb = before
+        shell.events.unregister("post_run_cell", restore)
+
+    shell.call_pdb = True
+    shell.events.register("post_run_cell", restore)
+
+
+def debug(run: Run | str, step: str, *, post_mortem: bool | None = None) -> Any:
+    """Call ``step`` of ``run`` here, with the inputs and the function of that run.
+
+    Returns what the function returns. If it raises, the exception propagates showing the user's
+    frames only (nbpipe's are hidden) with their source lines, and ``%debug`` opens on the line
+    that failed; ``post_mortem`` opens the debugger at once (default: in a notebook cell that
+    can take input, and in a terminal).
+    """
+    __tracebackhide__ = True  # noqa: F841 - IPython and ipdb skip frames that set it
+    return call_step(load_step(run, step), post_mortem=post_mortem)
+
+
+def call_step(call: StepCall, *, post_mortem: bool | None = None) -> Any:
+    """Call a loaded step (see :func:`debug`)."""
+    __tracebackhide__ = True  # noqa: F841
+    shell = _shell()
+    if post_mortem if post_mortem is not None else _can_prompt(shell):
+        if shell is not None:
+            _pdb_once(shell)
+        else:
+            try:
+                return call.call()
+            except Exception:
+                import pdb
+
+                pdb.post_mortem(sys.exc_info()[2])
+                raise
+    return call.call()
+
+
+__all__ = ["StepCall", "call_step", "debug", "load_step"]

@@ -1,0 +1,80 @@
+"""What the run graph's buttons do in the kernel: cancel, rerun, rerun from a step or the failed one.
+
+Re-runs take the pipeline *as the kernel has it now* (the user may have fixed a cell since the
+run started): the widget knows how to find it — a name in the user namespace, a callable (the
+``%nbpipe run`` of ``%%component`` cells passes one), or, by default, the one pipeline in the
+user namespace named like the run's pipeline — and resolves it at click time. When there is none
+(the widget was opened on a run from elsewhere), the run's own package runs again.
+
+Non-goals: drawing, following runs (``run_view.py``), packaging (``nbpipe.client`` does, with the
+same code path as ``nbpipe.run``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Union
+
+from ..errors import NbpipeError
+
+if TYPE_CHECKING:
+    from ..client import Run
+
+# where the pipeline of a run comes from: a name in the user namespace or a callable giving it
+PipelineRef = Union[str, Callable[[], Any], None]
+
+ACTIONS = ("cancel", "rerun", "rerun_from", "rerun_failed", "open")
+
+
+def _user_ns() -> dict[str, Any] | None:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    return getattr(shell, "user_ns", None)
+
+
+def current_pipeline(ref: PipelineRef, pipeline_name: str) -> Any:
+    """The kernel's current pipeline object for a run of ``pipeline_name`` (None: use the run's package)."""
+    from ..pipeline import Pipeline
+
+    if callable(ref):
+        return ref()
+    ns = _user_ns()
+    if ns is None:
+        return None
+    if isinstance(ref, str):
+        value = ns.get(ref)
+        if not isinstance(value, Pipeline):
+            what = "is not defined any more" if ref not in ns else f"is now a {type(value).__name__}"
+            raise NbpipeError(f"'{ref}' {what}, so the re-run cannot use its current definition",
+                              hint=f"Re-run the cell that defines pipeline '{ref}'.")
+        return value
+    found = [v for k, v in ns.items() if not k.startswith("_") and isinstance(v, Pipeline) and v.name == pipeline_name]
+    unique = {id(v): v for v in found}
+    return next(iter(unique.values())) if len(unique) == 1 else None
+
+
+def perform(run: Run, action: str, payload: dict[str, Any], ref: PipelineRef) -> Run | None:
+    """Do one graph action on ``run``; returns the run the widget should show next (None: same)."""
+    if action not in ACTIONS:
+        raise NbpipeError(f"Unknown run graph action {action!r}", hint=f"Known: {', '.join(ACTIONS)}.")
+    if action == "cancel":
+        run.cancel()
+        return None
+    if action == "open":
+        from ..client import Run as RunCls
+
+        target = str(payload.get("run") or "")
+        if not target:
+            raise NbpipeError("Which run? The 'open' action needs a run id")
+        return RunCls(run.client, target)
+    pipe = current_pipeline(ref, str(run.last_snapshot.get("pipeline") or ""))
+    if action == "rerun":
+        return run.rerun(pipeline=pipe)
+    if action == "rerun_failed":
+        return run.rerun(from_failed=True, pipeline=pipe)
+    step = payload.get("step")
+    if not isinstance(step, str) or not step:
+        raise NbpipeError("Rerun from which step? The 'rerun_from' action needs a step name")
+    return run.rerun(from_step=step, pipeline=pipe)
