@@ -31,6 +31,10 @@ CONTAINER = "step"
 JOB_ENV = "NBPIPE_JOB"
 MAX_ENV_JOB = 96 * 1024  # bytes of base64; larger jobs travel through the store instead
 DEFAULT_IMAGE = "nbpipe/base:py3.11"
+# What a step gets when its component asks for nothing: a scheduler-visible request (no BestEffort
+# pod evicted first) and a memory limit that stops a runaway step before it takes the node.
+DEFAULT_REQUESTS = {"cpu": "100m", "memory": "256Mi"}
+DEFAULT_LIMITS = {"memory": "2Gi"}
 
 _LABEL_VALUE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -109,6 +113,11 @@ class PodSettings:
         A claim where step pods keep installed ``packages`` per requirement set.
     install_packages
         Install a component's ``packages`` at pod start (``NBPIPE_INSTALL_PACKAGES=0`` turns off).
+    default_requests, default_limits
+        Requests and limits (``{"cpu": "100m", "memory": "256Mi"}``, ``{"memory": "2Gi"}``) of a step
+        whose component does not say (``NBPIPE_K8S_DEFAULT_REQUESTS`` / ``NBPIPE_K8S_DEFAULT_LIMITS``
+        as ``cpu=100m,memory=256Mi``; empty for none). A component's ``Resources(cpu=...)`` replaces
+        the CPU request, ``Resources(memory=...)`` both memory request and limit.
     delete_pods
         ``"always"``, ``"on-success"`` (keep failed pods for ``kubectl describe``) or ``"never"``.
     deadline_margin
@@ -134,6 +143,8 @@ class PodSettings:
     package_cache_claim: str = ""
     package_cache_path: str = "/var/cache/nbpipe/packages"
     install_packages: bool = True
+    default_requests: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_REQUESTS))
+    default_limits: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     delete_pods: str = "on-success"
     deadline_margin: float = 60.0
 
@@ -165,6 +176,10 @@ class PodSettings:
         s.package_cache_claim = e.get("NBPIPE_K8S_PACKAGE_CACHE_CLAIM", "")
         s.package_cache_path = e.get("NBPIPE_K8S_PACKAGE_CACHE_PATH", s.package_cache_path)
         s.install_packages = e.get("NBPIPE_INSTALL_PACKAGES", "1") not in ("0", "false", "no")
+        for var, attr in (("NBPIPE_K8S_DEFAULT_REQUESTS", "default_requests"),
+                          ("NBPIPE_K8S_DEFAULT_LIMITS", "default_limits")):
+            if var in e:
+                setattr(s, attr, _parse_map(e[var], var))
         s.delete_pods = e.get("NBPIPE_K8S_DELETE_PODS", s.delete_pods)
         for key, value in options.items():
             if not hasattr(s, key):
@@ -182,6 +197,18 @@ class PodSettings:
         if self.volume_claim and self.run_volume_size:
             raise NbpipeError("Both NBPIPE_K8S_VOLUME_CLAIM and NBPIPE_K8S_RUN_VOLUME_SIZE are set",
                               "steps mount one volume at NBPIPE_K8S_VOLUME_MOUNT.", "Unset one of them.")
+        for what, values in (("NBPIPE_K8S_DEFAULT_REQUESTS", self.default_requests),
+                             ("NBPIPE_K8S_DEFAULT_LIMITS", self.default_limits)):
+            for key, value in values.items():
+                pattern = _QUANTITY.get(key)
+                if pattern is None or not re.fullmatch(pattern, str(value)):
+                    raise NbpipeError(f"{what} entry {key}={value} is not a {'/'.join(_QUANTITY)} quantity",
+                                      hint=f"Write e.g. {what}=cpu=100m,memory=256Mi (an empty value sets none).")
+        for key in set(self.default_requests) & set(self.default_limits):
+            if quantity(self.default_requests[key]) > quantity(self.default_limits[key]):
+                raise NbpipeError(f"The default {key} request {self.default_requests[key]} is above its limit "
+                                  f"{self.default_limits[key]}", hint="Kubernetes refuses such pods; lower the "
+                                  "request (NBPIPE_K8S_DEFAULT_REQUESTS) or raise the limit (NBPIPE_K8S_DEFAULT_LIMITS).")
         for var, ref in self.secret_env.items():
             if ":" not in ref:
                 raise NbpipeError(f"NBPIPE_K8S_SECRET_ENV entry {var}={ref} does not name a key",
@@ -231,11 +258,31 @@ def container_script(job: dict[str, Any], settings: PodSettings) -> str:
     return "\n".join(lines)
 
 
-def _resources(res: dict[str, Any]) -> dict[str, Any]:
-    requests: dict[str, str] = {}
-    limits: dict[str, str] = {}
+_UNITS = {"": 1, "m": 0.001, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+_QUANTITY = {"cpu": r"\d+(\.\d+)?m?", "memory": r"\d+(\.\d+)?(Ki|Mi|Gi|Ti|K|M|G|T|k)?",
+             "ephemeral-storage": r"\d+(\.\d+)?(Ki|Mi|Gi|Ti|K|M|G|T|k)?"}
+
+
+def quantity(text: str) -> float:
+    """A Kubernetes quantity (``500m``, ``2Gi``) as a number."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([A-Za-z]*)", str(text))
+    if not m or m[2] not in _UNITS:
+        raise NbpipeError(f"{text!r} is not a Kubernetes quantity", hint="Write e.g. 500m, 2 or 512Mi.")
+    return float(m[1]) * _UNITS[m[2]]
+
+
+def _resources(res: dict[str, Any], settings: PodSettings | None = None) -> dict[str, Any]:
+    """Requests and limits: the runner's defaults, replaced by what the component asks for."""
+    requests: dict[str, str] = dict(settings.default_requests) if settings else {}
+    limits: dict[str, str] = dict(settings.default_limits) if settings else {}
+    if res.get("memory"):
+        requests.pop("memory", None)
+        limits.pop("memory", None)
     if res.get("cpu"):
-        requests["cpu"] = str(res["cpu"])  # no CPU limit: throttling hurts more than it protects
+        requests["cpu"] = str(res["cpu"])  # no CPU limit by default: throttling hurts more than it protects
+        if "cpu" in limits and quantity(limits["cpu"]) < quantity(requests["cpu"]):
+            limits["cpu"] = requests["cpu"]  # a runner-wide CPU limit never undercuts what a step asks for
     if res.get("memory"):
         requests["memory"] = limits["memory"] = str(res["memory"])
     if int(res.get("gpu") or 0):
@@ -302,7 +349,7 @@ def build_pod(job: dict[str, Any], attempt_id: str, settings: PodSettings, timeo
     }
     if settings.env_from_secrets:
         container["envFrom"] = [{"secretRef": {"name": s}} for s in settings.env_from_secrets]
-    res = _resources(job.get("resources") or {})
+    res = _resources(job.get("resources") or {}, settings)
     if res:
         container["resources"] = res
     if mounts:

@@ -31,6 +31,7 @@ from typing import Any
 from ..errors import NbpipeError
 from .base import ExitStatus, Handle
 from .k8s_pod import (
+    ANNOTATION_ATTEMPT_ID,
     CONTAINER,
     JOB_ENV,
     LABEL_RUN,
@@ -290,16 +291,55 @@ class KubernetesExecutor:
         self._claims.add(name)
 
     async def run_finished(self, run_id: str, state: str) -> None:
-        """Delete the run's volume claim when the policy says so (``NBPIPE_K8S_RUN_VOLUME_DELETE``)."""
+        """Delete the run's volume claim when the policy says so (``NBPIPE_K8S_RUN_VOLUME_DELETE``).
+
+        A claim is only gone once no scheduled pod names it (``kubernetes.io/pvc-protection``),
+        even a Failed one: pods the delete policy kept (failed attempts under ``on-success``, all
+        under ``never``) would hold it ``Terminating`` forever. So they go with the claim, after
+        their final status is saved in the store as ``pod.json`` beside the attempt's ``log.txt``.
+        """
         if not self.settings.run_volume_size or self.settings.run_volume_delete != "on-run-finish":
             return
         name = claim_name(run_id)
         self._claims.discard(name)
         try:
+            await asyncio.to_thread(self._release_kept_pods, run_id)
+        except Exception as exc:  # noqa: BLE001 - still delete the claim; it goes once the pods do
+            log.warning("could not delete the kept pods of run %s: %s", run_id, exc)
+        try:
             await asyncio.to_thread(self.api.delete_namespaced_persistent_volume_claim, name, self.settings.namespace)
         except Exception as exc:  # noqa: BLE001 - a claim that is gone already is fine; others are logged
             if getattr(exc, "status", None) != 404:
                 log.warning("could not delete volume claim %s of run %s: %s", name, run_id, exc)
+
+    def _release_kept_pods(self, run_id: str) -> None:
+        """Save the final status of the run's remaining pods to the store, then delete them."""
+        from kubernetes import client
+
+        from ..stores import open_store
+
+        selector = f"{self.selector},{LABEL_RUN}={label_value(run_id)}"
+        resp = self.api.list_namespaced_pod(self.settings.namespace, label_selector=selector, _preload_content=False)
+        for pod in json.loads(resp.data).get("items") or []:
+            meta = pod.get("metadata") or {}
+            if meta.get("name") in self._attempts:  # still followed (cannot be, once the run ended): leave it
+                continue
+            job = _job_from_pod(pod)  # (a large job's stand-in has the store too)
+            attempt_id = str((meta.get("annotations") or {}).get(ANNOTATION_ATTEMPT_ID, ""))
+            step, _, attempt = attempt_id[len(run_id) + 1:].rpartition(".")
+            if job.get("store") and attempt_id.startswith(run_id + ".") and step and attempt.isdigit():
+                key = store_key(run_id, step, int(attempt), "pod.json")
+                try:
+                    open_store(job["store"]).put_bytes(json.dumps(pod, indent=1).encode(), key=key)
+                except Exception as exc:  # noqa: BLE001 - the step's state and log are in nbpipe already
+                    log.warning("could not save the status of pod %s: %s", meta.get("name"), exc)
+            try:
+                self.api.delete_namespaced_pod(meta["name"], self.settings.namespace,
+                                               body=client.V1DeleteOptions(grace_period_seconds=0))
+                log.info("deleted kept pod %s of finished run %s to release its volume claim", meta["name"], run_id)
+            except Exception as exc:  # noqa: BLE001 - gone already (404) is fine
+                if getattr(exc, "status", None) != 404:
+                    log.warning("could not delete pod %s: %s", meta.get("name"), exc)
 
     async def _delete_pod(self, name: str, grace: float) -> bool:
         from kubernetes import client

@@ -10,6 +10,10 @@ It speaks the same JSON over HTTP as a kube-apiserver, so the real ``kubernetes`
 - ``?watch=true``: JSON lines with ``resourceVersion`` semantics (start from a version, replay of
   what came after it, ``BOOKMARK`` events when asked, ``timeoutSeconds``), and a ``410 Expired``
   ERROR event when the version is older than the retained history (see :meth:`ApiServer.compact`);
+- deletion as the real server does it: a running pod with a grace period gets a
+  ``deletionTimestamp`` and goes when its process has ended (``gracePeriodSeconds=0`` removes it at
+  once); a claim carries the ``kubernetes.io/pvc-protection`` finalizer and stays ``Terminating``
+  while any pod, even a Failed one, names it;
 - ``.../pods/{name}/log`` with ``follow=true`` (chunked, ends when the container ends), and 400
   while the container is waiting, as the kubelet answers;
 - bearer-token authentication (401 ``Unauthorized`` without it).
@@ -188,7 +192,24 @@ class ApiServer:
             self.history.append((self.rv, resource, ns, etype, snapshot))
             del self.history[:-5000]
             self.cond.notify_all()
+            if resource == "pods" and etype == "DELETED":
+                self._release_claims(ns)
             return snapshot
+
+    def _claims_in_use(self, ns: str) -> set[str]:
+        """Claims named by a pod of ``ns`` (every pod here is scheduled: the kubelet takes all)."""
+        return {v["persistentVolumeClaim"]["claimName"] for (res, n, _), pod in self.objects.items()
+                if res == "pods" and n == ns for v in (pod.get("spec") or {}).get("volumes") or []
+                if "persistentVolumeClaim" in v}
+
+    def _release_claims(self, ns: str) -> None:
+        """The pvc-protection controller: a deleted claim goes once no pod names it."""
+        used = self._claims_in_use(ns)
+        for (res, n, name), obj in list(self.objects.items()):
+            if res == "persistentvolumeclaims" and n == ns and obj["metadata"].get("deletionTimestamp") \
+                    and name not in used:
+                obj["metadata"]["finalizers"] = []
+                self.commit(res, ns, name, obj, "DELETED")
 
     def update_status(self, ns: str, name: str, change: Any) -> dict[str, Any] | None:
         """Apply ``change(pod)`` to a stored pod and commit it as ``MODIFIED``."""
@@ -230,6 +251,7 @@ class ApiServer:
                                   "conditions": [{"type": "PodScheduled", "status": "True",
                                                   "lastTransitionTime": now_rfc3339()}]}
             elif resource == "persistentvolumeclaims":
+                meta["finalizers"] = ["kubernetes.io/pvc-protection"]  # as the StorageObjectInUseProtection admission
                 body["status"] = {"phase": "Bound", "accessModes": body.get("spec", {}).get("accessModes", []),
                                   "capacity": body.get("spec", {}).get("resources", {}).get("requests", {})}
                 (self.root / "volumes" / ns / name).mkdir(parents=True, exist_ok=True)
@@ -248,7 +270,13 @@ class ApiServer:
             obj = self.objects.get((resource, ns, name))
             if obj is None:
                 raise ApiError(404, "NotFound", f'{resource} "{name}" not found', name, resource)
-            if resource == "pods" and self.kubelet.is_running(ns, name):
+            if resource == "persistentvolumeclaims" and name in self._claims_in_use(ns):
+                # pvc-protection: Terminating until no pod names it, even a Failed one (see _release_claims)
+                obj["metadata"].setdefault("deletionTimestamp", now_rfc3339())
+                obj["metadata"]["deletionGracePeriodSeconds"] = 0
+                return self.commit(resource, ns, name, obj, "MODIFIED")
+            if resource == "pods" and self.kubelet.is_running(ns, name) and grace != 0:
+                # graceful deletion; gracePeriodSeconds=0 is a force delete: gone at once, the kubelet kills later
                 grace = 30 if grace is None else grace
                 obj["metadata"]["deletionTimestamp"] = now_rfc3339()
                 obj["metadata"]["deletionGracePeriodSeconds"] = grace

@@ -80,7 +80,33 @@ def flaky(x: int) -> int:
     return x + attempt
 
 
+def claims(c: Cluster) -> dict[str, dict[str, Any]]:
+    """The namespace's volume claims by name (a Terminating one is still listed)."""
+    import json
+
+    resp = c.api().list_namespaced_persistent_volume_claim(c.namespace, _preload_content=False)
+    return {x["metadata"]["name"]: x for x in json.loads(resp.data)["items"]}
+
+
+def store_object(c: Cluster, run_id: str, suffix: str) -> bytes:
+    """An object the run wrote to the test's S3 store, found by run id and key suffix."""
+    from minio import Minio
+
+    from .conftest import SECRET
+
+    s3 = Minio(c.s3_endpoint.split("//")[1], access_key=ACCESS, secret_key=SECRET, secure=False)
+    names = [o.object_name for o in s3.list_objects("nbpipe-k8s", recursive=True)
+             if f"runs/{run_id}/" in o.object_name and o.object_name.endswith(suffix)]
+    assert len(names) == 1, (suffix, names)
+    return bytes(s3.get_object("nbpipe-k8s", names[0]).read())
+
+
 def retry_makes_a_new_pod(c: Cluster, client: Any) -> None:
+    """A retry is a new pod; the failed attempt's kept pod goes with the run's claim (see below)."""
+    import json
+
+    from nbpipe.executors.k8s_pod import claim_name
+
     @pipeline
     def p():
         flaky(x=40)
@@ -88,9 +114,84 @@ def retry_makes_a_new_pod(c: Cluster, client: Any) -> None:
     run = client.submit(p).wait(timeout=120)
     assert run.output("flaky") == 42 and run.steps["flaky"]["attempt"] == 2
     assert "transient failure on attempt 1" in run.logs("flaky", attempt=1)
-    pods = c.pods(run.id)  # the failed first attempt's pod is kept for `kubectl describe`
-    assert [(p["metadata"]["labels"]["nbpipe.io/attempt"], p["status"]["phase"]) for p in pods] == [("1", "Failed")]
+    # The runner uses a per-run claim: the failed first attempt's pod (kept by on-success) names it,
+    # so it is deleted when the run ends; its final status stays in the store, its log in nbpipe.
+    wait_for("the run's claim to be gone (not Terminating)", lambda: claim_name(run.id) not in claims(c), 60)
+    wait_for("the kept pod to be deleted", lambda: c.pods(run.id) == [])
+    pod = json.loads(store_object(c, run.id, "flaky/1/pod.json"))
+    assert (pod["metadata"]["labels"]["nbpipe.io/attempt"], pod["status"]["phase"]) == ("1", "Failed")
+    assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 1
+    assert "transient failure on attempt 1" in run.logs("flaky", attempt=1)
+
+
+@component(cache=False)
+def count_rows(n: int) -> int:
+    print(f"counted {n} rows")
+    return n
+
+
+@component(cache=False)
+def always_fails(x: int) -> int:
+    raise ValueError(f"bad input {x}")
+
+
+def claims_released_under_every_policy(c: Cluster, data_dir: Path) -> None:
+    """Whatever NBPIPE_K8S_DELETE_PODS keeps, a finished run's claim is gone, not Terminating.
+
+    Each policy runs a pipeline whose second step fails after the first succeeded: pods that the
+    policy keeps name the claim, and pvc-protection keeps a claim while any scheduled pod names it,
+    even a Failed one. With NBPIPE_K8S_RUN_VOLUME_DELETE=never the claim and the kept pod stay.
+    """
+    import json
+
+    from nbpipe.executors.k8s_pod import claim_name
+
+    @pipeline
+    def p():
+        always_fails(x=count_rows(n=3).output)
+
+    mount = data_dir / "mnt"
+    mount.mkdir(parents=True)
+    base = {"NBPIPE_K8S_RUN_VOLUME_SIZE": "1Gi", "NBPIPE_K8S_VOLUME_MOUNT": str(mount / "run")}
+    for policy, volume_delete, kept in (("on-success", "on-run-finish", ["always_fails"]),
+                                        ("never", "on-run-finish", ["always_fails", "count_rows"]),
+                                        ("always", "on-run-finish", []),
+                                        ("on-success", "never", ["always_fails"])):
+        r = c.runner(data_dir / f"{policy}-{volume_delete}", NBPIPE_K8S_DELETE_PODS=policy,
+                     NBPIPE_K8S_RUN_VOLUME_DELETE=volume_delete, **base)
+        run = r.client().submit(p).wait(timeout=120, raise_on_failure=False)
+        assert run.state == "failed" and "bad input 3" in run.logs("always_fails"), (policy, run.steps)
+        claim = claim_name(run.id)
+        if volume_delete == "never":
+            wait_for("the failed pod to end", lambda: [x["status"].get("phase") for x in c.pods(run.id)] == ["Failed"])
+            assert claim in claims(c) and not claims(c)[claim]["metadata"].get("deletionTimestamp")
+            c.api().delete_namespaced_pod(c.pods(run.id)[0]["metadata"]["name"], c.namespace, grace_period_seconds=0)
+            c.api().delete_namespaced_persistent_volume_claim(claim, c.namespace)
+        wait_for(f"the claim to be gone ({policy}, {volume_delete})", lambda: claim not in claims(c), 60)
+        wait_for("the run's pods to be gone", lambda: c.pods(run.id) == [])
+        if volume_delete == "on-run-finish":
+            for step in kept:  # what the policy kept stays inspectable: final status in the store
+                pod = json.loads(store_object(c, run.id, f"{step}/1/pod.json"))
+                assert pod["metadata"]["annotations"]["nbpipe.io/attempt-id"] == f"{run.id}.{step}.1"
+            assert "counted 3 rows" in run.logs("count_rows")
+        r.stop()
+
+
+def failed_pods_are_kept_without_a_run_volume(c: Cluster, data_dir: Path) -> None:
+    """With no per-run claim, on-success keeps a failed attempt's pod (for `kubectl describe`) after the run."""
+    r = c.runner(data_dir / "plain")
+
+    @pipeline
+    def p():
+        always_fails(x=1)
+
+    run = r.client().submit(p).wait(timeout=120, raise_on_failure=False)
+    assert run.state == "failed"
+    pods = c.pods(run.id)
+    assert [(x["metadata"]["labels"]["nbpipe.io/attempt"], x["status"]["phase"]) for x in pods] == [("1", "Failed")]
     assert pods[0]["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 1
+    c.api().delete_namespaced_pod(pods[0]["metadata"]["name"], c.namespace, grace_period_seconds=0)
+    r.stop()
 
 
 @component(cache=False)

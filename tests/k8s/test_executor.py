@@ -76,6 +76,33 @@ def test_pod_spec_is_valid_kubernetes_and_carries_every_setting() -> None:
     assert "pip install" in c["command"][2] and "/var/cache/nbpipe/packages/" in c["command"][2]
 
 
+def test_step_pods_get_default_requests_and_limits_that_components_and_runners_override() -> None:
+    job = {"run_id": "r1", "step": "s", "attempt": 1, "store": {"type": "local", "root": "/x"}}
+
+    def resources(settings: PodSettings, **res: Any) -> Any:
+        pod = build_pod(job | {"resources": res}, "r1.s.1", settings)
+        for version in K8S_VERSIONS:
+            kubernetes_validate.validate(pod, version, strict=True)
+        return pod["spec"]["containers"][0].get("resources")
+
+    default = PodSettings.from_env({})
+    assert resources(default) == {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}}
+    assert resources(default, cpu="2") == {"requests": {"cpu": "2", "memory": "256Mi"}, "limits": {"memory": "2Gi"}}
+    assert resources(default, memory="8Gi") == {"requests": {"cpu": "100m", "memory": "8Gi"},
+                                                "limits": {"memory": "8Gi"}}
+    runner = PodSettings.from_env({"NBPIPE_K8S_DEFAULT_REQUESTS": "cpu=250m,memory=1Gi",
+                                   "NBPIPE_K8S_DEFAULT_LIMITS": "cpu=1,memory=4Gi"})
+    assert resources(runner) == {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "4Gi"}}
+    assert resources(runner, cpu="1500m")["limits"]["cpu"] == "1500m"  # a limit below the request is refused
+    none = PodSettings.from_env({"NBPIPE_K8S_DEFAULT_REQUESTS": "", "NBPIPE_K8S_DEFAULT_LIMITS": ""})
+    assert resources(none) is None and resources(none, memory="1Gi") == {"requests": {"memory": "1Gi"},
+                                                                        "limits": {"memory": "1Gi"}}
+    with pytest.raises(NbpipeError, match="NBPIPE_K8S_DEFAULT_REQUESTS entry memory=lots is not"):
+        PodSettings.from_env({"NBPIPE_K8S_DEFAULT_REQUESTS": "memory=lots"})
+    with pytest.raises(NbpipeError, match="default memory request 4Gi is above its limit 2Gi"):
+        PodSettings.from_env({"NBPIPE_K8S_DEFAULT_REQUESTS": "memory=4Gi"})
+
+
 @pytest.mark.parametrize("value", ["simple", "-lead.and.trail-", "x" * 80, "ünïcode step", "a/b:c", "___"])
 def test_label_values_follow_kubernetes_rules_and_stay_distinct(value: str) -> None:
     out = label_value(value)
