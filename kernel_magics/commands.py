@@ -1,4 +1,4 @@
-"""The ``%nbpipe`` line magic's commands: run, runs, logs, cancel, config, pull, attach.
+"""The ``%nbpipe`` line magic's commands: run, rerun, debug, runs, logs, cancel, config, pull, attach.
 
 Each command is a few lines over :mod:`nbpipe.client` and :mod:`nbpipe.widgets`; argument
 mistakes and SDK/runner errors surface as one-line ``UsageError``\\ s.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import os
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from nbpipe.pipeline import Pipeline
 if TYPE_CHECKING:
     from nbpipe.client import Run
     from nbpipe.widgets import RunView
+    from nbpipe.widgets.actions import PipelineRef
 
     from .magics import NbpipeMagics
 
@@ -67,6 +69,27 @@ def _parser() -> MagicArgumentParser:
     p.add_argument("run", nargs="?", help="Run id (default: the last run of this kernel).")
     p.add_argument("step", nargs="?", help="Step name (default: every step).")
     p.add_argument("--timeout", type=float, help="Seconds to wait for an unfinished run.")
+    p = sub.add_parser(
+        "rerun",
+        help="Run a run again with its parameters, with this kernel's current definitions; --from STEP "
+        "re-executes STEP and everything after it and reuses the steps before it.",
+    )
+    p.add_argument("run", nargs="?", help="Run id (default: the last run of this kernel).")
+    p.add_argument("--from", dest="from_step", metavar="STEP", help="Re-execute from this step on.")
+    p.add_argument("--failed", action="store_true", help="Re-execute from the run's first failed step on.")
+    p.add_argument(
+        "--same-code",
+        action="store_true",
+        help="Run the run's own package again instead of the kernel's current pipeline.",
+    )
+    p = sub.add_parser(
+        "debug",
+        help="Call a step of a run in this kernel with that run's inputs and code; on an exception, "
+        "%%debug (or --pdb) opens on the failing line.",
+    )
+    p.add_argument("target", nargs="+", metavar="[RUN] STEP", help="Run id (default: the last run) and step name.")
+    p.add_argument("--pdb", action="store_true", default=None, help="Open the debugger at once on an exception.")
+    p.add_argument("--no-pdb", dest="pdb", action="store_false", help="Only show the traceback.")
     p = sub.add_parser("attach", help="Show an existing run's live graph (e.g. after a kernel restart).")
     p.add_argument("run", help="Run id.")
     p = sub.add_parser(
@@ -121,9 +144,12 @@ class NbpipeCommands:
         self.parser = _parser()
         self.views: dict[str, RunView] = {}
         self.last_run: Run | None = None
+        # how to find the current pipeline of a run started here (a name, or the %%component cells)
+        self.refs: dict[str, PipelineRef] = {}
 
     def dispatch(self, line: str) -> Any:
         """Parse ``line`` and run the command; NbpipeError becomes a one-line UsageError."""
+        __tracebackhide__ = True  # noqa: F841 - %nbpipe debug re-raises the user's exception
         args = self.parser.parse_argstring(line)
         try:
             return getattr(self, f"cmd_{args.command}")(args)
@@ -143,13 +169,26 @@ class NbpipeCommands:
             return self.last_run
         return nbpipe.client.attach(run_id)
 
-    def _show(self, run: Run) -> RunView:
+    def _show(self, run: Run, ref: PipelineRef = None) -> RunView:
         from nbpipe.widgets import show
 
         self.last_run = run
-        view = show(run)
+        if ref is not None:
+            self.refs[run.id] = ref
+        view = show(run, pipeline=ref if ref is not None else self.refs.get(run.id))
         self.views[run.id] = view
         return view
+
+    def _ref(self, name: str | None, pipe: Any) -> PipelineRef:
+        """Where a re-run finds this pipeline again at click time (its current definition)."""
+        if isinstance(pipe, str):
+            return None  # a package file: re-runs use the run's package
+        if name is not None:
+            return name
+        if self.magics.cells:
+            return lambda: self.magics.notebook_pipeline()
+        ns = self.shell.user_ns
+        return next((k for k, v in ns.items() if v is pipe and not k.startswith("_")), None)
 
     def _pipeline(self, name: str | None) -> Any:
         ns = self.shell.user_ns
@@ -199,7 +238,45 @@ class NbpipeCommands:
         params = {k: parse_value(v) for k, v in (a.split("=", 1) for a in args.args if "=" in a)}
         pipe = self._pipeline(target[0] if target else None)
         run = nbpipe.client.run(pipe, experiment=args.experiment, name=args.name, **params)
-        self._show(run)
+        self._show(run, self._ref(target[0] if target else None, pipe))
+
+    def cmd_rerun(self, args: Any) -> None:
+        from nbpipe.widgets.actions import current_pipeline
+
+        run = self._run(args.run)
+        if args.from_step and args.failed:
+            raise UsageError("Give --from STEP or --failed, not both.")
+        pipe = None
+        if not args.same_code:
+            pipe = current_pipeline(self.refs.get(run.id), str(run.last_snapshot.get("pipeline") or ""))
+        new = run.rerun(from_step=args.from_step, pipeline=pipe, from_failed=args.failed)
+        start = new.last_snapshot.get("labels", {}).get("rerun_from")
+        code = (
+            f"this kernel's pipeline '{getattr(pipe, 'name', '')}'" if pipe is not None else "the run's own package"
+        )
+        print(f"Re-running run {run.id}{f' from step {start!r}' if start else ''} as {new.id}, with {code}.")
+        self._show(new, self.refs.get(run.id))
+
+    def cmd_debug(self, args: Any) -> Any:
+        __tracebackhide__ = True  # noqa: F841 - the traceback starts at the user's function
+        from nbpipe.debugging import call_step, load_step
+
+        if len(args.target) > 2:
+            raise UsageError(f"Give a run id and a step name; got {' '.join(args.target)}.")
+        run = self._run(args.target[0] if len(args.target) == 2 else None)
+        call = load_step(run, args.target[-1])
+        print(call.describe())
+        if call.state != "failed":
+            print("(It did not fail in that run; calling it here anyway.)")
+        try:
+            value = call_step(call, post_mortem=args.pdb)
+        except Exception:
+            print("Reproduced. Inspect it with %debug; the inputs are in _nbpipe_debug.inputs.", file=sys.stderr)
+            self.shell.user_ns["_nbpipe_debug"] = call
+            raise
+        self.shell.user_ns["_nbpipe_debug"] = call
+        print(f"Step '{call.step}' ran in this kernel without an exception.")
+        return value
 
     def cmd_attach(self, args: Any) -> None:
         import nbpipe.client

@@ -330,4 +330,5 @@ class NbpipeMagics(Magics):
 
         See ``%nbpipe --help`` (or ``%nbpipe run --help``) for each command's arguments.
         """
+        __tracebackhide__ = True  # noqa: F841 - %nbpipe debug's traceback starts at the user's code
         return self.commands.dispatch(line)
