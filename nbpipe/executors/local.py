@@ -20,28 +20,94 @@ from .base import ExitStatus, Handle
 
 STEP_ENV = {"PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
 
+# What a step inherits from the runner's environment: an allow-list, so the runner's secrets
+# (its token, store keys, cloud credentials) never reach user code. A component sets its own
+# variables with ``env=``; an operator passes more names with NBPIPE_STEP_ENV_PASS=A,B.
+STEP_ENV_NAMES = {
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TERM", "TMPDIR", "TEMP", "TMP",
+    "VIRTUAL_ENV", "CONDA_PREFIX", "CONDA_DEFAULT_ENV", "LD_LIBRARY_PATH", "NBPIPE_HOME", "NBPIPE_PRELOAD",
+    "NBPIPE_INSTALL_PACKAGES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+    "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "HF_HOME", "TORCH_HOME", "MPLCONFIGDIR",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+    "http_proxy", "https_proxy", "no_proxy", "COVERAGE_PROCESS_START",
+}
+STEP_ENV_PREFIXES = ("LC_", "XDG_", "PYTHON", "COV_CORE_")
+# A local step writes its outputs to the runner's store itself: on S3 it needs the store's keys.
+S3_STORE_ENV = ("NBPIPE_S3_ACCESS_KEY", "NBPIPE_S3_SECRET_KEY", "NBPIPE_S3_CREDENTIALS_DIR",
+                "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD")
 
-def _descendants(pid: int) -> list[int]:
+
+def step_environ(store_type: str = "local") -> dict[str, str]:
+    """The runner environment a step may see (see STEP_ENV_NAMES), plus STEP_ENV."""
+    passed = {n.strip() for n in os.environ.get("NBPIPE_STEP_ENV_PASS", "").split(",") if n.strip()}
+    env = {k: v for k, v in os.environ.items()
+           if k in STEP_ENV_NAMES or k in passed or k.startswith(STEP_ENV_PREFIXES)}
+    if store_type == "s3":
+        env.update({k: os.environ[k] for k in S3_STORE_ENV if k in os.environ})
+    return {**env, **STEP_ENV}
+
+
+def _descendants(pid: int) -> dict[int, float]:
     try:
         import psutil
 
-        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+        out = {}
+        for p in psutil.Process(pid).children(recursive=True):
+            try:
+                out[p.pid] = p.create_time()
+            except Exception:  # noqa: BLE001 - exited meanwhile
+                pass
+        return out
     except Exception:  # noqa: BLE001 - process already gone, or psutil missing
-        return []
+        return {}
 
 
-def kill_tree(pid: int, sig: int) -> None:
-    """Signal a step's process group and any descendants that left it."""
-    pids = _descendants(pid)
+def kill_tree(pid: int, sig: int, known: dict[int, float] | None = None) -> None:
+    """Signal a step's process group, its descendants, and every process ``known`` to have been in its tree.
+
+    ``known`` (pid -> start time, see :func:`track_tree`) catches a grandchild that called
+    ``setsid()`` and whose parent exited: it is no longer a descendant nor in the group.
+    """
+    now = _descendants(pid)
+    if known is not None:
+        for p, started in now.items():
+            known.setdefault(p, started)
+    pids = set(now)
     try:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+    for p, started in (known or {}).items():
+        if p not in pids and _same_process(p, started):
+            pids.add(p)
     for p in pids:
         try:
             os.kill(p, sig)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def _same_process(pid: int, started: float) -> bool:
+    try:
+        import psutil
+
+        return bool(abs(psutil.Process(pid).create_time() - started) < 0.01)
+    except Exception:  # noqa: BLE001 - gone
+        return False
+
+
+async def track_tree(pid: int, known: dict[int, float], done: "asyncio.Future[Any]", every: float = 0.2) -> None:
+    """Remember every process that is ever in ``pid``'s tree while the attempt runs."""
+    import psutil
+
+    while not done.done():
+        try:
+            for p in psutil.Process(pid).children(recursive=True):
+                if p.pid not in known:
+                    known[p.pid] = p.create_time()
+        except Exception:  # noqa: BLE001 - the leader is gone (or exiting)
+            pass
+        await asyncio.sleep(every)
 
 
 class LocalExecutor:
@@ -67,7 +133,7 @@ class LocalExecutor:
         async with self._lock:
             if self._zygote is not None and self._zygote.returncode is None:
                 return self._zygote
-            env = dict(os.environ, **STEP_ENV)
+            env = step_environ()  # the zygote's own environment: no secrets (steps add theirs per job)
             if self.preload:
                 env["NBPIPE_PRELOAD"] = ",".join(self.preload)
             proc = await asyncio.create_subprocess_exec(
@@ -124,6 +190,9 @@ class LocalExecutor:
         os.makedirs(os.path.dirname(log_path), exist_ok=True)
         os.makedirs(workdir, exist_ok=True)
         env = {k: str(v) for k, v in job.get("env", {}).items()}
+        store_type = str((job.get("store") or {}).get("type", "local"))
+        if store_type == "s3":
+            env = {**{k: v for k, v in step_environ("s3").items() if k in S3_STORE_ENV}, **env}
         if self.mode == "spawn" or job.get("python_executable"):
             return await self._spawn(job, attempt_id, log_path, workdir, env)
         proc = await self._ensure_zygote()
@@ -142,7 +211,13 @@ class LocalExecutor:
         proc.stdin.write((json.dumps(req) + "\n").encode())
         await proc.stdin.drain()
         handle.pid = await fut
+        self._track(handle)
         return handle
+
+    def _track(self, handle: Handle) -> None:
+        if handle.pid is not None:
+            handle.extra["tree"] = tree = {}
+            handle.extra["tracker"] = asyncio.create_task(track_tree(handle.pid, tree, handle.done))
 
     async def _spawn(self, job: dict[str, Any], attempt_id: str, log_path: str, workdir: str,
                      env: dict[str, str]) -> Handle:
@@ -154,7 +229,7 @@ class LocalExecutor:
             proc = await asyncio.create_subprocess_exec(
                 job.get("python_executable") or self.python, "-m", "nbpipe.executors.entry", job_path,
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, cwd=workdir,
-                env=dict(os.environ, **STEP_ENV, **env), start_new_session=True,
+                env={**step_environ(), **env}, start_new_session=True,
             )
         finally:
             log.close()
@@ -166,17 +241,19 @@ class LocalExecutor:
                 handle.done.set_result(ExitStatus(code=rc if rc >= 0 else None, signal=-rc if rc < 0 else None))
 
         handle.extra["waiter"] = asyncio.create_task(wait())
+        self._track(handle)
         return handle
 
     async def kill(self, handle: Handle, grace: float = 3.0) -> None:
         if handle.pid is None or handle.done.done():
             return
-        kill_tree(handle.pid, signal.SIGTERM)
+        known = handle.extra.get("tree") or {}
+        kill_tree(handle.pid, signal.SIGTERM, known)
         try:
             await asyncio.wait_for(asyncio.shield(handle.done), grace)
-            kill_tree(handle.pid, signal.SIGKILL)  # stragglers that ignored SIGTERM after the leader died
+            kill_tree(handle.pid, signal.SIGKILL, known)  # stragglers that ignored SIGTERM after the leader died
         except asyncio.TimeoutError:
-            kill_tree(handle.pid, signal.SIGKILL)
+            kill_tree(handle.pid, signal.SIGKILL, known)
 
     async def close(self) -> None:
         for h in list(self._handles.values()):

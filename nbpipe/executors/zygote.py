@@ -45,7 +45,7 @@ def _child(req: dict[str, Any], keep: set[int]) -> None:
                 os.close(fd)
             except OSError:
                 pass
-        log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(log, 1)

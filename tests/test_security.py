@@ -1,0 +1,158 @@
+"""Loopback is not a security boundary: the runner acts like Jupyter Server.
+
+Every request needs the token (generated at start, kept in a 0600 runtime file, never on a
+command line, never in a step's environment); Host and Origin are checked (DNS rebinding, a
+cross-site simple POST); an empty host is not loopback; steps get an allow-listed environment;
+files are owner-only under umask 022; a ``setsid`` grandchild dies on cancel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from runner_process import RunnerProcess
+
+from nbpipe import component, pipeline
+from nbpipe.errors import NbpipeError
+from nbpipe.runner.config import RunnerConfig, is_loopback
+
+
+@component(cache=False)
+def environment() -> dict:
+    import os
+
+    return dict(os.environ)
+
+
+@pipeline
+def show_env():
+    environment()
+
+
+@component(cache=False)
+def spawn_daemon(pidfile: str) -> None:
+    """Start a grandchild that ignores SIGTERM and leaves the session, then wait to be cancelled."""
+    import subprocess
+    import sys
+    import time
+
+    code = ("import os, signal, time, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN); os.setsid(); "
+            "open(sys.argv[1] + '.tmp', 'w').write(str(os.getpid())); os.rename(sys.argv[1] + '.tmp', sys.argv[1]); "
+            "time.sleep(600)")
+    subprocess.Popen([sys.executable, "-c", code, pidfile])
+    while True:
+        time.sleep(0.05)
+
+
+@pipeline
+def daemonizing(pidfile: str = ""):
+    spawn_daemon(pidfile=pidfile)
+
+
+@pytest.fixture(scope="module")
+def secret_runner(tmp_path_factory: pytest.TempPathFactory):
+    old = os.umask(0o022)  # a usual shell umask: the runner must not rely on it
+    try:
+        r = RunnerProcess(tmp_path_factory.mktemp("sec") / "data", token="the-runner-token",
+                          extra_env={"NBPIPE_S3_SECRET_KEY": "s3-secret", "AWS_SECRET_ACCESS_KEY": "aws-secret",
+                                     "MY_PASSED": "passed-value", "MY_OTHER": "kept-out",
+                                     "NBPIPE_STEP_ENV_PASS": "MY_PASSED"}).start()
+    finally:
+        os.umask(old)
+    yield r
+    r.stop()
+
+
+def test_a_loopback_runner_needs_its_token(nb_runner) -> None:
+    assert httpx.get(f"{nb_runner.url}/api/v1/runs").status_code == 401
+    assert httpx.get(f"{nb_runner.url}/api/v1/runs", headers=nb_runner.headers()).status_code == 200
+    assert httpx.get(f"{nb_runner.url}/api/v1/health").status_code == 200  # probes stay open
+    assert stat.S_IMODE(os.stat(nb_runner.ready_file).st_mode) == 0o600
+    assert nb_runner.token not in " ".join(psutil.Process(nb_runner.pid).cmdline())
+
+
+def test_dns_rebinding_and_cross_site_requests_are_refused(nb_runner, nb_client) -> None:
+    from test_runner_robust import simple
+
+    run = nb_client.submit(simple, {"x": 3}).wait(timeout=60)
+    auth = nb_runner.headers()
+    rebound = httpx.get(f"{nb_runner.url}/api/v1/runs", headers={**auth, "Host": "attacker.example"})
+    assert rebound.status_code == 403 and "DNS-rebinding" in rebound.json()["error"]
+    put = httpx.put(f"{nb_runner.url}/api/v1/packages/{'0' * 64}", content=b"x",
+                    headers={**auth, "Host": "attacker.example:8765"})
+    assert put.status_code == 403
+    before = len(nb_client.runs(limit=1000))
+    for path in (f"/api/v1/runs/{run.id}/rerun", f"/api/v1/runs/{run.id}/cancel"):
+        for headers in ({"Origin": "http://attacker.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"}):
+            resp = httpx.post(f"{nb_runner.url}{path}", content=b'{"from_step": null}',
+                              headers={**auth, **headers, "Content-Type": "text/plain"})
+            assert resp.status_code == 403, (path, headers, resp.text)
+    assert len(nb_client.runs(limit=1000)) == before  # nothing was re-run
+    same_origin = httpx.get(f"{nb_runner.url}/api/v1/runs", headers={**auth, "Origin": nb_runner.url})
+    assert same_origin.status_code == 200
+
+
+def test_an_empty_or_unknown_host_is_not_loopback() -> None:
+    assert not is_loopback("") and not is_loopback("0.0.0.0") and not is_loopback("attacker.example")
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    for host in ("", "0.0.0.0", "::"):
+        with pytest.raises(NbpipeError, match="without a token"):
+            RunnerConfig(host=host).check()
+
+
+def test_the_token_file_is_read_and_the_token_never_reaches_steps(tmp_path) -> None:
+    tf = tmp_path / "token"
+    tf.write_text("from-a-file\n")
+    r = RunnerProcess(tmp_path / "data", extra_env={"NBPIPE_TOKEN_FILE": str(tf)}).start()
+    try:
+        assert r.token == "from-a-file"
+        assert httpx.get(f"{r.url}/api/v1/runs", headers={"Authorization": "Bearer from-a-file"}).status_code == 200
+        env = r.client().submit(show_env).wait(timeout=60).outputs("environment")["output"]
+        assert "from-a-file" not in json.dumps(env) and "NBPIPE_TOKEN_FILE" not in env
+    finally:
+        r.stop()
+
+
+def test_steps_get_an_allow_listed_environment(secret_runner) -> None:
+    env = secret_runner.client().submit(show_env).wait(timeout=60).outputs("environment")["output"]
+    for name in ("NBPIPE_TOKEN", "NBPIPE_S3_SECRET_KEY", "AWS_SECRET_ACCESS_KEY", "MY_OTHER"):
+        assert name not in env, name
+    text = json.dumps(env)
+    assert "the-runner-token" not in text and "s3-secret" not in text and "aws-secret" not in text
+    assert env["MY_PASSED"] == "passed-value" and "PATH" in env and env["NBPIPE_RUN_ID"]
+
+
+def test_runner_files_are_owner_only_under_umask_022(secret_runner) -> None:
+    secret_runner.client().submit(show_env).wait(timeout=60)
+    data = secret_runner.data_dir
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    loose = []
+    for p in data.rglob("*"):
+        if p.name == "runner.log":  # the test harness's own file, opened before the runner starts
+            continue
+        mode = stat.S_IMODE(p.lstat().st_mode)
+        if mode & 0o077:
+            loose.append((str(p.relative_to(data)), oct(mode)))
+    assert loose == []
+
+
+def test_a_setsid_grandchild_dies_on_cancel(nb_client, tmp_path) -> None:
+    pidfile = tmp_path / "daemon.pid"
+    run = nb_client.submit(daemonizing, {"pidfile": str(pidfile)})
+    deadline = time.monotonic() + 60
+    while not pidfile.exists():  # the grandchild wrote its pid (atomically)
+        assert time.monotonic() < deadline, "the step did not start its grandchild"
+        time.sleep(0.05)
+    daemon = psutil.Process(int(pidfile.read_text()))
+    assert daemon.is_running()
+    run.cancel()
+    assert run.wait(timeout=60, raise_on_failure=False).snapshot()["state"] == "cancelled"
+    daemon.wait(timeout=30)  # raises psutil.TimeoutExpired if it survived
+    assert not daemon.is_running() or daemon.status() == psutil.STATUS_ZOMBIE
