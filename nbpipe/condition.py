@@ -101,3 +101,45 @@ class Comparable:
     def is_in(self, values: Any) -> Condition:
         """``value in values`` (Python's ``in`` cannot be overloaded from the left side)."""
         return compare(self, "in", values)
+
+    # Arithmetic has no value to work on while the pipeline is traced: say so, and what to do.
+    def _no_arithmetic(self, expr: str) -> Any:
+        what = getattr(self, "_nbpipe_what", lambda: repr(self))()
+        raise DefinitionError(
+            f"{what} has no value while the pipeline is being defined, so `{expr}` cannot be computed here",
+            "It is a placeholder: its value exists only when the run executes; the pipeline function "
+            "only wires steps together",
+            "Do the arithmetic inside a component (pass the value to a step and compute there), or pass "
+            "the computed value when you run the pipeline.",
+        )
+
+
+def _ref(value: Any) -> str:
+    ref = getattr(value, "_nbpipe_ref", None)
+    return ref() if callable(ref) else str(getattr(value, "name", "value"))
+
+
+def _binary(symbol: str, reflected: bool = False) -> Any:
+    def op(self: Comparable, other: Any) -> Any:
+        me = _ref(self)
+        return self._no_arithmetic(f"{other!r} {symbol} {me}" if reflected else f"{me} {symbol} {other!r}")
+
+    return op
+
+
+def _unary(template: str) -> Any:
+    def op(self: Comparable, *args: Any) -> Any:
+        return self._no_arithmetic(template.format(_ref(self)))
+
+    return op
+
+
+for _sym, _name in (("+", "add"), ("-", "sub"), ("*", "mul"), ("/", "truediv"), ("//", "floordiv"),
+                    ("%", "mod"), ("**", "pow"), ("@", "matmul"), ("<<", "lshift"), (">>", "rshift"),
+                    ("^", "xor")):
+    setattr(Comparable, f"__{_name}__", _binary(_sym))
+    setattr(Comparable, f"__r{_name}__", _binary(_sym, reflected=True))
+for _name, _template in (("neg", "-{}"), ("pos", "+{}"), ("abs", "abs({})"), ("int", "int({})"),
+                         ("float", "float({})"), ("index", "{} as an index"), ("round", "round({})"),
+                         ("len", "len({})")):
+    setattr(Comparable, f"__{_name}__", _unary(_template))

@@ -2,10 +2,21 @@
 
 Every error nbpipe raises on purpose is an :class:`NbpipeError` (or a subclass), built
 from a one-line *headline*, an optional *detail* and a *hint* naming the fix.
+In IPython an nbpipe error renders as one screen (``_render_traceback_``): the user's own frame
+(the cell line that led to it) and the message, without nbpipe's internal frames.
 Non-goal: wrapping third-party exceptions wholesale; only errors we can explain are ours.
 """
 
 from __future__ import annotations
+
+import linecache
+import os
+import sys
+from typing import Any
+
+_INTERNAL = tuple(os.path.dirname(os.path.abspath(p)) + os.sep for p in (__file__,))
+_INTERNAL_PARTS = (f"{os.sep}kernel_magics{os.sep}", f"{os.sep}IPython{os.sep}", f"{os.sep}ipykernel{os.sep}",
+                   f"{os.sep}contextlib.py", f"{os.sep}runpy.py", "<frozen ")
 
 
 class NbpipeError(Exception):
@@ -25,6 +36,23 @@ class NbpipeError(Exception):
         if self.hint:
             parts.append(self.hint)
         return " ".join(p if p.endswith((".", "?", "!", ":")) else p + "." for p in parts)
+
+    def _render_traceback_(self) -> list[str]:
+        """IPython's hook: the user's own frame and the message, no nbpipe internals."""
+        red, cyan, green, reset = "\x1b[0;31m", "\x1b[0;36m", "\x1b[0;32m", "\x1b[0m"
+        lines: list[str] = []
+        frame = user_frame(self.__traceback__)
+        if frame is not None:
+            filename, lineno, func = frame
+            text = linecache.getline(filename, lineno).strip()
+            where = f"{cyan}{cell_label(filename)}, line {lineno}{reset}"
+            if func and not func.startswith("<"):
+                where += f", in {green}{func}{reset}"
+            lines.append(where)
+            if text:
+                lines.append(f"    {text}")
+        lines.append(f"{red}{type(self).__name__}{reset}: {self}")
+        return lines
 
 
 class DefinitionError(NbpipeError, TypeError):
@@ -50,3 +78,39 @@ class StepFailed(NbpipeError, RuntimeError):
         if self.traceback:
             return f"{self.message}\n\n{self.traceback.rstrip()}"
         return self.message
+
+
+def _internal(filename: str) -> bool:
+    path = os.path.abspath(filename) if not filename.startswith("<") else filename
+    return path.startswith(_INTERNAL) or any(part in path for part in _INTERNAL_PARTS)
+
+
+def user_frame(tb: Any) -> tuple[str, int, str] | None:
+    """(file, line, function) of the innermost frame of the user's code in ``tb``, if any."""
+    found = None
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if not _internal(code.co_filename) and not _stdlib(code.co_filename):
+            found = (code.co_filename, tb.tb_lineno, code.co_name)
+        tb = tb.tb_next
+    return found
+
+
+def _stdlib(filename: str) -> bool:
+    return filename.startswith((sys.prefix, sys.base_prefix)) and "site-packages" not in filename \
+        or f"{os.sep}site-packages{os.sep}" in filename
+
+
+def cell_label(filename: str) -> str:
+    """``Cell In[7]`` for a notebook cell (as IPython says it), else the file name."""
+    if "IPython" in sys.modules:
+        try:
+            from IPython import get_ipython
+
+            shell = get_ipython()
+            named = shell.compile.format_code_name(filename) if shell is not None else None
+            if named:
+                return f"{named[0]} {named[1]}"
+        except Exception:  # noqa: BLE001 - any trouble: the file name is fine
+            pass
+    return filename

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 from .compiler import compile_pipeline
 from .component import Capture, Component, Options, make_options
 from .condition import Comparable
-from .errors import DefinitionError
+from .errors import DefinitionError, cell_label
 from .signature import InputSpec, compatible, is_json_value, type_name, value_matches
 from .tracing import _TRACE, check_reference, current_trace
 
@@ -45,6 +45,16 @@ class PipelineParam(Comparable):
     def __repr__(self) -> str:
         return f"<pipeline parameter {self.name}: {self.type}>"
 
+    def _nbpipe_what(self) -> str:
+        return f"Pipeline parameter '{self.name}'"
+
+    def __iter__(self) -> Iterator[Any]:
+        raise DefinitionError(
+            f"Pipeline parameter '{self.name}' has no value while the pipeline is being defined, so a "
+            "Python for-loop cannot go over it",
+            hint=f"Fan out with `with nbpipe.ParallelFor({self.name}) as item:`, or loop inside a component.",
+        )
+
     def __nbpipe_operand__(self, where: str = "") -> dict[str, Any]:
         return {"parameter": self.name}
 
@@ -63,6 +73,12 @@ class StepOutput(Comparable):
 
     def __repr__(self) -> str:
         return f"<output {self.step.name}.{self.name}: {self.type}>"
+
+    def _nbpipe_what(self) -> str:
+        return f"Output '{self.name}' of step '{self.step.name}'"
+
+    def _nbpipe_ref(self) -> str:
+        return f"{self.step.name}.outputs[{self.name!r}]"
 
     def __nbpipe_operand__(self, where: str = "") -> dict[str, Any]:
         if self.kind == "artifact":
@@ -438,12 +454,10 @@ def current_definition(comp: Component) -> Component:
 
 def _cell_of(func: Any) -> str:
     """Where ``func`` was defined, as the user knows it (``Cell In[7]``, a file), or ""."""
-    from .sourcemap import _label
-
     code = getattr(func, "__code__", None)
     if code is None or code.co_filename.startswith("<nbpipe-"):
         return ""
-    return _label(code.co_filename)
+    return cell_label(code.co_filename)
 
 
 def _inline(inner: Pipeline, trace: Trace, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

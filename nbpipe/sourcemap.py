@@ -9,7 +9,7 @@ file) and the source lines of each function. The record travels inside the paylo
 the step, :func:`restore` renames the code objects to their labels and registers the lines
 in :mod:`linecache`, so tracebacks and ``pdb`` show the real lines.
 
-Standard library only: the step entrypoint and the KFP bootstrap import it.
+Standard library (and :mod:`nbpipe.errors`) only: the step entrypoint and the KFP bootstrap import it.
 Non-goal: full files; only the lines of the captured functions are carried.
 """
 
@@ -21,6 +21,8 @@ import types
 import zlib
 from typing import Any
 
+from .errors import cell_label as _label
+
 ATTR = "__nbpipe_sources__"
 _MAX_LINES = 2000  # per function; a longer one is carried without source
 
@@ -28,21 +30,6 @@ _MAX_LINES = 2000  # per function; a longer one is carried without source
 def code_key(code: types.CodeType) -> str:
     """Identifies a code object across pickling (name, first line and bytecode survive it)."""
     return f"{code.co_qualname}@{code.co_firstlineno}#{zlib.crc32(code.co_code):08x}"
-
-
-def _label(filename: str) -> str:
-    """``Cell In[7]`` for an IPython cell (as IPython's own tracebacks say it), else the file name."""
-    if "IPython" in sys.modules:
-        try:
-            from IPython import get_ipython
-
-            shell = get_ipython()
-            named = shell.compile.format_code_name(filename) if shell is not None else None
-            if named:
-                return f"{named[0]} {named[1]}"
-        except Exception:  # noqa: BLE001 - any trouble: fall back to the file name
-            pass
-    return filename
 
 
 def _last_line(code: types.CodeType) -> int:
@@ -80,6 +67,7 @@ def collect(funcs: list[Any]) -> dict[str, Any]:
     """The record for ``funcs`` (the component's function first, then the helpers it uses)."""
     codes: dict[str, str] = {}
     files: dict[str, dict[int, str]] = {}
+    origin: dict[str, str] = {}  # label -> file it stands for
     for f in funcs:
         code = getattr(f, "__code__", None)
         if not isinstance(code, types.CodeType):
@@ -88,6 +76,8 @@ def collect(funcs: list[Any]) -> dict[str, Any]:
         if entry is None:
             continue
         key, label, first, lines = entry
+        if origin.setdefault(label, code.co_filename) != code.co_filename:
+            label = f"{label} ({code.co_filename})"  # two cells run under one count (no history)
         codes[key] = label
         text = files.setdefault(label, {})
         for i, line in enumerate(lines):

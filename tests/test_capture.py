@@ -1,0 +1,196 @@
+"""Capture: live external resources fail at definition and at submit, naming the variable and the fix.
+
+A step runs in another process. dill would "pickle" an open file, a lock or a connection into
+a re-opened or re-created one there (a file re-opened for writing is emptied), so nbpipe
+refuses them, table-driven over the kinds a notebook holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import io
+import logging
+import mmap
+import multiprocessing
+import queue
+import re
+import selectors
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import nbpipe
+from nbpipe import component, pipeline
+from nbpipe.capture import unsafe_kind
+from nbpipe.errors import DefinitionError
+
+
+def _popen() -> Any:
+    return subprocess.Popen([sys.executable, "-c", "pass"])
+
+
+def _thread() -> threading.Thread:
+    t = threading.Thread(target=lambda: None)
+    t.start()
+    t.join()
+    return t
+
+
+def _gen() -> Iterator[int]:
+    yield 1
+
+
+def _mmap(tmp: Path) -> mmap.mmap:
+    f = tmp / "m.bin"
+    f.write_bytes(b"x" * 16)
+    with open(f, "r+b") as fh:
+        return mmap.mmap(fh.fileno(), 0)
+
+
+def _cursor(tmp: Path) -> sqlite3.Cursor:
+    return sqlite3.connect(tmp / "db.sqlite").cursor()
+
+
+KINDS: list[tuple[str, Callable[[Path], Any], str]] = [
+    ("file for writing", lambda t: open(t / "out.txt", "w"), "an open file"),
+    ("file for reading", lambda t: open(Path(__file__)), "an open file"),
+    ("binary file", lambda t: open(t / "b.bin", "wb"), "an open file"),
+    ("socket", lambda t: socket.socket(), "a network socket"),
+    ("threading.Lock", lambda t: threading.Lock(), "a lock"),
+    ("threading.RLock", lambda t: threading.RLock(), "a lock"),
+    ("threading.Condition", lambda t: threading.Condition(), "a threading.Condition"),
+    ("threading.Semaphore", lambda t: threading.Semaphore(2), "a semaphore"),
+    ("threading.Event", lambda t: threading.Event(), "a threading.Event"),
+    ("thread", lambda t: _thread(), "a thread"),
+    ("sqlite3 connection", lambda t: sqlite3.connect(t / "db.sqlite"), "a database connection"),
+    ("sqlite3 cursor", _cursor, "a database cursor"),
+    ("generator", lambda t: _gen(), "a generator"),
+    ("subprocess.Popen", lambda t: _popen(), "a subprocess handle"),
+    ("selector", lambda t: selectors.DefaultSelector(), "a selector"),
+    ("mmap", _mmap, "a memory map"),
+    ("queue.Queue", lambda t: queue.Queue(), "a queue"),
+    ("thread pool", lambda t: concurrent.futures.ThreadPoolExecutor(1), "an executor"),
+    ("logging.FileHandler", lambda t: logging.FileHandler(t / "log.txt"), "a logging handler"),
+    ("event loop", lambda t: asyncio.new_event_loop(), "an event loop"),
+    ("multiprocessing pipe", lambda t: multiprocessing.Pipe()[0], "a pipe connection"),
+]
+
+
+@pytest.fixture()
+def resources() -> Iterator[list[Any]]:
+    made: list[Any] = []
+    yield made
+    for obj in made:
+        if isinstance(obj, subprocess.Popen):
+            obj.wait()
+            continue
+        for close in ("close", "shutdown"):
+            fn = getattr(obj, close, None)
+            if callable(fn):
+                fn()
+                break
+
+
+@pytest.mark.parametrize("label, make, kind", KINDS, ids=[k[0] for k in KINDS])
+def test_a_captured_resource_fails_at_definition_naming_the_variable(label, make, kind, tmp_path, resources) -> None:
+    handle = make(tmp_path)
+    resources.append(handle)
+    assert unsafe_kind(handle).startswith(kind)
+
+    with pytest.raises(DefinitionError) as info:
+        @component
+        def uses_it(x: int) -> int:
+            return x if handle is not None else 0
+
+    msg = str(info.value)
+    assert msg.startswith(f"Component 'uses_it' uses 'handle', {kind}"), msg
+    assert "Create it inside the function, or pass a path" in msg
+
+
+@pytest.mark.parametrize("how", ["helper", "dict", "attribute", "closure", "default"])
+def test_a_resource_reached_indirectly_is_named_by_its_path(how, tmp_path) -> None:
+    lock = threading.Lock()
+    config = {"lock": lock}
+
+    class Holder:
+        def __init__(self) -> None:
+            self.lock = lock
+
+    holder = Holder()
+
+    def helper() -> bool:
+        return lock.locked()
+
+    def make() -> Any:
+        if how == "helper":
+            def f(x: int) -> int:
+                return x + helper()
+        elif how == "dict":
+            def f(x: int) -> int:
+                return x + config["lock"].locked()
+        elif how == "attribute":
+            def f(x: int) -> int:
+                return x + holder.lock.locked()
+        elif how == "closure":
+            def f(x: int) -> int:
+                return x + lock.locked()
+        else:
+            def f(x: int, _l: Any = lock) -> int:
+                return x
+        return component(f)
+
+    want = {"helper": "helper → lock", "dict": "config['lock']", "attribute": "holder.lock", "closure": "lock",
+            "default": "<default 0>"}[how]
+    with pytest.raises(DefinitionError, match=re.escape(f"uses '{want}', a lock")):
+        make()
+
+
+def test_in_memory_buffers_and_loggers_are_fine() -> None:
+    buf, raw = io.StringIO("a"), io.BytesIO(b"b")
+    log = logging.getLogger("nbpipe-test")
+
+    @component
+    def fine(x: int) -> int:
+        log.debug("x=%s %s %s", x, buf.getvalue(), raw.getvalue())
+        return x
+
+    assert fine.serializer == "cloudpickle"
+
+
+def test_the_users_file_is_never_truncated(tmp_path) -> None:
+    path = tmp_path / "results.txt"
+    fh = open(path, "w")  # noqa: SIM115 - the notebook keeps it open, as users do
+    fh.write("precious results\n")
+    fh.flush()
+    try:
+        with pytest.raises(DefinitionError, match="uses 'fh', an open file \\(TextIOWrapper '.*results.txt' mode 'w'\\)"):
+            @component
+            def append(line: str) -> int:
+                return fh.write(line)
+
+        # A global that was harmless at definition and is a file handle at submit time fails then.
+        sink: Any = str(path)
+
+        @component
+        def report(line: str) -> int:
+            return len(str(sink)) + len(line)
+
+        @pipeline
+        def p(line: str = "x"):
+            report(line=line)
+
+        nbpipe.build_package(p)
+        sink = fh  # noqa: F841 - read by report through its closure
+        with pytest.raises(DefinitionError, match="Component 'report' uses 'sink', an open file"):
+            nbpipe.build_package(p)
+    finally:
+        fh.close()
+    assert path.read_text() == "precious results\n"
