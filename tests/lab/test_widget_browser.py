@@ -9,6 +9,8 @@ cells from Lab's Run menu, and checks in the DOM that:
 - the kernel stayed free while the run was live: the print cell after the run cell answered
   while the first step (which sleeps) was still going, seen by the kernel and in the page;
 - clicking a step opens its details pane with the step's log (fetched by the kernel side);
+- "Rerun from here" on a node switches the widget to the new run (the step and the one after it
+  run again, the first is reused), "Rerun" makes another, and the "previous runs" link goes back;
 - no console error mentions the widget; a screenshot goes to ``test-artifacts/lab-widget.png``.
 """
 
@@ -24,6 +26,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "test-artifacts" / "lab-widget.png"
+RERUN_SCREENSHOT = ROOT / "test-artifacts" / "lab-widget-rerun.png"
 STEPS = ["make", "total", "describe"]
 FREE = "kernel free while the run was"
 
@@ -130,6 +133,34 @@ def test_run_graph_widget_in_a_lab_notebook(start_lab: Any, lab_browser: Any, tm
         view.scroll_into_view_if_needed()
         page.wait_for_timeout(300)
         page.screenshot(path=str(SCREENSHOT))
+
+        # "Rerun from here" on a node: the widget switches to the new run, which re-executes that
+        # step and the one after it and reuses the first; the old run stays one click away.
+        first_id = view.locator(".rv-subtitle").inner_text().split(" · ")[-1]
+        view.locator('.rv-node[data-step="total"]').click()
+        expect(details.locator("h3")).to_have_text("total")
+        details.get_by_role("button", name="Rerun from here").click()
+        expect(view.locator(".rv-notice")).to_contain_text(f"Re-running run {first_id} from step 'total'",
+                                                           timeout=60_000)
+        expect(view.locator(".rv-previous .rv-link")).to_have_text(re.compile(rf"^{first_id}"))
+        expect(view.locator(".rv-subtitle")).not_to_contain_text(first_id)
+        expect(pill).to_have_class(re.compile(r"\brv-state-succeeded\b"), timeout=120_000)
+        second_id = view.locator(".rv-subtitle").inner_text().split(" · ")[-1]
+        expect(view.locator('.rv-node[data-step="make"]')).to_have_class(re.compile(r"\brv-state-cached\b"))
+        for step in ("total", "describe"):
+            expect(view.locator(f'.rv-node[data-step="{step}"]')).to_have_class(
+                re.compile(r"\brv-state-succeeded\b"))
+        assert "reused from run " + first_id in view.locator('.rv-node[data-step="make"]').get_attribute("title")
+        page.screenshot(path=str(RERUN_SCREENSHOT))
+
+        # "Rerun": same parameters, a new run in the same place; then back to the first run.
+        view.locator(".rv-run-actions").get_by_role("button", name="Rerun", exact=True).click()
+        expect(view.locator(".rv-previous .rv-link")).to_have_count(2, timeout=60_000)
+        expect(pill).to_have_class(re.compile(r"\brv-state-(succeeded|cached)\b"), timeout=120_000)
+        expect(view.locator(".rv-subtitle")).not_to_contain_text(second_id)
+        view.locator(".rv-previous .rv-link", has_text=first_id).click()
+        expect(view.locator(".rv-subtitle")).to_contain_text(first_id, timeout=60_000)
+        expect(view.locator('.rv-node[data-step="make"]')).to_have_class(re.compile(r"\brv-state-succeeded\b"))
     finally:
         page.close()
     seconds = time.monotonic() - started
