@@ -200,7 +200,7 @@ def component_from_cell(
         output_types={o: type(namespace[o]) for o in outputs},
         rename={p: v for v, p in params.items()},
     )
-    return Component(func, name=name, options=options, source=cell_source)
+    return Component(func, name=name, options=options, source=cell_source, variable=name)
 
 
 def pipeline_from_cell(

@@ -12,12 +12,13 @@ in the pure modules above.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 
 from nbpipe.component import Component, Options, make_options
 from nbpipe.errors import NbpipeError
@@ -27,6 +28,7 @@ from nbpipe.signature import is_json_value
 from .cell_component import CellComponent, component_from_cell, infer_pipeline, pipeline_from_cell
 from .cells import CellFlow, analyze_cell, classify_reads
 from .commands import NbpipeCommands
+from .suggest import parse_magic_args
 
 
 def _names(value: str | None) -> tuple[str, ...] | None:
@@ -51,6 +53,23 @@ def _override(
         if n not in allowed:
             raise UsageError(f"{option} lists '{n}', which the cell never {verb}; {fix}.")
     return wanted
+
+
+def _pipeline_functions(cell: str) -> set[str]:
+    """Names of the functions a cell decorates with ``@pipeline`` / ``@nbpipe.pipeline(...)``."""
+    try:
+        tree = ast.parse(cell)
+    except SyntaxError:
+        return set()
+    found = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for deco in node.decorator_list:
+                target = deco.func if isinstance(deco, ast.Call) else deco
+                name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+                if name == "pipeline":
+                    found.add(node.name)
+    return found
 
 
 def usage(exc: NbpipeError) -> UsageError:
@@ -167,7 +186,7 @@ class NbpipeMagics(Magics):
         whose outputs are the variables it assigns (``--inputs``/``--outputs`` override).
         Either way the cell also runs normally, so the notebook keeps working top to bottom.
         """
-        args = parse_argstring(NbpipeMagics.component, line)
+        args = parse_magic_args(NbpipeMagics.component, line, "%%component")
         options = self._options(args)
         if args.name is not None:
             self._check_name(args.name, "Component")
@@ -190,12 +209,13 @@ class NbpipeMagics(Magics):
                 "annotation are its inputs and outputs."
             )
         funcs = flow.functions
-        if args.name in funcs or len(funcs) == 1:
-            fname = args.name if args.name in funcs else funcs[0]
+        candidates = [f for f in funcs if f not in _pipeline_functions(cell)] or list(funcs)
+        if args.name in funcs or len(candidates) == 1:
+            fname = args.name if args.name in funcs else candidates[0]
         elif args.name is None:
             raise UsageError(
                 f"This cell defines {len(funcs)} functions ({', '.join(funcs)}); say which one is "
-                f"the component: %%component {funcs[-1]}"
+                f"the component: %%component {candidates[-1]}"
             )
         else:
             raise UsageError(
@@ -208,7 +228,7 @@ class NbpipeMagics(Magics):
         if isinstance(func, Component):  # already decorated with @component: take its function
             func = func.func
         try:
-            comp = Component(func, name=name, options=options, source=cell)
+            comp = Component(func, name=name, options=options, source=cell, variable=name)
         except NbpipeError as exc:
             raise usage(exc) from None
         self.shell.push({name: comp})
@@ -299,7 +319,7 @@ class NbpipeMagics(Magics):
         Notebook variables of plain JSON types the cell reads become the pipeline's parameters,
         with their current values as defaults. The cell itself does not run in the kernel.
         """
-        args = parse_argstring(NbpipeMagics.pipeline, line)
+        args = parse_magic_args(NbpipeMagics.pipeline, line, "%%pipeline")
         self._check_name(args.name, "Pipeline")
         source, flow = self._flow(cell)
         reads = classify_reads(flow.reads, self._ns, hidden=self.shell.user_ns_hidden)

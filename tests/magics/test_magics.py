@@ -141,7 +141,10 @@ ERRORS = [
     ("component", "", "await asyncio.sleep(0)\nz = 1", "import asyncio", r"top-level await"),
     ("component", "", "raise ValueError('boom')\nz = 1", "", r"The cell failed \(see the error above\)"),
     ("component", "", "def f(*a):\n    return 1\n", "", r"Component 'f' takes \*a"),
-    ("component", "--bogus", "x = 1", "", r"unrecognized arguments: --bogus"),
+    ("component", "--bogus", "x = 1", "", r"%%component has no option --bogus\. Its options: --cpu"),
+    ("component", "--retires 2", "x = 1", "", r"%%component has no option --retires\. Did you mean --retries\?"),
+    ("component", "--no_cache", "x = 1", "", r"no option --no_cache\. Did you mean --no-cache\?"),
+    ("pipeline", "--nmae p", "x = 1", "", r"%%pipeline has no option --nmae\."),
     (
         "pipeline",
         "",

@@ -1,0 +1,63 @@
+"""Magic arguments with "did you mean": a misspelled option names the one the user meant.
+
+``parse_magic_args(func, line)`` is IPython's ``parse_argstring`` for a ``@magic_arguments``
+function, except that an unknown option (``--retires 2``) becomes a one-line ``UsageError``
+that suggests the closest real one (``did you mean --retries?``) and lists the rest.
+:func:`did_you_mean` and :func:`check_options` work on any ``argparse`` parser (the
+``%nbpipe`` subcommands use them too).
+
+Non-goal: guessing positional arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import shlex
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic_arguments import parse_argstring
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` Did you mean --retries?`` for the closest of ``choices``, or "" if none is close."""
+    by_name = {c.lstrip("-").replace("_", "-"): c for c in sorted(set(choices))}
+    close = difflib.get_close_matches(word.lstrip("-").replace("_", "-"), list(by_name), n=1, cutoff=0.7)
+    return f" Did you mean {by_name[close[0]]}?" if close else ""
+
+
+def options_of(parser: argparse.ArgumentParser) -> list[str]:
+    """The long and short option strings ``parser`` knows (``--retries``, ``-h``…)."""
+    return sorted(s for s in parser._option_string_actions if s.startswith("-"))  # noqa: SLF001
+
+
+def check_options(tokens: Sequence[str], parser: argparse.ArgumentParser, where: str) -> None:
+    """Raise a ``UsageError`` naming the first unknown ``--option`` in ``tokens``, with a suggestion."""
+    known = options_of(parser)
+    for tok in tokens:
+        if tok == "--":
+            return
+        if not tok.startswith("-") or len(tok) < 2 or tok[1:2].isdigit():
+            continue
+        opt = tok.split("=", 1)[0]
+        if opt in known:
+            continue
+        if opt.startswith("--") and sum(k.startswith(opt) for k in known) == 1:
+            continue  # argparse accepts an unambiguous prefix (--retr)
+        longs = ", ".join(k for k in known if k.startswith("--") and k != "--help")
+        rest = f"Its options: {longs}." if longs else "It takes no options."
+        raise UsageError(f"{where} has no option {opt}.{did_you_mean(opt, known)} {rest}")
+
+
+def parse_magic_args(func: Callable[..., Any], line: str, where: str) -> Any:
+    """``parse_argstring(func, line)``, with "did you mean" for misspelled options."""
+    parser = getattr(func, "parser", None)
+    if parser is not None:
+        try:
+            tokens = shlex.split(line)
+        except ValueError:
+            tokens = line.split()
+        check_options(tokens, parser, where)
+    return parse_argstring(func, line)

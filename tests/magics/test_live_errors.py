@@ -1,0 +1,69 @@
+"""Errors in the kernel are one screen: the user's line and the message, no nbpipe frames.
+
+On a real IPython shell (the same InteractiveShell a kernel runs), as a user meets them:
+a definition mistake in a pipeline cell, arithmetic on a pipeline parameter, a misspelled
+magic option, a ``%%component`` cell that also holds a pipeline.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from IPython.utils.capture import capture_output
+
+from nbpipe.component import Component
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def rendered(ip: Any, cell: str) -> str:
+    with capture_output() as out:
+        result = ip.run_cell(cell, store_history=True)
+    assert not result.success
+    return ANSI.sub("", out.stdout + out.stderr)
+
+
+SETUP = """
+import nbpipe
+from nbpipe import component, pipeline
+
+@component
+def make_numbers(n: int) -> list:
+    return list(range(n))
+"""
+
+
+def test_a_definition_error_is_the_users_line_and_the_message(ip: Any) -> None:
+    assert ip.run_cell(SETUP, store_history=True).success
+    text = rendered(ip, '@pipeline\ndef demo():\n    make_numbers(n="ten")\n')
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    assert re.match(r"Cell In\[\d+\], line 3, in demo$", lines[0]), text
+    assert lines[1].strip() == 'make_numbers(n="ten")'
+    assert lines[2].startswith("DefinitionError: Step 'make_numbers' input 'n' expects int, got 'ten'.")
+    assert len(lines) == 3, text
+    assert "nbpipe/" not in text and "site-packages" not in text and "Traceback" not in text
+
+
+def test_arithmetic_on_a_parameter_says_what_a_parameter_is(ip: Any) -> None:
+    assert ip.run_cell(SETUP + "\n@component\ndef wait(seconds: float) -> float:\n    return seconds\n").success
+    text = rendered(ip, "@pipeline\ndef slow(seconds: float = 1.0):\n    wait(seconds=seconds + 1)\n")
+    assert "wait(seconds=seconds + 1)" in text
+    assert ("Pipeline parameter 'seconds' has no value while the pipeline is being defined, so `seconds + 1` "
+            "cannot be computed here") in text
+    assert "Do the arithmetic inside a component" in text
+    assert "nbpipe/" not in text and "TypeError" not in text
+
+
+def test_a_component_cell_that_also_defines_a_pipeline_takes_the_component(ip: Any) -> None:
+    ip.run_cell_magic("component", "", SETUP + "\n@pipeline\ndef numbers_pipeline(n: int = 3):\n"
+                                              "    make_numbers(n=n)\n")
+    comp = ip.user_ns["make_numbers"]
+    assert isinstance(comp, Component) and comp.name == "make_numbers"
+    assert ip.user_ns["numbers_pipeline"].name == "numbers-pipeline"
+
+
+def test_a_misspelled_magic_option_is_named_with_the_right_one(ip: Any) -> None:
+    text = rendered(ip, "%%component --retires 2\nx = 1\n")
+    assert "%%component has no option --retires. Did you mean --retries?" in text
+    assert len([ln for ln in text.splitlines() if ln.strip()]) == 1, text
