@@ -11,6 +11,7 @@ import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { Token } from '@lumino/coreutils';
 
 import { addCommands } from './commands';
+import { dashboardPlugin, DashboardCommands } from './dashboard';
 import { NotebookContent, PanelModel } from './model';
 import { NbpipePanel } from './panel';
 import { ServerApi } from './request';
@@ -66,7 +67,9 @@ const panelPlugin: JupyterFrontEndPlugin<NbpipePanel> = {
         nb.content.activeCellIndex = index;
         void nb.content.scrollToCell(nb.content.widgets[index]);
       },
-      openFile: path => void app.commands.execute('docmanager:open', { path })
+      openFile: path => void app.commands.execute('docmanager:open', { path }),
+      openRun: id => void app.commands.execute(DashboardCommands.openRun, { id }),
+      openRuns: () => void app.commands.execute(DashboardCommands.runs)
     });
     app.shell.add(panel, 'left', { rank: 650 });
     restorer?.add(panel, 'nbpipe-panel');
@@ -98,4 +101,4 @@ const commandsPlugin: JupyterFrontEndPlugin<void> = {
     addCommands(app, panel, tracker, palette)
 };
 
-export default [panelPlugin, commandsPlugin];
+export default [panelPlugin, commandsPlugin, dashboardPlugin];

@@ -15,13 +15,19 @@ import type { ErrorInfo } from './format';
 import { nbpipeIcon } from './icons';
 import type { PanelModel, PanelState } from './model';
 import { renderParamForm } from './paramform';
-import { renderRunList } from './runlist';
+import { LiveRuns } from './liveruns';
+import type { DashboardApi } from './dashboard_api';
+import { renderRunList, tickDurations } from './runlist';
 
 export interface PanelOptions {
   /** Select and scroll to cell `n` (1-based) of the current notebook. */
   revealCell(n: number): void;
   /** Open an exported file in JupyterLab. */
   openFile(path: string): void;
+  /** Open a run's page in the main area (the dashboard plugin). */
+  openRun?(id: string): void;
+  /** Open the Runs page (every run, filters, compare). */
+  openRuns?(): void;
 }
 
 export class NbpipePanel extends Widget {
@@ -46,6 +52,8 @@ export class NbpipePanel extends Widget {
   private shownRun: string | null = null;
   private runsKey = '';
   private disconnect: Array<() => void> = [];
+  private readonly live: LiveRuns | null = 'allEvents' in this.model.api ? new LiveRuns(this.model.api as unknown as DashboardApi, () => void this.model.refreshRuns()) : null;
+  private readonly ticker = setInterval(() => tickDurations(this.runsBox), 1000); // live durations of running runs
 
   constructor(readonly model: PanelModel, private readonly options: PanelOptions) {
     super();
@@ -97,11 +105,14 @@ export class NbpipePanel extends Widget {
       this.formBox,
       h('div', { class: 'nbp-actions nbp-main-actions' }, this.runButton, this.exportButton, this.kfpButton)
     );
-    this.runSection.append(sectionHeader('Run'), this.runHost);
+    this.runSection.append(
+      sectionHeader('Run', button('Open in a tab ↗', () => this.model.state.runId && this.options.openRun?.(this.model.state.runId), { class: 'nbp-small nbp-open-tab', title: 'Open this run’s page in the main area' })),
+      this.runHost
+    );
     const runsSection = h(
       'section',
       { class: 'nbp-section', 'aria-label': 'Runs' },
-      sectionHeader('Runs', button('↻', () => void this.model.refreshRuns(), { class: 'nbp-icon-button', title: 'Refresh the run list', 'aria-label': 'Refresh runs' })),
+      sectionHeader('Runs', button('All runs ↗', () => this.options.openRuns?.(), { class: 'nbp-small nbp-open-runs', title: 'Every run, live: filter, search, compare' }), button('↻', () => void this.model.refreshRuns(), { class: 'nbp-icon-button', title: 'Refresh the run list', 'aria-label': 'Refresh runs' })),
       this.runsBox
     );
     this.node.append(header, this.settingsBox, this.messages, this.pipelineSection, this.runSection, runsSection);
@@ -329,6 +340,7 @@ export class NbpipePanel extends Widget {
   }
 
   protected onAfterShow(): void {
+    void this.live?.start(); // the run list follows the runner's events while the panel is open
     void this.model.refreshStatus();
     void this.model.refreshRuns();
   }
@@ -339,6 +351,8 @@ export class NbpipePanel extends Widget {
     }
     this.disconnect.forEach(fn => fn());
     this.view.destroy();
+    this.live?.stop();
+    clearInterval(this.ticker);
     this.images.forEach(url => URL.revokeObjectURL(url));
     this.model.dispose();
     super.dispose();

@@ -19,6 +19,7 @@ import type {
   RunnerStatus
 } from './api';
 import { asEvent, JSONValue, RunEvent, RunSnapshot, RunSummary } from './events';
+import type { CompareTable, DashboardApi, Lineage, RunFilters, RunPage } from './dashboard_api';
 import { SseParser } from './sse';
 
 /** A failed request to the server extension, with the fix and the notebook cell when known. */
@@ -102,7 +103,7 @@ function post(body: unknown, method = 'POST'): RequestInit {
 const run = (id: string): string => `runs/${encodeURIComponent(id)}`;
 
 /** `NbpipeApi` over HTTP to the server extension. */
-export class ServerApi implements NbpipeApi {
+export class ServerApi implements NbpipeApi, DashboardApi {
   constructor(private readonly serverSettings: ServerConnection.ISettings = ServerConnection.makeSettings()) {}
 
   private json<T>(endpoint: string, init: RequestInit = {}): Promise<T> {
@@ -198,4 +199,70 @@ export class ServerApi implements NbpipeApi {
     }
     return last;
   }
+
+  // ------------------------------------------------------------ dashboard (nbpipe/lab/dashboard.py)
+
+  runPage(filters: RunFilters, offset: number, limit: number, facets: boolean): Promise<RunPage> {
+    const query = new URLSearchParams();
+    for (const [key, value] of Object.entries(filters)) {
+      if (value) {
+        query.set(key, value);
+      }
+    }
+    query.set('offset', String(offset));
+    query.set('limit', String(limit));
+    if (facets) {
+      query.set('facets', '1');
+    }
+    return this.json(`dashboard/runs?${query.toString()}`);
+  }
+
+  allEvents(after: number, onEvent: (event: RunEvent) => void, signal: AbortSignal): Promise<number> {
+    return streamEvents(`dashboard/events?after=${after}`, after, onEvent, signal, this.serverSettings);
+  }
+
+  compare(ids: string[]): Promise<CompareTable> {
+    return this.json(`dashboard/compare?runs=${ids.map(encodeURIComponent).join(',')}`);
+  }
+
+  lineage(runId: string, step: string, output?: string | null): Promise<Lineage> {
+    const query = output ? `?output=${encodeURIComponent(output)}` : '';
+    return this.json(`dashboard/lineage/${encodeURIComponent(runId)}/${encodeURIComponent(step)}${query}`);
+  }
+}
+
+/** Read an SSE endpoint of the server extension, calling `onEvent` per event; resolves with the last id. */
+export async function streamEvents(
+  endpoint: string,
+  after: number,
+  onEvent: (event: RunEvent) => void,
+  signal: AbortSignal,
+  settings: ServerConnection.ISettings
+): Promise<number> {
+  const response = await requestRaw(endpoint, { signal }, settings);
+  let last = after;
+  if (!response.body) {
+    return last;
+  }
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  const parser = new SseParser();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) {
+        break;
+      }
+      for (const frame of parser.push(decoder.decode(value, { stream: true }))) {
+        const event = asEvent(JSON.parse(frame.data));
+        if (event) {
+          last = Math.max(last, event.id);
+          onEvent(event);
+        }
+      }
+    }
+  } finally {
+    reader.releaseLock();
+  }
+  return last;
 }

@@ -26,6 +26,7 @@ declare module '*/widgets/run_view.js' {
     setLogs(step: string, text: string): void;
     select(step: string | null): void;
     fit(): void;
+    setNotice?(notice: { text: string; kind: 'info' | 'error' } | null): void;
     destroy(): void;
     readonly selected: string | null;
   }

@@ -2,7 +2,8 @@
  * The run list: newest first, each run with its state, duration, notebook, parameters and
  * actions (open, cancel, re-run, re-run from the failed step).
  *
- * Non-goals: fetching (the model does), paging beyond the newest 50 runs.
+ * Durations of running runs tick once a second (`tickDurations`), so they are never stale.
+ * Non-goals: fetching (the model does), paging beyond the newest 50 runs (the Runs page pages).
  */
 
 import { button, h } from './dom';
@@ -76,7 +77,7 @@ function item(run: RunSummary, open: boolean, now: number, actions: RunListActio
         'span',
         { class: 'nbp-run-line' },
         h('span', { class: 'nbp-run-name', text: run.name || run.pipeline || run.id }),
-        h('span', { class: 'nbp-run-duration', text: formatDuration(duration) })
+        h('span', { class: 'nbp-run-duration', 'data-started': active && run.started_at ? String(run.started_at) : undefined, text: formatDuration(duration) })
       ),
       h(
         'span',
@@ -93,4 +94,11 @@ function item(run: RunSummary, open: boolean, now: number, actions: RunListActio
     main,
     h('span', { class: 'nbp-run-actions' }, ...buttons)
   );
+}
+
+/** Update the shown duration of every running run in `host` to now (call once a second). */
+export function tickDurations(host: HTMLElement, now = Date.now() / 1000): void {
+  host.querySelectorAll<HTMLElement>('[data-started]').forEach(el => {
+    el.textContent = formatDuration(Math.max(0, now - Number(el.dataset.started)));
+  });
 }

@@ -1,0 +1,138 @@
+/**
+ * A run page in JupyterLab's main area: the whole run graph (the shared run view,
+ * `nbpipe/widgets/run_view.js`, fitted to the page and refitted as the page is resized), step
+ * details with logs, inputs, outputs with previews and a "Lineage" link per artifact, the run's
+ * parameters and timing, and its actions (cancel, re-run, re-run from a step). It follows the
+ * run's events live until the run finishes. One page per run; several can sit side by side.
+ *
+ * Non-goals: state beyond the run id (restoring a page needs only that), the run list.
+ */
+
+import { Widget } from '@lumino/widgets';
+
+import { createRunView, RunView } from '../../nbpipe/widgets/run_view.js';
+import type { NbpipeApi } from './api';
+import { h } from './dom';
+import type { RunEvent, RunSnapshot } from './events';
+import { RunFollower } from './follow';
+import type { ErrorInfo } from './format';
+import { nbpipeIcon } from './icons';
+
+export interface RunPageActions {
+  openRun(id: string): void;
+  openLineage(run: string, step: string, output: string): void;
+}
+
+export class RunPage extends Widget {
+  private readonly host = h('div', { class: 'nbp-runpage-host' });
+  private readonly banner = h('div', { class: 'nbp-runpage-banner', role: 'alert', hidden: true });
+  private readonly view: RunView;
+  private readonly follower: RunFollower;
+  private readonly images = new Map<string, string>();
+  private fitted = false;
+  private fitFrame = 0;
+
+  constructor(
+    readonly runId: string,
+    private readonly api: NbpipeApi,
+    private readonly actions: RunPageActions
+  ) {
+    super();
+    this.id = `nbpipe-run-${runId}`;
+    this.addClass('nbp-runpage');
+    this.title.label = `Run ${runId}`;
+    this.title.caption = `nbpipe run ${runId}`;
+    this.title.icon = nbpipeIcon;
+    this.title.closable = true;
+    this.node.dataset.run = runId;
+    this.node.append(this.banner, this.host);
+    this.view = createRunView(this.host, {
+      loadLogs: (step, attempt) => this.api.logs(runId, step, attempt),
+      loadImage: preview => this.loadImage(preview.digest, typeof preview.mime === 'string' ? preview.mime : 'image/png'),
+      onAction: (action, payload) => void this.act(action, payload),
+      onLineage: (step, output) => this.actions.openLineage(runId, step, output)
+    });
+    this.follower = new RunFollower(api, runId);
+    this.follower.snapshot.connect(snap => this.showSnapshot(snap));
+    this.follower.event.connect((event: RunEvent) => void this.view.applyEvent(event));
+    this.follower.error.connect(info => this.setError(info));
+    void this.follower.start();
+  }
+
+  private showSnapshot(snap: RunSnapshot): void {
+    this.view.setSnapshot(snap);
+    const name = snap.name || snap.pipeline || snap.id;
+    this.title.label = name.length > 32 ? `${name.slice(0, 31)}…` : name;
+    this.title.caption = `${name}\n${snap.pipeline} · ${snap.experiment} · run ${snap.id}`;
+    if (!this.fitted) {
+      this.fitted = true;
+      this.scheduleFit();
+    }
+  }
+
+  private setError(info: ErrorInfo | null): void {
+    this.banner.hidden = !info;
+    this.banner.replaceChildren(
+      ...(info ? [h('strong', { text: info.message }), info.hint ? h('span', { text: ` ${info.hint}` }) : null].filter(Boolean) as HTMLElement[] : [])
+    );
+  }
+
+  private async act(action: string, payload: { step?: string; run?: string }): Promise<void> {
+    try {
+      if (action === 'cancel') {
+        await this.api.cancel(this.runId);
+        this.view.setNotice?.({ text: `Cancelling run ${this.runId}…`, kind: 'info' });
+      } else if (action === 'rerun' || action === 'rerun_from') {
+        const snap = await this.api.rerun(this.runId, action === 'rerun_from' ? payload.step ?? null : null);
+        this.actions.openRun(snap.id);
+      } else if (action === 'rerun_failed') {
+        const failed = (await this.api.run(this.runId)).steps.find(s => s.state === 'failed');
+        const snap = await this.api.rerun(this.runId, failed ? failed.name : null);
+        this.actions.openRun(snap.id);
+      } else if (action === 'open' && payload.run) {
+        this.actions.openRun(payload.run);
+      }
+    } catch (err) {
+      this.view.setNotice?.({ text: err instanceof Error ? err.message.replace(/^\[nbpipe\] /, '') : String(err), kind: 'error' });
+    }
+  }
+
+  private async loadImage(digest: string, mime: string): Promise<string> {
+    const known = this.images.get(digest);
+    if (known) {
+      return known;
+    }
+    const url = URL.createObjectURL(await this.api.artifact(digest, mime));
+    this.images.set(digest, url);
+    return url;
+  }
+
+  /** Fit the graph to the page once the page has its size (after attach, show or resize). */
+  private scheduleFit(): void {
+    cancelAnimationFrame(this.fitFrame);
+    this.fitFrame = requestAnimationFrame(() => this.view.fit());
+  }
+
+  protected onAfterShow(): void {
+    this.scheduleFit();
+  }
+
+  protected onAfterAttach(): void {
+    this.scheduleFit();
+  }
+
+  protected onResize(): void {
+    this.scheduleFit();
+  }
+
+  dispose(): void {
+    if (this.isDisposed) {
+      return;
+    }
+    cancelAnimationFrame(this.fitFrame);
+    this.follower.stop();
+    this.view.destroy();
+    this.images.forEach(url => URL.revokeObjectURL(url));
+    super.dispose();
+  }
+}

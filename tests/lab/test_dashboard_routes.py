@@ -1,0 +1,195 @@
+"""The Lab dashboard routes (runs page, live events, compare, lineage) on a real Jupyter server
+and the real embedded runner: runs are submitted with the SDK, read back only through
+``/nbpipe/api/dashboard/...`` as the browser does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tornado.httpclient
+
+PIPELINE = textwrap.dedent('''
+    import time
+    from nbpipe import Input, Metrics, Model, Output, component, pipeline
+
+    @component
+    def prepare(n: int) -> list:
+        return list(range(n))
+
+    @component
+    def train(data: list, model: Output[Model], lr: float = 0.1) -> None:
+        with open(model.path, "w") as fh:
+            fh.write(f"weights {sum(data) * lr}")
+
+    @component
+    def evaluate(model: Input[Model], metrics: Output[Metrics], threshold: float = 0.0) -> float:
+        with open(model.path) as fh:
+            w = float(fh.read().split()[1])
+        metrics.log_metric("accuracy", min(1.0, w / 10))
+        return w - threshold
+
+    @pipeline
+    def dash_demo(n: int = 5, lr: float = 0.5, threshold: float = 0.0):
+        m = train(data=prepare(n=n).output, lr=lr)
+        evaluate(model=m.outputs["model"], threshold=threshold)
+
+    @component(cache=False)
+    def slow(seconds: float) -> int:
+        time.sleep(seconds)
+        return 1
+
+    @pipeline
+    def slow_demo(seconds: float = 1.0):
+        slow(seconds=seconds)
+''')
+
+
+@pytest.fixture
+def pipes(tmp_path: Path, nbpipe_home: Path) -> Any:
+    (tmp_path / "dash_pipes.py").write_text(PIPELINE)
+    sys.path.insert(0, str(tmp_path))
+    sys.modules.pop("dash_pipes", None)
+    try:
+        import dash_pipes
+    finally:
+        sys.path.remove(str(tmp_path))
+    return dash_pipes
+
+
+async def submit(pipe: Any, params: dict[str, Any], experiment: str = "Default", notebook: str | None = None,
+                 wait: bool = True) -> dict[str, Any]:
+    from nbpipe import Client
+
+    def go() -> dict[str, Any]:
+        run = Client().submit(pipe, params, experiment=experiment, labels={"notebook": notebook} if notebook else None)
+        return run.wait(timeout=300, raise_on_failure=False).snapshot() if wait else run.snapshot()
+
+    return await asyncio.to_thread(go)
+
+
+ROUTES = ["dashboard/runs", "dashboard/events", "dashboard/compare", "dashboard/lineage/abc/step"]
+
+
+@pytest.mark.parametrize("path", ROUTES)
+async def test_dashboard_routes_refuse_requests_without_a_token(jp_fetch: Any, path: str) -> None:
+    with pytest.raises(tornado.httpclient.HTTPClientError) as info:
+        await jp_fetch("nbpipe", "api", *path.split("/"), headers={"Authorization": ""}, follow_redirects=False)
+    assert info.value.code in (401, 403)
+
+
+async def test_runs_page_filters_searches_and_pages(api: Any, pipes: Any) -> None:
+    a = await submit(pipes.dash_demo, {"threshold": 0.0}, "exp-a", "work/alpha.ipynb")
+    b = await submit(pipes.dash_demo, {"threshold": 1.0}, "exp-a", "work/beta.ipynb")
+    c = await submit(pipes.dash_demo, {"threshold": 2.0}, "exp-b", "work/alpha.ipynb")
+    newest_first = [c["id"], b["id"], a["id"]]
+
+    code, page = await api("dashboard/runs", facets="1")
+    assert code == 200, page
+    assert [r["id"] for r in page["runs"]] == newest_first and page["total"] == 3
+    assert page["runs"][0]["step_counts"] == {"cached": 2, "succeeded": 1}
+    assert page["last_event_id"] > 0
+    f = page["facets"]
+    assert {v["value"]: v["runs"] for v in f["experiments"]} == {"exp-a": 2, "exp-b": 1}
+    assert {v["value"]: v["runs"] for v in f["notebooks"]} == {"work/alpha.ipynb": 2, "work/beta.ipynb": 1}
+    assert f["pipelines"] == [{"value": "dash-demo", "runs": 3}]
+    assert f["states"] == {"queued": 0, "running": 0, "succeeded": 3, "failed": 0, "cancelled": 0}
+
+    _, page = await api("dashboard/runs", experiment="exp-a")
+    assert [r["id"] for r in page["runs"]] == [b["id"], a["id"]] and page["total"] == 2
+    _, page = await api("dashboard/runs", notebook="work/alpha.ipynb")
+    assert [r["id"] for r in page["runs"]] == [c["id"], a["id"]]
+    _, page = await api("dashboard/runs", state="failed")
+    assert page["runs"] == [] and page["total"] == 0
+    _, page = await api("dashboard/runs", q="BETA")  # search is case-insensitive and reaches the notebook label
+    assert [r["id"] for r in page["runs"]] == [b["id"]]
+    _, page = await api("dashboard/runs", q=a["id"][-6:])
+    assert a["id"] in [r["id"] for r in page["runs"]]
+    _, page = await api("dashboard/runs", q="100%_")  # LIKE wildcards are literal
+    assert page["total"] == 0
+    _, page = await api("dashboard/runs", limit="2", offset="2")
+    assert [r["id"] for r in page["runs"]] == [a["id"]] and page["total"] == 3 and page["offset"] == 2
+
+    code, err = await api("dashboard/runs", state="done")
+    assert code == 400 and "Unknown run state 'done'" in err["message"] and "succeeded" in err["message"]
+    code, err = await api("dashboard/runs", limit="lots")
+    assert code == 400 and "integers" in err["message"]
+
+
+async def test_compare_is_nbpipe_compare_with_differences(api: Any, pipes: Any) -> None:
+    from nbpipe import Client, compare
+
+    runs = [await submit(pipes.dash_demo, {"threshold": t, "lr": 0.5}) for t in (0.0, 1.0, 2.5)]
+    ids = [r["id"] for r in runs]
+    code, table = await api("dashboard/compare", runs=",".join(ids))
+    assert code == 200, table
+    assert [r["id"] for r in table["runs"]] == ids
+    assert table["params"] == ["lr", "n", "threshold"] and table["differ"] == ["threshold"]
+    assert "evaluate.output" in table["metrics"] and "evaluate.metrics.accuracy" in table["metrics"]
+
+    df = await asyncio.to_thread(lambda: compare(ids, client=Client()))
+    for r in table["runs"]:
+        row = df.loc[r["id"]]
+        for p, v in r["params"].items():
+            assert row[f"param.{p}"] == v
+        for m, v in r["metrics"].items():
+            assert row[m] == pytest.approx(v)
+    assert [r["metrics"]["evaluate.output"] for r in table["runs"]] == pytest.approx([5.0, 4.0, 2.5])
+
+    code, err = await api("dashboard/compare", runs=",".join(["x"] * 3 + [f"r{i}" for i in range(11)]))
+    assert code == 400 and "1 to 10 runs" in err["message"]
+    code, err = await api("dashboard/compare", runs=f"{ids[0]},nope")
+    assert code == 404 and "No run nope" in err["message"]
+
+
+async def test_lineage_through_the_lab_server(api: Any, pipes: Any) -> None:
+    first = await submit(pipes.dash_demo, {"threshold": 0.0})
+    second = await submit(pipes.dash_demo, {"threshold": 3.0})
+    code, body = await api(f"dashboard/lineage/{second['id']}/train", output="model")
+    assert code == 200, body
+    [art] = body["artifacts"]
+    assert art["cached"] and art["producer"]["run"] == first["id"]
+    assert {(c["run"], c["step"]) for c in art["consumers"]} == {(first["id"], "evaluate"), (second["id"], "evaluate")}
+    code, err = await api(f"dashboard/lineage/{second['id']}/train", output="weights")
+    assert code == 404 and "has no output 'weights'" in err["message"] and "Its outputs: model" in err["message"]
+    code, err = await api("dashboard/lineage/nope/train")
+    assert code == 404 and "No run nope" in err["message"]
+
+
+class _Done(Exception):
+    pass
+
+
+async def test_events_stream_every_run_without_log_lines(jp_fetch: Any, api: Any, pipes: Any) -> None:
+    _, page = await api("dashboard/runs")
+    after = page["last_event_id"]
+    run = await submit(pipes.slow_demo, {"seconds": 0.2}, wait=False)
+    seen: list[dict[str, Any]] = []
+    buffer = ""
+
+    def on_chunk(chunk: bytes) -> None:
+        nonlocal buffer
+        buffer += chunk.decode()
+        *frames, buffer = buffer.split("\n\n")
+        for frame in frames:
+            data = [line[6:] for line in frame.splitlines() if line.startswith("data: ")]
+            if data:
+                seen.append(json.loads(data[0]))
+        if any(e["type"] == "RunFinished" and e["run_id"] == run["id"] for e in seen):
+            raise _Done  # the all-runs stream never ends by itself
+
+    with pytest.raises(Exception) as info:
+        await jp_fetch("nbpipe", "api", "dashboard", "events", params={"after": after},
+                       streaming_callback=on_chunk, request_timeout=120)
+    assert not isinstance(info.value, tornado.httpclient.HTTPClientError) or info.value.code == 599, info.value
+    types = [e["type"] for e in seen if e["run_id"] == run["id"]]
+    assert types[0] == "RunCreated" and types[-1] == "RunFinished"
+    assert {"RunStarted", "StepStarted", "StepFinished"} <= set(types)
+    assert "StepLog" not in types and "ArtifactSaved" not in types
+    assert all(e["id"] > after for e in seen)
