@@ -51,9 +51,13 @@ const panelPlugin: JupyterFrontEndPlugin<NbpipePanel> = {
         }
         return false;
       },
-      content: path => {
+      content: async path => {
         const nb = findNotebook(tracker, path);
-        return nb ? notebookContent(nb.context.model.toJSON() as unknown as NotebookContent) : null;
+        if (!nb) {
+          return null;
+        }
+        await nb.context.ready; // before that the model is empty
+        return notebookContent(nb.context.model.toJSON() as unknown as NotebookContent);
       }
     });
     const panel = new NbpipePanel(model, {

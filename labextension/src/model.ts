@@ -62,8 +62,11 @@ export interface ModelOptions {
    * Lab context's save). Called only when the user runs or exports, never to analyze.
    */
   save?: (path: string) => Promise<boolean | void>;
-  /** The notebook's JSON as the editor holds it (outputs left out), for analysis without saving. */
-  content?: (path: string) => NotebookContent | null;
+  /**
+   * The notebook's JSON as the editor holds it (outputs left out), once the editor has loaded it,
+   * for analysis without saving; null: the server reads the saved file.
+   */
+  content?: (path: string) => Promise<NotebookContent | null>;
 }
 
 /** A notebook's JSON (nbformat 4), as sent to `POST /notebook/analyze`. */
@@ -95,12 +98,12 @@ export class PanelModel {
   private analysisSeq = 0;
   private readonly retryDelays: number[];
   private readonly save: (path: string) => Promise<boolean | void>;
-  private readonly content: (path: string) => NotebookContent | null;
+  private readonly content: (path: string) => Promise<NotebookContent | null>;
 
   constructor(readonly api: NbpipeApi, options: ModelOptions = {}) {
     this.retryDelays = options.retryDelays ?? [250, 1000, 3000, 5000];
     this.save = options.save ?? (() => Promise.resolve(false));
-    this.content = options.content ?? (() => null);
+    this.content = options.content ?? (() => Promise.resolve(null));
   }
 
   get state(): Readonly<PanelState> {
@@ -137,7 +140,7 @@ export class PanelModel {
     const seq = ++this.analysisSeq;
     this.update({ analyzing: true, analysisError: null, pipeline });
     try {
-      const analysis = await this.api.analyze(path, pipeline, this.content(path));
+      const analysis = await this.api.analyze(path, pipeline, await this.content(path));
       if (seq !== this.analysisSeq || path !== this._state.notebook) {
         return; // a newer analysis or another notebook took over
       }

@@ -152,7 +152,7 @@ function newModel(server: FakeServer, dirty = false): PanelModel {
       }
       return dirty;
     },
-    content: path => ({ cells: [], path })
+    content: async path => ({ cells: [], path })
   });
 }
 

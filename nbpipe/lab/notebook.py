@@ -94,6 +94,11 @@ def summarize(path: Path, pipeline: str | None, content: dict[str, Any] | None =
         }
         for key, c in summary["components"].items()
     ]
+    # In the order the steps use them (cell order for plain cells), not alphabetical.
+    first = {}
+    for i, step in enumerate(summary["steps"]):
+        first.setdefault(step["component"], i)
+    components.sort(key=lambda c: first.get(c["name"], len(first)))
     return {
         "path": path.name,
         "pipelines": names,
