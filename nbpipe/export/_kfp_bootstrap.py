@@ -65,6 +65,53 @@ def _save_pickle(path: str, value: Any) -> None:
         cloudpickle.dump(value, fh, protocol=4)
 
 
+def _restore_sources(func: Any) -> None:
+    """Step tracebacks with the user's cells and lines (as :func:`nbpipe.sourcemap.restore`).
+
+    The payload's function carries ``__nbpipe_sources__``: a label per code object (``Cell In[7]``,
+    a ``.py`` path) and the lines of each. Code objects get their label as file name and the lines
+    go into :mod:`linecache`. Kept here, self-contained, because nbpipe is not installed in KFP pods.
+    """
+    import linecache
+    import types
+    import zlib
+
+    info = getattr(func, "__nbpipe_sources__", None)
+    if not isinstance(info, dict):
+        return
+    for label, numbered in info.get("files", {}).items():
+        lines = ["\n"] * max((n for n, _ in numbered), default=0)
+        for n, text in numbered:
+            lines[n - 1] = text if text.endswith("\n") else text + "\n"
+        linecache.cache[label] = (sum(map(len, lines)), None, lines, label)
+    codes = info.get("code", {})
+
+    def relabel(code: types.CodeType, label: str) -> types.CodeType:
+        consts = tuple(relabel(c, label) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+        return code.replace(co_filename=label, co_consts=consts)
+
+    seen: set[int] = set()
+    todo: list[Any] = [func]
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen or not isinstance(obj, types.FunctionType):
+            continue
+        seen.add(id(obj))
+        code = obj.__code__
+        label = codes.get(f"{code.co_qualname}@{code.co_firstlineno}#{zlib.crc32(code.co_code):08x}")
+        if label is None:
+            continue
+        obj.__code__ = relabel(code, label)
+        for value in obj.__globals__.values():
+            inner = getattr(value, "func", None) if type(value).__name__ == "Component" else None
+            todo.append(inner if inner is not None else value)
+        for cell in obj.__closure__ or ():
+            try:
+                todo.append(cell.cell_contents)
+            except ValueError:
+                pass
+
+
 def _nbpipe_call(step: dict[str, Any], payload: str, kwargs: dict[str, Any]) -> Any:
     """Call the pickled component with KFP's ``kwargs``; return the parameter outputs as a tuple."""
     if step["serializer"] == "dill":
@@ -72,6 +119,7 @@ def _nbpipe_call(step: dict[str, Any], payload: str, kwargs: dict[str, Any]) -> 
     else:
         import cloudpickle as loader
     func = loader.loads(base64.b64decode(payload))
+    _restore_sources(func)
     args: dict[str, Any] = {}
     written: list[tuple[Any, Any]] = []
     for name, how in step["inputs"].items():

@@ -1,0 +1,103 @@
+"""The pipeline follows the kernel: what runs is what the kernel has at submit time.
+
+A real IPython shell (the InteractiveShell a kernel runs) and a real runner with real step
+processes. The loops a user runs: edit a global → run again → that step misses and gives the
+new answer while the untouched upstream step is reused; edit a helper; re-run a ``%%component``
+cell with a fixed body → the new body runs; a failing step's traceback shows the cell and line,
+helpers from other cells too.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from nbpipe.errors import DefinitionError, StepFailed
+
+CELLS = [
+    "import nbpipe\nfrom nbpipe import component, pipeline",
+    "THRESH = 3",
+    "def clean(xs):\n    return [x for x in xs if x is not None]",
+    "@component\ndef make() -> list:\n    return [1, 4, 5, 6, None]",
+    "@component\ndef count_big(xs: list) -> int:\n    return sum(1 for x in clean(xs) if x > THRESH)",
+    "@pipeline\ndef demo():\n    count_big(xs=make().output)",
+]
+
+
+def cell(ip: Any, source: str) -> None:
+    result = ip.run_cell(source, store_history=True)
+    assert result.success, result.error_in_exec or result.error_before_exec
+
+
+def run(ip: Any, client: Any) -> Any:
+    ip.user_ns["_client"] = client
+    cell(ip, "_run = _client.submit(demo)")
+    return ip.user_ns["_run"].wait(timeout=120)
+
+
+def attempts(r: Any) -> dict[str, str]:
+    return {name: ("cached" if s.get("cached") else s["state"]) for name, s in r.steps.items()}
+
+
+def test_an_edited_global_or_helper_reruns_that_step_only(ip: Any, nb_client: Any) -> None:
+    for source in CELLS:
+        cell(ip, source)
+    first = run(ip, nb_client)
+    assert first.output("count_big") == 3
+    assert ip.run_cell("count_big([1, 4, 5, 6, None])").result == 3
+
+    cell(ip, "THRESH = 5")
+    second = run(ip, nb_client)
+    assert second.output("count_big") == 1 == ip.run_cell("count_big([1, 4, 5, 6, None])").result
+    assert attempts(second) == {"make": "cached", "count_big": "succeeded"}
+
+    cell(ip, "def clean(xs):\n    return [x for x in xs if x is not None and x != 6]")
+    third = run(ip, nb_client)
+    assert third.output("count_big") == 0
+    assert attempts(third) == {"make": "cached", "count_big": "succeeded"}
+
+    again = run(ip, nb_client)  # nothing changed: everything is reused
+    assert attempts(again) == {"make": "cached", "count_big": "cached"}
+
+
+def test_a_rerun_component_cell_runs_its_new_body(ip: Any, nb_client: Any) -> None:
+    for source in CELLS:
+        cell(ip, source)
+    cell(ip, "%load_ext nbpipe")
+    ip.run_cell_magic("component", "count_big", "def count_big(xs: list) -> int:\n    return len(xs) // 0\n")
+    with pytest.raises(StepFailed) as info:
+        run(ip, nb_client)
+    text = str(info.value)
+    assert re.search(r'File "Cell In\[\d+\]", line 2, in count_big\n    return len\(xs\) // 0', text), text
+    assert "<dynamic-code>" not in text
+
+    ip.run_cell_magic("component", "count_big", "def count_big(xs: list) -> int:\n    return len(xs) * 10\n")
+    fixed = run(ip, nb_client)  # the pipeline cell was not re-run: it follows the new definition
+    assert fixed.output("count_big") == 50
+    assert attempts(fixed) == {"make": "cached", "count_big": "succeeded"}
+
+
+def test_a_helper_from_another_cell_shows_its_own_cell_and_line(ip: Any, nb_client: Any) -> None:
+    for source in CELLS:
+        cell(ip, source)
+    cell(ip, "def clean(xs):\n    kept = [x for x in xs if x is not None]\n    return kept[len(kept)]")
+    with pytest.raises(StepFailed) as info:
+        run(ip, nb_client)
+    text = str(info.value)
+    assert re.search(r'File "Cell In\[\d+\]", line 3, in count_big\n    return sum\(1 for x in clean\(xs\)', text), text
+    assert re.search(r'File "Cell In\[\d+\]", line 3, in clean\n    return kept\[len\(kept\)\]', text), text
+    assert "IndexError: list index out of range" in text
+
+
+def test_a_redefined_component_that_no_longer_fits_says_which_cell_to_rerun(ip: Any) -> None:
+    for source in CELLS:
+        cell(ip, source)
+    cell(ip, "@component\ndef count_big(values: list) -> int:\n    return len(values)")
+    with pytest.raises(DefinitionError) as info:
+        ip.run_cell("import nbpipe; nbpipe.build_package(demo)").raise_error()
+    msg = str(info.value)
+    assert msg.startswith("Component 'count_big' was redefined and pipeline 'demo' no longer fits it: "
+                          "Step 'count_big': component 'count_big' has no input 'xs'")
+    assert re.search(r"re-run the cell that defines pipeline 'demo' \(Cell In\[\d+\]\)", msg), msg
