@@ -106,6 +106,8 @@ class _Attempt:
     finishing: bool = False
     logs: asyncio.Future[bool] | None = None
     stop_logs: threading.Event = field(default_factory=threading.Event)
+    log_lock: threading.Lock = field(default_factory=threading.Lock)
+    log_taken: bool = False  # _finish wrote the rest of the log itself: the stream must not write more
 
 
 class KubernetesExecutor:
@@ -119,6 +121,7 @@ class KubernetesExecutor:
         self._api = api
         self._attempts: dict[str, _Attempt] = {}
         self._claims: set[str] = set()
+        self._deleting: dict[asyncio.Future[bool], str] = {}  # pod deletions in flight -> pod name
         self._watcher: PodWatcher | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready_lock: asyncio.Lock | None = None
@@ -196,11 +199,14 @@ class KubernetesExecutor:
                     pos = 0  # every (re)connection reads the log from its first byte: skip what we have
                     for chunk in resp.stream(65536):
                         start, pos = pos, pos + len(chunk)
-                        if pos > att.written:
-                            piece = chunk[max(0, att.written - start):]
-                            fh.write(piece)
-                            fh.flush()
-                            att.written += len(piece)
+                        with att.log_lock:
+                            if att.log_taken:
+                                break
+                            if pos > att.written:
+                                piece = chunk[max(0, att.written - start):]
+                                fh.write(piece)
+                                fh.flush()
+                                att.written += len(piece)
                     resp.release_conn()
                 return True
             except ApiException as exc:
@@ -226,9 +232,38 @@ class KubernetesExecutor:
             with open(att.log_path, "ab") as fh:
                 fh.write(data[have:])
 
+    def _take_log(self, att: _Attempt) -> bool:
+        """Complete the attempt's log from the ended container's whole log; True when done.
+
+        A finished container's log is complete at once, but the kubelet closes a ``follow``
+        stream only on its next check (every second on a real node): read the log in one
+        request instead, write what the stream has not, and stop the stream from writing more.
+        """
+        try:
+            resp = self.api.read_namespaced_pod_log(att.pod, self.settings.namespace, container=CONTAINER,
+                                                    _preload_content=False)
+            data = resp.data
+        except Exception as exc:  # noqa: BLE001 - e.g. the node is gone: wait for the stream instead
+            log.info("could not read the log of %s at once (%s); waiting for its stream", att.pod, exc)
+            return False
+        with att.log_lock:
+            if len(data) < att.written:
+                return False  # not the log we streamed (cannot happen): keep the stream's
+            att.log_taken = True
+            if len(data) > att.written:
+                with open(att.log_path, "ab") as fh:
+                    fh.write(data[att.written:])
+                att.written = len(data)
+        att.stop_logs.set()
+        return True
+
     async def _finish(self, att: _Attempt, status: ExitStatus, deleted: bool) -> None:
         complete = False
-        if att.logs is not None:
+        pod = att.handle.extra.get("pod") or {}
+        ended = bool(((pod.get("status") or {}).get("containerStatuses") or [{}])[0].get("state", {}).get("terminated"))
+        if ended and not deleted and not (att.logs is not None and att.logs.done()):
+            complete = await asyncio.to_thread(self._take_log, att)
+        if att.logs is not None and not complete:
             try:
                 complete = await asyncio.wait_for(asyncio.shield(att.logs), LOG_WAIT)
             except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - the store copy below covers it
@@ -236,12 +271,15 @@ class KubernetesExecutor:
         if not complete and att.store:
             await asyncio.to_thread(self._log_from_store, att)
         policy = self.settings.delete_pods
-        if not deleted and not att.killed and (
-                policy == "always" or (policy == "on-success" and status.ok) or (status.reason and att.logs is None)):
-            await self._delete_pod(att.pod, grace=0)
         self._attempts.pop(att.pod, None)
         if not att.handle.done.done():
             att.handle.done.set_result(status)
+        if not deleted and not att.killed and (
+                policy == "always" or (policy == "on-success" and status.ok) or (status.reason and att.logs is None)):
+            # after the result: the next step need not wait for this API call (close() waits for it)
+            task = asyncio.ensure_future(self._delete_pod(att.pod, grace=0))
+            self._deleting[task] = att.pod
+            task.add_done_callback(lambda t: self._deleting.pop(t, None))
 
     # -------------------------------------------------------------- executor API
     async def start(self, job: dict[str, Any], attempt_id: str, log_path: str, workdir: str) -> Handle:
@@ -322,8 +360,8 @@ class KubernetesExecutor:
         resp = self.api.list_namespaced_pod(self.settings.namespace, label_selector=selector, _preload_content=False)
         for pod in json.loads(resp.data).get("items") or []:
             meta = pod.get("metadata") or {}
-            if meta.get("name") in self._attempts:  # still followed (cannot be, once the run ended): leave it
-                continue
+            if meta.get("name") in self._attempts or meta.get("name") in self._deleting.values():
+                continue  # still followed (cannot be, once the run ended), or being deleted by _finish
             job = _job_from_pod(pod)  # (a large job's stand-in has the store too)
             attempt_id = str((meta.get("annotations") or {}).get(ANNOTATION_ATTEMPT_ID, ""))
             step, _, attempt = attempt_id[len(run_id) + 1:].rpartition(".")
@@ -416,6 +454,8 @@ class KubernetesExecutor:
         """Stop watching. Pods keep running: a restarted runner re-attaches to them."""
         for att in self._attempts.values():
             att.stop_logs.set()
+        if self._deleting:
+            await asyncio.gather(*self._deleting, return_exceptions=True)
         if self._watcher is not None:
             await asyncio.to_thread(self._watcher.stop)
             self._watcher = None

@@ -1,0 +1,142 @@
+"""Pod steps against the pod floor, on a real API server: ``python tests/k8s_rig/run.py --bench``.
+
+Prints three numbers (and writes them as JSON with ``--out``):
+
+- **floor**: create a pod running ``python3 -c pass`` and watch it to ``Succeeded`` (median of N);
+  what any Kubernetes client pays per pod on this cluster;
+- **nbpipe per step**: a 10-step chain of trivial steps (``x + 1``, cache off) through a runner
+  with the Kubernetes executor and an S3 store (moto on loopback), run wall time / 10 (median of
+  the repeats; the first run, which starts the watch, is a warm-up);
+- their **ratio**, and the overhead per step (per step - floor).
+
+Needs the environment ``tests/k8s_rig/run.py`` sets (``NBPIPE_TEST_KUBECONFIG``: the runner's
+ServiceAccount; ``NBPIPE_TEST_ADMIN_KUBECONFIG``; ``NBPIPE_TEST_NAMESPACE``; S3 keys), so the
+runner has only its Role, as in ``cluster/``. Non-goal: numbers for a remote cluster's network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from nbpipe import component, pipeline  # noqa: E402
+
+
+@component(cache=False)
+def inc(x: int) -> int:
+    return x + 1
+
+
+@pipeline
+def chain10(x: int = 0):
+    v = inc(x=x).output
+    for _ in range(9):
+        v = inc(x=v).output
+
+
+def _api(kubeconfig: str) -> Any:
+    from kubernetes import client, config
+
+    cfg = client.Configuration()
+    config.load_kube_config(kubeconfig, client_configuration=cfg)
+    return client.CoreV1Api(client.ApiClient(cfg))
+
+
+def pod_floor(api: Any, namespace: str, n: int) -> list[float]:
+    """Seconds from create to ``Succeeded`` (seen on a watch) of ``n`` pods running ``python3 -c pass``."""
+    from kubernetes import watch
+
+    out = []
+    label = f"floor-{uuid.uuid4().hex[:6]}"
+    for i in range(n):
+        name = f"nbpipe-floor-{label}-{i}"
+        body = {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "labels": {"nbpipe.io/bench": label}},
+                "spec": {"restartPolicy": "Never", "automountServiceAccountToken": False,
+                         "containers": [{"name": "c", "image": "python:3-slim",
+                                         "command": ["python3", "-c", "pass"]}]}}
+        rv = api.list_namespaced_pod(namespace, label_selector=f"nbpipe.io/bench={label}").metadata.resource_version
+        w = watch.Watch()
+        t0 = time.perf_counter()
+        api.create_namespaced_pod(namespace, body)
+        for ev in w.stream(api.list_namespaced_pod, namespace, label_selector=f"nbpipe.io/bench={label}",
+                           resource_version=rv, timeout_seconds=60):
+            pod = ev["object"]
+            if pod.metadata.name == name and pod.status.phase in ("Succeeded", "Failed"):
+                out.append(time.perf_counter() - t0)
+                w.stop()
+        api.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+    return out
+
+
+def nbpipe_chain(repeats: int, namespace: str) -> tuple[list[float], list[float]]:
+    """Per-step seconds of each timed chain run, and the step durations (StepStarted -> StepFinished)."""
+    from runner_process import RunnerProcess
+    from test_store_s3 import start_moto, stop
+
+    from nbpipe import events as ev
+
+    proc, url = start_moto()
+    data = Path(tempfile.mkdtemp(prefix="nbpipe-k8s-bench-"))
+    env = {"NBPIPE_EXECUTOR": "kubernetes", "KUBECONFIG": os.environ["NBPIPE_TEST_KUBECONFIG"],
+           "NBPIPE_K8S_NAMESPACE": namespace, "NBPIPE_STORE": "s3", "NBPIPE_S3_ENDPOINT": url,
+           "NBPIPE_S3_BUCKET": "nbpipe-bench", "NBPIPE_S3_ACCESS_KEY": os.environ["NBPIPE_TEST_S3_ACCESS_KEY"],
+           "NBPIPE_S3_SECRET_KEY": os.environ["NBPIPE_TEST_S3_SECRET_KEY"],
+           "NBPIPE_K8S_SECRET_ENV": "NBPIPE_S3_ACCESS_KEY=nbpipe-s3:access-key,NBPIPE_S3_SECRET_KEY=nbpipe-s3:secret-key",
+           "NBPIPE_K8S_STEP_SERVICE_ACCOUNT": os.environ.get("NBPIPE_TEST_STEP_SERVICE_ACCOUNT", "")}
+    runner = RunnerProcess(data, extra_env=env).start()
+    per_step, durations = [], []
+    try:
+        client = runner.client()
+        client.submit(chain10).wait(timeout=300)  # warm-up: credentials, watch, imports
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            run = client.submit(chain10).wait(timeout=300)
+            per_step.append((time.perf_counter() - t0) / 10)
+            assert run.state == "succeeded" and max(run.output(s) for s in run.steps) == 10
+            started = {e.step: e.ts for e in run.events(follow=False) if isinstance(e, ev.StepStarted)}
+            durations += [e.ts - started[e.step] for e in run.events(follow=False)
+                          if isinstance(e, ev.StepFinished) and e.step in started]
+    finally:
+        runner.stop()
+        stop(proc)
+    return per_step, durations
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--pods", type=int, default=20, help="floor pods")
+    ap.add_argument("--repeats", type=int, default=3, help="timed chain runs")
+    ap.add_argument("--out", help="write the numbers as JSON here")
+    args = ap.parse_args()
+    namespace = os.environ.get("NBPIPE_TEST_NAMESPACE", "nbpipe")
+    admin = _api(os.environ["NBPIPE_TEST_ADMIN_KUBECONFIG"])
+    floor = pod_floor(admin, namespace, args.pods)
+    per_step, durations = nbpipe_chain(args.repeats, namespace)
+    f, s = statistics.median(floor), statistics.median(per_step)
+    result = {"floor_s": f, "floor_all_s": floor, "nbpipe_step_s": s, "nbpipe_step_all_s": per_step,
+              "step_duration_median_s": statistics.median(durations), "overhead_s": s - f, "ratio": s / f}
+    print("\n| what | seconds |\n|---|---|")
+    print(f"| pod floor (python3 -c pass, create -> Succeeded on a watch), median of {len(floor)} | {f:.3f} |")
+    print(f"| nbpipe per step (10-step chain, wall / 10), median of {len(per_step)} runs | {s:.3f} |")
+    print(f"| step start -> finish (runner events), median | {result['step_duration_median_s']:.3f} |")
+    print(f"| nbpipe overhead per step (per step - floor) | {s - f:.3f} |")
+    print(f"| ratio per step / floor | {s / f:.1f}x |")
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
