@@ -123,3 +123,20 @@ def test_written_package_round_trips_to_file(tmp_path) -> None:
     assert path.read_bytes() == data
     assert read_package(path).spec == read_package(data).spec
     assert os.path.getsize(path) < 20_000
+
+
+def test_digest_parts_are_optional_and_checked() -> None:
+    spec, _ = _good()
+    parts = spec["components"]["double"]["digest_parts"]
+    assert sorted(parts) == ["code", "globals", "image", "packages", "signature"]
+
+    def drop(s: dict) -> None:
+        del s["components"]["double"]["digest_parts"]
+
+    assert read_package(_with_spec(drop)).spec["components"]["double"].get("digest_parts") is None  # older package
+
+    def bad(s: dict) -> None:
+        s["components"]["double"]["digest_parts"]["code"] = "not a digest"
+
+    with pytest.raises(PackageError, match="digest_parts/code"):
+        read_package(_with_spec(bad))
