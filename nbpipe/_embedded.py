@@ -43,14 +43,40 @@ def _read_info(path: Path) -> dict[str, object] | None:
         return None
 
 
+def runtime_dir() -> Path:
+    """Where every local runner of this user writes its URL and token (one 0600 file each), like Jupyter's."""
+    return nbpipe_home() / "runtime"
+
+
+def write_runtime_file(path: Path, info: dict[str, object]) -> None:
+    """Write ``info`` (holding a token) atomically to an owner-only file."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        os.fchmod(fd, 0o600)
+        fh.write(json.dumps(info))
+    os.replace(tmp, path)
+
+
 def runtime_token(url: str | None = None) -> str | None:
-    """The token of the embedded runner of this ``NBPIPE_HOME`` (if ``url`` is given: only if it is that runner)."""
-    info = _read_info(nbpipe_home() / "runner.json")
-    if not info or not info.get("token"):
-        return None
-    if url is not None and str(info.get("url", "")).rstrip("/") != url.rstrip("/"):
-        return None
-    return str(info["token"])
+    """The token of a local runner started by this user: the embedded one, or (by ``url``) any other.
+
+    Reads ``NBPIPE_HOME/runner.json`` and ``NBPIPE_HOME/runtime/runner-<pid>.json`` (mode 0600).
+    """
+    candidates = [nbpipe_home() / "runner.json"]
+    if url is not None:
+        try:
+            candidates += sorted(runtime_dir().glob("runner-*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        except OSError:
+            pass
+    for path in candidates:
+        info = _read_info(path)
+        if not info or not info.get("token"):
+            continue
+        if url is None or str(info.get("url", "")).rstrip("/") == url.rstrip("/"):
+            return str(info["token"])
+    return None
 
 
 def ensure_local_runner(timeout: float = 60.0) -> str:

@@ -109,6 +109,10 @@ def _validator(version: int) -> Any:
     return jsonschema.Draft202012Validator(schema)
 
 
+MAX_UNPACKED_BYTES = int(os.environ.get("NBPIPE_MAX_UNPACKED_BYTES", 512 * 1024 * 1024))
+MAX_JSON_DEPTH = 64
+
+
 def read_package(source: bytes | str | os.PathLike[str], max_bytes: int | None = None) -> Package:
     """Read and validate a package from bytes or a file path, without running anything."""
     limit = max_bytes or MAX_PACKAGE_BYTES
@@ -128,38 +132,9 @@ def read_package(source: bytes | str | os.PathLike[str], max_bytes: int | None =
     if len(data) > limit:
         raise PackageError(f"The {where} is {len(data) / 1e6:.1f} MB, over the {limit / 1e6:.0f} MB limit",
                            hint="Pass large data as artifacts at run time, not inside components.")
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-        infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise PackageError(f"The {where} is not an nbpipe package (not a zip file: {exc})",
-                           hint="Build one with nbpipe.build_package(pipeline) or `nbpipe export`.") from None
-    total = 0
-    names = set()
-    for info in infos:
-        name = info.filename
-        if name in names:
-            raise PackageError(f"The {where} has the entry {name!r} twice")
-        names.add(name)
-        if name.startswith(("/", "\\")) or ".." in Path(name).parts or "\\" in name or ":" in name:
-            raise PackageError(f"The {where} contains a path-traversal entry {name!r}; refusing to read it",
-                               hint="Only nbpipe.json and payloads/<sha256> entries are allowed.")
-        if name != SPEC_NAME and not PAYLOAD_RE.match(name):
-            raise PackageError(f"The {where} contains an unexpected entry {name!r}",
-                               hint="Only nbpipe.json and payloads/<sha256> entries are allowed.")
-        total += info.file_size
-        if total > limit or (info.compress_size and info.file_size / info.compress_size > 1000 and info.file_size > 10**7):
-            raise PackageError(f"The {where} unpacks to more than {limit / 1e6:.0f} MB (or is a zip bomb)")
-    if SPEC_NAME not in names:
-        raise PackageError(f"The {where} has no {SPEC_NAME}", hint="It was not made by nbpipe.")
-    spec_info = zf.getinfo(SPEC_NAME)
-    if spec_info.file_size > MAX_SPEC_BYTES:
-        raise PackageError(f"The {where}'s {SPEC_NAME} is over {MAX_SPEC_BYTES // 2**20} MiB")
-    try:
-        spec = json.loads(zf.read(SPEC_NAME))
-    except (ValueError, zipfile.BadZipFile) as exc:
-        raise PackageError(f"The {where}'s {SPEC_NAME} is not valid JSON ({exc})") from None
-    check_spec(spec, where)
+    zf = _open_zip(io.BytesIO(data), where)
+    names = _check_entries(zf, where, max_bytes or MAX_UNPACKED_BYTES)
+    spec = _load_spec(zf, where)
     payloads: dict[str, bytes] = {}
     for comp_name, comp in spec["components"].items():
         d = comp["payload"]["digest"]
@@ -170,13 +145,121 @@ def read_package(source: bytes | str | os.PathLike[str], max_bytes: int | None =
             raise PackageError(f"The {where} lacks the payload of component '{comp_name}' ({entry})")
         try:
             blob = zf.read(entry)
-        except (zipfile.BadZipFile, OSError) as exc:
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
             raise PackageError(f"The {where}'s payload of component '{comp_name}' is corrupt ({exc})") from None
         if hashlib.sha256(blob).hexdigest() != d:
             raise PackageError(f"The payload of component '{comp_name}' does not match its digest",
                                "the package was modified or corrupted.", "Export it again.")
         payloads[d] = blob
     return Package(spec=spec, payloads=payloads, digest=hashlib.sha256(data).hexdigest(), data=data)
+
+
+def scan_package_file(path: str | os.PathLike[str], put_payload: Any, tmp_dir: str | None = None) -> dict[str, Any]:
+    """Validate a package file and hand each payload to ``put_payload(digest, file_path)`` as a verified file.
+
+    The runner's way in: payloads are streamed from the zip to temporary files (hashed and
+    counted as they go), so memory stays bounded whatever the package inflates to; the total
+    unpacked size is limited (``NBPIPE_MAX_UNPACKED_BYTES``), not guessed from a ratio.
+    Returns the spec.
+    """
+    import tempfile
+
+    where = "package"
+    with open(path, "rb") as fh:
+        zf = _open_zip(fh, where)
+        names = _check_entries(zf, where, MAX_UNPACKED_BYTES)
+        spec = _load_spec(zf, where)
+        done: set[str] = set()
+        for comp_name, comp in spec["components"].items():
+            d = comp["payload"]["digest"]
+            if d in done:
+                continue
+            entry = f"payloads/{d}"
+            if entry not in names:
+                raise PackageError(f"The {where} lacks the payload of component '{comp_name}' ({entry})")
+            fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="payload-")
+            try:
+                h = hashlib.sha256()
+                with os.fdopen(fd, "wb") as out, zf.open(entry) as src:
+                    while chunk := src.read(1 << 20):
+                        h.update(chunk)
+                        out.write(chunk)
+                if h.hexdigest() != d:
+                    raise PackageError(f"The payload of component '{comp_name}' does not match its digest",
+                                       "the package was modified or corrupted.", "Export it again.")
+                put_payload(d, tmp)
+            except (zipfile.BadZipFile, EOFError, ValueError) as exc:
+                raise PackageError(f"The {where}'s payload of component '{comp_name}' is corrupt ({exc})") from None
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+            done.add(d)
+    return spec
+
+
+def _open_zip(fh: Any, where: str) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(fh)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise PackageError(f"The {where} is not an nbpipe package (not a zip file: {exc})",
+                           hint="Build one with nbpipe.build_package(pipeline) or `nbpipe export`.") from None
+
+
+def _check_entries(zf: zipfile.ZipFile, where: str, unpacked_limit: int) -> set[str]:
+    """Entry names (no path traversal, only the spec and payloads) and the real unpacked size."""
+    total = 0
+    names: set[str] = set()
+    for info in zf.infolist():
+        name = info.filename
+        if name in names:
+            raise PackageError(f"The {where} has the entry {name!r} twice")
+        names.add(name)
+        if name.startswith(("/", "\\")) or ".." in Path(name).parts or "\\" in name or ":" in name:
+            raise PackageError(f"The {where} contains a path-traversal entry {name!r}; refusing to read it",
+                               hint="Only nbpipe.json and payloads/<sha256> entries are allowed.")
+        if name != SPEC_NAME and not PAYLOAD_RE.match(name):
+            raise PackageError(f"The {where} contains an unexpected entry {name!r}",
+                               hint="Only nbpipe.json and payloads/<sha256> entries are allowed.")
+        # zipfile never reads past an entry's declared size (a lie fails its CRC), so the sum of
+        # declared sizes is a real bound on what this package can unpack to.
+        total += info.file_size
+        if total > unpacked_limit:
+            raise PackageError(f"The {where} unpacks to more than {unpacked_limit / 2**20:.0f} MiB",
+                               hint="Pass large data as artifacts at run time, not inside components "
+                                    "(or raise NBPIPE_MAX_UNPACKED_BYTES on the runner).")
+    if SPEC_NAME not in names:
+        raise PackageError(f"The {where} has no {SPEC_NAME}", hint="It was not made by nbpipe.")
+    return names
+
+
+def _load_spec(zf: zipfile.ZipFile, where: str) -> dict[str, Any]:
+    if zf.getinfo(SPEC_NAME).file_size > MAX_SPEC_BYTES:
+        raise PackageError(f"The {where}'s {SPEC_NAME} is over {MAX_SPEC_BYTES // 2**20} MiB")
+    try:
+        spec = json.loads(zf.read(SPEC_NAME))
+    except RecursionError:
+        raise PackageError(f"The {where}'s {SPEC_NAME} is nested too deeply") from None
+    except (ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise PackageError(f"The {where}'s {SPEC_NAME} is not valid JSON ({exc})") from None
+    if json_depth(spec) > MAX_JSON_DEPTH:
+        raise PackageError(f"The {where}'s {SPEC_NAME} is nested more than {MAX_JSON_DEPTH} levels deep")
+    check_spec(spec, where)
+    return spec  # type: ignore[no-any-return]
+
+
+def json_depth(value: Any) -> int:
+    """How deeply a parsed JSON value nests (iteratively: no recursion limit to hit)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            deepest = max(deepest, d)
+            stack.extend((x, d + 1) for x in v.values())
+        elif isinstance(v, list):
+            deepest = max(deepest, d)
+            stack.extend((x, d + 1) for x in v)
+    return deepest
 
 
 def check_spec(spec: Any, where: str = "package") -> None:

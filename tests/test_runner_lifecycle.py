@@ -51,7 +51,8 @@ def test_token_is_required_when_set(nb_runner_factory) -> None:
     assert httpx.get(f"{r.url}/api/v1/health").status_code == 200  # probes stay open
     assert httpx.get(f"{r.url}/api/v1/runs").status_code == 401
     with pytest.raises(RunnerError, match="needs a token.*Pass its token"):
-        nbpipe.Client(r.url).runs()
+        nbpipe.Client(r.url, token="a-wrong-token").runs()
+    assert nbpipe.Client(r.url).runs() == []  # a local runner's token is found in its 0600 runtime file
     assert nbpipe.Client(r.url, token="s3cret-token").runs() == []
     assert httpx.get(f"{r.url}/api/v1/runs", params={"token": "s3cret-token"}).status_code == 200
 

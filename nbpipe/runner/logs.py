@@ -32,6 +32,12 @@ class LogTail:
             self.poll(final=False)
 
     def poll(self, final: bool) -> None:
+        if self.capped:  # past the event cap: nothing more is sent, so nothing more is read
+            try:
+                self.offset = os.path.getsize(self.path)
+            except OSError:
+                pass
+            return
         try:
             with open(self.path, "rb") as fh:
                 fh.seek(self.offset)

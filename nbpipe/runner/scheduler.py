@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import re
 import secrets
 import shutil
@@ -32,7 +33,7 @@ from ..compiler import upstream_of
 from ..errors import NbpipeError, PackageError
 from ..executors import envs
 from ..executors.base import Executor, ExitStatus, Handle
-from ..package import read_package
+from ..package import scan_package_file
 from ..pipeline import resolve_params
 from ..stores.base import Store, content_key
 from . import db, expand, failpoints
@@ -152,16 +153,38 @@ class Scheduler:
     # ================================================================ packages and runs
     def add_package(self, data: bytes) -> dict[str, Any]:
         """Validate a package (without unpickling), store its payloads, remember it."""
-        pkg = read_package(data)
-        for digest, blob in pkg.payloads.items():
-            if not self.store.exists(content_key(digest)):
-                self.store.put_bytes(blob)
-        self.store.put_bytes(data)
+        import tempfile
+
+        fd, path = tempfile.mkstemp(dir=self.upload_dir(), prefix="package-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            return self.add_package_file(path, hashlib.sha256(data).hexdigest())
+        finally:
+            if os.path.exists(path):
+                os.unlink(path)
+
+    def upload_dir(self) -> str:
+        d = self.data_dir / "uploads"
+        d.mkdir(parents=True, exist_ok=True)
+        return str(d)
+
+    def add_package_file(self, path: str, digest: str) -> dict[str, Any]:
+        """Like :meth:`add_package` for an uploaded file (consumed): streamed, never held whole in memory."""
+        def put_payload(payload_digest: str, tmp: str) -> None:
+            if not self.store.exists(content_key(payload_digest)):
+                self.store.put_file(tmp, content_key(payload_digest), move=True)
+
+        spec = scan_package_file(path, put_payload, tmp_dir=self.upload_dir())
+        size = os.path.getsize(path)
+        if not self.store.exists(content_key(digest)):
+            self.store.put_file(path, content_key(digest), move=True)
+        name = str(spec["pipeline"]["name"])
         with db.write_tx(self.engine) as conn:  # a worker thread: never the loop's transaction
-            if conn.execute(sa.select(db.packages.c.digest).where(db.packages.c.digest == pkg.digest)).first() is None:
-                conn.execute(db.packages.insert().values(digest=pkg.digest, name=pkg.name, size=len(data),
-                                                         spec=db.dumps(pkg.spec), created_at=db.now()))
-        return {"digest": pkg.digest, "name": pkg.name, "size": len(data), "parameters": pkg.parameters}
+            if conn.execute(sa.select(db.packages.c.digest).where(db.packages.c.digest == digest)).first() is None:
+                conn.execute(db.packages.insert().values(digest=digest, name=name, size=size,
+                                                         spec=db.dumps(spec), created_at=db.now()))
+        return {"digest": digest, "name": name, "size": size, "parameters": list(spec["pipeline"]["parameters"])}
 
     def package_spec(self, digest: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:

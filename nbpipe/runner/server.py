@@ -26,6 +26,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 from pydantic import BaseModel, Field
 
 from .. import __version__
+from .._embedded import runtime_dir, write_runtime_file
 from ..errors import NbpipeError, PackageError
 from ..package import MAX_PACKAGE_BYTES
 from ..stores import open_store
@@ -149,25 +150,39 @@ def create_app(config: RunnerConfig, on_ready: Any = None) -> FastAPI:
 
     @app.put("/api/v1/packages/{digest}", status_code=201)
     async def put_package(digest: str, request: Request) -> Any:
-        length = int(request.headers.get("content-length") or 0)
+        if not _is_digest(digest):
+            return _error(400, "Not a sha256 digest")
+        try:
+            length = int(request.headers.get("content-length") or 0)
+        except ValueError:
+            length = 0
         if length > MAX_PACKAGE_BYTES:
             return _error(413, PackageError(f"The package is {length / 1e6:.1f} MB, over the "
                                             f"{MAX_PACKAGE_BYTES / 1e6:.0f} MB limit"))
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_PACKAGE_BYTES:
-                return _error(413, PackageError(f"The package is over the {MAX_PACKAGE_BYTES / 1e6:.0f} MB limit"))
-            chunks.append(chunk)
-        data = b"".join(chunks)
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != digest:
-            return _error(400, PackageError("The uploaded package does not match its digest",
-                                            f"expected {digest[:12]}…, got {actual[:12]}…", "Upload it again."))
+        import tempfile
+
+        # Streamed to a file (hashed on the way), never held whole in memory.
+        fd, path = tempfile.mkstemp(dir=sched().upload_dir(), prefix="upload-")
         try:
-            return await asyncio.to_thread(sched().add_package, data)
-        except PackageError as exc:
-            return _error(400, exc)
+            h, size = hashlib.sha256(), 0
+            with os.fdopen(fd, "wb") as fh:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > MAX_PACKAGE_BYTES:
+                        return _error(413, PackageError(f"The package is over the {MAX_PACKAGE_BYTES / 1e6:.0f} MB limit"))
+                    h.update(chunk)
+                    fh.write(chunk)
+            actual = h.hexdigest()
+            if actual != digest:
+                return _error(400, PackageError("The uploaded package does not match its digest",
+                                                f"expected {digest[:12]}…, got {actual[:12]}…", "Upload it again."))
+            try:
+                return await asyncio.to_thread(sched().add_package_file, path, digest)
+            except PackageError as exc:
+                return _error(400, exc)
+        finally:
+            if os.path.exists(path):
+                os.unlink(path)
 
     @app.post("/api/v1/runs", status_code=201)
     async def create_run(req: RunRequest) -> Any:
@@ -262,7 +277,9 @@ def create_app(config: RunnerConfig, on_ready: Any = None) -> FastAPI:
                                  headers=sse_headers)
 
     @app.get("/api/v1/runs/{run_id}/steps/{step}/logs", response_class=PlainTextResponse)
-    async def step_logs(run_id: str, step: str, attempt: int | None = None, offset: int = Query(0, ge=0)) -> Any:
+    async def step_logs(run_id: str, step: str, attempt: int | None = Query(None, ge=0, le=MAX_INT),
+                        offset: int = Query(0, ge=0, le=MAX_INT),
+                        limit: int | None = Query(None, ge=0, le=MAX_INT, description="at most this many bytes")) -> Any:
         found = views.attempt_log(state["engine"], run_id, step, attempt)
         if found is None:
             if views.snapshot(state["engine"], run_id) is None:
@@ -270,12 +287,26 @@ def create_app(config: RunnerConfig, on_ready: Any = None) -> FastAPI:
             return PlainTextResponse("", headers={"X-Nbpipe-Attempt": "0"})
         path, att = found
         try:
+            size = os.path.getsize(path)
+        except OSError:
+            return PlainTextResponse("", headers={"X-Nbpipe-Attempt": str(att)})
+        start = min(offset, size)
+        end = size if limit is None else min(size, start + limit)
+
+        def chunks() -> Any:  # a sync generator: Starlette reads it in a worker thread, not on the loop
             with open(path, "rb") as fh:
-                fh.seek(offset)
-                text = fh.read().decode("utf-8", errors="replace")
-        except FileNotFoundError:
-            text = ""
-        return PlainTextResponse(text, headers={"X-Nbpipe-Attempt": str(att)})
+                fh.seek(start)
+                left = end - start
+                while left > 0:
+                    block = fh.read(min(left, 1 << 20))
+                    if not block:
+                        break
+                    left -= len(block)
+                    yield block
+
+        return StreamingResponse(chunks(), media_type="text/plain; charset=utf-8",
+                                 headers={"X-Nbpipe-Attempt": str(att), "Content-Length": str(end - start),
+                                          "X-Nbpipe-Log-Size": str(size)})
 
     @app.get("/api/v1/artifacts/{digest}")
     async def artifact(digest: str, mime: str | None = None) -> Any:
@@ -306,6 +337,7 @@ def create_app(config: RunnerConfig, on_ready: Any = None) -> FastAPI:
     return app
 
 
+MAX_INT = 2**53  # JSON-safe, and far below SQLite's 2**63 - 1
 OPEN_PATHS = ("/api/v1/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
@@ -344,6 +376,10 @@ def check_origin(request: Request, local_only: bool, extra_hosts: set[str]) -> s
     return ""
 
 
+def _is_digest(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
 def bind_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted sockets only when the
@@ -376,15 +412,16 @@ def serve(config: RunnerConfig, ready_file: str | None = None, log_level: str = 
     def _ready() -> None:
         info = {"url": url, "pid": os.getpid(), "data_dir": str(config.data_dir), "started_at": time.time(),
                 "python": sys.executable, "version": __version__, "token": config.token}
-        if ready_file:  # the runtime file clients read the token from: owner-only, like Jupyter's
-            tmp = Path(ready_file).with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                os.fchmod(fd, 0o600)
-                fh.write(json.dumps(info))
-            os.replace(tmp, ready_file)
+        # Runtime files clients read the token from: owner-only, like Jupyter Server's.
+        write_runtime_file(runtime, info)
+        if ready_file:
+            write_runtime_file(Path(ready_file), info)
         print(f"nbpipe runner {__version__} listening on {url} (data: {config.data_dir})", flush=True)
 
+    runtime = runtime_dir() / f"runner-{os.getpid()}.json"
     app = create_app(config, on_ready=_ready)
     server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on", access_log=False))
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        runtime.unlink(missing_ok=True)
