@@ -212,8 +212,12 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 def cmd_rerun(args: argparse.Namespace) -> int:
     from ._progress import follow
 
-    run = _client(args).rerun(args.run, args.from_step)
-    print(f"re-run {run.id}")
+    if args.from_step and args.failed:
+        raise NbpipeError("Give --from STEP or --failed, not both")
+    run = _client(args).rerun(args.run, args.from_step, from_failed=args.failed)
+    start = run.last_snapshot.get("labels", {}).get("rerun_from")
+    print(f"re-run {run.id} of {args.run}" + (f" from step '{start}' (it and the steps after it run again; "
+                                              "the others are reused)" if start else ""))
     return 0 if args.detach else (0 if follow(run)["state"] == "succeeded" else 1)
 
 
@@ -263,9 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.set_defaults(func=cmd_cancel)
 
-    p = sub.add_parser("rerun", help="run a run again (--from STEP reuses upstream results)")
+    p = sub.add_parser("rerun", help="run a run again with its parameters (--from STEP: re-execute STEP and "
+                                     "everything after it, reuse the steps before it)")
     p.add_argument("run")
-    p.add_argument("--from", dest="from_step", default=None)
+    p.add_argument("--from", dest="from_step", default=None, metavar="STEP",
+                   help="re-execute this step and everything downstream (never from the cache)")
+    p.add_argument("--failed", action="store_true", help="re-execute from the run's first failed step")
     p.add_argument("--detach", action="store_true")
     p.set_defaults(func=cmd_rerun)
 

@@ -64,7 +64,11 @@ def prestart() -> None:
 
 def default_client() -> "Client":
     if _DEFAULT["client"] is None:
-        _DEFAULT["client"] = Client()
+        seen = (_DEFAULT["url"], _DEFAULT["token"])
+        client = Client()  # may take seconds (starting the embedded runner)
+        if (_DEFAULT["url"], _DEFAULT["token"]) != seen:  # configure() ran meanwhile, e.g. during prestart
+            return default_client()
+        _DEFAULT["client"] = client
     return _DEFAULT["client"]  # type: ignore[no-any-return]
 
 

@@ -90,3 +90,52 @@ def test_run_a_package_file(nb_runner, script: str, tmp_path) -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
     out = nbpipe_cli("run", str(pkg), "-p", "name=pkg", url=nb_runner.url)
     assert "succeeded" in out.stdout
+
+
+CHAIN = textwrap.dedent('''
+    import os
+    from nbpipe import component, pipeline
+
+    @component
+    def fetch(n: int) -> dict:
+        return {"n": n, "pid": os.getpid(), "attempt": int(os.environ["NBPIPE_ATTEMPT"])}
+
+    @component
+    def fit(d: dict) -> dict:
+        return {"n": d["n"] * 2, "pid": os.getpid(), "attempt": int(os.environ["NBPIPE_ATTEMPT"])}
+
+    @component
+    def score(d: dict) -> dict:
+        return {"n": d["n"] + 1, "pid": os.getpid(), "attempt": int(os.environ["NBPIPE_ATTEMPT"])}
+
+    @pipeline
+    def chain(n: int = 3):
+        score(d=fit(d=fetch(n=n).output).output)
+''')
+
+
+def test_rerun_from_re_executes_the_step_and_downstream_and_reuses_upstream(nb_runner, tmp_path) -> None:
+    from nbpipe.client import Client
+
+    script = tmp_path / "chain_pipeline.py"
+    script.write_text(CHAIN)
+    first_id = nbpipe_cli("run", f"{script}:chain", "-p", "n=4", url=nb_runner.url).stdout.split()[1]
+    out = nbpipe_cli("rerun", first_id, "--from", "fit", url=nb_runner.url)
+    assert f"of {first_id} from step 'fit'" in out.stdout and "succeeded in" in out.stdout
+    again_id = out.stdout.split()[1]
+    client = Client(nb_runner.url, token=nb_runner.token)
+    first, again = client.run(first_id), client.run(again_id)
+    steps = again.steps
+    assert steps["fetch"]["state"] == "cached" and steps["fetch"]["attempt"] == 0
+    assert again.output("fetch") == first.output("fetch")  # reused: the first run's process made it
+    for name in ("fit", "score"):  # executed again by new processes (an attempt each), no cache hit
+        assert steps[name]["state"] == "succeeded" and steps[name]["attempt"] == 1, steps[name]
+        assert again.output(name)["pid"] != first.output(name)["pid"]
+    assert again.output("score")["n"] == 9
+    shown = nbpipe_cli("show", again_id, url=nb_runner.url).stdout
+    assert "re-executed: re-run from 'fit'" in shown or steps["fit"]["reason"] == "re-executed: re-run from 'fit'"
+
+    none = nbpipe_cli("rerun", first_id, "--failed", url=nb_runner.url, check=False)
+    assert none.returncode == 1 and f"Run {first_id} has no failed step to re-run from" in none.stderr
+    bad = nbpipe_cli("rerun", first_id, "--from", "fitt", url=nb_runner.url, check=False)
+    assert bad.returncode == 1 and "has no step 'fitt'" in bad.stderr and "fetch, fit, score" in bad.stderr

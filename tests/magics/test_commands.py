@@ -170,3 +170,96 @@ def test_export_the_saved_notebook_and_the_kernel_pipeline(sh: Any, tmp_path: An
         sh.run_cell(cell)
     sh.run_line_magic("nbpipe", "export twice --from-kernel")
     assert nbpipe.read_package(tmp_path / "twice.nbpipe").name == "twice"
+
+
+PID_STEPS = (
+    "def first(n: int) -> dict:\n    import os\n"
+    "    return {'n': n, 'pid': os.getpid(), 'run': os.environ['NBPIPE_RUN_ID']}\n",
+    "def second(d: dict) -> dict:\n    import os\n"
+    "    return {'n': d['n'] + 1, 'pid': os.getpid(), 'run': os.environ['NBPIPE_RUN_ID']}\n",
+    "def third(d: dict) -> dict:\n    import os\n"
+    "    return {'n': d['n'] * 10, 'pid': os.getpid(), 'run': os.environ['NBPIPE_RUN_ID']}\n",
+)
+
+
+def _click(view: RunView, action: str, **payload: Any) -> None:
+    """What the graph's buttons send: an anywidget custom message from the front end."""
+    view._handle_custom_msg({"type": "action", "action": action, "payload": payload}, [])
+
+
+def test_widget_rerun_buttons_switch_the_view_to_the_new_run(sh: Any) -> None:
+    for source in PID_STEPS:
+        sh.run_cell_magic("component", "", source)
+    sh.run_cell("n = 1")
+    sh.run_cell_magic("pipeline", "chained", "third(d=second(d=first(n=n)))")
+    sh.run_line_magic("nbpipe", "run chained n=2")
+    view = _view(sh)
+    assert view.wait(WAIT), view.error
+    first_run = view.run
+    pids = {s: first_run.output(s)["pid"] for s in ("first", "second", "third")}
+
+    _click(view, "rerun_from", step="second")  # "Rerun from here" on node 'second'
+    assert view.notice["kind"] == "info", view.notice
+    assert view.run.id != first_run.id and view.previous[-1]["id"] == first_run.id
+    assert view.wait(WAIT), view.error
+    snap = view.snapshot
+    assert snap["id"] == view.run.id and snap["state"] == "succeeded"
+    steps = {s["name"]: s for s in snap["steps"]}
+    assert steps["first"]["state"] == "cached" and steps["first"]["attempt"] == 0
+    assert steps["first"]["reason"].startswith(f"reused from run {first_run.id}")
+    assert view.run.output("first")["pid"] == pids["first"]
+    for name in ("second", "third"):  # re-executed by new processes, not taken from the cache
+        assert steps[name]["state"] == "succeeded" and steps[name]["attempt"] == 1
+        assert view.run.output(name)["pid"] != pids[name] and view.run.output(name)["run"] == view.run.id
+    assert view.run.output("third")["n"] == 30
+
+    from_run = view.run
+    _click(view, "rerun")  # "Rerun": same parameters, a new run, shown here
+    assert view.wait(WAIT), view.error
+    assert view.snapshot["id"] not in (first_run.id, from_run.id) and view.snapshot["params"] == {"n": 2}
+    assert [p["id"] for p in view.previous] == [first_run.id, from_run.id]
+
+    _click(view, "open", run=first_run.id)  # the "previous run" link
+    assert view.wait(WAIT) and view.snapshot["id"] == first_run.id
+
+    _click(view, "rerun_from", step="nope")
+    assert view.notice["kind"] == "error" and "has no step 'nope'" in view.notice["text"]
+    assert view.snapshot["id"] == first_run.id  # an error leaves the view where it was
+
+
+def test_rerun_from_failed_and_debug_with_the_kernel_definitions(sh: Any, capsys: Any) -> None:
+    sh.run_cell_magic("component", "", PID_STEPS[0])
+    bad = "def ratio(d: dict) -> float:\n    total = d['n'] * 3\n    return total / (d['n'] - 4)\n"
+    sh.run_cell_magic("component", "", bad)
+    sh.run_cell("n = 1")
+    sh.run_cell_magic("pipeline", "fragile", "ratio(d=first(n=n))")
+    sh.run_line_magic("nbpipe", "run fragile n=4")
+    view = _view(sh)
+    assert view.wait(WAIT), view.error
+    failed = view.run
+    assert [s["state"] for s in view.snapshot["steps"]] == ["succeeded", "failed"]
+
+    with pytest.raises(ZeroDivisionError):
+        sh.run_line_magic("nbpipe", f"debug {failed.id} ratio --no-pdb")
+    out = capsys.readouterr()
+    assert f"Step 'ratio' of run {failed.id} (failed: ZeroDivisionError: division by zero) → ratio(d=dict)" in out.out
+    call = sh.user_ns["_nbpipe_debug"]
+    assert call.inputs == {"d": failed.output("first")}
+
+    # the fix, in the kernel only (no pipeline cell re-run needed for the name to resolve)
+    sh.run_cell_magic("component", "", bad.replace("(d['n'] - 4)", "max(1, d['n'] - 4)"))
+    sh.run_cell_magic("pipeline", "fragile", "ratio(d=first(n=n))")
+    sh.run_line_magic("nbpipe", f"rerun {failed.id} --failed")
+    assert "from step 'ratio'" in capsys.readouterr().out
+    again = _view(sh)
+    assert again.wait(WAIT), again.error
+    steps = {s["name"]: s for s in again.snapshot["steps"]}
+    assert steps["first"]["state"] == "cached" and again.run.output("first")["pid"] == failed.output("first")["pid"]
+    assert steps["ratio"]["state"] == "succeeded" and again.run.output("ratio") == 12.0
+    # the step that failed before runs fine in the kernel now: debug says so and returns its value
+    assert sh.run_line_magic("nbpipe", f"debug {again.run.id} ratio") == 12.0
+
+    with pytest.raises(UsageError, match="No run r-gone"):
+        sh.run_line_magic("nbpipe", "debug r-gone ratio")
+    with pytest.raises(UsageError, match=f"Run {failed.id} has no step 'nope'"):
+        sh.run_line_magic("nbpipe", f"debug {failed.id} nope")
