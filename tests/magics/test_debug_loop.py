@@ -1,7 +1,7 @@
 """The loop a user runs all day, in a real kernel (nbclient) on the embedded runner, cell by cell:
 
 run → a step fails → ``%nbpipe debug`` reproduces the exception *in the kernel* with the user's
-source line (and ``%debug`` has it) → fix the component cell → ``%nbpipe rerun --failed`` →
+source line (and ``%debug`` has it) → fix the component cell (only that cell) → ``%nbpipe rerun --failed`` →
 it succeeds, the upstream step reused (same pid, same run) and the fixed step a new process.
 """
 
@@ -92,9 +92,8 @@ def test_fail_debug_fix_rerun_from_failed_in_a_real_kernel(nb_home: Path, tmp_pa
         frames = json.loads(stream(nb.cells[7]))
         assert frames[-1][0] == "train" and frames[-1][2] == BUG.strip()
 
-        nb.cells[2].source = nb.cells[2].source.replace(BUG, FIX)  # fix the cell, run it again
+        nb.cells[2].source = nb.cells[2].source.replace(BUG, FIX)  # fix the component cell, run only it
         client.execute_cell(nb.cells[2], 2)
-        client.execute_cell(nb.cells[3], 3)  # and the pipeline cell, as a user does today
         client.execute_cell(nb.cells[8], 8)
         assert "from step 'train'" in stream(nb.cells[8]) and "this kernel's pipeline 'loop'" in stream(nb.cells[8])
         client.execute_cell(nb.cells[9], 9)
