@@ -112,8 +112,21 @@ class NbpipeMagics(Magics):
             ) from None
 
     def _run_cell(self, cell: str, what: str) -> None:
-        """Run the cell normally in the kernel; its own error shows above ours."""
-        result = self.shell.run_cell(cell, store_history=False)
+        """Run the cell normally in the kernel; its own error shows above ours.
+
+        The cell's code is filed under this cell's number, so tracebacks (in the kernel and in
+        steps) say ``Cell In[N]`` for the cell the user sees; IPython 9 would file a nested run
+        under the next number.
+        """
+        shell = self.shell
+        count = shell.execution_count
+        hist = getattr(getattr(shell, "history_manager", None), "input_hist_raw", None)
+        if hist and len(hist) - 1 in (count - 1, count):
+            shell.execution_count = len(hist) - 1  # the number of the cell running this magic
+        try:
+            result = shell.run_cell(cell, store_history=False)
+        finally:
+            shell.execution_count = count
         if not result.success:
             raise UsageError(
                 f"The cell failed (see the error above), so {what} was not created; "
