@@ -150,6 +150,7 @@ class NbpipeCommands:
     def dispatch(self, line: str) -> Any:
         """Parse ``line`` and run the command; NbpipeError becomes a one-line UsageError."""
         __tracebackhide__ = True  # noqa: F841 - %nbpipe debug re-raises the user's exception
+        self._check_words(line)
         args = self.parser.parse_argstring(line)
         try:
             return getattr(self, f"cmd_{args.command}")(args)
@@ -157,6 +158,28 @@ class NbpipeCommands:
             raise UsageError(exc.message) from None
 
     # ------------------------------------------------------------------ helpers
+
+    def _check_words(self, line: str) -> None:
+        """A misspelled command or option gets "did you mean" (``%nbpipe rerun --form x``)."""
+        import argparse
+        import shlex
+
+        from .suggest import check_options, did_you_mean
+
+        try:
+            tokens = shlex.split(line)
+        except ValueError:
+            tokens = line.split()
+        action = next(a for a in self.parser._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
+        commands: dict[str, Any] = dict(action.choices)
+        if not tokens or tokens[0].startswith("-"):
+            return  # %nbpipe, %nbpipe --help: argparse's own usage message
+        if tokens[0] not in commands:
+            raise UsageError(
+                f"%nbpipe has no command {tokens[0]!r}.{did_you_mean(tokens[0], commands)} "
+                f"Its commands: {', '.join(commands)}."
+            )
+        check_options(tokens[1:], commands[tokens[0]], f"%nbpipe {tokens[0]}")
 
     def _run(self, run_id: str | None) -> Run:
         import nbpipe.client

@@ -263,3 +263,12 @@ def test_rerun_from_failed_and_debug_with_the_kernel_definitions(sh: Any, capsys
         sh.run_line_magic("nbpipe", "debug r-gone ratio")
     with pytest.raises(UsageError, match=f"Run {failed.id} has no step 'nope'"):
         sh.run_line_magic("nbpipe", f"debug {failed.id} nope")
+
+
+def test_misspelled_commands_and_options_get_did_you_mean(ip: Any) -> None:
+    with pytest.raises(UsageError, match=r"%nbpipe rerun has no option --form\. Did you mean --from\? Its options: "):
+        ip.run_line_magic("nbpipe", "rerun r-1 --form train")
+    with pytest.raises(UsageError, match=r"%nbpipe has no command 'rerum'\. Did you mean rerun\? Its commands: run, "):
+        ip.run_line_magic("nbpipe", "rerum r-1")
+    with pytest.raises(UsageError, match=r"%nbpipe debug has no option --nopdb\. Did you mean --no-pdb\?"):
+        ip.run_line_magic("nbpipe", "debug r-1 train --nopdb")
