@@ -48,6 +48,11 @@ def export_command(args: argparse.Namespace) -> int:
         if args.plan:
             program = plan_export(args.notebook, args.pipeline)
             for chunk in program.chunks:
+                if chunk.plain is not None:
+                    p = chunk.plain
+                    print(f"step {chunk.filename}: '{p['name']}' (plain %%component cell, compiled, not run) "
+                          f"inputs {', '.join(p['wired']) or '-'} from earlier steps; outputs {', '.join(p['outputs']) or '-'}")
+                    continue
                 kept = "all" if chunk.keep is None else f"statements {', '.join(str(i + 1) for i in chunk.keep)}"
                 print(f"keep {chunk.filename}: {kept}")
             for note in program.notes:

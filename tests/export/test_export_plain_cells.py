@@ -181,3 +181,15 @@ def test_kernel_run_and_export_match_the_exported_package_on_the_runner(
         ["load_data", "split", "train", "evaluate"], "succeeded")
     assert round(run.outputs("evaluate")["accuracy"], 3) == kernel_acc > 0.95
     json.dumps(run.outputs("evaluate"))
+
+
+@pytest.mark.slow
+def test_kfp_local_runs_the_plain_cells_yaml_like_nbpipe(repo_copy: Path, kfp_python: Path, tmp_path: Path,
+                                                         nb_client: Any) -> None:
+    """The KFP YAML of plain cells runs under kfp.local and gives the nbpipe run's answer."""
+    yaml_path = tmp_path / "plain.yaml"
+    export_notebook(repo_copy, yaml_path, format="kfp")
+    report = run_kfp_check(kfp_python, yaml_path, tmp_path / "kfp-root", {"gamma": 0.002})
+    kfp_acc = report["tasks"]["evaluate"]["artifacts"]["accuracy"]["artifacts"][0]["value"]
+    run = nb_client.submit(export_notebook(repo_copy), {"gamma": 0.002}).wait(timeout=300)
+    assert kfp_acc == run.outputs("evaluate")["accuracy"] > 0.9
