@@ -24,7 +24,7 @@ from IPython.core.magic_arguments import parse_argstring
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` Did you mean --retries?`` for the closest of ``choices``, or "" if none is close."""
     by_name = {c.lstrip("-").replace("_", "-"): c for c in sorted(set(choices))}
-    close = difflib.get_close_matches(word.lstrip("-").replace("_", "-"), list(by_name), n=1, cutoff=0.7)
+    close = difflib.get_close_matches(word.lstrip("-").replace("_", "-"), list(by_name), n=1, cutoff=0.6)
     return f" Did you mean {by_name[close[0]]}?" if close else ""
 
 

@@ -162,7 +162,8 @@ ERRORS = [
     ("nbpipe", "pull", None, "", r"No run yet in this kernel"),
     ("nbpipe", "cancel", None, "", r"No run yet in this kernel"),
     ("nbpipe", "config foo=1", None, "", r"Unknown setting 'foo=1'"),
-    ("nbpipe", "frobnicate", None, "", r"invalid choice: 'frobnicate'"),
+    ("nbpipe", "frobnicate", None, "", r"%nbpipe has no command 'frobnicate'\. Its commands: run, "),
+    ("nbpipe", "rnu demo", None, "", r"%nbpipe has no command 'rnu'\. Did you mean run\?"),
     ("nbpipe", "logs onlyrun", None, "", r"the following arguments are required: step"),
 ]
 
