@@ -256,3 +256,50 @@ def test_public_api_is_pinned() -> None:
         "sweep", "uniform"])
     for name in nbpipe.__all__:
         assert getattr(nbpipe, name) is not None
+
+
+# Which way imports point (DESIGN.md): lower layers never import higher ones, not even lazily.
+LAYERS = [
+    {"errors", "artifacts"},
+    {"signature"},
+    {"condition", "tracing", "sourcemap"},
+    {"capture"},
+    {"component"},
+    {"compiler"},
+    {"pipeline", "package"},
+    {"control"},
+]
+
+
+def _sdk_imports(module: str) -> set[str]:
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse((Path(nbpipe.__file__).parent / f"{module}.py").read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            node.body = []  # type-only imports are not imports at run time
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            found |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+    return found - {"__version__"}
+
+
+def test_sdk_core_imports_point_one_way() -> None:
+    layer = {m: i for i, mods in enumerate(LAYERS) for m in mods}
+    for module, level in layer.items():
+        for dep in _sdk_imports(module):
+            assert dep in layer, f"nbpipe.{module} imports nbpipe.{dep}, which is not SDK core"
+            assert layer[dep] < level or dep == module, f"nbpipe.{module} imports nbpipe.{dep} (a layer above)"
+
+
+def test_sdk_core_loads_no_runner_widgets_lab_or_magics() -> None:
+    code = ("import sys, nbpipe\nfrom nbpipe import component, pipeline\n"
+            "@component\ndef inc(x: int) -> int:\n    return x + 1\n"
+            "@pipeline\ndef p(x: int = 0):\n    inc(x=x)\n"
+            "nbpipe.build_package(p)\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('nbpipe.runner', 'nbpipe.widgets', 'nbpipe.lab', "
+            "'kernel_magics', 'IPython', 'httpx', 'fastapi', 'sqlalchemy'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
