@@ -7,6 +7,8 @@ their outputs, not only by their states.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from nbpipe import component, pipeline
@@ -78,58 +80,47 @@ def test_plain_rerun_is_a_new_run_with_the_same_parameters(nb_client) -> None:
     assert "(re-run)" in again.name and "(re-run) (re-run)" not in again.rerun().name
 
 
-@component
-def divide(data: dict, by: int) -> float:
-    return data["n"] / by
+def fix_pipeline(safe: bool, offset: int = 0) -> Any:
+    """The pipeline 'rerun-fix' as a notebook has it after an edit: ``safe`` fixes 'divide',
+    ``offset`` changes 'fprep'. Defined afresh each time, like a re-run cell."""
 
+    @component
+    def fprep(n: int) -> dict:
+        import os
 
-@pipeline(name="rerun-fix")
-def broken(n: int = 3, by: int = 0):
-    d = prep(n=n)
-    r = divide(data=d.output, by=by)
-    evaluate(model={"model": 1}).after(r)
+        return {"n": n + offset, "pid": os.getpid(), "run": os.environ["NBPIPE_RUN_ID"]}
+
+    @component
+    def divide(data: dict, by: int) -> float:
+        return data["n"] / (by or 1) if safe else data["n"] / by
+
+    @pipeline(name="rerun-fix")
+    def fixable(n: int = 3, by: int = 0):
+        r = divide(data=fprep(n=n).output, by=by)
+        evaluate(model={"model": 1}).after(r)
+
+    return fixable
 
 
 def test_rerun_from_failed_with_a_new_package_reuses_only_unchanged_steps(nb_client) -> None:
-    first = nb_client.submit(broken, {"n": 4}).wait(timeout=120, raise_on_failure=False)
+    first = nb_client.submit(fix_pipeline(safe=False), {"n": 4}).wait(timeout=120, raise_on_failure=False)
     assert [s["state"] for s in first.snapshot()["steps"]] == ["succeeded", "failed", "skipped"]
 
-    @component(name="divide")
-    def divide_fixed(data: dict, by: int) -> float:
-        return data["n"] / (by or 1)
-
-    @pipeline(name="rerun-fix")
-    def fixed(n: int = 3, by: int = 0):
-        d = prep(n=n)
-        r = divide_fixed(data=d.output, by=by)
-        evaluate(model={"model": 1}).after(r)
-
-    again = first.rerun(from_failed=True, pipeline=fixed).wait(timeout=120)
+    again = first.rerun(from_failed=True, pipeline=fix_pipeline(safe=True)).wait(timeout=120)
     steps = again.steps
-    assert steps["prep"]["state"] == "cached" and again.output("prep")["pid"] == first.output("prep")["pid"]
+    assert steps["fprep"]["state"] == "cached" and again.output("fprep")["pid"] == first.output("fprep")["pid"]
+    assert steps["fprep"]["reason"] == f"reused from run {first.id} (upstream of 'divide', unchanged)"
     assert steps["divide"]["state"] == "succeeded" and again.output("divide") == 4.0
     assert steps["divide"]["reason"] == "re-executed: re-run from 'divide'"
     assert steps["evaluate"]["state"] == "succeeded" and again.output("evaluate")["run"] == again.id
     assert again.snapshot()["package"] != first.snapshot()["package"]
 
     # a changed upstream step is not reused, even though the re-run starts below it
-    @component(name="prep")
-    def prep2(n: int) -> dict:
-        import os
-
-        return {"n": n + 1, "pid": os.getpid(), "run": os.environ["NBPIPE_RUN_ID"]}
-
-    @pipeline(name="rerun-fix")
-    def changed(n: int = 3, by: int = 0):
-        d = prep2(n=n)
-        r = divide_fixed(data=d.output, by=by)
-        evaluate(model={"model": 1}).after(r)
-
-    third = again.rerun(from_step="evaluate", pipeline=changed).wait(timeout=120)
+    third = again.rerun(from_step="evaluate", pipeline=fix_pipeline(safe=True, offset=1)).wait(timeout=120)
     steps = third.steps
-    assert steps["prep"]["reason"] == f"re-executed: its code changed since run {again.id}"
-    assert steps["divide"]["reason"] == "re-executed: upstream step 'prep' changed"
-    assert third.output("divide") == 5.0 and third.output("prep")["run"] == third.id
+    assert steps["fprep"]["reason"] == f"re-executed: its code changed since run {again.id}"
+    assert steps["divide"]["reason"] == "re-executed: upstream step 'fprep' changed"
+    assert third.output("divide") == 5.0 and third.output("fprep")["run"] == third.id
 
 
 def test_rerun_errors_name_the_problem(nb_client) -> None:
@@ -143,4 +134,4 @@ def test_rerun_errors_name_the_problem(nb_client) -> None:
     with pytest.raises(NbpipeError, match=f"Run {first.id} has no failed step"):
         first.rerun(from_failed=True)
     with pytest.raises(RunnerError, match="ran pipeline 'rerun-chain', not 'rerun-fix'"):
-        first.rerun(pipeline=broken)
+        first.rerun(pipeline=fix_pipeline(safe=True))

@@ -154,6 +154,7 @@ class Flow:
     run_name: str = ""
     handlers: dict[str, str] = field(default_factory=dict)  # handler step -> exit group id
     reuse: dict[str, dict[str, Any]] = field(default_factory=dict)  # copies to reuse (re-run from a step)
+    reuse_reason: str = ""  # what their reason says (see .rerun)
     active: dict[tuple[Any, ...], set[int]] = field(default_factory=dict)  # loop instance -> iterations in progress
 
 
@@ -192,9 +193,11 @@ def runs_after_cancel(sched: "Scheduler", run: "RunCtx", st: "StepCtx") -> bool:
     return "groups" in run.spec and st.name in flow_of(sched, run).handlers
 
 
-def remember_reuse(sched: "Scheduler", run: "RunCtx", reuse: dict[str, dict[str, Any]]) -> None:
+def remember_reuse(sched: "Scheduler", run: "RunCtx", reuse: dict[str, dict[str, Any]], reason: str = "") -> None:
     if reuse:
-        flow_of(sched, run).reuse.update(reuse)
+        flow = flow_of(sched, run)
+        flow.reuse.update(reuse)
+        flow.reuse_reason = reason
 
 
 # ==================================================================== each tick
@@ -244,7 +247,7 @@ def hold(sched: "Scheduler", run: "RunCtx", st: "StepCtx") -> bool:
     rp = flow.replay
     base, bound = rp.info[st.name]
     if st.name in flow.reuse:
-        sched._finish_success(run, st, flow.reuse.pop(st.name), cached=True, reason="reused from the earlier run")
+        sched._finish_success(run, st, flow.reuse.pop(st.name), cached=True, reason=flow.reuse_reason or "reused from the earlier run")
         sched.wake()  # a state changed mid-tick: look again at once rather than at the next timeout
         return True
     gid = flow.handlers.get(st.name)

@@ -234,7 +234,7 @@ class Scheduler:
             st = steps_ctx.get(step_name)
             if st is not None:
                 self._finish_success(run, st, outputs, cached=True, reason=reuse_reason or "reused from the earlier run")
-        expand.remember_reuse(self, run, {k: v for k, v in (reuse or {}).items() if k not in steps_ctx})
+        expand.remember_reuse(self, run, {k: v for k, v in (reuse or {}).items() if k not in steps_ctx}, reuse_reason)
         self.wake()
         return run_id
 
