@@ -316,6 +316,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", content_type)
         self.send_header("Transfer-Encoding", "chunked")
+        # Streams end by closing the connection (close_connection below); saying so up front keeps
+        # the client from pooling it for its next request, which would then find it closed
+        # ("Remote end closed connection without response", seen under load).
+        self.send_header("Connection", "close")
         self.end_headers()
 
     def _chunk(self, data: bytes) -> None:
