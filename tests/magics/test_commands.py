@@ -272,3 +272,23 @@ def test_misspelled_commands_and_options_get_did_you_mean(ip: Any) -> None:
         ip.run_line_magic("nbpipe", "rerum r-1")
     with pytest.raises(UsageError, match=r"%nbpipe debug has no option --nopdb\. Did you mean --no-pdb\?"):
         ip.run_line_magic("nbpipe", "debug r-1 train --nopdb")
+
+
+def test_rerun_from_here_of_plain_cells_runs_the_edited_cell(sh: Any) -> None:
+    """``%nbpipe run`` of %%component cells: "Rerun from here" re-infers the pipeline from the cells as
+    they are now, so an edited cell runs in its new form and the cell before it is reused."""
+    sh.run_cell("n = 3")
+    sh.run_cell_magic("component", "base", "import os\nxs = list(range(n))\nbase_pid = os.getpid()")
+    sh.run_cell_magic("component", "grow", "ys = [x * 2 for x in xs]")
+    sh.run_line_magic("nbpipe", "run")
+    view = _view(sh)
+    assert view.wait(WAIT), view.error
+    first = view.run
+    assert first.output("grow", "ys") == [0, 2, 4]
+    sh.run_cell_magic("component", "grow", "ys = [x * 100 for x in xs]")  # the user edits the cell
+    _click(view, "rerun_from", step="grow")
+    assert view.wait(WAIT), view.error
+    assert view.run.id != first.id and view.snapshot["state"] == "succeeded"
+    steps = {s["name"]: s for s in view.snapshot["steps"]}
+    assert steps["base"]["state"] == "cached" and view.run.output("base", "base_pid") == first.output("base", "base_pid")
+    assert steps["grow"]["state"] == "succeeded" and view.run.output("grow", "ys") == [0, 100, 200]
