@@ -13,12 +13,14 @@ Non-goals: re-running the step on the runner (``Run.rerun`` does), changing the 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import NbpipeError
+from .events import STEP_OK
 
 if TYPE_CHECKING:
     from .client import Run
@@ -110,6 +112,11 @@ def load_step(run: Run | str, step: str) -> StepCall:
                           s["component"])
     r._snapshot = snap
     inputs = r.inputs(step)
+    for name, b in (s.get("inputs") or {}).items():  # control flow: Collected, RUN_ID, RUN_STATUS…
+        if "collect" in b:
+            inputs[name] = _collected(r, steps, b["collect"]["step"], b["collect"]["output"])
+        elif "placeholder" in b:
+            inputs[name] = _placeholder(b["placeholder"], snap, step)
     specs = {i["name"]: i for i in comp.get("inputs", [])}
     for name, value in list(inputs.items()):  # artifacts typed as the component declares them
         want = ARTIFACT_TYPES.get(specs.get(name, {}).get("artifact_type", ""), None)
@@ -126,6 +133,36 @@ def load_step(run: Run | str, step: str) -> StepCall:
             outputs[o["name"]] = cls(name=o["name"], path=os.path.join(d, o["name"]))
     return StepCall(run_id=r.id, step=step, component=s["component"], state=s["state"],
                     reason=s.get("reason") or "", func=func, inputs=inputs, outputs=outputs)
+
+
+def _collected(r: Run, steps: dict[str, Any], name: str, output: str) -> list[Any]:
+    """What ``nbpipe.Collected`` gave: the loop copies' outputs in item order (nested loops: lists)."""
+    pattern = re.compile(re.escape(name) + r"-it(\d+)")
+    copies = sorted((int(m.group(1)), n) for n in steps if (m := pattern.fullmatch(n)))
+    items: list[Any] = []
+    for _, copy in copies:
+        if any(_pattern_of(copy).fullmatch(n) for n in steps):  # an inner loop's template
+            if steps[copy]["state"] in STEP_OK:
+                items.append(_collected(r, steps, copy, output))
+        elif steps[copy]["state"] in STEP_OK:
+            items.append(r._load(steps[copy]["outputs"][output]))
+    return items
+
+
+def _pattern_of(name: str) -> re.Pattern[str]:
+    return re.compile(re.escape(name) + r"-it\d+")
+
+
+def _placeholder(which: str, snap: dict[str, Any], step: str) -> Any:
+    if which == "run_id":
+        return snap["id"]
+    if which == "run_name":
+        return snap.get("name", "")
+    others = {s["name"]: s["state"] for s in snap["steps"] if s["name"] != step}
+    failed = [n for n, st in others.items() if st == "failed"]
+    state = "cancelled" if snap.get("state") == "cancelled" else "failed" if failed else "succeeded"
+    return {"state": state, "run_id": snap["id"], "run_name": snap.get("name", ""), "failed_steps": failed,
+            "cancelled": snap.get("state") == "cancelled", "steps": others}
 
 
 def _can_prompt(shell: Any) -> bool:

@@ -89,3 +89,37 @@ def test_debug_errors_say_what_happened(s3_runner: RunnerProcess, tmp_path: Path
     dead.stop()
     with pytest.raises(RunnerError, match="No runner at"):
         nbpipe.debug(gone.run(run.id), "mean")
+
+
+@component
+def numbers(n: int) -> list:
+    return list(range(n))
+
+
+@component
+def square(x: int) -> int:
+    return x * x
+
+
+@component
+def picky(xs: list, run_id: str) -> int:
+    if len(xs) < 10:
+        raise ValueError(f"only {len(xs)} squares in {run_id}")
+    return sum(xs)
+
+
+@pipeline(name="debug-loop")
+def looped(n: int = 3):
+    with nbpipe.ParallelFor(numbers(n=n).output) as x:
+        sq = square(x=x)
+    picky(xs=nbpipe.Collected(sq.output), run_id=nbpipe.RUN_ID)
+
+
+def test_debug_a_step_fed_by_a_loop_gets_the_collected_outputs_and_the_run_id(nb_client) -> None:
+    run = nb_client.submit(looped, {"n": 4}).wait(timeout=120, raise_on_failure=False)
+    assert run.steps["picky"]["state"] == "failed"
+    call = load_step(run, "picky")
+    assert call.inputs == {"xs": [0, 1, 4, 9], "run_id": run.id}
+    with pytest.raises(ValueError, match=f"only 4 squares in {run.id}"):
+        call.call()
+    assert load_step(run, "square-it2").inputs == {"x": 2}  # one loop iteration, as it ran
