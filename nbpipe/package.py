@@ -169,6 +169,7 @@ def scan_package_file(path: str | os.PathLike[str], put_payload: Any, tmp_dir: s
         zf = _open_zip(fh, where)
         names = _check_entries(zf, where, MAX_UNPACKED_BYTES)
         spec = _load_spec(zf, where)
+        _check_names(spec, where)
         done: set[str] = set()
         for comp_name, comp in spec["components"].items():
             d = comp["payload"]["digest"]
@@ -245,6 +246,17 @@ def _load_spec(zf: zipfile.ZipFile, where: str) -> dict[str, Any]:
         raise PackageError(f"The {where}'s {SPEC_NAME} is nested more than {MAX_JSON_DEPTH} levels deep")
     check_spec(spec, where)
     return spec  # type: ignore[no-any-return]
+
+
+def _check_names(spec: dict[str, Any], where: str) -> None:
+    """Names fit the runner's database columns (the same on SQLite and PostgreSQL) and hold no NUL."""
+    names = [("pipeline name", spec["pipeline"]["name"], 200)]
+    names += [("component name", c, 200) for c in spec["components"]]
+    names += [("step name", st["name"], 250) for st in spec["steps"]]
+    for what, name, limit in names:
+        if not isinstance(name, str) or len(name) > limit or "\x00" in name:
+            raise PackageError(f"The {where} has a {what} that is not a string of at most {limit} characters "
+                               f"without NUL: {str(name)[:60]!r}…")
 
 
 def json_depth(value: Any) -> int:

@@ -177,3 +177,50 @@ def test_runner_keeps_runs_in_postgresql_across_restarts(pg_server: str, tmp_pat
     finally:
         s.stop()
     print(f"\n3-step run: PostgreSQL {pg_s:.2f} s, SQLite {sqlite_s:.2f} s")
+
+
+def test_bad_input_is_a_4xx_on_postgresql_too(pg_server: str, tmp_path: Path) -> None:
+    """Over-long strings and NUL bytes used to reach PostgreSQL (StringDataRightTruncation, NUL): 500s."""
+    import hashlib
+    import io
+    import json
+    import zipfile
+
+    import httpx
+
+    from nbpipe.package import build_package
+
+    url = new_database(pg_server, "badinput")
+    r = RunnerProcess(tmp_path / "pg-bad", extra_env={"NBPIPE_DATABASE_URL": url}).start()
+    try:
+        c = r.client()
+        auth = r.headers()
+        digest = c.upload(build_package(chain))
+        api = f"{r.url}/api/v1"
+        for body in ({"package": digest, "experiment": "e" * 201}, {"package": digest, "experiment": "a\x00b"},
+                     {"package": digest, "name": "n\x00"}, {"package": digest, "labels": {"k": "v\x00"}},
+                     {"package": digest, "params": {"x": "a\x00"}}, {"package": "x" * 300}):
+            resp = httpx.post(f"{api}/runs", json=body, headers=auth)
+            assert resp.status_code == 422, (body, resp.status_code, resp.text)
+        for path in ("/runs/a%00b", "/runs/a%00b/cancel", "/runs?experiment=a%00b", "/schedules/a%00"):
+            resp = httpx.request("POST" if path.endswith("cancel") else "GET", f"{api}{path}", headers=auth)
+            assert resp.status_code == 400, (path, resp.text)
+        assert httpx.get(f"{api}/runs/{'r' * 500}", headers=auth).status_code == 404
+        assert httpx.get(f"{api}/runs", params={"offset": 2**63}, headers=auth).status_code == 422
+
+        zin = zipfile.ZipFile(io.BytesIO(build_package(chain)))
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as zout:
+            for info in zin.infolist():
+                blob = zin.read(info)
+                if info.filename == "nbpipe.json":
+                    spec = json.loads(blob)
+                    spec["pipeline"]["name"] = "p" * 201
+                    blob = json.dumps(spec).encode()
+                zout.writestr(info.filename, blob)
+        data = out.getvalue()
+        resp = httpx.put(f"{api}/packages/{hashlib.sha256(data).hexdigest()}", content=data, headers=auth)
+        assert resp.status_code == 400 and ("too long" in resp.json()["error"] or "at most 200" in resp.json()["error"])
+        assert c.submit(chain, {"x": 1}, experiment="ok").wait(timeout=120).state == "succeeded"
+    finally:
+        r.stop()

@@ -122,7 +122,7 @@ def run_query_router(engine: Callable[[], sa.Engine], error: Callable[[int, Any]
     async def dashboard_runs(experiment: str | None = None, pipeline: str | None = None,
                              state: str | None = Query(None, description="one state or several, comma-separated"),
                              notebook: str | None = None, q: str | None = Query(None, max_length=200),
-                             limit: int = Query(50, ge=1, le=MAX_LIMIT), offset: int = Query(0, ge=0),
+                             limit: int = Query(50, ge=1, le=MAX_LIMIT), offset: int = Query(0, ge=0, le=2**53),
                              facets: bool = False) -> Any:
         try:
             return await asyncio.to_thread(query_runs, engine(), experiment=experiment, pipeline=pipeline,

@@ -12,28 +12,30 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from ..errors import NbpipeError
+from .api_models import Digest, JsonObject, Text, errors
 from .schedules import Schedules
 
 
 class ScheduleRequest(BaseModel):
-    package: str = Field(description="sha256 digest of an uploaded package")
-    name: str = ""
-    params: dict[str, Any] = Field(default_factory=dict)
-    experiment: str = "Default"
-    cron: str | None = Field(None, description="cron expression (UTC), e.g. '*/5 * * * *'")
-    interval: float | None = Field(None, description="seconds between runs")
-    trigger: dict[str, Any] | None = Field(
+    package: Digest = Field(description="sha256 digest of an uploaded package")
+    name: Text(300) = ""  # type: ignore[valid-type]
+    params: JsonObject = Field(default_factory=dict)
+    experiment: Text(200) = "Default"  # type: ignore[valid-type]
+    cron: Text(200) | None = Field(None, description="cron expression (UTC), e.g. '*/5 * * * *'")  # type: ignore[valid-type]
+    interval: float | None = Field(None, description="seconds between runs", gt=0, le=10 * 365 * 86400,
+                                   allow_inf_nan=False)
+    trigger: JsonObject | None = Field(
         None, description="{'folder': PATH | 'prefix': STORE_PREFIX, 'param': NAME, 'poll': SECONDS}")
-    max_concurrency: int = 1
+    max_concurrency: int = Field(1, ge=1, le=10_000)
     catchup: bool = False
-    start_at: float | None = None
+    start_at: float | None = Field(None, ge=0, le=1e11, allow_inf_nan=False)
 
 
 def schedule_router(schedules: Callable[[], Schedules], error: Callable[[int, Any], JSONResponse]) -> APIRouter:
     """The schedule routes; ``schedules()`` returns the running :class:`Schedules`."""
     r = APIRouter(prefix="/api/v1/schedules")
 
-    @r.post("", status_code=201)
+    @r.post("", status_code=201, responses=errors(400, 404))
     async def create(req: ScheduleRequest) -> Any:
         try:
             return schedules().create(**req.model_dump())
@@ -44,19 +46,19 @@ def schedule_router(schedules: Callable[[], Schedules], error: Callable[[int, An
     async def list_schedules() -> list[dict[str, Any]]:
         return schedules().list()
 
-    @r.get("/{sid}")
+    @r.get("/{sid}", responses=errors(404))
     async def get(sid: str) -> Any:
         return schedules().get(sid) or error(404, f"No schedule {sid}")
 
-    @r.post("/{sid}/pause")
+    @r.post("/{sid}/pause", responses=errors(404))
     async def pause(sid: str) -> Any:
         return schedules().set_paused(sid, True) or error(404, f"No schedule {sid}")
 
-    @r.post("/{sid}/resume")
+    @r.post("/{sid}/resume", responses=errors(404))
     async def resume(sid: str) -> Any:
         return schedules().set_paused(sid, False) or error(404, f"No schedule {sid}")
 
-    @r.delete("/{sid}")
+    @r.delete("/{sid}", responses=errors(404))
     async def delete(sid: str) -> Any:
         return {"id": sid, "deleted": True} if schedules().delete(sid) else error(404, f"No schedule {sid}")
 

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 from fastapi import Body, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -31,6 +33,8 @@ from ..errors import NbpipeError, PackageError
 from ..package import MAX_PACKAGE_BYTES
 from ..stores import open_store
 from . import db, views
+from .api_models import (MAX_INT, CancelResult, Experiment, Health, PackageInfo, RunRequest, RunSnapshot,
+                         RunSummary, errors)
 from .config import LOOPBACK_NAMES, RunnerConfig, is_loopback
 from .schedule_routes import schedule_router
 from .scheduler import Scheduler
@@ -38,14 +42,6 @@ from .schedules import Schedules
 
 log = logging.getLogger("nbpipe.runner")
 MIME = {"png": "image/png", "json": "application/json"}
-
-
-class RunRequest(BaseModel):
-    package: str = Field(description="sha256 digest of an uploaded package")
-    params: dict[str, Any] = Field(default_factory=dict)
-    experiment: str = "Default"
-    name: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
 
 
 class RerunRequest(BaseModel):
@@ -103,6 +99,8 @@ def create_app(config: RunnerConfig, on_ready: Any = None) -> FastAPI:
     async def auth(request: Request, call_next: Any) -> Response:
         # Like Jupyter Server: a loopback runner still checks Host (DNS rebinding) and Origin
         # (a web page's cross-site request), and every request needs the token.
+        if "\x00" in request.url.path or b"%00" in request.scope.get("query_string", b"").lower():
+            return _error(400, NbpipeError("The request's path or query contains a NUL character"))
         refused = check_origin(request, local_only, extra_hosts)
         if refused:
             return _error(403, NbpipeError(refused, hint="Browsers cannot talk to the runner directly; "
@@ -120,6 +118,23 @@ def create_app(config: RunnerConfig, on_ready: Any = None) -> FastAPI:
     async def nbpipe_error(_: Request, exc: NbpipeError) -> JSONResponse:
         return _error(400, exc)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        text = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail, default=str)
+        return JSONResponse({"error": text, "detail": "", "hint": "", "message": text}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        from fastapi.encoders import jsonable_encoder
+
+        problems = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
+        first = problems[0] if problems else {}
+        where = ".".join(str(x) for x in first.get("loc", []))
+        text = f"Invalid request: {where}: {first.get('msg', '')}" if first else "Invalid request"
+        # the shape FastAPI documents for 422 (detail: [...]) plus the runner's own error fields
+        return JSONResponse({"error": text, "message": text, "hint": "", "detail": problems}, status_code=422)
+
     @app.exception_handler(Exception)
     async def internal_error(_: Request, exc: Exception) -> JSONResponse:
         from .scheduler import _disk_full, internal_reason
@@ -129,7 +144,7 @@ def create_app(config: RunnerConfig, on_ready: Any = None) -> FastAPI:
         log.exception("internal error")
         return _error(500, NbpipeError(internal_reason(exc, config.data_dir)))
 
-    @app.get("/api/v1/health")
+    @app.get("/api/v1/health", responses={200: {"model": Health}, **errors(503)})
     async def health() -> Any:
         s = sched()
         loop = s.loop_health()
@@ -144,11 +159,13 @@ def create_app(config: RunnerConfig, on_ready: Any = None) -> FastAPI:
                     hint="Restart it (nbpipe runner stop, then start); its runs resume from the database.")
         return JSONResponse(body, status_code=503)
 
-    @app.head("/api/v1/packages/{digest}")
+    @app.head("/api/v1/packages/{digest}", responses={200: {"description": "The runner has this package"},
+                                                      404: {"description": "It does not: upload it"}})
     async def has_package(digest: str) -> Response:
         return Response(status_code=200 if sched().package_spec(digest) is not None else 404)
 
-    @app.put("/api/v1/packages/{digest}", status_code=201)
+    @app.put("/api/v1/packages/{digest}", status_code=201, responses={201: {"model": PackageInfo},
+                                                                     **errors(400, 413)})
     async def put_package(digest: str, request: Request) -> Any:
         if not _is_digest(digest):
             return _error(400, "Not a sha256 digest")
@@ -184,7 +201,7 @@ def create_app(config: RunnerConfig, on_ready: Any = None) -> FastAPI:
             if os.path.exists(path):
                 os.unlink(path)
 
-    @app.post("/api/v1/runs", status_code=201)
+    @app.post("/api/v1/runs", status_code=201, responses={201: {"model": RunSnapshot}, **errors(400, 404)})
     async def create_run(req: RunRequest) -> Any:
         try:
             with sched().transaction():  # the run's rows and its first events commit together
@@ -193,14 +210,15 @@ def create_app(config: RunnerConfig, on_ready: Any = None) -> FastAPI:
             return _error(404, exc)
         return views.snapshot(state["engine"], run_id)
 
-    @app.get("/api/v1/runs")
-    async def list_runs(experiment: str | None = None, state_: str | None = Query(None, alias="state"),
-                        pipeline: str | None = None, limit: int = Query(50, ge=1, le=1000),
-                        offset: int = Query(0, ge=0)) -> list[dict[str, Any]]:
+    @app.get("/api/v1/runs", responses={200: {"model": list[RunSummary]}})
+    async def list_runs(experiment: str | None = Query(None, max_length=200),
+                        state_: str | None = Query(None, alias="state", max_length=20),
+                        pipeline: str | None = Query(None, max_length=200), limit: int = Query(50, ge=1, le=1000),
+                        offset: int = Query(0, ge=0, le=MAX_INT)) -> Any:
         return views.list_runs(state["engine"], experiment, state_, pipeline, limit, offset)
 
-    @app.get("/api/v1/experiments")
-    async def experiments() -> list[dict[str, Any]]:
+    @app.get("/api/v1/experiments", responses={200: {"model": list[Experiment]}})
+    async def experiments() -> Any:
         import sqlalchemy as sa
 
         with state["engine"].connect() as conn:
@@ -208,14 +226,14 @@ def create_app(config: RunnerConfig, on_ready: Any = None) -> FastAPI:
                                 .group_by(db.runs.c.experiment)).all()
         return [{"name": r[0], "runs": r[1], "last_run_at": r[2]} for r in rows]
 
-    @app.get("/api/v1/runs/{run_id}")
+    @app.get("/api/v1/runs/{run_id}", responses={200: {"model": RunSnapshot}, **errors(404)})
     async def get_run(run_id: str) -> Any:
         snap = views.snapshot(state["engine"], run_id)
         if snap is None:
             return _error(404, f"No run {run_id}")
         return snap
 
-    @app.post("/api/v1/runs/{run_id}/cancel")
+    @app.post("/api/v1/runs/{run_id}/cancel", responses={200: {"model": CancelResult}, **errors(404)})
     async def cancel_run(run_id: str) -> Any:
         snap = views.snapshot(state["engine"], run_id)
         if snap is None:
@@ -256,27 +274,31 @@ def create_app(config: RunnerConfig, on_ready: Any = None) -> FastAPI:
         if after is not None:
             return after
         try:
-            return int(request.headers.get("last-event-id", "0"))
+            given = int(request.headers.get("last-event-id", "0").strip()[:20])
         except ValueError:
             return 0
+        return min(max(given, 0), MAX_INT)  # an id past the end: nothing newer yet
 
     sse_headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
-    @app.get("/api/v1/runs/{run_id}/events", response_class=StreamingResponse,
+    sse_doc = {200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                     "description": "Server-Sent Events"}}
+
+    @app.get("/api/v1/runs/{run_id}/events", response_class=StreamingResponse, responses={**sse_doc, **errors(404)},
              description="Server-Sent Events of one run; ends after RunFinished. Resume with Last-Event-ID.")
-    async def run_events(run_id: str, request: Request, after: int | None = None) -> Any:
+    async def run_events(run_id: str, request: Request, after: int | None = Query(None, ge=0, le=MAX_INT)) -> Any:
         if views.snapshot(state["engine"], run_id) is None:
             return _error(404, f"No run {run_id}")
         return StreamingResponse(_sse(request, run_id, _after(request, after)), media_type="text/event-stream",
                                  headers=sse_headers)
 
-    @app.get("/api/v1/events", response_class=StreamingResponse,
+    @app.get("/api/v1/events", response_class=StreamingResponse, responses=sse_doc,
              description="Server-Sent Events of all runs (for run lists).")
-    async def all_events(request: Request, after: int | None = None) -> Any:
+    async def all_events(request: Request, after: int | None = Query(None, ge=0, le=MAX_INT)) -> Any:
         return StreamingResponse(_sse(request, None, _after(request, after)), media_type="text/event-stream",
                                  headers=sse_headers)
 
-    @app.get("/api/v1/runs/{run_id}/steps/{step}/logs", response_class=PlainTextResponse)
+    @app.get("/api/v1/runs/{run_id}/steps/{step}/logs", response_class=PlainTextResponse, responses=errors(404))
     async def step_logs(run_id: str, step: str, attempt: int | None = Query(None, ge=0, le=MAX_INT),
                         offset: int = Query(0, ge=0, le=MAX_INT),
                         limit: int | None = Query(None, ge=0, le=MAX_INT, description="at most this many bytes")) -> Any:
@@ -308,7 +330,10 @@ def create_app(config: RunnerConfig, on_ready: Any = None) -> FastAPI:
                                  headers={"X-Nbpipe-Attempt": str(att), "Content-Length": str(end - start),
                                           "X-Nbpipe-Log-Size": str(size)})
 
-    @app.get("/api/v1/artifacts/{digest}")
+    @app.get("/api/v1/artifacts/{digest}", responses={200: {"content": {"application/octet-stream": {}},
+                                                           "description": "The artifact's bytes"},
+                                                      307: {"description": "Fetch it from the store (S3)"},
+                                                      **errors(400, 404)})
     async def artifact(digest: str, mime: str | None = None) -> Any:
         from ..stores.base import content_key
 
@@ -334,10 +359,41 @@ def create_app(config: RunnerConfig, on_ready: Any = None) -> FastAPI:
 
     app.include_router(lineage_router(lambda: state["engine"], _error))
     app.include_router(run_query_router(lambda: state["engine"], _error))
+    _document_common_errors(app)
     return app
 
 
-MAX_INT = 2**53  # JSON-safe, and far below SQLite's 2**63 - 1
+def _document_common_errors(app: FastAPI) -> None:
+    """Every operation may answer 400 (NUL in the path/query), 401 (token) and 403 (Host/Origin)."""
+    base = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = base()
+        comps = schema.setdefault("components", {}).setdefault("schemas", {})
+        from .api_models import ErrorBody
+
+        comps.setdefault("ErrorBody", ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}"))
+        ref = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+        for path, ops in schema.get("paths", {}).items():
+            for _method, op in ops.items():
+                responses = op.setdefault("responses", {})
+                responses.setdefault("400", {"description": "Bad input", **ref})
+                if "{" in path:
+                    responses.setdefault("404", {"description": "Not found", **ref})
+                if path not in OPEN_PATHS:
+                    responses.setdefault("401", {"description": "No or wrong token", **ref})
+                responses.setdefault("403", {"description": "Refused Host or Origin", **ref})
+                responses.setdefault("500", {"description": "An internal error (a bug: please report it)", **ref})
+                responses.setdefault("507", {"description": "The runner's disk is full", **ref})
+        schema["components"].setdefault("securitySchemes", {})["bearer"] = {"type": "http", "scheme": "bearer"}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 OPEN_PATHS = ("/api/v1/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 

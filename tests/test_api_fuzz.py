@@ -1,0 +1,115 @@
+"""Schemathesis over every runner operation: bad input gets a 4xx, never a 5xx, and every
+response matches the OpenAPI document (declared status codes, content types and bodies).
+
+Runs against a real runner process holding one finished run, so generated ids sometimes hit
+real objects. Positive and negative (schema-violating) examples; failures are collected, not
+shrunk, so the test stays within a few minutes. ``GET /api/v1/events`` (the endless all-runs
+stream) is checked separately by reading its head.
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.checks import (content_type_conformance, not_a_server_error, response_schema_conformance,
+                                 status_code_conformance)
+
+from nbpipe import component, pipeline
+
+EXAMPLES_PER_MODE = 30  # x2 modes x 20 operations; some have fewer distinct inputs: ≥ 500 in all
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+ENDLESS = {("GET", "/api/v1/events")}
+
+
+@component(cache=False)
+def hello(name: str) -> str:
+    print("hello", name)
+    return "hello " + name
+
+
+@pipeline
+def greet(name: str = "fuzz"):
+    hello(name=name)
+
+
+@pytest.fixture(scope="module")
+def runner_with_a_run(nb_runner_factory_module):
+    r = nb_runner_factory_module
+    r.client().submit(greet).wait(timeout=60)
+    return r
+
+
+@pytest.fixture(scope="module")
+def nb_runner_factory_module(tmp_path_factory):
+    from runner_process import RunnerProcess
+
+    r = RunnerProcess(tmp_path_factory.mktemp("fuzz") / "data").start()
+    yield r
+    r.stop()
+
+
+def test_schemathesis_finds_no_server_error_and_no_schema_violation(runner_with_a_run) -> None:
+    r = runner_with_a_run
+    spec = httpx.get(f"{r.url}/openapi.json", timeout=30).json()
+    schema = schemathesis.openapi.from_dict(spec)
+    auth = r.headers()
+    failures: list[str] = []
+    calls = 0
+    operations = 0
+    t0 = time.monotonic()
+    for result in schema.get_all_operations():
+        op = result.ok()
+        if (op.method.upper(), op.path) in ENDLESS:
+            continue
+        operations += 1
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            @given(case=op.as_strategy(generation_mode=mode))
+            @settings(max_examples=EXAMPLES_PER_MODE, deadline=None, database=None, derandomize=True,
+                      suppress_health_check=list(HealthCheck))
+            def run(case) -> None:  # type: ignore[no-untyped-def]
+                nonlocal calls
+                headers = {**(case.headers or {}), **auth}
+                case.headers = headers
+                resp = case.call(base_url=r.url, timeout=30)
+                calls += 1
+                try:
+                    case.validate_response(resp, checks=CHECKS)
+                except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - collected: one report for all
+                    what = [line.strip() for line in str(exc).splitlines() if line.strip().startswith("- ")]
+                    failures.append(f"{op.method.upper()} {op.path} -> {resp.status_code}: {'; '.join(what)} "
+                                    f"{resp.text[:150]}")
+
+            try:
+                run()
+            except Unsatisfiable:  # nothing to break in an operation without parameters (negative mode)
+                assert mode is GenerationMode.NEGATIVE
+    elapsed = time.monotonic() - t0
+    print(f"\nschemathesis: {calls} requests over {operations} operations in {elapsed:.0f} s, "
+          f"{len(failures)} failures")
+    assert failures == [], "\n".join(sorted(set(failures))[:30])
+    assert calls >= 500
+    assert httpx.get(f"{r.url}/api/v1/health").json()["loop"]["ticking"]
+
+
+def test_the_endless_event_stream_and_bad_event_ids(runner_with_a_run) -> None:
+    r = runner_with_a_run
+    with httpx.stream("GET", f"{r.url}/api/v1/events", params={"after": 0}, headers=r.headers(), timeout=30) as resp:
+        assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
+        first = next(resp.iter_lines())
+        assert first.startswith("id: ")
+    for bad in (str(2**63), str(2**64), "-1", "1e9", "abc"):
+        resp = httpx.get(f"{r.url}/api/v1/runs/nope/events", headers={**r.headers(), "Last-Event-ID": bad})
+        assert resp.status_code == 404
+    run_id = r.client().runs()[0]["id"]
+    with httpx.stream("GET", f"{r.url}/api/v1/runs/{run_id}/events", timeout=30,
+                      headers={**r.headers(), "Last-Event-ID": str(2**63)}) as resp:
+        assert resp.status_code == 200
+    for params in ({"after": 2**63}, {"offset": 2**63}, {"attempt": 2**63}):
+        path = "/api/v1/events" if "after" in params else f"/api/v1/runs/{run_id}/steps/hello/logs"
+        assert httpx.get(f"{r.url}{path}", params=params, headers=r.headers()).status_code == 422
