@@ -2,9 +2,10 @@
 cells and from the notebook's data flow.
 
 A plain cell becomes a real function: its statements are the body, its inputs the parameters,
-and it returns a NamedTuple of its outputs. The source is registered in :mod:`linecache` (as
-IPython does for cells), so ``inspect.getsource`` works and the component's cache key follows
-the code. Everything raises :class:`~nbpipe.errors.DefinitionError`; the magics turn that into
+and it returns a NamedTuple of its outputs. The function's code keeps the cell's line numbers
+and the cell's text is registered in :mod:`linecache` (as IPython does for cells), so
+tracebacks show the cell's lines; the generated function source rides along as
+``__nbpipe_source__``, so the component's cache key follows the code. Everything raises :class:`~nbpipe.errors.DefinitionError`; the magics turn that into
 a one-line ``UsageError``.
 
 Non-goals: running cells (the magics do that in the kernel) and deciding what a cell reads
@@ -43,7 +44,8 @@ def _register_source(kind: str, name: str, source: str) -> str:
     """Put generated source in linecache under a stable, content-addressed file name."""
     digest = hashlib.sha256(source.encode()).hexdigest()[:12]
     filename = f"<nbpipe-{kind}-{name}-{digest}>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    lines = [line if line.endswith("\n") else line + "\n" for line in source.splitlines(True)]
+    linecache.cache[filename] = (len(source), None, lines, filename)
     return filename
 
 
@@ -95,18 +97,26 @@ def build_function(
     skeleton = ast.parse(
         f"def _nbpipe_make({_OUTPUTS}):\n    def {name}({args}):\n        pass\n    return {name}\n"
     )
-    inner = skeleton.body[0].body[0]  # type: ignore[attr-defined]
+    outer = skeleton.body[0]
+    inner = outer.body[0]  # type: ignore[attr-defined]
     body = ast.parse(body_source).body or [ast.Pass()]
     prologue = "".join(f"{var} = {param}\n" for param, var in (rename or {}).items() if var != param)
     body = ast.parse(prologue).body + body
     if outputs:
         ret = ast.parse(f"return {_OUTPUTS}({', '.join(f'{o}={o}' for o in outputs)})").body
+        for node in ret:  # the return goes after the cell's last line
+            ast.increment_lineno(node, max(getattr(n, "end_lineno", 1) or 1 for n in body))
         body = body + ret
     inner.body = body
+    for node in (outer, inner):  # the function starts at the cell's first line
+        node.lineno = node.end_lineno = 1
     source = ast.unparse(ast.fix_missing_locations(skeleton)) + "\n"
-    filename = _register_source("cell", name, source)
+    # The code keeps the cell's own line numbers and the file holds the cell's text, so
+    # tracebacks and the debugger show the cell's lines; the generated source (what the
+    # cache key hashes) rides along as __nbpipe_source__.
+    filename = _register_source("cell", name, body_source)
     try:
-        code = compile(source, filename, "exec")
+        code = compile(skeleton, filename, "exec")
     except SyntaxError as exc:  # await/yield at cell level, a global that is also an input, ...
         raise DefinitionError(
             f"Cell component '{name}' cannot become a function: {exc.msg}",
@@ -121,6 +131,7 @@ def build_function(
         result_type.__module__ = namespace.get("__name__", "__main__")
     func = scope["_nbpipe_make"](result_type)
     func.__qualname__ = name
+    func.__nbpipe_source__ = ast.unparse(inner) + "\n"
     func.__annotations__ = {p: Any for p in params} | {"return": result_type}
     return func
 

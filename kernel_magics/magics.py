@@ -120,9 +120,7 @@ class NbpipeMagics(Magics):
         """
         shell = self.shell
         count = shell.execution_count
-        hist = getattr(getattr(shell, "history_manager", None), "input_hist_raw", None)
-        if hist and len(hist) - 1 in (count - 1, count):
-            shell.execution_count = len(hist) - 1  # the number of the cell running this magic
+        shell.execution_count = self._cell_number()
         try:
             result = shell.run_cell(cell, store_history=False)
         finally:
@@ -132,6 +130,20 @@ class NbpipeMagics(Magics):
                 f"The cell failed (see the error above), so {what} was not created; "
                 "fix the cell and run it again."
             )
+
+    def _cell_number(self) -> int:
+        """The number of the cell running this magic (``In[N]``), in IPython 8 and 9 alike."""
+        count = int(self.shell.execution_count)
+        hist = getattr(getattr(self.shell, "history_manager", None), "input_hist_raw", None)
+        if hist and len(hist) - 1 in (count - 1, count):
+            return len(hist) - 1
+        return count
+
+    def _file_under_this_cell(self, filename: str) -> None:
+        """Tracebacks of code compiled from ``filename`` say ``Cell In[N]``, N being this cell."""
+        names = getattr(getattr(self.shell, "compile", None), "_filename_map", None)
+        if isinstance(names, dict):
+            names[filename] = self._cell_number()
 
     @staticmethod
     def _options(args: Any) -> Options:
@@ -291,6 +303,7 @@ class NbpipeMagics(Magics):
         self._run_cell(cell, f"component '{name}'")
         try:
             comp = component_from_cell(name, source, cell, inputs, outputs, self._ns, options)
+            self._file_under_this_cell(comp.func.__code__.co_filename)
         except NbpipeError as exc:
             raise usage(exc) from None
         key = self._cell_id or (

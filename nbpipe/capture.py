@@ -15,12 +15,10 @@ definition, to check, and again at submit) and long-term storage of pickles.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import io
 import pickle
 import sys
 import sysconfig
-import textwrap
 import types
 from typing import Any, Callable
 
@@ -28,6 +26,7 @@ import cloudpickle
 
 from . import sourcemap
 from .errors import DefinitionError
+from .signature import source_of
 
 # (module, attribute path, what it is). Looked up only in modules already imported: an object
 # of a class from a module nobody imported cannot exist.
@@ -307,7 +306,7 @@ def pickle_function(func: Callable[..., Any], name: str) -> tuple[bytes, str]:
 
 def _source(func: Any) -> bytes:
     try:
-        return textwrap.dedent(inspect.getsource(func)).encode()
+        return source_of(func).encode()
     except (OSError, TypeError):
         code = getattr(func, "__code__", None)
         return code.co_code if code is not None else repr(func).encode()

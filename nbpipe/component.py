@@ -19,7 +19,6 @@ import inspect
 import json
 import re
 import sys
-import textwrap
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
@@ -27,7 +26,7 @@ import cloudpickle
 
 from .capture import fingerprint_parts, pickle_function
 from .errors import DefinitionError
-from .signature import InputSpec, OutputSpec, analyze
+from .signature import InputSpec, OutputSpec, analyze, source_of
 from .tracing import current_trace
 
 DEFAULT_IMAGE = "nbpipe/base:py{major}.{minor}"
@@ -214,7 +213,7 @@ class Component:
         self.inputs, self.outputs, self.return_style = analyze(func, self.name)
         if source is None:
             try:
-                source = textwrap.dedent(inspect.getsource(func))
+                source = source_of(func)
             except (OSError, TypeError):
                 source = ""
         self.source = source

@@ -141,13 +141,24 @@ def _is_namedtuple(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, tuple) and hasattr(tp, "_fields")
 
 
+def source_of(func: Any) -> str:
+    """A function's source, dedented: ``__nbpipe_source__`` for one made from a notebook cell (its
+    code keeps the cell's line numbers, so ``inspect`` would find the cell), else ``inspect``'s.
+    Raises OSError/TypeError when there is none."""
+    generated = getattr(func, "__nbpipe_source__", None)
+    if isinstance(generated, str):
+        return generated
+    import textwrap
+
+    return textwrap.dedent(inspect.getsource(func))
+
+
 def _returns_value(func: Any) -> bool:
     """Does an unannotated function ever ``return <value>``? (Unknown source: assume yes.)"""
     import ast
-    import textwrap
 
     try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
+        tree = ast.parse(source_of(func))
     except (OSError, TypeError, SyntaxError):
         return True
     fn = next((n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))), None)

@@ -42,25 +42,23 @@ def _last_line(code: types.CodeType) -> int:
     return last
 
 
-_SEEN: dict[int, tuple[types.CodeType, str, str, int, list[str]]] = {}
+_SEEN: dict[int, tuple[types.CodeType, str, int, list[str]]] = {}
 
 
 def _entry(code: types.CodeType) -> tuple[str, str, int, list[str]] | None:
-    """(key, label, first line, lines) of one function's code, memoized per code object."""
+    """(key, label, first line, lines) of one function's code; lines memoized per code object."""
     hit = _SEEN.get(id(code))
-    if hit is not None and hit[0] is code:
-        return hit[1], hit[2], hit[3], hit[4]
-    lines = linecache.getlines(code.co_filename)
-    if not lines:
-        return None
-    first, last = code.co_firstlineno, _last_line(code)
-    if last - first > _MAX_LINES:
-        return None
-    entry = (code_key(code), _label(code.co_filename), first, lines[first - 1:last])
-    if len(_SEEN) > 4096:
-        _SEEN.clear()
-    _SEEN[id(code)] = (code, *entry)
-    return entry
+    if hit is None or hit[0] is not code:
+        lines = linecache.getlines(code.co_filename)
+        if not lines:
+            return None
+        first, last = code.co_firstlineno, _last_line(code)
+        if last - first > _MAX_LINES:
+            return None
+        if len(_SEEN) > 4096:
+            _SEEN.clear()
+        hit = _SEEN[id(code)] = (code, code_key(code), first, lines[first - 1:last])
+    return hit[1], _label(code.co_filename), hit[2], hit[3]
 
 
 def collect(funcs: list[Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ with cloudpickle, as a step would receive them.
 from __future__ import annotations
 
 import inspect
+import linecache
 import math
 import pickle
 import threading
@@ -23,6 +24,7 @@ from kernel_magics.cell_component import (
 )
 from kernel_magics.cells import analyze_cell, classify_reads, later_reads
 from nbpipe.errors import DefinitionError
+from nbpipe.signature import source_of
 
 # source, reads, assigned, extra expectations
 FLOW_CASES = [
@@ -122,7 +124,8 @@ def test_build_function_is_real_and_picklable() -> None:
     )
     result = func([1, 2])
     assert result == ([3, 6], 9.0) and result._fields == ("ys", "total")
-    assert inspect.getsource(func).lstrip().startswith("def make(xs):")
+    assert source_of(func).startswith("def make(xs):")  # what the cache key hashes
+    assert linecache.getline(func.__code__.co_filename, 3) == "total = math.fsum(ys)\n"  # tracebacks: cell lines
     restored = pickle.loads(cloudpickle.dumps(func))
     assert restored([2]).total == 6.0
     assert inspect.signature(func).return_annotation._fields == ("ys", "total")

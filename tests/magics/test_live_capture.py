@@ -101,3 +101,16 @@ def test_a_redefined_component_that_no_longer_fits_says_which_cell_to_rerun(ip: 
     assert msg.startswith("Component 'count_big' was redefined and pipeline 'demo' no longer fits it: "
                           "Step 'count_big': component 'count_big' has no input 'xs'")
     assert re.search(r"re-run the cell that defines pipeline 'demo' \(Cell In\[\d+\]\)", msg), msg
+
+
+def test_a_plain_component_cell_shows_its_own_cell_lines(ip: Any, nb_client: Any) -> None:
+    cell(ip, "import os\ndef helper(v):\n    return v[0]")
+    ip.run_cell_magic("component", "load", "data = list(range(3))")
+    number = ip.execution_count  # the number the next cell gets, as the user sees it
+    cell(ip, '%%component use\ntotal = sum(data)\nfirst = helper([] if os.environ.get("NBPIPE_RUN_ID") else data)\n')
+    with pytest.raises(StepFailed) as info:
+        nb_client.submit(ip.magics.notebook_pipeline()).wait(timeout=120)
+    text = str(info.value)
+    assert (f'File "Cell In[{number}]", line 2, in use\n'
+            '    first = helper([] if os.environ.get("NBPIPE_RUN_ID") else data)') in text, text
+    assert re.search(r'File "Cell In\[\d+\]", line 3, in helper\n    return v\[0\]', text), text
