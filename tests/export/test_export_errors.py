@@ -28,7 +28,7 @@ def test_no_pipeline(tmp_path: Path) -> None:
     nb = notebooks.simple(pipeline_cell="print('no pipeline here')")
     err = _error(_write(tmp_path, nb))
     assert err.message.startswith("No pipeline in notebook nb.ipynb.")
-    assert "Add a cell with `@nbpipe.pipeline`" in err.message
+    assert "Put %%component on the cells that are steps" in err.hint and "`@nbpipe.pipeline`" in err.hint
 
 
 def test_syntax_error_names_the_cell(tmp_path: Path) -> None:

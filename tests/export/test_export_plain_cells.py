@@ -8,7 +8,6 @@ YAML parsed strictly by kfp), run from a real kernel with ``%nbpipe run`` and ``
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -180,7 +179,6 @@ def test_kernel_run_and_export_match_the_exported_package_on_the_runner(
     assert {s["name"]: s["state"] for s in run.snapshot()["steps"]} == dict.fromkeys(
         ["load_data", "split", "train", "evaluate"], "succeeded")
     assert round(run.outputs("evaluate")["accuracy"], 3) == kernel_acc > 0.95
-    json.dumps(run.outputs("evaluate"))
 
 
 @pytest.mark.slow
