@@ -69,7 +69,7 @@ export const dashboardPlugin: JupyterFrontEndPlugin<void> = {
       }
       const page = new RunPage(id, api, {
         openRun: other => void commands.execute(DashboardCommands.openRun, { id: other }),
-        openLineage: (run, step, output) => void commands.execute(DashboardCommands.lineage, { run, step, output, mode: 'split-right' })
+        openLineage: (run, step, output) => void commands.execute(DashboardCommands.lineage, { run, step, output })
       });
       void runs.add(page);
       place(page, mode, ref);

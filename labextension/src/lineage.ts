@@ -58,7 +58,7 @@ export class LineagePage extends Widget {
     this.title.icon = nbpipeIcon;
     this.title.closable = true;
     this.node.append(this.body);
-    void this.showArtifact(start, false);
+    void this.showArtifact(start, false, false);
   }
 
   /** The artifact shown now (what the layout restorer saves). */
@@ -66,12 +66,14 @@ export class LineagePage extends Widget {
     return this.start;
   }
 
-  async showArtifact(link: LineageLink, push = true): Promise<void> {
+  async showArtifact(link: LineageLink, push = true, notify = true): Promise<void> {
     if (push) {
       this.history.push(this.start);
     }
     this.start = link;
-    this.actions.navigated?.(link);
+    if (notify) {
+      this.actions.navigated?.(link);
+    }
     this.title.label = `Lineage · ${link.step}.${link.output}`;
     this.title.caption = `Lineage of ${link.step}.${link.output} in run ${link.run}`;
     this.body.replaceChildren(h('p', { class: 'nbp-muted', text: 'Loading lineage…' }));
@@ -124,7 +126,7 @@ export class LineagePage extends Widget {
       h('dt', { text: 'Code' }),
       h('dd', {}, 'component ', h('code', { text: p.component }), ' · ', h('code', { class: 'nbp-digest', title: `sha256 ${p.code_digest}`, text: p.code_digest.slice(0, 12) || '?' })),
       h('dt', { text: 'When' }),
-      h('dd', { text: [p.finished_at ? new Date(p.finished_at * 1000).toLocaleString() : '', formatDuration(p.duration)].filter(Boolean).join(' · took ') }),
+      h('dd', { text: [p.finished_at ? new Date(p.finished_at * 1000).toLocaleString() : '', p.duration !== null && p.duration < 0.05 ? 'under 0.1 s' : formatDuration(p.duration)].filter(Boolean).join(' · took ') }),
       h('dt', { text: 'Used by' }),
       h('dd', { text: `${art.consumers.length} step${art.consumers.length === 1 ? '' : 's'} in ${new Set(art.consumers.map(c => c.run)).size} run${new Set(art.consumers.map(c => c.run)).size === 1 ? '' : 's'}` })
     );
