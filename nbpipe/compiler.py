@@ -172,3 +172,24 @@ def _groups(trace: "Trace", steps: list[dict[str, Any]]) -> list[dict[str, Any]]
                                       "ExitHandler block", "It must run even when that step fails.",
                                       "Pass it nbpipe.RUN_STATUS instead, or move the step out of the block.")
     return [groups[gid] for gid in trace.groups]
+
+
+_PART_WHY = {
+    "code": "its code changed",
+    "globals": "a notebook global, helper or closure value it uses changed",
+    "signature": "its inputs, outputs or Python version changed",
+    "image": "its image changed",
+    "packages": "its packages changed",
+}
+
+
+def why_digest_changed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Why two package entries of a component have different digests, in words ("its code
+    changed", "a notebook global … changed"), from their ``digest_parts``; empty if the digests
+    are equal. Entries from packages older than ``digest_parts`` give one vague reason."""
+    if before.get("digest") == after.get("digest"):
+        return []
+    old, new = before.get("digest_parts") or {}, after.get("digest_parts") or {}
+    if not old or not new:
+        return ["its code or options changed (the older package does not record which)"]
+    return [_PART_WHY.get(k, f"its {k} changed") for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]

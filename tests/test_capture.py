@@ -194,3 +194,31 @@ def test_the_users_file_is_never_truncated(tmp_path) -> None:
     finally:
         fh.close()
     assert path.read_text() == "precious results\n"
+
+
+def test_a_changed_global_or_helper_says_why_the_digest_changed() -> None:
+    from nbpipe.compiler import why_digest_changed
+
+    factor = 2
+
+    def helper(x: int) -> int:
+        return x * factor
+
+    @component
+    def scaled(x: int) -> int:
+        return helper(x)
+
+    @pipeline
+    def p(x: int = 1):
+        scaled(x=x)
+
+    def entry() -> dict:
+        return nbpipe.read_package(nbpipe.build_package(p)).spec["components"]["scaled"]
+
+    first = entry()
+    assert why_digest_changed(first, entry()) == []
+    factor = 3  # noqa: F841 - read by helper through its closure
+    second = entry()
+    assert why_digest_changed(first, second) == ["a notebook global, helper or closure value it uses changed"]
+    legacy = {k: v for k, v in first.items() if k != "digest_parts"}
+    assert why_digest_changed(legacy, second) == ["its code or options changed (the older package does not record which)"]
