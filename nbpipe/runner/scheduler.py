@@ -16,10 +16,8 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import re
 import secrets
-import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,12 +31,12 @@ from ..compiler import upstream_of
 from ..errors import NbpipeError, PackageError
 from ..executors import envs
 from ..executors.base import Executor, ExitStatus, Handle
-from ..package import scan_package_file
 from ..pipeline import resolve_params
 from ..stores.base import Store, content_key
-from . import db, expand, failpoints
+from . import db, expand, failpoints, failures, intake
 from . import rerun as rerun_plan
 from .eventlog import EventLog
+from .failures import disk_full_note, internal_reason, remove_tree
 from .logs import LogTail
 from .recovery import recover
 from .results import InvalidResult, backoff_delay, check_outputs, check_result
@@ -153,38 +151,14 @@ class Scheduler:
     # ================================================================ packages and runs
     def add_package(self, data: bytes) -> dict[str, Any]:
         """Validate a package (without unpickling), store its payloads, remember it."""
-        import tempfile
-
-        fd, path = tempfile.mkstemp(dir=self.upload_dir(), prefix="package-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            return self.add_package_file(path, hashlib.sha256(data).hexdigest())
-        finally:
-            if os.path.exists(path):
-                os.unlink(path)
+        return intake.add_package(self, data)
 
     def upload_dir(self) -> str:
-        d = self.data_dir / "uploads"
-        d.mkdir(parents=True, exist_ok=True)
-        return str(d)
+        return intake.upload_dir(self)
 
     def add_package_file(self, path: str, digest: str) -> dict[str, Any]:
         """Like :meth:`add_package` for an uploaded file (consumed): streamed, never held whole in memory."""
-        def put_payload(payload_digest: str, tmp: str) -> None:
-            if not self.store.exists(content_key(payload_digest)):
-                self.store.put_file(tmp, content_key(payload_digest), move=True)
-
-        spec = scan_package_file(path, put_payload, tmp_dir=self.upload_dir())
-        size = os.path.getsize(path)
-        if not self.store.exists(content_key(digest)):
-            self.store.put_file(path, content_key(digest), move=True)
-        name = str(spec["pipeline"]["name"])
-        with db.write_tx(self.engine) as conn:  # a worker thread: never the loop's transaction
-            if conn.execute(sa.select(db.packages.c.digest).where(db.packages.c.digest == digest)).first() is None:
-                conn.execute(db.packages.insert().values(digest=digest, name=name, size=size,
-                                                         spec=db.dumps(spec), created_at=db.now()))
-        return {"digest": digest, "name": name, "size": size, "parameters": list(spec["pipeline"]["parameters"])}
+        return intake.add_package_file(self, path, digest)
 
     def package_spec(self, digest: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
@@ -205,9 +179,7 @@ class Scheduler:
         if spec is None:
             raise PackageError(f"No package {package[:12]}… on this runner", hint="Upload it first (PUT /api/v1/packages).")
         resolved = resolve_params(spec["pipeline"]["name"], spec["pipeline"]["parameters"], params or {})
-        if again:  # loop copies are made from the run's spec, so they inherit the mark
-            spec = {**spec, "steps": [{**s, "rerun": {"reason": again[s["name"]][0], "fresh": again[s["name"]][1]}}
-                                      if s["name"] in again else s for s in spec["steps"]]}
+        spec = rerun_plan.marked(spec, again or {})
         run_id = new_run_id()
         created = db.now()
         name = name or f"{spec['pipeline']['name']} {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(created))}"
@@ -267,6 +239,7 @@ class Scheduler:
         what += " with a new package" if new_package != r["package"] else ""
         base_name = re.sub(r" \(re-run[^)]*\)$", "", r["name"])
         labels = {**(db.loads(r["labels"]) or {}), "rerun_of": run_id}
+        labels.pop("rerun_from", None)  # that of the run re-run here, if it was a re-run itself
         if from_step:
             labels["rerun_from"] = from_step
         return self.create_run(new_package, db.loads(r["params"]), r["experiment"],
@@ -508,49 +481,14 @@ class Scheduler:
                 self._complete(run, st, job, att_id, status, timed_out, tail, workdir)
         except Exception as exc:  # noqa: BLE001 - e.g. the disk is full: contained to this attempt
             log.exception("could not record the end of %s", att_id)
-            _remove_tree(workdir)  # partial outputs first: that may be what fills the disk
+            remove_tree(workdir)  # partial outputs first: that may be what fills the disk
             self._fail_attempt(run, st, att_id, internal_reason(exc, self.data_dir))
 
     def _fail_attempt(self, run: RunCtx, st: StepCtx, att_id: str, reason: str) -> None:
-        """Record an attempt the runner itself could not complete as failed (no retry), then its run."""
-        try:
-            with self._tx() as conn:
-                conn.execute(db.attempts.update().where(db.attempts.c.id == att_id).values(
-                    state="failed", finished_at=time.time(), reason=reason))
-                if st.state not in ev.STEP_FINAL:
-                    self._set_step_final(run, st, "failed", reason=reason)
-        except Exception:  # noqa: BLE001 - still cannot write: fail the run on a later tick
-            log.exception("could not record the failure of %s", att_id)
-            st.state = "running"  # not written: the run's failure plan still covers this step
-            run.broken = reason
-        if self._inflight.get(st.cache_key or "") == (run.id, st.name):
-            del self._inflight[st.cache_key or ""]
-        self.wake()
+        failures.fail_attempt(self, run, st, att_id, reason)
 
     def _fail_run(self, run: RunCtx, reason: str) -> None:
-        """An internal error hit this run: end it ``failed`` with the reason (other runs go on)."""
-        run.broken = reason
-        if not run.fail_plan:
-            run.fail_plan = {st.name: "skipped" if st.state == "pending" else "failed"
-                             for st in run.steps.values() if st.state not in ev.STEP_FINAL}
-        for st in run.steps.values():
-            if st.handle is not None:
-                asyncio.create_task(self.executor.kill(st.handle))
-        try:
-            with self._tx() as conn:
-                for name, state in run.fail_plan.items():
-                    self._set_step_final(run, run.steps[name], state, reason=reason)
-                if run.state == "queued":
-                    conn.execute(db.runs.update().where(db.runs.c.id == run.id).values(state="running"))
-                self._finish_run(run, reason=reason)
-        except Exception:  # noqa: BLE001 - e.g. the disk is still full: try again next tick
-            log.exception("could not fail run %s", run.id)
-            self.runs[run.id] = run
-            return
-        run.broken = ""
-        for key, owner in list(self._inflight.items()):
-            if owner[0] == run.id:
-                del self._inflight[key]
+        failures.fail_run(self, run, reason)
 
     def _record_attempt(self, run: RunCtx, st: StepCtx, att_id: str, log_path: Path, started: float) -> None:
         attempt = st.attempt
@@ -581,7 +519,7 @@ class Scheduler:
             with self._tx() as conn:
                 conn.execute(db.attempts.update().where(db.attempts.c.id == att_id).values(
                     state="failed", finished_at=finished, reason=run.broken or "the run had already ended"))
-            _remove_tree(workdir)
+            remove_tree(workdir)
             return
         if run.cancelled and not expand.runs_after_cancel(self, run, st):
             state, reason, tb = "cancelled", "the run was cancelled", ""
@@ -606,7 +544,7 @@ class Scheduler:
                 state=state, finished_at=finished, exit_code=status.code if status.code is not None else
                 (-status.signal if status.signal else None), reason=reason))
         if state != "succeeded":
-            _remove_tree(workdir)  # a failed attempt's partial files
+            remove_tree(workdir)  # a failed attempt's partial files
         if state == "succeeded":
             self._finish_success(run, st, result.get("outputs") or {}, cached=False)
         elif state == "failed" and attempt < st.max_attempts and not run.cancelled:
@@ -759,43 +697,3 @@ def _input_summary(bindings: dict[str, Any], params: dict[str, Any]) -> dict[str
 
 LOOP_STALL_S = 30.0
 MAX_RESULT_BYTES = 64 * 1024 * 1024
-
-
-def internal_reason(exc: BaseException, data_dir: Path) -> str:
-    """A user-facing reason for an internal error (a full disk says so, with what to do)."""
-    text = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-    if _disk_full(exc, data_dir):
-        return (f"the runner's disk is full ({_free(data_dir)} free in {data_dir}): {text} — "
-                "free some space, then re-run")
-    return f"the runner hit an internal error: {text}"
-
-
-def disk_full_note(reason: str, data_dir: Path) -> str:
-    if "No space left" in reason or _free_bytes(data_dir) < DISK_LOW_BYTES:
-        return f"{reason} — the runner's disk is full ({_free(data_dir)} free in {data_dir}); free some space, then re-run"
-    return reason
-
-
-DISK_LOW_BYTES = 1 << 20
-
-
-def _free_bytes(path: Path) -> int:
-    try:
-        return shutil.disk_usage(path).free
-    except OSError:
-        return 1 << 62
-
-
-def _free(path: Path) -> str:
-    return f"{_free_bytes(path) / 1e6:.1f} MB"
-
-
-def _disk_full(exc: BaseException, data_dir: Path) -> bool:
-    text = str(exc).lower()
-    return (getattr(exc, "errno", None) == 28 or "disk is full" in text or "no space left" in text
-            or _free_bytes(data_dir) < DISK_LOW_BYTES)
-
-
-def _remove_tree(path: str) -> None:
-    if path:
-        shutil.rmtree(path, ignore_errors=True)

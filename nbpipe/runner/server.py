@@ -137,7 +137,7 @@ def create_app(config: RunnerConfig, on_ready: Any = None) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def internal_error(_: Request, exc: Exception) -> JSONResponse:
-        from .scheduler import _disk_full, internal_reason
+        from .failures import _disk_full, internal_reason
 
         if _disk_full(exc, config.data_dir):  # 507 Insufficient Storage: say what to do
             return _error(507, NbpipeError(internal_reason(exc, config.data_dir)))
