@@ -7,6 +7,7 @@ their outputs, not only by their states.
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import pytest
@@ -135,3 +136,46 @@ def test_rerun_errors_name_the_problem(nb_client) -> None:
         first.rerun(from_failed=True)
     with pytest.raises(RunnerError, match="ran pipeline 'rerun-chain', not 'rerun-fix'"):
         first.rerun(pipeline=fix_pipeline(safe=True))
+
+
+@component
+def gate(d: dict, gate_path: str) -> dict:
+    """Waits until ``gate_path`` exists: the test decides when this step may finish."""
+    import os
+    import time
+
+    while not os.path.exists(gate_path):
+        time.sleep(0.05)
+    return {"model": d["n"]}  # the same output every time: only the re-run's marks keep 'evaluate' fresh
+
+
+@pipeline(name="rerun-restart")
+def gated(n: int = 2, gate_path: str = ""):
+    m = gate(d=prep(n=n).output, gate_path=gate_path)
+    evaluate(model=m.output)
+
+
+def test_a_runner_restart_during_a_rerun_from_a_step_keeps_downstream_fresh(nb_runner_factory, tmp_path) -> None:
+    from nbpipe import events as ev
+
+    runner = nb_runner_factory("restart")
+    client = runner.client()
+    open_gate = tmp_path / "gate"
+    open_gate.touch()
+    first = client.submit(gated, {"gate_path": str(open_gate)}).wait(timeout=120)
+    open_gate.unlink()
+    again = first.rerun(from_step="gate")
+    for event in again.events():  # the re-run's gate step is running (and blocked on the gate)
+        if isinstance(event, ev.StepStarted) and event.step == "gate":
+            break
+    runner.stop(signal.SIGKILL)
+    runner.start()
+    client = runner.client()
+    open_gate.touch()
+    done = client.run(again.id).wait(timeout=120)
+    steps = done.steps
+    assert steps["prep"]["state"] == "cached" and done.output("prep")["run"] == first.id
+    # still executed again after the restart (gate: a new attempt), never from the cache
+    assert steps["gate"]["state"] == "succeeded" and steps["gate"]["attempt"] >= 2, steps["gate"]
+    assert steps["evaluate"]["state"] == "succeeded" and done.output("evaluate")["run"] == again.id
+    assert steps["evaluate"]["reason"] == "re-executed: downstream of 'gate'"

@@ -19,6 +19,7 @@ from .. import events as ev
 from ..compiler import upstream_of
 from ..executors.base import Handle
 from . import db
+from .rerun import recovered_spec
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
@@ -41,6 +42,7 @@ async def recover(self: Scheduler) -> None:  # noqa: C901 - one pass over the op
         spec = self.package_spec(r["package"])
         if spec is None:
             continue
+        spec = recovered_spec(self, r, spec)  # a re-run's steps that must execute again (see .rerun)
         with self.engine.connect() as conn:
             srows = {s["name"]: s for s in db.rows(conn.execute(sa.select(db.steps).where(db.steps.c.run_id == r["id"])))}
             stale = db.rows(conn.execute(sa.select(db.attempts).where(db.attempts.c.run_id == r["id"],

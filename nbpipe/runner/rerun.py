@@ -70,3 +70,41 @@ def plan(run_id: str, old_spec: dict[str, Any], new_spec: dict[str, Any], from_s
             elif changed_up is not None:
                 result.again[name] = (f"re-executed: upstream step '{changed_up}' changed", False)
     return result
+
+
+def marked(spec: dict[str, Any], again: dict[str, tuple[str, bool]]) -> dict[str, Any]:
+    """``spec`` with each step a re-run executes again marked ``rerun: {reason, fresh}``.
+
+    The scheduler reads the mark (no cache hit for a fresh step, its reason once it succeeded);
+    loop copies are made from the run's spec, so they inherit it.
+    """
+    if not again:
+        return spec
+    return {**spec, "steps": [{**s, "rerun": {"reason": again[s["name"]][0], "fresh": again[s["name"]][1]}}
+                              if s["name"] in again else s for s in spec["steps"]]}
+
+
+def recovered_spec(sched: Any, run: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """The marked spec of an unfinished re-run that a restarted runner loads again.
+
+    The plan is computed again from what the database keeps: the labels ``rerun_of`` and
+    ``rerun_from`` and both runs' packages, so a step downstream of the re-run step still never
+    takes a cache hit after a restart.
+    """
+    import sqlalchemy as sa
+
+    from . import db
+
+    labels = db.loads(run.get("labels")) or {}
+    old_id, start = labels.get("rerun_of"), labels.get("rerun_from")
+    if not old_id or not start:
+        return spec
+    with sched.engine.connect() as conn:
+        row = conn.execute(sa.select(db.runs.c.package).where(db.runs.c.id == old_id)).first()
+    old_spec = sched.package_spec(row[0]) if row is not None else None
+    if old_spec is None:
+        return spec
+    try:
+        return marked(spec, plan(old_id, old_spec, spec, start, same_package=row[0] == run["package"]).again)
+    except NbpipeError:
+        return spec
