@@ -62,7 +62,9 @@ export class RunPage extends Widget {
   private showSnapshot(snap: RunSnapshot): void {
     this.view.setSnapshot(snap);
     const name = snap.name || snap.pipeline || snap.id;
-    this.title.label = name.length > 32 ? `${name.slice(0, 31)}…` : name;
+    // Generated names share a long prefix ("digits 2026-11-30 19:02…"): keep tabs apart by time.
+    const time = new Date(snap.created_at * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+    this.title.label = name.length <= 24 ? name : `${(snap.pipeline || name).slice(0, 16)} · ${time}`;
     this.title.caption = `${name}\n${snap.pipeline} · ${snap.experiment} · run ${snap.id}`;
     if (!this.fitted) {
       this.fitted = true;

@@ -249,3 +249,45 @@ def test_dashboard_end_to_end(start_lab: Any, lab_browser: Any, tmp_path: Path) 
     expect(page.locator(".nbp-compare-page:visible .nbp-chart")).to_have_count(3, timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "lab-dashboard-compare-dark.png"))
     assert not errors, errors
+
+
+WIDGET_CELLS = [
+    "import nbpipe",
+    "@nbpipe.component\ndef double(x: int) -> int:\n    return 2 * x\n\n"
+    "@nbpipe.pipeline\ndef doubled(x: int = 3):\n    double(x=double(x=x).output)",
+    "run = nbpipe.run(doubled, x=4)\nrun",
+]
+
+
+def test_a_notebook_widgets_run_opens_in_a_tab(start_lab: Any, lab_browser: Any, tmp_path: Path) -> None:
+    """Right-click the run graph widget in a notebook → "Open Run in a Tab" opens its run page."""
+    import nbformat
+    from playwright.sync_api import expect
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in WIDGET_CELLS]
+    nbformat.write(nb, tmp_path / "widget_tab.ipynb")
+    lab = start_lab(tmp_path / "widget_tab.ipynb")
+    page = lab_browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{lab['url']}/lab/tree/widget_tab.ipynb?token={lab['token']}")
+    notebook = page.locator(".jp-NotebookPanel:visible")
+    expect(notebook.locator(".jp-Cell")).to_have_count(len(WIDGET_CELLS), timeout=90_000)
+    expect(notebook.locator(".jp-Notebook-ExecutionIndicator")).to_have_attribute("data-status", "idle", timeout=90_000)
+    page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
+    page.locator('.lm-Menu-item[data-command="runmenu:run-all"]').click()
+    view = notebook.locator(".jp-OutputArea .nbpipe-run-view")
+    expect(view.locator(".rv-header .rv-pill")).to_have_class(re.compile(r"\brv-state-succeeded\b"), timeout=180_000)
+    run_id = view.get_attribute("data-run")
+    assert run_id and run_id in view.locator(".rv-subtitle").inner_text()
+
+    view.locator(".rv-canvas").click(button="right", position={"x": 20, "y": 20})
+    item = page.locator('.lm-Menu-item[data-command="nbpipe:open-widget-run"]')
+    expect(item).to_contain_text("Open Run in a Tab")
+    item.click()
+    run_page = page.locator(f'.nbp-runpage[data-run="{run_id}"]')
+    expect(run_page).to_be_visible(timeout=30_000)
+    expect(run_page.locator(".rv-node")).to_have_count(2, timeout=30_000)
+    expect(run_page.locator(".rv-pill").first).to_have_class(re.compile(r"\brv-state-succeeded\b"))
+    expect(notebook).to_be_visible()  # split beside the notebook, not instead of it
+    page.screenshot(path=str(ARTIFACTS / "lab-dashboard-widget-to-tab.png"))
