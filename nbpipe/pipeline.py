@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import types
 from dataclasses import replace
 from typing import Any, Callable, Iterator
 
@@ -404,8 +405,17 @@ class Pipeline:
 
     def _follow_redefinitions(self) -> None:
         """Re-trace with the newest definitions if a component was redefined since tracing."""
-        stale = [c for c in {id(s.component): s.component for s in self.steps.values()}.values()
-                 if current_definition(c) is not c]
+        comps = {id(s.component): s.component for s in self.steps.values()}.values()
+        for comp in comps:
+            why = _ambiguous(comp)
+            if why:
+                where = _cell_of(self.func)
+                raise DefinitionError(
+                    f"Pipeline '{self.name}' uses component '{comp.name}', but {why}",
+                    hint=f"Re-run the cell that makes component '{comp.name}', then the cell that defines "
+                         f"pipeline '{self.name}'" + (f" ({where})" if where else "") + ".",
+                )
+        stale = [c for c in comps if current_definition(c) is not c]
         if not stale:
             return
         try:
@@ -450,6 +460,22 @@ def current_definition(comp: Component) -> Component:
         if isinstance(value, Component) and value is not comp and value.name == comp.name:
             return value
     return comp
+
+
+def _ambiguous(comp: Component) -> str:
+    """Why the newest definition of ``comp`` cannot be told (its function was redefined without
+    making the component again, or its variable now holds another component), or ""."""
+    ns = getattr(comp.func, "__globals__", None)
+    if not isinstance(ns, dict):
+        return ""
+    value = ns.get(comp.variable)
+    if isinstance(value, Component) and value is not comp and value.name != comp.name:
+        return f"the notebook's '{comp.variable}' is now component '{value.name}'"
+    func = comp.func
+    if (isinstance(value, types.FunctionType) and value is not func and isinstance(func, types.FunctionType)
+            and value.__qualname__ == func.__qualname__ and value.__module__ == func.__module__):
+        return f"function '{comp.variable}' was redefined after the component was made from it"
+    return ""
 
 
 def _cell_of(func: Any) -> str:

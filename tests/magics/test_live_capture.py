@@ -114,3 +114,27 @@ def test_a_plain_component_cell_shows_its_own_cell_lines(ip: Any, nb_client: Any
     assert (f'File "Cell In[{number}]", line 2, in use\n'
             '    first = helper([] if os.environ.get("NBPIPE_RUN_ID") else data)') in text, text
     assert re.search(r'File "Cell In\[\d+\]", line 3, in helper\n    return v\[0\]', text), text
+
+
+@pytest.mark.parametrize("redefinition, why", [
+    ("def count_big(xs: list) -> int:\n    return 0", "function 'count_big' was redefined after the component was made"),
+    ("@component(name='other')\ndef count_big(xs: list) -> int:\n    return 0",
+     "the notebook's 'count_big' is now component 'other'"),
+])
+def test_an_ambiguous_redefinition_is_an_error_not_a_stale_run(ip: Any, redefinition: str, why: str) -> None:
+    for source in CELLS:
+        cell(ip, source)
+    cell(ip, "import nbpipe\n_ok = nbpipe.build_package(demo)")
+    cell(ip, redefinition)
+    with pytest.raises(DefinitionError) as info:
+        ip.run_cell("nbpipe.build_package(demo)").raise_error()
+    msg = str(info.value)
+    assert msg.startswith(f"Pipeline 'demo' uses component 'count_big', but {why}"), msg
+    assert re.search(r"Re-run the cell that makes component 'count_big', then the cell that defines pipeline "
+                     r"'demo' \(Cell In\[\d+\]\)\.$", msg), msg
+
+
+def test_a_component_made_from_a_function_by_name_is_not_ambiguous(ip: Any) -> None:
+    cell(ip, "import nbpipe\ndef double(x: int) -> int:\n    return 2 * x\ndouble_op = nbpipe.component(double)")
+    cell(ip, "@nbpipe.pipeline\ndef twice(x: int = 1):\n    double_op(x=double_op(x=x).output)")
+    cell(ip, "_pkg = nbpipe.build_package(twice)")
