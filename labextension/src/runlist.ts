@@ -76,7 +76,7 @@ function item(run: RunSummary, open: boolean, now: number, actions: RunListActio
       h(
         'span',
         { class: 'nbp-run-line' },
-        h('span', { class: 'nbp-run-name', text: run.name || run.pipeline || run.id }),
+        h('span', { class: 'nbp-run-name', title: run.name || run.id, text: shortRunName(run) }),
         h('span', { class: 'nbp-run-duration', 'data-started': active && run.started_at ? String(run.started_at) : undefined, text: formatDuration(duration) })
       ),
       h(
@@ -101,4 +101,19 @@ export function tickDurations(host: HTMLElement, now = Date.now() / 1000): void 
   host.querySelectorAll<HTMLElement>('[data-started]').forEach(el => {
     el.textContent = formatDuration(Math.max(0, now - Number(el.dataset.started)));
   });
+}
+
+/**
+ * A run's name for a narrow list: generated names ("digits 2026-11-30 19:02:03") all start the
+ * same, so today's runs show "digits · 19:02:03" and older ones "digits · 11-29 19:02"; names the
+ * user chose are kept as they are.
+ */
+export function shortRunName(run: Pick<RunSummary, 'name' | 'pipeline' | 'id'>, today = new Date()): string {
+  const m = /^(.*) (\d{4})-(\d{2})-(\d{2}) (\d{2}:\d{2}):(\d{2})$/.exec(run.name || '');
+  if (!m) {
+    return run.name || run.pipeline || run.id;
+  }
+  const [, pipeline, y, mo, d, hm, s] = m;
+  const sameDay = Number(y) === today.getFullYear() && Number(mo) === today.getMonth() + 1 && Number(d) === today.getDate();
+  return sameDay ? `${pipeline} · ${hm}:${s}` : `${pipeline} · ${mo}-${d} ${hm}`;
 }

@@ -11,6 +11,7 @@ import type { CompareTable, DashboardApi, Lineage, LineageArtifact, RunFilters, 
 import type { RunEvent, RunSnapshot, RunSummary } from '../src/events';
 import { RunFollower } from '../src/follow';
 import { lineageGraph } from '../src/lineagemodel';
+import { shortRunName } from '../src/runlist';
 import { liveDuration, MAX_COMPARE, pageLabel, RunListModel } from '../src/runsmodel';
 
 function summary(i: number, state: RunSummary['state'] = 'succeeded'): RunSummary {
@@ -295,4 +296,12 @@ test('lineage graph: inputs → producer → copies (cache reuse) → consumers 
     'occ:r2/train/model>use:r2/evaluate/model'
   ]);
   assert.deepEqual(g.runs, ['r1', 'r2']);
+});
+
+test('generated run names stay apart in a narrow list', () => {
+  const today = new Date(2026, 10, 30, 20, 0, 0);
+  assert.equal(shortRunName({ id: 'r1', pipeline: 'digits', name: 'digits 2026-11-30 19:02:03' }, today), 'digits · 19:02:03');
+  assert.equal(shortRunName({ id: 'r1', pipeline: 'digits', name: 'digits 2026-11-29 19:02:03' }, today), 'digits · 11-29 19:02');
+  assert.equal(shortRunName({ id: 'r1', pipeline: 'digits', name: 'my baseline' }, today), 'my baseline');
+  assert.equal(shortRunName({ id: 'r1', pipeline: 'digits', name: '' }, today), 'digits');
 });
