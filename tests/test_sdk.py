@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import weakref
@@ -303,3 +304,32 @@ def test_sdk_core_loads_no_runner_widgets_lab_or_magics() -> None:
             "'kernel_magics', 'IPython', 'httpx', 'fastapi', 'sqlalchemy'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out
+
+
+@component
+def _wait(seconds: float) -> float:
+    return seconds
+
+
+@pytest.mark.parametrize("expr, shown", [
+    ("seconds + 1", "`seconds + 1`"), ("1 + seconds", "`1 + seconds`"), ("seconds * 2", "`seconds * 2`"),
+    ("seconds / 2", "`seconds / 2`"), ("-seconds", "`-seconds`"), ("int(seconds)", "`int(seconds)`"),
+    ("round(seconds)", "`round(seconds)`"), ("seconds ** 2", "`seconds ** 2`"),
+    ("_wait(seconds=seconds).output - 1", "`_wait.outputs['output'] - 1`"),
+])
+def test_arithmetic_on_a_placeholder_says_what_it_is(expr: str, shown: str) -> None:
+    def body(seconds: float = 1.0) -> None:
+        _wait(seconds=eval(expr))  # noqa: S307 - the expression under test
+
+    with pytest.raises(DefinitionError, match=re.escape(shown) + " cannot be computed here") as info:
+        pipeline(body)
+    assert "Do the arithmetic inside a component" in str(info.value)
+
+
+def test_looping_over_a_parameter_points_to_parallel_for() -> None:
+    def body(items: list = [1, 2]) -> None:  # noqa: B006
+        for i in items:
+            _wait(seconds=i)
+
+    with pytest.raises(DefinitionError, match=r"Fan out with `with nbpipe.ParallelFor\(items\) as item:`"):
+        pipeline(body)
