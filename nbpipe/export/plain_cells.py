@@ -148,6 +148,7 @@ def select_plain(nb: Notebook, sel: _Selection) -> dict[int, dict[str, Any]]:
     if not cells:
         raise ExportError(f"Notebook {nb.path.name} has no plain %%component cells", cell=None)
     made: dict[str, tuple[int, int]] = {}  # output name -> position of the latest plain cell making it
+    kept_in: dict[str, PlainCell] = {}  # a name a plain cell assigns but does not output -> that cell
     result: dict[int, dict[str, Any]] = {}
     for p in cells:
         _check(p)
@@ -162,6 +163,9 @@ def select_plain(nb: Notebook, sel: _Selection) -> dict[int, dict[str, Any]]:
                 continue
             if not defs and hasattr(builtins, name) or name == "get_ipython":
                 continue
+            hidden = kept_in.get(name)
+            if hidden is not None and (not defs or defs[-1].position < (hidden.cell.number, 0)):
+                raise _private_error(name, hidden, p)
             if defs and defs[-1].kind == "compute" and not sel.included(defs[-1]):
                 raise _compute_error(nb, name, defs[-1], p)
             sel.visit(sel.resolve(name, user, here, False))
@@ -174,6 +178,11 @@ def select_plain(nb: Notebook, sel: _Selection) -> dict[int, dict[str, Any]]:
             outputs = [o for o in p.outputs if o in later] or list(p.outputs)
         for o in outputs:
             made[o] = here
+            kept_in.pop(o, None)
+        for o in p.flow.assigned:
+            if o not in outputs:
+                kept_in[o] = p
+                made.pop(o, None)
         result[number] = p.to_json(wired, outputs)
     return result
 
@@ -192,3 +201,14 @@ def _compute_error(nb: Notebook, name: str, d: Any, p: PlainCell) -> ExportError
         f"Put %%component on {dl} so it becomes a step whose output '{name}' feeds '{p.name}', or tag {dl} "
         f"nbpipe:include to run it during export ('{name}' must then be a plain JSON value: it becomes a "
         "pipeline parameter).", cell=p.cell.number)
+
+
+def _private_error(name: str, maker: PlainCell, p: PlainCell) -> ExportError:
+    """A plain cell reads a name an earlier step assigns but keeps to itself."""
+    ml = maker.cell.label
+    why = "it starts with _" if name.startswith("_") else "--outputs leaves it out"
+    return ExportError(
+        f"{p.cell.label.capitalize()} (step '{p.name}') reads '{name}', which step '{maker.name}' ({ml}) assigns "
+        f"but does not output ({why})",
+        hint=f"Rename it without the leading underscore, or list it in --outputs of {ml}, so step "
+        f"'{maker.name}' passes it on.", cell=p.cell.number)

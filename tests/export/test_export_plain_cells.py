@@ -138,6 +138,18 @@ def test_included_cell_value_becomes_a_parameter_and_undefined_names_fail(tmp_pa
     assert info.value.cell == 2
 
 
+def test_reading_a_private_name_of_an_earlier_step_says_how_to_pass_it_on(tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook(cells=[
+        code("%%component make\n_xs = list(range(3))\nn = len(_xs)"),
+        code("%%component use\ntotal = sum(_xs) + n"),
+    ])
+    with pytest.raises(ExportError) as info:
+        plan_export(notebooks.write(nb, tmp_path / "p.ipynb"))
+    assert info.value.headline == ("Cell 2 (step 'use') reads '_xs', which step 'make' (cell 1) assigns but does "
+                                   "not output (it starts with _)")
+    assert "list it in --outputs of cell 1" in info.value.hint and info.value.cell == 2
+
+
 def test_plain_cells_choose_the_pipeline_like_nbpipe_run(tmp_path: Path) -> None:
     nb = nbformat.v4.new_notebook(cells=[
         code("import nbpipe\n\n@nbpipe.component\ndef one() -> int:\n    return 1\n\n"

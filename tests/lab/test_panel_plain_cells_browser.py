@@ -90,6 +90,7 @@ def test_plain_cells_from_the_panel_without_unasked_saves(start_lab: Any, lab_br
         expect(none).to_contain_text("%%component")
         expect(panel.locator(".nbp-notebook .nbp-error")).to_have_count(0)
         expect(panel.locator(".nbp-run-button")).to_be_disabled()
+        page.screenshot(path=str(ARTIFACTS / "lab-panel-no-pipeline.png"))
         # Back and forth between the tabs: each switch analyzes again, and writes nothing.
         for name, shows in (("plain_cells.ipynb", "plain_cells"), ("plain.ipynb", None), ("plain_cells.ipynb", "plain_cells")):
             page.locator(f'.lm-DockPanel-tabBar .lm-TabBar-tab:has-text("{name}")').click()
