@@ -15,8 +15,9 @@ import type { NbpipeApi } from './api';
 import { h } from './dom';
 import type { RunEvent, RunSnapshot } from './events';
 import { RunFollower } from './follow';
-import type { ErrorInfo } from './format';
+import { ErrorInfo, formatDuration } from './format';
 import { nbpipeIcon } from './icons';
+import { Timeline } from './timeline';
 
 export interface RunPageActions {
   openRun(id: string): void;
@@ -29,6 +30,11 @@ export class RunPage extends Widget {
   private readonly view: RunView;
   private readonly follower: RunFollower;
   private readonly images = new Map<string, string>();
+  private readonly timeline = new Timeline();
+  private readonly timelineBody = h('div', { class: 'nbp-timeline-body', role: 'list', 'aria-label': 'Step timeline' });
+  private readonly timelineSummary = h('summary', { class: 'nbp-timeline-summary' });
+  private timelineFrame = 0;
+  private ticker: ReturnType<typeof setInterval> | null = null;
   private fitted = false;
   private fitFrame = 0;
 
@@ -45,7 +51,9 @@ export class RunPage extends Widget {
     this.title.icon = nbpipeIcon;
     this.title.closable = true;
     this.node.dataset.run = runId;
-    this.node.append(this.banner, this.host);
+    const timelineBox = h('details', { class: 'nbp-timeline' }, this.timelineSummary, this.timelineBody);
+    (timelineBox as HTMLDetailsElement).open = true;
+    this.node.append(this.banner, this.host, timelineBox);
     this.view = createRunView(this.host, {
       loadLogs: (step, attempt) => this.api.logs(runId, step, attempt),
       loadImage: preview => this.loadImage(preview.digest, typeof preview.mime === 'string' ? preview.mime : 'image/png'),
@@ -54,13 +62,20 @@ export class RunPage extends Widget {
     });
     this.follower = new RunFollower(api, runId);
     this.follower.snapshot.connect(snap => this.showSnapshot(snap));
-    this.follower.event.connect((event: RunEvent) => void this.view.applyEvent(event));
+    this.follower.event.connect((event: RunEvent) => {
+      this.view.applyEvent(event);
+      if (this.timeline.apply(event)) {
+        this.scheduleTimeline();
+      }
+    });
     this.follower.error.connect(info => this.setError(info));
     void this.follower.start();
   }
 
   private showSnapshot(snap: RunSnapshot): void {
     this.view.setSnapshot(snap);
+    this.timeline.setSnapshot(snap);
+    this.renderTimeline();
     const name = snap.name || snap.pipeline || snap.id;
     // Generated names share a long prefix ("digits 2026-11-30 19:02…"): keep tabs apart by time.
     const time = new Date(snap.created_at * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
@@ -70,6 +85,46 @@ export class RunPage extends Widget {
       this.fitted = true;
       this.scheduleFit();
     }
+  }
+
+  private scheduleTimeline(): void {
+    cancelAnimationFrame(this.timelineFrame);
+    this.timelineFrame = requestAnimationFrame(() => this.renderTimeline());
+  }
+
+  /** One bar per step on the run's clock; running bars grow once a second. */
+  private renderTimeline(): void {
+    const now = Date.now() / 1000;
+    const rows = this.timeline.rows(now);
+    const live = rows.some(r => r.state === 'running' || r.state === 'retrying') || (this.follower.state !== null && !['succeeded', 'failed', 'cancelled'].includes(this.follower.state));
+    if (live && !this.ticker) {
+      this.ticker = setInterval(() => this.renderTimeline(), 1000);
+    } else if (!live && this.ticker) {
+      clearInterval(this.ticker);
+      this.ticker = null;
+    }
+    const ran = rows.filter(r => r.seconds !== null);
+    const busy = ran.reduce((a, r) => a + (r.seconds ?? 0), 0);
+    this.timelineSummary.replaceChildren(
+      h('strong', { text: 'Timeline' }),
+      h('span', { class: 'nbp-muted', text: ` · ${ran.length} of ${rows.length} steps ran${busy ? ` · ${seconds(busy)} of step time` : ''}` })
+    );
+    this.timelineBody.replaceChildren(
+      ...rows.map(r => {
+        const bar = h('span', { class: `nbp-tl-bar nbp-tl-${r.state}${r.seconds === null ? ' nbp-tl-mark' : ''}`, title: `${r.name}: ${r.state}${r.seconds !== null ? `, ${seconds(r.seconds)}` : ''}` });
+        bar.style.left = `${(r.left * 100).toFixed(2)}%`;
+        if (r.seconds !== null) {
+          bar.style.width = `max(2px, ${(r.width * 100).toFixed(2)}%)`;
+        }
+        return h(
+          'div',
+          { class: 'nbp-tl-row', role: 'listitem', 'data-step': r.name, 'data-state': r.state },
+          h('button', { type: 'button', class: 'nbp-tl-name', title: `Show ${r.name}`, text: r.name, onclick: () => this.view.select(r.name) }),
+          h('span', { class: 'nbp-tl-track' }, bar),
+          h('span', { class: 'nbp-tl-time', text: r.seconds !== null ? seconds(r.seconds) : r.state })
+        );
+      })
+    );
   }
 
   private setError(info: ErrorInfo | null): void {
@@ -132,9 +187,18 @@ export class RunPage extends Widget {
       return;
     }
     cancelAnimationFrame(this.fitFrame);
+    cancelAnimationFrame(this.timelineFrame);
+    if (this.ticker) {
+      clearInterval(this.ticker);
+    }
     this.follower.stop();
     this.view.destroy();
     this.images.forEach(url => URL.revokeObjectURL(url));
     super.dispose();
   }
+}
+
+/** Step times: milliseconds below a second (a cached pipeline's steps take a few ms). */
+function seconds(value: number): string {
+  return value < 1 ? `${Math.round(value * 1000)} ms` : formatDuration(value);
 }

@@ -12,6 +12,7 @@ import type { RunEvent, RunSnapshot, RunSummary } from '../src/events';
 import { RunFollower } from '../src/follow';
 import { lineageGraph } from '../src/lineagemodel';
 import { shortRunName } from '../src/runlist';
+import { Timeline } from '../src/timeline';
 import { liveDuration, MAX_COMPARE, pageLabel, RunListModel } from '../src/runsmodel';
 
 function summary(i: number, state: RunSummary['state'] = 'succeeded'): RunSummary {
@@ -304,4 +305,24 @@ test('generated run names stay apart in a narrow list', () => {
   assert.equal(shortRunName({ id: 'r1', pipeline: 'digits', name: 'digits 2026-11-29 19:02:03' }, today), 'digits · 11-29 19:02');
   assert.equal(shortRunName({ id: 'r1', pipeline: 'digits', name: 'my baseline' }, today), 'my baseline');
   assert.equal(shortRunName({ id: 'r1', pipeline: 'digits', name: '' }, today), 'digits');
+});
+
+test('timeline: bars on the run clock, running steps grow to now, cached steps are marks', () => {
+  const t = new Timeline();
+  const step = (name: string, state: string, started_at: number | null, finished_at: number | null) =>
+    ({ name, component: name, state, started_at, finished_at }) as unknown as RunSnapshot['steps'][number];
+  t.setSnapshot({ id: 'r', created_at: 100, started_at: 100, finished_at: null, state: 'running',
+    steps: [step('prep', 'cached', null, 101), step('train', 'succeeded', 101, 105), step('eval', 'pending', null, null)] } as unknown as RunSnapshot);
+  assert.equal(t.apply({ type: 'StepStarted', run_id: 'r', ts: 105, id: 1, step: 'eval', attempt: 1, max_attempts: 1 }), true);
+  let rows = t.rows(110);
+  assert.deepEqual(rows.map(r => [r.name, r.state]), [['prep', 'cached'], ['train', 'succeeded'], ['eval', 'running']]);
+  assert.deepEqual(rows.map(r => r.seconds), [null, 4, 5]);
+  assert.deepEqual(rows.map(r => r.left), [0.1, 0.1, 0.5]);
+  assert.equal(rows[1].width, 0.4);
+  assert.equal(rows[2].width, 0.5, 'running until now');
+  t.apply({ type: 'StepFinished', run_id: 'r', ts: 106, id: 2, step: 'eval', state: 'failed', attempt: 1, duration: 1, reason: '', traceback: '' });
+  t.apply({ type: 'RunFinished', run_id: 'r', ts: 106, id: 3, state: 'failed', reason: '', duration: 6 });
+  rows = t.rows(500);
+  assert.deepEqual(rows.map(r => r.seconds), [null, 4, 1], 'a finished run no longer grows');
+  assert.equal(rows[2].left + rows[2].width, 1);
 });

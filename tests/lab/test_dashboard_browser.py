@@ -176,6 +176,10 @@ def test_dashboard_end_to_end(start_lab: Any, lab_browser: Any, tmp_path: Path) 
     assert cbox and nbox and cbox["height"] > 600, cbox  # the graph has the page, not a sidebar strip
     assert cbox["x"] <= nbox["x"] and nbox["x"] + nbox["width"] <= cbox["x"] + cbox["width"]
     assert float(canvas.get_attribute("data-zoom") or 0) >= 0.9  # fitted at full size, not a sliver
+    timeline = run_page.locator(".nbp-timeline .nbp-tl-row")
+    expect(timeline).to_have_count(3)
+    expect(run_page.locator('.nbp-tl-row[data-step="train"] .nbp-tl-mark')).to_have_count(1)  # cached: never ran
+    expect(run_page.locator('.nbp-tl-row[data-step="evaluate"] .nbp-tl-bar.nbp-tl-succeeded')).to_have_count(1)
     page.screenshot(path=str(ARTIFACTS / "lab-dashboard-runpage.png"))
     view.locator('.rv-node[data-step="train"]').click()
     view.locator('.rv-tab[data-tab="outputs"]').click()
