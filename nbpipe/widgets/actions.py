@@ -55,26 +55,32 @@ def current_pipeline(ref: PipelineRef, pipeline_name: str) -> Any:
     return next(iter(unique.values())) if len(unique) == 1 else None
 
 
-def perform(run: Run, action: str, payload: dict[str, Any], ref: PipelineRef) -> Run | None:
-    """Do one graph action on ``run``; returns the run the widget should show next (None: same)."""
+def perform(run: Run, action: str, payload: dict[str, Any], ref: PipelineRef) -> tuple[Run | None, str]:
+    """Do one graph action on ``run``: the run the widget should show next (None: the same one)
+    and a one-line note of what happened, for the widget to show."""
     if action not in ACTIONS:
         raise NbpipeError(f"Unknown run graph action {action!r}", hint=f"Known: {', '.join(ACTIONS)}.")
     if action == "cancel":
         run.cancel()
-        return None
+        return None, f"Cancelling run {run.id}…"
     if action == "open":
         from ..client import Run as RunCls
 
         target = str(payload.get("run") or "")
         if not target:
             raise NbpipeError("Which run? The 'open' action needs a run id")
-        return RunCls(run.client, target)
+        return RunCls(run.client, target), f"Showing run {target}."
     pipe = current_pipeline(ref, str(run.last_snapshot.get("pipeline") or ""))
+    code = f"this kernel's pipeline '{pipe.name}'" if pipe is not None else "the run's own package"
     if action == "rerun":
-        return run.rerun(pipeline=pipe)
+        new = run.rerun(pipeline=pipe)
+        return new, f"Re-running run {run.id} as {new.id}, with {code}."
     if action == "rerun_failed":
-        return run.rerun(from_failed=True, pipeline=pipe)
-    step = payload.get("step")
-    if not isinstance(step, str) or not step:
-        raise NbpipeError("Rerun from which step? The 'rerun_from' action needs a step name")
-    return run.rerun(from_step=step, pipeline=pipe)
+        new = run.rerun(from_failed=True, pipeline=pipe)
+    else:
+        step = payload.get("step")
+        if not isinstance(step, str) or not step:
+            raise NbpipeError("Rerun from which step? The 'rerun_from' action needs a step name")
+        new = run.rerun(from_step=step, pipeline=pipe)
+    start = (new.last_snapshot.get("labels") or {}).get("rerun_from") or payload.get("step")
+    return new, f"Re-running run {run.id} from step '{start}' as {new.id}, with {code}."

@@ -279,16 +279,10 @@ class RunView(anywidget.AnyWidget):
         action = str(content.get("action") or "")
         payload = content.get("payload") if isinstance(content.get("payload"), dict) else {}
         try:
-            new = perform(self.run, action, payload, self.pipeline)
+            new, note = perform(self.run, action, payload, self.pipeline)
             if new is not None:
-                old = self.run.id
                 self.switch(new)
-                what = {"open": f"Showing run {new.id}.", "rerun": f"Re-running run {old} as {new.id}."}
-                self.notice = {"text": what.get(action) or
-                               f"Re-running run {old} from step '{payload.get('step') or 'the failed one'}' "
-                               f"as {new.id}.", "kind": "info"}
-            elif action == "cancel":
-                self.notice = {"text": f"Cancelling run {self.run.id}…", "kind": "info"}
+            self.notice = {"text": note, "kind": "info"}
         except NbpipeError as exc:
             self.error = exc.message
             self.notice = {"text": exc.message, "kind": "error"}

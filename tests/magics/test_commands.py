@@ -199,7 +199,8 @@ def test_widget_rerun_buttons_switch_the_view_to_the_new_run(sh: Any) -> None:
     pids = {s: first_run.output(s)["pid"] for s in ("first", "second", "third")}
 
     _click(view, "rerun_from", step="second")  # "Rerun from here" on node 'second'
-    assert view.notice["kind"] == "info", view.notice
+    assert view.notice == {"kind": "info", "text": f"Re-running run {first_run.id} from step 'second' as "
+                           f"{view.run.id}, with this kernel's pipeline 'chained'."}
     assert view.run.id != first_run.id and view.previous[-1]["id"] == first_run.id
     assert view.wait(WAIT), view.error
     snap = view.snapshot
