@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 comma := ,
 
-.PHONY: setup lock demo test test-fast bench clean system-deps node-deps lab-build
+.PHONY: setup lock demo test test-fast test-k8s bench clean system-deps node-deps lab-build
 
 # uv is pinned: it is the tool that reads the lock, so it must not move under us either.
 UV_VERSION := 0.13.9
@@ -73,6 +73,13 @@ test: setup system-deps
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
+
+# The `k8s` suite against a real kube-apiserver + controller-manager 1.20 (../shared/k8s-rig), as the
+# runner's least-privilege ServiceAccount, then its Role checked against the audit log. The rig is
+# compiled once per machine into K8S_RIG_DIR, outside the clone (5-13 min the first time), reused after.
+K8S_RIG_DIR ?= /var/cache/nbpipe/k8s-rig
+test-k8s: setup
+	K8S_RIG_DIR=$(K8S_RIG_DIR) $(PY) tests/k8s_rig/run.py
 
 bench: setup
 	$(PY) benchmarks/run.py

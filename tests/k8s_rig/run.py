@@ -58,7 +58,20 @@ def rig(cmd: str, *args: str, env: dict[str, str] | None = None, nice: bool = Fa
     argv = ["bash", str(RIG_SCRIPT), cmd, str(RIG_DIR), *args]
     if nice:
         argv = ["nice", "-n", "10", *argv]
-    subprocess.run(argv, check=True, env={**os.environ, **(env or {})})
+    full = {**os.environ, **(env or {})}
+    if not shutil.which("kubectl") or os.environ.get("K8S_RIG_KUBECTL_SHIM"):
+        full["PATH"] = f"{kubectl_shim()}:{full['PATH']}"
+    subprocess.run(argv, check=True, env=full)
+
+
+def kubectl_shim() -> str:
+    """A folder with a ``kubectl`` for the few calls the rig script makes (see kubectl_shim.py)."""
+    folder = RIG_DIR / "run" / "shim-bin"
+    folder.mkdir(parents=True, exist_ok=True)
+    exe = folder / "kubectl"
+    exe.write_text(f'#!/bin/sh\nexec "{VENV_PY}" "{ROOT / "tests" / "k8s_rig" / "kubectl_shim.py"}" "$@"\n')
+    exe.chmod(0o755)
+    return str(folder)
 
 
 def built() -> bool:
@@ -111,6 +124,9 @@ def reset_state() -> None:
         shutil.rmtree(RIG_DIR / sub, ignore_errors=True)
     for log in (RIG_DIR / "logs").glob("audit*.log"):
         log.unlink()
+    for log in (RIG_DIR / "logs").glob("*.log"):  # the components' logs: this run's only
+        if log.name != "build.log":
+            log.write_bytes(b"")
 
 
 def render_manifests() -> list[dict[str, Any]]:
@@ -275,6 +291,12 @@ def main() -> int:
     except KeyboardInterrupt as exc:
         say(f"interrupted ({exc}); stopping the rig")
         code = 130
+    except subprocess.CalledProcessError as exc:
+        say(f"the rig failed: {' '.join(map(str, exc.cmd[-3:]))} exited {exc.returncode}; last lines of its logs:")
+        for log in sorted((RIG_DIR / "logs").glob("*.log")):
+            if log.name not in ("build.log", "audit.log") and log.stat().st_size:
+                print(f"--- {log}", *log.read_text(errors="replace").splitlines()[-8:], sep="\n", flush=True)
+        code = 1
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop_all()
