@@ -98,6 +98,16 @@ def test_fail_debug_fix_rerun_from_failed_in_a_real_kernel(nb_home: Path, tmp_pa
         assert "from step 'train'" in stream(nb.cells[8]) and "this kernel's pipeline 'loop'" in stream(nb.cells[8])
         client.execute_cell(nb.cells[9], 9)
     out = json.loads(stream(nb.cells[9]))
+
+    # After a kernel restart (nothing defined): the same debug still shows the user's source line.
+    fresh = nbformat.v4.new_notebook()
+    fresh.cells = [nbformat.v4.new_code_cell("%load_ext nbpipe"),
+                   nbformat.v4.new_code_cell(f"%nbpipe debug {out['ids'][0]} train", metadata={"tags": ["raises-exception"]})]
+    NotebookClient(fresh, timeout=400, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    (err,) = [o for o in fresh.cells[1].outputs if o.output_type == "error"]
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(err.traceback))
+    assert err.ename == "ZeroDivisionError" and BUG.strip() in shown, shown
+    assert "nbpipe/" not in shown and "kernel_magics" not in shown, shown
     first, second = out["ids"]
     assert out["steps"]["load"] == ["cached", 0, f"reused from run {first} (upstream of 'train', unchanged)"]
     assert out["load"] == out["first_load"] and out["load"]["run"] == first  # reused: same process
