@@ -214,7 +214,8 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 
     if args.from_step and args.failed:
         raise NbpipeError("Give --from STEP or --failed, not both")
-    run = _client(args).rerun(args.run, args.from_step, from_failed=args.failed)
+    pipeline = load_target(args.with_target)[0] if args.with_target else None
+    run = _client(args).rerun(args.run, args.from_step, pipeline=pipeline, from_failed=args.failed)
     start = run.last_snapshot.get("labels", {}).get("rerun_from")
     print(f"re-run {run.id} of {args.run}" + (f" from step '{start}' (it and the steps after it run again; "
                                               "the others are reused)" if start else ""))
@@ -273,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="from_step", default=None, metavar="STEP",
                    help="re-execute this step and everything downstream (never from the cache)")
     p.add_argument("--failed", action="store_true", help="re-execute from the run's first failed step")
+    p.add_argument("--with", dest="with_target", default=None, metavar="TARGET",
+                   help="run this version of the pipeline (PACKAGE.nbpipe, module:pipeline or file.py:pipeline, "
+                        "e.g. with your fix); a step before the re-run step is reused only if unchanged")
     p.add_argument("--detach", action="store_true")
     p.set_defaults(func=cmd_rerun)
 

@@ -139,3 +139,20 @@ def test_rerun_from_re_executes_the_step_and_downstream_and_reuses_upstream(nb_r
     assert none.returncode == 1 and f"Run {first_id} has no failed step to re-run from" in none.stderr
     bad = nbpipe_cli("rerun", first_id, "--from", "fitt", url=nb_runner.url, check=False)
     assert bad.returncode == 1 and "has no step 'fitt'" in bad.stderr and "fetch, fit, score" in bad.stderr
+
+
+def test_rerun_from_failed_with_the_fixed_file(nb_runner, tmp_path) -> None:
+    from nbpipe.client import Client
+
+    script = tmp_path / "fixable_pipeline.py"
+    script.write_text(CHAIN.replace('"n": d["n"] * 2', '"n": 10 // (d["n"] - 4)'))
+    failed = nbpipe_cli("run", f"{script}:chain", "-p", "n=4", url=nb_runner.url, check=False)
+    assert failed.returncode == 1 and "ZeroDivisionError" in failed.stderr
+    first_id = failed.stdout.split()[1]
+    script.write_text(CHAIN.replace('"n": d["n"] * 2', '"n": 10 // max(1, d["n"] - 4)'))  # the fix
+    out = nbpipe_cli("rerun", first_id, "--failed", "--with", f"{script}:chain", url=nb_runner.url)
+    assert f"of {first_id} from step 'fit'" in out.stdout
+    again = Client(nb_runner.url, token=nb_runner.token).run(out.stdout.split()[1])
+    first = Client(nb_runner.url, token=nb_runner.token).run(first_id)
+    assert again.steps["fetch"]["state"] == "cached" and again.output("fetch") == first.output("fetch")
+    assert again.output("fit")["n"] == 10 and again.output("score")["n"] == 11
