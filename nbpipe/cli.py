@@ -106,7 +106,7 @@ def cmd_runner(args: argparse.Namespace) -> int:
         from .runner.server import serve
 
         serve(RunnerConfig.from_env(host=args.host, port=args.port, data_dir=args.data_dir, token=args.token,
-                                    parallelism=args.parallelism, executor=args.executor))
+                                    parallelism=args.parallelism, executor=args.executor, token_file=args.token_file))
         return 0
     if args.action == "stop":
         print("stopped" if stop_local_runner() else "no embedded runner is running")
@@ -232,7 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1; others need --token)")
     p.add_argument("--port", type=int, default=None, help="port (default 8765; 0 = any free port)")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--token", default=None, help="require this token (default: $NBPIPE_TOKEN)")
+    p.add_argument("--token", default=None, help="require this token (default: $NBPIPE_TOKEN; visible in ps: "
+                   "prefer --token-file; without any, one is generated into NBPIPE_HOME/runtime)")
+    p.add_argument("--token-file", default=None, help="read the token from this file")
     p.add_argument("--parallelism", type=int, default=None, help="steps running at once")
     p.add_argument("--executor", default=None, help="local (default) or kubernetes")
     p.add_argument("--detach", action="store_true", help="start the embedded runner in the background")
