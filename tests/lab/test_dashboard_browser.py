@@ -252,6 +252,16 @@ def test_dashboard_end_to_end(start_lab: Any, lab_browser: Any, tmp_path: Path) 
     page.locator('.lm-TabBar-tab:has-text("Compare 3 runs")').first.click()
     expect(page.locator(".nbp-compare-page:visible .nbp-chart")).to_have_count(3, timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "lab-dashboard-compare-dark.png"))
+
+    # ---- Rerun from a run page opens the new run's page, which follows it to the end ----
+    page.locator(f'.lm-TabBar-tab[data-id="nbpipe-run-{r1.id}"]').click()
+    r1_page = page.locator(f'.nbp-runpage[data-run="{r1.id}"]')
+    r1_page.locator(".rv-run-actions button", has_text=re.compile(r"^Rerun$")).click()
+    new_page = page.locator(f'.nbp-runpage:visible:not([data-run="{r1.id}"])')
+    expect(new_page.locator(".rv-pill").first).to_have_class(re.compile(r"\brv-state-succeeded\b"), timeout=120_000)
+    new_id = new_page.get_attribute("data-run")
+    assert new_id and new_id not in (r1.id, r2.id, r3.id)
+    assert client.get_run(new_id)["params"] == r1.snapshot()["params"]
     assert not errors, errors
 
 
