@@ -147,3 +147,48 @@ def test_the_command_line_prints_producer_inputs_and_consumers(nb_runner, two_ru
     assert bad.returncode == 1
     assert bad.stderr.startswith("nbpipe: ") and "has no step 'nope'" in bad.stderr and "Its steps:" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+LOOP = textwrap.dedent('''
+    import nbpipe
+    from nbpipe import component, pipeline
+
+    @component
+    def numbers(n: int) -> list:
+        return list(range(n))
+
+    @component
+    def square(x: int) -> int:
+        return x * x
+
+    @component
+    def total(xs: list) -> int:
+        return sum(xs)
+
+    @pipeline(name="lineage-loop")
+    def looped(n: int = 3):
+        with nbpipe.ParallelFor(numbers(n=n).output) as x:
+            sq = square(x=x)
+        total(xs=nbpipe.Collected(sq.output))
+''')
+
+
+def test_lineage_through_a_loop_and_its_collected_consumer(nb_runner, tmp_path) -> None:
+    (tmp_path / "lineage_loop.py").write_text(LOOP)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import lineage_loop
+    finally:
+        sys.path.remove(str(tmp_path))
+    run = nb_runner.client().submit(lineage_loop.looped, {"n": 3}).wait(timeout=300)
+    assert run.steps["total"]["state"] == "succeeded"
+    get = lambda step: httpx.get(f"{nb_runner.url}/api/v1/lineage/runs/{run.id}/steps/{step}",  # noqa: E731
+                                 headers=nb_runner.headers()).json()
+    [it] = get("square-it1")["artifacts"]
+    assert it["producer"]["run"] == run.id and it["producer"]["step"] == "square-it1"
+    assert [(c["step"], c["input"]) for c in it["consumers"]] == [("total", "xs")]
+    [tot] = get("total")["artifacts"]
+    [xs] = tot["producer"]["inputs"]
+    assert (xs["name"], xs["kind"], xs["step"], xs["output"]) == ("xs", "collected", "square", "output")
+    # a loop iteration's item is recorded as its value (the loop, not the step, read the list)
+    assert it["producer"]["inputs"] == [{"name": "x", "kind": "value", "value": 1}]

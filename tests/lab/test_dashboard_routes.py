@@ -193,3 +193,13 @@ async def test_events_stream_every_run_without_log_lines(jp_fetch: Any, api: Any
     assert {"RunStarted", "StepStarted", "StepFinished"} <= set(types)
     assert "StepLog" not in types and "ArtifactSaved" not in types
     assert all(e["id"] > after for e in seen)
+
+
+async def test_an_unreachable_runner_is_a_502_that_names_it(api: Any, nbpipe_home: Path) -> None:
+    code, _ = await api("settings", "PUT", {"runner_url": "http://127.0.0.1:9/"})
+    assert code == 200
+    for path, params in (("dashboard/runs", {}), ("dashboard/events", {}), ("dashboard/compare", {"runs": "a,b"}),
+                         ("dashboard/lineage/a/b", {})):
+        code, err = await api(path, **params)
+        assert code == 502, (path, code, err)
+        assert "No runner at http://127.0.0.1:9" in err["message"], (path, err)
