@@ -55,7 +55,8 @@ def format_lineage(body: dict[str, Any]) -> list[str]:
         facts = " · ".join(x for x in (art.get("kind"), art.get("format"), _size(art.get("size"))) if x)
         lines.append(f"{art['step']}.{art['output']}  ({facts} · sha256 {art['digest'][:12]})")
         p = art["producer"]
-        took = f", {p['duration']:.1f} s" if isinstance(p.get("duration"), (int, float)) else ""
+        d = p.get("duration")
+        took = "" if not isinstance(d, (int, float)) else f", {d * 1000:.0f} ms" if d < 1 else f", {d:.1f} s"
         lines.append(f"  made by    {p['step']} in {_run_label(art, p['run'])}, {_when(p.get('finished_at'))}{took}")
         if art.get("cached"):
             lines.append(f"             this run ({art['run']}) reused it from the cache")
