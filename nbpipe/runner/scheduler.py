@@ -86,6 +86,18 @@ class RunCtx:
     flow: Any = None  # control-flow state (loops, conditions, exit handlers): see .expand
 
 
+def _one_transaction(method: Any) -> Any:
+    """Run a Scheduler method in one write transaction (its writes and events commit together)."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self: "Scheduler", *args: Any, **kwargs: Any) -> Any:
+        with self._tx():
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 def new_run_id() -> str:
     return time.strftime("r%Y%m%d-%H%M%S-", time.gmtime()) + secrets.token_hex(3)
 
@@ -165,6 +177,7 @@ class Scheduler:
             row = conn.execute(sa.select(db.packages.c.spec).where(db.packages.c.digest == digest)).first()
         return db.loads(row[0]) if row else None
 
+    @_one_transaction  # the run's rows, its RunCreated event and any reused steps commit together
     def create_run(self, package: str, params: dict[str, Any] | None = None, experiment: str = "Default",
                    name: str | None = None, labels: dict[str, str] | None = None,
                    reuse: dict[str, dict[str, Any]] | None = None,
