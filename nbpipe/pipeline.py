@@ -453,9 +453,9 @@ def current_definition(comp: Component) -> Component:
     """The newest definition of ``comp``: the component of the same name that its variable in the
     namespace it was defined in (a notebook's globals, a module) holds now, or ``comp`` itself."""
     ns = getattr(comp.func, "__globals__", None)
-    if not isinstance(ns, dict):
-        return comp
-    for var in (comp.variable, comp.name):
+    if not isinstance(ns, dict) or "<locals>" in getattr(comp.func, "__qualname__", ""):
+        return comp  # defined inside a function: its globals hold other things of the same name
+    for var in dict.fromkeys((comp.variable, comp.name)):
         value = ns.get(var)
         if isinstance(value, Component) and value is not comp and value.name == comp.name:
             return value
@@ -466,7 +466,7 @@ def _ambiguous(comp: Component) -> str:
     """Why the newest definition of ``comp`` cannot be told (its function was redefined without
     making the component again, or its variable now holds another component), or ""."""
     ns = getattr(comp.func, "__globals__", None)
-    if not isinstance(ns, dict):
+    if not isinstance(ns, dict) or "<locals>" in getattr(comp.func, "__qualname__", ""):
         return ""
     value = ns.get(comp.variable)
     if isinstance(value, Component) and value is not comp and value.name != comp.name:

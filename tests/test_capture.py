@@ -222,3 +222,29 @@ def test_a_changed_global_or_helper_says_why_the_digest_changed() -> None:
     assert why_digest_changed(first, second) == ["a notebook global, helper or closure value it uses changed"]
     legacy = {k: v for k, v in first.items() if k != "digest_parts"}
     assert why_digest_changed(legacy, second) == ["its code or options changed (the older package does not record which)"]
+
+
+@nbpipe.component
+def same_name(a: int) -> int:
+    return a // 2
+
+
+def test_a_component_made_inside_a_function_is_never_swapped_for_a_global_of_its_name() -> None:
+    """Submit-time resolution looks in the defining namespace; a local component's globals are the
+    module's, where another component may carry the same name."""
+    from nbpipe.pipeline import current_definition
+
+    @nbpipe.component(name="same_name")
+    def local_version(a: int) -> int:
+        return a * 100
+
+    assert current_definition(local_version) is local_version
+    assert current_definition(same_name) is same_name
+
+    @nbpipe.pipeline
+    def p(a: int = 3):
+        local_version(a=a)
+
+    spec = nbpipe.read_package(nbpipe.build_package(p)).spec
+    (comp,) = spec["components"].values()
+    assert "a * 100" in comp["source"]
