@@ -22,17 +22,18 @@ __all__ = [
     "Artifact", "ClassificationMetrics", "Client", "Collected", "Component", "Condition", "Dataset", "Elif",
     "Else", "ExitHandler", "HTML", "If", "Input", "Markdown", "Metrics", "Model", "NbpipeError", "Output",
     "ParallelFor", "Pipeline", "RUN_ID", "RUN_NAME", "RUN_STATUS", "Resources", "Run", "attach",
-    "build_package", "compare", "component", "debug", "loguniform", "pipeline", "read_package", "run", "sweep", "uniform",
+    "build_package", "compare", "component", "debug", "loguniform", "pipeline", "read_package", "run", "serve", "sweep", "uniform",
 ]
 
 _LAZY = {"Client": "client", "Run": "client", "run": "client", "attach": "client", "compare": "comparison",
-         "debug": "debugging",
+         "debug": "debugging", "serve": "serving",
          "sweep": "sweeps", "uniform": "sweeps", "loguniform": "sweeps"}
 
 
 # Submodules reachable as attributes after a bare ``import nbpipe`` (``nbpipe.client.configure``),
 # imported on first touch so the import itself stays light.
-_SUBMODULES = frozenset({"client", "comparison", "sweeps", "events", "export", "widgets", "serializers", "artifacts"})
+_SUBMODULES = frozenset({"client", "comparison", "sweeps", "events", "export", "widgets", "serializers", "artifacts",
+                         "serving"})
 
 
 def __getattr__(name: str) -> Any:

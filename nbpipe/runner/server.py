@@ -75,12 +75,17 @@ def create_app(config: RunnerConfig, on_ready: Any = None) -> FastAPI:
         await sched.start()
         schedules = Schedules(engine, sched)
         await schedules.start()
-        state.update(engine=engine, store=store, scheduler=sched, schedules=schedules)
+        from .endpoints import Endpoints  # model-serving endpoints (their own module)
+
+        endpoints = Endpoints(engine, store, config.data_dir, token, sched)
+        await endpoints.start()
+        state.update(engine=engine, store=store, scheduler=sched, schedules=schedules, endpoints=endpoints)
         if on_ready is not None:
             on_ready()
         try:
             yield
         finally:
+            await endpoints.close()
             await schedules.close()
             await sched.close()
             engine.dispose()
@@ -359,6 +364,9 @@ def create_app(config: RunnerConfig, on_ready: Any = None) -> FastAPI:
 
     app.include_router(lineage_router(lambda: state["engine"], _error))
     app.include_router(run_query_router(lambda: state["engine"], _error))
+    from .endpoints import endpoints_router
+
+    app.include_router(endpoints_router(lambda: state["endpoints"], _error))
     _document_common_errors(app)
     return app
 

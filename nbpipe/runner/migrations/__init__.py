@@ -29,6 +29,7 @@ from typing import Callable
 import sqlalchemy as sa
 
 from ...errors import NbpipeError
+from . import m0004_endpoints as _m0004
 
 versions = sa.Table(
     "nbpipe_migrations", sa.MetaData(),
@@ -69,6 +70,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "baseline: the tables of nbpipe 0.1", _baseline),
     Migration(2, "attempts.id up to 400 characters (long step names on PostgreSQL)", _widen_attempt_ids),
     Migration(3, "index attempts by (run_id, state) for restart recovery", _index_attempt_state),
+    Migration(4, "model-serving endpoints and their versions", _m0004.apply),
 )
 LATEST = MIGRATIONS[-1].version
 

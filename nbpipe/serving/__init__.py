@@ -1,0 +1,188 @@
+"""Model serving, the notebook-first way: a trained model becomes an HTTP inference endpoint.
+
+``nbpipe.serve(model, predict=fn, name="iris")`` deploys from the kernel; :func:`deployer` makes
+a deploy component for a pipeline (so ``If(accuracy > 0.95)`` can gate it). Either way the
+predict function is captured by value like a component's function (with the notebook globals and
+helpers it uses now), and the runner starts a model server speaking KServe's open inference
+protocol v2. ``predict(model, x)`` gets the request's input as a numpy array (several inputs:
+by name) and returns an array-like (or a dict of them). :class:`Endpoint` queries it.
+
+Non-goals: traffic splitting and autoscaling (see :mod:`nbpipe.runner.endpoints`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import NbpipeError
+from .bundle import make_bundle
+from .protocol import decode_outputs, tensor
+
+__all__ = ["Endpoint", "EndpointError", "deployer", "endpoints", "serve"]
+
+
+class EndpointError(NbpipeError):
+    """An inference request the endpoint refused (4xx) or failed (5xx)."""
+
+    def __init__(self, status: int, message: str, traceback: str = ""):
+        super().__init__(message, traceback.strip(), "" if status >= 500 else
+                         "Check the request's inputs: a list of {name, shape, datatype, data} tensors.")
+        self.status = status
+        self.traceback = traceback
+
+
+def _client(runner: Any = None) -> Any:
+    from ..client import Client, default_client
+
+    if runner is None:
+        return default_client()
+    return runner if isinstance(runner, Client) else Client(runner)
+
+
+class Endpoint:
+    """A deployed endpoint: ``predict`` over HTTP, its versions, rollback and delete."""
+
+    def __init__(self, info: dict[str, Any], client: Any):
+        self.info, self._client = info, client
+        self._http: Any = None
+
+    def __repr__(self) -> str:
+        return (f"<nbpipe Endpoint {self.name!r} version {self.version} at {self.url} "
+                f"({self.info['state']}{': ' + self.info['reason'] if self.info.get('reason') else ''})>")
+
+    @property
+    def name(self) -> str:
+        return str(self.info["name"])
+
+    @property
+    def url(self) -> str:
+        return str(self.info["url"])
+
+    @property
+    def version(self) -> str:
+        return str(self.info["default_version"])
+
+    @property
+    def versions(self) -> list[str]:
+        return [v["version"] for v in self.info["versions"]]
+
+    def refresh(self) -> "Endpoint":
+        self.info = self._client._request("GET", f"/api/v1/endpoints/{self.name}").json()
+        return self
+
+    def _h(self) -> Any:
+        import httpx
+
+        if self._http is None:
+            headers = {"Authorization": f"Bearer {self._client.token}"} if self._client.token else {}
+            self._http = httpx.Client(headers=headers, timeout=60)
+        return self._http
+
+    def infer(self, body: dict[str, Any], version: str | None = None) -> dict[str, Any]:
+        """Send a raw v2 infer request; return the v2 response (raises :class:`EndpointError`)."""
+        path = f"/v2/models/{self.name}" + (f"/versions/{version}" if version else "") + "/infer"
+        resp = self._h().post(self.url + path, json=body)
+        data = resp.json() if resp.headers.get("content-type", "").startswith("application/json") else {}
+        if resp.status_code >= 400:
+            raise EndpointError(resp.status_code, f"Endpoint {self.name!r} answered {resp.status_code}: "
+                                f"{data.get('error') or resp.text}", data.get("traceback", ""))
+        return data  # type: ignore[no-any-return]
+
+    def predict(self, x: Any = None, version: str | None = None, **inputs: Any) -> Any:
+        """Predictions for ``x`` (or named inputs): a numpy array (or a dict of them for several outputs)."""
+        if x is not None:
+            inputs = {"input-0": x, **inputs}
+        if not inputs:
+            raise EndpointError(400, "predict needs an input: endpoint.predict(X) or endpoint.predict(name=X)")
+        out = decode_outputs(self.infer({"inputs": [tensor(n, v) for n, v in inputs.items()]}, version)["outputs"])
+        return out[next(iter(out))] if len(out) == 1 else out
+
+    def rollback(self, version: str | None = None) -> "Endpoint":
+        self.info = self._client._request("POST", f"/api/v1/endpoints/{self.name}/rollback",
+                                          json={"version": version}).json()
+        return self
+
+    def delete_version(self, version: str) -> "Endpoint":
+        self.info = self._client._request("DELETE", f"/api/v1/endpoints/{self.name}/versions/{version}").json()
+        return self
+
+    def delete(self) -> None:
+        self._client._request("DELETE", f"/api/v1/endpoints/{self.name}")
+
+
+def serve(model: Any = None, predict: Callable[..., Any] | None = None, *, name: str, version: str | None = None,
+          load: Callable[..., Any] | None = None, description: str = "", runner: Any = None) -> Endpoint:
+    """Deploy ``model`` (an object, or a saved file/folder path) with ``predict(model, x)`` as endpoint ``name``.
+
+    A new version becomes the default; the previous ones stay for rollback. ``load(path)`` turns a
+    model path into the object ``predict`` gets. Returns the :class:`Endpoint`.
+    """
+    if predict is None:
+        raise NbpipeError("nbpipe.serve needs predict=", hint="e.g. nbpipe.serve(model, predict=lambda m, x: "
+                          "m.predict(x), name='iris')")
+    data = make_bundle(model, predict, load, name)
+    client = _client(runner)
+    params = {"description": description}
+    if version is not None:
+        params["version"] = str(version)
+    info = client._request("PUT", f"/api/v1/endpoints/{name}/versions", content=data, params=params,
+                           headers={"Content-Type": "application/zip"}, timeout=300).json()
+    ep = Endpoint(info, client)
+    if info["state"] != "ready":
+        raise NbpipeError(f"Endpoint {name!r} version {ep.version} is {info['state']}", info.get("reason", ""),
+                          "Fix the predict/load function or the model and deploy again; the server log is "
+                          f"in the runner's data folder under endpoints/{name}/server.log.")
+    return ep
+
+
+def endpoints(runner: Any = None) -> list[Endpoint]:
+    """Every endpoint on the runner."""
+    client = _client(runner)
+    return [Endpoint(i, client) for i in client._request("GET", "/api/v1/endpoints").json()]
+
+
+def endpoint(name: str, runner: Any = None) -> Endpoint:
+    client = _client(runner)
+    return Endpoint(client._request("GET", f"/api/v1/endpoints/{name}").json(), client)
+
+
+def deployer(name: str, predict: Callable[..., Any], load: Callable[..., Any] | None = None,
+             component_name: str | None = None) -> Any:
+    """A deploy component: ``deploy(model)`` in a pipeline serves ``model`` as endpoint ``name``.
+
+    The step bundles the model with ``predict`` (captured at submit time, like any component)
+    into its ``endpoint`` Model output; when it succeeds the runner deploys it as a new version.
+    ``model`` may be an upstream value output or a Model artifact (then ``load`` reads its path).
+    """
+    from ..artifacts import Model, Output
+    from ..component import Component, make_options
+    from .bundle import DEPLOY_ENV, check_endpoint_name
+
+    check_endpoint_name(name)
+    predict_fn, load_fn = predict, load
+
+    def deploy(model: Any, endpoint: Output[Model]) -> None:
+        from nbpipe.serving.bundle import make_bundle as _mb
+
+        with open(endpoint.path, "wb") as fh:
+            fh.write(_mb(model, predict_fn, load_fn, name))
+
+    deploy.__doc__ = f"Deploy the model as endpoint {name!r}."
+    opts = make_options(env={DEPLOY_ENV: name}, cache=True)
+    return Component(deploy, name=component_name or f"deploy-{name}", options=opts,
+                     source=f"# deploy to endpoint {name!r}\n" + _source(predict))
+
+
+def _source(fn: Any) -> str:
+    try:
+        from ..signature import source_of
+
+        return source_of(fn)
+    except (OSError, TypeError):
+        return ""
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    return np.asarray(x)
