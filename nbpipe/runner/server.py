@@ -59,7 +59,7 @@ def _error(status: int, exc: NbpipeError | str) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
-def create_app(config: RunnerConfig, on_ready: Any = None) -> FastAPI:
+def create_app(config: RunnerConfig, on_ready: Any = None, on_stop: Any = None) -> FastAPI:
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(config.data_dir, 0o700)  # runs, logs, artifacts and the database are the owner's only
     state: dict[str, Any] = {}
@@ -85,6 +85,8 @@ def create_app(config: RunnerConfig, on_ready: Any = None) -> FastAPI:
         try:
             yield
         finally:
+            if on_stop is not None:
+                on_stop()
             await endpoints.close()
             await schedules.close()
             await sched.close()
@@ -483,7 +485,7 @@ def serve(config: RunnerConfig, ready_file: str | None = None, log_level: str = 
         print(f"nbpipe runner {__version__} listening on {url} (data: {config.data_dir})", flush=True)
 
     runtime = runtime_dir() / f"runner-{os.getpid()}.json"
-    app = create_app(config, on_ready=_ready)
+    app = create_app(config, on_ready=_ready, on_stop=lambda: runtime.unlink(missing_ok=True))
     server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on", access_log=False))
     try:
         server.run(sockets=[sock])
