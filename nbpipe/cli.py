@@ -282,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detach", action="store_true")
     p.set_defaults(func=cmd_rerun)
 
-    for plugin in ("nbpipe.export.cli", "nbpipe.flow_cli", "nbpipe.lineage_cli"):
+    for plugin in ("nbpipe.export.cli", "nbpipe.flow_cli", "nbpipe.lineage_cli", "nbpipe.endpoints_cli"):
         try:
             mod = importlib.import_module(plugin)
         except ImportError:

@@ -195,3 +195,48 @@ def test_serve_errors_are_clear(nb_client, tmp_path):
     assert "ZeroDivisionError" in endpoint("broken", runner=nb_client).info["reason"]
     ep.delete()
     endpoint("broken", runner=nb_client).delete()
+
+
+def _cli(runner, *args: str, check: bool = True):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "nbpipe.cli", "--runner", runner.url, *args], capture_output=True,
+                          text=True, env={**os.environ, **runner.client_env()}, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_cli_deploy_list_predict_rollback_delete(nb_runner, tmp_path):
+    import json
+    import pickle
+
+    (tmp_path / "model.pkl").write_bytes(pickle.dumps([1.0, 10.0]))
+    (tmp_path / "model2.pkl").write_bytes(pickle.dumps([2.0, 20.0]))
+    (tmp_path / "serving_fns.py").write_text(
+        "import pickle\nimport numpy as np\n\n"
+        "def load(path):\n    with open(path, 'rb') as fh:\n        return np.array(pickle.load(fh))\n\n"
+        "def predict(model, x):\n    return x @ model\n")
+    fns = str(tmp_path / "serving_fns.py")
+    out = _cli(nb_runner, "endpoints", "deploy", "cli-ep", "--model", str(tmp_path / "model.pkl"),
+               "--predict", f"{fns}:predict", "--load", f"{fns}:load").stdout
+    assert "cli-ep version 1 (ready)" in out
+    _cli(nb_runner, "endpoints", "deploy", "cli-ep", "--model", str(tmp_path / "model2.pkl"),
+         "--predict", f"{fns}:predict", "--load", f"{fns}:load", "--version", "two")
+    listed = json.loads(_cli(nb_runner, "endpoints", "list", "--json").stdout)
+    mine = next(e for e in listed if e["name"] == "cli-ep")
+    assert [v["version"] for v in mine["versions"]] == ["1", "two"] and mine["default_version"] == "two"
+    assert "cli-ep" in _cli(nb_runner, "endpoints", "list").stdout
+    res = json.loads(_cli(nb_runner, "endpoints", "predict", "cli-ep", "--data", "[[1, 2], [3, 4]]").stdout)
+    assert res["model_version"] == "two" and res["outputs"][0]["data"] == [42.0, 86.0]
+    body = json.dumps({"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [1, 1]}]})
+    res = json.loads(_cli(nb_runner, "endpoints", "predict", "cli-ep", "--data", body, "--version", "1").stdout)
+    assert res["outputs"][0]["data"] == [11.0]
+    bad = _cli(nb_runner, "endpoints", "predict", "cli-ep", "--data", '{"inputs": []}', check=False)
+    assert bad.returncode == 1 and "non-empty 'inputs'" in bad.stderr
+    assert "version 1" in _cli(nb_runner, "endpoints", "rollback", "cli-ep").stdout
+    _cli(nb_runner, "endpoints", "delete", "cli-ep", "--version", "two")
+    missing = _cli(nb_runner, "endpoints", "rollback", "nope", check=False)
+    assert missing.returncode == 1 and "No endpoint 'nope'" in missing.stderr
+    assert "deleted endpoint cli-ep" in _cli(nb_runner, "endpoints", "delete", "cli-ep").stdout

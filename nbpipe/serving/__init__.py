@@ -169,6 +169,10 @@ def deployer(name: str, predict: Callable[..., Any], load: Callable[..., Any] | 
         with open(endpoint.path, "wb") as fh:
             fh.write(_mb(model, predict_fn, load_fn, name))
 
+    # Captured like the predict function's own component would be: its module (a notebook, a local
+    # script) is pickled by value, so the step needs nothing of the kernel's files.
+    deploy.__module__ = getattr(predict, "__module__", None) or deploy.__module__
+    deploy.__annotations__ = {"model": Any, "endpoint": Output[Model], "return": None}  # real types, not strings
     deploy.__doc__ = f"Deploy the model as endpoint {name!r}."
     opts = make_options(env={DEPLOY_ENV: name}, cache=True)
     return Component(deploy, name=component_name or f"deploy-{name}", options=opts,
