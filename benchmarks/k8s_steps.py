@@ -7,7 +7,8 @@ Prints three numbers (and writes them as JSON with ``--out``):
 - **nbpipe per step**: a 10-step chain of trivial steps (``x + 1``, cache off) through a runner
   with the Kubernetes executor and an S3 store (moto on loopback), run wall time / 10 (median of
   the repeats; the first run, which starts the watch, is a warm-up);
-- their **ratio**, and the overhead per step (per step - floor).
+- their **ratio**, and the overhead per step (per step - floor);
+- and, to split that overhead, a pod that only imports what a step's entrypoint imports.
 
 Needs the environment ``tests/k8s_rig/run.py`` sets (``NBPIPE_TEST_KUBECONFIG``: the runner's
 ServiceAccount; ``NBPIPE_TEST_ADMIN_KUBECONFIG``; ``NBPIPE_TEST_NAMESPACE``; S3 keys), so the
@@ -53,10 +54,14 @@ def _api(kubeconfig: str) -> Any:
     return client.CoreV1Api(client.ApiClient(cfg))
 
 
-def pod_floor(api: Any, namespace: str, n: int) -> list[float]:
+IMPORTS = "import nbpipe.executors.entry, nbpipe.stores.s3, minio"  # what a step on S3 imports
+
+
+def pod_floor(api: Any, namespace: str, n: int, command: list[str] | None = None) -> list[float]:
     """Seconds from create to ``Succeeded`` (seen on a watch) of ``n`` pods running ``python3 -c pass``."""
     from kubernetes import watch
 
+    command = command or ["python3", "-c", "pass"]
     out = []
     label = f"floor-{uuid.uuid4().hex[:6]}"
     for i in range(n):
@@ -65,7 +70,7 @@ def pod_floor(api: Any, namespace: str, n: int) -> list[float]:
                 "metadata": {"name": name, "labels": {"nbpipe.io/bench": label}},
                 "spec": {"restartPolicy": "Never", "automountServiceAccountToken": False,
                          "containers": [{"name": "c", "image": "python:3-slim",
-                                         "command": ["python3", "-c", "pass"]}]}}
+                                         "command": command}]}}
         rv = api.list_namespaced_pod(namespace, label_selector=f"nbpipe.io/bench={label}").metadata.resource_version
         w = watch.Watch()
         t0 = time.perf_counter()
@@ -123,12 +128,16 @@ def main() -> int:
     namespace = os.environ.get("NBPIPE_TEST_NAMESPACE", "nbpipe")
     admin = _api(os.environ["NBPIPE_TEST_ADMIN_KUBECONFIG"])
     floor = pod_floor(admin, namespace, args.pods)
+    imports = pod_floor(admin, namespace, max(5, args.pods // 2), ["python", "-c", IMPORTS])
     per_step, durations = nbpipe_chain(args.repeats, namespace)
-    f, s = statistics.median(floor), statistics.median(per_step)
+    f, s, i = statistics.median(floor), statistics.median(per_step), statistics.median(imports)
     result = {"floor_s": f, "floor_all_s": floor, "nbpipe_step_s": s, "nbpipe_step_all_s": per_step,
-              "step_duration_median_s": statistics.median(durations), "overhead_s": s - f, "ratio": s / f}
+              "imports_pod_s": i, "step_duration_median_s": statistics.median(durations), "overhead_s": s - f,
+              "ratio": s / f}
     print("\n| what | seconds |\n|---|---|")
     print(f"| pod floor (python3 -c pass, create -> Succeeded on a watch), median of {len(floor)} | {f:.3f} |")
+    print(f"| a pod that only imports the entrypoint and the S3 store ({IMPORTS}), median of {len(imports)} "
+          f"| {i:.3f} |")
     print(f"| nbpipe per step (10-step chain, wall / 10), median of {len(per_step)} runs | {s:.3f} |")
     print(f"| step start -> finish (runner events), median | {result['step_duration_median_s']:.3f} |")
     print(f"| nbpipe overhead per step (per step - floor) | {s - f:.3f} |")

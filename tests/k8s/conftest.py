@@ -149,6 +149,15 @@ def cluster(request: pytest.FixtureRequest, s3_server: str) -> Iterator[Cluster]
 
 
 @pytest.fixture(scope="module")
+def real(s3_server: str) -> Iterator[Cluster]:
+    """The real cluster only, for slow matrices whose gist ``make test`` already checks on the double
+    (use with ``@pytest.mark.k8s``)."""
+    c = _cluster("real", s3_server)
+    yield c
+    _close(c)
+
+
+@pytest.fixture(scope="module")
 def double(s3_server: str) -> Iterator[Cluster]:
     """The API double only (for tests that use its controls: compaction, eviction)."""
     c = _cluster("double", s3_server)

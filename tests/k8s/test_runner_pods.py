@@ -64,12 +64,17 @@ def test_cancel_and_timeout_delete_the_pod(cluster: Cluster, client: Any) -> Non
     cases.cancel_and_timeout_delete_pods(cluster, client)
 
 
-def test_claims_are_released_under_every_pod_policy(cluster: Cluster, data_dir: Path) -> None:
-    cases.claims_released_under_every_policy(cluster, data_dir)
+@pytest.mark.k8s
+def test_claims_are_released_under_every_pod_policy(real: Cluster, data_dir: Path) -> None:
+    """On the real server only (a runner per policy: ~40 s); on the double, the retry case checks the
+    default policy's kept pod releasing the claim."""
+    cases.claims_released_under_every_policy(real, data_dir)
 
 
-def test_failed_pods_are_kept_without_a_run_volume(cluster: Cluster, data_dir: Path) -> None:
-    cases.failed_pods_are_kept_without_a_run_volume(cluster, data_dir)
+@pytest.mark.k8s
+def test_failed_pods_are_kept_without_a_run_volume(real: Cluster, data_dir: Path) -> None:
+    """On the real server only: the double keeps pods the same way, and this costs a runner."""
+    cases.failed_pods_are_kept_without_a_run_volume(real, data_dir)
 
 
 def test_image_pull_error_fails_fast_and_names_the_image(double: Cluster, double_client: Any) -> None:
