@@ -331,6 +331,9 @@ class Run:
             snap = self.snapshot()
         if raise_on_failure and snap["state"] == "failed":
             self.raise_for_failure()
+            # no step failed: the runner itself ended the run (an internal error, a full disk)
+            raise RunnerError(f"Run {self.id} failed: {snap['reason']}",
+                              hint="Its steps did not fail; see `nbpipe runner status` and the runner's log.")
         return self
 
     def _follow(self, after: int, left: float | None) -> int:

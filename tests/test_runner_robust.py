@@ -185,6 +185,22 @@ def test_health_and_cli_report_a_scheduling_loop_that_stopped(tmp_path) -> None:
         r.stop()
 
 
+def test_an_internal_error_fails_only_its_run_and_the_loop_goes_on(tmp_path) -> None:
+    r = RunnerProcess(tmp_path / "data", extra_env={"NBPIPE_FAILPOINT": "tick-error:1"}).start()
+    try:
+        c = r.client()
+        hit = c.submit(simple, {"x": 1})  # its first pass through the loop raises
+        with pytest.raises(RunnerError, match="internal error: RuntimeError: failpoint tick-error"):
+            hit.wait(timeout=60)
+        snap = hit.snapshot()
+        assert snap["state"] == "failed" and "failpoint tick-error" in snap["reason"]
+        assert c.submit(simple, {"x": 2}).wait(timeout=60).outputs("plus_one")["output"] == 3
+        health = c.health()
+        assert health["loop"]["ticking"] and health["running_steps"] == 0 and health["active_runs"] == 0
+    finally:
+        r.stop()
+
+
 @pytest.fixture()
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     mnt = tmp_path / "tmpfs"

@@ -310,6 +310,7 @@ class Scheduler:
 
     def _tick_run(self, run: RunCtx, now: float) -> float:
         next_wake = 5.0
+        failpoints.error("tick-error")
         if run.state == "queued":
             run.state, run.started_at = "running", now
             with self._tx() as conn:
@@ -440,6 +441,9 @@ class Scheduler:
 
     async def _execute(self, run: RunCtx, st: StepCtx, inputs: dict[str, Any],
                        reattached: Handle | None = None) -> None:
+        if reattached is None and (self.runs.get(run.id) is not run or st.state != "running"):
+            self.active -= 1  # an internal error ended the run before this attempt began: give the slot back
+            return
         attempt = st.attempt
         att_id = f"{run.id}.{st.name}.{attempt}"
         log_path = self.log_path(run.id, st.name, attempt)
