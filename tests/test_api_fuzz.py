@@ -15,12 +15,26 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import (content_type_conformance, not_a_server_error, response_schema_conformance,
                                  status_code_conformance)
 
 from nbpipe import component, pipeline
+
+
+def _tiny_zip() -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("manifest.json", "{}")
+    return buf.getvalue()
+
+# uploads (model bundles) are zip bodies: random bytes, and a few real zips, exercise their readers
+schemathesis.openapi.media_type("application/zip", st.one_of(st.binary(max_size=2048), st.just(_tiny_zip())))
 
 EXAMPLES_PER_MODE = 30  # x2 modes x 20 operations; some have fewer distinct inputs: ≥ 500 in all
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
