@@ -163,6 +163,7 @@ class NbpipeMagics(Magics):
                 retries=args.retries,
                 timeout=timeout,
                 cache=False if args.no_cache else None,
+                workers=getattr(args, "workers", None),
                 owner=f"component {args.name or ''}".strip(),
             )
         except NbpipeError as exc:
@@ -192,6 +193,7 @@ class NbpipeMagics(Magics):
     @argument("--retries", type=int, help="Times to retry a failed step.")
     @argument("--timeout", help="Seconds (or ISO 8601 like PT30M) before the step is killed.")
     @argument("--no-cache", action="store_true", help="Always run; never reuse an earlier result.")
+    @argument("--workers", type=int, help="Run the step as N processes started together (torch.distributed).")
     @argument(
         "--inputs",
         help="Plain cell only: comma-separated notebook variables the step takes "

@@ -93,6 +93,7 @@ class Options:
     cache: bool = True
     max_cache_staleness: float | None = None  # seconds; None = cached results never expire
     env: tuple[tuple[str, str], ...] = ()
+    workers: int = 1  # > 1: a distributed step, N processes started together (see nbpipe.executors.gang)
 
     def to_json(self) -> dict[str, Any]:
         return _options_json(self)
@@ -112,6 +113,10 @@ def _options_json(opts: Options) -> dict[str, Any]:
     d = asdict(opts)
     d["packages"] = list(opts.packages)
     d["env"] = dict(opts.env)
+    if opts.workers == 1:
+        del d["workers"]  # specs (and their digests) of ordinary steps stay as they were
+    else:  # executors read the gang size from the job's environment (nbpipe.executors.gang)
+        d["env"]["NBPIPE_WORKERS"] = str(opts.workers)
     return d
 
 
@@ -129,6 +134,7 @@ def make_options(
     cache: bool | None = None,
     max_cache_staleness: Any = None,
     env: dict[str, str] | None = None,
+    workers: int | None = None,
     base: Options | None = None,
     owner: str = "component",
 ) -> Options:
@@ -168,6 +174,11 @@ def make_options(
         changes["max_cache_staleness"] = parse_duration(max_cache_staleness, f"{owner}: max_cache_staleness")
     if env is not None:
         changes["env"] = tuple(sorted((str(k), str(v)) for k, v in env.items()))
+    if workers is not None:
+        if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= 64:
+            raise DefinitionError(f"{owner}: workers={workers!r} must be a whole number from 1 to 64",
+                                  hint="workers=N runs the step as N processes started together (torch.distributed).")
+        changes["workers"] = workers
     return replace(opts, **changes)
 
 
@@ -340,6 +351,7 @@ def component(
     cache: bool = True,
     max_cache_staleness: Any = None,
     env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> Any:
     """Turn a typed function into a :class:`Component`. Works bare or with options.
 
@@ -354,10 +366,12 @@ def component(
     timeout : seconds (or ISO 8601 duration) before the step is killed.
     cache, max_cache_staleness : reuse results of an identical earlier step, at most this old
         (``"P7D"``, like Kubeflow's ``max_cache_staleness``).
+    workers : run the step as N worker processes started together (a gang) with the PyTorch
+        environment (MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK, LOCAL_RANK); rank 0's result is the step's.
     """
     opts = make_options(base_image=base_image, packages=packages, resources=resources, retries=retries,
                         backoff=backoff, timeout=timeout, cache=cache,
-                        max_cache_staleness=max_cache_staleness, env=env, owner=f"component {name or ''}".strip())
+                        max_cache_staleness=max_cache_staleness, env=env, workers=workers, owner=f"component {name or ''}".strip())
 
     def wrap(f: Callable[..., Any]) -> Component:
         return Component(f, name=name, options=opts)

@@ -131,10 +131,22 @@ class StepsAdded(Event):
     steps: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class StepWorkers(Event):
+    """The workers of a distributed step's attempt (``workers=N``) changed state: one entry per rank,
+    ``{rank, pid, state, exit_code}`` with state ``starting``, ``running``, ``succeeded``, ``failed``,
+    ``stopped`` (by the gang, after another worker failed, or by cancel/timeout) or ``not started``."""
+
+    type: ClassVar[str] = "StepWorkers"
+    step: str = ""
+    attempt: int = 1
+    workers: list[dict[str, Any]] = field(default_factory=list)
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (RunCreated, RunStarted, RunFinished, StepStarted, StepRetrying, StepLog, ArtifactSaved, StepFinished,
-                StepsAdded)
+                StepsAdded, StepWorkers)
 }
 
 

@@ -119,6 +119,21 @@ export interface StepsAdded extends EventBase {
   steps: Array<Record<string, JSONValue>>;
 }
 
+/** The workers of a distributed step's attempt (`workers=N`): one entry per rank. */
+export interface WorkerState {
+  rank: number;
+  pid: number | null;
+  state: 'starting' | 'running' | 'succeeded' | 'failed' | 'stopped' | 'not started';
+  exit_code: number | null;
+}
+
+export interface StepWorkers extends EventBase {
+  type: 'StepWorkers';
+  step: string;
+  attempt: number;
+  workers: WorkerState[];
+}
+
 export type RunEvent =
   | RunCreated
   | RunStarted
@@ -128,7 +143,8 @@ export type RunEvent =
   | StepLog
   | ArtifactSaved
   | StepFinished
-  | StepsAdded;
+  | StepsAdded
+  | StepWorkers;
 
 export type EventType = RunEvent['type'];
 
@@ -141,7 +157,8 @@ export const EVENT_TYPES: readonly EventType[] = [
   'StepLog',
   'ArtifactSaved',
   'StepFinished',
-  'StepsAdded'
+  'StepsAdded',
+  'StepWorkers'
 ];
 
 /** One step of a run snapshot (`GET /api/v1/runs/{id}`). */

@@ -193,6 +193,10 @@ class LocalExecutor:
         store_type = str((job.get("store") or {}).get("type", "local"))
         if store_type == "s3":
             env = {**{k: v for k, v in step_environ("s3").items() if k in S3_STORE_ENV}, **env}
+        from . import gang
+
+        if gang.workers_of(job) > 1:  # a distributed step: N processes started together
+            return await gang.start(self, job, attempt_id, log_path, workdir, env, gang.workers_of(job))
         if self.mode == "spawn" or job.get("python_executable"):
             return await self._spawn(job, attempt_id, log_path, workdir, env)
         proc = await self._ensure_zygote()
@@ -247,6 +251,10 @@ class LocalExecutor:
     async def kill(self, handle: Handle, grace: float = 3.0) -> None:
         if handle.pid is None or handle.done.done():
             return
+        if "gang" in handle.extra:
+            from . import gang
+
+            return await gang.kill(handle, grace)
         known = handle.extra.get("tree") or {}
         kill_tree(handle.pid, signal.SIGTERM, known)
         try:
@@ -256,6 +264,9 @@ class LocalExecutor:
             kill_tree(handle.pid, signal.SIGKILL, known)
 
     async def close(self) -> None:
+        from . import gang
+
+        await gang.close(self)
         for h in list(self._handles.values()):
             await self.kill(h, grace=1.0)
         if self._zygote is not None and self._zygote.returncode is None:
