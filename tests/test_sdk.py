@@ -253,7 +253,7 @@ def test_public_api_is_pinned() -> None:
         "Artifact", "ClassificationMetrics", "Client", "Collected", "Component", "Condition", "Dataset", "Elif",
         "Else", "ExitHandler", "HTML", "If", "Input", "Markdown", "Metrics", "Model", "NbpipeError", "Output",
         "ParallelFor", "Pipeline", "RUN_ID", "RUN_NAME", "RUN_STATUS", "Resources", "Run", "attach",
-        "build_package", "compare", "component", "debug", "loguniform", "pipeline", "read_package", "run",
+        "build_package", "compare", "component", "debug", "loguniform", "pipeline", "read_package", "run", "serve",
         "sweep", "uniform"])
     for name in nbpipe.__all__:
         assert getattr(nbpipe, name) is not None

@@ -143,9 +143,24 @@ def endpoints(runner: Any = None) -> list[Endpoint]:
     return [Endpoint(i, client) for i in client._request("GET", "/api/v1/endpoints").json()]
 
 
-def endpoint(name: str, runner: Any = None) -> Endpoint:
+def endpoint(name: str, runner: Any = None, wait: float = 0.0, version: str | None = None) -> Endpoint:
+    """The endpoint ``name``. ``wait``: seconds to wait for it to be ready (at ``version``, if given) —
+    a pipeline's deploy step is served a moment after its run ends."""
+    import time
+
     client = _client(runner)
-    return Endpoint(client._request("GET", f"/api/v1/endpoints/{name}").json(), client)
+    deadline = time.monotonic() + wait
+    while True:
+        resp = client._http.get(f"/api/v1/endpoints/{name}")
+        if resp.status_code == 200:
+            info = resp.json()
+            if info["state"] == "ready" and version in (None, info["default_version"]):
+                return Endpoint(info, client)
+            if info["state"] == "failed" and time.monotonic() >= deadline:
+                raise NbpipeError(f"Endpoint {name!r} failed", info.get("reason", ""))
+        if time.monotonic() >= deadline:
+            return Endpoint(client._request("GET", f"/api/v1/endpoints/{name}").json(), client)
+        time.sleep(0.1)
 
 
 def deployer(name: str, predict: Callable[..., Any], load: Callable[..., Any] | None = None,
