@@ -6,6 +6,7 @@
  * Non-goals: computing metrics (the server does), state beyond the run ids (restoring needs only them).
  */
 
+import type { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import { bars, formatMetric, metricRows, paramRows } from './comparemodel';
@@ -151,5 +152,11 @@ export class ComparePage extends Widget {
         metrics.length ? metricTable : h('p', { class: 'nbp-muted', text: 'No numeric outputs or Metrics artifacts in these runs yet.' })),
       h('section', { class: 'nbp-compare-section', hidden: !metrics.length }, h('div', { class: 'nbp-section-title' }, h('h3', { text: 'Metric charts' })), charts)
     );
+  }
+
+  /** Closing the tab ends the page (its streams and timers); reopening builds a fresh one. */
+  protected onCloseRequest(msg: Message): void {
+    super.onCloseRequest(msg);
+    this.dispose();
   }
 }

@@ -8,6 +8,7 @@
  * Non-goals: laying out arbitrary graphs (the four columns come from lineagemodel.ts).
  */
 
+import type { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import type { DashboardApi, LineageArtifact } from './dashboard_api';
@@ -232,5 +233,11 @@ export class LineagePage extends Widget {
   dispose(): void {
     cancelAnimationFrame(this.frame);
     super.dispose();
+  }
+
+  /** Closing the tab ends the page (its streams and timers); reopening builds a fresh one. */
+  protected onCloseRequest(msg: Message): void {
+    super.onCloseRequest(msg);
+    this.dispose();
   }
 }

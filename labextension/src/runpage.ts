@@ -8,6 +8,7 @@
  * Non-goals: state beyond the run id (restoring a page needs only that), the run list.
  */
 
+import type { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import { createRunView, RunView } from '../../nbpipe/widgets/run_view.js';
@@ -195,6 +196,12 @@ export class RunPage extends Widget {
     this.view.destroy();
     this.images.forEach(url => URL.revokeObjectURL(url));
     super.dispose();
+  }
+
+  /** Closing the tab ends the page (its streams and timers); reopening builds a fresh one. */
+  protected onCloseRequest(msg: Message): void {
+    super.onCloseRequest(msg);
+    this.dispose();
   }
 }
 

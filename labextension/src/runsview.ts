@@ -6,6 +6,7 @@
  * Non-goals: state (runsmodel.ts holds it), fetching (request.ts), the sidebar's short list.
  */
 
+import type { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import type { FacetValue, RunFilters } from './dashboard_api';
@@ -224,6 +225,12 @@ export class RunsPage extends Widget {
     }
     this.model.dispose();
     super.dispose();
+  }
+
+  /** Closing the tab ends the page (its streams and timers); reopening builds a fresh one. */
+  protected onCloseRequest(msg: Message): void {
+    super.onCloseRequest(msg);
+    this.dispose();
   }
 }
 

@@ -134,7 +134,15 @@ def test_dashboard_end_to_end(start_lab: Any, lab_browser: Any, tmp_path: Path) 
     gate.write_text("go")
     expect(row).to_have_attribute("data-state", "succeeded", timeout=120_000)
     expect(side).to_have_attribute("data-state", "succeeded", timeout=60_000)
+    # From the panel's run view to a page of its own, then back to how things were.
+    side.locator(".nbp-run-open").click()
+    page.locator("#nbpipe-panel .nbp-open-tab").click()
+    live_tab = page.locator(f'.lm-TabBar-tab[data-id="nbpipe-run-{live.id}"]')
+    expect(page.locator(f'.nbp-runpage[data-run="{live.id}"] .rv-node')).to_have_count(1, timeout=30_000)
+    live_tab.locator(".lm-TabBar-tabCloseIcon").click()
+    expect(live_tab).to_have_count(0)
     page.locator('.lm-TabBar-tab[data-id="nbpipe-panel"]').click()  # close the sidebar again
+    page.locator('.lm-TabBar-tab:has-text("Runs")').first.click()
     expect(row.locator(".nbp-stepbar .nbp-seg")).to_have_count(1)
     expect(rows).to_have_count(4)
 
@@ -162,6 +170,16 @@ def test_dashboard_end_to_end(start_lab: Any, lab_browser: Any, tmp_path: Path) 
     expect(cmp.locator(".nbp-chart")).to_have_count(3)  # accuracy, loss, evaluate.output
     expect(cmp.locator('.nbp-compare-metrics tr[data-metric="evaluate.output"] td.nbp-best')).to_have_count(1)
     page.screenshot(path=str(ARTIFACTS / "lab-dashboard-compare.png"))
+    # "Open side by side": each compared run's page, split across the main area
+    cmp.locator("button:has-text('Open side by side')").click()
+    for r in (r1, r2, r3):
+        expect(page.locator(f'.nbp-runpage[data-run="{r.id}"]')).to_be_visible(timeout=30_000)
+    boxes = [page.locator(f'.nbp-runpage[data-run="{r.id}"]').bounding_box() for r in (r2, r3)]
+    assert boxes[0] and boxes[1] and boxes[0]["x"] + boxes[0]["width"] <= boxes[1]["x"] + 1, boxes
+    page.screenshot(path=str(ARTIFACTS / "lab-dashboard-compare-side-by-side.png"))
+    for r in (r1, r2, r3):  # close them again; the run page below is opened from the Runs page
+        page.locator(f'.lm-TabBar-tab[data-id="nbpipe-run-{r.id}"] .lm-TabBar-tabCloseIcon').click()
+    expect(page.locator(".nbp-runpage")).to_have_count(0)
 
     # ---- A run page, and the lineage of a cached model across two runs ----
     page.locator('.lm-TabBar-tab:has-text("Runs")').first.click()
