@@ -261,6 +261,7 @@ def _runner_message(resp: httpx.Response) -> str:
 def handlers() -> list[tuple[str, type[NbpipeHandler]]]:
     """``(pattern, handler)`` pairs relative to ``{base_url}/nbpipe/api``."""
     from .dashboard import dashboard_handlers
+    from .endpoints import endpoint_handlers
     from .notebook import notebook_handlers
 
     return [
@@ -275,4 +276,5 @@ def handlers() -> list[tuple[str, type[NbpipeHandler]]]:
         (f"artifacts/{DIGEST}", ArtifactHandler),
         *notebook_handlers(),
         *dashboard_handlers(),
+        *endpoint_handlers(),
     ]
