@@ -200,8 +200,9 @@ class KubernetesExecutor:
                     for chunk in resp.stream(65536):
                         start, pos = pos, pos + len(chunk)
                         with att.log_lock:
-                            if att.log_taken:
-                                break
+                            if att.log_taken:  # _finish completed the log: drop this connection, unread
+                                resp.close()
+                                return True
                             if pos > att.written:
                                 piece = chunk[max(0, att.written - start):]
                                 fh.write(piece)

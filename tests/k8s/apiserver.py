@@ -109,6 +109,10 @@ class ApiServer:
         self.generation = 0  # bumped to end every open watch
         self.cond = threading.Condition()
         self.requests: list[tuple[str, str]] = []
+        # a real kubelet closes a finished container's follow stream only on its next check (1 s);
+        # set this to keep such streams open until it is cleared (or the double stops)
+        self.hold_log_streams = threading.Event()
+        self.stopping = False
         self.kubelet = Kubelet(self, self.root)
         server = self
 
@@ -128,6 +132,7 @@ class ApiServer:
         return self
 
     def stop(self) -> None:
+        self.stopping = True
         self.kubelet.stop()
         with self.cond:
             self.generation += 1
@@ -465,7 +470,8 @@ class _Handler(BaseHTTPRequestHandler):
                     if data:
                         self._chunk(data)
                         continue
-                    if not api.kubelet.is_running(ns, name):
+                    held = api.hold_log_streams.is_set() and not api.stopping and api.get("pods", ns, name)
+                    if not api.kubelet.is_running(ns, name) and not held:  # (a deleted pod's stream ends)
                         rest = fh.read()
                         if rest:
                             self._chunk(rest)

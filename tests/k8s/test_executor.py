@@ -274,6 +274,36 @@ def test_eviction_deadline_and_missing_secret_end_the_attempt_with_a_reason(doub
     asyncio.run(go())
 
 
+def test_a_finished_step_takes_its_whole_log_without_waiting_for_the_stream_to_close(
+        double: Cluster, store: LocalStore, tmp_path: Path) -> None:
+    """The attempt ends on the pod's terminated state; its log is read whole in one request.
+
+    A real kubelet closes a finished container's ``follow`` stream only on its next check (every
+    second): the double holds such streams open here, as long as the test wants.
+    """
+    assert double.double is not None
+    api = double.double
+
+    async def go() -> ExitStatus:
+        ex = _executor(double)
+        status = await _run(ex, job_for(nap, store, step="held") | {"inputs": {
+            "seconds": {"kind": "value", "value": 0.3}}}, tmp_path)
+        await ex.close()
+        return status
+
+    api.hold_log_streams.set()
+    try:
+        status = asyncio.run(go())
+    finally:
+        api.hold_log_streams.clear()
+    assert status.ok, status
+    pod = pod_name("r1.held.1")
+    reads = [p for m, p in api.requests if m == "GET" and f"/pods/{pod}/log" in p]
+    assert any("follow=true" not in p for p in reads), reads  # the whole log, once the container ended
+    log = (tmp_path / "held.log").read_bytes()
+    assert log == api.kubelet.log_path(NAMESPACE, pod).read_bytes() and log.count(b"napping") == 1
+
+
 def test_a_large_job_travels_through_the_store(double: Cluster, store: LocalStore, tmp_path: Path) -> None:
     blob = os.urandom(150_000).hex()  # incompressible: too large for an environment variable in a pod spec
 
