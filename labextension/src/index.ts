@@ -12,6 +12,7 @@ import { Token } from '@lumino/coreutils';
 
 import { addCommands } from './commands';
 import { dashboardPlugin, DashboardCommands } from './dashboard';
+import { endpointsPlugin } from './endpoints';
 import { NotebookContent, PanelModel } from './model';
 import { NbpipePanel } from './panel';
 import { ServerApi } from './request';
@@ -105,4 +106,4 @@ const commandsPlugin: JupyterFrontEndPlugin<void> = {
     addCommands(app, panel, tracker, palette)
 };
 
-export default [panelPlugin, commandsPlugin, dashboardPlugin];
+export default [panelPlugin, commandsPlugin, dashboardPlugin, endpointsPlugin];
