@@ -244,3 +244,24 @@ def test_workers_option_is_checked_at_definition():
         component(workers=0, name="zero")(lambda: 1)
     assert contract.to_spec()["options"]["workers"] == 3
     assert "workers" not in component(name="one")(lambda: 1).to_spec()["options"]  # ordinary steps' specs unchanged
+
+
+def test_a_runner_crash_leaves_no_worker_behind(nb_runner_factory):
+    import signal
+
+    r = nb_runner_factory("crash")
+    client = r.client()
+    run = client.submit(forever_pipeline, {"tag": "runner-crash"})
+    workers = _wait_running(client, run.id, 2)
+    r.stop(signal.SIGKILL)  # no shutdown: the restarted runner must clean up the whole gang
+    r.start()
+    client = r.client()
+    deadline = time.monotonic() + 60
+    while not all(_gone(w["pid"]) for w in workers):
+        assert time.monotonic() < deadline, workers
+        time.sleep(0.05)
+    client.cancel(run.id)  # its retry starts a new gang: stop it
+    run = client.run(run.id).wait(timeout=120, raise_on_failure=False)
+    assert run.state == "cancelled"
+    last = [e for e in _events(client, run.id) if isinstance(e, StepWorkers)][-1]
+    assert all(_gone(w["pid"]) for w in last.workers)

@@ -115,10 +115,15 @@ class Gang:
                     json.dump(rjob, fh)
                 env = {**base_env, **contract}
                 env.setdefault("OMP_NUM_THREADS", threads)  # N workers share the cores, like torchrun
+                # Rank 0 leads a new process group and the others join it (a group can only be
+                # joined within its session, hence no new session), so what kills an attempt's group
+                # (cancel, or a restarted runner cleaning up after a crash, which knows only rank 0's
+                # pid) kills the whole gang.
+                group = {"process_group": 0 if rank == 0 else self.procs[0].pid}
                 proc = await asyncio.create_subprocess_exec(
                     python, "-m", "nbpipe.executors.entry", job_path, stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=wd, env=env,
-                    start_new_session=True, limit=1 << 20)
+                    limit=1 << 20, **group)
                 self.procs.append(proc)
                 self.trees.append({})
                 self.states[rank] = "running"
@@ -216,12 +221,17 @@ class Gang:
         alive = [(p, t) for p, t in zip(self.procs, self.trees) if p.returncode is None]
         for p, tree in alive:
             kill_tree(p.pid, signal.SIGTERM, tree)
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGTERM)  # a worker that is not its group's leader
         try:
             await asyncio.wait_for(asyncio.gather(*(p.wait() for p, _ in alive)), grace)
         except asyncio.TimeoutError:
             pass
         for p, tree in zip(self.procs, self.trees):
             kill_tree(p.pid, signal.SIGKILL, tree)  # stragglers, and children that outlived their worker
+            if p.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    p.kill()
 
 
 def _describe(rc: int | None) -> str:
