@@ -100,6 +100,8 @@ def nbpipe_chain(repeats: int, namespace: str) -> tuple[list[float], list[float]
            "NBPIPE_S3_SECRET_KEY": os.environ["NBPIPE_TEST_S3_SECRET_KEY"],
            "NBPIPE_K8S_SECRET_ENV": "NBPIPE_S3_ACCESS_KEY=nbpipe-s3:access-key,NBPIPE_S3_SECRET_KEY=nbpipe-s3:secret-key",
            "NBPIPE_K8S_STEP_SERVICE_ACCOUNT": os.environ.get("NBPIPE_TEST_STEP_SERVICE_ACCOUNT", "")}
+    if os.environ.get("NBPIPE_BENCH_RUNNER_PYTHONPATH"):  # A/B: the runner (and the pod specs it makes) from elsewhere
+        env["PYTHONPATH"] = os.environ["NBPIPE_BENCH_RUNNER_PYTHONPATH"]
     runner = RunnerProcess(data, extra_env=env).start()
     per_step, durations = [], []
     try:
