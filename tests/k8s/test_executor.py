@@ -1,5 +1,6 @@
 """The Kubernetes executor in-process: pod specs (schema-checked offline), status mapping, and the
-watch / pod lifecycle against the API double (real HTTP, real pod processes, a local store).
+watch / pod lifecycle against the API double (real HTTP, real pod processes, a local store) and,
+with ``-m k8s``, the k8s-rig's real API server for the cases that need none of the double's controls.
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ def test_pod_status_maps_to_an_exit_status_that_says_what_to_do(pod: dict[str, A
     assert re.search(expect, text), text
 
 
-# ------------------------------------------------------------------ against the double
+# ------------------------------------------------------------------ against the double (and the rig)
 @component(cache=False)
 def nap(seconds: float) -> float:
     import time
@@ -177,8 +178,20 @@ def store(tmp_path: Path) -> LocalStore:
     return LocalStore(str(tmp_path / "store"))
 
 
-def _executor(double: Cluster, **options: Any) -> KubernetesExecutor:
-    return KubernetesExecutor(api=double.api(), namespace=NAMESPACE, **options)
+def _executor(c: Cluster, **options: Any) -> KubernetesExecutor:
+    """An in-process executor with the runner's identity (on the k8s-rig: its ServiceAccount token)."""
+    if c.double is None and os.environ.get("NBPIPE_TEST_STEP_SERVICE_ACCOUNT"):
+        options.setdefault("service_account", os.environ["NBPIPE_TEST_STEP_SERVICE_ACCOUNT"])
+    return KubernetesExecutor(api=c.runner_api(), namespace=c.namespace, **options)
+
+
+@pytest.fixture
+def local(cluster: Cluster) -> Cluster:
+    """The double, then (``-m k8s``) a real cluster whose pods run on this machine (the k8s-rig):
+    these cases give pods a store in a local folder."""
+    if not cluster.shares_host:
+        pytest.skip("the pods of a remote cluster cannot read this machine's local store")
+    return cluster
 
 
 async def _run(ex: KubernetesExecutor, job: dict[str, Any], tmp_path: Path, during: Any = None) -> ExitStatus:
@@ -195,7 +208,7 @@ async def _until_logged(log: Path, text: str) -> None:
         await asyncio.sleep(0.05)
 
 
-def test_a_list_in_flight_while_a_pod_is_created_does_not_count_as_a_deletion(double: Cluster, store: LocalStore,
+def test_a_list_in_flight_while_a_pod_is_created_does_not_count_as_a_deletion(local: Cluster, store: LocalStore,
                                                                              tmp_path: Path) -> None:
     """A (re)list requested before a pod was created does not contain it; that is no deletion.
 
@@ -203,7 +216,7 @@ def test_a_list_in_flight_while_a_pod_is_created_does_not_count_as_a_deletion(do
     "deleted before it finished". Driven here by handing the executor such a list directly.
     """
     async def go() -> None:
-        ex = _executor(double)
+        ex = _executor(local)
         await ex._ready()
         asked = time.monotonic()  # a list requested now, answered after the create below
         handle = await ex.start(job_for(nap, store, step="fresh") | {"inputs": {
@@ -226,6 +239,7 @@ def test_a_list_in_flight_while_a_pod_is_created_does_not_count_as_a_deletion(do
 
 def test_watch_relists_after_410_and_reconnects_after_drops(double: Cluster, store: LocalStore,
                                                            tmp_path: Path) -> None:
+    """On the double only: it compacts its history and drops watches on demand."""
     assert double.double is not None
 
     async def go() -> None:
@@ -251,6 +265,8 @@ def test_watch_relists_after_410_and_reconnects_after_drops(double: Cluster, sto
 
 def test_eviction_deadline_and_missing_secret_end_the_attempt_with_a_reason(double: Cluster, store: LocalStore,
                                                                           tmp_path: Path) -> None:
+    """On the double only: eviction is its control; the rig enforces no activeDeadlineSeconds, and its
+    process kubelet fails a pod with a missing Secret (StartError) instead of keeping it waiting."""
     assert double.double is not None
     sleep_long = {"inputs": {"seconds": {"kind": "value", "value": 30}}}
 
@@ -304,11 +320,11 @@ def test_a_finished_step_takes_its_whole_log_without_waiting_for_the_stream_to_c
     assert log == api.kubelet.log_path(NAMESPACE, pod).read_bytes() and log.count(b"napping") == 1
 
 
-def test_a_large_job_travels_through_the_store(double: Cluster, store: LocalStore, tmp_path: Path) -> None:
+def test_a_large_job_travels_through_the_store(local: Cluster, store: LocalStore, tmp_path: Path) -> None:
     blob = os.urandom(150_000).hex()  # incompressible: too large for an environment variable in a pod spec
 
     async def go() -> None:
-        ex = _executor(double, delete_pods="never")
+        ex = _executor(local, delete_pods="never")
         job = job_for(length, store, step="big") | {"inputs": {"blob": {"kind": "value", "value": blob}}}
         status = await _run(ex, job, tmp_path)
         assert status.ok, (tmp_path / "big.log").read_text()
@@ -320,11 +336,11 @@ def test_a_large_job_travels_through_the_store(double: Cluster, store: LocalStor
     assert result["status"] == "succeeded" and result["outputs"]["output"]["value"] == len(blob)
 
 
-def test_api_errors_say_what_to_do(double: Cluster, store: LocalStore, tmp_path: Path) -> None:
+def test_api_errors_say_what_to_do(local: Cluster, store: LocalStore, tmp_path: Path) -> None:
     from kubernetes.client.exceptions import ApiException
 
     async def go() -> None:
-        ex = _executor(double)
+        ex = _executor(local)
         denied = ApiException(status=403, reason="Forbidden")
         denied.body = json.dumps({"message": 'pods is forbidden: User "x" cannot create resource "pods"'})
         with mock.patch.object(ex.api, "create_namespaced_pod", side_effect=denied):
@@ -337,14 +353,14 @@ def test_api_errors_say_what_to_do(double: Cluster, store: LocalStore, tmp_path:
     asyncio.run(go())
 
 
-def test_python_mismatch_fails_in_the_pod_naming_both_versions_and_the_fix(double: Cluster, store: LocalStore,
+def test_python_mismatch_fails_in_the_pod_naming_both_versions_and_the_fix(local: Cluster, store: LocalStore,
                                                                           tmp_path: Path) -> None:
     import sys
 
     have = "%d.%d.%d" % sys.version_info[:3]
 
     async def go() -> ExitStatus:
-        ex = _executor(double)
+        ex = _executor(local)
         job = job_for(nap, store, step="py") | {"python": "3.9.18", "inputs": {"seconds": {"kind": "value", "value": 0}}}
         status = await _run(ex, job, tmp_path)
         await ex.close()
