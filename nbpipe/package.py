@@ -100,11 +100,43 @@ def build_package(pipeline: Any, path: str | os.PathLike[str] | None = None) -> 
     return data
 
 
+# Libraries ``jsonschema`` imports only to check string formats (``iri``, ``duration``, ...); the
+# package schema asserts no format, and ``rfc3987_syntax`` alone builds a grammar for ~1 s on import.
+_FORMAT_LIBS = ("rfc3987_syntax", "rfc3987", "rfc3986_validator", "rfc3339_validator", "fqdn", "idna",
+                "webcolors", "jsonpointer", "uri_template", "isoduration")
+_LEAN = {"on": False}
+
+
+def lean_validator() -> None:
+    """In a process of nbpipe's own (the runner, ``nbpipe inspect``): import ``jsonschema`` without its
+    format-checking libraries, which the package schema never uses. Not for a user's kernel, where
+    the user's own ``jsonschema.FormatChecker`` would lose those formats."""
+    _LEAN["on"] = True
+
+
+def _import_jsonschema() -> Any:
+    import sys
+
+    if not _LEAN["on"] or "jsonschema" in sys.modules:
+        import jsonschema
+
+        return jsonschema
+    blocked = [m for m in _FORMAT_LIBS if m not in sys.modules]
+    for m in blocked:
+        sys.modules[m] = None  # type: ignore[assignment]  # import raises ImportError: the format is skipped
+    try:
+        import jsonschema
+    finally:
+        for m in blocked:
+            if sys.modules.get(m, 0) is None:
+                del sys.modules[m]
+    return jsonschema
+
+
 @lru_cache(maxsize=None)
 def _validator(version: int) -> Any:
     """The JSON-schema validator of one package format version (``schema/package-v<N>.json``)."""
-    import jsonschema
-
+    jsonschema = _import_jsonschema()
     schema = json.loads((Path(__file__).parent / "schema" / f"package-v{version}.json").read_text())
     return jsonschema.Draft202012Validator(schema)
 

@@ -113,3 +113,25 @@ def test_bare_import_reaches_submodules_and_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_lean_validator_skips_format_libraries_but_still_validates() -> None:
+    """The runner and ``nbpipe inspect`` import jsonschema without its format libraries (~1 s of
+    ``rfc3987_syntax`` grammar building), and a broken spec is still refused with the same message."""
+    code = (
+        "import sys, json\n"
+        "from nbpipe.package import check_spec, lean_validator\n"
+        "from nbpipe.errors import PackageError\n"
+        "lean_validator()\n"
+        "spec = {'format': 'nbpipe.package', 'version': 2, 'pipeline': {}, 'components': {}, 'steps': []}\n"
+        "try:\n"
+        "    check_spec(spec)\n"
+        "except PackageError as exc:\n"
+        "    print('refused:', exc.headline)\n"
+        "assert 'rfc3987_syntax' not in sys.modules, 'format library imported'\n"
+        "assert all(v is not None for v in sys.modules.values()), 'an import blocker was left behind'\n"
+        "import rfc3987_syntax  # still importable by the user afterwards\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "refused: The package's spec is invalid at pipeline" in out.stdout, out.stdout

@@ -70,7 +70,10 @@ def export_command(args: argparse.Namespace) -> int:
 
 def inspect_command(args: argparse.Namespace) -> int:
     """Handler of ``nbpipe inspect``."""
+    from ..package import lean_validator
     from .describe import describe_package, package_summary
+
+    lean_validator()  # a process of its own: jsonschema without its (unused, ~1 s) format libraries
 
     try:
         if args.json:

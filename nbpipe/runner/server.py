@@ -484,7 +484,15 @@ def serve(config: RunnerConfig, ready_file: str | None = None, log_level: str = 
         if ready_file:
             write_runtime_file(Path(ready_file), info)
         print(f"nbpipe runner {__version__} listening on {url} (data: {config.data_dir})", flush=True)
+        # Load the package validator now, in the background, not on the first package's request.
+        threading.Thread(target=_validator, args=(PACKAGE_VERSION,), name="nbpipe-warm-validator", daemon=True).start()
 
+    import threading
+
+    from ..compiler import PACKAGE_VERSION
+    from ..package import _validator, lean_validator
+
+    lean_validator()  # this process is nbpipe's own: jsonschema without its format-checking libraries
     runtime = runtime_dir() / f"runner-{os.getpid()}.json"
     app = create_app(config, on_ready=_ready, on_stop=lambda: runtime.unlink(missing_ok=True))
     server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on", access_log=False))
