@@ -118,6 +118,23 @@ def stop_all() -> None:
     timings["stop"] = time.monotonic() - t0
 
 
+PORTS = {"etcd": 2379, "etcd peer": 2380, "kube-apiserver": 6443, "kube-controller-manager": 10257,
+         "pkubelet": 10250}
+
+
+def ports_in_use() -> list[str]:
+    """The rig's fixed loopback ports that something else holds (after our own rig was stopped)."""
+    import socket
+
+    busy = []
+    for what, port in PORTS.items():
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                busy.append(f"{port} ({what})")
+    return busy
+
+
 def reset_state() -> None:
     """Forget the previous run's cluster (objects, pods, audit); keep binaries and certificates."""
     for sub in ("etcd-data", "pkubelet-state"):
@@ -252,6 +269,10 @@ def main() -> int:
     code = 1
     try:
         stop_all()  # a crashed earlier run may have left parts running
+        busy = ports_in_use()
+        if busy:
+            raise SystemExit(f"test-k8s: port(s) {', '.join(busy)} on 127.0.0.1 are held by a process that is not "
+                             f"this rig ({RIG_DIR}): another k8s-rig? Stop it (k8s-rig.sh stop ITS_WORKDIR) and retry.")
         reset_state()
         t0 = time.monotonic()
         venv_bin = str(VENV_PY.parent)
