@@ -65,6 +65,7 @@ def ddp_train(epochs: int) -> list:
         opt.step()
     print(f"rank {rank}/{world} local_rank {os.environ['LOCAL_RANK']} loss {loss.item():.6f}")
     params = torch.cat([p.detach().reshape(-1) for p in model.module.parameters()]).tolist()
+    del model, opt  # DDP's reducer goes before its process group (else its teardown may hang)
     dist.destroy_process_group()
     return params
 
@@ -137,6 +138,8 @@ def contract_pipeline():
 def test_every_worker_gets_the_pytorch_contract_and_rank0_result_is_the_steps(nb_client):
     run = nb_client.submit(contract_pipeline).wait(timeout=300)
     out = run.output("contract")
+    assert [(w["rank"], w["state"]) for w in run.steps["contract"]["workers"]] == [
+        (0, "succeeded"), (1, "succeeded"), (2, "succeeded")]  # the run snapshot shows the gang
     assert out["RANK"] == "0" and out["LOCAL_RANK"] == "0" and out["WORLD_SIZE"] == "3"
     assert out["MASTER_ADDR"] == "127.0.0.1" and 0 < int(out["MASTER_PORT"]) < 65536
     log = run.logs("contract")
@@ -265,3 +268,36 @@ def test_a_runner_crash_leaves_no_worker_behind(nb_runner_factory):
     assert run.state == "cancelled"
     last = [e for e in _events(client, run.id) if isinstance(e, StepWorkers)][-1]
     assert all(_gone(w["pid"]) for w in last.workers)
+
+
+@component(workers=2, cache=False)
+def lingering() -> int:
+    import os
+    import time
+
+    if os.environ["RANK"] != "0":
+        print("rank 1 keeps going", flush=True)
+        while True:  # e.g. hung in a collective's teardown
+            time.sleep(0.05)
+    return 7
+
+
+@pipeline
+def lingering_pipeline():
+    lingering()
+
+
+def test_workers_left_after_rank0_succeeded_are_stopped_after_a_grace(tmp_path):
+    from runner_process import RunnerProcess
+
+    r = RunnerProcess(tmp_path / "grace", extra_env={"NBPIPE_GANG_EXIT_GRACE": "1"}).start()
+    try:
+        client = r.client()
+        run = client.submit(lingering_pipeline).wait(timeout=120)
+        assert run.output("lingering") == 7
+        assert "[gang] rank 0 finished 1 s ago; stopping rank 1, which did not exit" in run.logs("lingering")
+        workers = run.steps["lingering"]["workers"]
+        assert [(w["rank"], w["state"]) for w in workers] == [(0, "succeeded"), (1, "stopped")]
+        assert _gone(workers[1]["pid"])
+    finally:
+        r.stop()

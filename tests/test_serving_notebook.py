@@ -43,6 +43,11 @@ def test_train_and_serve_notebook(nb_home: Path, tmp_path: Path) -> None:
     acc = float(out.split("accuracy ")[1].split(";")[0])
     assert acc >= 0.9
     assert "rolled back to 1" in out and "['1', '2'] -> 2" in out
+    # the live widget (what the browser got over the comm) shows the distributed step's two workers
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    (snap,) = [m["state"]["snapshot"] for m in state.values() if m["state"].get("snapshot")]
+    train = next(s for s in snap["steps"] if s["name"] == "train")
+    assert [(w["rank"], w["state"]) for w in train["workers"]] == [(0, "succeeded"), (1, "succeeded")]
 
     from nbpipe.client import Client
     from nbpipe.serving import endpoint

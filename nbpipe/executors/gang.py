@@ -27,6 +27,8 @@ from typing import Any, Callable
 from .base import ExitStatus, Handle
 
 WORKERS_ENV = "NBPIPE_WORKERS"
+# Seconds the other workers have to exit after rank 0 succeeded, before they are stopped.
+EXIT_GRACE = float(os.environ.get("NBPIPE_GANG_EXIT_GRACE", "60"))
 
 
 def workers_of(job: dict[str, Any]) -> int:
@@ -150,14 +152,19 @@ class Gang:
 
     async def _monitor(self, handle: Handle) -> None:
         waits = {asyncio.create_task(p.wait()): r for r, p in enumerate(self.procs)}
+        seen: list[asyncio.Task[int]] = []  # exits in the order they were reaped: the first failure is the cause
+        for t in waits:
+            t.add_done_callback(seen.append)
         pending = set(waits)
         while pending:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for t in done:
+            for t in sorted(done, key=seen.index):
                 rank, rc = waits[t], t.result()
                 self.codes[rank] = rc
                 if rc == 0:
                     self.states[rank] = "succeeded"
+                    if rank == 0 and pending:
+                        self.tasks.append(asyncio.create_task(self._stragglers()))
                 elif self.stopping:
                     self.states[rank] = "stopped"
                 else:
@@ -186,6 +193,16 @@ class Gang:
         reason = await asyncio.to_thread(self._report_failure, rank, rc)
         handle.done.set_result(ExitStatus(code=rc if rc >= 0 else None, signal=-rc if rc < 0 else None,
                                           reason=reason))
+
+    async def _stragglers(self) -> None:
+        """Rank 0 succeeded (its result is the step's): give the others a grace period to exit, then
+        stop them (e.g. a worker hanging in a collective's teardown must not hold the step)."""
+        await asyncio.sleep(EXIT_GRACE)
+        left = [r for r in range(self.n) if self.codes[r] is None]
+        if left and not self.stopping:
+            self._log(f"[gang] rank 0 finished {EXIT_GRACE:g} s ago; stopping rank{'s' if len(left) > 1 else ''} "
+                      f"{', '.join(map(str, left))}, which did not exit\n")
+            await self.kill()
 
     def _report_failure(self, rank: int, rc: int) -> str:
         """Make the first failed rank's error the attempt's result (rank 0's, written after it was

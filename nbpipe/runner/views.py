@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..compiler import upstream_of
-from . import db
+from . import db, profiles
 from .expand import load_replay
 
 
@@ -41,7 +41,8 @@ def run_summary(r: dict[str, Any]) -> dict[str, Any]:
 
 def list_runs(engine: sa.Engine, experiment: str | None = None, state: str | None = None,
               pipeline: str | None = None, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
-    q = sa.select(db.runs).order_by(db.runs.c.created_at.desc()).limit(limit).offset(offset)
+    q = sa.select(db.runs).where(*profiles.clauses(db.runs.c.profile))  # the caller's profiles only
+    q = q.order_by(db.runs.c.created_at.desc()).limit(limit).offset(offset)
     if experiment:
         q = q.where(db.runs.c.experiment == experiment)
     if state:
@@ -78,6 +79,8 @@ def snapshot(engine: sa.Engine, run_id: str) -> dict[str, Any] | None:
         srows = {s["name"]: s for s in db.rows(conn.execute(sa.select(db.steps).where(db.steps.c.run_id == run_id)))}
         last = conn.execute(sa.select(sa.func.max(db.events.c.id)).where(db.events.c.run_id == run_id)).scalar()
         step_specs = list(load_replay(conn, run_id, spec).specs.values()) if "groups" in spec else spec["steps"]
+        gangs = {s["name"] for s in step_specs if int((s.get("options") or {}).get("workers", 1)) > 1}
+        workers = _gang_workers(conn, run_id) if gangs else {}
     out = run_summary(r)
     out["last_event_id"] = int(last or 0)
     steps = []
@@ -95,8 +98,19 @@ def snapshot(engine: sa.Engine, run_id: str) -> dict[str, Any] | None:
             "reason": row.get("reason", ""), "traceback": row.get("traceback", ""),
             "cached": row.get("state") == "cached",
             "inputs": db.loads(row.get("inputs")) or _bindings(s), "outputs": outputs,
+            **({"workers": workers.get(s["name"], [])} if s["name"] in gangs else {}),
         })
     out["steps"] = steps
+    return out
+
+
+def _gang_workers(conn: sa.Connection, run_id: str) -> dict[str, list[dict[str, Any]]]:
+    """Each distributed step's workers (workers=N) as its latest StepWorkers event says."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for (data,) in conn.execute(sa.select(db.events.c.data).where(
+            db.events.c.run_id == run_id, db.events.c.type == "StepWorkers").order_by(db.events.c.id)):
+        e = db.loads(data)
+        out[e.get("step", "")] = e.get("workers", [])
     return out
 
 
@@ -108,6 +122,8 @@ def events_after(engine: sa.Engine, run_id: str | None, after: int, limit: int =
     q = sa.select(db.events).where(db.events.c.id > after).order_by(db.events.c.id).limit(limit)
     if run_id is not None:
         q = q.where(db.events.c.run_id == run_id)
+    elif profiles.visible() is not None:  # the all-runs stream: the caller's profiles' runs only
+        q = q.where(db.events.c.run_id.in_(profiles.visible_runs()))
     with engine.connect() as conn:
         out = []
         for row in conn.execute(q):

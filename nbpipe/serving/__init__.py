@@ -150,17 +150,20 @@ def endpoint(name: str, runner: Any = None, wait: float = 0.0, version: str | No
 
     client = _client(runner)
     deadline = time.monotonic() + wait
-    while True:
+    while wait > 0:
         resp = client._http.get(f"/api/v1/endpoints/{name}")
         if resp.status_code == 200:
             info = resp.json()
             if info["state"] == "ready" and version in (None, info["default_version"]):
                 return Endpoint(info, client)
-            if info["state"] == "failed" and time.monotonic() >= deadline:
-                raise NbpipeError(f"Endpoint {name!r} failed", info.get("reason", ""))
         if time.monotonic() >= deadline:
-            return Endpoint(client._request("GET", f"/api/v1/endpoints/{name}").json(), client)
+            break
         time.sleep(0.1)
+    ep = Endpoint(client._request("GET", f"/api/v1/endpoints/{name}").json(), client)
+    if wait > 0 and (ep.info["state"] != "ready" or version not in (None, ep.version)):
+        raise NbpipeError(f"Endpoint {name!r} is {ep.info['state']} at version {ep.version} after {wait:g} s",
+                          ep.info.get("reason", ""), "See `nbpipe endpoints list` and the run that deploys it.")
+    return ep
 
 
 def deployer(name: str, predict: Callable[..., Any], load: Callable[..., Any] | None = None,

@@ -159,6 +159,8 @@ def apply_event(snapshot: dict[str, Any], event: ev.Event) -> bool:
             finished_at=event.ts,
             cached=event.state == "cached",
         )
+    elif isinstance(event, ev.StepWorkers):  # a distributed step's workers, one entry per rank
+        step["workers"] = list(event.workers)
     elif not isinstance(event, ev.StepLog):
         return False
     if event.id:

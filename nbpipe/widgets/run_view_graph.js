@@ -30,6 +30,16 @@ function edgeClass(run, sources, targets) {
   return `rv-edge${sources.length + targets.length > 2 ? " rv-trunk" : ""}${done ? " rv-edge-done" : ""}${active ? " rv-edge-active" : ""}${failed ? " rv-edge-failed" : ""}`;
 }
 
+/** "3 workers" while all run alike, else "3 workers: 1 failed, 2 stopped" (a distributed step's gang). */
+export function workersText(workers) {
+  if (!Array.isArray(workers) || workers.length < 2) return "";
+  const counts = {};
+  for (const w of workers) counts[w.state] = (counts[w.state] || 0) + 1;
+  const states = Object.keys(counts);
+  if (states.length === 1 && (states[0] === "running" || states[0] === "succeeded")) return `${workers.length} workers`;
+  return `${workers.length} workers: ${states.map((st) => `${counts[st]} ${st}`).join(", ")}`;
+}
+
 export function stepLabel(step) {
   return step.display_name || step.name;
 }
@@ -173,7 +183,8 @@ export class GraphView {
       const attempt = step.max_attempts > 1 && step.attempt ? `${step.attempt}/${step.max_attempts}` : "";
       const summary = node.group ? summaryOf(run, node.group, name) : null;
       const label = summary ? `${baseLabel(step)} × ${summary.total}` : stepLabel(step);
-      const sig = `${step.state}|${duration}|${attempt}|${label}|${name === this.selected}|${summary ? JSON.stringify(summary.counts) : ""}|${step.reason}`;
+      const workers = workersText(step.workers);
+      const sig = `${step.state}|${duration}|${attempt}|${label}|${name === this.selected}|${summary ? JSON.stringify(summary.counts) : ""}|${step.reason}|${workers}`;
       if (sig === node.sig) continue;
       const prevState = node.sig.split("|", 1)[0];
       node.sig = sig;
@@ -189,6 +200,7 @@ export class GraphView {
       if (step.state === "retrying") parts.push(`retrying${attempt ? ` ${attempt}` : ""}`);
       if (duration) parts.push(duration);
       if (attempt && step.state !== "retrying") parts.push(`attempt ${attempt}`);
+      if (workers) parts.push(workers);
       if (summary) {
         const { bar, text } = summaryParts(summary);
         node.body.lastChild.replaceWith(bar);

@@ -116,6 +116,10 @@ export function applyRunEvent(run, ev) {
         digest: ev.digest || "", kind: ev.kind || "value", format: ev.format || "", size: ev.size ?? null, preview: ev.preview ?? null,
       } };
       break;
+    case "StepWorkers": // a distributed step's workers (workers=N): [{rank, pid, state, exit_code}]
+      if (!step) return null;
+      step.workers = Array.isArray(ev.workers) ? ev.workers : [];
+      break;
     case "StepFinished":
       if (!step) return null;
       Object.assign(step, {
