@@ -92,7 +92,9 @@ def load_target(target: str) -> tuple[Any, list[dict[str, Any]]]:
 def _client(args: argparse.Namespace) -> Any:
     from .client import Client
 
-    return Client(args.runner, token=os.environ.get("NBPIPE_TOKEN")) if args.runner else Client()
+    profile = getattr(args, "profile", None)  # where new runs go (default: $NBPIPE_PROFILE, else the user's first)
+    return Client(args.runner, token=os.environ.get("NBPIPE_TOKEN"), profile=profile) if args.runner \
+        else Client(profile=profile)
 
 
 def cmd_runner(args: argparse.Namespace) -> int:
@@ -225,6 +227,8 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="nbpipe", description="Turn notebook work into reproducible pipelines.")
     ap.add_argument("--runner", default=None, help="runner URL (default: configured, else the embedded runner)")
+    ap.add_argument("--profile", default=None, help="the profile new runs go to on a shared runner "
+                    "(default: $NBPIPE_PROFILE, else your first)")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("runner", help="start, stop or check a runner")
@@ -282,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detach", action="store_true")
     p.set_defaults(func=cmd_rerun)
 
-    for plugin in ("nbpipe.export.cli", "nbpipe.flow_cli", "nbpipe.lineage_cli", "nbpipe.endpoints_cli"):
+    for plugin in ("nbpipe.export.cli", "nbpipe.flow_cli", "nbpipe.lineage_cli", "nbpipe.endpoints_cli",
+                   "nbpipe.audit_cli"):
         try:
             mod = importlib.import_module(plugin)
         except ImportError:

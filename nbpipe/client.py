@@ -75,7 +75,10 @@ def default_client() -> "Client":
 class Client:
     """An HTTP client for one runner. ``Client()`` uses the configured or embedded runner."""
 
-    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 30.0):
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 30.0,
+                 profile: str | None = None, user: str | None = None):
+        """``profile``: the profile new runs, schedules and endpoints go to (default ``NBPIPE_PROFILE``,
+        else the user's first); ``user``: the user a trusted proxy (JupyterHub) acts for."""
         self.embedded = False
         if url is None:
             url, conf_token = _configured()
@@ -88,6 +91,12 @@ class Client:
             token = runtime_token(self.url)
         self.token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.profile = profile or os.environ.get("NBPIPE_PROFILE") or None
+        if self.profile:
+            headers["X-Nbpipe-Profile"] = self.profile
+        if user:
+            headers["X-Nbpipe-User"] = user
+        self.auth_headers = dict(headers)  # for other HTTP clients of this runner (the Lab's SSE proxies)
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
         self._uploaded: set[str] = set()  # package digests this runner already has
 

@@ -69,3 +69,37 @@ def test_if_gates_the_deploy_step_and_versions_roll_out(nb_client):
     ep.rollback()
     np.testing.assert_array_equal(ep.predict(X), predict({"w": [2.0, -2.0], "b": 0.25}, X))
     ep.delete()
+
+
+@component
+def train_to_file(scale: float, model: nbpipe.Output[nbpipe.Model]) -> None:
+    import pickle
+
+    with open(model.path, "wb") as fh:
+        pickle.dump({"w": [scale, 1.0], "b": 0.0}, fh)
+
+
+def load_pickle(path):
+    import pickle
+
+    with open(path, "rb") as fh:
+        return pickle.load(fh)
+
+
+deploy_file = deployer("from-artifact", predict=predict, load=load_pickle)
+
+
+@pipeline
+def artifact_deploy(scale: float = 5.0):
+    m = train_to_file(scale=scale)
+    deploy_file(model=m.outputs["model"])
+
+
+def test_a_model_artifact_is_deployed_through_load(nb_client):
+    run = nb_client.submit(artifact_deploy, {"scale": 5.0}).wait(timeout=120)
+    assert run.steps["deploy-from-artifact"]["state"] == "succeeded"
+    ep = endpoint("from-artifact", runner=nb_client, wait=120)
+    assert ep.info["versions"][0]["model"]["kind"] == "file"
+    X = np.array([[1.0, 2.0]])
+    np.testing.assert_array_equal(ep.predict(X), predict({"w": [5.0, 1.0], "b": 0.0}, X))
+    ep.delete()

@@ -40,6 +40,7 @@ class RunnerSetting:
     url: str | None
     token: str | None
     source: str
+    user: str | None = None  # behind JupyterHub: the hub user, forwarded to the runner
 
     def public(self) -> dict[str, Any]:
         """The setting as the browser may see it: no token, only whether one is set."""
@@ -70,15 +71,24 @@ def _read_config() -> dict[str, Any]:
     return data
 
 
+def hub_user() -> str | None:
+    """The JupyterHub user this server runs for (``JUPYTERHUB_USER``, set by the hub's spawner).
+
+    It is sent to a remote runner as ``X-Nbpipe-User``; the runner believes it only when the token
+    is its configured proxy token (see :mod:`nbpipe.runner.auth`), else it is ignored.
+    """
+    return os.environ.get("JUPYTERHUB_USER") or None
+
+
 def read_setting() -> RunnerSetting:
     """The runner setting in force now (environment first, then the config file)."""
     if os.environ.get("NBPIPE_RUNNER_URL"):
         return RunnerSetting(
-            os.environ["NBPIPE_RUNNER_URL"].rstrip("/"), os.environ.get("NBPIPE_TOKEN"), "env"
+            os.environ["NBPIPE_RUNNER_URL"].rstrip("/"), os.environ.get("NBPIPE_TOKEN"), "env", hub_user()
         )
     data = _read_config()
     if data.get("runner"):
-        return RunnerSetting(str(data["runner"]).rstrip("/"), data.get("token") or None, "config")
+        return RunnerSetting(str(data["runner"]).rstrip("/"), data.get("token") or None, "config", hub_user())
     return RunnerSetting(None, None, "default")
 
 
@@ -156,7 +166,8 @@ class RunnerConnection:
             if self._client is None or setting != self._setting:
                 if self._client is not None:
                     self._client.close()
-                self._client = Client(setting.url, setting.token) if setting.url else Client(None)
+                self._client = (Client(setting.url, setting.token, user=setting.user) if setting.url
+                                else Client(None))
                 self._setting = setting
             return self._client
 
@@ -185,7 +196,7 @@ class RunnerConnection:
             return out
         from ..client import Client
 
-        probe = Client(url, setting.token, timeout=3.0)
+        probe = Client(url, setting.token, timeout=3.0, user=setting.user)
         try:
             out["health"] = probe.health()
             out["reachable"] = True

@@ -77,8 +77,7 @@ class DashboardEventsHandler(NbpipeHandler):
             self.send_nbpipe_error(exc)
             return
         headers = {"Accept": "text/event-stream"}
-        if client.token:
-            headers["Authorization"] = f"Bearer {client.token}"
+        headers.update(client.auth_headers)  # the token, and the hub user behind JupyterHub
         timeout = httpx.Timeout(10.0, read=60.0)  # the runner sends a keep-alive every 15 s
         buffer = ""
         try:

@@ -219,8 +219,7 @@ class EventsHandler(NbpipeHandler):
             self.send_nbpipe_error(exc)
             return
         headers = {"Accept": "text/event-stream"}
-        if client.token:
-            headers["Authorization"] = f"Bearer {client.token}"
+        headers.update(client.auth_headers)  # the token, and the hub user behind JupyterHub
         url = f"{client.url}/api/v1/runs/{run_id}/events"
         # The runner sends a keep-alive comment every 15 s, so a read timeout means it is gone.
         timeout = httpx.Timeout(10.0, read=60.0)

@@ -41,6 +41,7 @@ runs = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False, index=True),
     sa.Column("started_at", sa.Float),
     sa.Column("finished_at", sa.Float),
+    sa.Column("profile", sa.String(63), nullable=False, default="default", index=True),  # migration 5
 )
 
 steps = sa.Table(
@@ -140,12 +141,25 @@ schedules = sa.Table(  # recurring runs and data triggers (nbpipe.runner.schedul
     sa.Column("fires", sa.Integer, nullable=False, default=0),
     sa.Column("skipped", sa.Integer, nullable=False, default=0),
     sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("profile", sa.String(63), nullable=False, default="default"),  # migration 5
 )
 
 trigger_seen = sa.Table(  # files a data trigger has already started runs for
     "trigger_seen", metadata,
     sa.Column("schedule_id", sa.String(20), primary_key=True),
     sa.Column("key", sa.String(1000), primary_key=True),
+)
+
+audit = sa.Table(  # who submitted, cancelled, re-ran or deployed what (nbpipe.runner.audit)
+    "audit", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ts", sa.Float, nullable=False, index=True),
+    sa.Column("user", sa.String(128), nullable=False, index=True),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("profile", sa.String(63), nullable=False),
+    sa.Column("target", sa.String(400), nullable=False, default=""),
+    sa.Column("detail", sa.Text, nullable=False, default="{}"),
 )
 
 meta_info = sa.Table(

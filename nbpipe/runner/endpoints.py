@@ -98,17 +98,32 @@ class Endpoints:
             out.append({"name": e["name"], "url": url, "port": e["port"], "state": e["state"], "reason": e["reason"],
                         "default_version": e["default_version"], "versions": vs, "pid": e["pid"],
                         "restarts": e["restarts"], "created_at": e["created_at"], "updated_at": e["updated_at"],
+                        "profile": e.get("profile") or "default",
                         "infer_url": f"{url}/v2/models/{e['name']}/infer" if url else None})
         return out
 
     def list(self) -> list[dict[str, Any]]:
-        return self._rows()
+        from .profiles import visible
+
+        seen = visible()  # the caller's profiles' endpoints only (None: all)
+        return [e for e in self._rows() if seen is None or e["profile"] in seen]
 
     def get(self, name: str) -> dict[str, Any]:
         found = self._rows(check_name(name))
         if not found:
             raise EndpointError(404, f"No endpoint {name!r}", "See the endpoints with `nbpipe endpoints list`.")
         return found[0]
+
+    @staticmethod
+    def _profile_of(conn: sa.Connection, source: dict[str, Any] | None) -> str:
+        """A new endpoint's profile: its deploying run's, or the deploying caller's."""
+        from .profiles import submit_profile
+
+        if source and source.get("run_id"):
+            row = conn.execute(sa.select(db.runs.c.profile).where(db.runs.c.id == source["run_id"])).first()
+            if row is not None:
+                return str(row[0])
+        return submit_profile()
 
     def _set(self, name: str, **values: Any) -> None:
         with db.write_tx(self.engine) as conn:
@@ -147,7 +162,8 @@ class Endpoints:
                 if row is None:
                     conn.execute(endpoints.insert().values(name=name, default_version="", next_version=1,
                                                            state="starting", reason="", restarts=0,
-                                                           created_at=now, updated_at=now))
+                                                           created_at=now, updated_at=now,
+                                                           profile=self._profile_of(conn, source)))
                     next_v, seq = 1, 1
                 else:
                     next_v = row.next_version

@@ -26,7 +26,7 @@ from typing import Any, Callable
 import sqlalchemy as sa
 
 from ..errors import NbpipeError
-from . import db
+from . import db, profiles
 
 _ITERATION = re.compile(r"^(?P<base>.+)-it\d+$")  # loop iteration steps (see .expand)
 
@@ -84,7 +84,8 @@ def _producer(conn: sa.Connection, run_id: str, step: dict[str, Any], output: st
     # No cache record (e.g. pruned): the earliest executed step that wrote these bytes under this name.
     q = (sa.select(db.steps).join(db.artifacts, sa.and_(db.artifacts.c.run_id == db.steps.c.run_id,
                                                        db.artifacts.c.step == db.steps.c.name))
-         .where(db.artifacts.c.digest == digest, db.artifacts.c.name == output, db.steps.c.state == "succeeded")
+         .where(db.artifacts.c.digest == digest, db.artifacts.c.name == output, db.steps.c.state == "succeeded",
+                db.steps.c.run_id.in_(profiles.visible_runs()))  # the caller's profiles only
          .order_by(db.steps.c.finished_at).limit(1))
     row = conn.execute(q).first()
     return (row._mapping["run_id"], dict(row._mapping)) if row else (run_id, step)
@@ -172,7 +173,8 @@ def _artifact(conn: sa.Connection, run_id: str, row: dict[str, Any], name: str, 
         sa.select(db.artifacts.c.run_id, db.artifacts.c.step, db.artifacts.c.name, db.artifacts.c.created_at,
                   db.steps.c.state)
         .join(db.steps, sa.and_(db.steps.c.run_id == db.artifacts.c.run_id, db.steps.c.name == db.artifacts.c.step))
-        .where(db.artifacts.c.digest == digest).order_by(db.artifacts.c.created_at))) if digest else []
+        .where(db.artifacts.c.digest == digest, db.artifacts.c.run_id.in_(profiles.visible_runs()))
+        .order_by(db.artifacts.c.created_at))) if digest else []
     seen: set[tuple[str, str, str]] = set()
     occurrences = []
     for o in occ_rows:

@@ -72,7 +72,8 @@ async def recover(self: Scheduler) -> None:  # noqa: C901 - one pass over the op
                 st.state, st.next_at = "retrying", 0.0
             steps_ctx[s["name"]] = st
         run = RunCtx(id=r["id"], spec=spec, params=db.loads(r["params"]) or {}, steps=steps_ctx,
-                     state=r["state"], created_at=r["created_at"], started_at=r["started_at"])
+                     state=r["state"], created_at=r["created_at"], started_at=r["started_at"],
+                     profile=r.get("profile") or "default")
         self.runs[run.id] = run
         kept = [a["id"] for a, _ in followed.values()]
         with db.write_tx(self.engine) as conn:

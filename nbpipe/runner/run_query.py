@@ -17,7 +17,7 @@ from typing import Any, Callable
 import sqlalchemy as sa
 
 from ..errors import NbpipeError
-from . import db
+from . import db, profiles
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 MAX_LIMIT = 500
@@ -32,7 +32,7 @@ def _label(engine: sa.Engine, key: str) -> Any:
 
 def _conditions(engine: sa.Engine, experiment: str | None, pipeline: str | None, state: str | None,
                 notebook: str | None, q: str | None) -> list[Any]:
-    where: list[Any] = []
+    where: list[Any] = profiles.clauses(db.runs.c.profile)  # the caller's profiles only
     if experiment:
         where.append(db.runs.c.experiment == experiment)
     if pipeline:
@@ -97,7 +97,8 @@ def list_runs_by_id(engine: sa.Engine, ids: list[str]) -> list[dict[str, Any]]:
 
 def _facets(engine: sa.Engine, conn: sa.Connection) -> dict[str, Any]:
     def grouped(col: Any) -> list[dict[str, Any]]:
-        rows = conn.execute(sa.select(col, sa.func.count()).where(col.is_not(None)).group_by(col)
+        mine = profiles.clauses(db.runs.c.profile)  # the caller's profiles only
+        rows = conn.execute(sa.select(col, sa.func.count()).where(col.is_not(None), *mine).group_by(col)
                             .order_by(sa.func.count().desc(), col).limit(200)).all()
         return [{"value": str(v), "runs": int(n)} for v, n in rows if v not in (None, "")]
 

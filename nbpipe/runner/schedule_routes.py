@@ -38,7 +38,11 @@ def schedule_router(schedules: Callable[[], Schedules], error: Callable[[int, An
     @r.post("", status_code=201, responses=errors(400, 404))
     async def create(req: ScheduleRequest) -> Any:
         try:
-            return schedules().create(**req.model_dump())
+            from .profiles import note, submit_profile
+
+            out = schedules().create(**req.model_dump(), profile=submit_profile())
+            note(target=out["id"])
+            return out
         except NbpipeError as exc:
             return error(400, exc)
 

@@ -78,6 +78,7 @@ class RunCtx:
     params: dict[str, Any]
     steps: dict[str, StepCtx]
     state: str = "queued"
+    profile: str = "default"  # cache hits never cross profiles (see _cache_key)
     created_at: float = 0.0
     started_at: float | None = None
     cancelled: bool = False
@@ -181,7 +182,8 @@ class Scheduler:
     def create_run(self, package: str, params: dict[str, Any] | None = None, experiment: str = "Default",
                    name: str | None = None, labels: dict[str, str] | None = None,
                    reuse: dict[str, dict[str, Any]] | None = None,
-                   again: dict[str, tuple[str, bool]] | None = None, reuse_reason: str = "") -> str:
+                   again: dict[str, tuple[str, bool]] | None = None, reuse_reason: str = "",
+                   profile: str = "default") -> str:
         """Start a run of an uploaded package.
 
         ``reuse``: step → outputs taken from an earlier run (see :meth:`rerun`); ``again``: step →
@@ -205,13 +207,13 @@ class Scheduler:
             conn.execute(db.runs.insert().values(
                 id=run_id, name=name, pipeline=spec["pipeline"]["name"], experiment=experiment or "Default",
                 package=package, params=db.dumps(resolved), state="queued", reason="",
-                labels=db.dumps(labels or {}), created_at=created))
+                labels=db.dumps(labels or {}), created_at=created, profile=profile))
             conn.execute(db.steps.insert(), [
                 {"run_id": run_id, "name": s.name, "component": s.spec["component"], "state": "pending", "attempt": 0,
                  "max_attempts": s.max_attempts, "reason": (s.spec.get("rerun") or {}).get("reason", ""),
                  "traceback": "", "outputs": "{}", "inputs": "{}"}
                 for s in steps_ctx.values()])
-        run = RunCtx(id=run_id, spec=spec, params=resolved, steps=steps_ctx, created_at=created)
+        run = RunCtx(id=run_id, spec=spec, params=resolved, steps=steps_ctx, created_at=created, profile=profile)
         self.runs[run_id] = run
         self._emit(ev.RunCreated(run_id=run_id, ts=created, name=name, pipeline=spec["pipeline"]["name"],
                                  experiment=experiment or "Default", params=resolved, graph=graph))
@@ -257,7 +259,7 @@ class Scheduler:
             labels["rerun_from"] = from_step
         return self.create_run(new_package, db.loads(r["params"]), r["experiment"],
                                name=f"{base_name} (re-run{what})", labels=labels, reuse=reuse,
-                               again=plan.again, reuse_reason=plan.reuse_reason)
+                               again=plan.again, reuse_reason=plan.reuse_reason, profile=r.get("profile") or "default")
 
     def cancel(self, run_id: str) -> bool:
         run = self.runs.get(run_id)
@@ -365,10 +367,12 @@ class Scheduler:
                 ident[name] = {"digest": out["digest"]}
         return inputs, ident
 
-    def _cache_key(self, st: StepCtx, ident: dict[str, Any]) -> str:
+    def _cache_key(self, st: StepCtx, ident: dict[str, Any], profile: str = "default") -> str:
         opts = st.options
         key = {"component": st.component["digest"], "inputs": ident,
                "image": st.component.get("image"), "packages": opts.get("packages", []), "env": opts.get("env", {})}
+        if profile != "default":  # one profile's cached outputs are never another's (default: keys as before)
+            key["profile"] = profile
         return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
     def _cached(self, st: StepCtx, key: str) -> dict[str, Any] | None:
@@ -394,7 +398,7 @@ class Scheduler:
     def _start(self, run: RunCtx, st: StepCtx) -> None:
         inputs, ident = self._resolve_inputs(run, st)
         first_look = st.cache_key is None
-        st.cache_key = self._cache_key(st, ident)
+        st.cache_key = self._cache_key(st, ident, run.profile)
         cacheable = bool(st.options.get("cache", True))
         if st.attempt == 0:
             if first_look:

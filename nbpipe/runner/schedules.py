@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from ..errors import NbpipeError
-from . import db
+from . import db, profiles
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
@@ -83,7 +83,7 @@ class Schedules:
     def create(self, package: str, name: str = "", params: dict[str, Any] | None = None,
                experiment: str = "Default", cron: str | None = None, interval: float | None = None,
                trigger: dict[str, Any] | None = None, max_concurrency: int = 1, catchup: bool = False,
-               start_at: float | None = None) -> dict[str, Any]:
+               start_at: float | None = None, profile: str = "default") -> dict[str, Any]:
         """Validate and store a schedule; return it (see :func:`summary`)."""
         spec = self.scheduler.package_spec(package)
         if spec is None:
@@ -121,7 +121,8 @@ class Schedules:
                "pipeline": spec["pipeline"]["name"], "params": db.dumps(params), "experiment": experiment or "Default",
                "cron": cron or "", "interval": interval, "trigger": db.dumps(trigger or {}),
                "max_concurrency": max_concurrency, "catchup": bool(catchup), "paused": False,
-               "next_fire_at": first, "last_fire_at": None, "fires": 0, "skipped": 0, "created_at": now}
+               "next_fire_at": first, "last_fire_at": None, "fires": 0, "skipped": 0, "created_at": now,
+               "profile": profile}
         with db.write_tx(self.engine) as conn:
             conn.execute(db.schedules.insert().values(**row))
             if seen:
@@ -147,7 +148,8 @@ class Schedules:
 
     def list(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
-            rows = db.rows(conn.execute(sa.select(db.schedules).order_by(db.schedules.c.created_at)))
+            rows = db.rows(conn.execute(sa.select(db.schedules).where(*profiles.clauses(db.schedules.c.profile))
+                                        .order_by(db.schedules.c.created_at)))
         return [self._summary(r) for r in rows]
 
     def get(self, sid: str) -> dict[str, Any] | None:
@@ -248,7 +250,7 @@ class Schedules:
         with self.scheduler.transaction():  # the run's rows and its first events commit together
             run_id = self.scheduler.create_run(
                 s["package"], {**s["params"], **extra}, s["experiment"], name=f"{s['name']} {stamp}",
-                labels={"schedule": s["id"], "scheduled_for": repr(slot)})
+                labels={"schedule": s["id"], "scheduled_for": repr(slot)}, profile=s.get("profile") or "default")
         s["active_runs"] += 1
         with db.write_tx(self.engine) as conn:
             conn.execute(db.schedules.update().where(db.schedules.c.id == s["id"])

@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import secrets
 import socket
 import sys
 import time
@@ -32,7 +31,8 @@ from .._embedded import runtime_dir, write_runtime_file
 from ..errors import NbpipeError, PackageError
 from ..package import MAX_PACKAGE_BYTES
 from ..stores import open_store
-from . import db, views
+from . import audit, db, profiles, views
+from .auth import Identities
 from .api_models import (MAX_INT, CancelResult, Experiment, Health, PackageInfo, RunRequest, RunSnapshot,
                          RunSummary, errors)
 from .config import LOOPBACK_NAMES, RunnerConfig, is_loopback
@@ -100,6 +100,7 @@ def create_app(config: RunnerConfig, on_ready: Any = None, on_stop: Any = None) 
         return state["scheduler"]  # type: ignore[no-any-return]
 
     token = config.ensure_token()
+    identities = Identities(token, os.environ.get("NBPIPE_USERS_FILE") or None)  # read now: a bad file stops start
     local_only = is_loopback(config.host)
     extra_hosts = {h.strip().lower() for h in os.environ.get("NBPIPE_ALLOW_HOSTS", "").split(",") if h.strip()}
 
@@ -113,14 +114,30 @@ def create_app(config: RunnerConfig, on_ready: Any = None, on_stop: Any = None) 
         if refused:
             return _error(403, NbpipeError(refused, hint="Browsers cannot talk to the runner directly; "
                                            "use the SDK, the CLI or the JupyterLab extension."))
-        if request.url.path not in OPEN_PATHS:
-            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip() \
-                or request.query_params.get("token", "")
-            if not secrets.compare_digest(given.encode(), token.encode()):
-                return _error(401, NbpipeError("This nbpipe runner needs a token",
-                                               hint="Pass it as 'Authorization: Bearer <token>' (the SDK and CLI "
-                                                    "read a local runner's token from its 0600 runtime file)."))
-        return await call_next(request)  # type: ignore[no-any-return]
+        if request.url.path in OPEN_PATHS:
+            return await call_next(request)  # type: ignore[no-any-return]
+        user = identities.resolve(request.headers, request.query_params)
+        if user is None:
+            return _error(401, NbpipeError("This nbpipe runner needs a token",
+                                           hint="Pass it as 'Authorization: Bearer <token>' (the SDK and CLI "
+                                                "read a local runner's token from its 0600 runtime file)."))
+        try:  # who it is and which profile a submit goes to (see .profiles), for this request
+            profile = profiles.begin(user, request.headers.get(profiles.PROFILE_HEADER)
+                                     or request.query_params.get("profile") or None)
+        except NbpipeError as exc:
+            return _error(403, exc)
+        if "engine" in state:
+            hidden = profiles.guard(state["engine"], app, request.url.path)
+            if hidden:  # another profile's object: the same answer as a missing one
+                return _error(404, hidden)
+        response: Response = await call_next(request)
+        if request.method in audit.CHANGES and response.status_code < 400 and "engine" in state:
+            template, params = profiles.match_route(app, request.url.path) or (request.url.path, {})
+            noted = profiles.noted()
+            await asyncio.to_thread(audit.record, state["engine"], user, audit.action_for(request.method, template),
+                                    noted.pop("profile", profile), noted.pop("target", "/".join(params.values())),
+                                    noted)
+        return response
 
     @app.exception_handler(NbpipeError)
     async def nbpipe_error(_: Request, exc: NbpipeError) -> JSONResponse:
@@ -213,9 +230,11 @@ def create_app(config: RunnerConfig, on_ready: Any = None, on_stop: Any = None) 
     async def create_run(req: RunRequest) -> Any:
         try:
             with sched().transaction():  # the run's rows and its first events commit together
-                run_id = sched().create_run(req.package, req.params, req.experiment, req.name, req.labels)
+                run_id = sched().create_run(req.package, req.params, req.experiment, req.name, req.labels,
+                                            profile=profiles.submit_profile())
         except PackageError as exc:
             return _error(404, exc)
+        profiles.note(target=run_id)
         return views.snapshot(state["engine"], run_id)
 
     @app.get("/api/v1/runs", responses={200: {"model": list[RunSummary]}})
@@ -231,7 +250,7 @@ def create_app(config: RunnerConfig, on_ready: Any = None, on_stop: Any = None) 
 
         with state["engine"].connect() as conn:
             rows = conn.execute(sa.select(db.runs.c.experiment, sa.func.count(), sa.func.max(db.runs.c.created_at))
-                                .group_by(db.runs.c.experiment)).all()
+                                .where(*profiles.clauses(db.runs.c.profile)).group_by(db.runs.c.experiment)).all()
         return [{"name": r[0], "runs": r[1], "last_run_at": r[2]} for r in rows]
 
     @app.get("/api/v1/runs/{run_id}", responses={200: {"model": RunSnapshot}, **errors(404)})
@@ -254,6 +273,7 @@ def create_app(config: RunnerConfig, on_ready: Any = None, on_stop: Any = None) 
             new_id = sched().rerun(run_id, req.from_step, req.package)
         except KeyError:
             return _error(404, f"No run {run_id}")
+        profiles.note(new_run=new_id)
         return views.snapshot(state["engine"], new_id)
 
     async def _sse(request: Request, run_id: str | None, after: int) -> AsyncIterator[bytes]:
@@ -370,6 +390,7 @@ def create_app(config: RunnerConfig, on_ready: Any = None, on_stop: Any = None) 
     from .endpoints import endpoints_router
 
     app.include_router(endpoints_router(lambda: state["endpoints"], _error))
+    app.include_router(audit.audit_router(lambda: state["engine"], _error))
     _document_common_errors(app)
     return app
 

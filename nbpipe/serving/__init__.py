@@ -167,14 +167,15 @@ def endpoint(name: str, runner: Any = None, wait: float = 0.0, version: str | No
 
 
 def deployer(name: str, predict: Callable[..., Any], load: Callable[..., Any] | None = None,
-             component_name: str | None = None) -> Any:
+             component_name: str | None = None, artifact: bool | None = None) -> Any:
     """A deploy component: ``deploy(model)`` in a pipeline serves ``model`` as endpoint ``name``.
 
     The step bundles the model with ``predict`` (captured at submit time, like any component)
     into its ``endpoint`` Model output; when it succeeds the runner deploys it as a new version.
-    ``model`` may be an upstream value output or a Model artifact (then ``load`` reads its path).
+    ``model`` is an upstream value output, or — with ``load=`` (or ``artifact=True``) — a Model
+    artifact (``Output[Model]`` of the training step), whose file ``load(path)`` reads in the server.
     """
-    from ..artifacts import Model, Output
+    from ..artifacts import Input, Model, Output
     from ..component import Component, make_options
     from .bundle import DEPLOY_ENV, check_endpoint_name
 
@@ -187,10 +188,13 @@ def deployer(name: str, predict: Callable[..., Any], load: Callable[..., Any] | 
         with open(endpoint.path, "wb") as fh:
             fh.write(_mb(model, predict_fn, load_fn, name))
 
+    as_artifact = load is not None if artifact is None else artifact
+
     # Captured like the predict function's own component would be: its module (a notebook, a local
     # script) is pickled by value, so the step needs nothing of the kernel's files.
     deploy.__module__ = getattr(predict, "__module__", None) or deploy.__module__
-    deploy.__annotations__ = {"model": Any, "endpoint": Output[Model], "return": None}  # real types, not strings
+    deploy.__annotations__ = {"model": Input[Model] if as_artifact else Any, "endpoint": Output[Model],
+                              "return": None}  # real types, not strings
     deploy.__doc__ = f"Deploy the model as endpoint {name!r}."
     opts = make_options(env={DEPLOY_ENV: name}, cache=True)
     return Component(deploy, name=component_name or f"deploy-{name}", options=opts,

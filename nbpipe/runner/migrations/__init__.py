@@ -30,6 +30,7 @@ import sqlalchemy as sa
 
 from ...errors import NbpipeError
 from . import m0004_endpoints as _m0004
+from . import m0005_profiles as _m0005
 
 versions = sa.Table(
     "nbpipe_migrations", sa.MetaData(),
@@ -71,6 +72,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "attempts.id up to 400 characters (long step names on PostgreSQL)", _widen_attempt_ids),
     Migration(3, "index attempts by (run_id, state) for restart recovery", _index_attempt_state),
     Migration(4, "model-serving endpoints and their versions", _m0004.apply),
+    Migration(5, "runs, schedules and endpoints belong to a profile", _m0005.apply),
 )
 LATEST = MIGRATIONS[-1].version
 

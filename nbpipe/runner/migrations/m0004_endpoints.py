@@ -22,6 +22,7 @@ endpoints = sa.Table(
     sa.Column("restarts", sa.Integer, nullable=False, default=0),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("profile", sa.String(63), nullable=False, default="default"),  # migration 5
 )
 
 endpoint_versions = sa.Table(

@@ -1,0 +1,151 @@
+"""What a caller may see: runs, schedules, endpoints and artifacts belong to a profile.
+
+The HTTP middleware (:mod:`.server`) resolves the caller (:mod:`.auth`) and sets it here for the
+request; queries add :func:`clauses` (no clause for an admin or for the runner's own work, e.g. a
+schedule firing), and :func:`guard` answers 404 for a path naming another profile's object — the
+same answer as for one that does not exist, so ids of other teams' runs are not even confirmed.
+A submit names its profile with ``X-Nbpipe-Profile`` (or ``?profile=``); default: the caller's first.
+Non-goals: authentication (see :mod:`.auth`).
+"""
+
+from __future__ import annotations
+
+import contextvars
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..errors import NbpipeError
+from . import db
+from .auth import DEFAULT_PROFILE, PROFILE_NAME, User
+
+PROFILE_HEADER = "x-nbpipe-profile"
+_user: contextvars.ContextVar[User | None] = contextvars.ContextVar("nbpipe_user", default=None)
+_profile: contextvars.ContextVar[str] = contextvars.ContextVar("nbpipe_profile", default=DEFAULT_PROFILE)
+_audit: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("nbpipe_audit", default=None)
+
+
+def begin(user: User, requested: str | None) -> str:
+    """Set the request's caller and submit profile (raises NbpipeError 403-worthy on a foreign profile)."""
+    profile = requested or user.default_profile
+    if not PROFILE_NAME.match(profile):
+        raise NbpipeError(f"{profile[:70]!r} is not a profile name", hint="Profiles are named like namespaces: a-z, 0-9, '-'.")
+    if not user.sees(profile):
+        raise NbpipeError(f"User {user.name} is not a member of profile {profile!r}",
+                          hint=f"Use one of: {', '.join(user.profiles) or '(none)'}.")
+    _user.set(user)
+    _profile.set(profile)
+    _audit.set({})
+    return profile
+
+
+def current() -> User | None:
+    return _user.get()
+
+
+def submit_profile() -> str:
+    """The profile a run, schedule or endpoint created by this request belongs to."""
+    return _profile.get()
+
+
+def note(**values: Any) -> None:
+    """Add to this request's audit record (e.g. the id of the run it created)."""
+    rec = _audit.get()
+    if rec is not None:
+        rec.update(values)
+
+
+def noted() -> dict[str, Any]:
+    return dict(_audit.get() or {})
+
+
+def visible() -> tuple[str, ...] | None:
+    """The profiles the caller sees; None: all (an admin, or no request: the runner itself)."""
+    user = _user.get()
+    return None if user is None or user.admin else user.profiles
+
+
+def clauses(column: Any) -> list[Any]:
+    """``WHERE`` clauses limiting ``column`` (a profile column) to the caller's profiles."""
+    seen = visible()
+    return [] if seen is None else [column.in_(seen)]
+
+
+def visible_runs() -> Any:
+    """A subquery of the run ids the caller sees (for tables keyed by run_id)."""
+    return sa.select(db.runs.c.id).where(*clauses(db.runs.c.profile))
+
+
+def owner(engine: sa.Engine, param: str, value: str, path: str) -> str | None:
+    """The profile of the object a path parameter names; None: no such object (or not profile-owned)."""
+    from .migrations.m0004_endpoints import endpoints
+
+    if param == "run_id":
+        q = sa.select(db.runs.c.profile).where(db.runs.c.id == value)
+    elif param == "sid":
+        q = sa.select(db.schedules.c.profile).where(db.schedules.c.id == value)
+    elif param == "name" and path.startswith("/api/v1/endpoints/"):
+        q = sa.select(endpoints.c.profile).where(endpoints.c.name == value)
+    else:
+        return None
+    with engine.connect() as conn:
+        row = conn.execute(q).first()
+    return row[0] if row else None
+
+
+def artifact_visible(engine: sa.Engine, digest: str) -> bool:
+    """An artifact is visible when a run (or an endpoint version) the caller sees has it."""
+    from .migrations.m0004_endpoints import endpoint_versions, endpoints
+
+    seen = visible()
+    if seen is None:
+        return True
+    with engine.connect() as conn:
+        if conn.execute(sa.select(db.artifacts.c.id).join(db.runs, db.runs.c.id == db.artifacts.c.run_id)
+                        .where(db.artifacts.c.digest == digest, db.runs.c.profile.in_(seen)).limit(1)).first():
+            return True
+        return conn.execute(sa.select(endpoint_versions.c.version)
+                            .join(endpoints, endpoints.c.name == endpoint_versions.c.endpoint)
+                            .where(endpoint_versions.c.digest == digest, endpoints.c.profile.in_(seen))
+                            .limit(1)).first() is not None
+
+
+def match_route(app: Any, path: str) -> tuple[str, dict[str, str]] | None:
+    """(route template, path parameters) of the OpenAPI path ``path`` falls under, or None.
+
+    From the OpenAPI rather than the router (whose included routers match lazily), so every
+    documented route is guarded the same way.
+    """
+    import re
+
+    compiled = getattr(app.state, "nbpipe_routes", None)
+    if compiled is None:
+        compiled = [(t, re.compile(re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(t))))
+                    for t in app.openapi().get("paths", {})]
+        compiled.sort(key=lambda tr: tr[0].count("{"))  # literal segments win over parameters
+        app.state.nbpipe_routes = compiled
+    for template, rx in compiled:
+        m = rx.fullmatch(path)
+        if m:
+            return template, m.groupdict()
+    return None
+
+
+def guard(engine: sa.Engine, app: Any, path: str) -> str | None:
+    """Why this request must get a 404 (it names another profile's object), or None."""
+    seen = visible()
+    if seen is None:
+        return None
+    found = match_route(app, path)
+    if found is None:
+        return None
+    for param, value in found[1].items():
+        if param == "digest" and path.startswith("/api/v1/artifacts/"):
+            if len(value) == 64 and not artifact_visible(engine, value):
+                return f"No artifact {value[:12]}…"
+            continue
+        prof = owner(engine, param, value, path)
+        if prof is not None and prof not in seen:
+            kind = {"run_id": "run", "sid": "schedule", "name": "endpoint"}[param]
+            return f"No {kind} {value}"
+    return None

@@ -1,0 +1,288 @@
+"""Many users, one runner: every API route isolates profiles (a table generated from the OpenAPI).
+
+A real runner on loopback with a users file: alice (team-a), bob (team-b), root (admin) and a
+JupyterHub-style proxy token. Alice creates one of everything (a run with a step log and an
+artifact, a schedule, an endpoint); then for **every** operation in the runner's own
+``/openapi.json`` bob gets 404/403 for alice's objects (or does not find them in a list or an event
+stream), admin sees them, and alice herself gets them (so a 404 is isolation, not a bad id). A route
+missing from the table fails the test until it is classified, so a new endpoint cannot escape.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+
+import nbpipe
+from nbpipe import Dataset, Output, component, pipeline
+from nbpipe.client import Client
+from nbpipe.runner.auth import hash_token
+from tests.runner_process import RunnerProcess
+
+TOKENS = {"alice": "alice-" + "a" * 40, "bob": "bob-" + "b" * 40, "root": "root-" + "r" * 40,
+          "proxy": "proxy-" + "p" * 40, "dave": "dave-" + "d" * 40}
+
+# Deliberately global operations, each with its reason. Everything else in the OpenAPI is checked.
+GLOBAL = {
+    ("get", "/api/v1/health"): "liveness probe: no token, no user data (versions and counts only)",
+    ("head", "/api/v1/packages/{digest}"): "packages are content-addressed: asking for a digest needs its bytes' hash",
+    ("put", "/api/v1/packages/{digest}"): "the same: an upload must hash to its digest; a package holds no run data",
+    ("get", "/api/v1/whoami"): "answers about the caller only",
+}
+ADMIN_ONLY = {("get", "/api/v1/audit"): "who did what in every profile"}
+
+
+def users_file(path: Path, *, with_bob: bool = True, with_dave: bool = False) -> None:
+    users = [{"name": "alice", "role": "user", "profiles": ["team-a"], "token_sha256": hash_token(TOKENS["alice"])},
+             {"name": "root", "role": "admin", "token_sha256": hash_token(TOKENS["root"])},
+             {"name": "carol", "profiles": ["team-a"]}]  # hub-only user (no token), member of team-a
+    if with_bob:
+        users.append({"name": "bob", "profiles": ["team-b"], "token_sha256": hash_token(TOKENS["bob"])})
+    if with_dave:
+        users.append({"name": "dave", "profiles": ["team-b"], "token_sha256": hash_token(TOKENS["dave"])})
+    tmp = path.with_suffix(".tmp")  # replaced whole, like a kubelet updates a mounted Secret
+    tmp.write_text(json.dumps({"users": users, "proxy": {"token_sha256": hash_token(TOKENS["proxy"])}}))
+    os.replace(tmp, path)
+
+
+@component(cache=True)
+def make_data(n: int, data: Output[Dataset]) -> int:
+    with open(data.path, "w") as fh:
+        fh.write("x" * n)
+    print(f"made {n} bytes in {os.getpid()}")
+    return os.getpid()
+
+
+@pipeline
+def shared(n: int = 7):
+    make_data(n=n)
+
+
+class Team:
+    def __init__(self, runner: RunnerProcess, users: Path):
+        self.runner, self.users = runner, users
+        self.clients = {who: Client(runner.url, token=TOKENS[who]) for who in ("alice", "bob", "root")}
+        self.http = {who: httpx.Client(base_url=runner.url, headers={"Authorization": f"Bearer {TOKENS[who]}"},
+                                       timeout=60) for who in ("alice", "bob", "root")}
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
+    home = tmp_path_factory.mktemp("profiles")
+    users = home / "users.json"
+    users_file(users)
+    runner = RunnerProcess(home / "runner", extra_env={"NBPIPE_USERS_FILE": str(users)}).start()
+    try:
+        yield Team(runner, users)
+    finally:
+        runner.stop()
+
+
+@pytest.fixture(scope="module")
+def alices(team: Team) -> dict[str, str]:
+    """One of each of alice's objects, by path parameter name."""
+    alice = team.clients["alice"]
+    run = alice.submit(shared, {"n": 11}).wait(timeout=120)
+    assert run.state == "succeeded"
+    digest = run.steps["make_data"]["outputs"]["data"]["digest"]
+    package = team.http["alice"].get(f"/api/v1/runs/{run.id}").json()["package"]
+    sched = team.http["alice"].post("/api/v1/schedules", json={"package": package, "interval": 3600,
+                                                               "start_at": 1e10})
+    assert sched.status_code == 201, sched.text
+    ep = nbpipe.serve(3, predict=lambda m, x: x, name="alice-ep", runner=alice)
+    return {"run_id": run.id, "step": "make_data", "sid": sched.json()["id"], "name": ep.name, "version": "1",
+            "digest": digest, "package": package}
+
+
+def operations(team: Team) -> list[tuple[str, str, dict[str, Any]]]:
+    spec = team.http["root"].get("/openapi.json").json()
+    return [(m, p, op) for p, ops in sorted(spec["paths"].items()) for m, op in sorted(ops.items())]
+
+
+def fill(path: str, ids: dict[str, str]) -> str:
+    def one(m: re.Match[str]) -> str:
+        name = m.group(1)
+        assert name in ids, f"{path}: no test value for path parameter {{{name}}}: add one to alices()"
+        return ids[name]
+
+    return re.sub(r"\{(\w+)\}", one, path)
+
+
+def call(c: httpx.Client, method: str, url: str, **kw: Any) -> httpx.Response:
+    if method == "get" and url.endswith("/events"):  # an SSE stream: the status and first bytes only
+        with c.stream("GET", url, params={"after": 0}, **kw) as r:
+            if r.status_code == 200:
+                next(r.iter_bytes(), b"")
+            else:
+                r.read()
+            return r
+    return c.request(method.upper(), url, **kw)
+
+
+def test_every_route_isolates_profiles(team: Team, alices: dict[str, str]) -> None:
+    ops = operations(team)
+    assert len(ops) >= 20
+    checked = []
+    secrets_of_alice = [alices["run_id"], alices["sid"], alices["name"]]
+    for method, path, _op in ops:
+        key = (method, path)
+        if key in GLOBAL:
+            continue
+        bob, root, alice = team.http["bob"], team.http["root"], team.http["alice"]
+        if key in ADMIN_ONLY:
+            assert call(bob, method, path).status_code == 403, path
+            assert call(root, method, path).status_code == 200, path
+            checked.append((key, "admin-only"))
+            continue
+        # every route: bob cannot act in alice's profile by naming it
+        r = call(bob, method, fill(path, alices), headers={"X-Nbpipe-Profile": "team-a"})
+        assert r.status_code == 403, (method, path, r.status_code, r.text[:200])
+        if "{" in path:
+            url = fill(path, {**alices, "digest": alices["digest"]})
+            r = call(bob, method, url, json={})
+            assert r.status_code in (403, 404), (method, path, r.status_code, r.text[:200])
+            assert all(s not in r.text for s in secrets_of_alice[1:] if s not in url), (method, path)
+            if method == "get":  # the owner and the admin get it: the 404 above is isolation, not a bad id
+                for who in (alice, root):
+                    got = call(who, method, url)
+                    assert got.status_code == 200, (method, path, got.status_code, got.text[:200])
+            checked.append((key, "object"))
+        elif method == "get" and not path.endswith("/events"):
+            text = call(bob, method, path).text
+            assert not any(s in text for s in secrets_of_alice), (path, text[:300])
+            seen = call(root, method, path).text + call(alice, method, path).text
+            if path in ("/api/v1/runs", "/api/v1/dashboard/runs", "/api/v1/schedules", "/api/v1/endpoints",
+                        "/api/v1/experiments"):
+                mine = {"/api/v1/schedules": alices["sid"], "/api/v1/endpoints": alices["name"],
+                        "/api/v1/experiments": '"runs":'}.get(path, alices["run_id"])
+                assert call(root, method, path).text.count(mine) and call(alice, method, path).text.count(mine), path
+            checked.append((key, "list"))
+        elif method == "get":
+            checked.append((key, "stream"))  # the all-runs stream: test_event_stream_shows_own_profiles_only
+        else:
+            checked.append((key, "create"))  # naming a foreign profile was refused above
+    # alice's objects survived bob's POST/PUT/DELETE calls on them
+    snap = team.http["alice"].get(f"/api/v1/runs/{alices['run_id']}").json()
+    assert snap["state"] == "succeeded"
+    assert team.http["alice"].get(f"/api/v1/schedules/{alices['sid']}").json()["paused"] is False
+    assert team.http["alice"].get(f"/api/v1/endpoints/{alices['name']}").json()["default_version"] == "1"
+    def experiment_runs(who: str) -> int:
+        return sum(e["runs"] for e in team.http[who].get("/api/v1/experiments").json())
+
+    assert experiment_runs("bob") == len(team.http["bob"].get("/api/v1/runs").json())
+    assert experiment_runs("root") > experiment_runs("bob") and experiment_runs("alice") >= 1
+    kinds = {k: sum(1 for _, c in checked if c == k) for k in ("object", "list", "create", "stream", "admin-only")}
+    print(f"route table: {len(ops)} operations, {len(checked)} checked, {len(GLOBAL)} global: {kinds}")
+    assert kinds["object"] >= 15 and kinds["list"] >= 5
+
+
+def _read_stream_until(c: httpx.Client, until_run: str) -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
+    with c.stream("GET", "/api/v1/events", params={"after": 0}, timeout=120) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                e = json.loads(line[6:])
+                seen.append(e)
+                if e["run_id"] == until_run and e["type"] == "RunFinished":
+                    return seen
+    raise AssertionError("the stream ended early")
+
+
+def test_event_stream_shows_own_profiles_only(team: Team, alices: dict[str, str]) -> None:
+    bobs = team.clients["bob"].submit(shared, {"n": 3}).wait(timeout=120)
+    seen = _read_stream_until(team.http["bob"], bobs.id)  # bob's run came after alice's
+    assert {e["run_id"] for e in seen} == {bobs.id}
+    seen = _read_stream_until(team.http["root"], bobs.id)
+    assert {alices["run_id"], bobs.id} <= {e["run_id"] for e in seen}
+    # bob's run is in team-b, alice's list does not show it, the admin's does
+    assert bobs.id not in team.http["alice"].get("/api/v1/runs").text
+    assert bobs.id in team.http["root"].get("/api/v1/runs").text
+    assert team.http["bob"].get(f"/api/v1/runs/{bobs.id}").json()["id"] == bobs.id
+
+
+def test_cache_hits_never_cross_profiles(team: Team) -> None:
+    a1 = team.clients["alice"].submit(shared, {"n": 5}).wait(timeout=120)
+    a2 = team.clients["alice"].submit(shared, {"n": 5}).wait(timeout=120)
+    b1 = team.clients["bob"].submit(shared, {"n": 5}).wait(timeout=120)
+    pid = {r.id: r.output("make_data", "output") for r in (a1, a2, b1)}
+    assert a2.steps["make_data"]["state"] == "cached" and pid[a2.id] == pid[a1.id]  # the cache works in a profile
+    assert b1.steps["make_data"]["state"] == "succeeded" and pid[b1.id] != pid[a1.id]  # computed again in team-b
+    assert f"in {pid[b1.id]}" in b1.logs("make_data")
+
+
+def test_submit_profile_option_and_membership(team: Team) -> None:
+    root = Client(team.runner.url, token=TOKENS["root"], profile="team-b")
+    run = root.submit(shared, {"n": 2}).wait(timeout=120)
+    assert run.id in team.http["bob"].get("/api/v1/runs").text  # the admin submitted into team-b
+    with pytest.raises(Exception, match="not a member of profile 'team-b'"):
+        Client(team.runner.url, token=TOKENS["alice"], profile="team-b").submit(shared, {"n": 2})
+    who = team.http["alice"].get("/api/v1/whoami").json()
+    assert who == {"name": "alice", "role": "user", "profiles": ["team-a"], "default_profile": "team-a"}
+
+
+def test_tokens_added_and_revoked_without_restart(team: Team) -> None:
+    pid = team.runner.pid
+    dave = httpx.Client(base_url=team.runner.url, headers={"Authorization": f"Bearer {TOKENS['dave']}"})
+    assert dave.get("/api/v1/runs").status_code == 401
+    users_file(team.users, with_bob=False, with_dave=True)
+    assert dave.get("/api/v1/whoami").json()["profiles"] == ["team-b"]
+    assert team.http["bob"].get("/api/v1/runs").status_code == 401  # revoked
+    users_file(team.users)  # bob back, dave gone
+    assert dave.get("/api/v1/runs").status_code == 401
+    assert team.http["bob"].get("/api/v1/whoami").json()["name"] == "bob"
+    assert team.runner.pid == pid
+    # a broken file does not lock everyone out: the previous users stay, the error is logged
+    team.users.write_text("{not json")
+    assert team.http["bob"].get("/api/v1/whoami").status_code == 200
+    users_file(team.users)
+
+
+def test_proxy_forwards_hub_users_only_with_its_token(team: Team, alices: dict[str, str]) -> None:
+    carol = Client(team.runner.url, token=TOKENS["proxy"], user="carol")  # listed: team-a
+    assert alices["run_id"] in carol._http.get("/api/v1/runs").text
+    erin = Client(team.runner.url, token=TOKENS["proxy"], user="erin")  # not listed: her own profile
+    assert erin._http.get("/api/v1/whoami").json()["profiles"] == ["erin"]
+    assert alices["run_id"] not in erin._http.get("/api/v1/runs").text
+    run = erin.submit(shared, {"n": 1}).wait(timeout=120)
+    assert run.id not in team.http["alice"].get("/api/v1/runs").text
+    # the header means nothing with another token: bob stays bob, root stays root
+    forged = Client(team.runner.url, token=TOKENS["bob"], user="carol")
+    assert forged._http.get("/api/v1/whoami").json()["name"] == "bob"
+    assert alices["run_id"] not in forged._http.get("/api/v1/runs").text
+    # the proxy token alone (no user) is nobody
+    assert httpx.get(f"{team.runner.url}/api/v1/runs", headers={"Authorization": f"Bearer {TOKENS['proxy']}"}
+                     ).status_code == 401
+
+
+def test_migration_5_puts_existing_objects_in_the_default_profile(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from nbpipe.runner import db, migrations
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = db.connect(url)
+    with engine.begin() as conn:  # a database from before profiles: no profile columns, at version 4
+        conn.execute(sa.text("DROP INDEX ix_runs_profile"))
+        for table in ("runs", "schedules", "endpoints"):
+            conn.execute(sa.text(f"ALTER TABLE {table} DROP COLUMN profile"))
+        conn.execute(sa.text("DELETE FROM nbpipe_migrations WHERE version = 5"))
+        conn.execute(sa.text("INSERT INTO packages (digest, name, size, spec, created_at) "
+                             "VALUES ('dd', 'p', 1, '{}', 0)"))
+        conn.execute(sa.text("INSERT INTO runs (id, name, pipeline, experiment, package, params, state, reason, "
+                             "labels, created_at) VALUES ('r1', 'r', 'p', 'e', 'dd', '{}', 'succeeded', '', '{}', 0)"))
+    engine.dispose()
+    engine = db.connect(url)
+    assert migrations.applied(engine) == list(range(1, migrations.LATEST + 1))
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(db.runs.c.profile)).scalar() == "default"
+    for table in ("runs", "schedules", "endpoints"):
+        assert "profile" in {c["name"] for c in sa.inspect(engine).get_columns(table)}
+    assert "ix_runs_profile" in {ix["name"] for ix in sa.inspect(engine).get_indexes("runs")}
+    engine.dispose()
