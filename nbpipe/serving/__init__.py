@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import numpy as np
 
 from ..errors import NbpipeError
 from .bundle import make_bundle
@@ -208,7 +207,3 @@ def _source(fn: Any) -> str:
         return source_of(fn)
     except (OSError, TypeError):
         return ""
-
-
-def to_numpy(x: Any) -> np.ndarray:
-    return np.asarray(x)
