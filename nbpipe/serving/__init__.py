@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-
 from ..errors import NbpipeError
 from .bundle import make_bundle
 from .protocol import decode_outputs, tensor
