@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 comma := ,
 
-.PHONY: setup lock demo test test-fast test-k8s bench clean system-deps node-deps lab-build
+.PHONY: setup setup-dist lock demo test test-fast test-k8s bench clean system-deps node-deps lab-build
 
 # uv is pinned: it is the tool that reads the lock, so it must not move under us either.
 UV_VERSION := 0.13.9
@@ -32,12 +32,26 @@ $(STAMP): pyproject.toml $(LOCK) package.json yarn.lock $(VENV)/bin/python | nod
 
 setup: $(STAMP)
 
+# torch (CPU) for the distributed-step tests only, so `make demo` does not pay for it. This machine
+# kind keeps the CPU wheel of the locked version on disk; elsewhere uv takes PyPI's (a CUDA build).
+DIST_STAMP := $(VENV)/.installed-dist
+DIST_LOCK := requirements-dist.lock
+TORCH_WHEELS := /opt/wheels
+$(DIST_STAMP): $(STAMP) requirements-dist.in $(DIST_LOCK)
+	$(UV) pip install --python $(PY) --constraint $(LOCK) --constraint $(DIST_LOCK) \
+	  $(if $(wildcard $(TORCH_WHEELS)/torch-*+cpu-*.whl),--find-links $(TORCH_WHEELS)) -r requirements-dist.in
+	touch $(DIST_STAMP)
+
+setup-dist: $(DIST_STAMP)
+
 # Refresh the locks to the newest versions pyproject.toml allows; commit the result after `make test`.
 lock: $(VENV)/bin/python
 	$(UV) pip compile pyproject.toml $(foreach e,$(subst $(comma), ,$(EXTRAS)),--extra $(e)) \
 	  --universal --python-version $(LOCK_PY) --upgrade -q -o $(LOCK)
 	$(UV) pip compile requirements-kfp.in --universal --python-version $(LOCK_PY) --upgrade -q -o $(KFP_LOCK)
-	@echo "Locks refreshed: review 'git diff $(LOCK) $(KFP_LOCK)', run 'make test', then commit."
+	$(UV) pip compile requirements-dist.in --constraint $(LOCK) --universal --python-version $(LOCK_PY) \
+	  --upgrade -q -o $(DIST_LOCK)
+	@echo "Locks refreshed: review 'git diff *.lock', run 'make test', then commit."
 
 # Node.js builds the lab extension; installed from Debian only when missing.
 node-deps:
@@ -68,7 +82,7 @@ system-deps:
 demo: setup
 	$(PY) -m nbpipe.examples.digits
 
-test: setup system-deps
+test: setup setup-dist system-deps
 	$(PY) -m pytest -q
 
 test-fast: setup
