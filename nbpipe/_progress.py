@@ -80,9 +80,9 @@ def follow(run: Any, show_logs: bool = False, stream: Any = None) -> dict[str, A
     out = stream or sys.stdout
     snap = run.snapshot()
     prog = Progress(snap, show_logs=show_logs)
-    after = snap["last_event_id"]
-    if snap["state"] in ev.RUN_FINAL:
-        return snap
+    # The run's own events from its start: steps that finished before this first look (cache hits
+    # resolved at submit, a fast first step) are shown too, and a run already final prints its lines.
+    after = 0
     if getattr(out, "isatty", lambda: False)() and not show_logs:
         from rich.console import Console
         from rich.live import Live

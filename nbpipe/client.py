@@ -330,7 +330,7 @@ class Run:
         every read of the event stream is bounded by the time left.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        snap = self.snapshot()
+        snap = self._snapshot if self._snapshot and self._snapshot["state"] in ev.RUN_FINAL else self.snapshot()
         after = snap["last_event_id"]
         while snap["state"] not in ev.RUN_FINAL:
             left = None if deadline is None else deadline - time.monotonic()

@@ -96,18 +96,27 @@ def _same_process(pid: int, started: float) -> bool:
         return False
 
 
-async def track_tree(pid: int, known: dict[int, float], done: "asyncio.Future[Any]", every: float = 0.2) -> None:
-    """Remember every process that is ever in ``pid``'s tree while the attempt runs."""
+async def track_tree(pid: int, known: dict[int, float], done: "asyncio.Future[Any]", every: float = 0.2,
+                     first: float = 0.05) -> None:
+    """Remember every process that is ever in ``pid``'s tree while the attempt runs.
+
+    The first look is ``first`` s after the start, not at once: a just-forked step has no children
+    yet, and a scan (every process in /proc) costs milliseconds, most of a short step's overhead.
+    """
     import psutil
 
+    delay = first
     while not done.done():
+        await asyncio.sleep(delay)
+        delay = every
+        if done.done():
+            return
         try:
             for p in psutil.Process(pid).children(recursive=True):
                 if p.pid not in known:
                     known[p.pid] = p.create_time()
         except Exception:  # noqa: BLE001 - the leader is gone (or exiting)
             pass
-        await asyncio.sleep(every)
 
 
 class LocalExecutor:

@@ -235,6 +235,7 @@ def create_app(config: RunnerConfig, on_ready: Any = None, on_stop: Any = None) 
         except PackageError as exc:
             return _error(404, exc)
         profiles.note(target=run_id)
+        sched().advance(run_id)  # cached steps resolve now: a fully cached run is answered final
         return views.snapshot(state["engine"], run_id)
 
     @app.get("/api/v1/runs", responses={200: {"model": list[RunSummary]}})
@@ -288,8 +289,10 @@ def create_app(config: RunnerConfig, on_ready: Any = None, on_stop: Any = None) 
             if run_id is not None and any(e["type"] == "RunFinished" for e in batch):
                 return
             if batch:
-                continue
-            if run_id is not None and run_id not in s.runs:
+                if len(batch) >= 500 or s.event_seq != seq:
+                    continue  # more may be stored: read on
+                # else all stored before `seq` was read: wait for the next commit (no empty re-query)
+            elif run_id is not None and run_id not in s.runs:
                 snap = views.snapshot(state["engine"], run_id)
                 if snap is None or snap["state"] in ("succeeded", "failed", "cancelled"):
                     return
