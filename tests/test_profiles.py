@@ -114,7 +114,11 @@ def fill(path: str, ids: dict[str, str]) -> str:
     return re.sub(r"\{(\w+)\}", one, path)
 
 
+CASES = [0]  # requests the route table made (for the report line)
+
+
 def call(c: httpx.Client, method: str, url: str, **kw: Any) -> httpx.Response:
+    CASES[0] += 1
     if method == "get" and url.endswith("/events"):  # an SSE stream: the status and first bytes only
         with c.stream("GET", url, params={"after": 0}, **kw) as r:
             if r.status_code == 200:
@@ -178,7 +182,8 @@ def test_every_route_isolates_profiles(team: Team, alices: dict[str, str]) -> No
     assert experiment_runs("bob") == len(team.http["bob"].get("/api/v1/runs").json())
     assert experiment_runs("root") > experiment_runs("bob") and experiment_runs("alice") >= 1
     kinds = {k: sum(1 for _, c in checked if c == k) for k in ("object", "list", "create", "stream", "admin-only")}
-    print(f"route table: {len(ops)} operations, {len(checked)} checked, {len(GLOBAL)} global: {kinds}")
+    print(f"route table: {len(ops)} operations, {len(checked)} checked ({CASES[0]} requests), "
+          f"{len(GLOBAL)} global: {kinds}")
     assert kinds["object"] >= 15 and kinds["list"] >= 5
 
 
