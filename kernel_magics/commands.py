@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -87,7 +88,12 @@ def _parser() -> MagicArgumentParser:
         help="Call a step of a run in this kernel with that run's inputs and code; on an exception, "
         "%%debug (or --pdb) opens on the failing line.",
     )
-    p.add_argument("target", nargs="+", metavar="[RUN] STEP", help="Run id (default: the last run) and step name.")
+    p.add_argument(
+        "target",
+        nargs="*",
+        metavar="[RUN] [STEP]",
+        help="Run id (default: the last run) and step name (default: the run's failed step).",
+    )
     p.add_argument("--pdb", action="store_true", default=None, help="Open the debugger at once on an exception.")
     p.add_argument("--no-pdb", dest="pdb", action="store_false", help="Only show the traceback.")
     p = sub.add_parser("attach", help="Show an existing run's live graph (e.g. after a kernel restart).")
@@ -107,6 +113,21 @@ def _parser() -> MagicArgumentParser:
         help="Package the pipeline object defined in this kernel instead of the saved notebook.",
     )
     return parser
+
+
+RUN_ID = re.compile(r"^r\d{8}-\d{6}-[0-9a-f]{6}$")
+
+
+def _failed_step(run: Run) -> str:
+    """The step ``%nbpipe debug`` with no step named debugs: the run's (first) failed step."""
+    snap = run.snapshot()
+    failed = [s["name"] for s in snap.get("steps", []) if s.get("state") == "failed"]
+    if not failed:
+        raise UsageError(
+            f"Run {run.id} has no failed step ({snap.get('state')}); name the step to call: "
+            f"%nbpipe debug {run.id} STEP."
+        )
+    return str(failed[0])
 
 
 def format_runs(runs: list[dict[str, Any]]) -> str:
@@ -172,8 +193,13 @@ class NbpipeCommands:
             tokens = line.split()
         action = next(a for a in self.parser._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
         commands: dict[str, Any] = dict(action.choices)
-        if not tokens or tokens[0].startswith("-"):
-            return  # %nbpipe, %nbpipe --help: argparse's own usage message
+        if not tokens:
+            raise UsageError(
+                f"%nbpipe needs a command: {', '.join(commands)} (e.g. %nbpipe run PIPELINE); "
+                "%nbpipe --help says what each does."
+            )
+        if tokens[0].startswith("-"):
+            return  # %nbpipe --help: argparse's own usage message
         if tokens[0] not in commands:
             raise UsageError(
                 f"%nbpipe has no command {tokens[0]!r}.{did_you_mean(tokens[0], commands)} "
@@ -286,8 +312,12 @@ class NbpipeCommands:
 
         if len(args.target) > 2:
             raise UsageError(f"Give a run id and a step name; got {' '.join(args.target)}.")
-        run = self._run(args.target[0] if len(args.target) == 2 else None)
-        call = load_step(run, args.target[-1])
+        target = list(args.target)
+        if len(target) == 1 and RUN_ID.match(target[0]):
+            target = [target[0], ""]  # %nbpipe debug RUN: that run's failed step
+        run = self._run(target[0] if len(target) == 2 else None)
+        step = (target[-1] if target else "") or _failed_step(run)
+        call = load_step(run, step)
         print(call.describe())
         if call.state != "failed":
             print("(It did not fail in that run; calling it here anyway.)")

@@ -108,7 +108,9 @@ class NbpipeMagics(Magics):
             return source, analyze_cell(source)
         except SyntaxError as exc:
             raise UsageError(
-                f"The cell has a syntax error (line {exc.lineno}: {exc.msg}); fix it and run the cell again."
+                # +1: the editor counts the %%component line, the cell body starts after it
+                f"The cell has a syntax error (line {(exc.lineno or 0) + 1}: {exc.msg}); fix it and run the "
+                "cell again."
             ) from None
 
     def _run_cell(self, cell: str, what: str) -> None:

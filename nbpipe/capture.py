@@ -306,7 +306,9 @@ def pickle_function(func: Callable[..., Any], name: str) -> tuple[bytes, str]:
 
 def _source(func: Any) -> bytes:
     try:
-        return source_of(func).encode()
+        # Without the trailing newline: a kernel's cell ends with one, the same cell exported from
+        # the saved notebook does not, and both must give the same digest (and share the cache).
+        return source_of(func).rstrip().encode()
     except (OSError, TypeError):
         code = getattr(func, "__code__", None)
         return code.co_code if code is not None else repr(func).encode()

@@ -219,7 +219,7 @@ class Client:
             failed = [s["name"] for s in snap["steps"] if s["state"] == "failed"]
             if not failed:
                 raise NbpipeError(f"Run {run_id} has no failed step to re-run from (it is {snap['state']})",
-                                  hint="Re-run it whole, or name a step: rerun(run_id, from_step=...).")
+                                  hint="Re-run it whole, or name the step to start from (--from STEP; from_step=... in Python).")
             from_step = failed[0]
         body: dict[str, Any] = {"from_step": from_step}
         if pipeline is not None:
@@ -491,8 +491,18 @@ def run(pipeline: Any, *, runner: Client | str | None = None, experiment: str = 
         name: str | None = None, wait: bool = False, **params: Any) -> Run:
     """Submit ``pipeline`` with ``params``; returns a :class:`Run` (``wait=True`` blocks)."""
     client = runner if isinstance(runner, Client) else (Client(runner) if runner else default_client())
-    r = client.submit(pipeline, params, experiment=experiment, name=name)
+    r = client.submit(pipeline, params, experiment=experiment, name=name, labels=kernel_labels())
     return r.wait() if wait else r
+
+
+def kernel_labels() -> dict[str, str]:
+    """``{"kernel_notebook": ABSOLUTE_PATH}`` in a Jupyter kernel (Jupyter Server tells kernels their
+    notebook in ``JPY_SESSION_NAME``), else ``{}``. Re-runs keep it, so the Lab panel's re-run of a run
+    started in a kernel can run the notebook as it is now (with the user's fix), like a panel run."""
+    path = os.environ.get("JPY_SESSION_NAME", "")
+    if path.endswith(".ipynb") and os.path.isfile(path):
+        return {"kernel_notebook": os.path.abspath(path)}
+    return {}
 
 
 def attach(run_id: str, runner: Client | str | None = None) -> Run:

@@ -161,8 +161,10 @@ def read_notebook(path: str | os.PathLike[str], content: dict[str, Any] | None =
                 statements = ((analyze_magic_cell(raw, number),) if cell_magic in MAGIC_CELLS
                               else tuple(analyze_code(code, number)))
             except SyntaxError as exc:
+                # a cell magic's body starts after its %%line; the editor counts that line
+                line = (exc.lineno or 0) + (raw[: raw.index(first)].count("\n") + 1 if cell_magic in MAGIC_CELLS else 0)
                 raise ExportError(
-                    f"{where(number, count)} has a syntax error: {exc.msg} (line {exc.lineno})",
+                    f"{where(number, count)} has a syntax error: {exc.msg} (line {line})",
                     hint=f"Fix the code in {where(number, count)}, or tag the cell nbpipe:skip if export "
                     "should ignore it.", cell=number) from None
         cells.append(Cell(number, count, raw, code, tags, cell_magic, statements))

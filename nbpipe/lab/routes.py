@@ -10,6 +10,7 @@ Non-goals: any run state of its own; polling (events are pushed through).
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -158,15 +159,35 @@ class RerunHandler(NotebookHandler):
         from .notebook import _PACKAGES
 
         snap = client.get_run(run_id)
-        rel = (snap.get("labels") or {}).get("notebook")
+        labels = snap.get("labels") or {}
+        rel = labels.get("notebook") or self._kernel_notebook(labels.get("kernel_notebook"))
         if not rel:
             return None
         try:
             path = self.notebook_path({"path": rel})
         except NbpipeError:
             return None  # moved or deleted since: re-run the run's own package
-        names = [c.title for c in pipelines_of(read_notebook(path))]
-        return _PACKAGES.export(path, snap.get("pipeline") if snap.get("pipeline") in names else None)
+        titles: dict[str, str] = {}
+        for cell in pipelines_of(read_notebook(path)):  # a run names `def my_pipe` "my-pipe"
+            titles.setdefault(cell.title, cell.title)
+            titles.setdefault(cell.title.replace("_", "-"), cell.title)
+        title = titles.get(snap.get("pipeline") or "")
+        if title is None and "notebook" not in labels:
+            # Started in a kernel as a pipeline the saved notebook does not define by that name (made
+            # in a loop, renamed, imported): its own package, never another pipeline of the notebook.
+            return None
+        return _PACKAGES.export(path, title)
+
+    def _kernel_notebook(self, path: Any) -> str | None:
+        """A run submitted from a kernel names its notebook absolutely; relative to the Jupyter root
+        (None: not a notebook under this server's root)."""
+        if not isinstance(path, str) or not path.endswith(".ipynb"):
+            return None
+        root = os.path.realpath(self.contents_manager.root_dir)
+        real = os.path.realpath(path)
+        if os.path.commonpath([root, real]) != root:
+            return None
+        return os.path.relpath(real, root)
 
 
 class LogsHandler(NbpipeHandler):

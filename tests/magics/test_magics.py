@@ -136,7 +136,8 @@ ERRORS = [
     ("component", "--outputs zz", "x = len('a')", "", r"--outputs lists 'zz', which the cell never assigns"),
     ("component", "--inputs q", "x = len('a')", "q = 2", r"--inputs lists 'q', which the cell never reads"),
     ("component", "--inputs a", "def f(a):\n    return a\n", "", r"--inputs/--outputs are for plain cells"),
-    ("component", "", "x = (1", "", r"syntax error \(line 1"),
+    ("component", "", "x = (1", "", r"syntax error \(line 2"),  # the editor's line: %%component is line 1
+    ("component", "", "y = 1\ndef g(x: int) -> int\n    return x", "", r"syntax error \(line 3: expected ':'"),
     ("component", "", "%time y = 1\nz = 2", "", r"magics or !commands"),
     ("component", "", "await asyncio.sleep(0)\nz = 1", "import asyncio", r"top-level await"),
     ("component", "", "raise ValueError('boom')\nz = 1", "", r"The cell failed \(see the error above\)"),
@@ -165,6 +166,8 @@ ERRORS = [
     ("nbpipe", "frobnicate", None, "", r"%nbpipe has no command 'frobnicate'\. Its commands: run, "),
     ("nbpipe", "rnu demo", None, "", r"%nbpipe has no command 'rnu'\. Did you mean run\?"),
     ("nbpipe", "logs onlyrun", None, "", r"the following arguments are required: step"),
+    ("nbpipe", "", None, "", r"%nbpipe needs a command: run, .*debug.* \(e\.g\. %nbpipe run PIPELINE\)"),
+    ("nbpipe", "debug", None, "", r"No run yet in this kernel"),
 ]
 
 

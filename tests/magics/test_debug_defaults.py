@@ -1,0 +1,60 @@
+"""``%nbpipe debug`` as a new user types it right after a run failed: no run id, no step name.
+
+It debugs the last run's failed step (``%nbpipe debug RUN`` that run's); a run without a failed
+step says so and how to name one. A real IPython shell, the real embedded runner and step processes.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.utils.capture import capture_output
+
+SETUP = """
+import nbpipe
+
+@nbpipe.component
+def make(n: int) -> list:
+    return list(range(n))
+
+@nbpipe.component
+def mean(xs: list) -> float:
+    return sum(xs) / len(xs[5:])
+
+@nbpipe.pipeline
+def broken(n: int = 5):
+    mean(xs=make(n=n).output)
+"""
+
+
+def debug(ip: Any, line: str) -> tuple[str, str]:
+    with capture_output() as out:
+        result = ip.run_cell(f"%nbpipe debug {line}".rstrip(), store_history=True)
+    assert not result.success and isinstance(result.error_in_exec, ZeroDivisionError), result
+    return out.stdout, re.sub(r"\x1b\[[0-9;]*m", "", out.stderr + out.stdout)
+
+
+@pytest.mark.timeout(600)
+def test_debug_with_no_arguments_debugs_the_last_runs_failed_step(ip: Any) -> None:
+    assert ip.run_cell(SETUP).success
+    ip.run_line_magic("nbpipe", "run broken")
+    run = ip.magics.commands.last_run
+    assert run.wait(timeout=300, raise_on_failure=False).state == "failed"
+
+    stdout, shown = debug(ip, "--no-pdb")
+    assert f"Step 'mean' of run {run.id}" in stdout and "ZeroDivisionError" in stdout
+    assert "return sum(xs) / len(xs[5:])" in shown  # the user's line
+    assert ip.user_ns["_nbpipe_debug"].inputs == {"xs": [0, 1, 2, 3, 4]}
+
+    stdout, _ = debug(ip, f"{run.id} --no-pdb")  # a run id alone: that run's failed step
+    assert f"Step 'mean' of run {run.id}" in stdout
+
+    ip.run_line_magic("nbpipe", "run broken n=7")
+    ok = ip.magics.commands.last_run
+    assert ok.wait(timeout=300).state == "succeeded"
+    with pytest.raises(UsageError, match=rf"Run {ok.id} has no failed step \(succeeded\); name the step to "
+                                         rf"call: %nbpipe debug {ok.id} STEP\."):
+        ip.run_line_magic("nbpipe", "debug --no-pdb")
