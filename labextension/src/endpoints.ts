@@ -55,7 +55,7 @@ export class EndpointsHttp implements EndpointsApi {
   }
 }
 
-const STATE_ICONS: Record<string, string> = { ready: '●', starting: '○', restarting: '↻', failed: '✗' };
+const STATE_ICONS: Record<string, string> = { ready: '●', starting: '○', updating: '○', restarting: '↻', failed: '✗' };
 
 export class EndpointsPage extends Widget {
   private readonly list = h('tbody');

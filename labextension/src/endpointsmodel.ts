@@ -23,7 +23,7 @@ export interface EndpointInfo {
   name: string;
   url: string | null;
   infer_url: string | null;
-  state: 'starting' | 'ready' | 'failed' | 'restarting';
+  state: 'starting' | 'updating' | 'ready' | 'failed' | 'restarting';
   reason: string;
   default_version: string;
   versions: EndpointVersion[];

@@ -188,8 +188,9 @@ class Endpoints:
                     endpoint=name, version=version, seq=seq, digest=digest, key=key, size=size,
                     manifest=db.dumps(manifest), source=db.dumps(source or {"kind": "kernel"}),
                     description=description, created_at=now))
+                # "updating" until the server serves it: a reader never sees the new default as ready early
                 conn.execute(endpoints.update().where(endpoints.c.name == name).values(
-                    default_version=version, updated_at=now,
+                    default_version=version, updated_at=now, state="updating" if row is not None else "starting",
                     next_version=max(next_v, int(version) if version.isdigit() else 0) + 1))
             await self._apply(name)
         return self.get(name)
@@ -207,7 +208,7 @@ class Endpoints:
             elif version not in {v["version"] for v in vs}:
                 raise EndpointError(404, f"Endpoint {name!r} has no version {version!r}",
                                     f"Versions: {', '.join(v['version'] for v in vs)}.")
-            self._set(name, default_version=version)
+            self._set(name, default_version=version, state="updating")
             await self._apply(name)
         return self.get(name)
 

@@ -17,7 +17,7 @@ endpoints = sa.Table(
     sa.Column("next_version", sa.Integer, nullable=False, default=1),
     sa.Column("port", sa.Integer),
     sa.Column("pid", sa.Integer),
-    sa.Column("state", sa.String(20), nullable=False, default="starting"),  # starting|ready|failed|restarting
+    sa.Column("state", sa.String(20), nullable=False, default="starting"),  # starting|updating|ready|failed|restarting
     sa.Column("reason", sa.Text, nullable=False, default=""),
     sa.Column("restarts", sa.Integer, nullable=False, default=0),
     sa.Column("created_at", sa.Float, nullable=False),
