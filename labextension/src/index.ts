@@ -7,7 +7,7 @@
 
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
-import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 import { Token } from '@lumino/coreutils';
 
 import { addCommands } from './commands';
@@ -92,6 +92,16 @@ const panelPlugin: JupyterFrontEndPlugin<NbpipePanel> = {
       });
     });
     void app.restored.then(follow);
+    // A cell run in the open notebook (a new pipeline, a changed constant) shows in the open panel
+    // without a click on ↻; a burst of cells (Run All) is analyzed once, after it settles.
+    let settle: number | undefined;
+    NotebookActions.executed.connect((_, { notebook }) => {
+      if (tracker.currentWidget?.content !== notebook || !panel.isVisible) {
+        return;
+      }
+      window.clearTimeout(settle);
+      settle = window.setTimeout(() => void model.analyze(), 700);
+    });
     return panel;
   }
 };

@@ -341,6 +341,7 @@ export class NbpipePanel extends Widget {
 
   protected onAfterShow(): void {
     void this.live?.start(); // the run list follows the runner's events while the panel is open
+    void this.model.analyze(); // the notebook may have changed while the panel was closed
     void this.model.refreshStatus();
     void this.model.refreshRuns();
   }

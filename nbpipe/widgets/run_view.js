@@ -120,7 +120,7 @@ export function createRunView(el, options = {}) {
     if (header.sig.counts !== countKey) {
       header.sig.counts = countKey;
       const order = STEP_ORDER.filter((st) => n[st]);
-      header.counts.replaceChildren(h("span", { class: "rv-count-total", text: `${r.steps.length} steps` }),
+      header.counts.replaceChildren(h("span", { class: "rv-count-total", text: `${r.steps.length} step${r.steps.length === 1 ? "" : "s"}` }),
         ...order.map((st) => h("span", { class: `rv-chip rv-state-${st}`, title: `${n[st]} ${st}`, "data-state": st },
           h("span", { class: "rv-icon", "aria-hidden": "true", text: STATE_ICONS[st] }), `${n[st]} ${st}`)));
       const total = r.steps.length || 1;
@@ -136,8 +136,12 @@ export function createRunView(el, options = {}) {
       header.params.replaceChildren(...Object.entries(r.params).map(([k, v]) =>
         h("span", { class: "rv-chip rv-param", title: `${k} = ${formatValue(v, 2000)}` }, h("span", { class: "rv-param-key", text: k }), `= ${formatValue(v, 40)}`)));
     }
-    header.reason.hidden = !r.reason;
-    setText(header.reason, r.reason);
+    // "step 'train' failed" says where; the failed step's own reason says what (its first line)
+    const failed = r.state === "failed" ? r.steps.find((s) => s.state === "failed" && s.reason) : null;
+    const what = failed ? String(failed.reason).split("\n")[0].slice(0, 200) : "";
+    const reason = r.reason && what && !r.reason.includes(what) ? `${r.reason}: ${what}` : r.reason;
+    header.reason.hidden = !reason;
+    setText(header.reason, reason);
   }
 
   function tick() {
