@@ -108,7 +108,7 @@ def test_events_move_a_step_from_pending_to_running_to_succeeded(rv_page: Any, r
     assert "attempt 2/2" in node(rv_page, "clean").text_content()
     assert "rv-state-failed" in node(rv_page, "fit").get_attribute("class")
     assert rv_page.locator(".rv-header .rv-pill-text").text_content() == "failed"
-    assert rv_page.locator(".rv-run-reason").text_content() == "Step 'fit' failed"
+    assert rv_page.locator(".rv-run-reason").text_content() == "Step 'fit' failed: ZeroDivisionError: division by zero"  # where and what
     assert rv_page.evaluate("() => window.view.snapshot.last_event_id") == len(events)
 
 
