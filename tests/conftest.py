@@ -27,6 +27,18 @@ def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
     stop_local_runner()
 
 
+@pytest.fixture()
+def nb_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh NBPIPE_HOME that kernels started by the test inherit; its embedded runner is stopped
+    afterwards."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("NBPIPE_HOME", str(home))
+    yield home
+    from nbpipe._embedded import stop_local_runner
+
+    stop_local_runner()
+
+
 @pytest.fixture(scope="module")
 def nb_runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunnerProcess]:
     r = RunnerProcess(tmp_path_factory.mktemp("runner")).start()

@@ -7,24 +7,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Iterator
 
 import nbformat
 import psutil
-import pytest
 from nbclient import NotebookClient
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "train_and_serve.ipynb"
-
-
-@pytest.fixture()
-def nb_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    home = tmp_path / "home"
-    monkeypatch.setenv("NBPIPE_HOME", str(home))
-    yield home
-    from nbpipe._embedded import stop_local_runner
-
-    stop_local_runner()
 
 
 def _run(nb, cwd: Path):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,16 +51,6 @@ print(json.dumps({"steps": {s["name"]: [s["state"], s["attempt"], s["reason"]] f
                   "load": again.output("load"), "first_load": failed.output("load"),
                   "train": again.output("train"), "ids": [failed.id, again.id]}))""",
 ]
-
-
-@pytest.fixture()
-def nb_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    home = tmp_path / "home"
-    monkeypatch.setenv("NBPIPE_HOME", str(home))
-    yield home
-    from nbpipe._embedded import stop_local_runner
-
-    stop_local_runner()
 
 
 def stream(cell: Any) -> str:

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nbformat
-import pytest
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
@@ -43,16 +41,6 @@ CELLS = [
     LAST + "\ntry:\n    _r.raise_for_failure()\nexcept nbpipe.NbpipeError as e:\n    print('TRACEBACK', json.dumps(str(e)))",
     "@pipeline\ndef broken():\n    make_numbers = make\n    count_big(xs='ten')",
 ]
-
-
-@pytest.fixture()
-def nb_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    home = tmp_path / "home"
-    monkeypatch.setenv("NBPIPE_HOME", str(home))
-    yield home
-    from nbpipe._embedded import stop_local_runner
-
-    stop_local_runner()
 
 
 def printed(cell: Any, tag: str) -> list[Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +18,6 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
-
-
-@pytest.fixture()
-def nb_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh NBPIPE_HOME the kernel inherits; its embedded runner is stopped afterwards."""
-    home = tmp_path / "home"
-    monkeypatch.setenv("NBPIPE_HOME", str(home))
-    yield home
-    from nbpipe._embedded import stop_local_runner
-
-    stop_local_runner()
 
 
 def execute(name: str, cwd: Path) -> tuple[Any, float]:
