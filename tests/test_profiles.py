@@ -55,7 +55,7 @@ def users_file(path: Path, *, with_bob: bool = True, with_dave: bool = False) ->
 def make_data(n: int, data: Output[Dataset]) -> int:
     with open(data.path, "w") as fh:
         fh.write("x" * n)
-    print(f"made {n} bytes in {os.getpid()}")
+    print(f"made {n} bytes in {os.getpid()} for {os.environ.get('NBPIPE_PROFILE')}")
     return os.getpid()
 
 
@@ -219,7 +219,8 @@ def test_cache_hits_never_cross_profiles(team: Team) -> None:
     pid = {r.id: r.output("make_data", "output") for r in (a1, a2, b1)}
     assert a2.steps["make_data"]["state"] == "cached" and pid[a2.id] == pid[a1.id]  # the cache works in a profile
     assert b1.steps["make_data"]["state"] == "succeeded" and pid[b1.id] != pid[a1.id]  # computed again in team-b
-    assert f"in {pid[b1.id]}" in b1.logs("make_data")
+    assert f"in {pid[b1.id]} for team-b" in b1.logs("make_data")  # a step knows its profile
+    assert f"in {pid[a1.id]} for team-a" in a1.logs("make_data")
 
 
 def test_submit_profile_option_and_membership(team: Team) -> None:

@@ -477,7 +477,8 @@ class Scheduler:
             "result_key": f"runs/{run.id}/{st.name}/{st.attempt}/result.json",
             "output_seed": f"{run.id}/{st.name}/{st.attempt}/{st.cache_key}",
             "env": {**st.options.get("env", {}), "NBPIPE_RUN_ID": run.id, "NBPIPE_STEP": st.name,
-                    "NBPIPE_ATTEMPT": str(st.attempt)},
+                    "NBPIPE_ATTEMPT": str(st.attempt), "NBPIPE_PROFILE": run.profile},
+            "profile": run.profile,  # an executor may place the step by it (e.g. a namespace per profile)
             "image": comp.get("image"), "packages": st.options.get("packages", []),
             "resources": st.options.get("resources", {}), "timeout": st.options.get("timeout"),
         }
