@@ -235,7 +235,7 @@ class NbpipeCommands:
         if name is not None:
             return name
         if self.magics.cells:
-            return lambda: self.magics.notebook_pipeline()
+            return lambda: self.magics.notebook_pipeline(self._inferred_name())
         ns = self.shell.user_ns
         return next((k for k, v in ns.items() if v is pipe and not k.startswith("_")), None)
 
@@ -243,7 +243,7 @@ class NbpipeCommands:
         ns = self.shell.user_ns
         if name is None:
             if self.magics.cells:
-                return self.magics.notebook_pipeline()
+                return self.magics.notebook_pipeline(self._inferred_name())
             found = [k for k, v in ns.items() if isinstance(v, Pipeline) and not k.startswith("_")]
             if len(found) == 1:
                 return ns[found[0]]
@@ -371,6 +371,12 @@ class NbpipeCommands:
             f"nbpipe runner: {url or 'the embedded local runner (started on first use)'}"
             + (" with a token" if settings.get("token") else "")
         )
+
+    def _inferred_name(self) -> str:
+        """The plain-cell pipeline's name: the notebook's, as the Lab panel and export call it (so its
+        runs, re-runs and exports agree), or "notebook" where the kernel does not know its notebook."""
+        path = self._notebook_path()
+        return os.path.splitext(os.path.basename(path))[0] if path else "notebook"
 
     def _notebook_path(self) -> str | None:
         """The notebook this kernel runs for, as Jupyter Server tells kernels (if it does)."""

@@ -168,9 +168,10 @@ class RerunHandler(NotebookHandler):
         except NbpipeError:
             return None  # moved or deleted since: re-run the run's own package
         titles: dict[str, str] = {}
-        for cell in pipelines_of(read_notebook(path)):  # a run names `def my_pipe` "my-pipe"
-            titles.setdefault(cell.title, cell.title)
-            titles.setdefault(cell.title.replace("_", "-"), cell.title)
+        for cand in pipelines_of(read_notebook(path)):  # a run names `def my_pipe` "my-pipe"; plain
+            for name in cand.names:  # cells are "notebook" in a kernel, the notebook's name in export
+                titles.setdefault(name, cand.title)
+                titles.setdefault(name.replace("_", "-"), cand.title)
         title = titles.get(snap.get("pipeline") or "")
         if title is None and "notebook" not in labels:
             # Started in a kernel as a pipeline the saved notebook does not define by that name (made

@@ -92,3 +92,39 @@ async def test_a_kernel_outside_the_jupyter_root_reruns_its_own_package(
     code, again = await api(f"runs/{run.id}/rerun", "POST", {"from_step": "divide"})
     assert code == 201, again
     assert (await finish(api, again["id"]))["package"] == first["package"]
+
+
+PLAIN = ["%load_ext nbpipe", "n = 6", "%%component prep\nxs = list(range(n))",
+         # the bug bites only in a step (the cell also runs in the kernel, where it must pass)
+         "%%component divide\nimport os\nratio = sum(xs) / ('NBPIPE_RUN_ID' not in os.environ)",
+         "%%component report\ntext = f'ratio {ratio}'"]
+
+
+async def test_panel_rerun_of_a_plain_cell_kernel_run_runs_the_fixed_cells(
+    api: Any, jp_root_dir: Path, in_kernel_of: Any
+) -> None:
+    """``%nbpipe run`` in a kernel that knows its notebook names the plain-cell pipeline after the
+    notebook, as the panel and export do; the panel's re-run runs the fixed cells, reusing the first."""
+    from IPython.core.getipython import get_ipython
+    from IPython.testing.globalipapp import start_ipython
+
+    write(jp_root_dir / "plain.ipynb", PLAIN)
+    in_kernel_of(jp_root_dir / "plain.ipynb")
+    shell = start_ipython() or get_ipython()
+    shell.reset(new_session=False)
+    for cell in PLAIN:
+        shell.run_cell(cell)
+    shell.run_line_magic("nbpipe", "run")
+    run = shell.magics_manager.registry["NbpipeMagics"].commands.last_run
+    assert run.last_snapshot["pipeline"] == "plain"
+    first = await finish(api, run.id)
+    assert [s["state"] for s in first["steps"]] == ["succeeded", "failed", "skipped"]
+
+    write(jp_root_dir / "plain.ipynb", [c.replace("('NBPIPE_RUN_ID' not in os.environ)", "1") for c in PLAIN])
+    code, again = await api(f"runs/{run.id}/rerun", "POST", {"from_failed": True})
+    assert code == 201, again
+    snap = await finish(api, again["id"])
+    steps = {s["name"]: s for s in snap["steps"]}
+    assert snap["state"] == "succeeded", steps["divide"].get("error")
+    assert steps["divide"]["state"] == "succeeded" and steps["divide"]["attempt"] == 1, steps["prep"]["reason"]
+    assert steps["report"]["state"] == "succeeded" and snap["pipeline"] == "plain"
