@@ -254,7 +254,11 @@ def test_proxy_forwards_hub_users_only_with_its_token(team: Team, alices: dict[s
     carol = Client(team.runner.url, token=TOKENS["proxy"], user="carol")  # listed: team-a
     assert alices["run_id"] in carol._http.get("/api/v1/runs").text
     erin = Client(team.runner.url, token=TOKENS["proxy"], user="erin")  # not listed: her own profile
-    assert erin._http.get("/api/v1/whoami").json()["profiles"] == ["erin"]
+    assert erin._http.get("/api/v1/whoami").json()["profiles"] == ["user-erin"]
+    # a hub login named like a team's profile does not get into that team's profile
+    squatter = Client(team.runner.url, token=TOKENS["proxy"], user="team-a")
+    assert squatter._http.get("/api/v1/whoami").json()["profiles"] == ["user-team-a"]
+    assert alices["run_id"] not in squatter._http.get("/api/v1/runs").text
     assert alices["run_id"] not in erin._http.get("/api/v1/runs").text
     run = erin.submit(shared, {"n": 1}).wait(timeout=120)
     assert run.id not in team.http["alice"].get("/api/v1/runs").text

@@ -13,8 +13,9 @@ the kubelet swaps the file and the next request sees the new table)::
       token_sha256: "..."                            # forwards the hub user in X-Nbpipe-User,
                                                      # trusted only with this token
 
-A forwarded user who is not listed gets role ``user`` and a profile named after them (Kubeflow's
-one-profile-per-user default). ``nbpipe.runner.auth.hash_token`` makes a hash.
+A forwarded user who is not listed gets role ``user`` and their own profile ``user-<name>``
+(Kubeflow's one-profile-per-user default; the prefix keeps a hub login named like a team's profile
+out of that team's). ``nbpipe.runner.auth.hash_token`` makes a hash.
 Non-goals: what a user may see (see :mod:`.profiles`).
 """
 
@@ -39,6 +40,11 @@ USER_HEADER = "x-nbpipe-user"
 PROFILE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # a Kubernetes namespace name
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
 ROLES = ("user", "admin")
+
+
+def own_profile(name: str) -> str:
+    """A user's own profile: ``user-<name>`` (the prefix keeps a hub login from matching a team's profile)."""
+    return ("user-" + re.sub(r"[^a-z0-9-]+", "-", str(name).lower())).strip("-")[:63].rstrip("-")
 
 
 def hash_token(token: str) -> str:
@@ -99,7 +105,7 @@ def _parse(path: Path, text: str) -> _Table:
         if role not in ROLES:
             raise ValueError(f"users[{i}] ({u['name']}): role {role!r} is not one of {', '.join(ROLES)}")
         profs = u.get("profiles")
-        profs = [str(p) for p in profs] if profs else [DEFAULT_PROFILE if role == "admin" else str(u["name"]).lower()]
+        profs = [str(p) for p in profs] if profs else [DEFAULT_PROFILE if role == "admin" else own_profile(u["name"])]
         bad = [p for p in profs if not PROFILE_NAME.match(p)]
         if bad:
             raise ValueError(f"users[{i}] ({u['name']}): profile {bad[0]!r} is not a valid name (like a namespace)")
@@ -171,6 +177,5 @@ class Identities:
             known = table.by_name.get(name)
             if known is not None:
                 return known
-            own = re.sub(r"[^a-z0-9-]", "-", name.lower()).strip("-")[:63] or DEFAULT_PROFILE
-            return User(name, "user", (own,))
+            return User(name, "user", (own_profile(name),))
         return table.by_hash.get(h)
