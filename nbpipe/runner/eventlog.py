@@ -21,6 +21,7 @@ from . import db
 
 
 _NAMES: dict[type, tuple[str, ...]] = {}
+_EVENTS_ADD = db.events.insert()  # built once: building it per commit cost more than the insert
 
 
 def _fields(event: ev.Event) -> dict[str, Any]:
@@ -50,7 +51,7 @@ class EventLog:
         """Insert the queued events in ``conn``'s transaction (called just before it commits)."""
         batch, self._pending = self._pending, []
         if batch:
-            conn.execute(db.events.insert(), batch)
+            conn.execute(_EVENTS_ADD, batch)
         return bool(batch)
 
     def discard(self) -> None:

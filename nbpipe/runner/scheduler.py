@@ -107,6 +107,9 @@ _RUN_SET = db.runs.update().where(db.runs.c.id == sa.bindparam("w_id"))
 _ATTEMPT_SET = db.attempts.update().where(db.attempts.c.id == sa.bindparam("w_id"))
 _CACHE_ROW = sa.select(db.cache).where(db.cache.c.key == sa.bindparam("w_key"))
 _ARTIFACT_ADD = db.artifacts.insert()
+_ATTEMPT_ADD = db.attempts.insert()
+_CACHE_ADD = db.cache.insert()
+_CACHE_DROP = db.cache.delete().where(db.cache.c.key == sa.bindparam("w_key"))
 
 
 def _set_step(conn: sa.Connection, run_id: str, step: str, **values: Any) -> None:
@@ -556,9 +559,9 @@ class Scheduler:
     def _record_attempt(self, run: RunCtx, st: StepCtx, att_id: str, log_path: Path, started: float) -> None:
         attempt = st.attempt
         with self._tx() as conn:
-            conn.execute(db.attempts.insert().values(
-                id=att_id, run_id=run.id, step=st.name, attempt=attempt, state="running",
-                executor=self.executor.name, log_key=str(log_path), started_at=started, reason=""))
+            conn.execute(_ATTEMPT_ADD, {"id": att_id, "run_id": run.id, "step": st.name, "attempt": attempt,
+                                        "state": "running", "executor": self.executor.name, "log_key": str(log_path),
+                                        "started_at": started, "reason": ""})
             values: dict[str, Any] = {"state": "running", "attempt": attempt, "reason": "", "traceback": ""}
             if attempt == 1:
                 values["started_at"] = started
@@ -651,9 +654,9 @@ class Scheduler:
                          "kind": o["kind"], "format": o["format"], "size": o["size"], "created_at": now}
                         for n, o in outputs.items()])
                 if not cached and st.options.get("cache", True) and st.cache_key:
-                    conn.execute(db.cache.delete().where(db.cache.c.key == st.cache_key))
-                    conn.execute(db.cache.insert().values(key=st.cache_key, outputs=db.dumps(outputs), run_id=run.id,
-                                                          step=st.name, created_at=now))
+                    conn.execute(_CACHE_DROP, {"w_key": st.cache_key})
+                    conn.execute(_CACHE_ADD, {"key": st.cache_key, "outputs": db.dumps(outputs), "run_id": run.id,
+                                              "step": st.name, "created_at": now})
             for n, o in outputs.items():
                 self._emit(ev.ArtifactSaved(run_id=run.id, ts=now, step=st.name, name=n, digest=o["digest"],
                                             kind=o["kind"], format=o["format"], size=o["size"], preview=o.get("preview")))
