@@ -67,7 +67,8 @@ def cmd_endpoints(args: argparse.Namespace) -> int:
         c = _client(args)
         eps = [Endpoint(i, c) for i in c._request("GET", "/api/v1/endpoints").json()]
         if args.json:
-            print(json.dumps([e.info for e in eps], indent=2))
+            # without the endpoints' tokens: a listing gets pasted into issues and logs
+            print(json.dumps([{k: v for k, v in e.info.items() if k != "token"} for e in eps], indent=2))
             return 0
         _table(["endpoint", "version", "versions", "state", "url", "updated"],
                [[e.name, e.version, ", ".join(e.versions), e.info["state"], e.info["infer_url"] or "",

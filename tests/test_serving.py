@@ -2,13 +2,15 @@
 
 Predictions over HTTP equal the kernel's; versions roll out, roll back and are deleted; bad
 requests are 4xx with a clear message; a crashing predict is a 500 with the reason and the
-server keeps serving; the server survives its own crash (restarted) and a runner restart.
+server keeps serving; the server survives its own crash (restarted) and a runner restart. The
+model server runs user code, so it gets its own token, never the runner's.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import stat
 import time
 
 import httpx
@@ -56,8 +58,8 @@ def test_serve_predict_versions_rollback_delete(nb_client):
     X = np.arange(12, dtype=np.float64).reshape(4, 3)
     np.testing.assert_array_equal(ep.predict(X), lin_predict(m1, X))
 
-    # KServe v2 protocol, raw
-    h = {"Authorization": f"Bearer {nb_client.token}"}
+    # KServe v2 protocol, raw (with the endpoint's own token, from the runner's API)
+    h = {"Authorization": f"Bearer {ep.info['token']}"}
     assert httpx.get(f"{ep.url}/v2/health/live").json() == {"live": True}
     assert httpx.get(f"{ep.url}/v2/health/ready").status_code == 200
     meta = httpx.get(f"{ep.url}/v2/models/lin", headers=h).json()
@@ -105,7 +107,7 @@ def test_bad_requests_are_4xx_and_a_crashing_predict_is_500(nb_client):
         return x.sum(axis=-1) * model
 
     ep = serve(10, predict=picky, name="picky", runner=nb_client)
-    h = {"Authorization": f"Bearer {nb_client.token}"}
+    h = {"Authorization": f"Bearer {ep.info['token']}"}
     url = f"{ep.url}/v2/models/picky/infer"
 
     def post(body, **kw):
@@ -163,7 +165,49 @@ def test_model_server_crash_is_restarted_and_survives_runner_restart(nb_runner_f
     again = endpoint("tough", runner=client)
     assert again.info["state"] == "ready" and again.url == ep.url and again.info["pid"] != pid2
     np.testing.assert_array_equal(again.predict(X), [3.0, 5.0])
+    # ... with the same endpoint token (a client's copy keeps working), kept owner-only
+    token_file = r.data_dir / "endpoints" / "tough" / "token"
+    assert again.info["token"] == ep.info["token"] == token_file.read_text()
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    np.testing.assert_array_equal(ep.predict(X), [3.0, 5.0])
     again.delete()
+    assert not token_file.exists()
+
+
+def environment_seen(model, x):
+    """What user code in the model server can read of its environment (now and at exec)."""
+    with open("/proc/self/environ", "rb") as fh:
+        at_exec = fh.read().decode(errors="replace").split("\0")
+    return np.array([f"{k}={v}" for k, v in os.environ.items()] + at_exec, dtype=object)
+
+
+def test_the_model_server_gets_its_own_token_not_the_runners(nb_client):
+    ep = serve(0, predict=environment_seen, name="envy", runner=nb_client)
+    seen = "\n".join(ep.predict(np.zeros(1)).tolist())
+    assert "PATH=" in seen  # it did read the environment
+    assert nb_client.token not in seen  # ... and the runner's token is not there
+    assert "NBPIPE_TOKEN=" not in seen
+
+    token = ep.info["token"]
+    assert token and token != nb_client.token and len(token) >= 40
+    url = f"{ep.url}/v2/models/envy/infer"
+    body = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [0]}]}
+    refused = httpx.post(url, json=body, headers={"Authorization": f"Bearer {nb_client.token}"})
+    assert refused.status_code == 401 and "its own token" in refused.json()["error"]
+    assert httpx.get(f"{ep.url}/v2/models/envy", headers={"Authorization": f"Bearer {nb_client.token}"}
+                     ).status_code == 401
+    ok = httpx.post(url, json=body, headers={"Authorization": f"Bearer {token}"})
+    assert ok.status_code == 200 and ok.json()["model_name"] == "envy"
+    assert httpx.get(f"{ep.url}/v2/health/ready").status_code == 200  # the probes stay open
+    # only an authenticated caller of the runner learns the endpoint's token
+    assert httpx.get(f"{nb_client.url}/api/v1/endpoints/envy").status_code == 401
+    # another endpoint has another token
+    other = serve(1, predict=lin_predict, name="envy-two", runner=nb_client)
+    assert other.info["token"] != token
+    assert httpx.post(f"{other.url}/v2/models/envy-two/infer", json=body,
+                      headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    other.delete()
+    ep.delete()
 
 
 def test_serve_errors_are_clear(nb_client, tmp_path):

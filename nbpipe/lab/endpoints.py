@@ -6,6 +6,8 @@
   comes back with its status and message (a crashing predict's traceback in ``hint``);
 - ``POST endpoints/{name}/rollback`` ``{"version"?}``; ``DELETE endpoints/{name}[?version=]``.
 
+The endpoint's token (the ``token`` field of the runner's endpoint JSON) stays in this server.
+
 Like the other routes, everything goes through :class:`nbpipe.Client` and
 :class:`nbpipe.serving.Endpoint` in the server: the browser never sees the runner's or the model
 server's address or token. Non-goals: deploying from the browser (a model comes from a kernel or a run).
@@ -36,6 +38,11 @@ def _endpoint(client: Any, name: str) -> Any:
     return Endpoint(client._request("GET", f"/api/v1/endpoints/{name}").json(), client)
 
 
+def _public(info: dict[str, Any]) -> dict[str, Any]:
+    """An endpoint's JSON for the browser: without its token (only this server calls the model server)."""
+    return {k: v for k, v in info.items() if k != "token"}
+
+
 def _request_body(raw: Any) -> dict[str, Any]:
     """A v2 request as given, or an array sent as one tensor ``input-0``."""
     if isinstance(raw, dict):
@@ -62,7 +69,7 @@ class EndpointsHandler(NbpipeHandler):
         except NbpipeError as exc:
             self.send_nbpipe_error(exc)
             return
-        self.finish({"endpoints": body})
+        self.finish({"endpoints": [_public(e) for e in body]})
 
 
 class InferHandler(NbpipeHandler):
@@ -102,7 +109,7 @@ class RollbackHandler(NbpipeHandler):
         except NbpipeError as exc:
             self.send_nbpipe_error(exc)
             return
-        self.finish(ep.info)
+        self.finish(_public(ep.info))
 
 
 class EndpointHandler(NbpipeHandler):
@@ -114,7 +121,7 @@ class EndpointHandler(NbpipeHandler):
             ep = await self.blocking(_endpoint, client, name)
             if version:
                 await self.blocking(ep.delete_version, version)
-                self.finish(ep.info)
+                self.finish(_public(ep.info))
                 return
             await self.blocking(ep.delete)
         except NbpipeError as exc:

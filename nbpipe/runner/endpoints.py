@@ -7,8 +7,11 @@ from a pipeline's deploy step (an ``endpoint`` Model output of a component marke
 The runner stores the bundle by digest and reads only its JSON manifest; the model-server
 process (:mod:`nbpipe.serving.server`) is where it is unpickled. The runner starts the servers,
 restarts one that dies, stops them on shutdown and starts them again on the next start, on the
-same port when it is free. Non-goals: autoscaling, traffic splitting (one default version;
-others by ``/versions/V``).
+same port when it is free. Each endpoint has its own token (``endpoints/NAME/token``, 0600, made
+when its server first starts, kept across restarts): the model server — which runs user code —
+gets only that token and the steps' allow-listed environment, never the runner's token; clients
+read the endpoint's token from the runner's authenticated API (the ``token`` field).
+Non-goals: autoscaling, traffic splitting (one default version; others by ``/versions/V``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import signal
 import sys
 import time
@@ -38,6 +42,8 @@ log = logging.getLogger("nbpipe.runner.endpoints")
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DEPLOY_OUTPUT = "endpoint"
 CURSOR_KEY = "endpoints.event_cursor"
+# never given to a model server, even when an operator passes them to steps with NBPIPE_STEP_ENV_PASS
+RUNNER_SECRETS = frozenset({"NBPIPE_TOKEN", "NBPIPE_TOKEN_FILE"})
 
 
 class EndpointError(ValueError):
@@ -95,7 +101,8 @@ class Endpoints:
                    "default": v["version"] == e["default_version"]}
                   for v in vers if v["endpoint"] == e["name"]]
             url = f"http://127.0.0.1:{e['port']}" if e["port"] else None
-            out.append({"name": e["name"], "url": url, "port": e["port"], "state": e["state"], "reason": e["reason"],
+            out.append({"name": e["name"], "url": url, "token": self.endpoint_token(e["name"]),
+                        "port": e["port"], "state": e["state"], "reason": e["reason"],
                         "default_version": e["default_version"], "versions": vs, "pid": e["pid"],
                         "restarts": e["restarts"], "created_at": e["created_at"], "updated_at": e["updated_at"],
                         "profile": e.get("profile") or "default",
@@ -124,6 +131,31 @@ class Endpoints:
             if row is not None:
                 return str(row[0])
         return submit_profile()
+
+    def endpoint_token(self, name: str, create: bool = False) -> str:
+        """The endpoint's own token (what its model server accepts); ``create``: make it if it has none.
+
+        Kept in a 0600 file beside the endpoint's config so it survives a runner restart; never the
+        runner's token, so user code in the model server cannot act as the runner.
+        """
+        path = self.root / name / "token"
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            if not create:
+                return ""
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        token = secrets.token_urlsafe(32)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token)
+        return token
+
+    def _auth(self, name: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.endpoint_token(name)}"}
 
     def _set(self, name: str, **values: Any) -> None:
         with db.write_tx(self.engine) as conn:
@@ -233,6 +265,7 @@ class Endpoints:
             with db.write_tx(self.engine) as conn:
                 conn.execute(endpoint_versions.delete().where(endpoint_versions.c.endpoint == name))
                 conn.execute(endpoints.delete().where(endpoints.c.name == name))
+            (self.root / name / "token").unlink(missing_ok=True)  # a new endpoint of this name gets a new token
 
     # ------------------------------------------------------------ processes
     def _local_bundle(self, key: str, digest: str) -> str:
@@ -268,7 +301,7 @@ class Endpoints:
             try:
                 async with httpx.AsyncClient(timeout=120) as http:
                     resp = await http.post(f"http://127.0.0.1:{ep['port']}/nbpipe/v1/reload",
-                                           headers={"Authorization": f"Bearer {self.token}"})
+                                           headers=self._auth(name))
                 body = resp.json()
                 failed = body.get("failed", {}).get(ep["default_version"])
                 self._set(name, state="failed" if failed else "ready", reason=failed or "")
@@ -287,7 +320,10 @@ class Endpoints:
         ready = d / "ready.json"
         ready.unlink(missing_ok=True)
         self._set(name, state="starting", reason="")
-        env = {**step_environ(), "NBPIPE_ENDPOINT_TOKEN": self.token, "PYTHONUNBUFFERED": "1"}
+        token = await asyncio.to_thread(self.endpoint_token, name, True)
+        # the steps' allow-listed environment (no runner token, store keys or cloud credentials) + its own token
+        env = {k: v for k, v in step_environ().items() if k not in RUNNER_SECRETS}
+        env.update(NBPIPE_ENDPOINT_TOKEN=token, PYTHONUNBUFFERED="1")
         with open(d / "server.log", "ab") as logf:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "nbpipe.serving.server", str(config), "--port", str(ep["port"] or 0),
@@ -309,7 +345,7 @@ class Endpoints:
         try:
             async with httpx.AsyncClient(timeout=120) as http:
                 resp = await http.get(f"http://127.0.0.1:{info['port']}/v2/models/{name}/ready",
-                                      headers={"Authorization": f"Bearer {self.token}"})
+                                      headers=self._auth(name))
             if resp.status_code != 200:
                 meta = await self._meta(info["port"], name)
                 state, reason = "failed", meta or f"not ready (HTTP {resp.status_code})"
@@ -321,8 +357,7 @@ class Endpoints:
     async def _meta(self, port: int, name: str) -> str:
         try:
             async with httpx.AsyncClient(timeout=30) as http:
-                resp = await http.get(f"http://127.0.0.1:{port}/v2/models/{name}",
-                                      headers={"Authorization": f"Bearer {self.token}"})
+                resp = await http.get(f"http://127.0.0.1:{port}/v2/models/{name}", headers=self._auth(name))
             return str(resp.json().get("error", ""))
         except (httpx.HTTPError, ValueError):
             return ""

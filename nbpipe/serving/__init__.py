@@ -74,14 +74,23 @@ class Endpoint:
         import httpx
 
         if self._http is None:
-            headers = {"Authorization": f"Bearer {self._client.token}"} if self._client.token else {}
-            self._http = httpx.Client(headers=headers, timeout=60)
+            self._http = httpx.Client(timeout=60)
         return self._http
+
+    def _auth(self) -> dict[str, str]:
+        # The endpoint's own token, from the runner's authenticated API — never the runner's token,
+        # which the model server (running the user's predict code) must not see.
+        token = self.info.get("token")
+        if not token:
+            raise NbpipeError(f"The runner gave no token for endpoint {self.name!r}",
+                              hint="Upgrade the runner (nbpipe >= this version) and restart it: its model servers "
+                                   "then get their own tokens.")
+        return {"Authorization": f"Bearer {token}"}
 
     def infer(self, body: dict[str, Any], version: str | None = None) -> dict[str, Any]:
         """Send a raw v2 infer request; return the v2 response (raises :class:`EndpointError`)."""
         path = f"/v2/models/{self.name}" + (f"/versions/{version}" if version else "") + "/infer"
-        resp = self._h().post(self.url + path, json=body)
+        resp = self._h().post(self.url + path, json=body, headers=self._auth())
         data = resp.json() if resp.headers.get("content-type", "").startswith("application/json") else {}
         if resp.status_code >= 400:
             raise EndpointError(resp.status_code, f"Endpoint {self.name!r} answered {resp.status_code}: "

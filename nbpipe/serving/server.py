@@ -5,8 +5,9 @@ Speaks KServe's open inference protocol v2 over HTTP on 127.0.0.1:
 - ``GET /v2/health/live``, ``GET /v2/health/ready`` (open, like Kubernetes probes; no data);
 - ``GET /v2/models/NAME[/versions/V]`` (metadata), ``.../ready``, ``POST .../infer``.
 
-Every other request needs the runner's token (``Authorization: Bearer``), given to this process
-in ``NBPIPE_ENDPOINT_TOKEN`` (never on the command line); Host must be a loopback name (DNS
+Every other request needs this endpoint's own token (``Authorization: Bearer``), given to this
+process in ``NBPIPE_ENDPOINT_TOKEN`` (never on the command line). It is not the runner's token:
+this process runs the user's load/predict code, which must not be able to act as the runner. Host must be a loopback name (DNS
 rebinding) and cross-origin browser requests are refused, like the runner. The runner writes
 CONFIG (versions -> bundle files, the default version) and asks ``POST /nbpipe/v1/reload``
 after a deploy, rollback or delete; versions load lazily, the default one at once. A bad request
@@ -204,9 +205,9 @@ class Guard:
         elif scope["path"] not in OPEN:
             given = headers.get("authorization", "").removeprefix("Bearer ").strip()
             if not secrets.compare_digest(given.encode(), self.ms.token.encode()):
-                refusal = _err(401, "This nbpipe endpoint needs the runner's token: send 'Authorization: Bearer "
-                                    "<token>' (nbpipe.serving.Endpoint and `nbpipe endpoints predict` read it from "
-                                    "the runner's 0600 runtime file)")
+                refusal = _err(401, "This nbpipe endpoint needs its own token (not the runner's): send "
+                                    "'Authorization: Bearer <token>' with the 'token' of GET /api/v1/endpoints/NAME "
+                                    "on the runner (nbpipe.serving.Endpoint and `nbpipe endpoints predict` do)")
         if refusal is not None:
             return await refusal(scope, receive, send)  # type: ignore[no-any-return]
         return await self.app(scope, receive, send)  # type: ignore[no-any-return]

@@ -39,6 +39,7 @@ async def test_list_test_request_rollback_delete(api: Any, nbpipe_home: Any) -> 
     (ep,) = body["endpoints"]
     assert ep["name"] == "lab-ep" and ep["default_version"] == "2" and ep["state"] == "ready"
     assert [v["version"] for v in ep["versions"]] == ["1", "2"]
+    assert "token" not in ep  # the endpoint's token stays in the Jupyter server
 
     code, out = await api("endpoints/lab-ep/infer", "POST", {"request": [[1, 2], [3, 4]]})
     assert code == 200, out
