@@ -110,8 +110,9 @@ class Client:
         except httpx.ConnectError as exc:
             raise RunnerError(
                 f"No runner at {self.url} ({exc})",
-                hint="Start one with `nbpipe runner start`, or unset NBPIPE_RUNNER_URL / call "
-                     "nbpipe.client.configure() to use the embedded local runner.") from None
+                hint="Start one with `nbpipe runner start`, or use the embedded local runner: "
+                     "`%nbpipe config runner=local` in a notebook, nbpipe.client.configure() in Python, "
+                     "or unset NBPIPE_RUNNER_URL.") from None
         except httpx.TimeoutException:
             raise RunnerError(f"The runner at {self.url} did not answer in time ({method} {path})",
                               hint="Check that it is healthy: nbpipe runner status.") from None

@@ -202,6 +202,6 @@ def test_two_pipelines_need_a_name(ip: Any) -> None:
 
 def test_runner_down_is_one_line(ip: Any) -> None:
     ip.run_line_magic("nbpipe", "config runner=http://127.0.0.1:9")
-    with pytest.raises(UsageError, match=r"^No runner at http://127.0.0.1:9 .*Start one") as info:
+    with pytest.raises(UsageError, match=r"^No runner at http://127.0.0.1:9 .*Start one.*%nbpipe config runner=local") as info:
         ip.run_line_magic("nbpipe", "runs")
     assert "\n" not in str(info.value)
