@@ -58,6 +58,26 @@ def test_audit_records_who_did_what(team: Team) -> None:  # noqa: F811
     assert out.returncode == 1 and "audit log is for admins" in out.stderr
 
 
+def test_a_schedules_runs_are_audited_in_its_profile(team: Team) -> None:  # noqa: F811
+    bob, root = team.http["bob"], team.http["root"]
+    run = team.clients["bob"].submit(shared, {"n": 8}).wait(timeout=120)
+    package = bob.get(f"/api/v1/runs/{run.id}").json()["package"]
+    sid = bob.post("/api/v1/schedules", json={"package": package, "interval": 3600,
+                                              "start_at": time.time()}).json()["id"]
+    deadline = time.monotonic() + 120
+    while True:  # the first slot is now: wait for the fire's record
+        rows = root.get("/api/v1/audit", params={"user": f"schedule {sid}"}).json()
+        if rows or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert bob.delete(f"/api/v1/schedules/{sid}").status_code == 200
+    assert [(r["action"], r["profile"], r["role"]) for r in rows] == [("submit", "team-b", "system")]
+    fired = rows[0]["target"]
+    assert bob.get(f"/api/v1/runs/{fired}").json()["labels"]["schedule"] == sid
+    made = root.get("/api/v1/audit", params={"action": "schedule", "target": sid}).json()
+    assert [(r["user"], r["profile"]) for r in made] == [("bob", "team-b")]
+
+
 def test_audit_cli_helpers() -> None:
     assert parse_since("2h", now=10_000.0) == 10_000.0 - 7200
     assert parse_since("1700000000") == 1700000000.0

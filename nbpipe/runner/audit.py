@@ -3,7 +3,8 @@
 The HTTP middleware (:mod:`.server`) records every successful change (POST/PUT/DELETE answered
 below 400) with the caller, the profile, the action named from the route, its target (the path's
 ids, or the run a submit created) — one row per request, written after the response is decided.
-``GET /api/v1/audit`` (admins only) and ``nbpipe audit`` read it.
+A schedule's runs are recorded as submitted by ``schedule <id>`` (role ``system``); who made the
+schedule is in its ``schedule`` record. ``GET /api/v1/audit`` (admins only) and ``nbpipe audit`` read it.
 Non-goals: reads are not recorded (too many; a proxy's access log has them).
 """
 

@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from ..errors import NbpipeError
-from . import db, profiles
+from . import audit, db, profiles
+from .auth import User
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
@@ -251,6 +252,8 @@ class Schedules:
             run_id = self.scheduler.create_run(
                 s["package"], {**s["params"], **extra}, s["experiment"], name=f"{s['name']} {stamp}",
                 labels={"schedule": s["id"], "scheduled_for": repr(slot)}, profile=s.get("profile") or "default")
+        audit.record(self.engine, User(f"schedule {s['id']}", "system"), "submit", s.get("profile") or "default",
+                     run_id, {"schedule": s["id"], "scheduled_for": slot})
         s["active_runs"] += 1
         with db.write_tx(self.engine) as conn:
             conn.execute(db.schedules.update().where(db.schedules.c.id == s["id"])
