@@ -318,7 +318,11 @@ def create_app(config: RunnerConfig, on_ready: Any = None, on_stop: Any = None) 
     @app.get("/api/v1/runs/{run_id}/events", response_class=StreamingResponse, responses={**sse_doc, **errors(404)},
              description="Server-Sent Events of one run; ends after RunFinished. Resume with Last-Event-ID.")
     async def run_events(run_id: str, request: Request, after: int | None = Query(None, ge=0, le=MAX_INT)) -> Any:
-        if views.snapshot(state["engine"], run_id) is None:
+        import sqlalchemy as sa
+
+        with state["engine"].connect() as conn:  # only whether it exists: every wait() opens this stream
+            found = conn.execute(sa.select(db.runs.c.id).where(db.runs.c.id == run_id)).first()
+        if found is None:
             return _error(404, f"No run {run_id}")
         return StreamingResponse(_sse(request, run_id, _after(request, after)), media_type="text/event-stream",
                                  headers=sse_headers)
