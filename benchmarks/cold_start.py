@@ -40,6 +40,8 @@ from nbpipe import component, pipeline
 from nbpipe.client import Client, default_client
 from nbpipe._embedded import ensure_local_runner, stop_local_runner
 t_import = time.perf_counter()
+import atexit
+atexit.register(stop_local_runner)   # whatever happens below, the runner this child started stops
 url = ensure_local_runner()          # what %load_ext nbpipe starts in the background (client.prestart)
 client = default_client()
 client.health()
