@@ -280,7 +280,13 @@ export class PanelModel {
 
   async refreshRuns(): Promise<void> {
     try {
-      this.update({ runs: await this.api.runs(50), runsError: null });
+      const runs = await this.api.runs(50);
+      // "Cancelling run X…" is over once X is: the list shows how it ended
+      const notice = this._state.notice;
+      const over = notice?.startsWith('Cancelling run ')
+        ? runs.some(r => notice === `Cancelling run ${r.id}…` && ['succeeded', 'failed', 'cancelled'].includes(r.state))
+        : false;
+      this.update({ runs, runsError: null, ...(over ? { notice: null } : {}) });
     } catch (err) {
       this.update({ runsError: errorInfo(err) });
     }

@@ -142,6 +142,9 @@ export function createRunView(el, options = {}) {
     const reason = r.reason && what && !r.reason.includes(what) ? `${r.reason}: ${what}` : r.reason;
     header.reason.hidden = !reason;
     setText(header.reason, reason);
+    if (["succeeded", "failed", "cancelled"].includes(r.state) && (header.notice.textContent || "").startsWith("Cancelling run")) {
+      header.notice.hidden = true; // the cancel is over: the header says how the run ended
+    }
   }
 
   function tick() {

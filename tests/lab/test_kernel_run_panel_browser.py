@@ -95,3 +95,53 @@ def test_panel_follows_the_cells_and_reruns_a_kernel_run_with_the_fix(
         page.close()
     noisy = [m for m in errors if "nbpipe" in m.lower()]
     assert not noisy, noisy
+
+
+SLOW = [
+    "%load_ext nbpipe\nimport nbpipe",
+    "@nbpipe.component\ndef slow(n: int) -> int:\n    import time\n    time.sleep(600)\n    return n\n\n"
+    "@nbpipe.pipeline\ndef slowp(n: int = 1):\n    slow(n=n)",
+    "%nbpipe run slowp",
+    "%nbpipe run slowp n=2",
+]
+
+
+def test_cancel_a_long_run_from_the_graph_and_from_the_panel(start_lab: Any, lab_browser: Any, tmp_path: Path) -> None:
+    """Two long runs: one cancelled with the graph's Cancel, one with the panel list's. Each ends
+    cancelled, and no "Cancelling run …" note stays behind once it has."""
+    from playwright.sync_api import expect
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in SLOW]
+    nbformat.write(nb, tmp_path / "slow.ipynb")
+    lab = start_lab(tmp_path / "slow.ipynb")
+    page = lab_browser.new_page(viewport={"width": 1600, "height": 1000})
+    try:
+        page.goto(f"{lab['url']}/lab/tree/slow.ipynb?token={lab['token']}")
+        notebook = page.locator(".jp-NotebookPanel:visible")
+        expect(notebook.locator(".jp-Notebook-ExecutionIndicator")).to_have_attribute("data-status", "idle", timeout=90_000)
+        page.locator('.lm-TabBar-tab[data-id="nbpipe-panel"]').click()
+        panel = page.locator("#nbpipe-panel")
+        expect(panel).to_be_visible()
+        page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
+        page.locator('.lm-Menu-item[data-command="runmenu:run-all"]').click()
+        # Lab may still ask which kernel (its session is being set up): the default one
+        page.add_locator_handler(page.locator(".jp-Dialog", has_text="Select Kernel"),
+                                 lambda d: d.locator(".jp-mod-accept").click())
+        graphs = [notebook.locator(".jp-Cell").nth(i).locator(".nbpipe-run-view") for i in (2, 3)]
+        for graph in graphs:
+            expect(graph.locator('.rv-node[data-step="slow"]')).to_have_class(re.compile(r"\brv-state-running\b"), timeout=120_000)
+
+        graphs[0].locator(".rv-header").get_by_role("button", name="Cancel", exact=True).click()
+        expect(graphs[0].locator(".rv-header .rv-pill")).to_have_class(re.compile(r"\brv-state-cancelled\b"), timeout=120_000)
+        expect(graphs[0].locator(".rv-notice")).to_be_hidden()
+
+        second = graphs[1].locator(".rv-subtitle").inner_text().split(" · ")[-1]
+        panel.locator(f'.nbp-run[data-run="{second}"] .nbp-run-actions').get_by_role("button", name="Cancel").click()
+        expect(graphs[1].locator(".rv-header .rv-pill")).to_have_class(re.compile(r"\brv-state-cancelled\b"), timeout=120_000)
+        expect(panel.locator(f'.nbp-run[data-run="{second}"]')).to_have_attribute("data-state", "cancelled", timeout=60_000)
+        expect(panel.get_by_text(f"Cancelling run {second}")).to_have_count(0, timeout=60_000)
+    finally:
+        page.screenshot(path=str(ARTIFACTS / "lab-cancel-long-runs.png"))
+        page.close()
