@@ -22,6 +22,7 @@ import pytest
 import nbpipe
 from nbpipe import Dataset, Output, component, pipeline
 from nbpipe.client import Client
+from nbpipe.serving import deployer, endpoint
 from nbpipe.runner.auth import hash_token
 from tests.runner_process import RunnerProcess
 
@@ -296,3 +297,39 @@ def test_migration_5_puts_existing_objects_in_the_default_profile(tmp_path: Path
         assert "profile" in {c["name"] for c in sa.inspect(engine).get_columns(table)}
     assert "ix_runs_profile" in {ix["name"] for ix in sa.inspect(engine).get_indexes("runs")}
     engine.dispose()
+
+
+@component
+def tiny_model(k: int) -> dict:
+    return {"k": k}
+
+
+def _echo(model, x):
+    return x
+
+
+_to_alices = deployer("alice-ep", predict=_echo)
+_to_own = deployer("alice-pipe-ep", predict=_echo)
+
+
+@pipeline
+def deploys_to_alices(k: int = 1):
+    _to_alices(model=tiny_model(k=k).output)
+
+
+@pipeline
+def deploys_own(k: int = 1):
+    _to_own(model=tiny_model(k=k).output)
+
+
+def test_a_pipeline_cannot_deploy_into_another_profiles_endpoint(team: Team, alices: dict[str, str]) -> None:
+    hijack = team.clients["bob"].submit(deploys_to_alices, {"k": 2}).wait(timeout=120)
+    assert hijack.state == "succeeded"
+    # alice's own deploy pipeline afterwards: the runner follows deploys in event order, so once hers
+    # is served, bob's was handled
+    own = team.clients["alice"].submit(deploys_own, {"k": 3}).wait(timeout=120)
+    ep = endpoint("alice-pipe-ep", runner=team.clients["alice"], wait=120)
+    assert ep.info["profile"] == "team-a" and own.state == "succeeded"
+    assert "alice-pipe-ep" not in team.http["bob"].get("/api/v1/endpoints").text
+    versions = team.http["alice"].get(f"/api/v1/endpoints/{alices['name']}").json()["versions"]
+    assert [v["version"] for v in versions] == ["1"], versions  # bob's run did not add a version

@@ -191,6 +191,10 @@ class Endpoints:
             now = time.time()
             with db.write_tx(self.engine) as conn:
                 row = conn.execute(sa.select(endpoints).where(endpoints.c.name == name)).first()
+                if row is not None and source and source.get("run_id") and \
+                        row.profile != self._profile_of(conn, source):  # a run deploys in its own profile only
+                    raise EndpointError(403, f"Endpoint {name!r} belongs to another profile than run "
+                                             f"{source['run_id']}", "Deploy under another endpoint name.")
                 if row is None:
                     conn.execute(endpoints.insert().values(name=name, default_version="", next_version=1,
                                                            state="starting", reason="", restarts=0,
