@@ -333,3 +333,13 @@ def test_a_pipeline_cannot_deploy_into_another_profiles_endpoint(team: Team, ali
     assert "alice-pipe-ep" not in team.http["bob"].get("/api/v1/endpoints").text
     versions = team.http["alice"].get(f"/api/v1/endpoints/{alices['name']}").json()["versions"]
     assert [v["version"] for v in versions] == ["1"], versions  # bob's run did not add a version
+
+
+def test_a_member_queries_its_profiles_endpoint_and_nobody_else_gets_its_token(team: Team, alices: dict[str, str]
+                                                                               ) -> None:
+    import numpy as np
+
+    ep = endpoint(alices["name"], runner=team.clients["alice"])
+    np.testing.assert_array_equal(ep.predict(np.array([1.0, 2.0])), [1.0, 2.0])
+    token = team.http["root"].get(f"/api/v1/endpoints/{alices['name']}").json()["token"]
+    assert token and token not in team.http["bob"].get("/api/v1/endpoints").text
