@@ -124,11 +124,20 @@ def test_cancel_a_long_run_from_the_graph_and_from_the_panel(start_lab: Any, lab
         page.locator('.lm-TabBar-tab[data-id="nbpipe-panel"]').click()
         panel = page.locator("#nbpipe-panel")
         expect(panel).to_be_visible()
-        page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
-        page.locator('.lm-Menu-item[data-command="runmenu:run-all"]').click()
-        # Lab may still ask which kernel (its session is being set up): the default one
+        # Lab may still ask which kernel (its session is being set up): the default one. A Run All
+        # sent while it asks is dropped by Lab, so run again until the cells have run.
         page.add_locator_handler(page.locator(".jp-Dialog", has_text="Select Kernel"),
                                  lambda d: d.locator(".jp-mod-accept").click())
+        for attempt in range(3):
+            page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
+            page.locator('.lm-Menu-item[data-command="runmenu:run-all"]').click()
+            try:
+                expect(notebook.locator(".jp-Cell").nth(3).locator(".jp-InputPrompt")).to_have_text(
+                    re.compile(r"\[\d+\]"), timeout=60_000)
+                break
+            except AssertionError:
+                if attempt == 2:
+                    raise
         graphs = [notebook.locator(".jp-Cell").nth(i).locator(".nbpipe-run-view") for i in (2, 3)]
         for graph in graphs:
             expect(graph.locator('.rv-node[data-step="slow"]')).to_have_class(re.compile(r"\brv-state-running\b"), timeout=120_000)
