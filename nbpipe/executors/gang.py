@@ -151,7 +151,7 @@ class Gang:
         self.tasks.append(asyncio.create_task(self._monitor(handle)))
 
     async def _monitor(self, handle: Handle) -> None:
-        waits = {asyncio.create_task(p.wait()): r for r, p in enumerate(self.procs)}
+        waits = {asyncio.create_task(_exit_code(p)): r for r, p in enumerate(self.procs)}
         seen: list[asyncio.Task[int]] = []  # exits in the order they were reaped: the first failure is the cause
         for t in waits:
             t.add_done_callback(seen.append)
@@ -241,7 +241,7 @@ class Gang:
             with contextlib.suppress(ProcessLookupError):
                 p.send_signal(signal.SIGTERM)  # a worker that is not its group's leader
         try:
-            await asyncio.wait_for(asyncio.gather(*(p.wait() for p, _ in alive)), grace)
+            await asyncio.wait_for(asyncio.gather(*(_exit_code(p) for p, _ in alive)), grace)
         except asyncio.TimeoutError:
             pass
         for p, tree in zip(self.procs, self.trees):
@@ -249,6 +249,21 @@ class Gang:
             if p.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     p.kill()
+
+
+async def _exit_code(proc: asyncio.subprocess.Process) -> int:
+    """The worker's exit code once it has exited. Not ``proc.wait()``: on Python 3.11 that also waits
+    for the stdout pipe to close, and a cancelled gang was seen stuck there with every worker gone."""
+    while proc.returncode is None:
+        try:
+            os.kill(proc.pid, 0)  # a zombie still answers: the child watcher will report its code
+        except ProcessLookupError:
+            # Gone and reaped without asyncio hearing of it (seen, rarely, after a cancel): report it
+            # as asyncio reports an unknown child, so the gang still ends instead of hanging.
+            await asyncio.sleep(0.2)
+            return proc.returncode if proc.returncode is not None else 255
+        await asyncio.sleep(0.05)
+    return proc.returncode
 
 
 def _describe(rc: int | None) -> str:
