@@ -242,3 +242,30 @@ def lab_browser() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+def run_all(page: Any, notebook: Any, tries: int = 3) -> None:
+    """Run > Run All Cells until the last cell has run. Lab may still be asking which kernel while its
+    session is set up (answered with the default); a Run All sent meanwhile is dropped, so try again."""
+    import re
+
+    from playwright.sync_api import expect
+
+    page.add_locator_handler(page.locator(".jp-Dialog", has_text="Select Kernel"),
+                             lambda d: d.locator(".jp-mod-accept").click())
+    last = notebook.locator(".jp-Cell").last.locator(".jp-InputPrompt")
+    for attempt in range(tries):
+        page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
+        page.locator('.lm-Menu-item[data-command="runmenu:run-all"]').click()
+        try:
+            expect(last).to_have_text(re.compile(r"\[[\d*]+\]"), timeout=60_000)
+            return
+        except AssertionError:
+            if attempt == tries - 1:
+                raise
+
+
+@pytest.fixture()
+def lab_run_all() -> Callable[..., None]:
+    """:func:`run_all` for browser tests (a fixture, since tests cannot import this conftest by name)."""
+    return run_all

@@ -291,7 +291,8 @@ WIDGET_CELLS = [
 ]
 
 
-def test_a_notebook_widgets_run_opens_in_a_tab(start_lab: Any, lab_browser: Any, tmp_path: Path) -> None:
+def test_a_notebook_widgets_run_opens_in_a_tab(start_lab: Any, lab_browser: Any, lab_run_all: Any,
+                                               tmp_path: Path) -> None:
     """Right-click the run graph widget in a notebook → "Open Run in a Tab" opens its run page."""
     import nbformat
     from playwright.sync_api import expect
@@ -306,8 +307,7 @@ def test_a_notebook_widgets_run_opens_in_a_tab(start_lab: Any, lab_browser: Any,
     notebook = page.locator(".jp-NotebookPanel:visible")
     expect(notebook.locator(".jp-Cell")).to_have_count(len(WIDGET_CELLS), timeout=90_000)
     expect(notebook.locator(".jp-Notebook-ExecutionIndicator")).to_have_attribute("data-status", "idle", timeout=90_000)
-    page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
-    page.locator('.lm-Menu-item[data-command="runmenu:run-all"]').click()
+    lab_run_all(page, notebook)
     view = notebook.locator(".jp-OutputArea .nbpipe-run-view")
     expect(view.locator(".rv-header .rv-pill")).to_have_class(re.compile(r"\brv-state-succeeded\b"), timeout=180_000)
     run_id = view.get_attribute("data-run")

@@ -75,7 +75,8 @@ _WHEN_FREE = """(free) => {
 }"""
 
 
-def test_run_graph_widget_in_a_lab_notebook(start_lab: Any, lab_browser: Any, tmp_path: Path) -> None:
+def test_run_graph_widget_in_a_lab_notebook(start_lab: Any, lab_browser: Any, lab_run_all: Any,
+                                           tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
     lab = start_lab(write_notebook(tmp_path / "widget.ipynb"))
@@ -94,9 +95,8 @@ def test_run_graph_widget_in_a_lab_notebook(start_lab: Any, lab_browser: Any, tm
             "data-status", "idle", timeout=90_000
         )
 
-        # Run > Run All Cells, from Lab's own menu.
-        page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
-        page.locator('.lm-Menu-item[data-command="runmenu:run-all"]').click()
+        # Run > Run All Cells, from Lab's own menu (again if Lab's kernel dialog swallowed it).
+        lab_run_all(page, notebook)
 
         # The cell after the run cell answers while the run is live.
         free = page.wait_for_function(_WHEN_FREE, arg=FREE, polling=100, timeout=120_000).json_value()
