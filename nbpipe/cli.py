@@ -66,27 +66,32 @@ def load_target(target: str) -> tuple[Any, list[dict[str, Any]]]:
         pkg = read_package(target)
         return pkg.data, pkg.parameters
     mod_name, _, attr = target.rpartition(":")
+    module = import_target(mod_name, hint="Use module:pipeline with the module importable, or "
+                                          "path/to/file.py:pipeline.")
+    obj = getattr(module, attr, None)
+    if not isinstance(obj, Pipeline):
+        raise NbpipeError(f"{target} is not an @nbpipe.pipeline (got {type(obj).__name__})")
+    return obj, obj.parameters
+
+
+def import_target(mod_name: str, context: str = "", hint: str = "") -> Any:
+    """The module of a ``module:attr`` or ``file.py:attr`` target (a file is loaded by path)."""
     if mod_name.endswith(".py"):
         path = Path(mod_name).resolve()
         if not path.exists():
-            raise NbpipeError(f"No file {mod_name}")
+            raise NbpipeError(f"No file {mod_name}{context}")
         sys.path.insert(0, str(path.parent))
         spec = importlib.util.spec_from_file_location(path.stem, path)
         assert spec and spec.loader
         module = importlib.util.module_from_spec(spec)
         sys.modules[path.stem] = module
         spec.loader.exec_module(module)
-    else:
-        sys.path.insert(0, os.getcwd())
-        try:
-            module = importlib.import_module(mod_name)
-        except ImportError as exc:
-            raise NbpipeError(f"Cannot import {mod_name!r} ({exc})",
-                              hint="Use module:pipeline with the module importable, or path/to/file.py:pipeline.") from None
-    obj = getattr(module, attr, None)
-    if not isinstance(obj, Pipeline):
-        raise NbpipeError(f"{target} is not an @nbpipe.pipeline (got {type(obj).__name__})")
-    return obj, obj.parameters
+        return module
+    sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(mod_name)
+    except ImportError as exc:
+        raise NbpipeError(f"Cannot import {mod_name!r}{context} ({exc})", hint=hint or None) from None
 
 
 def _client(args: argparse.Namespace) -> Any:

@@ -7,12 +7,8 @@ Registered by :mod:`nbpipe.cli` like the other command plugins; a thin layer ove
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
-import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from .errors import NbpipeError
@@ -23,22 +19,9 @@ def _function(target: str, what: str) -> Any:
     mod_name, _, attr = target.rpartition(":")
     if not mod_name or not attr:
         raise NbpipeError(f"--{what} {target!r} is not module:function or file.py:function")
-    if mod_name.endswith(".py"):
-        path = Path(mod_name).resolve()
-        if not path.exists():
-            raise NbpipeError(f"No file {mod_name} (from --{what} {target})")
-        sys.path.insert(0, str(path.parent))
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[path.stem] = module
-        spec.loader.exec_module(module)
-    else:
-        sys.path.insert(0, os.getcwd())
-        try:
-            module = importlib.import_module(mod_name)
-        except ImportError as exc:
-            raise NbpipeError(f"Cannot import {mod_name!r} for --{what} ({exc})") from None
+    from .cli import import_target
+
+    module = import_target(mod_name, f" (from --{what} {target})")
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise NbpipeError(f"{target} is not a function (--{what})")
