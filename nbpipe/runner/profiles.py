@@ -5,19 +5,27 @@ request; queries add :func:`clauses` (no clause for an admin or for the runner's
 schedule firing), and :func:`guard` answers 404 for a path naming another profile's object — the
 same answer as for one that does not exist, so ids of other teams' runs are not even confirmed.
 A submit names its profile with ``X-Nbpipe-Profile`` (or ``?profile=``); default: the caller's first.
+Where a profile's step pods run in a cluster (:class:`Placements`: namespace, ServiceAccount, S3
+credentials Secret) is read here too, from the ``profiles:`` section of the users file.
 Non-goals: authentication (see :mod:`.auth`).
 """
 
 from __future__ import annotations
 
 import contextvars
-from typing import Any
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
 
 import sqlalchemy as sa
 
 from ..errors import NbpipeError
 from . import db
 from .auth import DEFAULT_PROFILE, PROFILE_NAME, User
+
+log = logging.getLogger("nbpipe.runner")
 
 PROFILE_HEADER = "x-nbpipe-profile"
 _user: contextvars.ContextVar[User | None] = contextvars.ContextVar("nbpipe_user", default=None)
@@ -149,3 +157,110 @@ def guard(engine: sa.Engine, app: Any, path: str) -> str | None:
             kind = {"run_id": "run", "sid": "schedule", "name": "endpoint"}[param]
             return f"No {kind} {value}"
     return None
+
+
+# -------------------------------------------------------------- placement (Kubernetes executor)
+PLACEMENT_KEYS = {"namespace": "namespace", "serviceAccountName": "service_account",
+                  "s3CredentialsSecret": "s3_credentials_secret"}
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a profile's step pods go: its namespace, ServiceAccount and S3 credentials Secret.
+
+    Read from the ``profiles:`` section of the users file (``NBPIPE_USERS_FILE``), or of
+    ``NBPIPE_K8S_PROFILES_FILE`` when set::
+
+        profiles:
+          team-a: {namespace: nbpipe-team-a, serviceAccountName: nbpipe-step, s3CredentialsSecret: nbpipe-s3}
+
+    Empty ``service_account`` / ``s3_credentials_secret``: the runner's own settings (the same
+    names, in the profile's namespace: ``cluster/manifests/profiles/`` creates them there).
+    """
+
+    profile: str
+    namespace: str
+    service_account: str = ""
+    s3_credentials_secret: str = ""
+
+
+def parse_placements(data: Any, where: str) -> dict[str, Placement]:
+    """The ``profiles:`` section of a users/profiles file as ``{profile: Placement}`` (ValueError when wrong)."""
+    section = (data or {}).get("profiles") if isinstance(data, dict) else None
+    if not section:
+        return {}
+    if not isinstance(section, dict):
+        raise ValueError(f"{where}: 'profiles' must map a profile name to its namespace settings")
+    out: dict[str, Placement] = {}
+    for name, spec in section.items():
+        name = str(name)
+        if not PROFILE_NAME.match(name):
+            raise ValueError(f"{where}: profile {name!r} is not a valid name (like a namespace)")
+        if not isinstance(spec, dict) or not spec.get("namespace"):
+            raise ValueError(f"{where}: profile {name!r} needs at least 'namespace'")
+        unknown = set(spec) - set(PLACEMENT_KEYS)
+        if unknown:
+            raise ValueError(f"{where}: profile {name!r} has unknown key(s) {', '.join(sorted(unknown))} "
+                             f"(known: {', '.join(PLACEMENT_KEYS)})")
+        values = {PLACEMENT_KEYS[k]: str(v) for k, v in spec.items()}
+        for key in ("namespace", "service_account", "s3_credentials_secret"):
+            if values.get(key) and not PROFILE_NAME.match(values[key]):
+                raise ValueError(f"{where}: profile {name!r}: {key} {values[key]!r} is not a Kubernetes name")
+        out[name] = Placement(profile=name, **values)
+    return out
+
+
+class Placements:
+    """``profile → Placement`` from a file, re-read when it changes (like the users table).
+
+    A file that stops parsing keeps the previous placements (logged); a missing file at start,
+    or an invalid one, is an error then. No file: every profile runs in the runner's namespace.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None):
+        self.path = Path(path).expanduser() if path else None
+        self._stamp: tuple[Any, ...] | None = None
+        self._table: dict[str, Placement] = {}
+        if self.path is not None:
+            self._reload(strict=True)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Placements":
+        e = os.environ if env is None else env
+        return cls(e.get("NBPIPE_K8S_PROFILES_FILE") or e.get("NBPIPE_USERS_FILE") or None)
+
+    def _reload(self, strict: bool = False) -> None:
+        assert self.path is not None
+        try:
+            st = self.path.stat()
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+            if stamp == self._stamp:
+                return
+            text = self.path.read_text()
+        except OSError as exc:
+            if strict:
+                raise NbpipeError(f"Cannot read the profiles file {self.path} ({exc.strerror})",
+                                  hint="Fix NBPIPE_K8S_PROFILES_FILE / NBPIPE_USERS_FILE.") from None
+            log.error("profiles file %s is unreadable (%s); keeping the previous placements", self.path, exc)
+            return
+        try:
+            import yaml
+
+            table = parse_placements(yaml.safe_load(text) or {}, str(self.path))  # YAML reads JSON too
+        except Exception as exc:  # noqa: BLE001 - a half-edited file: keep the previous table, say why
+            if strict:
+                raise NbpipeError(f"The profiles file {self.path} is invalid: {exc}") from None
+            log.error("profiles file %s is invalid (%s); keeping the previous placements", self.path, exc)
+            self._stamp = stamp
+            return
+        self._table, self._stamp = table, stamp
+
+    def get(self, profile: str) -> Placement | None:
+        if self.path is not None:
+            self._reload()
+        return self._table.get(profile)
+
+    def namespaces(self) -> set[str]:
+        if self.path is not None:
+            self._reload()
+        return {p.namespace for p in self._table.values()}
