@@ -25,12 +25,14 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from nbpipe.executors.k8s_pod import quantity
 from nbpipe.stores.s3 import parse_endpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "cluster"
 MANIFESTS = CLUSTER / "manifests"
 KUSTOMIZATIONS = {"base": MANIFESTS, "postgres": MANIFESTS / "overlays" / "postgres"}
+PROFILES = {p.name: p for p in sorted((MANIFESTS / "profiles").iterdir()) if (p / "kustomization.yaml").exists()}
 K8S_VERSIONS = ("1.30", kubernetes_validate.latest_version())  # oldest we support, newest known
 NAMESPACE = "nbpipe"
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -60,7 +62,7 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 def generate_secret(folder: Path, spec: Obj) -> Obj:
     """A Secret from a secretGenerator entry (``envs`` and ``literals``)."""
-    assert set(spec) <= {"name", "envs", "literals", "type"}, f"unsupported secretGenerator keys: {spec}"
+    assert set(spec) <= {"name", "namespace", "envs", "literals", "type"}, f"unsupported secretGenerator keys: {spec}"
     data: dict[str, str] = {}
     for env in spec.get("envs", []):
         data.update(read_env_file(folder / env))
@@ -71,7 +73,7 @@ def generate_secret(folder: Path, spec: Obj) -> Obj:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": spec["name"]},
+        "metadata": {"name": spec["name"], **({"namespace": spec["namespace"]} if "namespace" in spec else {})},
         "type": spec.get("type", "Opaque"),
         "data": encoded,
     }
@@ -210,6 +212,7 @@ def test_rbac_is_least_privilege(objects: list[Obj]) -> None:
     expected = {("", "pods", v) for v in ("create", "get", "list", "watch", "delete")}
     expected |= {("", "pods/log", "get")}
     expected |= {("", "persistentvolumeclaims", v) for v in ("create", "delete")}
+    expected |= {("", "services", v) for v in ("create", "delete")}  # distributed steps' headless Service
     # what the runner used in a whole k8s suite run (audit log): tests/k8s_rig/audit_check.py
     assert granted == expected
     assert not any("*" in part for triple in granted for part in triple)
@@ -370,6 +373,113 @@ def test_postgres_overlay_sets_the_database_url() -> None:
     )
     base_env = env_of(containers(one(render(MANIFESTS), "Deployment", "nbpipe-runner"))[0])
     assert "NBPIPE_DATABASE_URL" not in base_env
+
+
+# -- profile overlays (cluster/manifests/profiles/<profile>) ----------------------------------
+
+
+def grants(role: Obj) -> set[tuple[str, str, str]]:
+    return {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+            for v in rule["verbs"]}
+
+
+def profile_namespace(name: str) -> str:
+    return f"nbpipe-{name}"
+
+
+@pytest.fixture(scope="module", params=sorted(PROFILES))
+def profile(request: pytest.FixtureRequest) -> tuple[str, list[Obj]]:
+    """(profile name, rendered objects of its overlay)."""
+    return request.param, render(PROFILES[request.param])
+
+
+def test_there_are_profile_overlays_and_the_readme_shows_how_to_apply_them() -> None:
+    assert len(PROFILES) >= 2, "the rig applies two profiles (tests/k8s_rig/run.py)"
+    readme = (CLUSTER / "README.md").read_text()
+    for name in PROFILES:
+        assert f"kubectl apply -k cluster/manifests/profiles/{name}" in readme
+    assert "profiles:" in readme and "namespace: nbpipe-team-a" in readme
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_profile_objects_match_the_kubernetes_schema(profile: tuple[str, list[Obj]], version: str) -> None:
+    for obj in profile[1]:
+        kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_a_profile_overlay_is_its_namespace_and_nothing_else(profile: tuple[str, list[Obj]]) -> None:
+    name, objects = profile
+    ns = profile_namespace(name)
+    kinds = sorted(o["kind"] for o in objects)
+    assert kinds == sorted(["Namespace", "ServiceAccount", "Role", "RoleBinding", "ResourceQuota", "LimitRange",
+                            "Secret"]), kinds
+    namespace = one(objects, "Namespace", ns)
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    for obj in objects:
+        if obj["kind"] != "Namespace":
+            assert obj["metadata"]["namespace"] == ns, (obj["kind"], obj["metadata"])
+        assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "nbpipe"
+        assert obj["metadata"]["labels"]["nbpipe.io/profile"] == name
+    assert not any(o["metadata"]["name"] == NAMESPACE for o in objects if o["kind"] == "Namespace")
+
+
+def test_the_runner_gets_only_the_step_pod_part_of_its_role_in_a_profile(profile: tuple[str, list[Obj]],
+                                                                         base: list[Obj]) -> None:
+    name, objects = profile
+    role = one(objects, "Role", "nbpipe-runner")
+    home = grants(one(base, "Role", "nbpipe-runner"))
+    granted = grants(role)
+    # what the executor does in a profile's namespace: step pods, their logs, per-run claims
+    assert granted == {("", "pods", v) for v in ("create", "get", "list", "watch", "delete")} | {
+        ("", "pods/log", "get")} | {("", "persistentvolumeclaims", v) for v in ("create", "delete")}
+    assert granted <= home, f"more in profile {name} than the runner has at home: {granted - home}"
+    binding = one(objects, "RoleBinding", "nbpipe-runner")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "nbpipe-runner"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "nbpipe-runner", "namespace": NAMESPACE}]
+    assert not find(objects, "ClusterRole") and not find(objects, "ClusterRoleBinding")
+
+
+def test_profile_pods_find_the_names_the_runner_gives_them(profile: tuple[str, list[Obj]], base: list[Obj]) -> None:
+    """The runner passes its step ServiceAccount and S3 Secret by name: the profile has both, under those names."""
+    _, objects = profile
+    env = env_of(containers(one(base, "Deployment", "nbpipe-runner"))[0])
+    sa = one(objects, "ServiceAccount", env["NBPIPE_K8S_STEP_SERVICE_ACCOUNT"]["value"])
+    assert sa["automountServiceAccountToken"] is False
+    assert sa["metadata"]["name"] not in {s["name"] for b in find(objects, "RoleBinding") for s in b["subjects"]
+                                          if s.get("namespace") == sa["metadata"]["namespace"]}
+    secret = one(objects, "Secret", env["NBPIPE_S3_CREDENTIALS_SECRET"]["value"])
+    assert set(secret["data"]) == {"access-key", "secret-key"}
+
+
+def test_profile_quota_is_covered_by_limit_range_defaults(profile: tuple[str, list[Obj]]) -> None:
+    """A quota on requests/limits refuses pods that set none: the LimitRange gives every container them."""
+    _, objects = profile
+    hard = one(objects, "ResourceQuota", "compute")["spec"]["hard"]
+    assert {"requests.cpu", "requests.memory", "limits.memory", "pods"} <= set(hard)
+    (limits,) = one(objects, "LimitRange", "step-defaults")["spec"]["limits"]
+    assert limits["type"] == "Container"
+    for key in hard:
+        kind, _, resource = key.partition(".")
+        if kind in ("requests", "limits") and resource in ("cpu", "memory"):
+            given = limits["defaultRequest" if kind == "requests" else "default"]
+            assert resource in given, f"quota {key} but no LimitRange default for it"
+    assert quantity(limits["defaultRequest"]["memory"]) <= quantity(limits["default"]["memory"])
+
+
+def test_profiles_are_valid_placements_for_the_executor(tmp_path: Path) -> None:
+    """The README's users-file example parses, and maps each overlay's profile to its namespace."""
+    from nbpipe.runner.profiles import Placements
+
+    readme = (CLUSTER / "README.md").read_text()
+    block = re.search(r"```yaml\n(# users\.yaml.*?)```", readme, re.S)
+    assert block, "cluster/README.md shows the users file with a profiles: section"
+    path = tmp_path / "users.yaml"
+    path.write_text(block.group(1))
+    table = Placements(path)
+    for name in PROFILES:
+        placed = table.get(name)
+        assert placed is not None and placed.namespace == profile_namespace(name)
+    assert table.get("default") is None  # the default profile stays in the runner's namespace
 
 
 # -- Dockerfiles -----------------------------------------------------------------------------
