@@ -429,9 +429,10 @@ def test_the_runner_gets_only_the_step_pod_part_of_its_role_in_a_profile(profile
     role = one(objects, "Role", "nbpipe-runner")
     home = grants(one(base, "Role", "nbpipe-runner"))
     granted = grants(role)
-    # what the executor does in a profile's namespace: step pods, their logs, per-run claims
+    # what the executor does in a profile's namespace: step pods, their logs, per-run claims, and the
+    # headless Service of a distributed step
     assert granted == {("", "pods", v) for v in ("create", "get", "list", "watch", "delete")} | {
-        ("", "pods/log", "get")} | {("", "persistentvolumeclaims", v) for v in ("create", "delete")}
+        ("", "pods/log", "get")} | {("", r, v) for r in ("persistentvolumeclaims", "services") for v in ("create", "delete")}
     assert granted <= home, f"more in profile {name} than the runner has at home: {granted - home}"
     binding = one(objects, "RoleBinding", "nbpipe-runner")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "nbpipe-runner"}
