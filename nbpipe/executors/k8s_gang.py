@@ -306,11 +306,10 @@ class K8sGang:
         if owner is not None:
             meta["ownerReferences"] = [owner]
         spec["hostname"], spec["subdomain"] = w.pod, self.service
-        if mode == "pod-ip" and rank == 0:  # rank 0 reaches itself by its own pod IP
-            for e in spec["containers"][0]["env"]:
-                if e["name"] == "MASTER_ADDR":
-                    e.pop("value", None)
-                    e["valueFrom"] = {"fieldRef": {"fieldPath": "status.podIP"}}
+        if mode == "pod-ip" and rank == 0:  # rank 0 reaches itself by its own pod IP (the downward API)
+            env = [e for e in spec["containers"][0]["env"] if e["name"] != "MASTER_ADDR"]
+            env.append({"name": "MASTER_ADDR", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
+            spec["containers"][0]["env"] = env
         return pod
 
     def _service(self, port: int, owner: dict[str, Any]) -> dict[str, Any]:
@@ -346,6 +345,8 @@ class K8sGang:
                         "GROUP_RANK": str(w.rank), "NBPIPE_WORKER_RANK": str(w.rank)}
             if shares_host:  # the workers share this host's cores, as the local gang's do
                 contract.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // self.n)))
+            if mode == "pod-ip" and w.rank == 0:
+                del contract["MASTER_ADDR"]  # from the pod's status (see _pod), not the job
             rjob["env"] = {**(self.job.get("env") or {}), **contract}
             ref = None
             if len(encode_job(rjob)) > MAX_ENV_JOB:
