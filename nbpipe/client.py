@@ -339,6 +339,9 @@ class Run:
                 raise TimeoutError(f"Run {self.id} is still {snap['state']} after {timeout} s")
             after = self._follow(after, left)
             snap = self.snapshot()
+        views = __import__("sys").modules.get("nbpipe.widgets.run_view")
+        if views is not None:  # a shown live graph of this run puts its final picture in the notebook first
+            views.settle(self.id, timeout=5.0)
         if raise_on_failure and snap["state"] == "failed":
             self.raise_for_failure()
             # no step failed: the runner itself ended the run (an internal error, a full disk)
@@ -506,8 +509,10 @@ def kernel_labels() -> dict[str, str]:
     return {}
 
 
-def attach(run_id: str, runner: Client | str | None = None) -> Run:
-    """A handle on an existing run (e.g. after a kernel restart)."""
+def attach(run_id: str | Run, runner: Client | str | None = None) -> Run:
+    """A handle on an existing run (e.g. after a kernel restart); in a notebook it shows as the live graph."""
+    if isinstance(run_id, Run):
+        run_id = run_id.id
     client = runner if isinstance(runner, Client) else (Client(runner) if runner else default_client())
     r = Run(client, run_id)
     r.snapshot()

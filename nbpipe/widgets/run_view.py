@@ -18,6 +18,7 @@ import copy
 import re
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ import traitlets
 from .. import events as ev
 from ..errors import NbpipeError
 from .actions import PipelineRef, perform
+from .snapshot import bundle as static_bundle
 
 if TYPE_CHECKING:
     from ..client import Run
@@ -188,6 +190,21 @@ def _snapshot_images(snapshot: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+_SHOWN: weakref.WeakSet[RunView] = weakref.WeakSet()  # displayed widgets, for settle()
+
+
+def settle(run_id: str, timeout: float = 5.0) -> None:
+    """Wait (at most ``timeout`` s) until every displayed widget of a finished run showed its end.
+
+    ``Run.wait`` calls this, so a notebook run by nbclient (or papermill) whose cell waits for the
+    run saves the final snapshot: the update must reach the kernel's output before the cell ends.
+    """
+    end = time.monotonic() + timeout
+    for view in list(_SHOWN):
+        if view.run.id == run_id and not view._stopped:
+            view.wait(max(0.0, end - time.monotonic()))
+
+
 class RunView(anywidget.AnyWidget):
     """The live graph of one run. ``RunView(run)`` starts following it; display it like any widget.
 
@@ -222,6 +239,11 @@ class RunView(anywidget.AnyWidget):
         self._gen = 0
         self._finished = threading.Event()  # the stream reached RunFinished (or failed)
         self._synced = threading.Event()  # ...and the front end was sent that final state
+        # the display id of this widget's outputs: their static snapshot (SVG + summary, for the
+        # saved notebook) is replaced by update_display when the run changes state
+        self._display_id = f"nbpipe-view-{self.model_id}"
+        self._displayed = False
+        self._shown_key: tuple[str, str] = ("", "")
         self._follow_run(run, snap)
         self.on_msg(self._on_msg)
         self.observe(self._on_selected, names="selected")
@@ -229,6 +251,27 @@ class RunView(anywidget.AnyWidget):
 
     def __repr__(self) -> str:
         return f"<RunView {self.run.id} {self._snap.get('state', '')}>"
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The widget view plus a static snapshot of the run (SVG, summary): what a saved notebook shows."""
+        with self._cond:
+            snap = copy.deepcopy(self._snap)
+            self._shown_key = (str(snap.get("id") or ""), str(snap.get("state") or ""))
+        return self._bundle(snap)
+
+    def _bundle(self, snap: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        widget = super()._repr_mimebundle_()
+        data, meta = widget if isinstance(widget, tuple) else (widget or {}, {})
+        return {**data, **static_bundle(snap, self._display_id)}, dict(meta or {})
+
+    def _ipython_display_(self) -> None:
+        """Display with a display id, so the snapshot in this output follows the run's state."""
+        from IPython.display import display
+
+        data, meta = self._repr_mimebundle_()
+        display(data, metadata=meta, raw=True, display_id=self._display_id)
+        self._displayed = True
+        _SHOWN.add(self)
 
     # ------------------------------------------------------------------ public
 
@@ -357,8 +400,25 @@ class RunView(anywidget.AnyWidget):
             if self._images.keys() != self.images.keys():
                 self.images = dict(self._images)
             last = time.monotonic()
+            self._update_static(snap)
             if finished and snap.get("state") in ev.RUN_FINAL and gen == self._gen:
                 self._synced.set()
+
+    def _update_static(self, snap: dict[str, Any]) -> None:
+        """Replace the static snapshot in this widget's outputs when the run (or its state) changed.
+
+        Runs on the publisher thread, before ``wait()`` returns: a notebook executed by nbclient
+        whose next cell waits for the run saves the final picture. In Lab the nbpipe extension
+        applies the update (the kernel's message belongs to no running cell there).
+        """
+        key = (str(snap.get("id") or ""), str(snap.get("state") or ""))
+        if not self._displayed or key == self._shown_key:
+            return
+        from IPython.display import update_display
+
+        data, meta = self._bundle(snap)
+        self._shown_key = key
+        update_display(data, metadata=meta, raw=True, display_id=self._display_id)
 
     def _load_wanted_logs(self) -> None:
         with self._cond:
@@ -399,3 +459,31 @@ def show(run: Run, pipeline: PipelineRef = None) -> RunView:
     view = RunView(run, pipeline=pipeline)
     display(view)
     return view
+
+
+def attach(run: Run | str, pipeline: PipelineRef = None) -> RunView:
+    """A live graph of an existing run (finished or running), e.g. after a kernel restart.
+
+    Returns the widget; it shows where a widget shows (the last line of a cell, ``display``).
+    ``nbpipe.attach(run_id)`` returns the run itself, which also displays as this widget.
+    """
+    from ..client import attach as attach_run
+
+    return RunView(run if not isinstance(run, str) else attach_run(run), pipeline=pipeline)
+
+
+def reconnect(run_id: str, view: str = "") -> str:
+    """For the Lab extension's re-connect button: a live widget of ``run_id`` for a saved output
+    whose widget is gone (kernel restarted). Returns the new widget's model id.
+
+    ``view``: the display id of that output; a running run updates its snapshot there when its
+    state changes. A finished run sends nothing, so re-connecting never changes a notebook.
+    """
+    widget = attach(run_id)
+    if view:
+        with widget._cond:
+            widget._display_id = view
+            widget._shown_key = (str(widget._snap.get("id") or ""), str(widget._snap.get("state") or ""))
+            widget._displayed = True
+        _SHOWN.add(widget)
+    return str(widget.model_id)
