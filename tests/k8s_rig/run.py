@@ -8,10 +8,12 @@ Steps, each timed and printed:
 2. **start** it from a clean state (etcd data, pod state and audit log of an earlier run are
    removed; certificates and binaries are kept), with pods running this clone's ``.venv``
    python (``PKUBELET_PYTHON``, ``POD_PATH``).
-3. **apply** ``cluster/manifests``' Namespace, ServiceAccounts, Role, RoleBinding and Secrets
-   (rendered by the small kustomize in ``tests/test_cluster_manifests.py``; applied with the
-   ``kubernetes`` client, kubectl is not needed), and write a kubeconfig holding the
-   ``nbpipe-runner`` ServiceAccount's token: the runner under test gets only its Role.
+3. **apply** ``cluster/manifests``' Namespace, ServiceAccounts, Role, RoleBinding and Secrets,
+   and every profile overlay (``cluster/manifests/profiles/*``: namespace, Role+RoleBinding,
+   ResourceQuota, LimitRange; the rig's S3 keys in their Secret), rendered by the small kustomize
+   in ``tests/test_cluster_manifests.py`` and applied with the ``kubernetes`` client (kubectl is
+   not needed); wait for the quotas to be counted; write a kubeconfig holding the
+   ``nbpipe-runner`` ServiceAccount's token: the runner under test gets only its Roles.
 4. **suite**: ``pytest -m k8s tests/k8s`` (tests inspect the cluster as the rig's admin, whose
    requests the audit policy leaves out), then **audit**: ``tests/k8s_rig/audit_check.py``
    compares the verbs the runner's account used (``WORKDIR/logs/audit.log``) with the Role.
@@ -44,7 +46,7 @@ RIG_DIR = Path(os.environ.get("K8S_RIG_DIR") or "/var/cache/nbpipe/k8s-rig")
 RIG_SCRIPT = Path(os.environ.get("K8S_RIG_SCRIPT") or ROOT.parent / "shared" / "k8s-rig" / "k8s-rig.sh")
 NAMESPACE = "nbpipe"
 RUNNER_SA = "nbpipe-runner"
-APPLY_KINDS = ("Namespace", "ServiceAccount", "Role", "RoleBinding", "Secret")
+APPLY_KINDS = ("Namespace", "ServiceAccount", "Role", "RoleBinding", "Secret", "ResourceQuota", "LimitRange")
 VENV_PY = Path(sys.executable)
 
 timings: dict[str, float] = {}
@@ -148,9 +150,22 @@ def reset_state() -> None:
 
 def render_manifests() -> list[dict[str, Any]]:
     sys.path.insert(0, str(ROOT / "tests"))
-    from test_cluster_manifests import MANIFESTS, render
+    from test_cluster_manifests import MANIFESTS, PROFILES, render
 
-    return [o for o in render(MANIFESTS) if o["kind"] in APPLY_KINDS]
+    objects = [o for o in render(MANIFESTS) if o["kind"] in APPLY_KINDS]
+    home_s3 = next(o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"] == "nbpipe-s3")
+    for folder in PROFILES.values():
+        for obj in render(folder):
+            if obj["kind"] == "Secret" and obj["metadata"]["name"] == "nbpipe-s3":
+                obj["data"] = dict(home_s3["data"])  # the rig has one S3 server (moto) and one key pair
+            objects.append(obj)
+    return objects
+
+
+def profile_namespaces(objects: list[dict[str, Any]]) -> dict[str, str]:
+    """``{profile: namespace}`` of the applied profile overlays."""
+    return {o["metadata"]["labels"]["nbpipe.io/profile"]: o["metadata"]["name"] for o in objects
+            if o["kind"] == "Namespace" and "nbpipe.io/profile" in (o["metadata"].get("labels") or {})}
 
 
 def api_clients(kubeconfig: Path) -> tuple[Any, Any]:
@@ -170,10 +185,17 @@ def apply(objects: list[dict[str, Any]], admin: Path) -> None:
         "Secret": lambda o: core.create_namespaced_secret(o["metadata"]["namespace"], o),
         "Role": lambda o: rbac.create_namespaced_role(o["metadata"]["namespace"], o),
         "RoleBinding": lambda o: rbac.create_namespaced_role_binding(o["metadata"]["namespace"], o),
+        "ResourceQuota": lambda o: core.create_namespaced_resource_quota(o["metadata"]["namespace"], o),
+        "LimitRange": lambda o: core.create_namespaced_limit_range(o["metadata"]["namespace"], o),
     }
     for kind in APPLY_KINDS:  # the namespace first
         for obj in (o for o in objects if o["kind"] == kind):
             create[kind](obj)
+    for quota in (o for o in objects if o["kind"] == "ResourceQuota"):
+        # the quota admission refuses every pod ("status unknown for quota") until the controller counted it
+        ns, name = quota["metadata"]["namespace"], quota["metadata"]["name"]
+        wait_for(f"ResourceQuota {ns}/{name} to be counted",
+                 lambda: (core.read_namespaced_resource_quota(name, ns).status.hard or None))
 
 
 def wait_for(what: str, check: Any, timeout: float = 120.0) -> Any:
@@ -219,7 +241,8 @@ def runner_kubeconfig(admin: Path, path: Path) -> None:
 
 
 def s3_keys(objects: list[dict[str, Any]]) -> tuple[str, str]:
-    secret = next(o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"] == "nbpipe-s3")
+    secret = next(o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"] == "nbpipe-s3"
+                  and o["metadata"].get("namespace") == NAMESPACE)
     data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
     return data["access-key"], data["secret-key"]
 
@@ -291,7 +314,8 @@ def main() -> int:
         env = {**os.environ, "NBPIPE_TEST_KUBECONFIG": str(runner_cfg), "NBPIPE_TEST_ADMIN_KUBECONFIG": str(admin),
                "NBPIPE_TEST_NAMESPACE": NAMESPACE, "NBPIPE_TEST_S3_ACCESS_KEY": access,
                "NBPIPE_TEST_S3_SECRET_KEY": secret, "NBPIPE_TEST_STEP_SERVICE_ACCOUNT": "nbpipe-step",
-               "NBPIPE_TEST_CLUSTER": "k8s-rig"}
+               "NBPIPE_TEST_CLUSTER": "k8s-rig",
+               "NBPIPE_TEST_PROFILE_NAMESPACES": ",".join(f"{p}={ns}" for p, ns in profile_namespaces(objects).items())}
         env.pop("KUBECONFIG", None)
         t0 = time.monotonic()
         if sys.argv[1:2] == ["--bench"]:  # benchmarks/k8s_steps.py on the rig instead of the suite

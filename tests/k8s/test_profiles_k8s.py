@@ -1,0 +1,176 @@
+"""Profiles in a cluster: each profile's step pods in its own namespace, under its own quota.
+
+The pure parts (placement from the users file, the quota refusal's message) run in ``make test``;
+the rest runs on a real API server (``make test-k8s``: the k8s-rig applies the profile overlays of
+``cluster/manifests/profiles/`` for team-a and team-b, and the runner works as its least-privilege
+ServiceAccount, bound in those namespaces by the overlays' RoleBindings). The audit check after the
+suite (``tests/k8s_rig/audit_check.py``) proves the runner touched no other namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nbpipe import component, pipeline
+from nbpipe.client import Client
+from nbpipe.errors import NbpipeError
+from nbpipe.executors.k8s_pod import build_pod
+from nbpipe.executors.kubernetes import KubernetesExecutor, quota_refusal
+from nbpipe.runner.auth import hash_token
+from nbpipe.runner.profiles import Placements
+
+from . import cases
+from .conftest import Cluster
+
+ALICE = "alice-token-" + "a" * 32
+BOB = "bob-token-" + "b" * 32
+
+
+def profile_namespaces() -> dict[str, str]:
+    """``{profile: namespace}`` the rig applied (``NBPIPE_TEST_PROFILE_NAMESPACES``)."""
+    text = os.environ.get("NBPIPE_TEST_PROFILE_NAMESPACES", "")
+    return dict(item.split("=", 1) for item in text.split(",") if item)
+
+
+def users_file(path: Path, spaces: dict[str, str]) -> Path:
+    path.write_text(json.dumps({
+        "users": [{"name": "alice", "profiles": ["team-a"], "token_sha256": hash_token(ALICE)},
+                  {"name": "bob", "profiles": ["team-b"], "token_sha256": hash_token(BOB)}],
+        "profiles": {p: {"namespace": ns} for p, ns in spaces.items()}}))
+    return path
+
+
+# ------------------------------------------------------------------ pure: placement and messages
+def test_profiles_place_pods_in_their_namespace_with_their_account_and_secret(tmp_path: Path) -> None:
+    path = tmp_path / "users.yaml"
+    path.write_text("users: []\nprofiles:\n  team-a: {namespace: ns-a}\n"
+                    "  team-b: {namespace: ns-b, serviceAccountName: b-steps, s3CredentialsSecret: b-s3}\n")
+    ex = KubernetesExecutor(api=object(), placements=Placements(path), namespace="nbpipe",
+                            service_account="nbpipe-step", s3_credentials_secret="nbpipe-s3",
+                            secret_env={"NBPIPE_S3_ACCESS_KEY": "nbpipe-s3:access-key", "OTHER": "api:token"})
+    job = {"run_id": "r1", "step": "s", "attempt": 1, "store": {"type": "local", "root": "/x"}}
+    default = ex.place(job | {"profile": "default"})
+    assert default is ex.settings and ex.place(job | {"profile": "user-carol"}) is ex.settings  # not listed
+    a = ex.place(job | {"profile": "team-a"})
+    assert (a.namespace, a.service_account, a.s3_credentials_secret) == ("ns-a", "nbpipe-step", "nbpipe-s3")
+    b = ex.place(job | {"profile": "team-b"})
+    assert (b.namespace, b.service_account, b.s3_credentials_secret) == ("ns-b", "b-steps", "b-s3")
+    assert b.secret_env == {"NBPIPE_S3_ACCESS_KEY": "b-s3:access-key", "OTHER": "api:token"}
+    pod = build_pod(job | {"profile": "team-b"}, "r1.s.1", b)
+    assert pod["metadata"]["namespace"] == "ns-b" and pod["spec"]["serviceAccountName"] == "b-steps"
+    assert {"name": "s3-credentials", "secret": {"secretName": "b-s3"}} in pod["spec"]["volumes"]
+    assert ex.settings.namespace == "nbpipe" and ex.settings.secret_env["NBPIPE_S3_ACCESS_KEY"].startswith("nbpipe-s3:")
+    # edited while the runner runs: the next step sees it; a broken edit keeps the last good table
+    path.write_text("profiles:\n  team-a: {namespace: ns-a2}\n")
+    assert ex.place(job | {"profile": "team-a"}).namespace == "ns-a2" and ex.place(job | {"profile": "team-b"}) is ex.settings
+    path.write_text("profiles:\n  team-a: {namespace: ns-a3, colour: blue}\n")
+    assert ex.place(job | {"profile": "team-a"}).namespace == "ns-a2"
+
+
+@pytest.mark.parametrize("text, error", [
+    ("profiles: [team-a]", "'profiles' must map a profile name"),
+    ("profiles:\n  Team_A: {namespace: x}", "'Team_A' is not a valid name"),
+    ("profiles:\n  team-a: {serviceAccountName: x}", "needs at least 'namespace'"),
+    ("profiles:\n  team-a: {namespace: x, colour: blue}", "unknown key(s) colour"),
+    ("profiles:\n  team-a: {namespace: Not_A_Namespace}", "namespace 'Not_A_Namespace' is not a Kubernetes name"),
+])
+def test_a_wrong_profiles_section_stops_the_start_with_a_clear_error(tmp_path: Path, text: str, error: str) -> None:
+    path = tmp_path / "users.yaml"
+    path.write_text(text)
+    with pytest.raises(NbpipeError, match="is invalid") as info:
+        Placements(path)
+    assert error in str(info.value)
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str):
+        self.status, self.reason, self.body = status, "Forbidden", json.dumps({"message": message})
+
+
+def test_a_quota_refusal_names_the_profile_the_quota_and_what_to_do() -> None:
+    exceeded = _Refused(403, 'pods "nbp-r1-s-1-abc" is forbidden: exceeded quota: compute, requested: '
+                             'requests.cpu=3, used: requests.cpu=0, limited: requests.cpu=2')
+    text = quota_refusal(exceeded, "team-b", "nbpipe-team-b")
+    assert text == ("profile 'team-b' is out of its ResourceQuota 'compute' (namespace nbpipe-team-b): requested "
+                    "requests.cpu=3, already used requests.cpu=0, limit requests.cpu=2; ask an admin to raise the "
+                    "quota, or lower the step's resources (or wait for the profile's other steps to finish)")
+    must = _Refused(403, 'pods "x" is forbidden: failed quota: compute: must specify limits.memory')
+    assert "needs every pod to set limits.memory" in (quota_refusal(must, "team-a", "ns") or "")
+    assert quota_refusal(_Refused(403, 'pods is forbidden: User "x" cannot create resource "pods"'), "p", "ns") is None
+    assert quota_refusal(_Refused(409, "exceeded quota: compute"), "p", "ns") is None
+
+
+# ------------------------------------------------------------------ on a real API server
+@component(cache=False, resources={"cpu": "3"})
+def greedy() -> int:
+    return 1
+
+
+@pytest.mark.k8s
+def test_two_profiles_pods_land_in_their_namespaces_and_a_quota_refusal_fails_the_step(
+        real: Cluster, tmp_path: Path) -> None:
+    spaces = profile_namespaces()
+    assert {"team-a", "team-b"} <= set(spaces), f"the rig applied no profile overlays: {spaces}"
+    users = users_file(tmp_path / "users.json", {p: spaces[p] for p in ("team-a", "team-b")})
+    r = real.runner(tmp_path / "runner", NBPIPE_USERS_FILE=str(users), NBPIPE_K8S_DELETE_PODS="never")
+    alice, bob = Client(r.url, token=ALICE), Client(r.url, token=BOB)
+    api = real.api()
+
+    def pods(namespace: str, run_id: str) -> list[dict[str, Any]]:
+        sel = "app.kubernetes.io/managed-by=nbpipe" + (f",nbpipe.io/run={run_id}" if run_id else "")
+        resp = api.list_namespaced_pod(namespace, label_selector=sel, _preload_content=False)
+        return list(json.loads(resp.data)["items"])
+
+    runs = {"team-a": alice.submit(cases.handoff, {"n": 4}), "team-b": bob.submit(cases.handoff, {"n": 6}),
+            "default": r.client().submit(cases.handoff, {"n": 3})}  # the runner's own token: profile default
+    expected = {"team-a": 6, "team-b": 15, "default": 3}
+    homes = {"team-a": spaces["team-a"], "team-b": spaces["team-b"], "default": real.namespace}
+    for profile, run in runs.items():
+        run.wait(timeout=180)
+        # the step read the S3 keys from its own namespace's Secret, as the runner's env named it
+        assert run.outputs("sum_rows") == {"total": expected[profile], "secret_ok": True}, profile
+        for ns in {*homes.values()}:
+            names = sorted(p["metadata"]["labels"]["nbpipe.io/step"] for p in pods(ns, run.id))
+            assert names == (["make_rows", "sum_rows"] if ns == homes[profile] else []), (profile, ns, names)
+        for p in pods(homes[profile], run.id):
+            assert p["spec"]["serviceAccountName"] == "nbpipe-step"
+            assert {e["name"]: e.get("value") for e in p["spec"]["containers"][0]["env"]}["NBPIPE_PROFILE"] == profile
+    assert [x["id"] for x in bob.runs()] == [runs["team-b"].id]  # and the API keeps them apart too
+
+    # team-b's quota allows requests.cpu=2: a step asking for 3 is refused by the API server
+    @pipeline
+    def too_big():
+        greedy()
+
+    failed = bob.submit(too_big).wait(timeout=120, raise_on_failure=False)
+    step = failed.steps["greedy"]
+    assert failed.state == "failed" and step["state"] == "failed" and step["attempt"] == 1, step
+    assert step["reason"].startswith(f"profile 'team-b' is out of its ResourceQuota 'compute' (namespace "
+                                     f"{spaces['team-b']}): requested requests.cpu=3"), step["reason"]
+    assert "limit requests.cpu=2" in step["reason"] and "ask an admin" in step["reason"]
+    assert "internal error" not in step["reason"] and pods(spaces["team-b"], failed.id) == []
+
+    # a runner killed mid-step finds the profile's pod in its namespace again: no retry
+    @pipeline
+    def nap():
+        cases.sleeper(seconds=4.0)
+
+    run = alice.submit(nap)
+    cases.wait_for("the step to print", lambda: "sleeping" in run.logs("sleeper"), 60)
+    before = [p["metadata"]["name"] for p in pods(spaces["team-a"], run.id)]
+    r.stop(signal.SIGKILL)
+    r.start()
+    again = Client(r.url, token=ALICE).run(run.id).wait(timeout=60)
+    assert (again.steps["sleeper"]["state"], again.steps["sleeper"]["attempt"]) == ("succeeded", 1)
+    assert again.logs("sleeper").count("sleeping") == 1
+    assert [p["metadata"]["name"] for p in pods(spaces["team-a"], run.id)] == before
+    for profile, ns in homes.items():  # kept by NBPIPE_K8S_DELETE_PODS=never: clean up as the admin
+        for p in pods(ns, ""):
+            if p["metadata"]["labels"].get("nbpipe.io/run") in {x.id for x in (*runs.values(), run)}:
+                api.delete_namespaced_pod(p["metadata"]["name"], ns, grace_period_seconds=0)
