@@ -81,6 +81,10 @@ class Endpoints:
         self.locks: dict[str, asyncio.Lock] = {}
         self.tail: asyncio.Task[None] | None = None
         self.closing = False
+        from ..serving.k8s import K8sServing, backend
+
+        # NBPIPE_SERVING=kubernetes: a Deployment + Service per endpoint instead of a local process
+        self.k8s = K8sServing(store) if backend() == "kubernetes" else None
 
     # ------------------------------------------------------------ queries
     def _rows(self, name: str | None = None) -> list[dict[str, Any]]:
@@ -101,6 +105,8 @@ class Endpoints:
                    "default": v["version"] == e["default_version"]}
                   for v in vers if v["endpoint"] == e["name"]]
             url = f"http://127.0.0.1:{e['port']}" if e["port"] else None
+            if self.k8s is not None:
+                url = self.k8s.url(e["name"], e["port"])
             out.append({"name": e["name"], "url": url, "token": self.endpoint_token(e["name"]),
                         "port": e["port"], "state": e["state"], "reason": e["reason"],
                         "default_version": e["default_version"], "versions": vs, "pid": e["pid"],
@@ -298,6 +304,9 @@ class Endpoints:
 
     async def _apply(self, name: str) -> None:
         """Make the running server serve the DB's versions: reload it, or start it."""
+        if self.k8s is not None:  # roll out the Deployment's new config
+            await self.k8s.apply(self, name)
+            return
         await asyncio.to_thread(self._write_config, name)
         proc = self.procs.get(name)
         ep = self._rows(name)[0]
@@ -384,6 +393,9 @@ class Endpoints:
                 await self._start(name)
 
     async def _stop(self, name: str) -> None:
+        if self.k8s is not None:  # the endpoint's Deployment, Service and token Secret
+            await self.k8s.delete(name)
+            return
         proc = self.procs.pop(name, None)
         task = self.watchers.pop(name, None)
         if task is not None:
@@ -403,6 +415,9 @@ class Endpoints:
     async def start(self) -> None:
         """Start every endpoint's server (after a runner restart) and follow deploy steps."""
         for ep in self._rows():
+            if self.k8s is not None:  # its Deployment outlived the runner: check it serves the DB's versions
+                self.watchers[ep["name"]] = asyncio.create_task(self.k8s.resume(self, ep["name"]))
+                continue
             self._kill_orphan(ep)
             try:
                 async with self._lock(ep["name"]):

@@ -191,6 +191,9 @@ class Guard:
 
     def __init__(self, app: Any, ms: ModelServer):
         self.app, self.ms = app, ms
+        # on Kubernetes the server is reached by its Service's names too (nbpipe.serving.k8s sets them)
+        extra = {h.strip().lower() for h in os.environ.get("NBPIPE_SERVING_HOSTS", "").split(",") if h.strip()}
+        self.hosts = {"127.0.0.1", "localhost", "::1"} | extra
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -198,7 +201,7 @@ class Guard:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         host = headers.get("host", "").rsplit(":", 1)[0].strip("[]").lower()
         refusal: Response | None = None
-        if host not in ("127.0.0.1", "localhost", "::1"):
+        if host not in self.hosts and scope["path"] not in OPEN:  # probes come by pod IP; health says nothing
             refusal = _err(403, f"Host {host[:100]!r} is not this model server (a DNS-rebinding request?)")
         elif "origin" in headers:
             refusal = _err(403, "Cross-origin browser requests are refused; use the SDK, the CLI or the Lab extension")
@@ -222,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("config")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--ready-file", required=True)
+    ap.add_argument("--host", default="127.0.0.1", help="0.0.0.0 in a pod (nbpipe.serving.k8s)")
+    ap.add_argument("--strict-port", action="store_true", help="fail when --port is taken (a pod's port is fixed)")
     args = ap.parse_args(argv)
     token = os.environ.pop("NBPIPE_ENDPOINT_TOKEN", "")
     if not token:
@@ -232,9 +237,11 @@ def main(argv: list[str] | None = None) -> int:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind(("127.0.0.1", args.port))
+        sock.bind((args.host, args.port))
     except OSError:
-        sock.bind(("127.0.0.1", 0))  # the old port is taken: the runner records the new one
+        if args.strict_port:
+            raise
+        sock.bind((args.host, 0))  # the old port is taken: the runner records the new one
     sock.listen(128)
     port = sock.getsockname()[1]
     app = create_app(ms)
