@@ -15,8 +15,10 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import hashlib
+import importlib.metadata
 import inspect
 import json
+import os
 import re
 import sys
 from dataclasses import asdict, dataclass, field, replace
@@ -107,11 +109,52 @@ class Options:
         return cls(**data)
 
 
+def pin_packages(packages: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """``packages`` with each bare requirement pinned to the version this environment has.
+
+    ``scikit-learn`` becomes ``scikit-learn==1.7.2`` (extras and markers kept) when the
+    distribution is installed here; requirements with a version, a URL, a marker that does not
+    apply here, or no installed distribution are kept as written. Versions are read once per
+    requirement set and process (an upgrade in a running kernel takes effect for imports only
+    after a restart anyway). ``NBPIPE_PIN_PACKAGES=0`` turns pinning off.
+    """
+    if not packages or os.environ.get("NBPIPE_PIN_PACKAGES", "1").lower() in ("0", "false", "no", "off"):
+        return tuple(packages)
+    return _pin(tuple(packages))
+
+
+@functools.lru_cache(maxsize=256)
+def _pin(packages: tuple[str, ...]) -> tuple[str, ...]:
+    try:
+        from packaging.requirements import InvalidRequirement, Requirement
+    except ImportError:
+        return packages
+    out = []
+    for text in packages:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            out.append(text)  # the step says what is wrong with it (see missing)
+            continue
+        if req.url or req.specifier or (req.marker is not None and not req.marker.evaluate()):
+            out.append(text)
+            continue
+        try:
+            version = importlib.metadata.version(req.name)
+        except importlib.metadata.PackageNotFoundError:
+            out.append(text)
+            continue
+        extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+        marker = f"; {req.marker}" if req.marker is not None else ""
+        out.append(f"{req.name}{extras}=={version}{marker}")
+    return tuple(out)
+
+
 @functools.lru_cache(maxsize=1024)
 def _options_json(opts: Options) -> dict[str, Any]:
     # Options are frozen and hashable; a 500-step pipeline shares a handful of them.
     d = asdict(opts)
-    d["packages"] = list(opts.packages)
+    d["packages"] = list(pin_packages(opts.packages))  # scikit-learn -> scikit-learn==<the kernel's>
     d["env"] = dict(opts.env)
     if opts.workers == 1:
         del d["workers"]  # specs (and their digests) of ordinary steps stay as they were
@@ -294,7 +337,7 @@ class Component:
             "globals": c.globals,
             "signature": hashlib.sha256(json.dumps(sig, sort_keys=True).encode()).hexdigest(),
             "image": hashlib.sha256(self.image.encode()).hexdigest(),
-            "packages": hashlib.sha256(json.dumps(list(self.options.packages)).encode()).hexdigest(),
+            "packages": hashlib.sha256(json.dumps(self.options.to_json()["packages"]).encode()).hexdigest(),
         }
 
     def digest_of(self, capture: Capture) -> str:
@@ -359,7 +402,8 @@ def component(
     ----------
     name : step name (default: the function's name).
     base_image : container image for Kubernetes runs (default: nbpipe base image of this Python).
-    packages : pip requirements installed before the step runs.
+    packages : pip requirements installed before the step runs; a bare name is pinned to the
+        version this kernel has when the pipeline is packaged (``scikit-learn`` → ``scikit-learn==1.7.2``).
     resources : :class:`Resources` (cpu, memory, gpu).
     retries, backoff : retry a failed step ``retries`` times, waiting ``backoff`` seconds
         (doubling) in between.

@@ -69,21 +69,15 @@ def _load_function(store: Store, job: dict[str, Any]) -> Any:
 
 
 def _check_packages(job: dict[str, Any]) -> None:
-    """Fail before running when the step's ``packages`` are not installed here."""
+    """Fail before running when the step's ``packages`` are not here (a pod installs them: see envs.ensure)."""
     if not job.get("packages"):
         return
-    from .envs import PackagesMissing, missing
+    from .envs import PackagesMissing, ensure
 
     try:
-        lacking = missing(job["packages"])
+        ensure(job["packages"], job.get("component", ""))
     except PackagesMissing as exc:
         raise JobError(str(exc)) from None
-    if lacking:
-        raise JobError(
-            f"Component '{job['component']}' needs {', '.join(lacking)}, which this environment "
-            f"({sys.executable}) lacks. Package installs are off (NBPIPE_INSTALL_PACKAGES=0) or failed (see the "
-            "lines above). Install them into the image (component(base_image=...)) or turn installs on."
-        )
 
 
 class _LogTee:

@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import re
-import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,9 +109,12 @@ class PodSettings:
         every step of the run at ``volume_mount`` and deleted when the run finishes
         (``"on-run-finish"``) or kept (``"never"``), like KFP's ``VolumeOp``.
     package_cache_claim, package_cache_path
-        A claim where step pods keep installed ``packages`` per requirement set.
+        A claim (``ReadWriteMany`` across nodes) mounted at that path where step pods keep installed
+        ``packages``, one folder per requirement set, so only the first pod with a set installs it;
+        without a claim, the node's ``$TMPDIR/nbpipe-packages``.
     install_packages
-        Install a component's ``packages`` at pod start (``NBPIPE_INSTALL_PACKAGES=0`` turns off).
+        Install the ``packages`` a step's image lacks (``NBPIPE_INSTALL_PACKAGES=0`` turns off: the
+        step then fails naming each lacking requirement and the version the image has).
     default_requests, default_limits
         Requests and limits (``{"cpu": "100m", "memory": "256Mi"}``, ``{"memory": "2Gi"}``) of a step
         whose component does not say (``NBPIPE_K8S_DEFAULT_REQUESTS`` / ``NBPIPE_K8S_DEFAULT_LIMITS``
@@ -228,28 +230,22 @@ def encode_job(job: dict[str, Any]) -> str:
     return base64.b64encode(gzip.compress(json.dumps(job, sort_keys=True).encode(), mtime=0)).decode()
 
 
-def packages_hash(packages: list[str]) -> str:
-    return hashlib.sha256("\n".join(sorted(packages)).encode()).hexdigest()[:16]
+def package_cache(settings: PodSettings) -> str:
+    """Where step pods keep installed ``packages``: the cache claim's mount, else the node's tmp."""
+    return settings.package_cache_path if settings.package_cache_claim else "${TMPDIR:-/tmp}/nbpipe-packages"
 
 
 def container_script(job: dict[str, Any], settings: PodSettings) -> str:
-    """The shell the container runs: install ``packages`` (cached), decode the job, run the entrypoint."""
+    """The shell the container runs: decode the job, run the entrypoint.
+
+    A component's ``packages`` are not installed here: the entrypoint checks them against the
+    image and installs only what is lacking, once per requirement set, into the package cache
+    (``NBPIPE_PACKAGE_CACHE``; see :func:`nbpipe.executors.envs.ensure`).
+    """
     lines = ["set -e"]
-    packages = list(job.get("packages") or [])
-    if packages and settings.install_packages:
-        h = packages_hash(packages)
-        base = settings.package_cache_path if settings.package_cache_claim else '"${TMPDIR:-/tmp}/nbpipe-packages"'
-        reqs = " ".join(shlex.quote(p) for p in packages)
-        lines += [
-            f"target={base}/{h}",
-            'if [ ! -f "$target/.complete" ]; then',
-            f'  echo "nbpipe: installing {len(packages)} package(s) for this step: {" ".join(packages)}"',
-            '  tmp="$target.$$"; rm -rf "$tmp"',
-            f'  python -m pip install --quiet --disable-pip-version-check --no-input --target "$tmp" {reqs}',
-            '  touch "$tmp/.complete"; mv -T "$tmp" "$target" 2>/dev/null || rm -rf "$tmp"',
-            "fi",
-            'export PYTHONPATH="$target${PYTHONPATH:+:$PYTHONPATH}"',
-        ]
+    if job.get("packages"):
+        lines.append(f'export NBPIPE_PACKAGE_CACHE="{package_cache(settings)}"' if settings.install_packages
+                     else "export NBPIPE_INSTALL_PACKAGES=0")
     # Decode to a file (coreutils and gzip, in every Debian image: no extra Python start), then exec:
     # the entrypoint becomes PID 1 and gets the kubelet's SIGTERM.
     lines += ['job="${TMPDIR:-/tmp}/nbpipe-job.$$.json"',

@@ -49,7 +49,7 @@ def test_digits_yaml_has_kfp_shape_and_mappings(exported: dict[str, Any]) -> Non
     container = spec["deploymentSpec"]["executors"]["exec-load-data"]["container"]
     assert container["resources"]["resourceCpuLimit"] == "1" and container["resources"]["resourceMemoryLimit"] == "1Gi"
     assert container["image"] == "nbpipe/base:py%d.%d" % sys.version_info[:2]
-    assert "'scikit-learn'" in container["command"][2]
+    assert "'scikit-learn==" in container["command"][2]  # pinned to the kernel's version
     assert container["args"] == ["--executor_input", "{{$}}", "--function_to_execute", "load_data"]
     assert spec["root"]["inputDefinitions"]["parameters"]["C"] == {
         "parameterType": "NUMBER_DOUBLE", "defaultValue": 1.0, "isOptional": True}

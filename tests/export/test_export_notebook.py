@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ def test_export_is_a_normal_package_with_the_pipeline(digits: dict[str, Any]) ->
     assert pkg.parameters == [{"name": "C", "type": "float", "default": 1.0},
                               {"name": "test_size", "type": "float", "default": 0.25}]
     load = pkg.spec["components"]["load_data"]
-    assert load["options"]["packages"] == ["scikit-learn"] and load["options"]["retries"] == 1
+    pinned = f"scikit-learn=={importlib.metadata.version('scikit-learn')}"  # the exporting kernel's version
+    assert load["options"]["packages"] == [pinned] and load["options"]["retries"] == 1
     assert "def load_data(" in load["source"]  # source came through linecache for the synthetic file name
     print(f"export took {digits['seconds']:.1f} s, package {len(digits['data'])} bytes")
 
