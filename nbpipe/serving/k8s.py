@@ -47,6 +47,7 @@ LABEL_ENDPOINT = "nbpipe.io/endpoint"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 CONFIG_ENV = "NBPIPE_ENDPOINT_CONFIG"
 DEFAULT_PORT = 8080
+PATCH = "application/strategic-merge-patch+json"  # the client would send a dict as a JSON patch
 READY_TIMEOUT = float(os.environ.get("NBPIPE_K8S_SERVING_READY_TIMEOUT", "300"))
 
 
@@ -195,7 +196,7 @@ class K8sServing:
             if getattr(exc, "status", None) != 409:
                 raise
             # it exists (a new version, a rollback, or a runner restart): a new config rolls out a new pod
-            apps.patch_namespaced_deployment(res, self.ns, self.deployment(name, config, port))
+            apps.patch_namespaced_deployment(res, self.ns, self.deployment(name, config, port), _content_type=PATCH)
             return
         owner = json.loads(resp.data)
         for create, body in ((core.create_namespaced_secret, self.secret(name, token, owner)),
@@ -206,7 +207,7 @@ class K8sServing:
                 if getattr(exc, "status", None) != 409:
                     raise
         # the pods start once their token Secret exists
-        apps.patch_namespaced_deployment(res, self.ns, {"spec": {"replicas": 1}})
+        apps.patch_namespaced_deployment(res, self.ns, {"spec": {"replicas": 1}}, _content_type=PATCH)
 
     async def apply(self, eps: Any, name: str) -> None:
         """Make the endpoint's Deployment serve the DB's versions; record its state when the server says so."""
