@@ -174,3 +174,59 @@ def test_two_profiles_pods_land_in_their_namespaces_and_a_quota_refusal_fails_th
         for p in pods(ns, ""):
             if p["metadata"]["labels"].get("nbpipe.io/run") in {x.id for x in (*runs.values(), run)}:
                 api.delete_namespaced_pod(p["metadata"]["name"], ns, grace_period_seconds=0)
+
+
+# ------------------------------------------------------------------ the executor in-process, on the API double
+def test_a_profiles_pod_is_started_killed_and_reattached_in_its_namespace(tmp_path: Path) -> None:
+    """On the API double (``make test``): two namespaces; what the rig shows end to end, in-process."""
+    import asyncio
+
+    from nbpipe.stores.local import LocalStore
+
+    from .apiserver import ApiServer
+    from .conftest import NAMESPACE, _api
+    from .test_executor import job_for, nap
+
+    double = ApiServer(tmp_path / "api", namespaces=(NAMESPACE, "ns-team-x")).start()
+    store = LocalStore(str(tmp_path / "store"))
+    path = tmp_path / "users.yaml"
+    path.write_text("profiles:\n  team-x: {namespace: ns-team-x}\n")
+    api = _api(double.write_kubeconfig(tmp_path / "kubeconfig", NAMESPACE))
+
+    def executor() -> KubernetesExecutor:
+        return KubernetesExecutor(api=api, placements=Placements(path), namespace=NAMESPACE)
+
+    def napping(step: str, seconds: float) -> dict[str, Any]:
+        return job_for(nap, store, step=step) | {"profile": "team-x", "inputs": {
+            "seconds": {"kind": "value", "value": seconds}}}
+
+    async def go() -> None:
+        ex = executor()
+        log = tmp_path / "long.log"
+        handle = await ex.start(napping("long", 120), "r1.long.1", str(log), str(tmp_path))
+        ns, _, pod = handle.name.partition("/")
+        assert ns == "ns-team-x" and [p["metadata"]["name"] for p in double.pods("ns-team-x")] == [pod]
+        assert double.pods(NAMESPACE) == []
+        while "napping" not in (log.read_text() if log.exists() else ""):
+            await asyncio.sleep(0.05)
+        await ex.close()  # a runner going away: the pod stays
+        row = {"id": "r1.long.1", "run_id": "r1", "step": "long", "attempt": 1, "executor": "kubernetes",
+               "log_key": str(log)}
+        again = executor()
+        found = await again.reattach(row | {"pod": handle.name})
+        assert found is not None and found.name == handle.name
+        other = executor()
+        old_row = await other.reattach(row | {"pod": pod})  # a row from before it said where: searched
+        assert old_row is not None and old_row.name == handle.name
+        await other.close()
+        await again.kill(found, grace=0)  # a cancel reaches the pod in the profile's namespace
+        status = await asyncio.wait_for(found.done, 60)
+        assert not status.ok and double.pods("ns-team-x") == []
+        short = await again.start(napping("short", 0), "r1.short.1", str(tmp_path / "short.log"), str(tmp_path))
+        assert (await asyncio.wait_for(short.done, 60)).ok and short.name.startswith("ns-team-x/")
+        await again.close()
+
+    try:
+        asyncio.run(go())
+    finally:
+        double.stop()
