@@ -106,6 +106,7 @@ def _parser() -> MagicArgumentParser:
     p.add_argument("pipeline", nargs="?", help="Pipeline name, when the notebook defines several.")
     p.add_argument("-o", "--output", help="Output file (default: next to the notebook).")
     p.add_argument("--format", choices=["nbpipe", "kfp"], default="nbpipe")
+    p.add_argument("--image", help="KFP: the pushed step image to reference instead of nbpipe/base:pyX.Y.")
     p.add_argument("--notebook", help="Notebook path (default: this kernel's notebook).")
     p.add_argument(
         "--from-kernel",
@@ -390,18 +391,18 @@ class NbpipeCommands:
     def cmd_export(self, args: Any) -> None:
         from nbpipe import build_package
         from nbpipe.export import export_notebook
-        from nbpipe.export.kfp import package_to_kfp
+        from nbpipe.export.kfp_image import check_image, image_note, kfp_export
 
         suffix = ".kfp.yaml" if args.format == "kfp" else ".nbpipe"
+        if args.image and args.format != "kfp":
+            raise UsageError("--image is for Kubeflow YAML: add --format kfp.")
+        check_image(args.image)
         if args.from_kernel:
             pipe = self._pipeline(args.pipeline)
             if isinstance(pipe, str):
                 raise UsageError(f"'{pipe}' is already a package file.")
             output = args.output or f"{pipe.name}{suffix}"
-            data = build_package(pipe)
-            payload = package_to_kfp(data).encode() if args.format == "kfp" else data
-            with open(output, "wb") as fh:
-                fh.write(payload)
+            payload = build_package(pipe)
             source = f"pipeline '{pipe.name}' as defined in this kernel"
         else:
             notebook = args.notebook or self._notebook_path()
@@ -411,9 +412,19 @@ class NbpipeCommands:
                     "--from-kernel to package the pipeline defined in this kernel."
                 )
             output = args.output or os.path.splitext(notebook)[0] + suffix
-            payload = export_notebook(notebook, output=output, format=args.format, pipeline=args.pipeline)
+            payload = export_notebook(notebook, pipeline=args.pipeline)
             source = f"{notebook} (saved version; built in a fresh process)"
+        note = ""
+        if args.format == "kfp":
+            payload, images, chosen = kfp_export(payload, args.image)
+            again = " ".join(["%nbpipe export", *([args.pipeline] if args.pipeline else []), "--format kfp",
+                              *(["--from-kernel"] if args.from_kernel else []), "--image {image}"])
+            note = image_note(images, chosen, again)
+        with open(output, "wb") as fh:
+            fh.write(payload)
         print(f"Wrote {output} ({len(payload):,} bytes) from {source}.")
+        if note:
+            print(note)
         if args.format == "nbpipe":
             print(f"Run it anywhere with: nbpipe run {output} --param NAME=VALUE")
 

@@ -70,10 +70,23 @@ export interface NotebookAnalysis {
   python: string[];
 }
 
+/** An image a KFP export references: nbpipe's step image (`default`) or a component's own. */
+export interface KfpImage {
+  image: string;
+  steps: string[];
+  default: boolean;
+  /** The Python minor the image must have (the steps' code loads only there). */
+  python: string;
+}
+
 export interface ExportResult {
   path: string;
   format: 'nbpipe' | 'kfp';
   size: number;
+  /** KFP only: the images the YAML references, the one used instead of the default, and what to do. */
+  images?: KfpImage[];
+  image?: string | null;
+  note?: string;
 }
 
 export type ExportFormat = ExportResult['format'];
@@ -84,7 +97,8 @@ export interface NbpipeApi {
   saveSettings(runnerUrl: string | null, token?: string | null): Promise<RunnerSettings>;
   /** `content`: the notebook's JSON as the editor holds it (else the saved file is read). */
   analyze(path: string, pipeline?: string | null, content?: Record<string, unknown> | null): Promise<NotebookAnalysis>;
-  exportNotebook(path: string, format: ExportFormat, pipeline?: string | null): Promise<ExportResult>;
+  /** `image`: KFP only, the pushed step image to reference instead of nbpipe/base:pyX.Y. */
+  exportNotebook(path: string, format: ExportFormat, pipeline?: string | null, image?: string | null): Promise<ExportResult>;
   runNotebook(
     path: string,
     params: Record<string, JSONValue>,

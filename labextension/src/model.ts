@@ -10,7 +10,7 @@
  * Non-goals: folding events into a run graph (the shared run view does), DOM, JupyterLab APIs.
  */
 
-import type { NbpipeApi, NotebookAnalysis, RunnerSettings, RunnerStatus } from './api';
+import type { KfpImage, NbpipeApi, NotebookAnalysis, RunnerSettings, RunnerStatus } from './api';
 import { RUN_FINAL, RunEvent, RunSnapshot, RunSummary } from './events';
 import { ErrorInfo, errorInfo } from './format';
 import { collectParams, initialRaw, RawValue } from './params';
@@ -37,6 +37,29 @@ export interface PanelState {
   /** The last failed action (run, cancel, export, settings). */
   error: ErrorInfo | null;
   notice: string | null;
+  /** The last KFP export: which images its YAML references and how to build and push them. */
+  kfp: KfpExport | null;
+  /** The step image KFP exports reference instead of nbpipe/base:pyX.Y (empty: the default). */
+  kfpImage: string;
+}
+
+export interface KfpExport {
+  path: string;
+  size: number;
+  images: KfpImage[];
+  /** The image used in place of the default (null: the default). */
+  image: string | null;
+  note: string;
+}
+
+const KFP_IMAGE_KEY = 'nbpipe:kfp-image';
+
+function storedKfpImage(): string {
+  try {
+    return globalThis.localStorage?.getItem(KFP_IMAGE_KEY) ?? '';
+  } catch {
+    return '';
+  }
 }
 
 type Listener<T> = (value: T) => void;
@@ -92,7 +115,9 @@ export class PanelModel {
     status: null,
     settings: null,
     error: null,
-    notice: null
+    notice: null,
+    kfp: null,
+    kfpImage: storedKfpImage()
   };
   private stream: AbortController | null = null;
   private analysisSeq = 0;
@@ -399,9 +424,13 @@ export class PanelModel {
     }
     try {
       const saved = await this.save(path);
-      const result = await this.api.exportNotebook(path, format, this._state.pipeline);
+      const image = format === 'kfp' ? this._state.kfpImage.trim() || null : null;
+      const result = await this.api.exportNotebook(path, format, this._state.pipeline, image);
       const size = `${Math.max(1, Math.round(result.size / 1024))} KB`;
-      this.update({ notice: `${saved ? savedNotice(path, 'exporting') + ' ' : ''}Exported ${result.path} (${size})`, error: null });
+      const kfp: KfpExport | null = format === 'kfp'
+        ? { path: result.path, size: result.size, images: result.images ?? [], image: result.image ?? null, note: result.note ?? '' }
+        : this._state.kfp;
+      this.update({ notice: `${saved ? savedNotice(path, 'exporting') + ' ' : ''}Exported ${result.path} (${size})`, error: null, kfp });
       return result.path;
     } catch (err) {
       const info = errorInfo(err);
@@ -412,6 +441,20 @@ export class PanelModel {
 
   dismissMessages(): void {
     this.update({ error: null, notice: null });
+  }
+
+  /** Remember the pushed step image KFP exports reference (empty: nbpipe/base:pyX.Y), in this browser. */
+  setKfpImage(image: string): void {
+    try {
+      globalThis.localStorage?.setItem(KFP_IMAGE_KEY, image.trim());
+    } catch {
+      // storage refused (private mode): kept for this session only
+    }
+    this.update({ kfpImage: image.trim() });
+  }
+
+  dismissKfp(): void {
+    this.update({ kfp: null });
   }
 
   dispose(): void {

@@ -37,6 +37,9 @@ export class NbpipePanel extends Widget {
   private readonly tokenInput = h('input', { type: 'password', class: 'jp-mod-styled nbp-input', id: 'nbp-runner-token' });
   private readonly settingsNote = h('p', { class: 'nbp-muted nbp-small-text' });
   private readonly messages = h('div', { class: 'nbp-messages', 'aria-live': 'polite' });
+  private readonly kfpBox = h('section', { class: 'nbp-kfp', hidden: true, 'aria-label': 'Kubeflow export' });
+  private readonly kfpImageInput = h('input', { type: 'text', class: 'jp-mod-styled nbp-input nbp-kfp-image', id: 'nbp-kfp-image' });
+  private kfpKey = '';
   private readonly notebookBox = h('div', { class: 'nbp-notebook' });
   private readonly formBox = h('div', { class: 'nbp-form' });
   private readonly runButton: HTMLButtonElement;
@@ -115,7 +118,14 @@ export class NbpipePanel extends Widget {
       sectionHeader('Runs', button('All runs ↗', () => this.options.openRuns?.(), { class: 'nbp-small nbp-open-runs', title: 'Every run, live: filter, search, compare' }), button('↻', () => void this.model.refreshRuns(), { class: 'nbp-icon-button', title: 'Refresh the run list', 'aria-label': 'Refresh runs' })),
       this.runsBox
     );
-    this.node.append(header, this.settingsBox, this.messages, this.pipelineSection, this.runSection, runsSection);
+    this.kfpImageInput.addEventListener('change', () => this.model.setKfpImage(this.kfpImageInput.value));
+    this.kfpImageInput.addEventListener('keydown', ev => {
+      if (ev.key === 'Enter') {
+        this.model.setKfpImage(this.kfpImageInput.value);
+        void this.exportAs('kfp');
+      }
+    });
+    this.node.append(header, this.settingsBox, this.messages, this.kfpBox, this.pipelineSection, this.runSection, runsSection);
 
     this.view = createRunView(this.runHost, {
       loadLogs: (step, attempt) => this.model.loadLogs(step, attempt),
@@ -231,6 +241,49 @@ export class NbpipePanel extends Widget {
       );
     }
     this.messages.replaceChildren(...children);
+    this.renderKfp(state);
+  }
+
+  /** After Export KFP: the images the YAML references, how to build and push them, and the image to use. */
+  private renderKfp(state: PanelState): void {
+    const kfp = state.kfp;
+    if (document.activeElement !== this.kfpImageInput) {
+      this.kfpImageInput.value = state.kfpImage;
+    }
+    const key = JSON.stringify(kfp);
+    if (key === this.kfpKey) {
+      return;
+    }
+    this.kfpKey = key;
+    this.kfpBox.hidden = !kfp;
+    if (!kfp) {
+      this.kfpBox.replaceChildren();
+      return;
+    }
+    const python = kfp.images.find(i => i.default)?.python ?? '';
+    this.kfpImageInput.placeholder = `REGISTRY/nbpipe-base:py${python || '3.x'} (empty: nbpipe/base)`;
+    this.kfpBox.replaceChildren(
+      h(
+        'div',
+        { class: 'nbp-kfp-head' },
+        h('span', { class: 'nbp-kfp-title', text: `Kubeflow YAML · ${kfp.path.split('/').pop()}` }),
+        dismiss(() => this.model.dismissKfp())
+      ),
+      h('ul', { class: 'nbp-kfp-images' }, ...kfp.images.map(i => h('li', { class: 'nbp-kfp-ref', 'data-default': String(i.default) }, h('code', { text: i.image }), ` · ${i.steps.length} step${i.steps.length === 1 ? '' : 's'} · Python ${i.python}`))),
+      // The note's indented lines are commands (copyable, in code font); the rest is prose.
+      h('div', { class: 'nbp-kfp-note' }, ...kfp.note.split('\n').map(line => (line.startsWith('  ') ? h('pre', { class: 'nbp-kfp-cmd', text: line.trim() }) : h('p', { text: line })))),
+      h('label', { for: 'nbp-kfp-image', class: 'nbp-param-label', text: 'KFP image (pushed)' }),
+      this.kfpImageInput,
+      h(
+        'div',
+        { class: 'nbp-actions' },
+        button('Export KFP again', () => {
+          this.model.setKfpImage(this.kfpImageInput.value);
+          void this.exportAs('kfp');
+        }, { class: 'nbp-small nbp-kfp-again', title: 'Write the YAML again, referencing the image above' }),
+        button('Open YAML', () => this.options.openFile(kfp.path), { class: 'nbp-small' })
+      )
+    );
   }
 
   private renderNotebook(state: PanelState): void {

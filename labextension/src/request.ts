@@ -130,8 +130,8 @@ export class ServerApi implements NbpipeApi, DashboardApi {
     return this.json('notebook/analyze', post({ path, pipeline: pipeline ?? null, ...(content ? { content } : {}) }));
   }
 
-  exportNotebook(path: string, format: ExportFormat, pipeline?: string | null): Promise<ExportResult> {
-    return this.json('notebook/export', post({ path, format, pipeline: pipeline ?? null }));
+  exportNotebook(path: string, format: ExportFormat, pipeline?: string | null, image?: string | null): Promise<ExportResult> {
+    return this.json('notebook/export', post({ path, format, pipeline: pipeline ?? null, image: image || null }));
   }
 
   runNotebook(path: string, params: Record<string, JSONValue>, pipeline?: string | null): Promise<RunSnapshot> {

@@ -40,19 +40,20 @@ def plan_export(path: str | os.PathLike[str], pipeline: str | None = None,
 
 
 def build_program(program: Program, cwd: str | os.PathLike[str], format: str = "nbpipe",
-                  python: str | None = None) -> bytes:
-    """Build a planned :class:`Program` in a fresh process (in ``cwd``, the notebook's folder)."""
+                  python: str | None = None, image: str | None = None) -> bytes:
+    """Build a planned :class:`Program` in a fresh process (in ``cwd``, the notebook's folder);
+    ``image``: the KFP step image in place of nbpipe's default (see :mod:`.kfp_image`)."""
     if format not in FORMATS:
         raise ExportError(f"Unknown export format {format!r}", hint=f"Use one of: {', '.join(FORMATS)}.")
     from .builder import build_in_fresh_process
 
     data = build_in_fresh_process(program, cwd=cwd, python=python)
-    return package_to_kfp(data).encode("utf-8") if format == "kfp" else data
+    return package_to_kfp(data, image).encode("utf-8") if format == "kfp" else data
 
 
 def export_notebook(path: str | os.PathLike[str], output: str | os.PathLike[str] | None = None,
                     format: str = "nbpipe", pipeline: str | None = None, python: str | None = None,
-                    content: dict[str, Any] | None = None) -> bytes:
+                    content: dict[str, Any] | None = None, image: str | None = None) -> bytes:
     """Export a notebook's pipeline, built in a fresh process from the cells that define it.
 
     Parameters
@@ -70,6 +71,9 @@ def export_notebook(path: str | os.PathLike[str], output: str | os.PathLike[str]
         Interpreter for the build (default: this one). Payloads load only on its Python minor version.
     content : dict, optional
         The notebook's JSON to export instead of the file's (``path`` still names its folder).
+    image : str, optional
+        KFP only: the step image the YAML references in place of nbpipe's ``nbpipe/base:pyX.Y``
+        (default ``$NBPIPE_KFP_IMAGE``); components with their own ``base_image`` keep it.
 
     Returns
     -------
@@ -85,7 +89,7 @@ def export_notebook(path: str | os.PathLike[str], output: str | os.PathLike[str]
     if format not in FORMATS:
         raise ExportError(f"Unknown export format {format!r}", hint=f"Use one of: {', '.join(FORMATS)}.")
     program = plan_export(path, pipeline, content)
-    data = build_program(program, Path(path).resolve().parent, format, python)
+    data = build_program(program, Path(path).resolve().parent, format, python, image)
     if output is not None:
         Path(output).write_bytes(data)
     return data

@@ -27,6 +27,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--format", choices=("nbpipe", "kfp"), default="nbpipe",
                    help="nbpipe package (default) or Kubeflow Pipelines v2 YAML.")
     p.add_argument("--pipeline", help="Which pipeline, when the notebook defines several.")
+    p.add_argument("--image", metavar="REF",
+                   help="KFP: the step image the YAML references instead of nbpipe/base:pyX.Y, once you have "
+                        "built and pushed it (default: $NBPIPE_KFP_IMAGE). Components with their own "
+                        "base_image keep it.")
     p.add_argument("--plan", action="store_true", help="Only show which cells would be kept; run nothing.")
     p.set_defaults(func=export_command)
     q = subparsers.add_parser("inspect", help="Show a package's DAG, parameters and components (never unpickles).")
@@ -61,10 +65,26 @@ def export_command(args: argparse.Namespace) -> int:
         suffix = ".yaml" if args.format == "kfp" else ".nbpipe"
         output = Path(args.output) if args.output else Path(args.notebook).with_suffix(suffix)
         start = time.monotonic()
-        data = export_notebook(args.notebook, output, format=args.format, pipeline=args.pipeline)
+        if args.format != "kfp":
+            if args.image:
+                raise NbpipeError("--image is for KFP YAML", hint="Add --format kfp, or leave --image out.")
+            data = export_notebook(args.notebook, output, format=args.format, pipeline=args.pipeline)
+            note = ""
+        else:
+            from .kfp_image import check_image, image_note, kfp_export
+
+            check_image(args.image)  # before the build, not after it
+            data, images, chosen = kfp_export(export_notebook(args.notebook, pipeline=args.pipeline), args.image)
+            output.write_bytes(data)
+            again = (f"nbpipe export {args.notebook} --format kfp"
+                     + (f" -o {args.output}" if args.output else "")
+                     + (f" --pipeline {args.pipeline}" if args.pipeline else "") + " --image {image}")
+            note = image_note(images, chosen, again)
     except NbpipeError as exc:
         return _fail(exc)
     print(f"Wrote {output} ({len(data):,} bytes) in {time.monotonic() - start:.1f} s")
+    if note:
+        print(note)
     return 0
 
 

@@ -32,6 +32,7 @@ from ..package import Package, read_package
 from ..signature import base_type
 from .errors import ExportError
 from .kfp_flow import Layout
+from .kfp_image import IMAGE_ENV, check_image, is_default_image
 
 SCHEMA_VERSION = "2.1.0"
 KFP_REQUIREMENT = "kfp>=2,<3"
@@ -239,7 +240,8 @@ def _installed(dist: str) -> str:
     return version(dist)
 
 
-def _executor(pkg: Package, comp: dict[str, Any], options: dict[str, Any], func: str, program: str) -> dict[str, Any]:
+def _executor(pkg: Package, comp: dict[str, Any], options: dict[str, Any], func: str, program: str,
+              image: str | None = None) -> dict[str, Any]:
     # The payload loads with the cloudpickle that made it; dill as installed here (both locked in
     # requirements.lock, like the base image's; tests/test_reproducible.py checks they agree).
     base = [KFP_REQUIREMENT, f"cloudpickle=={comp.get('cloudpickle') or _installed('cloudpickle')}"]
@@ -250,7 +252,7 @@ def _executor(pkg: Package, comp: dict[str, Any], options: dict[str, Any], func:
            + " ".join(_quote(p) for p in packages) + " && ") if packages else ""
     install = _INSTALL.format(base=" ".join(_quote(b) for b in base), packages=pip)
     container: dict[str, Any] = {
-        "image": comp["image"],
+        "image": image if image and is_default_image(comp) else comp["image"],
         "command": ["sh", "-c", install, "sh", "-ec", _PROGRAM, program],
         "args": ["--executor_input", "{{$}}", "--function_to_execute", func],
     }
@@ -287,8 +289,11 @@ def _program(pkg: Package, comp: dict[str, Any], func: str, wrapper: str, step: 
             + f"_NBPIPE_PAYLOAD = {payload!r}\n\n" + wrapper)
 
 
-def package_to_spec(source: bytes | str | os.PathLike[str] | Package) -> dict[str, Any]:
-    """The KFP PipelineSpec (as a dict) for a package; :func:`package_to_kfp` writes it as YAML."""
+def package_to_spec(source: bytes | str | os.PathLike[str] | Package, image: str | None = None) -> dict[str, Any]:
+    """The KFP PipelineSpec (as a dict) for a package; :func:`package_to_kfp` writes it as YAML.
+
+    ``image`` replaces nbpipe's default step image (``nbpipe/base:pyX.Y``) of every component
+    that did not choose its own (``component(base_image=...)``)."""
     from .. import __version__
 
     pkg = source if isinstance(source, Package) else read_package(source)
@@ -321,7 +326,7 @@ def package_to_spec(source: bytes | str | os.PathLike[str] | Package) -> dict[st
             if outs:
                 entry["outputDefinitions"] = outs
             exec_key[ident] = entry
-            executors[f"exec-{name}"] = _executor(pkg, comp, opts, func, program)
+            executors[f"exec-{name}"] = _executor(pkg, comp, opts, func, program, image)
         # One component per task, as kfp.compiler writes (kfp.local names task folders after it).
         name = task_of[s["name"]]
         components[f"comp-{name}"] = copy.deepcopy(exec_key[ident])  # no YAML anchors
@@ -353,8 +358,11 @@ def package_to_spec(source: bytes | str | os.PathLike[str] | Package) -> dict[st
             "root": root, "schemaVersion": SCHEMA_VERSION, "sdkVersion": f"nbpipe-{__version__}"}
 
 
-def package_to_kfp(source: bytes | str | os.PathLike[str] | Package) -> str:
+def package_to_kfp(source: bytes | str | os.PathLike[str] | Package, image: str | None = None) -> str:
     """Kubeflow Pipelines v2 YAML for a package (bytes, path or :class:`~nbpipe.package.Package`).
+
+    ``image``: the step image to reference instead of nbpipe's default ``nbpipe/base:pyX.Y``
+    (default: ``$NBPIPE_KFP_IMAGE``; see :mod:`nbpipe.export.kfp_image` for how to build and push it).
 
     Raises
     ------
@@ -368,7 +376,7 @@ def package_to_kfp(source: bytes | str | os.PathLike[str] | Package) -> str:
     except ImportError:  # pragma: no cover - PyYAML comes with jupyter_server
         raise ExportError("Writing KFP YAML needs PyYAML", hint="pip install pyyaml") from None
     pkg = source if isinstance(source, Package) else read_package(source)
-    spec = package_to_spec(pkg)
+    spec = package_to_spec(pkg, check_image(image or os.environ.get(IMAGE_ENV) or None))
     header = (f"# PIPELINE DEFINITION\n# Name: {spec['pipelineInfo']['name']}\n"
               f"# Exported by nbpipe from package sha256:{pkg.digest}\n")
     return header + yaml.safe_dump(spec, sort_keys=True, allow_unicode=True)

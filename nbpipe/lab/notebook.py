@@ -159,27 +159,43 @@ class AnalyzeHandler(NotebookHandler):
 
 
 class ExportHandler(NotebookHandler):
-    """``POST /notebook/export`` ``{path, format, pipeline?}``: write the package (or KFP YAML) beside it."""
+    """``POST /notebook/export`` ``{path, format, pipeline?, image?}``: write the package (or KFP
+    YAML) beside it. KFP answers also say which images the YAML references and how to build and
+    push them (``images``, ``image``, ``note``); ``image`` replaces nbpipe's default step image."""
 
     @tornado.web.authenticated
     async def post(self) -> None:
         from ..export import export_notebook
+        from ..export.kfp_image import check_image, image_note, kfp_export
         from ..package import SUFFIX
 
+        extra: dict[str, Any] = {}
         try:
             body = self.json_body()
             path = self.notebook_path(body)
             fmt = body.get("format", "nbpipe")
             if fmt not in ("nbpipe", "kfp"):
                 raise NbpipeError(f"Unknown export format {fmt!r}", hint="Use 'nbpipe' or 'kfp'.")
+            image = body.get("image") or None
+            if image is not None and not isinstance(image, str):
+                raise NbpipeError("image must be a container image reference (a string)")
+            check_image(image)
             out = path.with_suffix(SUFFIX if fmt == "nbpipe" else ".kfp.yaml")
             pipeline = self.pipeline_name(body)
-            data = await self.blocking(lambda: export_notebook(path, out, format=fmt, pipeline=pipeline))
+            if fmt == "nbpipe":
+                data = await self.blocking(lambda: export_notebook(path, out, format=fmt, pipeline=pipeline))
+            else:
+                package = await self.blocking(_PACKAGES.export, path, pipeline)
+                data, images, chosen = await self.blocking(kfp_export, package, image)
+                out.write_bytes(data)
+                extra = {"images": images, "image": chosen,
+                         "note": image_note(images, chosen, "enter {image} as the KFP image below and Export KFP again.",
+                                           command=False)}
         except NbpipeError as exc:
             self.send_nbpipe_error(exc)
             return
         root = Path(os.path.realpath(self.contents_manager.root_dir))
-        self.finish({"path": out.relative_to(root).as_posix(), "format": fmt, "size": len(data)})
+        self.finish({"path": out.relative_to(root).as_posix(), "format": fmt, "size": len(data), **extra})
 
 
 class RunNotebookHandler(NotebookHandler):

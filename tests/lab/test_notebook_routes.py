@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,17 @@ async def test_export_writes_package_and_kfp_yaml_beside_the_notebook(api: Any, 
     assert code == 200, body
     yaml_text = (notebooks / "tiny.kfp.yaml").read_text()
     assert "pipelineInfo" in yaml_text and "make" in yaml_text
+    # The panel says which image the YAML references and how to build, push and use it.
+    py = "%d.%d" % sys.version_info[:2]
+    assert body["image"] is None
+    assert body["images"] == [{"image": f"nbpipe/base:py{py}", "steps": ["make", "total"], "default": True, "python": py}]
+    assert f"docker push REGISTRY/nbpipe-base:py{py}" in body["note"]
+    assert f"enter REGISTRY/nbpipe-base:py{py} as the KFP image below" in body["note"]
+    code, body = await api("notebook/export", "POST", {"path": "tiny.ipynb", "format": "kfp", "image": "ghcr.io/me/b:1"})
+    assert code == 200 and body["image"] == "ghcr.io/me/b:1" and body["images"][0]["image"] == "ghcr.io/me/b:1"
+    assert "image: ghcr.io/me/b:1" in (notebooks / "tiny.kfp.yaml").read_text() and "docker push" not in body["note"]
+    code, body = await api("notebook/export", "POST", {"path": "tiny.ipynb", "format": "kfp", "image": "a b"})
+    assert code == 422 and "not a container image reference" in body["message"]
     code, body = await api("notebook/export", "POST", {"path": "tiny.ipynb", "format": "zip"})
     assert code == 400 and "Unknown export format 'zip'" in body["message"]
 
