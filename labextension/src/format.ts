@@ -60,9 +60,14 @@ export function formatParams(params: Record<string, JSONValue>, limit = 24): str
     .join(', ');
 }
 
-/** The notebook a run came from (the label the panel sets), or the pipeline name. */
+/** The notebook a run came from: the label the panel sets, or the one a kernel's run carries. */
+export function runNotebook(run: Pick<RunSummary, 'labels'>): string | undefined {
+  return run.labels?.notebook ?? run.labels?.kernel_notebook;
+}
+
+/** The notebook a run came from (its file name), or the pipeline name. */
 export function runSource(run: Pick<RunSummary, 'labels' | 'pipeline'>): string {
-  const notebook = run.labels?.notebook;
+  const notebook = runNotebook(run);
   return notebook ? notebook.split('/').pop() ?? notebook : run.pipeline;
 }
 

@@ -12,7 +12,7 @@ import { Widget } from '@lumino/widgets';
 import type { FacetValue, RunFilters } from './dashboard_api';
 import { button, h } from './dom';
 import { RUN_FINAL, RUN_STATES, RunSummary, STEP_STATES } from './events';
-import { formatAgo, formatDuration, formatParams, runSource } from './format';
+import { formatAgo, formatDuration, formatParams, runNotebook, runSource } from './format';
 import { nbpipeIcon } from './icons';
 import { liveDuration, MAX_COMPARE, pageLabel, RunListModel, RunListState } from './runsmodel';
 
@@ -190,7 +190,7 @@ export class RunsPage extends Widget {
       h('td', { class: 'nbp-col-name' }, open),
       h('td', {}, h('span', { class: `nbp-state-badge nbp-state-${run.state}` }, h('span', { 'aria-hidden': 'true', text: ICONS[run.state] ?? '○' }), ` ${run.state}`)),
       h('td', { class: 'nbp-col-steps' }, stepBar(run)),
-      h('td', { class: 'nbp-col-source', title: run.labels?.notebook ?? run.pipeline, text: runSource(run) }),
+      h('td', { class: 'nbp-col-source', title: runNotebook(run) ?? run.pipeline, text: runSource(run) }),
       h('td', { text: run.experiment }),
       h('td', { class: 'nbp-col-params', title: formatParams(run.params, 400), text: formatParams(run.params, 16) }),
       h('td', { class: 'nbp-num', title: new Date(run.created_at * 1000).toLocaleString(), text: formatAgo(run.created_at, now) }),

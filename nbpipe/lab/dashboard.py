@@ -15,6 +15,7 @@ runner's address or token. Non-goals: state of its own; charts (the panel draws 
 from __future__ import annotations
 
 import json
+import os
 import re
 from typing import Any
 from urllib.parse import quote
@@ -53,13 +54,41 @@ class DashboardRunsHandler(NbpipeHandler):
             return
         if self.get_query_argument("facets", "") in ("1", "true"):
             params["facets"] = "true"
+        if "notebook" in params:  # runs a kernel submitted name the notebook by its absolute path
+            params["kernel_notebook"] = self._absolute(params["notebook"])
         try:
             client = await self.blocking(self.connection.client)
             body = await self.blocking(lambda: client._request("GET", "/api/v1/dashboard/runs", params=params).json())
         except NbpipeError as exc:
             self.send_nbpipe_error(exc)
             return
+        if isinstance(body.get("facets"), dict):
+            body["facets"]["notebooks"] = self._merge_notebooks(body["facets"])
         self.finish(body)
+
+    def _root(self) -> str:
+        return os.path.realpath(self.contents_manager.root_dir)
+
+    def _absolute(self, rel: str) -> list[str]:
+        """The paths a kernel of the notebook ``rel`` (relative to the Jupyter root) labels its runs with."""
+        root = str(self.contents_manager.root_dir)
+        joined = os.path.normpath(os.path.join(root, rel.lstrip("/")))
+        return list(dict.fromkeys([joined, os.path.join(self._root(), os.path.relpath(joined, root))]))
+
+    def _merge_notebooks(self, facets: dict[str, Any]) -> list[dict[str, Any]]:
+        """The notebook filter's values: panel runs' notebooks and kernel runs' notebooks under this
+        server's root (as root-relative paths), counted together, most runs first."""
+        counts: dict[str, int] = {}
+        for v in facets.get("notebooks") or []:
+            counts[v["value"]] = counts.get(v["value"], 0) + int(v["runs"])
+        root = self._root()
+        for v in facets.pop("kernel_notebooks", None) or []:
+            real = os.path.realpath(v["value"])
+            if not real.endswith(".ipynb") or os.path.commonpath([root, real]) != root:
+                continue
+            rel = os.path.relpath(real, root).replace(os.sep, "/")
+            counts[rel] = counts.get(rel, 0) + int(v["runs"])
+        return [{"value": k, "runs": n} for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
 class DashboardEventsHandler(NbpipeHandler):

@@ -3,7 +3,10 @@
 ``GET /api/v1/dashboard/runs`` (:func:`run_query_router`) answers one page of run summaries
 (the same rows as ``GET /api/v1/runs``, with step counts), the number of runs that match, the
 values each filter can take (experiments, pipelines, notebooks, states) and the id of the last
-event, so a live list can follow ``/api/v1/events`` from exactly there. Everything is done by the
+event, so a live list can follow ``/api/v1/events`` from exactly there. A run names its notebook
+with the label ``notebook`` (the Lab panel: a path under the Jupyter root) or ``kernel_notebook``
+(``%nbpipe run`` / ``nbpipe.run`` in a kernel: an absolute path); the notebook filter matches
+either, so a notebook's runs are found whichever way they were submitted. Everything is done by the
 database with its indexes, so a page stays fast with tens of thousands of runs.
 
 Non-goals: sorting by anything but creation time; full-text search (a substring match on id,
@@ -31,7 +34,7 @@ def _label(engine: sa.Engine, key: str) -> Any:
 
 
 def _conditions(engine: sa.Engine, experiment: str | None, pipeline: str | None, state: str | None,
-                notebook: str | None, q: str | None) -> list[Any]:
+                notebook: str | None, q: str | None, kernel_notebook: list[str] | None = None) -> list[Any]:
     where: list[Any] = profiles.clauses(db.runs.c.profile)  # the caller's profiles only
     if experiment:
         where.append(db.runs.c.experiment == experiment)
@@ -43,8 +46,12 @@ def _conditions(engine: sa.Engine, experiment: str | None, pipeline: str | None,
         if bad:
             raise NbpipeError(f"Unknown run state {bad[0]!r}", hint=f"Use one of: {', '.join(STATES)}.")
         where.append(db.runs.c.state.in_(states))
-    if notebook:
-        where.append(_label(engine, "notebook") == notebook)
+    if notebook or kernel_notebook:
+        # The panel's label, or a kernel's absolute path: the notebook given as such, or the
+        # absolute paths the caller knows it by (the Lab server joins its root and the path).
+        paths = [p for p in [notebook, *(kernel_notebook or [])] if p]
+        where.append(sa.or_(*([_label(engine, "notebook") == notebook] if notebook else []),
+                            _label(engine, "kernel_notebook").in_(paths)))
     if q and q.strip():
         pattern = "%" + q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         cols = [db.runs.c.id, db.runs.c.name, db.runs.c.pipeline, db.runs.c.experiment, db.runs.c.labels]
@@ -54,11 +61,15 @@ def _conditions(engine: sa.Engine, experiment: str | None, pipeline: str | None,
 
 def query_runs(engine: sa.Engine, *, experiment: str | None = None, pipeline: str | None = None,
                state: str | None = None, notebook: str | None = None, q: str | None = None,
-               limit: int = 50, offset: int = 0, facets: bool = False) -> dict[str, Any]:
-    """One page of runs (newest first) matching the filters, with ``total`` and optional facets."""
+               limit: int = 50, offset: int = 0, facets: bool = False,
+               kernel_notebook: list[str] | None = None) -> dict[str, Any]:
+    """One page of runs (newest first) matching the filters, with ``total`` and optional facets.
+
+    ``notebook`` matches the ``notebook`` label, or a ``kernel_notebook`` label equal to it or to
+    one of ``kernel_notebook`` (absolute paths of the same notebook)."""
     limit = max(1, min(int(limit), MAX_LIMIT))
     offset = max(0, int(offset))
-    where = _conditions(engine, experiment, pipeline, state, notebook, q)
+    where = _conditions(engine, experiment, pipeline, state, notebook, q, kernel_notebook)
     ids_q = sa.select(db.runs.c.id).where(*where).order_by(db.runs.c.created_at.desc()).limit(limit).offset(offset)
     with engine.connect() as conn:
         total = conn.execute(sa.select(sa.func.count()).select_from(db.runs).where(*where)).scalar() or 0
@@ -106,7 +117,8 @@ def _facets(engine: sa.Engine, conn: sa.Connection) -> dict[str, Any]:
     for v in grouped(db.runs.c.state):
         states[v["value"]] = v["runs"]
     return {"experiments": grouped(db.runs.c.experiment), "pipelines": grouped(db.runs.c.pipeline),
-            "notebooks": grouped(_label(engine, "notebook")), "states": states}
+            "notebooks": grouped(_label(engine, "notebook")),
+            "kernel_notebooks": grouped(_label(engine, "kernel_notebook")), "states": states}
 
 
 def run_query_router(engine: Callable[[], sa.Engine], error: Callable[[int, Any], Any]) -> Any:
@@ -124,11 +136,14 @@ def run_query_router(engine: Callable[[], sa.Engine], error: Callable[[int, Any]
                              state: str | None = Query(None, description="one state or several, comma-separated"),
                              notebook: str | None = None, q: str | None = Query(None, max_length=200),
                              limit: int = Query(50, ge=1, le=MAX_LIMIT), offset: int = Query(0, ge=0, le=2**53),
-                             facets: bool = False) -> Any:
+                             facets: bool = False,
+                             kernel_notebook: list[str] = Query(
+                                 [], max_length=4,
+                                 description="absolute paths of the notebook: runs submitted from its kernel")) -> Any:
         try:
             return await asyncio.to_thread(query_runs, engine(), experiment=experiment, pipeline=pipeline,
                                            state=state, notebook=notebook, q=q, limit=limit, offset=offset,
-                                           facets=facets)
+                                           facets=facets, kernel_notebook=kernel_notebook)
         except NbpipeError as exc:
             return error(400, exc)
 

@@ -64,11 +64,12 @@ def pipes(tmp_path: Path, nbpipe_home: Path) -> Any:
 
 
 async def submit(pipe: Any, params: dict[str, Any], experiment: str = "Default", notebook: str | None = None,
-                 wait: bool = True) -> dict[str, Any]:
+                 wait: bool = True, labels: dict[str, str] | None = None) -> dict[str, Any]:
     from nbpipe import Client
 
     def go() -> dict[str, Any]:
-        run = Client().submit(pipe, params, experiment=experiment, labels={"notebook": notebook} if notebook else None)
+        run = Client().submit(pipe, params, experiment=experiment,
+                              labels=labels or ({"notebook": notebook} if notebook else None))
         return run.wait(timeout=300, raise_on_failure=False).snapshot() if wait else run.snapshot()
 
     return await asyncio.to_thread(go)
@@ -84,7 +85,7 @@ async def test_dashboard_routes_refuse_requests_without_a_token(jp_fetch: Any, p
     assert info.value.code in (401, 403)
 
 
-async def test_runs_page_filters_searches_and_pages(api: Any, pipes: Any) -> None:
+async def test_runs_page_filters_searches_and_pages(api: Any, pipes: Any, jp_root_dir: Path) -> None:
     a = await submit(pipes.dash_demo, {"threshold": 0.0}, "exp-a", "work/alpha.ipynb")
     b = await submit(pipes.dash_demo, {"threshold": 1.0}, "exp-a", "work/beta.ipynb")
     c = await submit(pipes.dash_demo, {"threshold": 2.0}, "exp-b", "work/alpha.ipynb")
@@ -115,6 +116,21 @@ async def test_runs_page_filters_searches_and_pages(api: Any, pipes: Any) -> Non
     assert page["total"] == 0
     _, page = await api("dashboard/runs", limit="2", offset="2")
     assert [r["id"] for r in page["runs"]] == [a["id"]] and page["total"] == 3 and page["offset"] == 2
+
+    # A run submitted from the notebook's kernel (%nbpipe run / nbpipe.run) names it by its absolute
+    # path; the notebook filter and its facet count it with the panel's runs of that notebook.
+    (jp_root_dir / "work").mkdir(exist_ok=True)
+    k = await submit(pipes.dash_demo, {"threshold": 3.0}, "exp-b",
+                     labels={"kernel_notebook": str(jp_root_dir / "work" / "alpha.ipynb")})
+    outside = await submit(pipes.dash_demo, {"threshold": 4.0}, "exp-b",
+                           labels={"kernel_notebook": "/elsewhere/work/alpha.ipynb"})
+    _, page = await api("dashboard/runs", notebook="work/alpha.ipynb", facets="1")
+    assert [r["id"] for r in page["runs"]] == [k["id"], c["id"], a["id"]] and page["total"] == 3
+    assert {v["value"]: v["runs"] for v in page["facets"]["notebooks"]} == {"work/alpha.ipynb": 3, "work/beta.ipynb": 1}
+    assert "kernel_notebooks" not in page["facets"]
+    _, page = await api("dashboard/runs", notebook="work/beta.ipynb")
+    assert [r["id"] for r in page["runs"]] == [b["id"]]
+    assert outside["id"] not in [r["id"] for r in (await api("dashboard/runs", notebook="work/alpha.ipynb"))[1]["runs"]]
 
     code, err = await api("dashboard/runs", state="done")
     assert code == 400 and "Unknown run state 'done'" in err["message"] and "succeeded" in err["message"]
