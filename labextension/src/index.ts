@@ -16,6 +16,7 @@ import { endpointsPlugin } from './endpoints';
 import { NotebookContent, PanelModel } from './model';
 import { NbpipePanel } from './panel';
 import { ServerApi } from './request';
+import { snapshotPlugin } from './snapshot';
 
 /** The nbpipe sidebar panel, for plugins that want to drive it. */
 export const INbpipePanel = new Token<NbpipePanel>('nbpipe:INbpipePanel', 'The nbpipe sidebar panel.');
@@ -116,4 +117,4 @@ const commandsPlugin: JupyterFrontEndPlugin<void> = {
     addCommands(app, panel, tracker, palette)
 };
 
-export default [panelPlugin, commandsPlugin, dashboardPlugin, endpointsPlugin];
+export default [panelPlugin, commandsPlugin, dashboardPlugin, endpointsPlugin, snapshotPlugin];

@@ -1,0 +1,286 @@
+/**
+ * Saved run graphs in notebooks: `nbpipe:snapshot` renders the outputs of nbpipe's `RunView`.
+ *
+ * A RunView output carries the widget view, an SVG snapshot of the run's last state and
+ * `application/vnd.nbpipe.run-snapshot+json` ({run_id, view, state}). This renderer ranks above
+ * the widget renderer (-10), so Lab picks it for those outputs; it shows the live widget while its
+ * model exists (it hosts Lab's own widget renderer) and the snapshot otherwise — after a kernel
+ * restart or in a fresh session, where the widget renderer alone says "model not found". A button
+ * re-connects the snapshot live: the kernel makes a new RunView of the run (nbpipe.widgets.run_view
+ * .reconnect) and this output shows it, without touching the notebook.
+ *
+ * The snapshot is shown as an <img> (no script in it can run), so the renderer is safe for
+ * untrusted notebooks; an untrusted output shows only the snapshot until the user re-connects.
+ * The kernel updates the snapshot when the run changes state (update_display_data with the
+ * output's display id); Lab routes such a message to no cell once the cell finished, so this
+ * renderer applies it to its output model itself.
+ *
+ * Non-goals: drawing graphs (the kernel draws the SVG, run_view.js the live view), saving files.
+ */
+
+import type { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import type { IRenderMime } from '@jupyterlab/rendermime-interfaces';
+import type { Kernel, KernelMessage } from '@jupyterlab/services';
+import { Widget } from '@lumino/widgets';
+
+export const SNAPSHOT_MIME = 'application/vnd.nbpipe.run-snapshot+json';
+const WIDGET_MIME = 'application/vnd.jupyter.widget-view+json';
+const SVG_MIME = 'image/svg+xml';
+const RANK = -20; // before the widget renderer (-10): Lab asks us first for RunView outputs
+const SAFE_ID = /^[A-Za-z0-9._:-]{1,200}$/;
+
+interface SnapshotInfo {
+  run_id?: string;
+  view?: string;
+  state?: string;
+  name?: string;
+}
+
+/** The Python that makes a live RunView of `runId` in the kernel and evaluates to its model id. */
+export function reconnectExpression(runId: string, view: string): string {
+  if (!SAFE_ID.test(runId) || (view !== '' && !SAFE_ID.test(view))) {
+    throw new Error(`Not an nbpipe run id: ${JSON.stringify(runId)}`);
+  }
+  return `__import__('nbpipe.widgets.run_view', fromlist=['reconnect']).reconnect(${JSON.stringify(runId)}, ${JSON.stringify(view)})`;
+}
+
+/** `'abc'` (a Python repr of a str, as user_expressions return it) → `abc`. */
+export function unrepr(text: string): string {
+  const m = /^'(.*)'$|^"(.*)"$/s.exec(text.trim());
+  return m ? (m[1] ?? m[2]) : text.trim();
+}
+
+function el<K extends keyof HTMLElementTagNameMap>(tag: K, style: string, text = ''): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag);
+  node.setAttribute('style', style);
+  node.textContent = text;
+  return node;
+}
+
+/** Renders one RunView output: the live widget when its model exists, else the snapshot. */
+export class SnapshotRenderer extends Widget implements IRenderMime.IRenderer {
+  constructor(private readonly findPanel: (node: HTMLElement) => NotebookPanel | null) {
+    super();
+    this.addClass('nbpipe-snapshot-output');
+    this.snap = el('div', 'display:block');
+    this.snap.className = 'nbpipe-snapshot';
+    const bar = el('div', 'display:flex;align-items:center;gap:8px;margin:2px 0 4px;font-size:var(--jp-ui-font-size1,12px);color:var(--jp-ui-font-color2,#555)');
+    this.note = el('span', 'flex:1 1 auto');
+    this.button = el('button', 'cursor:pointer;font:inherit;padding:1px 8px;border:1px solid var(--jp-border-color1,#bbb);border-radius:3px;background:var(--jp-layout-color1,#fff);color:var(--jp-ui-font-color1,#222)', '↻ Re-connect live');
+    this.button.className = 'nbpipe-snapshot-reconnect';
+    this.button.title = 'Follow this run live again (runs nbpipe.attach in the kernel)';
+    this.button.addEventListener('click', () => void this.reconnect());
+    bar.append(this.note, this.button);
+    this.img = el('img', 'max-width:100%;height:auto;display:block');
+    this.img.className = 'nbpipe-snapshot-image';
+    this.snap.append(bar, this.img);
+    this.liveHost = el('div', 'display:none');
+    this.liveHost.className = 'nbpipe-snapshot-live';
+    this.node.append(this.snap, this.liveHost);
+  }
+
+  async renderModel(model: IRenderMime.IMimeModel): Promise<void> {
+    this.model = model;
+    this.info = (model.data[SNAPSHOT_MIME] ?? {}) as SnapshotInfo;
+    const svg = model.data[SVG_MIME];
+    if (typeof svg === 'string' && svg !== this.svg) {
+      this.svg = svg;
+      this.img.src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(svg)}`;
+      this.img.alt = String(model.data['text/plain'] ?? 'nbpipe run graph');
+    }
+    this.note.textContent = `Saved snapshot of run ${this.info.run_id ?? ''}.`;
+    const widget = model.data[WIDGET_MIME] as { model_id?: string } | undefined;
+    // an untrusted notebook's widget reference is not followed: only a click makes a live view
+    if (model.trusted && widget?.model_id && !this.modelId) {
+      this.wanted = widget.model_id;
+      this.connectLive();
+    }
+  }
+
+  protected onAfterAttach(): void {
+    this.watchKernel();
+    this.connectLive();
+  }
+
+  dispose(): void {
+    if (this.isDisposed) {
+      return;
+    }
+    this.dropLive();
+    this.setKernel(null);
+    super.dispose();
+  }
+
+  // ------------------------------------------------------------------ live view
+
+  /** Show the widget `this.wanted` if its model exists (Lab's widget renderer decides). */
+  private connectLive(): void {
+    const panel = this.isAttached ? this.findPanel(this.node) : null;
+    if (!panel || !this.wanted || this.wanted === this.modelId) {
+      return;
+    }
+    this.dropLive();
+    const modelId = this.wanted;
+    this.modelId = modelId;
+    let renderer: IRenderMime.IRenderer;
+    try {
+      renderer = panel.content.rendermime.createRenderer(WIDGET_MIME);
+    } catch {
+      return; // no widget manager in this notebook: the snapshot stays
+    }
+    this.live = renderer;
+    Widget.attach(renderer, this.liveHost);
+    // the widget renderer fills its node with the view when the model exists (now, or after the
+    // widget manager restored the kernel's models); an error or nothing leaves the snapshot
+    const check = (): void => {
+      const shown = renderer.node.querySelector('.lm-Widget, .nbpipe-run-view') !== null && !renderer.isHidden;
+      this.showLive(shown);
+    };
+    this.observer = new MutationObserver(check);
+    this.observer.observe(renderer.node, { childList: true, subtree: false, attributes: true, attributeFilter: ['class'] });
+    const text = String(this.model?.data['text/plain'] ?? '');
+    void renderer
+      .renderModel({
+        trusted: true,
+        data: { [WIDGET_MIME]: { version_major: 2, version_minor: 1, model_id: modelId }, 'text/plain': text },
+        metadata: {},
+        setData: () => undefined
+      })
+      .then(check, check);
+  }
+
+  private showLive(live: boolean): void {
+    this.liveHost.style.display = live ? 'block' : 'none';
+    this.snap.style.display = live ? 'none' : 'block';
+    this.toggleClass('nbpipe-snapshot-is-live', live);
+  }
+
+  private dropLive(): void {
+    this.observer?.disconnect();
+    this.observer = null;
+    if (this.live) {
+      this.live.dispose();
+      this.live = null;
+    }
+    this.modelId = '';
+    this.showLive(false);
+  }
+
+  private async reconnect(): Promise<void> {
+    const runId = this.info.run_id ?? '';
+    const hint = `run nbpipe.attach(${JSON.stringify(runId)}) in a cell`;
+    const panel = this.findPanel(this.node);
+    const kernel = panel?.sessionContext.session?.kernel;
+    if (!kernel) {
+      this.note.textContent = `No kernel is running: start one (Kernel ▸ Restart), then click again, or ${hint}.`;
+      return;
+    }
+    let expression: string;
+    try {
+      expression = reconnectExpression(runId, this.info.view ?? '');
+    } catch (err) {
+      this.note.textContent = String((err as Error).message);
+      return;
+    }
+    this.button.disabled = true;
+    this.note.textContent = `Re-connecting to run ${runId}…`;
+    try {
+      const future = kernel.requestExecute({
+        code: '', silent: true, store_history: false, allow_stdin: false, user_expressions: { nbpipe: expression }
+      });
+      const reply = (await future.done) as KernelMessage.IExecuteReplyMsg;
+      const result = (reply.content as { user_expressions?: Record<string, any> }).user_expressions?.nbpipe;
+      if (!result || result.status !== 'ok') {
+        const why = result ? `${result.ename}: ${result.evalue}` : 'the kernel did not answer';
+        this.note.textContent = `Could not re-connect (${why}). Or ${hint}.`;
+        return;
+      }
+      this.wanted = unrepr(String(result.data?.['text/plain'] ?? ''));
+      this.modelId = '';
+      this.connectLive();
+      this.note.textContent = `Saved snapshot of run ${runId}.`;
+    } catch (err) {
+      this.note.textContent = `Could not re-connect (${(err as Error).message}). Or ${hint}.`;
+    } finally {
+      this.button.disabled = false;
+    }
+  }
+
+  // ------------------------------------------------------------------ kernel
+
+  /** Follow the notebook's kernel: its snapshot updates, and a restart (the live view dies). */
+  private watchKernel(): void {
+    const panel = this.findPanel(this.node);
+    if (!panel || this.session === panel.sessionContext) {
+      return;
+    }
+    this.session = panel.sessionContext;
+    this.session.kernelChanged.connect(() => {
+      this.setKernel(this.session?.session?.kernel ?? null);
+      this.dropLive();
+    }, this);
+    this.session.statusChanged.connect((_, status) => {
+      if (status === 'restarting' || status === 'dead') {
+        this.dropLive();
+      }
+    }, this);
+    this.setKernel(this.session.session?.kernel ?? null);
+  }
+
+  private setKernel(kernel: Kernel.IKernelConnection | null): void {
+    this.kernel?.iopubMessage.disconnect(this.onIOPub, this);
+    this.kernel = kernel;
+    kernel?.iopubMessage.connect(this.onIOPub, this);
+  }
+
+  /** The kernel replaced this output's snapshot (the run changed state): keep it in the notebook. */
+  private onIOPub(_: unknown, msg: KernelMessage.IIOPubMessage): void {
+    if (msg.header.msg_type !== 'update_display_data' || !this.model || !this.info.view) {
+      return;
+    }
+    const content = msg.content as { data?: Record<string, unknown>; metadata?: Record<string, unknown>; transient?: { display_id?: string } };
+    if (content.transient?.display_id !== this.info.view || !content.data || !(SNAPSHOT_MIME in content.data)) {
+      return;
+    }
+    if (content.data[SVG_MIME] === this.model.data[SVG_MIME] && content.data['text/plain'] === this.model.data['text/plain']) {
+      return; // already applied (Lab routed it to the cell that is still running)
+    }
+    // keep the widget reference this output already has; the kernel's may be a re-connected one
+    const data = { ...content.data, [WIDGET_MIME]: this.model.data[WIDGET_MIME] ?? content.data[WIDGET_MIME] };
+    this.model.setData({ data: data as any, metadata: (content.metadata ?? {}) as any });
+  }
+
+  private model: IRenderMime.IMimeModel | null = null;
+  private info: SnapshotInfo = {};
+  private svg = '';
+  private wanted = '';
+  private modelId = '';
+  private live: IRenderMime.IRenderer | null = null;
+  private observer: MutationObserver | null = null;
+  private session: NotebookPanel['sessionContext'] | null = null;
+  private kernel: Kernel.IKernelConnection | null = null;
+  private readonly snap: HTMLDivElement;
+  private readonly note: HTMLSpanElement;
+  private readonly button: HTMLButtonElement;
+  private readonly img: HTMLImageElement;
+  private readonly liveHost: HTMLDivElement;
+}
+
+/** Registers the renderer in every notebook's rendermime (where the widget renderer lives too). */
+export const snapshotPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'nbpipe:snapshot',
+  description: 'Shows the saved snapshot of an nbpipe run graph when its live widget is gone, and re-connects it.',
+  autoStart: true,
+  requires: [INotebookTracker],
+  activate: (_app: JupyterFrontEnd, tracker: INotebookTracker): void => {
+    const findPanel = (node: HTMLElement): NotebookPanel | null => tracker.find(p => p.node.contains(node)) ?? null;
+    const register = (panel: NotebookPanel): void => {
+      const rendermime = panel.content.rendermime;
+      rendermime.removeMimeType(SNAPSHOT_MIME);
+      rendermime.addFactory({ safe: true, mimeTypes: [SNAPSHOT_MIME], createRenderer: () => new SnapshotRenderer(findPanel) }, RANK);
+    };
+    tracker.forEach(register);
+    tracker.widgetAdded.connect((_, panel) => register(panel));
+  }
+};

@@ -1,0 +1,177 @@
+"""End to end in a real browser: a notebook keeps its run graph across a kernel restart and a reload.
+
+A real ``jupyter lab`` (``start_lab``) and Debian's Chromium (``lab_browser``) run a notebook whose
+cell shows a run's live graph (``run``) while the run is still going; the next cell waits for it.
+Then, in the page:
+
+- the live widget shows (the nbpipe snapshot renderer hosts it); when the run ends, the kernel's
+  snapshot update reaches the output model, so Ctrl+S saves the final SVG, never "running";
+- Kernel ▸ Restart: the output shows the saved graph, not "Error displaying widget: model not
+  found"; the page reloaded: the same;
+- "Re-connect live" gives the live widget back for that run, and leaves the notebook unmodified;
+- ``nbpipe.attach(run_id)`` in a new cell shows the live graph too.
+
+Screenshots: ``test-artifacts/lab-snapshot-restarted.png`` and ``lab-snapshot-reconnected.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RESTARTED = ROOT / "test-artifacts" / "lab-snapshot-restarted.png"
+RECONNECTED = ROOT / "test-artifacts" / "lab-snapshot-reconnected.png"
+SVG, MIME = "image/svg+xml", "application/vnd.nbpipe.run-snapshot+json"
+STEPS = ["make", "total", "describe"]
+
+pytestmark = pytest.mark.slow
+
+CELLS = [
+    "import nbpipe",
+    '''@nbpipe.component(cache=False)
+def make(n: int) -> list:
+    import time
+    time.sleep(3)  # the run is still live when its cell has shown it
+    return list(range(n))''',
+    "@nbpipe.component(cache=False)\ndef total(xs: list) -> int:\n    return sum(xs)",
+    "@nbpipe.component(cache=False)\ndef describe(x: int) -> str:\n    return f'the total is {x}'",
+    "@nbpipe.pipeline\ndef snap_demo(n: int = 4):\n    describe(total(make(n)))",
+    "run = nbpipe.run(snap_demo, n=5)\nrun",
+    "run.wait(timeout=120)\nprint('FINISHED', run.id, run.state)",
+]
+
+
+def write_notebook(path: Path) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in CELLS]
+    nbformat.write(nb, path)
+    return path
+
+
+def saved_output(path: Path) -> dict[str, Any] | None:
+    nb = nbformat.read(path, as_version=4)
+    outs = [o for o in nb.cells[5].get("outputs", []) if MIME in o.get("data", {})]
+    return dict(outs[0]["data"]) if outs else None
+
+
+def wait_until(what: str, check: Any, timeout: float = 60.0) -> Any:
+    """Poll ``check()`` (a file on disk written by the server) until it returns something truthy."""
+    end = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"Timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_the_graph_survives_a_kernel_restart_and_reconnects(start_lab: Any, lab_browser: Any, lab_run_all: Any,
+                                                           tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    lab = start_lab(write_notebook(tmp_path / "snapshot.ipynb"))
+    path = Path(lab["root"]) / "snapshot.ipynb"
+    RESTARTED.parent.mkdir(exist_ok=True)
+    page = lab_browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    url = f"{lab['url']}/lab/tree/snapshot.ipynb?token={lab['token']}"
+
+    def open_notebook() -> Any:
+        notebook = page.locator(".jp-NotebookPanel:visible")
+        expect(notebook.locator(".jp-Cell")).to_have_count(len(CELLS), timeout=90_000)
+        expect(notebook.locator(".jp-Notebook-ExecutionIndicator")).to_have_attribute(
+            "data-status", "idle", timeout=90_000)
+        return notebook
+
+    try:
+        page.goto(url)
+        notebook = open_notebook()
+        lab_run_all(page, notebook)
+        output = notebook.locator(".jp-Cell").nth(5).locator(".nbpipe-snapshot-output")
+        expect(output).to_have_count(1, timeout=60_000)
+        live = output.locator(".nbpipe-run-view")
+        expect(live).to_be_visible(timeout=60_000)  # the live widget, hosted by the snapshot renderer
+        expect(output.locator(".nbpipe-snapshot")).to_be_hidden()
+        expect(live.locator(".rv-header .rv-pill")).to_have_class(re.compile(r"\brv-state-succeeded\b"),
+                                                                   timeout=120_000)
+        finished = notebook.locator(".jp-Cell").nth(6).locator(".jp-OutputArea-output")
+        expect(finished).to_contain_text("FINISHED", timeout=120_000)
+        run_id = re.search(r"FINISHED (\S+) succeeded", finished.inner_text()).group(1)
+
+        # The user saves (Ctrl+S): the file holds the final graph, sent by the kernel when the run ended.
+        notebook.locator(".jp-Cell").nth(6).click()
+        before = path.stat().st_mtime_ns
+        page.keyboard.press("Control+s")
+        data = wait_until("the saved notebook", lambda: path.stat().st_mtime_ns != before and saved_output(path))
+        assert data[MIME]["run_id"] == run_id and data[MIME]["state"] == "succeeded", data[MIME]
+        assert re.match(rf"nbpipe run {run_id} .*: succeeded in [\d.]+ s \(3 steps: 3 succeeded\)$",
+                        data["text/plain"]), data["text/plain"]
+        assert "running" not in json.dumps(data)
+        assert all(f">{step}</text>" in data[SVG] for step in STEPS)
+        saved = path.read_bytes()
+
+        # Kernel ▸ Restart Kernel…: the live view is gone, the saved graph shows, no error text.
+        page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Kernel$")).click()
+        page.locator('.lm-Menu-item[data-command="kernelmenu:restart"]').click()
+        page.locator(".jp-Dialog .jp-mod-accept").click()
+        expect(notebook.locator(".jp-Notebook-ExecutionIndicator")).to_have_attribute(
+            "data-status", "idle", timeout=90_000)
+        image = output.locator("img.nbpipe-snapshot-image")
+        expect(image).to_be_visible(timeout=30_000)
+        expect(output.locator(".nbpipe-run-view")).to_have_count(0)
+
+        # A reload (a fresh session on the restarted kernel): still the graph, not "model not found".
+        page.reload()
+        notebook = open_notebook()
+        output = notebook.locator(".jp-Cell").nth(5).locator(".nbpipe-snapshot-output")
+        image = output.locator("img.nbpipe-snapshot-image")
+        expect(image).to_be_visible(timeout=60_000)
+        assert image.evaluate("img => img.complete && img.naturalWidth > 0")  # the SVG decoded as an image
+        expect(output.locator(".nbpipe-snapshot")).to_contain_text(f"Saved snapshot of run {run_id}")
+        expect(page.get_by_text("model not found")).to_have_count(0)
+        expect(page.get_by_text("Error displaying widget")).to_have_count(0)
+        output.scroll_into_view_if_needed()
+        page.screenshot(path=str(RESTARTED))
+
+        # Re-connect: the live widget of that run comes back in this output; the file is untouched.
+        output.get_by_role("button", name="Re-connect live").click()
+        live = output.locator(".nbpipe-run-view")
+        expect(live).to_be_visible(timeout=60_000)
+        expect(live.locator(".rv-header .rv-pill")).to_have_class(re.compile(r"\brv-state-succeeded\b"),
+                                                                   timeout=60_000)
+        expect(live.locator(".rv-node")).to_have_count(len(STEPS), timeout=30_000)
+        expect(live.locator(".rv-subtitle")).to_contain_text(run_id)
+        expect(output.locator(".nbpipe-snapshot")).to_be_hidden()
+        page.screenshot(path=str(RECONNECTED))
+        expect(page.locator(".jp-mod-current.jp-mod-dirty")).to_have_count(0)  # the tab: no unsaved edits
+
+        # nbpipe.attach in a new cell: the live graph of the same run.
+        notebook.locator(".jp-Cell").nth(6).click()
+        page.keyboard.press("Escape")
+        page.keyboard.press("b")  # a new cell below
+        page.keyboard.press("Enter")
+        page.keyboard.type(f"import nbpipe; nbpipe.attach({run_id!r})")  # a fresh kernel since the restart
+        page.keyboard.press("Shift+Enter")
+        attached = notebook.locator(".jp-Cell", has_text="nbpipe.attach(").locator(".nbpipe-run-view")
+        expect(attached).to_be_visible(timeout=60_000)
+        expect(attached.locator(".rv-subtitle")).to_contain_text(run_id)
+        expect(attached.locator(".rv-header .rv-pill")).to_have_class(re.compile(r"\brv-state-succeeded\b"))
+    finally:
+        page.close()
+    assert path.read_bytes() == saved  # nothing but the user's Ctrl+S wrote the notebook
+    # the widget manager logs "widget model not found" when the renderer asks it for the saved
+    # output's model after the restart: that answer is what makes the snapshot show
+    noisy = [m for m in errors if re.search(r"nbpipe|anywidget|widget|run_view|snapshot|pageerror", m, re.I)
+             and not m.startswith("Error: widget model not found")]
+    assert not noisy, noisy
