@@ -177,6 +177,20 @@ def test_a_notebook_run_by_nbclient_saves_the_final_graph(nb_home: Path, tmp_pat
         assert shown[i - 1] == "✓" and shown[i + 1].startswith("succeeded · "), shown
     assert "running" not in json.dumps(data)  # neither the text, nor the SVG, nor the nbpipe entry
     assert out.get("transient") is None  # the display id lives only in the kernel's messages
+    nbformat.validate(saved)
+
+    # nbviewer's renderer (nbconvert's HTML export) shows the graph of a notebook saved by Lab (which
+    # keeps no widget state by default; nbclient does, then the viewer tries the widget itself): it
+    # skips the widget view and takes the SVG, as an <img> (nothing in it runs)
+    import base64
+
+    from nbconvert import HTMLExporter
+
+    as_lab_saves = nbformat.from_dict(json.loads(json.dumps(saved)))
+    as_lab_saves.metadata.pop("widgets", None)
+    html, _ = HTMLExporter().from_notebook_node(as_lab_saves)
+    assert f'src="data:image/svg+xml;base64,{base64.b64encode(data[SVG].encode()).decode()}"' in html
+    assert 'type="application/vnd.jupyter.widget-view+json"' not in html
 
     # the user edits the cell (another parameter) and runs it again: the output shows the new run
     flag.unlink()
