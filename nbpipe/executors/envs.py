@@ -114,21 +114,33 @@ def describe(lacking: list[str]) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _installed() -> tuple[tuple[str, str], ...]:
-    """(name, version) of every distribution this interpreter imports, the first of each name."""
+    """(name, version) of every distribution this interpreter imports, the first of each name.
+
+    Read from the ``name-version.dist-info`` folder names on ``sys.path`` (no file is opened: a
+    pod with a cached install must not pay for reading 200 METADATA files).
+    """
     try:
         from packaging.version import InvalidVersion, Version
     except ImportError:  # pragma: no cover - packaging is a dependency of nbpipe
         Version, InvalidVersion = str, ValueError  # type: ignore[assignment,misc]
     seen: dict[str, tuple[str, str]] = {}
-    for dist in metadata.distributions():
-        name = dist.metadata["Name"] if dist.metadata else None
-        if not name or _norm(name) in seen:
-            continue
+    for folder in sys.path:
         try:
-            Version(dist.version)
-        except (InvalidVersion, TypeError):
-            continue  # a constraint uv/pip cannot parse would fail every install
-        seen[_norm(name)] = (name, dist.version)
+            entries = sorted(os.listdir(folder or "."))
+        except OSError:
+            continue
+        for entry in entries:
+            if not entry.endswith((".dist-info", ".egg-info")):
+                continue
+            name, _, version = entry.rsplit(".", 1)[0].partition("-")
+            version = version.split("-")[0]
+            if not name or not version or _norm(name) in seen:
+                continue
+            try:
+                Version(version)
+            except (InvalidVersion, TypeError):
+                continue  # a constraint uv/pip cannot parse would fail every install
+            seen[_norm(name)] = (_norm(name), version)
     return tuple(sorted(seen.values()))
 
 
@@ -173,23 +185,24 @@ def _uv() -> str:
 def _install_failed(packages: list[str], tool: str, code: int) -> PackagesMissing:
     return PackagesMissing(
         f"Installing {', '.join(packages)} failed ({tool} exited with {code})",
-        f"see {tool}'s output in the step log. Installs keep every package the environment already has at "
+        f"See {tool}'s output in the step log. Installs keep every package the environment already has at "
         "its version (nbpipe's own dependencies included), so a requirement that needs another version of "
         "one of them is refused there.",
         "Fix the requirement (name, version, index reachable?), pin a version that fits the environment, "
         "or use an image that has it (component(base_image=...)).")
 
 
-def _uv_env(cache: Path | None) -> dict[str, str]:
-    """The environment for ``uv``: pip's index settings carried over (uv reads only its own)."""
+def _uv_env(cache: Path | None) -> tuple[dict[str, str], list[str]]:
+    """The environment and extra flags for ``uv``: pip's index settings carried over (uv reads only its own)."""
     env = dict(os.environ)
     for pip_var, uv_var in (("PIP_INDEX_URL", "UV_INDEX_URL"), ("PIP_EXTRA_INDEX_URL", "UV_EXTRA_INDEX_URL"),
-                            ("PIP_FIND_LINKS", "UV_FIND_LINKS"), ("PIP_NO_INDEX", "UV_NO_INDEX")):
+                            ("PIP_FIND_LINKS", "UV_FIND_LINKS"), ("PIP_CERT", "SSL_CERT_FILE")):
         if env.get(pip_var) and not env.get(uv_var):
-            env[uv_var] = env[pip_var] if pip_var != "PIP_NO_INDEX" else "1"
+            env[uv_var] = env[pip_var]
     if cache is not None and not env.get("UV_CACHE_DIR"):
         env["UV_CACHE_DIR"] = str(cache / ".uv-cache")  # on the same volume: uv hardlinks from it
-    return env
+    no_index = env.get("PIP_NO_INDEX", "").lower() in ("1", "true", "yes", "on")
+    return env, ["--no-index"] if no_index else []
 
 
 def overlay(packages: list[str], root: Path, log_path: str | None = None) -> str:
@@ -220,15 +233,15 @@ def overlay(packages: list[str], root: Path, log_path: str | None = None) -> str
             out.flush()
             t0 = time.time()
             uv = _uv()
+            env, flags = _uv_env(None)
             cons_file = root / f"{key}.constraints.txt"
             cons_file.write_text("\n".join(cons) + "\n")
             steps = [[uv, "venv", "--quiet", "--system-site-packages", "--python", sys.executable, str(env_dir)],
-                     [uv, "pip", "install", "--quiet", "--python", str(python), "-c", str(cons_file), *packages]]
+                     [uv, "pip", "install", "--quiet", "--python", str(python), "-c", str(cons_file), *flags, *packages]]
             for i, cmd in enumerate(steps):
                 if i == 1:
                     _link_runner_packages(python)
-                proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      env=_uv_env(None))
+                proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
                 if proc.returncode != 0:
                     raise _install_failed(packages, "uv", proc.returncode)
             marker.write_text(f"{time.time() - t0:.2f}\n")
@@ -304,8 +317,9 @@ def install_target(packages: list[str], root: Path) -> str:
     except PackagesMissing:
         uv = None
     if uv:
-        cmd, env = [uv, "pip", "install", "--quiet", "--python", sys.executable, "--target", str(tmp),
-                    "-c", str(cons_file), *packages], _uv_env(root)
+        env, flags = _uv_env(root)
+        cmd = [uv, "pip", "install", "--quiet", "--python", sys.executable, "--target", str(tmp),
+               "-c", str(cons_file), *flags, *packages]
     else:
         cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input",
                "--target", str(tmp), "-c", str(cons_file), *packages]

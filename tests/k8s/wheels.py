@@ -11,12 +11,14 @@ import zipfile
 from pathlib import Path
 
 
-def build_wheel(folder: Path, name: str, version: str = "1.0", source: str = "VALUE = 42\n") -> Path:
-    """Write ``{name}-{version}-py3-none-any.whl`` with module ``name`` into ``folder``."""
+def build_wheel(folder: Path, name: str, version: str = "1.0", source: str = "VALUE = 42\n",
+                requires: tuple[str, ...] = ()) -> Path:
+    """Write ``{name}-{version}-py3-none-any.whl`` with module ``name`` (needing ``requires``) into ``folder``."""
     dist_info = f"{name}-{version}.dist-info"
     files = {
         f"{name}/__init__.py": source.encode(),
-        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"{dist_info}/METADATA": (f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+                                  + "".join(f"Requires-Dist: {r}\n" for r in requires)).encode(),
         f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: nbpipe-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
     record = []
