@@ -6,7 +6,7 @@
 // steps have no node: their template shows their counts as a summary node.
 // Non-goals: run header, details pane, data (the caller passes the run object).
 
-import { NODE_H, NODE_W, edgePath, layoutGraph } from "./run_view_layout.js";
+import { NODE_H, NODE_W, WRAP_AT, edgePath, layoutGraph } from "./run_view_layout.js";
 import { STATE_ICONS, STEP_ACTIVE, elapsedOf, formatDuration } from "./run_view_state.js";
 import { h, svg } from "./run_view_preview.js";
 import { FrameLayer, deriveGroups, isCollapsed, summaryOf, summaryParts, visibleSteps } from "./run_view_groups.js";
@@ -15,8 +15,30 @@ const MIN_ZOOM = 0.04;
 const FIT_FLOOR = 0.12;
 const MAX_ZOOM = 2.5;
 const DETAIL_ZOOM = 0.3; // below this, nodes drop their text and show as state-coloured blocks
-const READABLE_ZOOM = 0.6; // selecting a step zooms in to at least this, so its label can be read
+const READABLE_ZOOM = 0.55; // selecting a step zooms in to at least this, so its label can be read
 const EDGE_DONE = new Set(["succeeded", "cached"]);
+const VERTICAL_MAX = 400; // graphs up to this many visible steps may flow top-down on a narrow canvas
+const VERTICAL_GAIN = 1.15; // ...when that fits them at least this much larger than left-to-right
+
+/** Steps side by side that a top-down layout may put in a row of a ``w`` px canvas, still readable. */
+function narrowColumns(w) {
+  return Math.max(1, Math.floor(((w - 16) / 0.85 + 14) / (NODE_W + 14)));
+}
+
+/** Zoom at which ``L`` fits a ``w`` × ``hgt`` canvas (room left for the zoom tools). */
+function fitZoom(L, w, hgt) {
+  return Math.min((w - 16) / L.width, (hgt - 64) / L.height);
+}
+
+/**
+ * Top-down on a narrow, tall canvas (the Lab side panel) when that shows the steps larger than
+ * left-to-right would; ``dims`` holds both layouts' sizes.
+ */
+function preferVertical(dims, w, hgt) {
+  if (!dims || !w || !hgt || !dims.vertical) return false;
+  const lr = fitZoom(dims.horizontal, w, hgt), tb = fitZoom(dims.vertical, w, hgt);
+  return lr < 0.75 && tb > lr * VERTICAL_GAIN;
+}
 
 /** Edge look from its ends: done when every source is, failed if one is, active while a target runs. */
 function edgeClass(run, sources, targets) {
@@ -94,8 +116,18 @@ export class GraphView {
     const summaries = new Map(); // template → its collapsed group
     for (const g of this.groups.values()) if (collapsed(g)) for (const r of g.roots) summaries.set(r, g);
     const cw = this.canvas.clientWidth, ch = this.canvas.clientHeight;
-    this.layout = layoutGraph(steps, { aspect: cw && ch ? Math.min(4, Math.max(1, cw / ch)) : 2.5 });
+    const horizontal = layoutGraph(steps, { aspect: cw && ch ? Math.min(4, Math.max(1, cw / ch)) : 2.5 });
+    const cols = cw ? narrowColumns(cw) : Infinity;
+    const vertical = steps.length <= VERTICAL_MAX
+      ? layoutGraph(steps, { aspect: cw && ch ? Math.min(2, Math.max(0.5, cw / ch)) : 1, vertical: true,
+        wrapAt: Math.min(WRAP_AT, cols), maxCols: cols }) : null;
+    this.columns = cols;
+    // Both sizes are kept, so a resize can switch direction (refit) without laying out again to decide.
+    this.dims = { horizontal: { width: horizontal.width, height: horizontal.height },
+      vertical: vertical && { width: vertical.width, height: vertical.height } };
+    this.layout = vertical && preferVertical(this.dims, cw, ch) ? vertical : horizontal;
     const L = this.layout;
+    this.canvas.dataset.direction = L.vertical ? "down" : "right";
     for (const n of this.nodes.values()) n.el.remove();
     // Fit before the nodes go in: reading the canvas size then costs one cheap reflow, and the
     // nodes get laid out once, already at their final zoom level (far or near).
@@ -109,7 +141,7 @@ export class GraphView {
     this.edgeLayer.append(this.arrowDefs());
     const edgeGroup = svg("g");
     for (const e of L.edges) {
-      const el = svg("path", { class: "rv-edge", d: edgePath(e.points), "marker-end": `url(#${this.defsId})` });
+      const el = svg("path", { class: "rv-edge", d: edgePath(e.points, L.vertical), "marker-end": `url(#${this.defsId})` });
       edgeGroup.append(el);
       const rec = { el, sources: e.sources, targets: e.targets };
       for (const k of new Set([...e.sources, ...e.targets])) {
@@ -296,7 +328,15 @@ export class GraphView {
 
   /** Fit again if the user has not panned or zoomed (called when the canvas changes size). */
   refit() {
-    if (!this.userMoved) this.fit();
+    if (this.userMoved) return;
+    const w = this.canvas.clientWidth, hgt = this.canvas.clientHeight;
+    const turn = preferVertical(this.dims, w, hgt) !== Boolean(this.layout && this.layout.vertical);
+    const rewrap = this.layout && this.layout.vertical && narrowColumns(w) !== this.columns;
+    if (this.run && this.layout && w && hgt && (turn || rewrap)) {
+      this.rebuild(this.run); // narrowed or widened past the point where the other direction reads better
+      return;
+    }
+    this.fit();
   }
 
   bindPointer() {

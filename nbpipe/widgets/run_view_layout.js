@@ -1,4 +1,6 @@
-// Layered left-to-right layout of the step graph (Sugiyama style), computed once per graph shape.
+// Layered left-to-right layout of the step graph (Sugiyama style), computed once per graph shape;
+// top-to-bottom (``vertical``) for a narrow canvas such as the Lab side panel: the same layout
+// computed with the axes swapped, so labels stay readable instead of a row of slivers.
 //
 // 1. layers by longest path from the sources; 2. long edges split by virtual points so they route
 // around nodes; 3. barycenter sweeps (down and up) order each layer, keeping the ordering with the
@@ -174,10 +176,15 @@ function keepOutOfFrames(layers, ys, heights, groupOf, gap) {
  * Node x/y is the top-left corner.
  *
  * A layer holding more than ``wrapAt`` steps of one group (a 500-way fan-out, a loop's iterations)
- * becomes one grid *block* of about ``aspect`` width:height, and all edges between the same two
- * items (step or block) are drawn as one trunk, so "fit" can show the whole run.
+ * becomes one grid *block* of about ``aspect`` width:height (at most ``maxCols`` columns), and all
+ * edges between the same two items (step or block) are drawn as one trunk, so "fit" can show the
+ * whole run. ``vertical``: layers top to bottom (a narrow canvas passes a small ``wrapAt`` and
+ * ``maxCols``, so a layer becomes a column of readable steps instead of a row too wide to read).
  */
-export function layoutGraph(steps, { aspect = 2.5, wrapAt = WRAP_AT } = {}) {
+export function layoutGraph(steps, { aspect = 2.5, wrapAt = WRAP_AT, vertical = false, maxCols = Infinity } = {}) {
+  // Layout space: layers along x, a layer's items along y. Vertical: computed there with each
+  // node's width and height swapped, then x and y swapped back (see ``toReal`` below).
+  const NW = vertical ? NODE_H : NODE_W, NH = vertical ? NODE_W : NODE_H;
   const byName = new Map(steps.map((s) => [s.name, s]));
   const index = new Map(steps.map((s, i) => [s.name, i]));
   const { layer } = assignLayers(steps, byName);
@@ -196,12 +203,13 @@ export function layoutGraph(steps, { aspect = 2.5, wrapAt = WRAP_AT } = {}) {
       const wrap = names.length > wrapAt;
       const ids = wrap ? [`\u0001${l}\u0001${g}`] : names;
       if (wrap) {
-        const cols = gridColumns(names.length, aspect), rows = Math.ceil(names.length / cols);
+        const cols = Math.max(1, Math.min(maxCols, gridColumns(names.length, aspect))), rows = Math.ceil(names.length / cols);
         members.set(ids[0], names);
-        size.set(ids[0], { w: cols * (NODE_W + GRID_GAP_X) - GRID_GAP_X, h: rows * (NODE_H + GRID_GAP_Y) - GRID_GAP_Y, cols });
+        const realW = cols * (NODE_W + GRID_GAP_X) - GRID_GAP_X, realH = rows * (NODE_H + GRID_GAP_Y) - GRID_GAP_Y;
+        size.set(ids[0], vertical ? { w: realH, h: realW, cols } : { w: realW, h: realH, cols });
         for (const n of names) itemOf.set(n, ids[0]);
       } else {
-        for (const n of names) { itemOf.set(n, n); size.set(n, { w: NODE_W, h: NODE_H }); }
+        for (const n of names) { itemOf.set(n, n); size.set(n, { w: NW, h: NH }); }
       }
       for (const id of ids) { layers[l].push(id); itemLayer.set(id, l); itemGroup.set(id, g); }
     }
@@ -274,7 +282,7 @@ export function layoutGraph(steps, { aspect = 2.5, wrapAt = WRAP_AT } = {}) {
   }
   keepOutOfFrames(ordered.layers, ys, heights, groupOf, gap);
   // x: each layer as wide as its widest item; narrower items centred in it.
-  const layerW = ordered.layers.map((ids) => Math.max(NODE_W, ...ids.map((id) => size.get(id).w)));
+  const layerW = ordered.layers.map((ids) => Math.max(NW, ...ids.map((id) => size.get(id).w)));
   const layerX = [];
   layerW.forEach((w, l) => layerX.push(l ? layerX[l - 1] + layerW[l - 1] + GAP_X : 0));
   const box = (id) => {
@@ -291,7 +299,9 @@ export function layoutGraph(steps, { aspect = 2.5, wrapAt = WRAP_AT } = {}) {
       const key = (n) => { const r = byName.get(n).upstream.map((u) => rank.get(u)).filter((v) => v != null); return r.length ? Math.min(...r) : 0; };
       const names = members.get(id).map((n) => ({ n, k: key(n), i: index.get(n) })).sort((p, q) => p.k - q.k || p.i - q.i).map((e) => e.n);
       names.forEach((n, j) => {
-        nodes.set(n, { x: b.x + (j % cols) * (NODE_W + GRID_GAP_X), y: b.y + Math.floor(j / cols) * (NODE_H + GRID_GAP_Y), layer: l, order: i });
+        const across = (j % cols) * (NODE_W + GRID_GAP_X), down = Math.floor(j / cols) * (NODE_H + GRID_GAP_Y);
+        // Vertical: the block's real columns run along layout-space y (swapped back below).
+        nodes.set(n, vertical ? { x: b.x + down, y: b.y + across, layer: l, order: i } : { x: b.x + across, y: b.y + down, layer: l, order: i });
         rank.set(n, j);
       });
       blocks.push({ id, group: groupOf(id), layer: l, members: names, ...b });
@@ -311,6 +321,11 @@ export function layoutGraph(steps, { aspect = 2.5, wrapAt = WRAP_AT } = {}) {
     points.push([b.x, b.y + b.h / 2]);
     return { from: sources.length === 1 ? sources[0] : ids[0], to: targets.length === 1 ? targets[0] : ids[ids.length - 1], sources, targets, points };
   });
+  if (vertical) { // back to real space: swap the axes of everything placed so far
+    for (const p of nodes.values()) { const x = p.x; p.x = p.y; p.y = x; }
+    for (const b of blocks) { const { x, y, w, h: bh } = b; Object.assign(b, { x: y, y: x, w: bh, h: w }); }
+    for (const e of edges) e.points = e.points.map(([x, y]) => [y, x]);
+  }
   // Group frames: around each group's steps, with a label strip on top.
   const frames = [];
   const grouped = new Map();
@@ -333,17 +348,26 @@ export function layoutGraph(steps, { aspect = 2.5, wrapAt = WRAP_AT } = {}) {
   for (const e of edges) e.points = e.points.map(([x, y]) => [x + dx, y + dy]);
   const realLayers = ordered.layers.map((ids) => ids.flatMap((id) => (members.has(id) ? blocks.find((b) => b.id === id).members : byName.has(id) ? [id] : [])));
   return {
-    nodes, edges, blocks, frames, layers: realLayers, crossings: ordered.crossings,
+    nodes, edges, blocks, frames, layers: realLayers, crossings: ordered.crossings, vertical,
     width: maxX - minX + 2 * PAD, height: maxY - minY + 2 * PAD,
   };
 }
 
-/** SVG path through ``points``: straight runs where y stays (virtual points), horizontal S-curves between. */
-export function edgePath(points) {
+/**
+ * SVG path through ``points``: straight runs where y stays (virtual points), horizontal S-curves
+ * between; ``vertical`` layouts flow downward, so there x stays on straight runs and curves are vertical.
+ */
+export function edgePath(points, vertical = false) {
   const f = (v) => Math.round(v * 10) / 10;
   let d = `M${f(points[0][0])},${f(points[0][1])}`;
   for (let i = 1; i < points.length; i += 1) {
     const [x0, y0] = points[i - 1], [x1, y1] = points[i];
+    if (vertical) {
+      if (Math.abs(x1 - x0) < 0.5) { d += ` L${f(x1)},${f(y1)}`; continue; }
+      const dy = Math.max(16, (y1 - y0) / 2);
+      d += ` C${f(x0)},${f(y0 + dy)} ${f(x1)},${f(y1 - dy)} ${f(x1)},${f(y1)}`;
+      continue;
+    }
     if (Math.abs(y1 - y0) < 0.5) { d += ` L${f(x1)},${f(y1)}`; continue; }
     const dx = Math.max(24, (x1 - x0) / 2);
     d += ` C${f(x0 + dx)},${f(y0)} ${f(x1 - dx)},${f(y1)} ${f(x1)},${f(y1)}`;
