@@ -259,7 +259,7 @@ class K8sGang:
             self.first_failure = w.rank
             self.stopping = True
             others = [x.rank for x in self.workers if x.status is None]
-            self.note(f"worker rank {w.rank} ({w.pod}) {status.describe()}; deleting "
+            self.note(f"worker rank {w.rank} ({w.pod}) failed: {status.describe()}; deleting "
                       f"{'ranks ' + ', '.join(map(str, others)) if others else 'nothing (all ended)'}")
             asyncio.ensure_future(self._delete_all(grace=1, keep=w.rank))
         self.emit()
