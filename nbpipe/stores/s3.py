@@ -46,6 +46,7 @@ _ENV_PAIRS = (
     ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"),
 )
 _CREDENTIALS_DIR = "NBPIPE_S3_CREDENTIALS_DIR"
+_PUBLIC_ENV = "NBPIPE_S3_PUBLIC_ENDPOINT"
 _CREDENTIAL_HINT = (
     "Set NBPIPE_S3_ACCESS_KEY and NBPIPE_S3_SECRET_KEY (or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), "
     "or mount a Secret with files 'access-key' and 'secret-key' and point NBPIPE_S3_CREDENTIALS_DIR at it."
@@ -150,6 +151,11 @@ class S3Store:
         Credentials; by default found by :func:`resolve_credentials`. Never part of ``config()``.
     create_bucket
         Create a missing bucket (``True``) or fail with a clear error (``False``).
+    public_endpoint
+        The address clients outside the cluster reach the same server at (``https://s3.example.org``),
+        for :meth:`url_for`: URLs are signed for that host (a SigV4 signature covers the host, so
+        rewriting an internal URL afterwards would break it). Default ``NBPIPE_S3_PUBLIC_ENDPOINT``,
+        else ``endpoint``; ``"off"``: no presigned URLs (the runner streams objects itself).
     """
 
     def __init__(
@@ -162,12 +168,19 @@ class S3Store:
         access_key: str | None = None,
         secret_key: str | None = None,
         create_bucket: bool = True,
+        public_endpoint: str | None = None,
     ) -> None:
         self.endpoint, self.secure = parse_endpoint(endpoint, secure)
+        public = (public_endpoint if public_endpoint is not None else os.environ.get(_PUBLIC_ENV, "")).strip()
+        if public and public.lower() != "off":
+            parse_endpoint(public, None)  # a wrong value fails here, naming it, not at the first download
+        self.public_endpoint = public
         self.bucket = bucket
         self.prefix = check_key(prefix.strip("/")) if prefix.strip("/") else ""
         self.region = region
         access, secret = resolve_credentials(access_key, secret_key)
+        self._credentials = (access, secret)
+        self._public_client: Minio | None = None
         self._client = Minio(
             self.endpoint,
             access_key=access,
@@ -300,7 +313,7 @@ class S3Store:
             "prefix": self.prefix,
             "secure": self.secure,
             "region": self.region,
-        }
+        } | ({"public_endpoint": self.public_endpoint} if self.public_endpoint else {})
 
     def _put(self, key: str | None, digest: str, size: int, upload: Callable[[str], object]) -> ObjectInfo:
         """Run ``upload(object_name)`` unless a content-addressed copy is already stored."""
@@ -391,11 +404,26 @@ class S3Store:
             for obj in self._client.list_objects(self.bucket, prefix=base + prefix, recursive=True):
                 yield str(obj.object_name)[len(base) :]
 
+    def _signer(self) -> Minio:
+        """The client that signs URLs: for the public endpoint when one is set (signing is offline)."""
+        if not self.public_endpoint:
+            return self._client
+        if self._public_client is None:
+            host, secure = parse_endpoint(self.public_endpoint, None)
+            with self._errors(f"look up the region of bucket {self.bucket!r}"):
+                region = self.region or self._client._get_region(self.bucket)  # noqa: SLF001 - cached by minio
+            self._public_client = Minio(host, access_key=self._credentials[0], secret_key=self._credentials[1],
+                                        secure=secure, region=region, http_client=_http_client())
+        return self._public_client
+
     def url_for(self, key: str, expires: int = 3600) -> str | None:
-        """A presigned GET URL valid for ``expires`` seconds (anyone holding it may read)."""
+        """A presigned GET URL valid for ``expires`` seconds (anyone holding it may read).
+
+        Signed for ``public_endpoint`` when one is set (``None`` when it is ``"off"``: the
+        caller streams the object instead).
+        """
+        if self.public_endpoint.lower() == "off":
+            return None
+        signer = self._signer()
         with self._errors(f"presign {key!r}"):
-            return str(
-                self._client.presigned_get_object(
-                    self.bucket, self._name(key), expires=timedelta(seconds=expires)
-                )
-            )
+            return str(signer.presigned_get_object(self.bucket, self._name(key), expires=timedelta(seconds=expires)))
