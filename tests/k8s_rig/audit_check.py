@@ -27,7 +27,7 @@ def events(log: Path, user: str, marker: str) -> list[dict[str, Any]]:
     out = []
     for line in log.read_text().splitlines():
         event = json.loads(line)
-        if event["user"]["username"] == user and (event.get("objectRef") or {}).get("name") != marker:
+        if (event.get("user") or {}).get("username") == user and (event.get("objectRef") or {}).get("name") != marker:
             out.append(event)
     return out
 
