@@ -163,7 +163,11 @@ class RunnerConnection:
 
         setting = read_setting()
         with self._lock:
-            if self._client is None or setting != self._setting:
+            # The embedded runner stopped or started again (on another port) since: a new client,
+            # which starts it again if it is not running, instead of calling a dead address forever.
+            moved = (self._client is not None and not setting.url
+                     and self.embedded_url() != getattr(self._client, "url", None))
+            if self._client is None or setting != self._setting or moved:
                 if self._client is not None:
                     self._client.close()
                 self._client = (Client(setting.url, setting.token, user=setting.user) if setting.url
@@ -202,9 +206,19 @@ class RunnerConnection:
             out["reachable"] = True
         except RunnerError as exc:
             out["error"] = exc.message
+            if not setting.url:  # the embedded runner died: the next client() starts a new one
+                out["error"] = "The embedded runner stopped; the next run (or Runs list) starts it again."
+                self._forget(url)
         finally:
             probe.close()
         return out
+
+    def _forget(self, url: str) -> None:
+        """Drop the cached client of a runner at ``url`` that no longer answers."""
+        with self._lock:
+            if self._client is not None and getattr(self._client, "url", None) == url:
+                self._client.close()
+                self._client = None
 
     def close(self) -> None:
         with self._lock:

@@ -100,13 +100,39 @@ class RunsHandler(NbpipeHandler):
         self.finish({"runs": runs})
 
 
+CACHE_REASON = "result reused from the cache"
+MAX_ORIGINS = 20  # cached steps of one snapshot whose origin is looked up (a big fan-out keeps the plain reason)
+
+
+def name_cache_origins(client: Any, snap: dict[str, Any]) -> dict[str, Any]:
+    """Say which run a cached step's result came from: "reused from run X (step S)", as a rerun
+    says, instead of "result reused from the cache" (the runner's lineage knows the producer)."""
+    from urllib.parse import quote
+
+    todo = [s for s in snap.get("steps") or [] if s.get("state") == "cached" and s.get("reason") == CACHE_REASON
+            and s.get("outputs")][:MAX_ORIGINS]
+    for step in todo:
+        path = f"/api/v1/lineage/runs/{quote(snap['id'], safe='')}/steps/{quote(step['name'], safe='')}"
+        try:
+            arts = client._request("GET", path).json().get("artifacts") or []
+        except (NbpipeError, ValueError):
+            continue  # the plain reason stays
+        prod = (arts[0].get("producer") or {}) if arts else {}
+        if prod.get("run") and prod.get("run") != snap["id"]:
+            where = f" (step {prod['step']})" if prod.get("step") and prod["step"] != step["name"] else ""
+            step["reason"] = f"reused from run {prod['run']}{where} by the cache"
+            step["reused_from"] = {"run": prod["run"], "step": prod.get("step", step["name"])}
+    return snap
+
+
 class RunHandler(NbpipeHandler):
-    """``GET /runs/{id}``: the run's snapshot."""
+    """``GET /runs/{id}``: the run's snapshot (cached steps name the run they were reused from)."""
 
     @tornado.web.authenticated
     async def get(self, run_id: str) -> None:
         try:
-            self.finish(await self.blocking(lambda: self.connection.client().get_run(run_id)))
+            client = await self.blocking(self.connection.client)
+            self.finish(await self.blocking(lambda: name_cache_origins(client, client.get_run(run_id))))
         except NbpipeError as exc:
             self.send_nbpipe_error(exc)
 

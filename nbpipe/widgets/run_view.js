@@ -94,6 +94,7 @@ export function createRunView(el, options = {}) {
     logs, loadLogs: options.loadLogs, loadImage: options.loadImage, images: options.images, onAction: options.onAction,
     onLineage: options.onLineage, // (step, output): the Lab run page opens the artifact's lineage
     selectStep: (name) => selectStep(name, true), close: () => { selectStep(null, true); },
+    stepOf: (name) => run.byName.get(String(name)) || null, // an upstream step, for the values a step got
   });
   root.addEventListener("keydown", (ev) => {
     if (ev.key === "Escape" && selected) { selectStep(null, true); root.focus(); }

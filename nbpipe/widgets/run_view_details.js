@@ -8,6 +8,7 @@ import { STATE_ICONS, STEP_ACTIVE, elapsedOf, formatBytes, formatDuration, forma
 import { h, renderPreview } from "./run_view_preview.js";
 import { stepLabel } from "./run_view_graph.js";
 
+const NEUTRAL = new Set(["succeeded", "cached", "cancelled", "skipped"]); // their reason is no error
 const TABS = [["logs", "Logs"], ["inputs", "Inputs"], ["outputs", "Outputs"], ["error", "Error"]];
 
 export class DetailsPane {
@@ -68,8 +69,9 @@ export class DetailsPane {
   visibleTabs() {
     const s = this.step;
     const n = Object.keys(s.outputs || {}).length;
-    // a succeeded or cached step's reason (reused from run …, re-executed: …) is in the meta line, not an error
-    const ok = s.state === "succeeded" || s.state === "cached";
+    // A succeeded or cached step's reason (reused from run …, re-executed: …), and why a step was
+    // cancelled or skipped, are in the meta line: neutral states, not errors.
+    const ok = NEUTRAL.has(s.state);
     return TABS.filter(([id]) => id !== "error" || s.state === "failed" || s.traceback || (s.reason && !ok))
       .map(([id, label]) => [id, id === "outputs" && n ? `${label} ${n}` : label]);
   }
@@ -77,7 +79,11 @@ export class DetailsPane {
   /** What the active tab body shows; the body is rebuilt only when this changes. */
   bodyKey() {
     const s = this.step;
-    if (this.tab === "inputs") return JSON.stringify(s.inputs || {});
+    if (this.tab === "inputs") {
+      // The values come from upstream outputs: rebuild when one of them appears or changes.
+      const ups = Object.values(s.inputs || {}).map((b) => { const o = this.upstreamOutput(b); return o ? `${o.digest}:${o.preview ? o.preview.type : ""}` : ""; });
+      return JSON.stringify([s.inputs || {}, ups]);
+    }
     if (this.tab === "outputs") {
       return Object.entries(s.outputs || {}).map(([k, o]) => `${k}:${o && o.digest}:${o && o.preview ? o.preview.type : ""}`).join("|") + `|${s.state}`;
     }
@@ -97,7 +103,7 @@ export class DetailsPane {
     const d = formatDuration(elapsedOf(s, now));
     if (d) bits.push(d);
     if (s.group) bits.push(`group ${s.group}`);
-    if (s.reason && (s.state === "succeeded" || s.state === "cached")) bits.push(s.reason);
+    if (s.reason && NEUTRAL.has(s.state)) bits.push(s.reason);
     const meta = bits.join(" · ");
     if (this.metaLine.textContent !== meta) this.metaLine.textContent = meta;
     const tabs = this.visibleTabs();
@@ -212,16 +218,35 @@ export class DetailsPane {
     this.logPre.scrollTop = atBottom ? this.logPre.scrollHeight : top;
   }
 
+  /** The upstream output an input is bound to (with its preview), once that step produced it. */
+  upstreamOutput(b) {
+    if (!b || typeof b !== "object" || b.step == null || !this.ctx.stepOf) return null;
+    const up = this.ctx.stepOf(b.step);
+    const outs = (up && up.outputs) || {};
+    const keys = Object.keys(outs);
+    const key = b.output != null && b.output in outs ? b.output : keys.length === 1 && b.output == null ? keys[0] : null;
+    return key == null ? null : outs[key] || null;
+  }
+
   renderInputs(s) {
     const entries = Object.entries(s.inputs || {});
     if (!entries.length) return h("p", { class: "rv-empty", text: "This step takes no inputs." });
+    const pctx = { loadImage: this.ctx.loadImage, images: this.ctx.images };
     const rows = entries.map(([name, b]) => {
       const bind = b && typeof b === "object" ? b : { value: b };
       let source;
       if (bind.step != null) {
-        source = h("span", null, h("span", { class: "rv-kind", text: "from" }),
-          h("button", { class: "rv-link", type: "button", text: `${bind.step}.${bind.output ?? ""}`, title: `Select step ${bind.step}`,
-            onclick: () => this.ctx.selectStep(String(bind.step)) }));
+        // The value the step got: the upstream output, previewed like the Outputs tab.
+        const out = this.upstreamOutput(bind);
+        const up = this.ctx.stepOf ? this.ctx.stepOf(bind.step) : null;
+        const facts = out ? [out.kind, out.format, formatBytes(out.size)].filter(Boolean).join(" · ") : "";
+        source = h("div", { class: "rv-input-value" },
+          h("span", null, h("span", { class: "rv-kind", text: "from" }),
+            h("button", { class: "rv-link", type: "button", text: `${bind.step}.${bind.output ?? ""}`, title: `Select step ${bind.step}`,
+              onclick: () => this.ctx.selectStep(String(bind.step)) }),
+            facts ? h("span", { class: "rv-caption", text: ` ${facts}` }) : null),
+          out ? h("div", { class: "rv-output-body" }, renderPreview(out.preview, pctx, out))
+            : h("p", { class: "rv-empty", text: up && ["failed", "cancelled", "skipped"].includes(up.state) ? `Not produced: ${bind.step} ${up.state}.` : `Not produced yet (${bind.step} ${up ? up.state : "pending"}).` }));
       } else if (bind.parameter != null) {
         source = h("span", null, h("span", { class: "rv-kind", text: "param" }),
           h("code", { text: `${bind.parameter} = ${"value" in bind ? formatValue(bind.value) : "?"}` }));

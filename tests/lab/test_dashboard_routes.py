@@ -219,3 +219,17 @@ async def test_an_unreachable_runner_is_a_502_that_names_it(api: Any, nbpipe_hom
         code, err = await api(path, **params)
         assert code == 502, (path, code, err)
         assert "No runner at http://127.0.0.1:9" in err["message"], (path, err)
+
+
+async def test_a_cached_step_names_the_run_it_was_reused_from(api: Any, pipes: Any) -> None:
+    first = await submit(pipes.dash_demo, {"threshold": 0.0})
+    again = await submit(pipes.dash_demo, {"threshold": 1.0})  # prepare and train come from the cache
+    code, snap = await api(f"runs/{again['id']}")
+    assert code == 200, snap
+    steps = {s["name"]: s for s in snap["steps"]}
+    assert steps["prepare"]["state"] == "cached" and steps["train"]["state"] == "cached"
+    for name in ("prepare", "train"):
+        assert steps[name]["reason"] == f"reused from run {first['id']} by the cache", steps[name]
+        assert steps[name]["reused_from"] == {"run": first["id"], "step": name}
+        assert steps[name]["outputs"], "a cached step shows the outputs it reused"
+    assert steps["evaluate"]["state"] == "succeeded" and "reused_from" not in steps["evaluate"]
