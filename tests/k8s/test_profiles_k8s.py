@@ -20,7 +20,7 @@ import pytest
 from nbpipe import component, pipeline
 from nbpipe.client import Client
 from nbpipe.errors import NbpipeError
-from nbpipe.executors.k8s_pod import build_pod
+from nbpipe.executors.k8s_pod import build_pod, claim_name
 from nbpipe.executors.kubernetes import KubernetesExecutor, quota_refusal
 from nbpipe.runner.auth import hash_token
 from nbpipe.runner.profiles import Placements
@@ -193,8 +193,9 @@ def test_a_profiles_pod_is_started_killed_and_reattached_in_its_namespace(tmp_pa
     path.write_text("profiles:\n  team-x: {namespace: ns-team-x}\n")
     api = _api(double.write_kubeconfig(tmp_path / "kubeconfig", NAMESPACE))
 
-    def executor() -> KubernetesExecutor:
-        return KubernetesExecutor(api=api, placements=Placements(path), namespace=NAMESPACE)
+    def executor() -> KubernetesExecutor:  # with a per-run claim (the double links its folder at the mount path)
+        return KubernetesExecutor(api=api, placements=Placements(path), namespace=NAMESPACE, run_volume_size="1Gi",
+                                  volume_mount=str(tmp_path / "mnt" / "run"))
 
     def napping(step: str, seconds: float) -> dict[str, Any]:
         return job_for(nap, store, step=step) | {"profile": "team-x", "inputs": {
@@ -224,6 +225,14 @@ def test_a_profiles_pod_is_started_killed_and_reattached_in_its_namespace(tmp_pa
         assert not status.ok and double.pods("ns-team-x") == []
         short = await again.start(napping("short", 0), "r1.short.1", str(tmp_path / "short.log"), str(tmp_path))
         assert (await asyncio.wait_for(short.done, 60)).ok and short.name.startswith("ns-team-x/")
+        assert double.get("persistentvolumeclaims", "ns-team-x", claim_name("r1")) is not None  # the run's claim
+        assert double.get("persistentvolumeclaims", NAMESPACE, claim_name("r1")) is None
+        await again.run_finished("r1", "succeeded")
+        async def claim_gone() -> None:  # deleted where it was made (once its pods are gone)
+            while double.get("persistentvolumeclaims", "ns-team-x", claim_name("r1")) is not None:
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(claim_gone(), 60)
         await again.close()
 
     try:
