@@ -113,7 +113,9 @@ def cmd_runner(args: argparse.Namespace) -> int:
         from .runner.server import serve
 
         serve(RunnerConfig.from_env(host=args.host, port=args.port, data_dir=args.data_dir, token=args.token,
-                                    parallelism=args.parallelism, executor=args.executor, token_file=args.token_file))
+                                    parallelism=args.parallelism, executor=args.executor, token_file=args.token_file,
+                                    store_name=args.store, store_options=args.store_options,
+                                    executor_options=args.executor_options))
         return 0
     if args.action == "stop":
         print("stopped" if stop_local_runner() else "no embedded runner is running")
@@ -245,7 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "prefer --token-file; without any, one is generated into NBPIPE_HOME/runtime)")
     p.add_argument("--token-file", default=None, help="read the token from this file")
     p.add_argument("--parallelism", type=int, default=None, help="steps running at once")
-    p.add_argument("--executor", default=None, help="local (default) or kubernetes")
+    p.add_argument("--executor", default=None, help="local (default), kubernetes or an installed plugin's name "
+                   "($NBPIPE_EXECUTOR)")
+    p.add_argument("--executor-options", default=None, metavar="JSON", help="the executor's options as a JSON "
+                   "object ($NBPIPE_EXECUTOR_OPTIONS)")
+    p.add_argument("--store", default=None, help="local (default), s3 or an installed plugin's name ($NBPIPE_STORE)")
+    p.add_argument("--store-options", default=None, metavar="JSON", help='the store\'s options as a JSON object, '
+                   'e.g. \'{"root": "/data/nbpipe"}\' ($NBPIPE_STORE_OPTIONS; see docs/plugins.md)')
     p.add_argument("--detach", action="store_true", help="start the embedded runner in the background")
     p.set_defaults(func=cmd_runner)
 

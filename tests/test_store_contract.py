@@ -2,13 +2,16 @@
 
 Every store must behave the same to the runner and the step entrypoint: keys, content
 addressing, dedupe, KeyError for missing objects, listing, config round trips. S3Store runs
-against a real moto server process (started by ``test_store_s3.moto_url``). Non-goal:
+against a real moto server process (started by ``test_store_s3.moto_url``); a third-party store
+too, with ``NBPIPE_TEST_STORE`` (see ``docs/plugins.md``). Non-goal:
 store-specific features (multipart, presigned URLs, atomic renames: see the store's own tests).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import urllib.request
 import uuid
 from pathlib import Path
@@ -21,11 +24,20 @@ from nbpipe.stores.s3 import S3Store
 from test_store_s3 import moto_url, s3_env  # noqa: F401  (fixtures: the server and its credentials)
 
 
-@pytest.fixture(params=["local", "s3"])
+# A third-party store: NBPIPE_TEST_STORE='{"type": "mystore", "root": "{tmp}/s", ...}' (its config as
+# JSON; "{tmp}" in a value becomes a fresh folder per test, so each test gets an empty store).
+THIRD_PARTY = os.environ.get("NBPIPE_TEST_STORE", "")
+
+
+@pytest.fixture(params=["local", "s3"] + (["plugin"] if THIRD_PARTY else []))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     """Each store type, empty."""
     if request.param == "local":
         return LocalStore(tmp_path / "store")
+    if request.param == "plugin":
+        config = {k: v.replace("{tmp}", str(tmp_path / "plugin-store")) if isinstance(v, str) else v
+                  for k, v in json.loads(THIRD_PARTY).items()}
+        return open_store(config)
     request.getfixturevalue("s3_env")
     url = request.getfixturevalue("moto_url")
     return S3Store(url, "nbpipe-contract", prefix=f"c-{uuid.uuid4().hex[:10]}")

@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--token-file", default=None, help="read the token from this file")
     ap.add_argument("--parallelism", type=int, default=None)
     ap.add_argument("--executor", default=None)
+    ap.add_argument("--executor-options", default=None, metavar="JSON")
+    ap.add_argument("--store", default=None)
+    ap.add_argument("--store-options", default=None, metavar="JSON")
     ap.add_argument("--ready-file", default=None)
     ap.add_argument("--log-level", default="warning")
     args = ap.parse_args(argv)
@@ -33,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
               "prefer --token-file or NBPIPE_TOKEN", file=sys.stderr)
     try:
         cfg = RunnerConfig.from_env(host=args.host, port=args.port, data_dir=args.data_dir, token=args.token,
-                                    parallelism=args.parallelism, executor=args.executor, token_file=args.token_file)
+                                    parallelism=args.parallelism, executor=args.executor, token_file=args.token_file,
+                                    store_name=args.store, store_options=args.store_options,
+                                    executor_options=args.executor_options)
         serve(cfg, ready_file=args.ready_file, log_level=args.log_level)
     except NbpipeError as exc:
         print(f"nbpipe runner: {exc}", file=sys.stderr)

@@ -59,12 +59,18 @@ class RunnerConfig:
         cfg.parallelism = int(env.get("NBPIPE_PARALLELISM", 0))
         cfg.executor = env.get("NBPIPE_EXECUTOR", cfg.executor)
         cfg.database_url = env.get("NBPIPE_DATABASE_URL") or None
-        if env.get("NBPIPE_STORE", "local") == "s3":
-            cfg.store = {"type": "s3", "endpoint": env.get("NBPIPE_S3_ENDPOINT", "http://127.0.0.1:9000"),
-                         "bucket": env.get("NBPIPE_S3_BUCKET", "nbpipe"), "prefix": env.get("NBPIPE_S3_PREFIX", "")}
+        store_name = overrides.pop("store_name", None) or env.get("NBPIPE_STORE") or "local"
+        store_opts = _json_options(overrides.pop("store_options", None), "NBPIPE_STORE_OPTIONS", "--store-options")
+        exec_opts = _json_options(overrides.pop("executor_options", None), "NBPIPE_EXECUTOR_OPTIONS",
+                                  "--executor-options")
+        cfg.store = store_config(store_name, store_opts)
+        cfg.executor_options = dict(exec_opts)
         for k, v in overrides.items():
             if v is not None:
                 setattr(cfg, k, v)
+        from .. import executors
+
+        executors.get(cfg.executor)  # an unknown or broken executor fails here, naming the known ones
         cfg.data_dir = Path(cfg.data_dir).expanduser().resolve()
         return cfg
 
@@ -95,6 +101,44 @@ class RunnerConfig:
     @property
     def store_config(self) -> dict[str, Any]:
         return self.store or {"type": "local", "root": str(self.data_dir / "store")}
+
+
+def _json_options(given: str | None, var: str, flag: str) -> dict[str, Any]:
+    import json
+
+    text = given if given is not None else os.environ.get(var, "")
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise NbpipeError(f"{flag} / {var} is not JSON ({exc})", hint='Write a JSON object, e.g. {"root": "/data"}.') from None
+    if not isinstance(value, dict):
+        raise NbpipeError(f"{flag} / {var} must be a JSON object, got {type(value).__name__}",
+                          hint='Write a JSON object, e.g. {"root": "/data"}.')
+    return value
+
+
+def store_config(name: str, options: dict[str, Any]) -> dict[str, Any] | None:
+    """The store's config (``{"type": name, **options}``; ``s3`` also from ``NBPIPE_S3_*``), checked now.
+
+    ``None`` is the default local folder in the data dir. An unknown or broken store, or an
+    option it does not take, is an error here, before the runner starts.
+    """
+    from .. import stores
+
+    if name == "local" and not options:
+        stores.get(name)
+        return None
+    cfg: dict[str, Any] = {"type": name}
+    if name == "s3":
+        env = os.environ
+        cfg |= {"endpoint": env.get("NBPIPE_S3_ENDPOINT", "http://127.0.0.1:9000"),
+                "bucket": env.get("NBPIPE_S3_BUCKET", "nbpipe"), "prefix": env.get("NBPIPE_S3_PREFIX", "")}
+    cfg |= options
+    # unknown: lists the known names; a plugin that fails to load: names its distribution; bad options
+    stores.check(name, {k: v for k, v in cfg.items() if k != "type"})
+    return cfg
 
 
 def read_token_file(path: str | os.PathLike[str]) -> str:

@@ -5,6 +5,39 @@ Keys are ``/``-separated strings. Content-addressed objects live under
 says what the bytes are. Every store can describe itself as JSON (:meth:`Store.config`) so a
 step process, local or in a pod, opens the same store with :func:`nbpipe.stores.open_store`.
 
+The whole contract (a third-party store registered under the ``nbpipe.stores`` entry points must
+keep it; ``tests/test_store_contract.py`` checks it, also against your store: docs/plugins.md):
+
+- **Construction.** ``open_store({"type": NAME, **options})`` calls ``cls(**options)``; ``NAME`` is
+  the entry-point name and ``config()`` returns exactly such a dict (JSON only, absolute paths, no
+  credentials: it is stored in the runner's database and sent to step pods; secrets come from the
+  environment or mounted files of the process that opens the store).
+- **Keys.** :func:`check_key` rules (``[A-Za-z0-9_.-]`` segments, no ``.``/``..``, no leading
+  ``/``); anything else raises ``ValueError("Invalid store key …")`` before touching storage.
+- **Atomic writes.** A key is either absent or holds complete bytes: a reader (another process,
+  a crash in between) never sees a partial object. Write to a temporary name and rename, or use
+  the backend's atomic put. Re-putting a named key replaces it atomically.
+- **Digests.** ``put_*`` return :class:`ObjectInfo` with the sha256 of the bytes written. With
+  ``key=None`` the object goes under ``content_key(digest)``, and an existing content key is not
+  written again (dedupe). Reads return exactly the bytes written; verifying them against the
+  recorded digest (as the S3 store does) is encouraged.
+- **Missing objects** raise ``KeyError`` from ``get_bytes``/``get_file``/``size``; ``exists``
+  says False; ``delete`` of a missing key is not an error. ``get_file`` leaves no partial ``dest``.
+- **Listing.** ``list(prefix)`` yields every key (relative to the store, recursive) that starts
+  with ``prefix`` as a *string*: ``list("runs/r1")`` includes ``runs/r10/…``; ``list("runs/r1/")``
+  does not. Order is unspecified; ``list("")`` lists everything.
+- **Reading in place.** Exactly one of ``local_path(key)`` (a read-only path on this machine) and
+  ``url_for(key)`` (a URL a browser or client may GET, presigned for S3) is not ``None``; the
+  runner serves artifacts from the first or redirects to the second.
+- **Threads.** The runner calls a store from worker threads at once: no shared mutable state
+  without a lock.
+- **``adopt`` (optional, not in the protocol).** ``adopt(path, key, digest) -> ObjectInfo | None``:
+  take a large output file by rename (same filesystem) under ``key``, where ``digest`` is an
+  identity of its producer, *not* the bytes' hash (the entrypoint files outputs of 16 MiB or more
+  this way under ``sha256/…`` keys named by that identity, so hashing them is skipped). Return
+  ``None`` to decline (the entrypoint then hashes and puts the file). Only for stores on a local
+  filesystem.
+
 Non-goals: metadata (runs, steps: see the runner's database) and caching policy.
 """
 
