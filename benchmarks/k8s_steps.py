@@ -10,6 +10,11 @@ Prints three numbers (and writes them as JSON with ``--out``):
 - their **ratio**, and the overhead per step (per step - floor);
 - and, to split that overhead, a pod that only imports what a step's entrypoint imports.
 
+``--digits`` instead runs the digits example (``nbpipe.examples.digits``) on the rig twice, each time
+through a fresh runner and store prefix (no result cache), and once through a local runner, and
+prints wall times, step times and the accuracy: the image (this ``.venv``) has the kernel's pinned
+scikit-learn/pandas/pyarrow, so no pod installs anything.
+
 Needs the environment ``tests/k8s_rig/run.py`` sets (``NBPIPE_TEST_KUBECONFIG``: the runner's
 ServiceAccount; ``NBPIPE_TEST_ADMIN_KUBECONFIG``; ``NBPIPE_TEST_NAMESPACE``; S3 keys), so the
 runner has only its Role, as in ``cluster/``. Non-goal: numbers for a remote cluster's network.
@@ -121,13 +126,68 @@ def nbpipe_chain(repeats: int, namespace: str) -> tuple[list[float], list[float]
     return per_step, durations
 
 
+def _k8s_env(namespace: str, url: str, prefix: str) -> dict[str, str]:
+    return {"NBPIPE_EXECUTOR": "kubernetes", "KUBECONFIG": os.environ["NBPIPE_TEST_KUBECONFIG"],
+            "NBPIPE_K8S_NAMESPACE": namespace, "NBPIPE_STORE": "s3", "NBPIPE_S3_ENDPOINT": url,
+            "NBPIPE_S3_BUCKET": "nbpipe-bench", "NBPIPE_S3_PREFIX": prefix,
+            "NBPIPE_S3_ACCESS_KEY": os.environ["NBPIPE_TEST_S3_ACCESS_KEY"],
+            "NBPIPE_S3_SECRET_KEY": os.environ["NBPIPE_TEST_S3_SECRET_KEY"],
+            "NBPIPE_K8S_SECRET_ENV": "NBPIPE_S3_ACCESS_KEY=nbpipe-s3:access-key,NBPIPE_S3_SECRET_KEY=nbpipe-s3:secret-key",
+            "NBPIPE_K8S_STEP_SERVICE_ACCOUNT": os.environ.get("NBPIPE_TEST_STEP_SERVICE_ACCOUNT", "")}
+
+
+def _digits_once(env: dict[str, str]) -> dict[str, Any]:
+    """One digits run through a fresh runner: wall seconds, step seconds, accuracy, installs seen."""
+    from runner_process import RunnerProcess
+
+    from nbpipe import events as ev
+    from nbpipe.examples.digits import digits
+
+    runner = RunnerProcess(Path(tempfile.mkdtemp(prefix="nbpipe-digits-bench-")), extra_env=env).start()
+    try:
+        client = runner.client()
+        t0 = time.perf_counter()
+        run = client.submit(digits).wait(timeout=900)
+        wall = time.perf_counter() - t0
+        events = list(run.events(follow=False))
+        started = {e.step: e.ts for e in events if isinstance(e, ev.StepStarted)}
+        steps = {e.step: round(e.ts - started[e.step], 2) for e in events
+                 if isinstance(e, ev.StepFinished) and e.step in started}
+        return {"wall_s": round(wall, 2), "steps_s": steps, "accuracy": run.outputs("evaluate")["accuracy"],
+                "installs": [s for s in run.steps if "installing" in run.logs(s)]}
+    finally:
+        runner.stop()
+
+
+def digits_bench(namespace: str) -> dict[str, Any]:
+    from test_store_s3 import start_moto, stop
+
+    proc, url = start_moto()
+    try:
+        out = {"local": _digits_once({})}
+        for i in (1, 2):
+            out[f"k8s_run{i}"] = _digits_once(_k8s_env(namespace, url, uuid.uuid4().hex[:8]))
+    finally:
+        stop(proc)
+    print("\n| digits | wall s | step seconds | accuracy | pods that installed packages |\n|---|---|---|---|---|")
+    for what, r in out.items():
+        print(f"| {what} | {r['wall_s']:.1f} | {r['steps_s']} | {r['accuracy']:.4f} | {r['installs'] or 'none'} |")
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pods", type=int, default=20, help="floor pods")
     ap.add_argument("--repeats", type=int, default=3, help="timed chain runs")
     ap.add_argument("--out", help="write the numbers as JSON here")
+    ap.add_argument("--digits", action="store_true", help="time the digits example instead (see above)")
     args = ap.parse_args()
     namespace = os.environ.get("NBPIPE_TEST_NAMESPACE", "nbpipe")
+    if args.digits:
+        result = digits_bench(namespace)
+        if args.out:
+            Path(args.out).write_text(json.dumps(result, indent=1))
+        return 0
     admin = _api(os.environ["NBPIPE_TEST_ADMIN_KUBECONFIG"])
     floor = pod_floor(admin, namespace, args.pods)
     imports = pod_floor(admin, namespace, max(5, args.pods // 2), ["python", "-c", IMPORTS])

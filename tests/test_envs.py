@@ -86,3 +86,47 @@ def test_runner_runs_a_step_with_packages_in_an_overlay_or_fails_naming_them(tmp
         assert step["traceback"] == ""
     finally:
         off.stop()
+
+
+def test_bare_requirements_are_pinned_to_this_environment() -> None:
+    from importlib.metadata import version
+
+    from nbpipe.component import pin_packages
+
+    sk, pd = version("scikit-learn"), version("pandas")
+    assert pin_packages(["scikit-learn", "pandas[parquet]", "numpy>=1", "surely-not-installed-pkg-xyz",
+                         "x @ https://example.org/x.whl", "pyarrow; python_version < '3'"]) == (
+        f"scikit-learn=={sk}", f"pandas[parquet]=={pd}", "numpy>=1", "surely-not-installed-pkg-xyz",
+        "x @ https://example.org/x.whl", "pyarrow; python_version < '3'")
+
+    @component(packages=["scikit-learn"])
+    def uses_sklearn() -> int:
+        return 1
+
+    assert uses_sklearn.options.packages == ("scikit-learn",)  # what the user wrote
+    assert uses_sklearn.to_spec()["options"]["packages"] == [f"scikit-learn=={sk}"]  # what the package records
+
+
+def test_constraints_keep_what_is_installed_except_what_is_asked_for() -> None:
+    from importlib.metadata import version
+
+    cons = envs.constraints(["pandas==0.1", "cloudpickle"])
+    assert f"python-dateutil=={version('python-dateutil')}" in cons and f"numpy=={version('numpy')}" in cons
+    assert not any(c.startswith(("pandas==", "cloudpickle==")) for c in cons)
+    assert envs.env_key(["a==1"], cons) == envs.env_key(["a==1"], list(reversed(cons))) != envs.env_key(["a==2"], cons)
+
+
+def test_collect_removes_overlays_unused_too_long_then_the_least_recently_used(tmp_path: Path) -> None:
+    import os
+    import time
+
+    now = time.time()
+    for key, age_days, size in (("old", 30, 10), ("lru", 2, 600), ("fresh", 0, 600), ("building", 99, 10)):
+        d = tmp_path / key
+        d.mkdir()
+        (d / "blob").write_bytes(b"x" * size)
+        if key != "building":  # no marker yet: being built, never removed
+            (d / ".nbpipe-complete").write_text("1\n")
+            os.utime(d / ".nbpipe-complete", (now - age_days * 86400,) * 2)
+    assert envs.collect(tmp_path, max_age=14 * 86400, max_bytes=1000) == ["old", "lru"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["building", "fresh"]
