@@ -175,3 +175,90 @@ def test_the_graph_survives_a_kernel_restart_and_reconnects(start_lab: Any, lab_
     noisy = [m for m in errors if re.search(r"nbpipe|anywidget|widget|run_view|snapshot|pageerror", m, re.I)
              and not m.startswith("Error: widget model not found")]
     assert not noisy, noisy
+
+
+GATED_CELLS = [
+    "import nbpipe",
+    '''@nbpipe.component(cache=False)
+def gate(flag: str) -> str:
+    import os, time
+    while not os.path.exists(flag):  # the test lets the run finish after the kernel restarted
+        time.sleep(0.05)
+    return "open"''',
+    "@nbpipe.component(cache=False)\ndef after(x: str) -> str:\n    return x.upper()",
+    "@nbpipe.pipeline\ndef gated(flag: str = ''):\n    after(x=gate(flag=flag))",
+    "run = nbpipe.run(gated, flag=FLAG)\nrun",
+]
+
+
+def test_a_run_still_going_after_the_restart_reconnects_and_finishes_into_the_file(
+        start_lab: Any, lab_browser: Any, lab_run_all: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    flag = tmp_path / "open-the-gate"
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(src.replace("FLAG", repr(str(flag)))) for src in GATED_CELLS]
+    nbformat.write(nb, tmp_path / "gated.ipynb")
+    lab = start_lab(tmp_path / "gated.ipynb")
+    path = Path(lab["root"]) / "gated.ipynb"
+    page = lab_browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(f"{lab['url']}/lab/tree/gated.ipynb?token={lab['token']}")
+        notebook = page.locator(".jp-NotebookPanel:visible")
+        expect(notebook.locator(".jp-Cell")).to_have_count(len(GATED_CELLS), timeout=90_000)
+        expect(notebook.locator(".jp-Notebook-ExecutionIndicator")).to_have_attribute(
+            "data-status", "idle", timeout=90_000)
+        lab_run_all(page, notebook)
+        output = notebook.locator(".jp-Cell").nth(4).locator(".nbpipe-snapshot-output")
+        live = output.locator(".nbpipe-run-view")
+        expect(live.locator('.rv-node[data-step="gate"]')).to_have_class(re.compile(r"\brv-state-running\b"),
+                                                                        timeout=120_000)
+        run_id = live.locator(".rv-subtitle").inner_text().split(" · ")[-1]
+        # saved mid-run: the file's snapshot says running, honestly
+        notebook.locator(".jp-Cell").nth(3).click()
+        before = path.stat().st_mtime_ns
+        page.keyboard.press("Control+s")
+        mid = wait_until("the notebook saved mid-run", lambda: path.stat().st_mtime_ns != before and [
+            o["data"] for o in nbformat.read(path, as_version=4).cells[4].get("outputs", []) if MIME in o.get("data", {})])
+        assert mid[0][MIME]["run_id"] == run_id and mid[0][MIME]["state"] == "running", mid[0][MIME]
+
+        # Restart while the run goes on (the runner keeps it), reload: the snapshot of a running run.
+        page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Kernel$")).click()
+        page.locator('.lm-Menu-item[data-command="kernelmenu:restart"]').click()
+        page.locator(".jp-Dialog .jp-mod-accept").click()
+        expect(output.locator("img.nbpipe-snapshot-image")).to_be_visible(timeout=30_000)
+        page.reload()
+        expect(notebook.locator(".jp-Cell")).to_have_count(len(GATED_CELLS), timeout=90_000)
+        expect(notebook.locator(".jp-Notebook-ExecutionIndicator")).to_have_attribute(
+            "data-status", "idle", timeout=90_000)
+        output = notebook.locator(".jp-Cell").nth(4).locator(".nbpipe-snapshot-output")
+        expect(output.locator("img.nbpipe-snapshot-image")).to_be_visible(timeout=60_000)
+        expect(output.locator(".nbpipe-snapshot")).to_contain_text(f"Saved snapshot of run {run_id}")
+
+        # Re-connect: live again, still running; then the run ends and this output's snapshot follows.
+        output.get_by_role("button", name="Re-connect live").click()
+        live = output.locator(".nbpipe-run-view")
+        expect(live.locator('.rv-node[data-step="gate"]')).to_have_class(re.compile(r"\brv-state-running\b"),
+                                                                        timeout=60_000)
+        flag.touch()
+        expect(live.locator(".rv-header .rv-pill")).to_have_class(re.compile(r"\brv-state-succeeded\b"),
+                                                                   timeout=120_000)
+        # the kernel's update (sent by the re-connected widget, under the output's display id)
+        # changed the output: the notebook has unsaved changes now, and Ctrl+S saves the final graph
+        expect(page.locator(".jp-mod-current.jp-mod-dirty")).to_have_count(1, timeout=60_000)
+        notebook.locator(".jp-Cell").nth(3).click()
+        page.keyboard.press("Control+s")
+
+        def final() -> dict[str, Any] | None:
+            nb = nbformat.read(path, as_version=4)
+            outs = [o["data"] for o in nb.cells[4].get("outputs", []) if MIME in o.get("data", {})]
+            return outs[0] if outs and outs[0][MIME]["state"] == "succeeded" else None
+
+        data = wait_until("the final snapshot in the saved file", final)
+        assert data[MIME]["run_id"] == run_id and "running" not in json.dumps(data)
+        assert re.match(rf"nbpipe run {run_id} .*: succeeded in [\d.]+ s \(2 steps: 2 succeeded\)$",
+                        data["text/plain"]), data["text/plain"]
+        assert ">gate</text>" in data[SVG] and ">after</text>" in data[SVG]
+    finally:
+        page.close()
