@@ -16,6 +16,8 @@ export interface RunnerStatus {
   reachable: boolean;
   error: string;
   health: Record<string, JSONValue> | null;
+  /** false: the Jupyter server did not answer the status request (set by the panel, not the server). */
+  server?: boolean;
 }
 
 export interface RunnerSettings {

@@ -53,6 +53,7 @@ export interface KfpExport {
 }
 
 const KFP_IMAGE_KEY = 'nbpipe:kfp-image';
+const RECONNECT_HINT = 'Reopen the run from the list to reconnect (the panel does when the runner answers again).';
 
 function storedKfpImage(): string {
   try {
@@ -370,7 +371,7 @@ export class PanelModel {
           return;
         }
         if (failures >= this.retryDelays.length) {
-          this.update({ error: { ...errorInfo(err), hint: 'Reopen the run from the list to reconnect.' } });
+          this.update({ error: { ...errorInfo(err), hint: RECONNECT_HINT } });
           return;
         }
         await new Promise(resolve => setTimeout(resolve, this.retryDelays[failures]));
@@ -390,12 +391,30 @@ export class PanelModel {
 
   // ------------------------------------------------------------------ runner
 
+  /**
+   * Ask the server how the runner is (the panel does every few seconds while it is shown). When
+   * a runner that did not answer answers again (restarted, back on the network), the run list is
+   * fetched again and the run being watched is followed again, without a click.
+   */
   async refreshStatus(): Promise<void> {
+    const before = this._state.status;
     try {
       const [status, settings] = await Promise.all([this.api.status(), this.api.settings()]);
-      this.update({ status, settings });
+      const back = before !== null && !before.reachable && status.reachable;
+      this.update({ status, settings, runsError: back ? null : this._state.runsError });
+      if (back) {
+        void this.refreshRuns();
+        const id = this._state.runId;
+        if (this._state.error?.hint === RECONNECT_HINT) {
+          this.update({ error: null }); // the stream gave up while the runner was down: it is back
+        }
+        if (id && !RUN_FINAL.has(this._state.runState ?? '')) {
+          void this.openRun(id);
+        }
+      }
     } catch (err) {
-      this.update({ error: errorInfo(err) });
+      // The Jupyter server itself did not answer (restarting?): say so in the status, not as an error box.
+      this.update({ status: { mode: before?.mode ?? 'embedded', url: before?.url ?? null, source: before?.source ?? 'default', reachable: false, error: errorInfo(err).message, health: null, server: false } });
     }
   }
 

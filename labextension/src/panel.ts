@@ -57,6 +57,13 @@ export class NbpipePanel extends Widget {
   private disconnect: Array<() => void> = [];
   private readonly live: LiveRuns | null = 'allEvents' in this.model.api ? new LiveRuns(this.model.api as unknown as DashboardApi, () => void this.model.refreshRuns()) : null;
   private readonly ticker = setInterval(() => tickDurations(this.runsBox), 1000); // live durations of running runs
+  // The runner's status follows the runner (stopped, restarted, back on the network) while the panel shows.
+  private readonly statusPoll = setInterval(() => {
+    if (this.isVisible && document.visibilityState === 'visible') {
+      void this.model.refreshStatus();
+    }
+  }, STATUS_EVERY_MS);
+  private readonly downBox = h('div', { class: 'nbp-runner-down', role: 'alert', hidden: true });
 
   constructor(readonly model: PanelModel, private readonly options: PanelOptions) {
     super();
@@ -125,7 +132,7 @@ export class NbpipePanel extends Widget {
         void this.exportAs('kfp');
       }
     });
-    this.node.append(header, this.settingsBox, this.messages, this.kfpBox, this.pipelineSection, this.runSection, runsSection);
+    this.node.append(header, this.downBox, this.settingsBox, this.messages, this.kfpBox, this.pipelineSection, this.runSection, runsSection);
 
     this.view = createRunView(this.runHost, {
       loadLogs: (step, attempt) => this.model.loadLogs(step, attempt),
@@ -209,14 +216,18 @@ export class NbpipePanel extends Widget {
     let cls = 'nbp-status-unknown';
     if (s) {
       const where = s.url ? s.url.replace(/^https?:\/\//, '') : '';
-      if (s.mode === 'embedded') {
-        text = s.reachable ? `Embedded runner · ${where}` : 'Embedded runner · starts on first run';
-        cls = s.reachable ? 'nbp-status-ok' : 'nbp-status-idle';
+      if (s.server === false) {
+        text = 'Jupyter server not answering';
+        cls = 'nbp-status-down';
+      } else if (s.mode === 'embedded') {
+        text = s.reachable ? `Embedded runner · ${where}` : s.url ? 'Embedded runner stopped' : 'Embedded runner · starts on first run';
+        cls = s.reachable ? 'nbp-status-ok' : s.url ? 'nbp-status-down' : 'nbp-status-idle';
       } else {
         text = s.reachable ? `Runner · ${where}` : `Runner unreachable · ${where}`;
         cls = s.reachable ? 'nbp-status-ok' : 'nbp-status-down';
       }
     }
+    this.renderDown(s);
     this.status.className = `nbp-status ${cls}`;
     this.status.replaceChildren(h('span', { class: 'nbp-dot', 'aria-hidden': 'true' }), h('span', { text }));
     this.status.title = s?.error ? `${text}\n${s.error}\nClick for runner settings.` : `${text}\nClick for runner settings.`;
@@ -227,6 +238,26 @@ export class NbpipePanel extends Widget {
       this.settingsNote.textContent = settings.editable
         ? `Saved in ${settings.config_path}${settings.has_token ? ' (a token is stored)' : ''}; the notebook SDK and CLI use it too.`
         : 'Set by NBPIPE_RUNNER_URL in the Jupyter server environment.';
+    }
+  }
+
+  /** While the runner (or the Jupyter server) does not answer: what happened and what to do. */
+  private renderDown(s: PanelState['status']): void {
+    const down = Boolean(s && !s.reachable && (s.server === false || s.mode === 'remote' || s.url));
+    const every = `${STATUS_EVERY_MS / 1000} s`;
+    let what = '';
+    if (s && down) {
+      if (s.server === false) {
+        what = `The Jupyter server does not answer (${s.error}). Restart it (jupyter lab); the panel checks again every ${every}.`;
+      } else if (s.mode === 'embedded') {
+        what = `The embedded runner at ${s.url} stopped. Run Pipeline (or ↻ in Runs) starts it again; this panel checks every ${every} and reconnects by itself.`;
+      } else {
+        what = `The runner at ${s.url} does not answer${s.error ? ` (${s.error})` : ''}. Start it (nbpipe runner start) or change its URL (click the status above); this panel checks every ${every} and reconnects by itself.`;
+      }
+    }
+    this.downBox.hidden = !down;
+    if (this.downBox.textContent !== what) {
+      this.downBox.textContent = what;
     }
   }
 
@@ -407,11 +438,14 @@ export class NbpipePanel extends Widget {
     this.view.destroy();
     this.live?.stop();
     clearInterval(this.ticker);
+    clearInterval(this.statusPoll);
     this.images.forEach(url => URL.revokeObjectURL(url));
     this.model.dispose();
     super.dispose();
   }
 }
+
+const STATUS_EVERY_MS = 5000;
 
 function sectionHeader(title: string, ...extra: HTMLElement[]): HTMLElement {
   return h('div', { class: 'nbp-section-header' }, h('h3', { text: title }), ...extra);

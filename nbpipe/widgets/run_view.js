@@ -95,6 +95,7 @@ export function createRunView(el, options = {}) {
     onLineage: options.onLineage, // (step, output): the Lab run page opens the artifact's lineage
     selectStep: (name) => selectStep(name, true), close: () => { selectStep(null, true); },
     stepOf: (name) => run.byName.get(String(name)) || null, // an upstream step, for the values a step got
+    paramOf: (name) => (run.params && Object.hasOwn(run.params, name) ? { value: run.params[name] } : null),
   });
   root.addEventListener("keydown", (ev) => {
     if (ev.key === "Escape" && selected) { selectStep(null, true); root.focus(); }

@@ -248,8 +248,10 @@ export class DetailsPane {
           out ? h("div", { class: "rv-output-body" }, renderPreview(out.preview, pctx, out))
             : h("p", { class: "rv-empty", text: up && ["failed", "cancelled", "skipped"].includes(up.state) ? `Not produced: ${bind.step} ${up.state}.` : `Not produced yet (${bind.step} ${up ? up.state : "pending"}).` }));
       } else if (bind.parameter != null) {
+        // The run's value of the parameter (the binding names it; the run holds what it was).
+        const given = "value" in bind ? bind : this.ctx.paramOf ? this.ctx.paramOf(bind.parameter) : null;
         source = h("span", null, h("span", { class: "rv-kind", text: "param" }),
-          h("code", { text: `${bind.parameter} = ${"value" in bind ? formatValue(bind.value) : "?"}` }));
+          h("code", { text: `${bind.parameter} = ${given ? formatValue(given.value) : "?"}` }));
       } else {
         source = h("span", null, h("span", { class: "rv-kind", text: "value" }), h("code", { text: formatValue(bind.value) }));
       }

@@ -322,13 +322,13 @@ export class GraphView {
     const sx = x + pos.x * k, sy = y + pos.y * k;
     if (k === this.view.k && sx >= 0 && sy >= 0 && sx + NODE_W * k <= w && sy + NODE_H * k <= hgt) return;
     this.view = { k, x: w / 2 - (pos.x + NODE_W / 2) * k, y: hgt / 2 - (pos.y + NODE_H / 2) * k };
-    this.userMoved = true;
+    this.userMoved = "reveal"; // an automatic move: undone by a resize once no step is selected
     this.apply();
   }
 
   /** Fit again if the user has not panned or zoomed (called when the canvas changes size). */
   refit() {
-    if (this.userMoved) return;
+    if (this.userMoved === true || (this.userMoved === "reveal" && this.selected)) return;
     const w = this.canvas.clientWidth, hgt = this.canvas.clientHeight;
     const turn = preferVertical(this.dims, w, hgt) !== Boolean(this.layout && this.layout.vertical);
     const rewrap = this.layout && this.layout.vertical && narrowColumns(w) !== this.columns;
