@@ -110,6 +110,15 @@ def test_loops_collapse_to_a_summary_node() -> None:
     assert {"fit-it0", "fit-it1", "fit-it2"} <= set(shown) and "fit" not in shown
 
 
+def test_branch_and_exit_handler_steps_are_marked_and_durations_read_like_the_live_view() -> None:
+    steps = [step("train", duration=0.129), step("deploy", up=("train",), group="condition-1", duration=75),
+             step("notify", "skipped", group="exit-1"), step("fold", group="g7", duration=3700)]
+    shown = texts(render_svg({"id": "r6", "state": "succeeded", "steps": steps,
+                              "groups": [{"id": "g7", "kind": "exit"}]}))
+    assert "succeeded · 129 ms" in shown and "◇ succeeded · 1 min 15 s" in shown
+    assert "↳ skipped" in shown and "↳ succeeded · 1 h 1 min" in shown
+
+
 def test_bundle_names_the_run_for_the_lab_extension() -> None:
     b = bundle({"id": "r5", "name": "n", "state": "succeeded", "steps": []}, view="nbpipe-view-1")
     assert b[MIME] == {"run_id": "r5", "name": "n", "state": "succeeded", "view": "nbpipe-view-1", "version": 1}

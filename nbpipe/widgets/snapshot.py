@@ -31,6 +31,7 @@ COLORS = {"pending": "#8c959f", "queued": "#8c959f", "running": "#1f6feb", "retr
           "skipped": "#8c959f"}
 _CLS = {"pending": "p", "queued": "q", "running": "r", "retrying": "y", "succeeded": "s", "cached": "c",
         "failed": "f", "cancelled": "x", "skipped": "k"}  # short CSS classes: 500 chips stay small
+GROUP_ICONS = {"condition": "◇", "exit": "↳"}  # as run_view_groups.js marks those frames
 _COPY = re.compile(r"^(.*)-it(\d+)$")
 _BAD_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 FONT = "-apple-system,BlinkMacSystemFont,'Segoe UI',Helvetica,Arial,sans-serif"
@@ -57,9 +58,11 @@ def _clip(text: str, n: int) -> str:
 
 
 def fmt_duration(seconds: Any) -> str:
-    """``0.4 s``, ``5.6 s``, ``2 min 5 s``, ``1 h 3 min``; empty for no duration."""
+    """``129 ms``, ``5.6 s``, ``2 min 5 s``, ``1 h 3 min`` (as the live view); empty for no duration."""
     if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not math.isfinite(seconds) or seconds < 0:
         return ""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
     if seconds < 60:
         return f"{seconds:.1f} s"
     m, s = divmod(int(round(seconds)), 60)
@@ -101,6 +104,7 @@ def _nodes(snap: dict[str, Any]) -> list[dict[str, Any]]:
     Each node: name, label, state, meta (second line), upstream (visible names), title (tooltip).
     """
     steps = [s for s in snap.get("steps") or [] if isinstance(s, dict) and s.get("name")]
+    groups = {str(g["id"]): g for g in snap.get("groups") or [] if isinstance(g, dict) and g.get("id")}
     by_name = {str(s["name"]): s for s in steps}
     root: dict[str, str] = {}  # loop copy → its template (the root of its copy chain)
     for s in steps:
@@ -163,9 +167,21 @@ def _nodes(snap: dict[str, Any]) -> list[dict[str, Any]]:
             reason = str(s.get("reason") or "").strip()
             if reason:
                 title += f"\n{_clip(reason, 300)}"
+        kind = _group_kind(str(s.get("group") or ""), groups)
+        if kind in GROUP_ICONS and name not in collapsed:
+            meta = f"{GROUP_ICONS[kind]} {meta}"  # inside an If/Elif/Else branch or an exit handler
         nodes.append({"name": name, "label": label, "state": state, "meta": meta, "upstream": up,
                       "title": title, "group": str(s.get("group") or "")})
     return nodes
+
+
+def _group_kind(group: str, meta: dict[str, dict[str, Any]]) -> str:
+    """As run_view_groups.js: the group's ``kind`` metadata, else its id's prefix (``condition-2``)."""
+    if not group:
+        return ""
+    if meta.get(group, {}).get("kind"):
+        return str(meta[group]["kind"])
+    return next((k for k in ("for", "condition", "exit") if group.startswith(f"{k}-")), "group")
 
 
 def _layers(nodes: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
