@@ -277,10 +277,10 @@ class K8sGang:
             await self._delete_all(grace=1, keep=0)
 
     # ------------------------------------------------------------ API
-    async def _delete(self, kind: str, name: str, grace: int) -> bool:
+    async def _delete(self, kind: str, name: str, grace: int, propagation: str = "Background") -> bool:
         from kubernetes import client
 
-        body = client.V1DeleteOptions(grace_period_seconds=max(0, int(grace)), propagation_policy="Background")
+        body = client.V1DeleteOptions(grace_period_seconds=max(0, int(grace)), propagation_policy=propagation)
         call = self.ex.api.delete_namespaced_pod if kind == "pod" else self.ex.api.delete_namespaced_service
         try:
             await asyncio.to_thread(call, name, self.ns, body=body)
@@ -291,9 +291,11 @@ class K8sGang:
             return False
 
     async def _delete_all(self, grace: int, keep: int | None = None) -> None:
+        """Delete the Service and the workers still running, but ``keep``: rank 0 then goes with
+        ``Orphan`` propagation, or the garbage collector would take the kept pod with its owner."""
         await asyncio.gather(self._delete("service", self.service, 0),
-                             *(self._delete("pod", w.pod, grace) for w in self.workers
-                               if w.rank != keep and w.status is None))
+                             *(self._delete("pod", w.pod, grace, "Orphan" if keep and w.rank == 0 else "Background")
+                               for w in self.workers if w.rank != keep and w.status is None))
 
     def _pod(self, rank: int, rjob: dict[str, Any], ref: dict[str, Any] | None, mode: str, owner: dict[str, Any] | None,
              master: str) -> dict[str, Any]:

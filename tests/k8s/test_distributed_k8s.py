@@ -232,7 +232,16 @@ def test_a_failed_worker_deletes_the_gang_and_the_step_retries_as_a_unit(real: C
     assert [w["state"] for w in first_attempt.workers] == ["stopped", "failed"], first_attempt.workers
     # attempt 1: rank 0 (stopped by the gang) and the Service are gone; the failed rank 1 is kept for
     # `kubectl describe` (delete policy on-success) and ended; attempt 2 succeeded: all deleted
-    left = wait_for("attempt 1's rank 0 to be deleted", lambda: p if len(p := real.pods(run.id)) == 1 else None, 60)
+    def kept() -> list[dict[str, Any]] | None:
+        pods = real.pods(run.id)
+        return pods if len(pods) <= 1 else None
+
+    try:
+        left = wait_for("attempt 1's rank 0 to be deleted", kept, 60)
+    except AssertionError:
+        raise AssertionError([(p["metadata"]["name"], p["status"].get("phase"), p["metadata"].get("deletionTimestamp"))
+                              for p in real.pods(run.id)]) from None
+    assert len(left) == 1, "the failed worker's pod is kept (on-success)"
     assert left[0]["metadata"]["labels"]["nbpipe.io/rank"] == "1"
     assert left[0]["metadata"]["labels"]["nbpipe.io/attempt"] == "1" and left[0]["status"]["phase"] == "Failed"
     assert services(real, run.id) == []
