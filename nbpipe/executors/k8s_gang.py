@@ -391,6 +391,12 @@ class K8sGang:
                 raise NbpipeError(f"worker rank 0 ({self.workers[0].pod}) got no pod IP within {START_TIMEOUT:g} s",
                                   hint="Check that the cluster can run the pod (kubectl describe pod).") from None
             if getattr(exc, "status", None) is not None:
+                from .kubernetes import quota_refusal
+
+                refused = quota_refusal(exc, str(self.job.get("profile") or "default"), self.ns)
+                if refused is not None:  # the profile's budget, not a runner fault: a failed attempt saying so
+                    self.handle.done.set_result(ExitStatus(reason=f"worker rank {made} of {self.n}: {refused}"))
+                    return self.handle
                 raise _api_error(exc, f"create the {self.n} pods and Service of a distributed step",
                                  self.ns) from None
             raise
