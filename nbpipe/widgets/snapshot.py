@@ -118,8 +118,8 @@ def _nodes(snap: dict[str, Any]) -> list[dict[str, Any]]:
     copies: dict[str, list[str]] = {}
     for c, r in root.items():
         copies.setdefault(r, []).append(c)
-    leaves = {r: [c for c in cs if not any(o != c and _COPY.match(o) and o.startswith(c + "-it") for o in cs)]
-              for r, cs in copies.items()}
+    bases = {m.group(1) for c in root for m in [_COPY.match(c)] if m}  # copies that have copies (nested loops)
+    leaves = {r: [c for c in cs if c not in bases] for r, cs in copies.items()}
     collapsed = {r for r, ls in leaves.items() if len(ls) > COLLAPSE_AT}
     # where a hidden step is drawn: a copy of a collapsed loop → its template; copies of open loops
     # are drawn themselves and their template (a summary) is hidden
@@ -188,24 +188,20 @@ def _layers(nodes: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """Longest-path layering (a cycle, which a valid run never has, is cut), ordered by parents."""
     index = {n["name"]: n for n in nodes}
     depth: dict[str, int] = {}
-
-    def visit(name: str, stack: frozenset[str]) -> int:
-        if name in depth:
-            return depth[name]
-        ups = [u for u in index[name]["upstream"] if u in index and u not in stack]
-        d = 1 + max((visit(u, stack | {name}) for u in ups), default=-1)
-        depth[name] = d
-        return d
-
-    import sys
-
-    limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(limit, 4 * len(nodes) + 100))
-    try:
-        for n in nodes:
-            visit(n["name"], frozenset())
-    finally:
-        sys.setrecursionlimit(limit)
+    for n in nodes:  # depth-first without recursion (500-step chains); an edge back into the path is cut
+        if n["name"] in depth:
+            continue
+        path, on_path = [(n["name"], iter(index[n["name"]]["upstream"]))], {n["name"]}
+        while path:
+            name, ups = path[-1]
+            nxt = next((u for u in ups if u in index and u not in depth and u not in on_path), None)
+            if nxt is not None:
+                path.append((nxt, iter(index[nxt]["upstream"])))
+                on_path.add(nxt)
+                continue
+            depth[name] = 1 + max((depth[u] for u in index[name]["upstream"] if u in depth), default=-1)
+            on_path.discard(name)
+            path.pop()
     layers: list[list[dict[str, Any]]] = [[] for _ in range(1 + max(depth.values(), default=0))]
     for n in nodes:
         layers[depth[n["name"]]].append(n)
