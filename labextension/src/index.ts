@@ -30,6 +30,25 @@ function notebookContent(nb: NotebookContent): NotebookContent {
   return { ...nb, cells };
 }
 
+/** The cells' kinds and sources, as one comparable string. */
+function cellsKey(nb: { cells?: unknown[] } | null | undefined): string {
+  const text = (s: unknown): string => (Array.isArray(s) ? s.join('') : String(s ?? ''));
+  return JSON.stringify((nb?.cells ?? []).map(c => {
+    const cell = c as { cell_type?: string; source?: unknown };
+    return [cell.cell_type, text(cell.source)];
+  }));
+}
+
+/** Whether the saved file holds the same cells (kinds and sources) as the editor's model. */
+async function sameCellsAsSaved(app: JupyterFrontEnd, path: string, model: NotebookContent): Promise<boolean> {
+  try {
+    const saved = await app.serviceManager.contents.get(path, { content: true, type: 'notebook' });
+    return cellsKey(saved.content as { cells?: unknown[] }) === cellsKey(model);
+  } catch {
+    return false; // cannot tell: save, as before
+  }
+}
+
 function findNotebook(tracker: INotebookTracker, path: string): NotebookPanel | null {
   return tracker.find(panel => panel.context.path === path) ?? null;
 }
@@ -48,6 +67,11 @@ const panelPlugin: JupyterFrontEndPlugin<NbpipePanel> = {
       save: async path => {
         const nb = findNotebook(tracker, path);
         if (nb && nb.context.model.dirty) {
+          // Lab marks a notebook dirty when its kernel fills in metadata (language_info): with the
+          // cells as saved, the server exports the same code, so nothing is written.
+          if (await sameCellsAsSaved(app, path, nb.context.model.toJSON() as unknown as NotebookContent)) {
+            return false;
+          }
           await nb.context.save();
           return true;
         }

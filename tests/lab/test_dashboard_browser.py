@@ -200,6 +200,9 @@ def test_dashboard_end_to_end(start_lab: Any, lab_browser: Any, tmp_path: Path) 
     expect(run_page.locator('.nbp-tl-row[data-step="evaluate"] .nbp-tl-bar.nbp-tl-succeeded')).to_have_count(1)
     page.screenshot(path=str(ARTIFACTS / "lab-dashboard-runpage.png"))
     view.locator('.rv-node[data-step="train"]').click()
+    # Cached is honest: which run it was reused from, its outputs, and no Error tab.
+    expect(view.locator(".rv-details-meta")).to_contain_text(f"reused from run {r1.id}")
+    expect(view.locator('.rv-details .rv-tab[data-tab="error"]')).to_be_hidden()
     view.locator('.rv-tab[data-tab="outputs"]').click()
     view.locator('.rv-output[data-output="model"] .rv-lineage').click()
     lin = page.locator(".nbp-lineage-page:visible")
@@ -280,6 +283,18 @@ def test_dashboard_end_to_end(start_lab: Any, lab_browser: Any, tmp_path: Path) 
     new_id = new_page.get_attribute("data-run")
     assert new_id and new_id not in (r1.id, r2.id, r3.id)
     assert client.get_run(new_id)["params"] == r1.snapshot()["params"]
+
+    # ---- a run submitted from tiny.ipynb's kernel (%nbpipe run / nbpipe.run) is one of its runs ----
+    kernel_run = client.submit(pipes.digits_lite, {"threshold": 2.0}, experiment="digits", name="from the kernel",
+                               labels={"kernel_notebook": str(Path(lab["root"]) / "tiny.ipynb")}).wait(timeout=300)
+    page.locator('.lm-TabBar-tab:has-text("Runs")').first.click()
+    expect(runs.locator(f'tr.nbp-runs-row[data-run="{kernel_run.id}"]')).to_have_count(1, timeout=60_000)
+    notebook_filter = runs.locator('select[data-filter="notebook"]')
+    expect(notebook_filter.locator('option[value="tiny.ipynb"]')).to_have_count(1, timeout=30_000)
+    notebook_filter.select_option("tiny.ipynb")
+    expect(rows).to_have_count(1, timeout=30_000)
+    expect(rows.first).to_have_attribute("data-run", kernel_run.id)
+    expect(rows.first.locator(".nbp-col-source")).to_have_text("tiny.ipynb")
     assert not errors, errors
 
 

@@ -9,6 +9,7 @@ screenshot into ``test-artifacts/``.
 
 from __future__ import annotations
 
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,8 @@ def test_run_the_quickstart_from_the_panel(lab: dict[str, Any], lab_browser: Any
         expect(view.locator(".rv-pill")).to_have_class("rv-pill rv-state-succeeded", timeout=240_000)
         total = nodes.count()
         assert total >= 4
+        # The notebook was not edited (only its kernel filled in metadata): Run did not save it.
+        expect(panel.locator(".nbp-messages")).not_to_contain_text("Saved quickstart.ipynb")
         assert view.locator(".rv-node.rv-state-succeeded").count() == total
         expect(view.locator(".rv-params")).to_contain_text("gamma")
 
@@ -114,6 +117,24 @@ def test_run_the_quickstart_from_the_panel(lab: dict[str, Any], lab_browser: Any
         notice = panel.locator(".nbp-notice")
         expect(notice).to_contain_text("Exported quickstart.nbpipe", timeout=120_000)
         assert zipfile.is_zipfile(lab["root"] / "quickstart.nbpipe")
+
+        # Export KFP says which image the YAML references, how to build and push it, and takes
+        # the pushed image's name for the next export.
+        py = "%d.%d" % sys.version_info[:2]
+        panel.locator(".nbp-main-actions").get_by_role("button", name="Export KFP").click()
+        kfp = panel.locator(".nbp-kfp")
+        expect(kfp.locator(".nbp-kfp-ref")).to_contain_text(f"nbpipe/base:py{py}", timeout=120_000)
+        expect(kfp.locator(".nbp-kfp-cmd").first).to_have_text(
+            f"docker build -f cluster/base-image/Dockerfile --build-arg PYTHON_VERSION={py} -t REGISTRY/nbpipe-base:py{py} .")
+        expect(kfp.locator(".nbp-kfp-note")).to_contain_text(f"docker push REGISTRY/nbpipe-base:py{py}")
+        page.screenshot(path=str(ARTIFACTS / "lab-panel-kfp.png"))
+        kfp.locator(".nbp-kfp-image").fill("ghcr.io/me/nbpipe-base:py3")
+        kfp.get_by_role("button", name="Export KFP again").click()
+        expect(kfp.locator(".nbp-kfp-ref")).to_contain_text("ghcr.io/me/nbpipe-base:py3", timeout=120_000)
+        expect(kfp.locator(".nbp-kfp-note")).not_to_contain_text("docker push")
+        assert "image: ghcr.io/me/nbpipe-base:py3" in (lab["root"] / "quickstart.kfp.yaml").read_text()
+        kfp.locator(".nbp-dismiss").click()
+        expect(kfp).to_be_hidden()
 
         # A notebook with a broken cell: the panel names the cell and the fix, and jumps there.
         page.goto(f"{lab['url']}/lab/tree/broken.ipynb?token={lab['token']}")
