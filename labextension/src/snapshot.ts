@@ -171,6 +171,11 @@ export class SnapshotRenderer extends Widget implements IRenderMime.IRenderer {
     const runId = this.info.run_id ?? '';
     const hint = `run nbpipe.attach(${JSON.stringify(runId)}) in a cell`;
     const panel = this.findPanel(this.node);
+    if (panel && !panel.sessionContext.session?.kernel) {
+      // a page just loaded (or a kernel restarting) connects its session a moment later
+      this.note.textContent = 'Waiting for the kernel…';
+      await Promise.race([panel.sessionContext.ready, new Promise(resolve => setTimeout(resolve, 30_000))]);
+    }
     const kernel = panel?.sessionContext.session?.kernel;
     if (!kernel) {
       this.note.textContent = `No kernel is running: start one (Kernel ▸ Restart), then click again, or ${hint}.`;
