@@ -79,6 +79,33 @@ def runtime_token(url: str | None = None) -> str | None:
     return None
 
 
+def _pid_alive(pid: object) -> bool:
+    try:
+        os.kill(int(pid), 0)  # type: ignore[call-overload]
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:  # someone else's process took the pid: not our runner
+        return False
+    try:  # a pid reused by another program since (e.g. after a reboot) is not our runner
+        return b"nbpipe" in Path(f"/proc/{int(pid)}/cmdline").read_bytes()  # type: ignore[call-overload]
+    except OSError:
+        return True  # no /proc here (macOS): trust the pid
+
+
+def _wait_for_answer(info: dict[str, object], timeout: float, log_path: Path) -> str | None:
+    """The URL once the runner answers; None if it exited first (e.g. it was stopping)."""
+    url, deadline = str(info["url"]), time.time() + timeout
+    while time.time() < deadline:
+        if _alive(url):
+            return url
+        time.sleep(0.1)
+        if not _pid_alive(info.get("pid")):
+            return None
+    raise RunnerError(f"The embedded nbpipe runner at {url} (pid {info.get('pid')}) is running but has not "
+                      f"answered for {timeout:.0f} s",
+                      hint=f"See {log_path}, or restart it: `nbpipe runner stop` then run again.")
+
+
 def ensure_local_runner(timeout: float = 60.0) -> str:
     """Return the URL of the embedded runner, starting it if needed."""
     home = nbpipe_home()
@@ -92,6 +119,12 @@ def ensure_local_runner(timeout: float = 60.0) -> str:
         info = _read_info(info_path)
         if info and _alive(str(info["url"])):
             return str(info["url"])
+        if info and _pid_alive(info.get("pid")):
+            # Its runner is there but did not answer in time (a loaded machine): wait for it. A second
+            # runner on the same data dir would refuse to start anyway (see RunnerConfig.claim_data_dir).
+            url = _wait_for_answer(info, timeout, home / "runner.log")
+            if url is not None:
+                return url
         info_path.unlink(missing_ok=True)
         log_path = home / "runner.log"
         with open(log_path, "ab") as log:

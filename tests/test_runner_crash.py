@@ -135,6 +135,7 @@ def _crash_at(template: Path, tmp: Path, point: str) -> bool:
     return crashed
 
 
+@pytest.mark.timeout(1800)  # ~15 crash points, two runner starts each: minutes on a loaded 2-core machine
 @pytest.mark.parametrize("kind", ["write", "commit"])
 def test_a_crash_at_any_write_leaves_events_that_replay_to_the_states(template, tmp_path, kind) -> None:
     crashes = 0

@@ -82,6 +82,31 @@ class RunnerConfig:
                 "Set NBPIPE_TOKEN (or --token-file) to a long random secret, or bind to 127.0.0.1.",
             )
 
+    def claim_data_dir(self) -> int:
+        """Hold the data dir for this process's lifetime (an exclusive ``flock``; the kernel drops it
+        when the process ends, even by SIGKILL). Two runners on one data dir would both schedule,
+        recover and write the same runs: the second refuses to start instead. Returns the lock's fd,
+        which the caller keeps open."""
+        import fcntl
+
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self.data_dir / "runner.pid"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # not inherited by step processes (PEP 446)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise NbpipeError(
+                f"Another nbpipe runner (pid {holder}) is already serving the data dir {self.data_dir}",
+                "two runners on one data dir would both run and recover the same runs.",
+                "Use that runner (`nbpipe runner status`), stop it (`nbpipe runner stop` or kill the pid), "
+                "or give this one another --data-dir.",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return fd
+
     def ensure_token(self) -> str:
         """The token every request must carry; made up now (and written to the 0600 ready file) if none was given."""
         if not self.token:

@@ -497,6 +497,7 @@ def serve(config: RunnerConfig, ready_file: str | None = None, log_level: str = 
     import uvicorn
 
     config.check()
+    data_dir_lock = config.claim_data_dir()  # noqa: F841 - held (open) until this process ends
     os.umask(0o077)  # every file the runner (and its steps) create is owner-only, whatever the shell's umask
     sock = bind_socket(config.host, config.port)
     host, port = sock.getsockname()[:2]
