@@ -92,8 +92,9 @@ export class Timeline {
     const t1 = Math.max(this.runEnd ?? 0, ...times, running || this.runEnd === null ? now : 0);
     const span = Math.max(t1 - t0, 1e-3);
     const key = (s: TimelineStep): number => s.start ?? s.end ?? Number.POSITIVE_INFINITY;
+    const order = new Map(all.map((s, i) => [s.name, i])); // ties (cached steps): the run's step order
     return all
-      .sort((a, b) => key(a) - key(b) || a.name.localeCompare(b.name))
+      .sort((a, b) => key(a) - key(b) || (order.get(a.name) ?? 0) - (order.get(b.name) ?? 0))
       .map(s => {
         if (s.start === null) {
           const at = s.end === null ? null : (s.end - t0) / span;

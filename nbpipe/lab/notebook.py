@@ -220,6 +220,10 @@ class RunNotebookHandler(NotebookHandler):
                 lambda: client.submit(data, params, experiment=experiment, labels={"notebook": rel})
             )
             snapshot = run.last_snapshot  # submit/rerun already returned it
+            if snapshot.get("state") in ("succeeded", "failed", "cancelled"):  # every step from the cache
+                from .routes import name_cache_origins
+
+                snapshot = await self.blocking(name_cache_origins, client, snapshot)
         except NbpipeError as exc:
             self.send_nbpipe_error(exc)
             return

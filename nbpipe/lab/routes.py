@@ -173,6 +173,8 @@ class RerunHandler(NotebookHandler):
                 lambda: client.rerun(run_id, from_step, pipeline=package, from_failed=from_failed)
             )
             snapshot = run.last_snapshot  # submit/rerun already returned it
+            if snapshot.get("state") in ("succeeded", "failed", "cancelled"):  # a run answered from the cache
+                snapshot = await self.blocking(name_cache_origins, client, snapshot)
         except NbpipeError as exc:
             self.send_nbpipe_error(exc)
             return

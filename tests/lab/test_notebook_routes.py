@@ -164,6 +164,14 @@ async def test_run_stream_logs_artifacts_list_and_rerun(api: Any, notebooks: Pat
     code, listing = await api("runs")
     assert [r["id"] for r in listing["runs"][:2]] == [again["id"], run["id"]]  # newest first
 
+    # The same parameters once more: every step comes from the cache, already finished in the
+    # answer, and each names the run it was reused from (not only "from the cache").
+    code, cached = await api("notebook/run", "POST", {"path": "tiny.ipynb", "params": {"n": 5, "scale": 2.0}})
+    assert code == 201 and cached["state"] == "succeeded", cached
+    assert {s["state"] for s in cached["steps"]} == {"cached"}
+    assert all(s["reason"].startswith("reused from run r") and s["reused_from"]["run"] in (run["id"], again["id"])
+               for s in cached["steps"]), [s["reason"] for s in cached["steps"]]
+
 
 async def test_run_with_a_bad_parameter_reports_the_runner_message(api: Any, notebooks: Path) -> None:
     code, body = await api("notebook/run", "POST", {"path": "tiny.ipynb", "params": {"n": "lots"}})
