@@ -18,6 +18,9 @@ _SESSION_HOME = tempfile.mkdtemp(prefix="nbpipe-test-home-")
 os.environ["NBPIPE_HOME"] = _SESSION_HOME
 os.environ.pop("NBPIPE_RUNNER_URL", None)
 os.environ.pop("NBPIPE_TOKEN", None)
+# Every runner this session starts (fixtures, kernels' embedded runners) stops when the session's
+# process is gone, also when it was killed (e.g. by `timeout`) before its own cleanup ran.
+os.environ["NBPIPE_EXIT_WITH_PID"] = str(os.getpid())
 
 
 def pytest_sessionfinish(session: Any, exitstatus: int) -> None:

@@ -60,3 +60,20 @@ def test_a_runner_that_stopped_is_replaced(nb_home):
     url = ensure_local_runner()
     assert (Path(nbpipe_home()) / "runner.json").exists()
     assert url.startswith("http://127.0.0.1:")
+
+
+def test_a_runner_stops_when_the_session_it_belongs_to_is_killed(tmp_path):
+    session = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+    r = RunnerProcess(tmp_path / "data", extra_env={"NBPIPE_EXIT_WITH_PID": str(session.pid)}).start()
+    try:
+        assert r.client().health()["status"] == "ok"
+        session.kill()
+        session.wait()
+        assert r.proc is not None
+        pid = r.proc.pid
+        assert r.proc.wait(timeout=120) in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM once shut down
+        assert not (nbpipe_home() / "runtime" / f"runner-{pid}.json").exists()  # it shut down cleanly
+        assert "NBPIPE_EXIT_WITH_PID) is gone; stopping" in (tmp_path / "data" / "runner.log").read_text()
+    finally:
+        session.kill()
+        r.stop()

@@ -14,6 +14,31 @@ from ..errors import NbpipeError
 from .config import RunnerConfig
 
 
+def exit_with(pid: int) -> None:
+    """Stop this runner (gracefully: SIGTERM to itself) once process ``pid`` is gone.
+
+    ``NBPIPE_EXIT_WITH_PID``: for a runner that belongs to one session (a test session, a CI job)
+    and must not outlive it when that session is killed without cleaning up."""
+    import os
+    import signal
+    import threading
+    import time
+
+    def watch() -> None:
+        while True:
+            time.sleep(2.0)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                print(f"nbpipe runner: process {pid} (NBPIPE_EXIT_WITH_PID) is gone; stopping", file=sys.stderr)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            except PermissionError:  # alive, someone else's
+                pass
+
+    threading.Thread(target=watch, name="nbpipe-exit-with", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m nbpipe.runner", description="Run the nbpipe runner.")
     ap.add_argument("--host", default=None)
@@ -30,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log-level", default="warning")
     args = ap.parse_args(argv)
     from .server import serve
+
+    import os
+
+    if os.environ.get("NBPIPE_EXIT_WITH_PID", "").strip().isdigit():
+        exit_with(int(os.environ["NBPIPE_EXIT_WITH_PID"]))
 
     if args.token:
         print("nbpipe runner: warning: --token is visible to every local user (ps, /proc/PID/cmdline); "
