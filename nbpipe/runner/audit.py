@@ -41,11 +41,14 @@ def action_for(method: str, route_path: str) -> str:
 
 
 def record(engine: sa.Engine, user: User, action: str, profile: str, target: str,
-           detail: dict[str, Any] | None = None) -> None:
-    with db.write_tx(engine) as conn:
-        conn.execute(db.audit.insert().values(ts=time.time(), user=user.name[:128], role=user.role, action=action[:40],
-                                              profile=profile[:63], target=target[:400],
-                                              detail=db.dumps(detail or {})))
+           detail: dict[str, Any] | None = None, conn: sa.Connection | None = None) -> None:
+    """Write one audit row; in ``conn``'s transaction when given (a submit's row commits with its run)."""
+    if conn is None:
+        with db.write_tx(engine) as own:
+            record(engine, user, action, profile, target, detail, own)
+        return
+    conn.execute(db.audit.insert().values(ts=time.time(), user=user.name[:128], role=user.role, action=action[:40],
+                                          profile=profile[:63], target=target[:400], detail=db.dumps(detail or {})))
 
 
 def query(engine: sa.Engine, user: str | None = None, action: str | None = None, profile: str | None = None,

@@ -42,6 +42,7 @@ log = logging.getLogger("nbpipe.runner.endpoints")
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DEPLOY_OUTPUT = "endpoint"
 CURSOR_KEY = "endpoints.event_cursor"
+CURSOR_SAVE_S = 10.0  # the cursor is saved after a deploy, else at most this often
 # never given to a model server, even when an operator passes them to steps with NBPIPE_STEP_ENV_PASS
 RUNNER_SECRETS = frozenset({"NBPIPE_TOKEN", "NBPIPE_TOKEN_FILE"})
 
@@ -481,13 +482,18 @@ class Endpoints:
 
         last = await asyncio.to_thread(self._cursor)
         await asyncio.to_thread(self._save_cursor, last)
+        saved_at = time.monotonic()
         while not self.closing:
             seq = self.sched.event_seq
-            batch = await asyncio.to_thread(events_after, self.engine, None, last, 500)
+            # the newest events from the scheduler's memory (no query, no thread per commit), else the table
+            kept = self.sched.events.after(None, last, 500)
+            batch = kept if kept is not None else await asyncio.to_thread(events_after, self.engine, None, last, 500)
+            deployed = False
             for e in batch:
                 last = e["id"]
                 if e.get("type") != "ArtifactSaved" or e.get("name") != DEPLOY_OUTPUT:
                     continue
+                deployed = True
                 try:
                     target = await asyncio.to_thread(self._deploy_target, e["run_id"], e["step"])
                     if target:
@@ -501,7 +507,10 @@ class Endpoints:
                 except Exception:  # noqa: BLE001 - a bad deploy step must not stop the follower
                     log.exception("deploy from %s/%s failed", e.get("run_id"), e.get("step"))
             if batch:
-                await asyncio.to_thread(self._save_cursor, last)
+                # only events that deploy nothing since the last save: a restart re-reads them, harmlessly
+                if deployed or time.monotonic() - saved_at > CURSOR_SAVE_S:
+                    await asyncio.to_thread(self._save_cursor, last)
+                    saved_at = time.monotonic()
                 continue
             await self.sched.wait_for_events(seq, 15.0)
 

@@ -4,14 +4,20 @@ A state change and its event commit together (see ``Scheduler._tx``), so a runne
 any point leaves a database whose events replay to the same states. Events queued during a
 transaction are inserted in one batch just before its commit; readers are woken after the
 commit. Readers wait on :meth:`EventLog.wait` with the sequence number they last saw, so no
-wake-up is lost between reading the table and waiting. Non-goal: event contents (see
-:mod:`nbpipe.events`).
+wake-up is lost between reading the table and waiting.
+
+The newest committed events are also kept in memory (:meth:`EventLog.after`), so the live
+readers — every run's SSE stream, the endpoint follower — are fanned out to without querying the
+table on each commit; the table serves older ids (a resume by ``Last-Event-ID``, a restart).
+Non-goal: event contents (see :mod:`nbpipe.events`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import dataclasses
+import json
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,6 +28,8 @@ from . import db
 
 _NAMES: dict[type, tuple[str, ...]] = {}
 _EVENTS_ADD = db.events.insert()  # built once: building it per commit cost more than the insert
+_LAST_ID = sa.select(sa.func.max(db.events.c.id))
+KEEP = 20_000  # committed events kept in memory for the live readers
 
 
 def _fields(event: ev.Event) -> dict[str, Any]:
@@ -41,6 +49,10 @@ class EventLog:
         self.seq = 0
         self._waiter: asyncio.Event | None = None
         self._pending: list[dict[str, Any]] = []
+        self._written: list[dict[str, Any]] = []  # inserted in the open transaction, with their ids
+        self._ids: list[int] = []  # the kept events' ids (ascending) ...
+        self._kept: list[tuple[str, dict[str, Any]]] = []  # ... and (run id, event as the table reads back)
+        self._floor: int | None = None  # every event with an id above it is kept (None: not known yet)
 
     def add(self, event: ev.Event) -> None:
         """Queue an event for the transaction in progress (see :meth:`write`)."""
@@ -52,18 +64,53 @@ class EventLog:
         batch, self._pending = self._pending, []
         if batch:
             conn.execute(_EVENTS_ADD, batch)
+            # ids are consecutive: this process is the table's only writer, one transaction at a time
+            last = int(conn.execute(_LAST_ID).scalar() or 0)
+            for i, row in enumerate(batch):
+                row["id"] = last - len(batch) + 1 + i
+            self._written = batch
         return bool(batch)
 
     def discard(self) -> None:
         """The transaction rolled back: its events describe changes that never happened."""
         self._pending = []
+        self._written = []
 
     def committed(self) -> None:
-        """Wake readers after a commit that stored events."""
+        """Keep the committed events for the live readers, then wake them."""
+        batch, self._written = self._written, []
+        if batch:
+            if self._floor is None or (self._ids and batch[0]["id"] != self._ids[-1] + 1) or (
+                    not self._ids and batch[0]["id"] != self._floor + 1):
+                self._ids, self._kept, self._floor = [], [], batch[0]["id"] - 1  # a gap: start keeping anew
+            for row in batch:
+                data = json.loads(row["data"])
+                data["id"] = row["id"]
+                self._ids.append(row["id"])
+                self._kept.append((row["run_id"], data))
+            if len(self._ids) > 2 * KEEP:
+                drop = len(self._ids) - KEEP
+                self._floor = self._ids[drop - 1]
+                del self._ids[:drop], self._kept[:drop]
         self.seq += 1
         if self._waiter is not None:
             old, self._waiter = self._waiter, None
             old.set()
+
+    def after(self, run_id: str | None, after: int, limit: int) -> list[dict[str, Any]] | None:
+        """Committed events with an id above ``after`` (of one run, or all), oldest first, from
+        memory; None when memory does not reach back that far (read the table instead).
+        Callers must not change the returned events (they are shared by every reader)."""
+        if self._floor is None or after < self._floor:
+            return None
+        out: list[dict[str, Any]] = []
+        for i in range(bisect.bisect_right(self._ids, after), len(self._ids)):
+            rid, data = self._kept[i]
+            if run_id is None or rid == run_id:
+                out.append(data)
+                if len(out) >= limit:
+                    break
+        return out
 
     def flush(self) -> None:
         """Kept for callers that flushed the old batched log; events are written on commit now."""

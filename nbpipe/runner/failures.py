@@ -36,8 +36,7 @@ def fail_attempt(self: Scheduler, run: RunCtx, st: StepCtx, att_id: str, reason:
         log.exception("could not record the failure of %s", att_id)
         st.state = "running"  # not written: the run's failure plan still covers this step
         run.broken = reason
-    if self._inflight.get(st.cache_key or "") == (run.id, st.name):
-        del self._inflight[st.cache_key or ""]
+    self.cache.release(st.cache_key, run.id, st.name)
     self.wake()
 
 
@@ -62,9 +61,7 @@ def fail_run(self: Scheduler, run: RunCtx, reason: str) -> None:
         self.runs[run.id] = run
         return
     run.broken = ""
-    for key, owner in list(self._inflight.items()):
-        if owner[0] == run.id:
-            del self._inflight[key]
+    self.cache.release_run(run.id)
 
 
 def internal_reason(exc: BaseException, data_dir: Path) -> str:

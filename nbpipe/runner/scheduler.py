@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
 import re
 import secrets
@@ -29,17 +27,15 @@ import sqlalchemy as sa
 from .. import events as ev
 from ..compiler import upstream_of
 from ..errors import NbpipeError, PackageError
-from ..executors import envs
-from ..executors.base import Executor, ExitStatus, Handle
+from ..executors.base import Executor, Handle
 from ..pipeline import resolve_params
-from ..stores.base import Store, content_key
-from . import db, expand, failpoints, failures, intake
+from ..stores.base import Store
+from . import attempts, cache, db, expand, failpoints, failures, intake
 from . import rerun as rerun_plan
 from .eventlog import EventLog
-from .failures import disk_full_note, internal_reason, remove_tree
-from .logs import LogTail
+from .failures import internal_reason
+from .ready import ReadySet
 from .recovery import recover
-from .results import InvalidResult, backoff_delay, check_outputs, check_result
 
 log = logging.getLogger("nbpipe.runner")
 
@@ -86,6 +82,7 @@ class RunCtx:
     broken: str = ""  # an internal error failed this run, but writing that down failed too: retried
     fail_plan: dict[str, str] = field(default_factory=dict)  # step -> final state when failing it
     flow: Any = None  # control-flow state (loops, conditions, exit handlers): see .expand
+    ready: ReadySet | None = None  # a run without control flow: which steps may start (see .ready)
 
 
 def _one_transaction(method: Any) -> Any:
@@ -100,28 +97,11 @@ def _one_transaction(method: Any) -> Any:
     return wrapper
 
 
-# The hot writes as statements built once (bound per call): building a SQLAlchemy expression per
-# call cost ~3x the statement itself, ~1 ms per cached step.
-_STEP_SET = db.steps.update().where(db.steps.c.run_id == sa.bindparam("w_run"), db.steps.c.name == sa.bindparam("w_step"))
-_RUN_SET = db.runs.update().where(db.runs.c.id == sa.bindparam("w_id"))
-_ATTEMPT_SET = db.attempts.update().where(db.attempts.c.id == sa.bindparam("w_id"))
-_CACHE_ROW = sa.select(db.cache).where(db.cache.c.key == sa.bindparam("w_key"))
+_set_step, _set_run, _set_attempt = db.set_step, db.set_run, db.set_attempt  # the hot writes (see .db)
 _ARTIFACT_ADD = db.artifacts.insert()
-_ATTEMPT_ADD = db.attempts.insert()
 _CACHE_ADD = db.cache.insert()
 _CACHE_DROP = db.cache.delete().where(db.cache.c.key == sa.bindparam("w_key"))
-
-
-def _set_step(conn: sa.Connection, run_id: str, step: str, **values: Any) -> None:
-    conn.execute(_STEP_SET, {"w_run": run_id, "w_step": step, **values})
-
-
-def _set_run(conn: sa.Connection, run_id: str, **values: Any) -> None:
-    conn.execute(_RUN_SET, {"w_id": run_id, **values})
-
-
-def _set_attempt(conn: sa.Connection, att_id: str, **values: Any) -> None:
-    conn.execute(_ATTEMPT_SET, {"w_id": att_id, **values})
+_SPEC_OF = sa.select(db.packages.c.spec).where(db.packages.c.digest == sa.bindparam("w_digest"))
 
 
 def new_run_id() -> str:
@@ -142,7 +122,8 @@ class Scheduler:
         self.events = EventLog(engine)
         self._local = threading.local()  # the write transaction of this thread's call chain
         self._thread = threading.current_thread()  # the event loop's: the only one that emits events
-        self._inflight: dict[str, tuple[str, str]] = {}  # cache key -> (run, step) computing it now
+        self.cache = cache.StepCache(engine, store)
+        self._specs: dict[str, dict[str, Any]] = {}  # package digest -> parsed spec (see package_spec)
         self._loop_task: asyncio.Task[None] | None = None
         self._closing = False
         self.last_tick = time.time()
@@ -199,9 +180,18 @@ class Scheduler:
         return intake.add_package_file(self, path, digest)
 
     def package_spec(self, digest: str) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(db.packages.c.spec).where(db.packages.c.digest == digest)).first()
-        return db.loads(row[0]) if row else None
+        """A package's spec (parsed once: packages are immutable per digest). Shared: do not change it."""
+        spec = self._specs.get(digest)
+        if spec is None:
+            with self.engine.connect() as conn:
+                row = conn.execute(_SPEC_OF, {"w_digest": digest}).first()
+            if row is None:
+                return None
+            spec = self._specs[digest] = db.loads(row[0])
+            while len(self._specs) > 64:
+                with contextlib.suppress(KeyError, RuntimeError, StopIteration):  # another thread trimmed it
+                    self._specs.pop(next(iter(self._specs)))
+        return spec
 
     @_one_transaction  # the run's rows, its RunCreated event and any reused steps commit together
     def create_run(self, package: str, params: dict[str, Any] | None = None, experiment: str = "Default",
@@ -228,7 +218,11 @@ class Scheduler:
             steps_ctx[s["name"]] = StepCtx(spec=s, component=spec["components"][s["component"]], upstream=upstream_of(s))
         graph = {"steps": [{"name": s.name, "component": s.spec["component"], "display_name": s.spec.get("display_name", ""),
                             "upstream": s.upstream, "group": s.spec.get("group", "")} for s in steps_ctx.values()]}
+        run = RunCtx(id=run_id, spec=spec, params=resolved, steps=steps_ctx, created_at=created, profile=profile)
         with self._tx() as conn:
+            if not reuse and not again and cache.resolve_run(self, run, conn):
+                cache.write_cached_run(self, conn, run, name, experiment or "Default", package, labels or {}, graph)
+                return run_id
             conn.execute(db.runs.insert().values(
                 id=run_id, name=name, pipeline=spec["pipeline"]["name"], experiment=experiment or "Default",
                 package=package, params=db.dumps(resolved), state="queued", reason="",
@@ -238,7 +232,6 @@ class Scheduler:
                  "max_attempts": s.max_attempts, "reason": (s.spec.get("rerun") or {}).get("reason", ""),
                  "traceback": "", "outputs": "{}", "inputs": "{}"}
                 for s in steps_ctx.values()])
-        run = RunCtx(id=run_id, spec=spec, params=resolved, steps=steps_ctx, created_at=created, profile=profile)
         self.runs[run_id] = run
         self._emit(ev.RunCreated(run_id=run_id, ts=created, name=name, pipeline=spec["pipeline"]["name"],
                                  experiment=experiment or "Default", params=resolved, graph=graph))
@@ -358,8 +351,16 @@ class Scheduler:
             with self._tx() as conn:
                 _set_run(conn, run.id, state="running", started_at=now)
                 self._emit(ev.RunStarted(run_id=run.id, ts=now))
-        expand.advance(self, run)
-        for st in list(run.steps.values()):
+        idx = None
+        if "groups" in run.spec:
+            expand.advance(self, run)
+            todo = list(run.steps.values())
+        else:  # only the steps that may start: a tick of a 10,000-step run stays O(what changed)
+            idx = run.ready
+            if idx is None or idx.size != len(run.steps):
+                idx = run.ready = ReadySet(run.steps)
+            todo = [run.steps[n] for n in list(idx.candidates)]
+        for st in todo:
             if self.active >= self.parallelism:
                 break
             if st.state == "retrying":
@@ -374,7 +375,9 @@ class Scheduler:
                     self._set_step_final(run, st, "skipped", reason=f"upstream step '{bad.name}' {bad.state}")
                 elif all(u.state in ev.STEP_OK for u in ups) and not expand.hold(self, run, st):
                     self._start(run, st)
-        if all(s.state in ev.STEP_FINAL for s in run.steps.values()):
+            if idx is not None:
+                idx.settle(st)
+        if idx.done if idx is not None else all(s.state in ev.STEP_FINAL for s in run.steps.values()):
             self._finish_run(run)
         return next_wake
 
@@ -407,47 +410,15 @@ class Scheduler:
                 ident[name] = {"digest": out["digest"]}
         return inputs, ident
 
-    def _cache_key(self, st: StepCtx, ident: dict[str, Any], profile: str = "default") -> str:
-        opts = st.options
-        key = {"component": st.component["digest"], "inputs": ident,
-               "image": st.component.get("image"), "packages": opts.get("packages", []), "env": opts.get("env", {})}
-        if profile != "default":  # one profile's cached outputs are never another's (default: keys as before)
-            key["profile"] = profile
-        return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
-
-    def _cached(self, st: StepCtx, key: str) -> dict[str, Any] | None:
-        opts = st.options
-        if not opts.get("cache", True) or (st.spec.get("rerun") or {}).get("fresh"):
-            return None  # ...or a re-run re-executes this step on purpose (see .rerun)
-        conn = getattr(self._local, "conn", None)  # the tick's own transaction, if any: no second connection
-        if conn is not None:
-            row = conn.execute(_CACHE_ROW, {"w_key": key}).first()
-        else:
-            with self.engine.connect() as conn:
-                row = conn.execute(_CACHE_ROW, {"w_key": key}).first()
-        if row is None:
-            return None
-        staleness = opts.get("max_cache_staleness")
-        if staleness is not None and time.time() - row.created_at > staleness:
-            return None
-        try:
-            outputs = check_outputs(db.loads(row.outputs) or {}, st.component.get("outputs"))
-            if not all(self.store.exists(o["key"]) for o in outputs.values()):
-                return None
-        except (InvalidResult, ValueError, OSError) as exc:  # a forged or stale entry: a miss, never a crash
-            log.warning("ignoring an invalid cache entry %s: %s", key, exc)
-            return None
-        return dict(outputs)
-
     def _start(self, run: RunCtx, st: StepCtx) -> None:
         inputs, ident = self._resolve_inputs(run, st)
         first_look = st.cache_key is None
-        st.cache_key = self._cache_key(st, ident, run.profile)
+        st.cache_key = cache.cache_key(st, ident, run.profile)
         cacheable = bool(st.options.get("cache", True))
         if st.attempt == 0:
-            first = {"inputs": db.dumps(_input_summary(st.spec["inputs"], run.params)),
+            first = {"inputs": db.dumps(cache.input_summary(st.spec["inputs"], run.params)),
                      "cache_key": st.cache_key} if first_look else None
-            hit = self._cached(st, st.cache_key)
+            hit = self.cache.lookup(st, st.cache_key, getattr(self._local, "conn", None))
             if hit is not None:
                 st.first_values = first  # one step write for a hit, with its final state
                 self._finish_success(run, st, hit, cached=True)
@@ -455,192 +426,35 @@ class Scheduler:
             if first is not None:
                 with self._tx() as conn:
                     _set_step(conn, run.id, st.name, **first)
-            owner = self._inflight.get(st.cache_key) if cacheable else None
+            owner = self.cache.owner(st.cache_key) if cacheable else None
             if owner is not None and owner != (run.id, st.name):
                 # An identical step (same code, inputs and options) is running right now, e.g. the
                 # shared upstream step of parallel sweep trials: wait and take its result from the
                 # cache rather than doing the same work twice. If it fails, this one runs itself.
                 return
         if cacheable:
-            self._inflight[st.cache_key] = (run.id, st.name)
+            self.cache.claim(st.cache_key, run.id, st.name)
         st.attempt += 1
         st.state = "running"
         st.started_at = time.time()
+        # the attempt's row, the step's running state and StepStarted commit with this tick
+        attempts.record_attempt(self, run, st, f"{run.id}.{st.name}.{st.attempt}",
+                                self.log_path(run.id, st.name, st.attempt), st.started_at)
         self.active += 1
         st.task = asyncio.create_task(self._execute(run, st, inputs))
-
-    def _job(self, run: RunCtx, st: StepCtx, inputs: dict[str, Any]) -> dict[str, Any]:
-        comp = st.component
-        return {
-            "run_id": run.id, "step": st.name, "attempt": st.attempt, "component": st.spec["component"],
-            "store": self.store.config(),
-            "payload": {"key": content_key(comp["payload"]["digest"]), "serializer": comp["payload"]["serializer"]},
-            "python": comp["python"], "inputs": inputs,
-            "outputs": comp["outputs"], "return_style": comp["return_style"],
-            "result_key": f"runs/{run.id}/{st.name}/{st.attempt}/result.json",
-            "output_seed": f"{run.id}/{st.name}/{st.attempt}/{st.cache_key}",
-            "env": {**st.options.get("env", {}), "NBPIPE_RUN_ID": run.id, "NBPIPE_STEP": st.name,
-                    "NBPIPE_ATTEMPT": str(st.attempt), "NBPIPE_PROFILE": run.profile},
-            "profile": run.profile,  # an executor may place the step by it (e.g. a namespace per profile)
-            "image": comp.get("image"), "packages": st.options.get("packages", []),
-            "resources": st.options.get("resources", {}), "timeout": st.options.get("timeout"),
-        }
 
     def log_path(self, run_id: str, step: str, attempt: int) -> Path:
         return self.data_dir / "logs" / run_id / step / f"{attempt}.log"
 
     async def _execute(self, run: RunCtx, st: StepCtx, inputs: dict[str, Any],
                        reattached: Handle | None = None) -> None:
-        if reattached is None and (self.runs.get(run.id) is not run or st.state != "running"):
-            self.active -= 1  # an internal error ended the run before this attempt began: give the slot back
-            return
-        attempt = st.attempt
-        att_id = f"{run.id}.{st.name}.{attempt}"
-        log_path = self.log_path(run.id, st.name, attempt)
-        workdir = str(self.data_dir / "work" / run.id / st.name / str(attempt))
-        started = st.started_at or time.time()
-        tail = LogTail(str(log_path), lambda text: self._emit(ev.StepLog(
-            run_id=run.id, ts=time.time(), step=st.name, attempt=attempt, text=text)))
-        status: ExitStatus
-        timed_out = False
-        job: dict[str, Any] = {"result_key": f"runs/{run.id}/{st.name}/{attempt}/result.json"}
-        try:  # everything from here on releases the slot in `finally`
-            job = self._job(run, st, inputs)
-            if reattached is None:
-                self._record_attempt(run, st, att_id, log_path, started)
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            if reattached is not None:  # a previous runner started it (see _recover)
-                st.handle = reattached
-                tail.offset = tail.sent = log_path.stat().st_size if log_path.exists() else 0
-            else:
-                if job["packages"] and not getattr(self.executor, "installs_packages", False):
-                    job = await asyncio.to_thread(envs.prepare, job, self.data_dir / "envs", str(log_path))
-                st.handle = await self.executor.start(job, att_id, str(log_path), workdir)
-                with self._tx() as conn:
-                    _set_attempt(conn, att_id, pid=st.handle.pid, pod=st.handle.name or None)
-                if run.cancelled and not expand.runs_after_cancel(self, run, st):
-                    # the cancel came while the executor was still starting it (e.g. creating a pod)
-                    await self.executor.kill(st.handle)
-            tail.start()
-            timeout = st.options.get("timeout")
-            if timeout is not None and reattached is not None:
-                timeout = max(0.0, timeout - (time.time() - started))
-            try:
-                status = await asyncio.wait_for(asyncio.shield(st.handle.done), timeout)
-            except asyncio.TimeoutError:
-                timed_out = True
-                await self.executor.kill(st.handle)
-                status = await st.handle.done
-        except envs.PackagesMissing as exc:
-            status = ExitStatus(reason=str(exc))
-        except Exception as exc:  # noqa: BLE001 - the executor could not start the attempt
-            log.exception("executor failed for %s", att_id)
-            status = ExitStatus(reason=f"the {self.executor.name} executor could not start the step: "
-                                       f"{internal_reason(exc, self.data_dir)}")
-        finally:
-            with contextlib.suppress(Exception):
-                await tail.stop()
-            self.active -= 1
-            st.handle = None
-        try:
-            with self._tx():
-                self._complete(run, st, job, att_id, status, timed_out, tail, workdir)
-        except Exception as exc:  # noqa: BLE001 - e.g. the disk is full: contained to this attempt
-            log.exception("could not record the end of %s", att_id)
-            remove_tree(workdir)  # partial outputs first: that may be what fills the disk
-            self._fail_attempt(run, st, att_id, internal_reason(exc, self.data_dir))
+        await attempts.execute(self, run, st, inputs, reattached)  # see .attempts
 
     def _fail_attempt(self, run: RunCtx, st: StepCtx, att_id: str, reason: str) -> None:
         failures.fail_attempt(self, run, st, att_id, reason)
 
     def _fail_run(self, run: RunCtx, reason: str) -> None:
         failures.fail_run(self, run, reason)
-
-    def _record_attempt(self, run: RunCtx, st: StepCtx, att_id: str, log_path: Path, started: float) -> None:
-        attempt = st.attempt
-        with self._tx() as conn:
-            conn.execute(_ATTEMPT_ADD, {"id": att_id, "run_id": run.id, "step": st.name, "attempt": attempt,
-                                        "state": "running", "executor": self.executor.name, "log_key": str(log_path),
-                                        "started_at": started, "reason": ""})
-            values: dict[str, Any] = {"state": "running", "attempt": attempt, "reason": "", "traceback": ""}
-            if attempt == 1:
-                values["started_at"] = started
-            _set_step(conn, run.id, st.name, **values)
-            self._emit(ev.StepStarted(run_id=run.id, ts=started, step=st.name, attempt=attempt,
-                                      max_attempts=st.max_attempts))
-
-    def _complete(self, run: RunCtx, st: StepCtx, job: dict[str, Any], att_id: str, status: ExitStatus,
-                  timed_out: bool, tail: LogTail, workdir: str = "") -> None:
-        attempt = st.attempt
-        result, invalid = self._read_result(job["result_key"]), ""
-        finished = time.time()
-        if result is not None:
-            try:
-                check_result(result, st.component.get("outputs") or [])
-            except InvalidResult as exc:
-                invalid, result = f"invalid result from the step: {exc}", {}
-        result = result or {}
-        if self.runs.get(run.id) is not run or st.state in ev.STEP_FINAL:
-            # the run was already ended (an internal error failed it): only close the attempt
-            with self._tx() as conn:
-                conn.execute(db.attempts.update().where(db.attempts.c.id == att_id).values(
-                    state="failed", finished_at=finished, reason=run.broken or "the run had already ended"))
-            remove_tree(workdir)
-            return
-        if run.cancelled and not expand.runs_after_cancel(self, run, st):
-            state, reason, tb = "cancelled", "the run was cancelled", ""
-        elif timed_out:
-            state, reason, tb = "failed", f"timed out after {st.options.get('timeout'):g} s and was killed", ""
-        elif invalid:
-            state, reason, tb = "failed", invalid, tail.last_lines(40)
-        elif result.get("status") == "succeeded" and status.ok:
-            state, reason, tb = "succeeded", "", ""
-        else:
-            err = result.get("error") or {}
-            tb = err.get("traceback") or ""
-            if err:
-                reason = f"{err.get('type')}: {err.get('message')}" if err.get("type") != "JobError" else err.get("message", "")
-            else:
-                reason = status.describe() + (" without reporting a result" if not status.reason else "")
-                tb = tail.last_lines(40)
-            reason = disk_full_note(reason, self.data_dir)
-            state = "failed"
-        with self._tx() as conn:
-            _set_attempt(conn, att_id, state=state, finished_at=finished, exit_code=status.code if status.code is not None
-                         else (-status.signal if status.signal else None), reason=reason)
-        if state != "succeeded":
-            remove_tree(workdir)  # a failed attempt's partial files
-        if state == "succeeded":
-            self._finish_success(run, st, result.get("outputs") or {}, cached=False)
-        elif state == "failed" and attempt < st.max_attempts and not run.cancelled:
-            delay = backoff_delay(st.options, attempt)
-            st.state, st.next_at = "retrying", finished + delay
-            with self._tx() as conn:
-                conn.execute(db.steps.update().where(db.steps.c.run_id == run.id, db.steps.c.name == st.name)
-                             .values(state="retrying", reason=reason, traceback=tb))
-                self._emit(ev.StepRetrying(run_id=run.id, ts=finished, step=st.name, attempt=attempt,
-                                           max_attempts=st.max_attempts, delay=delay, reason=reason))
-        else:
-            self._set_step_final(run, st, state, reason=reason, traceback=tb)
-        if st.state != "retrying" and self._inflight.get(st.cache_key or "") == (run.id, st.name):
-            del self._inflight[st.cache_key or ""]
-        self.wake()
-
-    def _read_result(self, key: str) -> Any:
-        """The step's result JSON as written (checked by the caller); None when there is none."""
-        try:
-            data = self.store.get_bytes(key)
-        except (KeyError, OSError):
-            return None
-        except Exception:  # noqa: BLE001 - a remote store may raise its own errors
-            log.exception("cannot read step result %s", key)
-            return None
-        if len(data) > MAX_RESULT_BYTES:
-            return ["over the size limit"]  # fails check_result: not an object
-        try:
-            return json.loads(data)
-        except (ValueError, RecursionError):
-            return ["not valid JSON"]
 
     def _finish_success(self, run: RunCtx, st: StepCtx, outputs: dict[str, Any], cached: bool, reason: str = "") -> None:
         with self._tx():
@@ -667,6 +481,8 @@ class Scheduler:
     def _set_step_final(self, run: RunCtx, st: StepCtx, state: str, reason: str = "", traceback: str = "",
                         outputs: dict[str, Any] | None = None) -> None:
         now = time.time()
+        if run.ready is not None and st.state not in ev.STEP_FINAL and state in ev.STEP_FINAL:
+            run.ready.finished(st.name)
         st.state = state
         duration = (now - st.started_at) if st.started_at else 0.0
         values: dict[str, Any] = {"state": state, "finished_at": now, "reason": reason, "traceback": traceback}
@@ -753,15 +569,4 @@ class Scheduler:
         await recover(self)
 
 
-def _input_summary(bindings: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, b in bindings.items():
-        if "parameter" in b:
-            out[name] = {"parameter": b["parameter"], "value": params.get(b["parameter"])}
-        else:
-            out[name] = dict(b)
-    return out
-
-
 LOOP_STALL_S = 30.0
-MAX_RESULT_BYTES = 64 * 1024 * 1024

@@ -132,8 +132,10 @@ def create_app(config: RunnerConfig, on_ready: Any = None, on_stop: Any = None) 
                 return _error(404, hidden)
         response: Response = await call_next(request)
         if request.method in audit.CHANGES and response.status_code < 400 and "engine" in state:
-            template, params = profiles.match_route(app, request.url.path) or (request.url.path, {})
             noted = profiles.noted()
+            if noted.pop("audited", False):
+                return response  # the handler wrote it in its own transaction (a submit)
+            template, params = profiles.match_route(app, request.url.path) or (request.url.path, {})
             await asyncio.to_thread(audit.record, state["engine"], user, audit.action_for(request.method, template),
                                     noted.pop("profile", profile), noted.pop("target", "/".join(params.values())),
                                     noted)
@@ -229,9 +231,14 @@ def create_app(config: RunnerConfig, on_ready: Any = None, on_stop: Any = None) 
     @app.post("/api/v1/runs", status_code=201, responses={201: {"model": RunSnapshot}, **errors(400, 404)})
     async def create_run(req: RunRequest) -> Any:
         try:
-            with sched().transaction():  # the run's rows and its first events commit together
+            with sched().transaction() as conn:  # the run's rows, first events and audit row commit together
+                profile = profiles.submit_profile()
                 run_id = sched().create_run(req.package, req.params, req.experiment, req.name, req.labels,
-                                            profile=profiles.submit_profile())
+                                            profile=profile)
+                caller = profiles.current()
+                if caller is not None:  # recorded here, not by the middleware's own transaction after
+                    audit.record(state["engine"], caller, "submit", profile, run_id, conn=conn)
+                    profiles.note(audited=True)
         except PackageError as exc:
             return _error(404, exc)
         profiles.note(target=run_id)
@@ -282,7 +289,7 @@ def create_app(config: RunnerConfig, on_ready: Any = None, on_stop: Any = None) 
         last = after
         while True:
             seq = s.event_seq
-            batch = views.events_after(state["engine"], run_id, last, 500)
+            batch = views.events_after(state["engine"], run_id, last, 500, s.events)
             for e in batch:
                 last = e["id"]
                 yield f"id: {e['id']}\nevent: {e['type']}\ndata: {json.dumps(e)}\n\n".encode()

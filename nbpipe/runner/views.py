@@ -6,7 +6,7 @@ applying events; its shape is mirrored in ``run_view.js``. Non-goal: mutations.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -14,9 +14,18 @@ from ..compiler import upstream_of
 from . import db, profiles
 from .expand import load_replay
 
+if TYPE_CHECKING:
+    from .eventlog import EventLog
+
 
 # Packages are immutable per digest, so their parsed specs can be kept (bounded).
 _SPECS: dict[str, dict[str, Any]] = {}
+
+
+# A snapshot's queries, built once (building a SQLAlchemy expression per call costs more than running it).
+_RUN_ROW = sa.select(db.runs).where(db.runs.c.id == sa.bindparam("w_run"))
+_STEP_ROWS = sa.select(db.steps).where(db.steps.c.run_id == sa.bindparam("w_run"))
+_LAST_EVENT = sa.select(sa.func.max(db.events.c.id)).where(db.events.c.run_id == sa.bindparam("w_run"))
 
 
 def _remember(digest: str, spec: dict[str, Any]) -> None:
@@ -66,7 +75,7 @@ def list_runs(engine: sa.Engine, experiment: str | None = None, state: str | Non
 
 def snapshot(engine: sa.Engine, run_id: str) -> dict[str, Any] | None:
     with engine.connect() as conn:
-        row = conn.execute(sa.select(db.runs).where(db.runs.c.id == run_id)).first()
+        row = conn.execute(_RUN_ROW, {"w_run": run_id}).first()
         if row is None:
             return None
         r = dict(row._mapping)
@@ -76,8 +85,8 @@ def snapshot(engine: sa.Engine, run_id: str) -> dict[str, Any] | None:
             spec = db.loads(spec_row[0]) if spec_row else {"steps": [], "components": {}}
             if spec_row:
                 _remember(r["package"], spec)
-        srows = {s["name"]: s for s in db.rows(conn.execute(sa.select(db.steps).where(db.steps.c.run_id == run_id)))}
-        last = conn.execute(sa.select(sa.func.max(db.events.c.id)).where(db.events.c.run_id == run_id)).scalar()
+        srows = {s["name"]: s for s in db.rows(conn.execute(_STEP_ROWS, {"w_run": run_id}))}
+        last = conn.execute(_LAST_EVENT, {"w_run": run_id}).scalar()
         step_specs = list(load_replay(conn, run_id, spec).specs.values()) if "groups" in spec else spec["steps"]
         gangs = {s["name"] for s in step_specs if int((s.get("options") or {}).get("workers", 1)) > 1}
         workers = _gang_workers(conn, run_id) if gangs else {}
@@ -118,7 +127,14 @@ def _bindings(s: dict[str, Any]) -> dict[str, Any]:
     return {k: dict(v) for k, v in s.get("inputs", {}).items()}
 
 
-def events_after(engine: sa.Engine, run_id: str | None, after: int, limit: int = 1000) -> list[dict[str, Any]]:
+def events_after(engine: sa.Engine, run_id: str | None, after: int, limit: int = 1000,
+                 log: "EventLog | None" = None) -> list[dict[str, Any]]:
+    """Events with an id above ``after``: from ``log``'s memory when it reaches back that far (the
+    live readers), else from the table. Shared: callers must not change them."""
+    if log is not None and (run_id is not None or profiles.visible() is None):
+        kept = log.after(run_id, after, limit)
+        if kept is not None:
+            return kept
     q = sa.select(db.events).where(db.events.c.id > after).order_by(db.events.c.id).limit(limit)
     if run_id is not None:
         q = q.where(db.events.c.run_id == run_id)

@@ -1,0 +1,180 @@
+"""The step cache: cache keys, lookups, identical steps in flight, and fully cached runs.
+
+A step's cache key is the SHA-256 of its component digest, its inputs' identities (values, or
+the digests of upstream outputs), image, packages, env, and — outside the default profile — the
+profile: one profile's cached outputs are never another's. A hit is a cache row younger than the
+step's ``max_cache_staleness`` whose outputs still pass the component's output check and still
+exist in the store (a forged or stale row is a miss, never a crash).
+
+:func:`resolve_run` is the fast path for a run whose every step hits: the scheduler then writes
+the run already finished (one insert per table, one event batch) instead of ticking it step by
+step. Non-goals: writing cache rows (the scheduler does, with a step's success) and HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from .. import events as ev
+from . import db
+from .results import InvalidResult, check_outputs
+
+if TYPE_CHECKING:
+    from ..stores.base import Store
+    from .scheduler import RunCtx, Scheduler, StepCtx
+
+log = logging.getLogger("nbpipe.runner")
+
+_ROW = sa.select(db.cache.c.outputs, db.cache.c.created_at).where(db.cache.c.key == sa.bindparam("w_key"))
+
+
+def cache_key(st: "StepCtx", ident: dict[str, Any], profile: str = "default") -> str:
+    opts = st.spec["options"]
+    key = {"component": st.component["digest"], "inputs": ident,
+           "image": st.component.get("image"), "packages": opts.get("packages", []), "env": opts.get("env", {})}
+    if profile != "default":  # one profile's cached outputs are never another's (default: keys as before)
+        key["profile"] = profile
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def may_hit(st: "StepCtx") -> bool:
+    """Caching is on for the step, and no re-run re-executes it on purpose (see .rerun)."""
+    return bool(st.spec["options"].get("cache", True)) and not (st.spec.get("rerun") or {}).get("fresh")
+
+
+class StepCache:
+    def __init__(self, engine: sa.Engine, store: "Store"):
+        self.engine = engine
+        self.store = store
+        self.inflight: dict[str, tuple[str, str]] = {}  # cache key -> (run, step) computing it now
+
+    def lookup(self, st: "StepCtx", key: str, conn: sa.Connection | None = None) -> dict[str, Any] | None:
+        """The cached outputs for ``key``, or None (a miss, or caching is off for the step)."""
+        if not may_hit(st):
+            return None
+        if conn is not None:  # the caller's transaction: sees its own writes, no second connection
+            row = conn.execute(_ROW, {"w_key": key}).first()
+        else:
+            with self.engine.connect() as c:
+                row = c.execute(_ROW, {"w_key": key}).first()
+        if row is None:
+            return None
+        staleness = st.spec["options"].get("max_cache_staleness")
+        if staleness is not None and time.time() - row.created_at > staleness:
+            return None
+        try:
+            outputs = check_outputs(db.loads(row.outputs) or {}, st.component.get("outputs"))
+            if not all(self.store.exists(o["key"]) for o in outputs.values()):
+                return None
+        except (InvalidResult, ValueError, OSError) as exc:  # a forged or stale entry: a miss, never a crash
+            log.warning("ignoring an invalid cache entry %s: %s", key, exc)
+            return None
+        return dict(outputs)
+
+    # ------------------------------------------------------------ identical steps in flight
+    def owner(self, key: str) -> tuple[str, str] | None:
+        return self.inflight.get(key)
+
+    def claim(self, key: str, run_id: str, step: str) -> None:
+        self.inflight[key] = (run_id, step)
+
+    def release(self, key: str | None, run_id: str, step: str) -> None:
+        if key and self.inflight.get(key) == (run_id, step):
+            del self.inflight[key]
+
+    def release_run(self, run_id: str) -> None:
+        for key, owner in list(self.inflight.items()):
+            if owner[0] == run_id:
+                del self.inflight[key]
+
+
+def resolve_run(sched: "Scheduler", run: "RunCtx", conn: sa.Connection) -> bool:
+    """Resolve every step of a new plain run from the cache, in dependency order.
+
+    True when all hit: each step then has its outputs and ``cache_key`` set (the caller writes the
+    run finished). False at the first step that cannot be a hit (control flow,
+    a run placeholder, caching off, a miss): the steps are left untouched and the run is ticked
+    as usual.
+    """
+    if "groups" in run.spec or not run.steps:
+        return False
+    for st in run.steps.values():
+        if not may_hit(st) or any("collect" in b or "placeholder" in b for b in st.spec["inputs"].values()):
+            return False
+    done: set[str] = set()
+    order = list(run.steps.values())
+    while len(done) < len(order):
+        progressed = False
+        for st in order:
+            if st.name in done or not all(u in done for u in st.upstream):
+                continue
+            _, ident = sched._resolve_inputs(run, st)
+            key = cache_key(st, ident, run.profile)
+            hit = sched.cache.lookup(st, key, conn)
+            if hit is None:
+                for s in order:  # leave the run as created
+                    s.outputs, s.cache_key = {}, None
+                return False
+            st.outputs, st.cache_key = hit, key
+            done.add(st.name)
+            progressed = True
+        if not progressed:  # an upstream name that is not a step: the normal path reports it
+            for s in order:
+                s.outputs, s.cache_key = {}, None
+            return False
+    return True
+
+
+def write_cached_run(self: "Scheduler", conn: sa.Connection, run: "RunCtx", name: str, experiment: str, package: str,
+                      labels: dict[str, str], graph: dict[str, Any]) -> None:
+    """Write a run whose every step was a cache hit (see :func:`.cache.resolve_run`) already
+    finished: one insert per table and the events a ticked run would have emitted, in order."""
+    now = time.time()
+    reason = "result reused from the cache"
+    pipeline = run.spec["pipeline"]["name"]
+    conn.execute(db.runs.insert(), {
+        "id": run.id, "name": name, "pipeline": pipeline, "experiment": experiment, "package": package,
+        "params": db.dumps(run.params), "state": "succeeded", "reason": "", "labels": db.dumps(labels),
+        "created_at": run.created_at, "started_at": now, "finished_at": now, "profile": run.profile})
+    conn.execute(db.steps.insert(), [
+        {"run_id": run.id, "name": st.name, "component": st.spec["component"], "state": "cached", "attempt": 0,
+         "max_attempts": st.max_attempts, "reason": reason, "traceback": "", "outputs": db.dumps(st.outputs),
+         "inputs": db.dumps(input_summary(st.spec["inputs"], run.params)), "cache_key": st.cache_key,
+         "finished_at": now} for st in run.steps.values()])
+    arts = [{"run_id": run.id, "step": st.name, "name": n, "digest": o["digest"], "key": o["key"], "kind": o["kind"],
+             "format": o["format"], "size": o["size"], "created_at": now}
+            for st in run.steps.values() for n, o in st.outputs.items()]
+    if arts:
+        conn.execute(db.artifacts.insert(), arts)
+    self._emit(ev.RunCreated(run_id=run.id, ts=run.created_at, name=name, pipeline=pipeline,
+                             experiment=experiment, params=run.params, graph=graph))
+    self._emit(ev.RunStarted(run_id=run.id, ts=now))
+    for st in run.steps.values():
+        st.state = "cached"
+        for n, o in st.outputs.items():
+            self._emit(ev.ArtifactSaved(run_id=run.id, ts=now, step=st.name, name=n, digest=o["digest"],
+                                        kind=o["kind"], format=o["format"], size=o["size"], preview=o.get("preview")))
+        self._emit(ev.StepFinished(run_id=run.id, ts=now, step=st.name, state="cached", attempt=0,
+                                   duration=0.0, reason=reason, traceback=""))
+    run.state = "succeeded"
+    self._emit(ev.RunFinished(run_id=run.id, ts=now, state="succeeded", reason="", duration=0.0))
+    run_finished = getattr(self.executor, "run_finished", None)  # as _finish_run does for every run
+    if run_finished is not None:
+        asyncio.get_running_loop().create_task(run_finished(run.id, "succeeded"))
+
+
+def input_summary(bindings: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, b in bindings.items():
+        if "parameter" in b:
+            out[name] = {"parameter": b["parameter"], "value": params.get(b["parameter"])}
+        else:
+            out[name] = dict(b)
+    return out
