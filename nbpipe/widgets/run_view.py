@@ -401,8 +401,9 @@ class RunView(anywidget.AnyWidget):
                 self.images = dict(self._images)
             last = time.monotonic()
             self._update_static(snap)
-            if finished and snap.get("state") in ev.RUN_FINAL and gen == self._gen:
-                self._synced.set()
+            with self._cond:  # atomic with switch(), which clears it for the next run under the lock
+                if finished and snap.get("state") in ev.RUN_FINAL and gen == self._gen:
+                    self._synced.set()
 
     def _update_static(self, snap: dict[str, Any]) -> None:
         """Replace the static snapshot in this widget's outputs when the run (or its state) changed.
