@@ -96,6 +96,7 @@ class Options:
     max_cache_staleness: float | None = None  # seconds; None = cached results never expire
     env: tuple[tuple[str, str], ...] = ()
     workers: int = 1  # > 1: a distributed step, N processes started together (see nbpipe.executors.gang)
+    kubeflow_job: bool = False  # on Kubernetes: run the workers as a Training Operator PyTorchJob
 
     def to_json(self) -> dict[str, Any]:
         return _options_json(self)
@@ -160,6 +161,10 @@ def _options_json(opts: Options) -> dict[str, Any]:
         del d["workers"]  # specs (and their digests) of ordinary steps stay as they were
     else:  # executors read the gang size from the job's environment (nbpipe.executors.gang)
         d["env"]["NBPIPE_WORKERS"] = str(opts.workers)
+    if not opts.kubeflow_job:
+        del d["kubeflow_job"]  # (digests of the specs without it unchanged)
+    else:  # the Kubernetes executor reads it from the job's environment (nbpipe.executors.k8s_pytorchjob)
+        d["env"]["NBPIPE_KUBEFLOW_JOB"] = "PyTorchJob"
     return d
 
 
@@ -178,6 +183,7 @@ def make_options(
     max_cache_staleness: Any = None,
     env: dict[str, str] | None = None,
     workers: int | None = None,
+    kubeflow_job: bool | None = None,
     base: Options | None = None,
     owner: str = "component",
 ) -> Options:
@@ -222,7 +228,16 @@ def make_options(
             raise DefinitionError(f"{owner}: workers={workers!r} must be a whole number from 1 to 64",
                                   hint="workers=N runs the step as N processes started together (torch.distributed).")
         changes["workers"] = workers
-    return replace(opts, **changes)
+    if kubeflow_job is not None:
+        if not isinstance(kubeflow_job, bool):
+            raise DefinitionError(f"{owner}: kubeflow_job={kubeflow_job!r} must be True or False")
+        changes["kubeflow_job"] = kubeflow_job
+    out = replace(opts, **changes)
+    if out.kubeflow_job and out.workers < 2:
+        raise DefinitionError(f"{owner}: kubeflow_job=True needs workers=N with N >= 2 (it has workers={out.workers})",
+                              hint="kubeflow_job=True runs a distributed step as a Training Operator PyTorchJob: "
+                                   "give the number of workers, e.g. @component(workers=2, kubeflow_job=True).")
+    return out
 
 
 # ---------------------------------------------------------------- component
@@ -395,6 +410,7 @@ def component(
     max_cache_staleness: Any = None,
     env: dict[str, str] | None = None,
     workers: int = 1,
+    kubeflow_job: bool = False,
 ) -> Any:
     """Turn a typed function into a :class:`Component`. Works bare or with options.
 
@@ -412,10 +428,14 @@ def component(
         (``"P7D"``, like Kubeflow's ``max_cache_staleness``).
     workers : run the step as N worker processes started together (a gang) with the PyTorch
         environment (MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK, LOCAL_RANK); rank 0's result is the step's.
+    kubeflow_job : with ``workers``, on Kubernetes: run the workers as a Kubeflow Training Operator
+        PyTorchJob (Master + N-1 Workers) instead of N pods and a headless Service; the cluster needs
+        the operator's CRD (the step fails saying so otherwise). Other executors ignore it.
     """
     opts = make_options(base_image=base_image, packages=packages, resources=resources, retries=retries,
                         backoff=backoff, timeout=timeout, cache=cache,
-                        max_cache_staleness=max_cache_staleness, env=env, workers=workers, owner=f"component {name or ''}".strip())
+                        max_cache_staleness=max_cache_staleness, env=env, workers=workers, kubeflow_job=kubeflow_job,
+                        owner=f"component {name or ''}".strip())
 
     def wrap(f: Callable[..., Any]) -> Component:
         return Component(f, name=name, options=opts)

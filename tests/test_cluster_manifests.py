@@ -215,6 +215,7 @@ def test_rbac_is_least_privilege(objects: list[Obj]) -> None:
     expected |= {("", "services", v) for v in ("create", "delete")}  # distributed steps, endpoints
     expected |= {("apps", "deployments", v) for v in ("create", "patch", "delete")}  # endpoints (k8s serving)
     expected |= {("", "secrets", v) for v in ("create", "delete")}  # endpoints' tokens: written, never read
+    expected |= {("kubeflow.org", "pytorchjobs", v) for v in ("create", "get", "list", "watch", "delete")}  # kubeflow_job
     # what the runner used in a whole k8s suite run (audit log): tests/k8s_rig/audit_check.py
     assert granted == expected
     assert not any("*" in part for triple in granted for part in triple)
@@ -434,7 +435,8 @@ def test_the_runner_gets_only_the_step_pod_part_of_its_role_in_a_profile(profile
     # what the executor does in a profile's namespace: step pods, their logs, per-run claims, and the
     # headless Service of a distributed step
     assert granted == {("", "pods", v) for v in ("create", "get", "list", "watch", "delete")} | {
-        ("", "pods/log", "get")} | {("", r, v) for r in ("persistentvolumeclaims", "services") for v in ("create", "delete")}
+        ("", "pods/log", "get")} | {("", r, v) for r in ("persistentvolumeclaims", "services") for v in ("create", "delete")} | {
+        ("kubeflow.org", "pytorchjobs", v) for v in ("create", "get", "list", "watch", "delete")}  # kubeflow_job
     assert granted <= home, f"more in profile {name} than the runner has at home: {granted - home}"
     binding = one(objects, "RoleBinding", "nbpipe-runner")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "nbpipe-runner"}

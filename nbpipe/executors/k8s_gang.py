@@ -106,6 +106,8 @@ class Worker:
 class K8sGang:
     """The N pods of one attempt: their watch events, logs, and the end of the attempt as a unit."""
 
+    container = CONTAINER  # the step's container in each worker pod (a PyTorchJob's is "pytorch")
+
     def __init__(self, ex: Any, job: dict[str, Any], attempt_id: str, log_path: str, n: int, settings: Any):
         self.ex, self.job, self.attempt_id, self.log_path, self.n = ex, job, attempt_id, log_path, n
         self.settings = settings  # the pod settings of the run's profile (its namespace among them)
@@ -161,7 +163,7 @@ class K8sGang:
 
         for _ in range(20):
             try:
-                resp = self.ex.api.read_namespaced_pod_log(w.pod, self.ns, container=CONTAINER, follow=True,
+                resp = self.ex.api.read_namespaced_pod_log(w.pod, self.ns, container=self.container, follow=True,
                                                            _preload_content=False)
                 pos = 0  # a reconnection reads from the first byte: skip what was consumed
                 for chunk in resp.stream(65536):
@@ -191,7 +193,7 @@ class K8sGang:
         data: bytes | None = None
         if not w.deleted:
             try:
-                data = self.ex.api.read_namespaced_pod_log(w.pod, self.ns, container=CONTAINER,
+                data = self.ex.api.read_namespaced_pod_log(w.pod, self.ns, container=self.container,
                                                            _preload_content=False).data
             except Exception:  # noqa: BLE001 - gone: try the copy the entrypoint uploaded
                 data = None

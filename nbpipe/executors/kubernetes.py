@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import NbpipeError
-from . import k8s_gang
+from . import k8s_gang, k8s_pytorchjob
 from .base import ExitStatus, Handle
 from .gang import workers_of
 from .k8s_pod import (
@@ -383,6 +383,8 @@ class KubernetesExecutor:
         job.pop("python_executable", None)
         run_id, step, attempt = str(job["run_id"]), str(job["step"]), int(job["attempt"])
         job["log_key"] = store_key(run_id, step, attempt, "log.txt")
+        if workers_of(job) > 1 and k8s_pytorchjob.wants_pytorchjob(job):  # a Training Operator PyTorchJob
+            return await k8s_pytorchjob.start(self, job, attempt_id, log_path, settings, workers_of(job))
         if workers_of(job) > 1:  # a distributed step: N pods and a headless Service (see k8s_gang)
             return await k8s_gang.start(self, job, attempt_id, log_path, settings, workers_of(job))
         ref = None
@@ -537,6 +539,8 @@ class KubernetesExecutor:
         """
         if attempt.get("executor") not in (None, self.name):
             return None
+        if str(attempt.get("pod") or "").startswith(k8s_pytorchjob.ROW_PREFIX):  # a distributed step's PyTorchJob
+            return await k8s_pytorchjob.reattach(self, attempt)
         ns, _, name = str(attempt.get("pod") or "").rpartition("/")
         name = name or pod_name(str(attempt["id"]))
         if ns:

@@ -8,7 +8,8 @@ Steps, each timed and printed:
 2. **start** it from a clean state (etcd data, pod state and audit log of an earlier run are
    removed; certificates and binaries are kept), with pods running this clone's ``.venv``
    python (``PKUBELET_PYTHON``, ``POD_PATH``).
-3. **apply** ``cluster/manifests``' Namespace, ServiceAccounts, Role, RoleBinding and Secrets,
+3. **apply** the vendored CRDs (``tests/k8s/crds``: PyTorchJob, InferenceService) and
+   ``cluster/manifests``' Namespace, ServiceAccounts, Role, RoleBinding and Secrets,
    and every profile overlay (``cluster/manifests/profiles/*``: namespace, Role+RoleBinding,
    ResourceQuota, LimitRange; the rig's S3 keys in their Secret), rendered by the small kustomize
    in ``tests/test_cluster_manifests.py`` and applied with the ``kubernetes`` client (kubectl is
@@ -198,6 +199,27 @@ def apply(objects: list[dict[str, Any]], admin: Path) -> None:
                  lambda: (core.read_namespaced_resource_quota(name, ns).status.hard or None))
 
 
+def apply_crds(admin: Path) -> None:
+    """Register the vendored CRDs (``tests/k8s/crds/*.yaml``: the Training Operator's PyTorchJob, KServe's
+    InferenceService; no operator runs here) as the admin, and wait until the API server serves them."""
+    import yaml
+    from kubernetes import client, config
+
+    cfg = client.Configuration()
+    config.load_kube_config(str(admin), client_configuration=cfg)
+    ext = client.ApiextensionsV1Api(client.ApiClient(cfg))
+    names = []
+    for path in sorted((ROOT / "tests" / "k8s" / "crds").glob("*.yaml")):
+        for crd in yaml.load_all(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+            if crd and crd.get("kind") == "CustomResourceDefinition":
+                ext.create_custom_resource_definition(crd, _preload_content=False)
+                names.append(crd["metadata"]["name"])
+    for name in names:
+        wait_for(f"CRD {name} to be established", lambda: any(
+            c.type == "Established" and c.status == "True"
+            for c in (ext.read_custom_resource_definition(name).status.conditions or [])))
+
+
 def wait_for(what: str, check: Any, timeout: float = 120.0) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -306,6 +328,7 @@ def main() -> int:
         admin = RIG_DIR / "admin.kubeconfig"
         objects = render_manifests()
         apply(objects, admin)
+        apply_crds(admin)
         runner_cfg = RIG_DIR / "run" / "nbpipe-runner.kubeconfig"
         runner_kubeconfig(admin, runner_cfg)
         access, secret = s3_keys(objects)
