@@ -242,6 +242,8 @@ export function formatDuration(seconds) {
 
 /** Seconds a step (or the run) has been going: final duration, else live from started_at. */
 export function elapsedOf(item, now) {
+  // A step that never started (cancelled or skipped before it ran) took no time: no "0 ms".
+  if (item.started_at == null && "attempt" in item && !item.attempt && ["cancelled", "skipped"].includes(item.state)) return null;
   if (item.duration != null) return item.duration;
   if (item.started_at == null) return null;
   const end = item.finished_at ?? now;

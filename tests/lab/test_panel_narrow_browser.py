@@ -89,6 +89,7 @@ def test_narrow_panel_graph_buttons_states_inputs_and_runner_status(
         details = view.locator(".rv-details")
         expect(details.locator(".rv-pill")).to_have_class(re.compile(r"\brv-state-(skipped|cancelled)\b"))
         expect(details.locator('.rv-tab[data-tab="error"]')).to_be_hidden()
+        expect(details.locator(".rv-details-meta")).not_to_contain_text(" ms")  # it never ran: no "0 ms"
         # The failed step's inputs: the value prep gave it (previewed), not only "from prep.output".
         view.locator('.rv-node[data-step="divide"]').click()
         expect(details.locator('.rv-tab[data-tab="error"]')).to_be_visible()
