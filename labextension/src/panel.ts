@@ -132,7 +132,8 @@ export class NbpipePanel extends Widget {
         void this.exportAs('kfp');
       }
     });
-    this.node.append(header, this.downBox, this.settingsBox, this.messages, this.kfpBox, this.pipelineSection, this.runSection, runsSection);
+    header.append(this.downBox); // in the sticky header: seen wherever the panel is scrolled
+    this.node.append(header, this.settingsBox, this.messages, this.kfpBox, this.pipelineSection, this.runSection, runsSection);
 
     this.view = createRunView(this.runHost, {
       loadLogs: (step, attempt) => this.model.loadLogs(step, attempt),
