@@ -29,10 +29,26 @@ from nbpipe import events as ev
 
 from .cases import wait_for
 from .conftest import Cluster, _api
-from .test_distributed_k8s import make_data, make_model, train_single
+from .test_distributed_k8s import train_single
 
 GROUP, VERSION, PLURAL = "kubeflow.org", "v1", "pytorchjobs"
 FAIL_AS_OPERATOR = "unplaceable"  # a component of this name: the stand-in fails its job as the operator would
+
+
+def make_data(n: int = 96) -> Any:  # as in test_distributed_k8s (the step captures this module's functions)
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(n, 5, generator=g, dtype=torch.float64)
+    w = torch.tensor([1.5, -2.0, 0.5, 3.0, -1.0], dtype=torch.float64)
+    return X, X @ w + 0.1 * torch.randn(n, generator=g, dtype=torch.float64)
+
+
+def make_model() -> Any:
+    import torch
+
+    torch.manual_seed(42)
+    return torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
 
 
 class Operator:
@@ -267,9 +283,9 @@ def test_a_failed_worker_stops_the_job_and_the_step_retries_as_a_unit(real: Clus
     assert states == ["stopped", "failed"], states
     # attempt 1 failed: its job and the failed worker's pod are kept (delete policy on-success), the
     # master it stopped is gone; attempt 2 succeeded: its job is deleted
-    kept = wait_for("attempt 1's master pod to be deleted", lambda: (p := real.pods(run.id)) if len(p) == 1 else None, 60)
+    kept = wait_for("attempt 1's master pod to be deleted", lambda: p if len(p := real.pods(run.id)) == 1 else None, 60)
     assert kept[0]["metadata"]["name"].endswith("-worker-0") and kept[0]["status"]["phase"] == "Failed"
-    left = wait_for("attempt 2's job to be deleted", lambda: (j := jobs(operator, run.id)) if len(j) == 1 else None, 60)
+    left = wait_for("attempt 2's job to be deleted", lambda: j if len(j := jobs(operator, run.id)) == 1 else None, 60)
     assert left[0]["metadata"]["name"] == kept[0]["metadata"]["labels"]["training.kubeflow.org/job-name"]
 
 
