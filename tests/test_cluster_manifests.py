@@ -216,6 +216,7 @@ def test_rbac_is_least_privilege(objects: list[Obj]) -> None:
     expected |= {("apps", "deployments", v) for v in ("create", "patch", "delete")}  # endpoints (k8s serving)
     expected |= {("", "secrets", v) for v in ("create", "delete")}  # endpoints' tokens: written, never read
     expected |= {("kubeflow.org", "pytorchjobs", v) for v in ("create", "get", "list", "watch", "delete")}  # kubeflow_job
+    expected |= {("serving.kserve.io", "inferenceservices", v) for v in ("create", "get", "patch", "delete")}  # kserve
     # what the runner used in a whole k8s suite run (audit log): tests/k8s_rig/audit_check.py
     assert granted == expected
     assert not any("*" in part for triple in granted for part in triple)

@@ -83,9 +83,12 @@ class Endpoints:
         self.tail: asyncio.Task[None] | None = None
         self.closing = False
         from ..serving.k8s import K8sServing, backend
+        from ..serving.kserve import KServeServing
 
-        # NBPIPE_SERVING=kubernetes: a Deployment + Service per endpoint instead of a local process
-        self.k8s = K8sServing(store) if backend() == "kubernetes" else None
+        # NBPIPE_SERVING=kubernetes: a Deployment + Service per endpoint instead of a local process;
+        # NBPIPE_SERVING=kserve: a KServe InferenceService per endpoint
+        kind = backend()
+        self.k8s = KServeServing(store) if kind == "kserve" else K8sServing(store) if kind == "kubernetes" else None
 
     # ------------------------------------------------------------ queries
     def _rows(self, name: str | None = None) -> list[dict[str, Any]]:

@@ -25,7 +25,8 @@ k8s-rig runs pods as local processes on loopback, with no Service routing): the 
 pod's address on that port, and the Deployment uses the ``Recreate`` strategy (two pods of one
 endpoint cannot hold one host port).
 
-Non-goals: KServe's InferenceService (see docs/serving-and-distributed.md), autoscaling, and
+KServe's InferenceService instead of the Deployment: ``NBPIPE_SERVING=kserve`` (:mod:`.kserve`).
+Non-goals: autoscaling, and
 endpoints in profile namespaces (they are created in the runner's namespace).
 """
 
@@ -52,12 +53,14 @@ READY_TIMEOUT = float(os.environ.get("NBPIPE_K8S_SERVING_READY_TIMEOUT", "300"))
 
 
 def backend() -> str:
-    """``kubernetes`` or ``local``: where endpoints run (``NBPIPE_SERVING``, else the executor's kind)."""
+    """``kubernetes``, ``kserve`` or ``local``: where endpoints run (``NBPIPE_SERVING``, else the executor's
+    kind; ``kserve``: InferenceServices, see :mod:`nbpipe.serving.kserve`)."""
     value = os.environ.get("NBPIPE_SERVING") or (
         "kubernetes" if os.environ.get("NBPIPE_EXECUTOR") == "kubernetes" else "local")
-    if value not in ("kubernetes", "local"):
-        raise NbpipeError(f"NBPIPE_SERVING={value!r} is not 'local' or 'kubernetes'",
-                          hint="'local' runs model servers as processes of the runner; 'kubernetes' as Deployments.")
+    if value not in ("kubernetes", "kserve", "local"):
+        raise NbpipeError(f"NBPIPE_SERVING={value!r} is not 'local', 'kubernetes' or 'kserve'",
+                          hint="'local' runs model servers as processes of the runner; 'kubernetes' as Deployments; "
+                               "'kserve' as KServe InferenceServices.")
     return value
 
 

@@ -1,0 +1,184 @@
+"""Model serving as KServe InferenceServices (``NBPIPE_SERVING=kserve``), against the real API server (k8s-rig).
+
+The rig's API server has KServe's real ``inferenceservices.serving.kserve.io`` CRD (``tests/k8s/crds``,
+applied by ``tests/k8s_rig/run.py``), so the InferenceService the runner creates and patches is
+validated against KServe's schema. No KServe controller can run here, so :class:`KServeStandIn`
+plays its part, explicitly and minimally, as the test's admin: for each new generation of an
+InferenceService it applies the predictor Deployment KServe's RawDeployment mode makes
+(``<name>-predictor``, the predictor's pod spec, owned by the InferenceService; the rig's
+controller-manager makes its pod, pkubelet runs it), waits for that rollout, and writes the status
+(``observedGeneration``, ``Ready``, ``url``/``address.url``). The rig has no Service routing, so
+the URL it writes is the predictor pod's address on this host (``NBPIPE_K8S_SERVING_PORT=0``) and the
+Deployment uses ``Recreate`` (two pods cannot hold one host port). Everything on nbpipe's side (the
+runner as its least-privilege ServiceAccount, the InferenceService, its token Secret, readiness
+from the status, the model server fetching the bundle from S3, versions, rollback, delete) is real.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from typing import Any, Iterator
+
+import numpy as np
+import pytest
+
+import nbpipe
+
+from .cases import wait_for
+from .conftest import Cluster
+
+GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+NAME = "ks-linear"
+
+
+def linear(model: Any, x: Any) -> Any:
+    import numpy as np
+
+    return np.asarray(x, dtype=float) @ np.asarray(model, dtype=float)
+
+
+class KServeStandIn:
+    """KServe's controller, as small as the test needs (see the module docstring)."""
+
+    def __init__(self, c: Cluster):
+        from kubernetes import client
+
+        self.core = c.api()
+        self.apps = client.AppsV1Api(self.core.api_client)
+        self.custom = client.CustomObjectsApi(self.core.api_client)
+        self.ns = c.namespace
+        self.stopped = threading.Event()
+        self.reconciled: list[tuple[str, int]] = []
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        from kubernetes import watch
+
+        while not self.stopped.is_set():
+            try:
+                for e in watch.Watch().stream(self.custom.list_namespaced_custom_object, GROUP, VERSION, self.ns,
+                                              PLURAL, timeout_seconds=5):
+                    obj = e["object"]
+                    if e["type"] in ("ADDED", "MODIFIED") and int((obj.get("status") or {}).get(
+                            "observedGeneration") or 0) < int(obj["metadata"]["generation"]):
+                        self.reconcile(obj)
+                    if self.stopped.is_set():
+                        return
+            except Exception:  # noqa: BLE001 - the watch expired or dropped (or a 409 on status): watch again
+                if self.stopped.wait(0.2):
+                    return
+
+    def reconcile(self, isvc: dict[str, Any]) -> None:
+        from kubernetes import client
+
+        name, gen = isvc["metadata"]["name"], int(isvc["metadata"]["generation"])
+        pod = {k: v for k, v in isvc["spec"]["predictor"].items() if k not in ("minReplicas", "maxReplicas")}
+        labels = {**isvc["metadata"]["labels"], "serving.kserve.io/inferenceservice": name,
+                  "component": "predictor"}
+        dep = {"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": f"{name}-predictor", "namespace": self.ns, "labels": labels,
+                            "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "InferenceService",
+                                                 "name": name, "uid": isvc["metadata"]["uid"],
+                                                 "controller": True, "blockOwnerDeletion": True}]},
+               "spec": {"replicas": 1, "selector": {"matchLabels": {"serving.kserve.io/inferenceservice": name}},
+                        "strategy": {"type": "Recreate"},
+                        "template": {"metadata": {"labels": labels}, "spec": pod}}}
+        try:
+            made = self.apps.create_namespaced_deployment(self.ns, dep)
+        except client.exceptions.ApiException as exc:
+            if exc.status != 409:
+                raise
+            made = self.apps.replace_namespaced_deployment(f"{name}-predictor", self.ns, dep)
+        want = made.metadata.generation
+
+        def rolled_out() -> bool:
+            d = self.apps.read_namespaced_deployment(f"{name}-predictor", self.ns)
+            s = d.status
+            return bool(s.observed_generation and s.observed_generation >= want and s.updated_replicas == 1
+                        and s.ready_replicas == 1 and (s.replicas or 0) == 1)
+
+        wait_for(f"Deployment {name}-predictor to roll out", rolled_out, 120)
+        port = pod["containers"][0]["ports"][0]["containerPort"]
+        url = f"http://127.0.0.1:{port}"
+        now = "2026-11-30T00:00:00Z"
+        fresh = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name)
+        fresh["status"] = {"observedGeneration": gen, "url": url, "address": {"url": url},
+                           "conditions": [{"type": t, "status": "True", "lastTransitionTime": now}
+                                          for t in ("PredictorReady", "Ready")]}
+        self.custom.replace_namespaced_custom_object_status(GROUP, VERSION, self.ns, PLURAL, name, fresh)
+        self.reconciled.append((name, gen))
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def kserve(real: Cluster) -> Iterator[KServeStandIn]:
+    k = KServeStandIn(real)
+    yield k
+    k.close()
+
+
+@pytest.fixture(scope="module")
+def client(real: Cluster, kserve: KServeStandIn, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    yield real.runner(tmp_path_factory.mktemp("k8s-kserve-runner"), NBPIPE_SERVING="kserve",
+                      NBPIPE_K8S_SERVING_PORT="0").client()
+
+
+def gone(call: Any, *args: Any) -> bool:
+    try:
+        call(*args)
+    except Exception as exc:  # noqa: BLE001 - the 404 is what we wait for
+        return getattr(exc, "status", None) == 404
+    return False
+
+
+@pytest.mark.k8s
+def test_inference_service_deploy_new_version_roll_back_and_undeploy(real: Cluster, kserve: KServeStandIn,
+                                                                     client: Any) -> None:
+    core, ns = kserve.core, real.namespace
+    X = np.arange(12.0).reshape(4, 3)
+    w1, w2 = np.array([1.0, 2.0, -1.0]), np.array([0.5, 0.0, 3.0])
+
+    t0 = time.monotonic()
+    ep = nbpipe.serve(w1, predict=linear, name=NAME, runner=client)
+    print(f"\nkserve: deploy (InferenceService Ready + server serving) {time.monotonic() - t0:.2f} s")
+    assert ep.info["state"] == "ready" and ep.version == "1", ep.info
+    np.testing.assert_allclose(ep.predict(X), linear(w1, X))  # over HTTP, at the status URL == in the kernel
+    isvc = kserve.custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, f"nbp-ep-{NAME}")
+    assert ep.url == isvc["status"]["address"]["url"]
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
+    assert isvc["metadata"]["labels"]["nbpipe.io/endpoint"] == NAME
+    pred = isvc["spec"]["predictor"]
+    assert (pred["minReplicas"], pred["maxReplicas"]) == (1, 1)
+    (c,) = pred["containers"]
+    assert c["name"] == "kserve-container" and c["command"][:3] == ["python", "-m", "nbpipe.serving.k8s"]
+    assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert pred["serviceAccountName"] == "nbpipe-step"
+    secret = core.read_namespaced_secret(f"nbp-ep-{NAME}-token", ns)
+    (owner,) = secret.metadata.owner_references
+    assert (owner.kind, owner.name, owner.uid) == ("InferenceService", f"nbp-ep-{NAME}", isvc["metadata"]["uid"])
+    assert base64.b64decode(secret.data["token"]).decode() == ep.info["token"]
+    assert gone(kserve.apps.read_namespaced_deployment, f"nbp-ep-{NAME}", ns)  # KServe's, not nbpipe's Deployment
+
+    # a new version patches the predictor: a new generation, a new revision; a rollback another
+    ep2 = nbpipe.serve(w2, predict=linear, name=NAME, runner=client)
+    assert ep2.version == "2" and ep2.info["state"] == "ready", ep2.info
+    np.testing.assert_allclose(ep2.predict(X), linear(w2, X))
+    np.testing.assert_allclose(ep2.predict(X, version="1"), linear(w1, X))
+    ep2.rollback()
+    assert ep2.version == "1" and ep2.info["state"] == "ready", ep2.info
+    np.testing.assert_allclose(ep2.predict(X), linear(w1, X))
+    assert [g for n, g in kserve.reconciled if n == f"nbp-ep-{NAME}"] == [1, 2, 3]
+
+    # undeploy: the InferenceService goes, and with it (owner references) the Secret and KServe's Deployment
+    ep2.delete()
+    wait_for("the InferenceService, its Secret and its predictor to be deleted",
+             lambda: gone(kserve.custom.get_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, f"nbp-ep-{NAME}")
+             and gone(core.read_namespaced_secret, f"nbp-ep-{NAME}-token", ns)
+             and gone(kserve.apps.read_namespaced_deployment, f"nbp-ep-{NAME}-predictor", ns), 60)
+    assert NAME not in [e.name for e in nbpipe.serving.endpoints(client)]
