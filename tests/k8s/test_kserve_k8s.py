@@ -182,3 +182,13 @@ def test_inference_service_deploy_new_version_roll_back_and_undeploy(real: Clust
              and gone(core.read_namespaced_secret, f"nbp-ep-{NAME}-token", ns)
              and gone(kserve.apps.read_namespaced_deployment, f"nbp-ep-{NAME}-predictor", ns), 60)
     assert NAME not in [e.name for e in nbpipe.serving.endpoints(client)]
+
+
+def test_without_the_crd_the_endpoint_fails_saying_so(double: Cluster, tmp_path: Any) -> None:
+    """The API double serves no InferenceService CRD (404, as a cluster without KServe)."""
+    client = double.runner(tmp_path / "runner", NBPIPE_SERVING="kserve", NBPIPE_K8S_SERVING_PORT="0").client()
+    with pytest.raises(Exception) as err:
+        nbpipe.serve(np.array([1.0]), predict=linear, name="no-kserve", runner=client)
+    assert "NBPIPE_SERVING=kserve, but the cluster does not serve inferenceservices.serving.kserve.io/v1beta1" \
+        in str(err.value), str(err.value)
+    assert "Install KServe" in str(err.value)

@@ -332,3 +332,36 @@ def test_runner_restart_reattaches_to_the_job(real: Cluster, operator: Operator,
         assert log.count(f"[rank {r}] rank {r} started") == 1 and log.count(f"[rank {r}] rank {r} finished") == 1
     assert f"re-attached to PyTorchJob {job['metadata']['name']}" in log
     wait_for("the job and its pods to be deleted", lambda: jobs(operator, run.id) == [] and real.pods(run.id) == [], 60)
+
+
+@component(workers=2, kubeflow_job=True, cache=False)
+def no_crd_pj() -> int:
+    return 1
+
+
+@pipeline
+def pj_no_crd():
+    no_crd_pj()
+
+
+def test_kubeflow_job_option_and_its_errors() -> None:
+    """Offline (make test): the option reaches the job's environment; without workers it is refused."""
+    from nbpipe.errors import DefinitionError
+
+    assert train_pj.options.to_json()["env"]["NBPIPE_KUBEFLOW_JOB"] == "PyTorchJob"
+    assert "kubeflow_job" not in component(workers=2)(make_model).options.to_json()  # other specs unchanged
+    with pytest.raises(DefinitionError, match=r"kubeflow_job=True needs workers=N with N >= 2"):
+        component(kubeflow_job=True)(make_model)
+    with pytest.raises(DefinitionError, match="must be True or False"):
+        component(workers=2, kubeflow_job="yes")(make_model)  # type: ignore[arg-type]
+
+
+def test_without_the_crd_the_step_fails_saying_so(double: Cluster, tmp_path: Path) -> None:
+    """The API double serves no PyTorchJob CRD (404, as a cluster without the Training Operator)."""
+    client = double.runner(tmp_path / "runner").client()
+    run = client.submit(pj_no_crd).wait(timeout=120, raise_on_failure=False)
+    assert run.state == "failed" and run.steps["no_crd_pj"]["state"] == "failed"
+    text = json.dumps(run.steps["no_crd_pj"]) + run.logs("no_crd_pj")
+    assert "asks for a Training Operator PyTorchJob (kubeflow_job=True), but the cluster does not serve " \
+           "pytorchjobs.kubeflow.org/v1" in text, text
+    assert double.pods(run.id) == []
