@@ -28,8 +28,8 @@ deleted when the attempt ends; the pods follow the executor's delete policy (``o
 keeps a failed worker's pod for ``kubectl describe``; the workers the gang stopped are deleted).
 A restarted runner re-attaches to the whole gang (:func:`reattach`).
 
-Non-goals: the Training Operator (a PyTorchJob needs its operator; see docs/serving-and-distributed.md)
-and elastic membership.
+The Training Operator's PyTorchJob (``kubeflow_job=True``) is :mod:`.k8s_pytorchjob`, which follows
+the operator's pods with this class. Non-goal: elastic membership.
 """
 
 from __future__ import annotations
