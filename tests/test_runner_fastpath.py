@@ -66,7 +66,7 @@ def test_a_fully_cached_run_is_answered_finished_with_the_rows_and_events_of_a_t
     by_tick = {s["name"]: s for s in ticked.snapshot()["steps"]}
     for name, s in steps.items():
         assert s["cached"] and s["attempt"] == 0 and s["started_at"] is None and s["finished_at"]
-        assert s["reason"] == "result reused from the cache" and s["traceback"] == ""
+        assert s["reason"].startswith("reused from run ") and s["reason"].endswith(" by the cache") and s["traceback"] == ""
         assert s["outputs"] == before[name]["outputs"]  # the first run's outputs (same digests, same keys)
         assert s["inputs"] == before[name]["inputs"]
         if name != "fp_side":
@@ -80,7 +80,7 @@ def test_a_fully_cached_run_is_answered_finished_with_the_rows_and_events_of_a_t
     # the cached steps' events are those the ticked run wrote for its cached steps, in order
     cached_slow = [x for x in _shape(slow) if x[1] in ("fp_load", "fp_model")]
     assert [x for x in _shape(fast) if x[1] in ("fp_load", "fp_model")] == cached_slow
-    assert ("StepFinished", "fp_side", "cached", None, "result reused from the cache") in _shape(fast)
+    assert ("StepFinished", "fp_side", "cached", None, f"reused from run {first.id} by the cache") in _shape(fast)
     saved = [e for e in fast if e["type"] == "ArtifactSaved"]
     assert sorted((e["step"], e["name"]) for e in saved) == [("fp_load", "output"), ("fp_model", "out"),
                                                             ("fp_model", "output"), ("fp_side", "output")]

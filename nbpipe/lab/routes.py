@@ -109,8 +109,8 @@ def name_cache_origins(client: Any, snap: dict[str, Any]) -> dict[str, Any]:
     says, instead of "result reused from the cache" (the runner's lineage knows the producer)."""
     from urllib.parse import quote
 
-    todo = [s for s in snap.get("steps") or [] if s.get("state") == "cached" and s.get("reason") == CACHE_REASON
-            and s.get("outputs")][:MAX_ORIGINS]
+    todo = [s for s in snap.get("steps") or [] if s.get("state") == "cached" and s.get("outputs")
+            and (s.get("reason") == CACHE_REASON or str(s.get("reason") or "").endswith(" by the cache"))][:MAX_ORIGINS]
     for step in todo:
         path = f"/api/v1/lineage/runs/{quote(snap['id'], safe='')}/steps/{quote(step['name'], safe='')}"
         try:

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -32,7 +33,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nbpipe.runner")
 
-_ROW = sa.select(db.cache.c.outputs, db.cache.c.created_at).where(db.cache.c.key == sa.bindparam("w_key"))
+_ROW = sa.select(db.cache.c.outputs, db.cache.c.created_at, db.cache.c.run_id, db.cache.c.step).where(
+    db.cache.c.key == sa.bindparam("w_key"))
+
+
+@dataclass
+class Hit:
+    """A cache hit: the outputs, and the run and step that computed them."""
+
+    outputs: dict[str, Any]
+    run_id: str
+    step: str
+
+    def reason(self, step: str) -> str:
+        """What the run graph says of the step: where its result came from, like a re-run says it."""
+        where = f" (step {self.step})" if self.step and self.step != step else ""
+        return f"reused from run {self.run_id}{where} by the cache"
 
 
 def cache_key(st: "StepCtx", ident: dict[str, Any], profile: str = "default") -> str:
@@ -55,8 +71,8 @@ class StepCache:
         self.store = store
         self.inflight: dict[str, tuple[str, str]] = {}  # cache key -> (run, step) computing it now
 
-    def lookup(self, st: "StepCtx", key: str, conn: sa.Connection | None = None) -> dict[str, Any] | None:
-        """The cached outputs for ``key``, or None (a miss, or caching is off for the step)."""
+    def lookup(self, st: "StepCtx", key: str, conn: sa.Connection | None = None) -> Hit | None:
+        """The cached outputs for ``key`` and their origin, or None (a miss, or caching is off for the step)."""
         if not may_hit(st):
             return None
         if conn is not None:  # the caller's transaction: sees its own writes, no second connection
@@ -76,7 +92,7 @@ class StepCache:
         except (InvalidResult, ValueError, OSError) as exc:  # a forged or stale entry: a miss, never a crash
             log.warning("ignoring an invalid cache entry %s: %s", key, exc)
             return None
-        return dict(outputs)
+        return Hit(dict(outputs), str(row.run_id), str(row.step))
 
     # ------------------------------------------------------------ identical steps in flight
     def owner(self, key: str) -> tuple[str, str] | None:
@@ -120,14 +136,14 @@ def resolve_run(sched: "Scheduler", run: "RunCtx", conn: sa.Connection) -> bool:
             hit = sched.cache.lookup(st, key, conn)
             if hit is None:
                 for s in order:  # leave the run as created
-                    s.outputs, s.cache_key = {}, None
+                    s.outputs, s.cache_key, s.cache_reason = {}, None, ""
                 return False
-            st.outputs, st.cache_key = hit, key
+            st.outputs, st.cache_key, st.cache_reason = hit.outputs, key, hit.reason(st.name)
             done.add(st.name)
             progressed = True
         if not progressed:  # an upstream name that is not a step: the normal path reports it
             for s in order:
-                s.outputs, s.cache_key = {}, None
+                s.outputs, s.cache_key, s.cache_reason = {}, None, ""
             return False
     return True
 
@@ -137,7 +153,6 @@ def write_cached_run(self: "Scheduler", conn: sa.Connection, run: "RunCtx", name
     """Write a run whose every step was a cache hit (see :func:`.cache.resolve_run`) already
     finished: one insert per table and the events a ticked run would have emitted, in order."""
     now = time.time()
-    reason = "result reused from the cache"
     pipeline = run.spec["pipeline"]["name"]
     conn.execute(db.runs.insert(), {
         "id": run.id, "name": name, "pipeline": pipeline, "experiment": experiment, "package": package,
@@ -145,7 +160,7 @@ def write_cached_run(self: "Scheduler", conn: sa.Connection, run: "RunCtx", name
         "created_at": run.created_at, "started_at": now, "finished_at": now, "profile": run.profile})
     conn.execute(db.steps.insert(), [
         {"run_id": run.id, "name": st.name, "component": st.spec["component"], "state": "cached", "attempt": 0,
-         "max_attempts": st.max_attempts, "reason": reason, "traceback": "", "outputs": db.dumps(st.outputs),
+         "max_attempts": st.max_attempts, "reason": st.cache_reason, "traceback": "", "outputs": db.dumps(st.outputs),
          "inputs": db.dumps(input_summary(st.spec["inputs"], run.params)), "cache_key": st.cache_key,
          "finished_at": now} for st in run.steps.values()])
     arts = [{"run_id": run.id, "step": st.name, "name": n, "digest": o["digest"], "key": o["key"], "kind": o["kind"],
@@ -162,7 +177,7 @@ def write_cached_run(self: "Scheduler", conn: sa.Connection, run: "RunCtx", name
             self._emit(ev.ArtifactSaved(run_id=run.id, ts=now, step=st.name, name=n, digest=o["digest"],
                                         kind=o["kind"], format=o["format"], size=o["size"], preview=o.get("preview")))
         self._emit(ev.StepFinished(run_id=run.id, ts=now, step=st.name, state="cached", attempt=0,
-                                   duration=0.0, reason=reason, traceback=""))
+                                   duration=0.0, reason=st.cache_reason, traceback=""))
     run.state = "succeeded"
     self._emit(ev.RunFinished(run_id=run.id, ts=now, state="succeeded", reason="", duration=0.0))
     run_finished = getattr(self.executor, "run_finished", None)  # as _finish_run does for every run

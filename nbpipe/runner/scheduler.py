@@ -54,6 +54,7 @@ class StepCtx:
     task: asyncio.Task[None] | None = None
     cache_key: str | None = None
     first_values: dict[str, Any] | None = None  # a cache hit's inputs summary, written with its final state
+    cache_reason: str = ""  # a hit of the fully cached fast path: which run the result came from
 
     @property
     def name(self) -> str:
@@ -421,7 +422,7 @@ class Scheduler:
             hit = self.cache.lookup(st, st.cache_key, getattr(self._local, "conn", None))
             if hit is not None:
                 st.first_values = first  # one step write for a hit, with its final state
-                self._finish_success(run, st, hit, cached=True)
+                self._finish_success(run, st, hit.outputs, cached=True, reason=hit.reason(st.name))
                 return
             if first is not None:
                 with self._tx() as conn:
