@@ -166,6 +166,7 @@ class NbpipeMagics(Magics):
                 timeout=timeout,
                 cache=False if args.no_cache else None,
                 workers=getattr(args, "workers", None),
+                kubeflow_job=True if getattr(args, "kubeflow_job", False) else None,
                 owner=f"component {args.name or ''}".strip(),
             )
         except NbpipeError as exc:
@@ -196,6 +197,8 @@ class NbpipeMagics(Magics):
     @argument("--timeout", help="Seconds (or ISO 8601 like PT30M) before the step is killed.")
     @argument("--no-cache", action="store_true", help="Always run; never reuse an earlier result.")
     @argument("--workers", type=int, help="Run the step as N processes started together (torch.distributed).")
+    @argument("--kubeflow-job", action="store_true",
+              help="With --workers N on Kubernetes: run them as a Training Operator PyTorchJob.")
     @argument(
         "--inputs",
         help="Plain cell only: comma-separated notebook variables the step takes "

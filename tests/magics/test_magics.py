@@ -36,6 +36,15 @@ def test_function_cell_runs_and_becomes_component(ip: Any) -> None:
     assert "def area" in comp.source and [i.name for i in comp.inputs] == ["r"]
 
 
+def test_distributed_options_from_the_cell_line(ip: Any) -> None:
+    ip.run_cell_magic("component", "--workers 2 --kubeflow-job", "def train(x: int) -> int:\n    return x\n")
+    o = ip.user_ns["train"].options
+    assert (o.workers, o.kubeflow_job) == (2, True)
+    ip.run_cell_magic("component", "--workers 3", "def train(x: int) -> int:\n    return x\n")
+    o = ip.user_ns["train"].options
+    assert (o.workers, o.kubeflow_job) == (3, False)
+
+
 def test_function_cell_with_name_picks_that_function(ip: Any) -> None:
     ip.run_cell_magic(
         "component", "second", "def first():\n    return 1\n\ndef second() -> int:\n    return 2\n"
@@ -145,6 +154,7 @@ ERRORS = [
     ("component", "--bogus", "x = 1", "", r"%%component has no option --bogus\. Its options: --cpu"),
     ("component", "--retires 2", "x = 1", "", r"%%component has no option --retires\. Did you mean --retries\?"),
     ("component", "--no_cache", "x = 1", "", r"no option --no_cache\. Did you mean --no-cache\?"),
+    ("component", "--kubeflow-job", "def f():\n    return 1\n", "", r"kubeflow_job=True needs workers=N with N >= 2"),
     ("pipeline", "--nmae p", "x = 1", "", r"%%pipeline has no option --nmae\."),
     (
         "pipeline",
