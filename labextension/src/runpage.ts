@@ -37,6 +37,8 @@ export class RunPage extends Widget {
   private timelineFrame = 0;
   private ticker: ReturnType<typeof setInterval> | null = null;
   private fitted = false;
+  private shown = false; // a snapshot arrived: the run exists and this user may see it
+  private timelineBox: HTMLElement | null = null;
   private fitFrame = 0;
 
   constructor(
@@ -54,6 +56,7 @@ export class RunPage extends Widget {
     this.node.dataset.run = runId;
     const timelineBox = h('details', { class: 'nbp-timeline' }, this.timelineSummary, this.timelineBody);
     (timelineBox as HTMLDetailsElement).open = true;
+    this.timelineBox = timelineBox;
     this.node.append(this.banner, this.host, timelineBox);
     this.view = createRunView(this.host, {
       loadLogs: (step, attempt) => this.api.logs(runId, step, attempt),
@@ -74,6 +77,11 @@ export class RunPage extends Widget {
   }
 
   private showSnapshot(snap: RunSnapshot): void {
+    this.shown = true;
+    this.host.hidden = false;
+    if (this.timelineBox) {
+      this.timelineBox.hidden = false;
+    }
     this.view.setSnapshot(snap);
     this.timeline.setSnapshot(snap);
     this.renderTimeline();
@@ -130,6 +138,13 @@ export class RunPage extends Widget {
 
   private setError(info: ErrorInfo | null): void {
     this.banner.hidden = !info;
+    // A run that never loaded (no such run, or another profile's): the message alone, no empty
+    // graph waiting forever with Cancel and Rerun buttons under it.
+    const none = !!info && !this.shown;
+    this.host.hidden = none;
+    if (this.timelineBox) {
+      this.timelineBox.hidden = none;
+    }
     this.banner.replaceChildren(
       ...(info ? [h('strong', { text: info.message }), info.hint ? h('span', { text: ` ${info.hint}` }) : null].filter(Boolean) as HTMLElement[] : [])
     );

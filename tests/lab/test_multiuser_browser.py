@@ -156,6 +156,8 @@ def test_two_hub_users_and_an_admin_see_only_what_is_theirs(hub: RunnerProcess, 
     expect(banner).to_be_visible(timeout=30_000)
     expect(banner).to_contain_text(f"No run {a.id}")
     expect(foreign.locator(".rv-node")).to_have_count(0)  # nothing of her run: no step, no graph
+    expect(foreign.locator(".nbp-runpage-host")).to_be_hidden()  # nor an empty graph with Cancel/Rerun
+    expect(foreign.get_by_role("button", name="Cancel")).to_have_count(0)
     bob.screenshot(path=str(ARTIFACTS / "lab-multiuser-bob-foreign-run.png"))
 
     ops = open_lab(lab_browser, labs["ops"], errors)
