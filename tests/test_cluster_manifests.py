@@ -61,11 +61,14 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def generate_secret(folder: Path, spec: Obj) -> Obj:
-    """A Secret from a secretGenerator entry (``envs`` and ``literals``)."""
-    assert set(spec) <= {"name", "namespace", "envs", "literals", "type"}, f"unsupported secretGenerator keys: {spec}"
+    """A Secret from a secretGenerator entry (``envs``, ``files`` and ``literals``)."""
+    assert set(spec) <= {"name", "namespace", "envs", "files", "literals", "type"}, f"unsupported secretGenerator keys: {spec}"
     data: dict[str, str] = {}
     for env in spec.get("envs", []):
         data.update(read_env_file(folder / env))
+    for entry in spec.get("files", []):  # KEY=path, or path (the key is its file name)
+        key, _, path = entry.rpartition("=")
+        data[key or Path(path).name] = (folder / path).read_text()
     for literal in spec.get("literals", []):
         key, _, value = literal.partition("=")
         data[key] = value
@@ -288,6 +291,29 @@ def test_runner_deployment(objects: list[Obj]) -> None:
     service = one(objects, "Service", "nbpipe-runner")
     assert service["spec"]["type"] == "ClusterIP"
     assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(8765, "http")]
+
+
+def test_runner_reads_its_users_file_from_a_mounted_secret(objects: list[Obj], tmp_path: Path) -> None:
+    """The Deployment mounts the nbpipe-users Secret where NBPIPE_USERS_FILE points, and the
+    file the base ships parses as the runner parses it (no users: the runner's token is the admin)."""
+    from nbpipe.runner.auth import Identities
+    from nbpipe.runner.profiles import Placements
+
+    (container,) = containers(one(objects, "Deployment", "nbpipe-runner"))
+    path = Path(env_of(container)["NBPIPE_USERS_FILE"]["value"])
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == str(path.parent))
+    volume = next(v for v in pod_spec(one(objects, "Deployment", "nbpipe-runner"))["volumes"]  # type: ignore[index]
+                  if v["name"] == mount["name"])
+    assert mount["readOnly"] is True
+    secret = one(objects, "Secret", volume["secret"]["secretName"])
+    assert set(secret["data"]) == {path.name}
+    users = tmp_path / path.name
+    users.write_bytes(base64.b64decode(secret["data"][path.name]))
+    ids = Identities("runner-token", users)  # strict: a file that does not parse is an error here
+    me = ids.resolve({"authorization": "Bearer runner-token"}, {})
+    assert me is not None and me.admin  # the runner's own token: the admin 'local'
+    assert ids.resolve({"authorization": "Bearer someone-else"}, {}) is None
+    assert Placements(users).get("team-a") is None  # profiles are opt-in (commented out)
 
 
 def test_runner_reaches_minio_with_the_store_settings(objects: list[Obj]) -> None:
