@@ -221,31 +221,7 @@ class Gang:
             await self.kill()
 
     def _report_failure(self, rank: int, rc: int) -> str:
-        """Make the first failed rank's error the attempt's result (rank 0's, written after it was
-        stopped, only says a peer went away); return the attempt's reason."""
-        from ..stores import open_store
-
-        store = open_store(self.job["store"])
-        err: dict[str, Any] = {}
-        try:  # plain JSON the step wrote, never a pickle
-            err = json.loads(store.get_bytes(rank_result_key(self.job["result_key"], rank))).get("error") or {}
-        except Exception:  # noqa: BLE001 - no result: it crashed before writing one
-            pass
-        where = f"worker rank {rank} of {self.n}"
-        if err:
-            reason = f"{where} failed: {err.get('type')}: {err.get('message')}; the other workers were stopped"
-            message = f"{err.get('message')} ({where}; the other workers were stopped)"
-            result = {"status": "failed", "error": {"type": err.get("type"), "message": message,
-                                                     "traceback": f"[rank {rank}]\n{err.get('traceback') or ''}"}}
-        else:
-            reason = f"{where} {_describe(rc)}; the other workers were stopped"
-            result = {"status": "failed", "error": {"type": "JobError", "message": reason, "traceback": ""}}
-        if rank != 0:
-            try:
-                store.put_bytes(json.dumps(result).encode(), key=self.job["result_key"])
-            except Exception:  # noqa: BLE001 - the reason still goes out with the exit status
-                pass
-        return reason
+        return report_rank_failure(self.job, rank, f"worker rank {rank} of {self.n}", f" {_describe(rc)}", "stopped")
 
     async def kill(self, grace: float = 3.0) -> None:
         from .local import kill_tree
@@ -265,6 +241,37 @@ class Gang:
             if p.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     p.kill()
+
+
+def report_rank_failure(job: dict[str, Any], rank: int, where: str, how: str, verb: str) -> str:
+    """Make the first failed rank's error the attempt's result (rank 0's, written after it was
+    stopped, only says a peer went away); return the attempt's reason.
+
+    ``where`` names the worker ("worker rank 1 of 2 (pod …)"), ``how`` says how it ended when it
+    wrote no error (" exited with code 3", ": OOMKilled"), ``verb`` what happened to the others
+    ("stopped", "deleted"). Shared by the local gang and the Kubernetes one."""
+    from ..stores import open_store
+
+    store = open_store(job["store"])
+    err: dict[str, Any] = {}
+    try:  # plain JSON the step wrote, never a pickle
+        err = json.loads(store.get_bytes(rank_result_key(job["result_key"], rank))).get("error") or {}
+    except Exception:  # noqa: BLE001 - no result: it crashed before writing one
+        pass
+    if err:
+        reason = f"{where} failed: {err.get('type')}: {err.get('message')}; the other workers were {verb}"
+        message = f"{err.get('message')} ({where}; the other workers were {verb})"
+        result = {"status": "failed", "error": {"type": err.get("type"), "message": message,
+                                                 "traceback": f"[rank {rank}]\n{err.get('traceback') or ''}"}}
+    else:
+        reason = f"{where}{how}; the other workers were {verb}"
+        result = {"status": "failed", "error": {"type": "JobError", "message": reason, "traceback": ""}}
+    if rank != 0:
+        try:
+            store.put_bytes(json.dumps(result).encode(), key=job["result_key"])
+        except Exception:  # noqa: BLE001 - the reason still goes out with the exit status
+            pass
+    return reason
 
 
 async def _exit_code(proc: asyncio.subprocess.Process) -> int:

@@ -46,7 +46,7 @@ from typing import Any
 
 from ..errors import NbpipeError
 from .base import ExitStatus, Handle
-from .gang import EXIT_GRACE, free_port, rank_result_key
+from .gang import EXIT_GRACE, free_port, rank_result_key, report_rank_failure
 from .k8s_pod import (CONTAINER, LABEL_RUN, MANAGED_BY, MAX_ENV_JOB, build_pod, dns_name, encode_job,
                       label_value)
 from .k8s_watch import classify, container_started, deleted_status
@@ -444,31 +444,10 @@ class K8sGang:
 
     def _report_failure(self, rank: int) -> str:
         """Make the first failed rank's error the attempt's; return the attempt's reason."""
-        from ..stores import open_store
-
-        store = open_store(self.job["store"])
-        err: dict[str, Any] = {}
-        try:  # plain JSON the step wrote, never a pickle
-            err = json.loads(store.get_bytes(rank_result_key(self.job["result_key"], rank))).get("error") or {}
-        except Exception:  # noqa: BLE001 - no result: it crashed before writing one
-            pass
         w = self.workers[rank]
-        where = f"worker rank {rank} of {self.n} (pod {w.pod})"
-        if err:
-            reason = f"{where} failed: {err.get('type')}: {err.get('message')}; the other workers were deleted"
-            result = {"status": "failed", "error": {
-                "type": err.get("type"), "message": f"{err.get('message')} ({where}; the other workers were deleted)",
-                "traceback": f"[rank {rank}]\n{err.get('traceback') or ''}"}}
-        else:
-            desc = w.status.describe() if w.status else "failed"
-            reason = f"{where}: {desc}; the other workers were deleted"
-            result = {"status": "failed", "error": {"type": "JobError", "message": reason, "traceback": ""}}
-        if rank != 0:
-            try:
-                store.put_bytes(json.dumps(result).encode(), key=self.job["result_key"])
-            except Exception:  # noqa: BLE001 - the reason still goes out with the exit status
-                pass
-        return reason
+        desc = w.status.describe() if w.status else "failed"
+        return report_rank_failure(self.job, rank, f"worker rank {rank} of {self.n} (pod {w.pod})", f": {desc}",
+                                   "deleted")
 
     async def kill(self, grace: float = 3.0) -> None:
         """Delete every worker pod and the Service (cancel, timeout), and wait for the attempt to end."""
