@@ -144,9 +144,14 @@ export function createRunView(el, options = {}) {
     const reason = r.reason && what && !r.reason.includes(what) ? `${r.reason}: ${what}` : r.reason;
     header.reason.hidden = !reason;
     setText(header.reason, reason);
-    if (["succeeded", "failed", "cancelled"].includes(r.state) && (header.notice.textContent || "").startsWith("Cancelling run")) {
+    if (cancelOver(r, header.notice.textContent)) {
       header.notice.hidden = true; // the cancel is over: the header says how the run ended
     }
+  }
+
+  /** "Cancelling run …" is stale once the run ended (the kernel's note may arrive after the end). */
+  function cancelOver(r, text) {
+    return ["succeeded", "failed", "cancelled"].includes(r.state) && String(text || "").startsWith("Cancelling run");
   }
 
   function tick() {
@@ -221,7 +226,7 @@ export function createRunView(el, options = {}) {
     /** A one-line message about the last action ({text, kind: "info" | "error"}; null hides it). */
     setNotice(notice) {
       const text = notice && notice.text ? String(notice.text) : "";
-      header.notice.hidden = !text;
+      header.notice.hidden = !text || cancelOver(run, text);
       header.notice.className = `rv-notice rv-notice-${notice && notice.kind === "error" ? "error" : "info"}`;
       setText(header.notice, text);
     },

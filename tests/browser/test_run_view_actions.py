@@ -65,6 +65,23 @@ def test_previous_runs_and_notice(rv_page: Any, rv_fixture: Any) -> None:
     assert rv_page.locator(".rv-notice").is_hidden() and rv_page.locator(".rv-previous").is_hidden()
 
 
+def test_a_cancelling_notice_goes_once_the_run_ended_in_either_order(rv_page: Any, rv_fixture: Any) -> None:
+    """The kernel's "Cancelling run …" note and the run's end come on different channels, in either
+    order (a Lab browser test saw the note arrive after the cancelled state and stay)."""
+    snap = rv_fixture("ml_run.json")
+    note = "() => window.view.setNotice({ text: 'Cancelling run r-1…', kind: 'info' })"
+    mount(rv_page, snap)
+    rv_page.evaluate(note)
+    assert rv_page.locator(".rv-notice").is_visible()
+    rv_page.evaluate("(s) => window.view.setSnapshot(s)", finished(snap, "cancelled"))
+    assert rv_page.locator(".rv-notice").is_hidden()  # the end came second
+    mount(rv_page, finished(snap, "cancelled"))
+    rv_page.evaluate(note)
+    assert rv_page.locator(".rv-notice").is_hidden()  # the end came first
+    rv_page.evaluate("() => window.view.setNotice({ text: 'Run r-9 has no step x', kind: 'error' })")
+    assert rv_page.locator(".rv-notice").is_visible()  # other notes still show on a finished run
+
+
 def test_reasons_of_reused_and_re_executed_steps_are_not_errors(rv_page: Any, rv_fixture: Any) -> None:
     snap = finished(rv_fixture("ml_run.json"), "succeeded")
     for s in snap["steps"]:
