@@ -331,7 +331,8 @@ class K8sGang:
         return dict(json.loads(resp.data))
 
     async def start(self) -> Handle:
-        from .kubernetes import _api_error, store_key
+        from .k8s_errors import api_error as _api_error
+        from .kubernetes import store_key
 
         mode, port = gang_settings()
         shares_host = port == 0
@@ -393,7 +394,7 @@ class K8sGang:
                 raise NbpipeError(f"worker rank 0 ({self.workers[0].pod}) got no pod IP within {START_TIMEOUT:g} s",
                                   hint="Check that the cluster can run the pod (kubectl describe pod).") from None
             if getattr(exc, "status", None) is not None:
-                from .kubernetes import quota_refusal
+                from .k8s_errors import quota_refusal
 
                 refused = quota_refusal(exc, str(self.job.get("profile") or "default"), self.ns)
                 if refused is not None:  # the profile's budget, not a runner fault: a failed attempt saying so

@@ -120,7 +120,8 @@ class PyTorchJobGang(K8sGang):
                          "pytorchReplicaSpecs": replicas}}
 
     async def start(self) -> Handle:
-        from .kubernetes import _api_error, quota_refusal, store_key
+        from .k8s_errors import api_error as _api_error, quota_refusal
+        from .kubernetes import store_key
 
         _, port = gang_settings()
         self.port = free_port() if port == 0 else port or DEFAULT_PORT

@@ -234,7 +234,7 @@ class K8sServing:
         try:
             await asyncio.to_thread(self._sync, name, self._config(name, default, versions), port, token)
         except Exception as exc:  # noqa: BLE001 - the API refused: the endpoint is failed, saying why
-            from ..executors.kubernetes import _api_error
+            from ..executors.k8s_errors import api_error as _api_error
 
             err = _api_error(exc, f"create the Deployment of endpoint {name!r}", self.ns) \
                 if getattr(exc, "status", None) is not None else exc
