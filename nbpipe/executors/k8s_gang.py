@@ -507,15 +507,10 @@ async def reattach(ex: Any, attempt: dict[str, Any], rank0: dict[str, Any], name
         return None
     if n < 2:
         return None
-    from .kubernetes import _job_from_pod, store_key
-
-    job = _job_from_pod(rank0)
-    if not job.get("store"):
+    found = reattach_job(rank0, attempt)
+    if found is None:
         return None
-    log_path = str(attempt["log_key"])
-    os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    job.setdefault("log_key", store_key(str(attempt["run_id"]), str(attempt["step"]), int(attempt["attempt"]),
-                                        "log.txt"))
+    job, log_path = found
     from dataclasses import replace
 
     gang = K8sGang(ex, job, str(attempt["id"]), log_path, n, replace(ex.settings, namespace=namespace))
@@ -524,17 +519,37 @@ async def reattach(ex: Any, attempt: dict[str, Any], rank0: dict[str, Any], name
     resp = await asyncio.to_thread(ex.api.list_namespaced_pod, namespace,
                                    label_selector=f"{MANAGED_BY}=nbpipe,{LABEL_GANG}={service}", _preload_content=False)
     pods = {p["metadata"]["name"]: p for p in json.loads(resp.data).get("items") or []}
-    done = _consumed(log_path, n)
+    resume(gang, pods, log_path, f"the {n} worker pods", missing_deleted=True)
+    gang.emit()
+    return gang.handle
+
+
+def reattach_job(pod: dict[str, Any], attempt: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """The job a re-attached gang's pod carries, and its attempt's local log path (None: not ours)."""
+    from .kubernetes import _job_from_pod, store_key
+
+    job = _job_from_pod(pod)
+    if not job.get("store"):
+        return None
+    log_path = str(attempt["log_key"])
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    job.setdefault("log_key", store_key(str(attempt["run_id"]), str(attempt["step"]), int(attempt["attempt"]),
+                                        "log.txt"))
+    return job, log_path
+
+
+def resume(gang: "K8sGang", pods: dict[str, dict[str, Any]], log_path: str, what: str, missing_deleted: bool) -> None:
+    """Follow a gang again after a runner restart: each rank's log resumes after the lines already
+    written, and the pods listed now are synced (a missing one is deleted, if ``missing_deleted``)."""
+    done = _consumed(log_path, gang.n)
     now = time.monotonic()
     for w in gang.workers:
         w.written, w.created = done[w.rank], now
-        ex._gang_pods[w.pod] = gang
+        gang.ex._gang_pods[w.pod] = gang
     gang.handle.extra.update(reattached=True, created=now)
-    gang.note(f"re-attached to the {n} worker pods after a runner restart")
+    gang.note(f"re-attached to {what} after a runner restart")
     for w in gang.workers:
         if w.pod in pods:
             gang.on_pod("SYNC", pods[w.pod])
-        else:
+        elif missing_deleted:
             gang.on_pod("DELETED", {"metadata": {"name": w.pod}})
-    gang.emit()
-    return gang.handle

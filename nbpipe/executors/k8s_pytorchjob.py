@@ -41,7 +41,7 @@ from typing import Any
 from ..errors import NbpipeError
 from .base import ExitStatus, Handle
 from .gang import free_port, rank_result_key
-from .k8s_gang import DEFAULT_PORT, K8sGang, Worker, _consumed, gang_settings, rank_log_key
+from .k8s_gang import DEFAULT_PORT, K8sGang, Worker, gang_settings, rank_log_key, reattach_job, resume
 from .k8s_pod import LABEL_RUN, MANAGED_BY, MAX_ENV_JOB, build_pod, dns_name, encode_job, label_value
 
 log = logging.getLogger("nbpipe.executors.kubernetes")
@@ -311,31 +311,17 @@ async def reattach(ex: Any, attempt: dict[str, Any]) -> Handle | None:
     await ex._ready(ns)
     specs = obj["spec"]["pytorchReplicaSpecs"]
     n = 1 + int((specs.get("Worker") or {}).get("replicas") or 0)
-    from .kubernetes import _job_from_pod, store_key
-
-    job = _job_from_pod({"spec": specs["Master"]["template"]["spec"]})
-    if not job.get("store"):
+    found = reattach_job({"spec": specs["Master"]["template"]["spec"]}, attempt)
+    if found is None:
         return None
-    log_path = str(attempt["log_key"])
-    os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    job.setdefault("log_key", store_key(str(attempt["run_id"]), str(attempt["step"]), int(attempt["attempt"]),
-                                        "log.txt"))
+    job, log_path = found
     from dataclasses import replace
 
     gang = PyTorchJobGang(ex, job, str(attempt["id"]), log_path, n, replace(ex.settings, namespace=ns), name=name)
     resp = await asyncio.to_thread(ex.api.list_namespaced_pod, ns, label_selector=f"{JOB_NAME_LABEL}={name}",
                                    _preload_content=False)
     pods = {p["metadata"]["name"]: p for p in json.loads(resp.data).get("items") or []}
-    done = _consumed(log_path, n)
-    now = time.monotonic()
-    for w in gang.workers:
-        w.written, w.created = done[w.rank], now
-        ex._gang_pods[w.pod] = gang
-    gang.handle.extra.update(reattached=True, created=now)
-    gang.note(f"re-attached to PyTorchJob {name} after a runner restart")
-    for w in gang.workers:
-        if w.pod in pods:
-            gang.on_pod("SYNC", pods[w.pod])
+    resume(gang, pods, log_path, f"PyTorchJob {name}", missing_deleted=False)  # the operator may not have made them yet
     gang.on_job(obj)
     gang.emit()
     gang.watch()
