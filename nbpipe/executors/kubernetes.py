@@ -150,7 +150,7 @@ class KubernetesExecutor:
         if p is None:
             return self.settings
         s = self.settings
-        changes: dict[str, Any] = {"namespace": p.namespace}
+        changes: dict[str, Any] = {"namespace": p.namespace or s.namespace}  # (a profile may set only its storePrefix)
         if p.service_account:
             changes["service_account"] = p.service_account
         if p.s3_credentials_secret:
