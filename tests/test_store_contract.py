@@ -21,6 +21,7 @@ import pytest
 from nbpipe.stores import Store, content_key, open_store
 from nbpipe.stores.local import LocalStore
 from nbpipe.stores.s3 import S3Store
+from nbpipe.stores.scoped import PrefixedStore, scoped
 from test_store_s3 import moto_url, s3_env  # noqa: F401  (fixtures: the server and its credentials)
 
 
@@ -29,18 +30,30 @@ from test_store_s3 import moto_url, s3_env  # noqa: F401  (fixtures: the server 
 THIRD_PARTY = os.environ.get("NBPIPE_TEST_STORE", "")
 
 
-@pytest.fixture(params=["local", "s3"] + (["plugin"] if THIRD_PARTY else []))
+@pytest.fixture(params=["local", "s3", "local-scoped", "s3-scoped", "prefixed"] + (["plugin"] if THIRD_PARTY else []))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    """Each store type, empty."""
+    """Each store type, empty; and each seen from a profile's prefix (``scoped``), which must behave the same."""
     if request.param == "local":
         return LocalStore(tmp_path / "store")
+    if request.param == "local-scoped":
+        parent = LocalStore(tmp_path / "store")
+        parent.put_bytes(b"another profile's", "runs/r1/a")  # the parent's keys never show in the view
+        return scoped(parent, "profiles/team-a")
+    if request.param == "prefixed":  # the generic view, as for a third-party store
+        parent = LocalStore(tmp_path / "store")
+        parent.put_bytes(b"another profile's", "runs/r1/a")
+        return PrefixedStore(parent, "profiles/team-a")
     if request.param == "plugin":
         config = {k: v.replace("{tmp}", str(tmp_path / "plugin-store")) if isinstance(v, str) else v
                   for k, v in json.loads(THIRD_PARTY).items()}
         return open_store(config)
     request.getfixturevalue("s3_env")
     url = request.getfixturevalue("moto_url")
-    return S3Store(url, "nbpipe-contract", prefix=f"c-{uuid.uuid4().hex[:10]}")
+    s3 = S3Store(url, "nbpipe-contract", prefix=f"c-{uuid.uuid4().hex[:10]}")
+    if request.param == "s3-scoped":
+        s3.put_bytes(b"another profile's", "runs/r1/a")
+        return scoped(s3, "profiles/team-a")
+    return s3
 
 
 def test_is_a_store(store: Store) -> None:

@@ -39,7 +39,7 @@ def job_of(self: "Scheduler", run: "RunCtx", st: "StepCtx", inputs: dict[str, An
     comp = st.component
     return {
         "run_id": run.id, "step": st.name, "attempt": st.attempt, "component": st.spec["component"],
-        "store": self.store.config(),
+        "store": self.stores.of(run.profile).config(),  # the profile's view only (see profiles.ProfileStores)
         "payload": {"key": content_key(comp["payload"]["digest"]), "serializer": comp["payload"]["serializer"]},
         "python": comp["python"], "inputs": inputs,
         "outputs": comp["outputs"], "return_style": comp["return_style"],
@@ -79,6 +79,7 @@ async def execute(self: "Scheduler", run: "RunCtx", st: "StepCtx", inputs: dict[
             st.handle = reattached
             tail.offset = tail.sent = log_path.stat().st_size if log_path.exists() else 0
         else:
+            await asyncio.to_thread(self.stores.stage, run.profile, job["payload"]["key"])  # into the profile's view
             if job["packages"] and not getattr(self.executor, "installs_packages", False):
                 job = await asyncio.to_thread(envs.prepare, job, self.data_dir / "envs", str(log_path))
             st.handle = await self.executor.start(job, att_id, str(log_path), workdir)
@@ -135,7 +136,7 @@ def record_attempt(self: "Scheduler", run: "RunCtx", st: "StepCtx", att_id: str,
 def complete(self: "Scheduler", run: "RunCtx", st: "StepCtx", job: dict[str, Any], att_id: str, status: ExitStatus,
               timed_out: bool, tail: LogTail, workdir: str = "") -> None:
     attempt = st.attempt
-    result, invalid = read_result(self, job["result_key"]), ""
+    result, invalid = read_result(self, job["result_key"], run.profile), ""
     finished = time.time()
     if result is not None:
         try:
@@ -192,10 +193,10 @@ def complete(self: "Scheduler", run: "RunCtx", st: "StepCtx", job: dict[str, Any
     self.wake()
 
 
-def read_result(self: "Scheduler", key: str) -> Any:
-    """The step's result JSON as written (checked by the caller); None when there is none."""
+def read_result(self: "Scheduler", key: str, profile: str | None = None) -> Any:
+    """The step's result JSON as written (checked by the caller) in ``profile``'s view; None when there is none."""
     try:
-        data = self.store.get_bytes(key)
+        data = self.stores.of(profile).get_bytes(key)
     except (KeyError, OSError):
         return None
     except Exception:  # noqa: BLE001 - a remote store may raise its own errors

@@ -29,6 +29,7 @@ from .results import InvalidResult, check_outputs
 
 if TYPE_CHECKING:
     from ..stores.base import Store
+    from .profiles import ProfileStores
     from .scheduler import RunCtx, Scheduler, StepCtx
 
 log = logging.getLogger("nbpipe.runner")
@@ -66,13 +67,19 @@ def may_hit(st: "StepCtx") -> bool:
 
 
 class StepCache:
-    def __init__(self, engine: sa.Engine, store: "Store"):
+    def __init__(self, engine: sa.Engine, store: "Store | ProfileStores"):
+        from .profiles import ProfileStores
+
         self.engine = engine
-        self.store = store
+        self.stores = store if isinstance(store, ProfileStores) else ProfileStores(store)
         self.inflight: dict[str, tuple[str, str]] = {}  # cache key -> (run, step) computing it now
 
-    def lookup(self, st: "StepCtx", key: str, conn: sa.Connection | None = None) -> Hit | None:
-        """The cached outputs for ``key`` and their origin, or None (a miss, or caching is off for the step)."""
+    def lookup(self, st: "StepCtx", key: str, conn: sa.Connection | None = None,
+               profile: str | None = None) -> Hit | None:
+        """The cached outputs for ``key`` and their origin, or None (a miss, or caching is off for the step).
+
+        The outputs must still exist in ``profile``'s view of the store (the run's own objects).
+        """
         if not may_hit(st):
             return None
         if conn is not None:  # the caller's transaction: sees its own writes, no second connection
@@ -87,7 +94,8 @@ class StepCache:
             return None
         try:
             outputs = check_outputs(db.loads(row.outputs) or {}, st.component.get("outputs"))
-            if not all(self.store.exists(o["key"]) for o in outputs.values()):
+            store = self.stores.of(profile)
+            if not all(store.exists(o["key"]) for o in outputs.values()):
                 return None
         except (InvalidResult, ValueError, OSError) as exc:  # a forged or stale entry: a miss, never a crash
             log.warning("ignoring an invalid cache entry %s: %s", key, exc)
@@ -133,7 +141,7 @@ def resolve_run(sched: "Scheduler", run: "RunCtx", conn: sa.Connection) -> bool:
                 continue
             _, ident = sched._resolve_inputs(run, st)
             key = cache_key(st, ident, run.profile)
-            hit = sched.cache.lookup(st, key, conn)
+            hit = sched.cache.lookup(st, key, conn, run.profile)
             if hit is None:
                 for s in order:  # leave the run as created
                     s.outputs, s.cache_key, s.cache_reason = {}, None, ""

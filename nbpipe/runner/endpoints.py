@@ -142,6 +142,17 @@ class Endpoints:
                 return str(row[0])
         return submit_profile()
 
+    def _stores(self) -> Any:
+        """Each profile's view of the store: bundles live in their endpoint's profile's (keys kept root-relative)."""
+        from .profiles import ProfileStores
+
+        return self.sched.stores if self.sched is not None else ProfileStores(self.store)
+
+    def _bundle_profile(self, name: str | None, source: dict[str, Any] | None) -> str:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(endpoints.c.profile).where(endpoints.c.name == name)).first() if name else None
+            return str(row[0]) if row is not None and row[0] else self._profile_of(conn, source)
+
     def endpoint_token(self, name: str, create: bool = False) -> str:
         """The endpoint's own token (what its model server accepts); ``create``: make it if it has none.
 
@@ -187,10 +198,11 @@ class Endpoints:
             except ValueError as exc:
                 raise EndpointError(400, f"The upload for endpoint {name!r} is {exc}",
                                     "Deploy with nbpipe.serve(...) or a deploy step, which build the bundle.") from None
-            info = await asyncio.to_thread(self.store.put_bytes, bundle)
-            key, digest, size = info.key, info.digest, info.size
-        else:
-            key = bundle
+            profile = await asyncio.to_thread(self._bundle_profile, name, source)
+            info = await asyncio.to_thread(self._stores().of(profile).put_bytes, bundle)
+            key, digest, size = self._stores().root_key(profile, info.key), info.digest, info.size
+        else:  # a deploy step's output, in its run's view of the store
+            key = self._stores().root_key(await asyncio.to_thread(self._bundle_profile, None, source), bundle)
             local = self._local_bundle(key, digest or "")
             try:
                 manifest = read_manifest(local)

@@ -6,7 +6,8 @@ schedule firing), and :func:`guard` answers 404 for a path naming another profil
 same answer as for one that does not exist, so ids of other teams' runs are not even confirmed.
 A submit names its profile with ``X-Nbpipe-Profile`` (or ``?profile=``); default: the caller's first.
 Where a profile's step pods run in a cluster (:class:`Placements`: namespace, ServiceAccount, S3
-credentials Secret) is read here too, from the ``profiles:`` section of the users file.
+credentials Secret, store prefix) is read here too, from the ``profiles:`` section of the users
+file, and :class:`ProfileStores` gives each profile its view of the store (``profiles/<P>/``).
 Non-goals: authentication (see :mod:`.auth`).
 """
 
@@ -103,19 +104,33 @@ def owner(engine: sa.Engine, param: str, value: str, path: str) -> str | None:
 
 def artifact_visible(engine: sa.Engine, digest: str) -> bool:
     """An artifact is visible when a run (or an endpoint version) the caller sees has it."""
+    return visible() is None or bool(artifact_profiles(engine, digest))
+
+
+def artifact_profiles(engine: sa.Engine, digest: str) -> list[str]:
+    """The profiles, among the caller's, with a run or endpoint version that has the object ``digest``.
+
+    An output (the artifacts table), an endpoint's bundle, else an image inside a step's output
+    preview (found in the steps' outputs JSON: the slow path, for previews only). The object is in
+    those profiles' views of the store (see :class:`ProfileStores`).
+    """
     from .migrations.m0004_endpoints import endpoint_versions, endpoints
 
     seen = visible()
-    if seen is None:
-        return True
+    limit = [] if seen is None else [db.runs.c.profile.in_(seen)]
     with engine.connect() as conn:
-        if conn.execute(sa.select(db.artifacts.c.id).join(db.runs, db.runs.c.id == db.artifacts.c.run_id)
-                        .where(db.artifacts.c.digest == digest, db.runs.c.profile.in_(seen)).limit(1)).first():
-            return True
-        return conn.execute(sa.select(endpoint_versions.c.version)
-                            .join(endpoints, endpoints.c.name == endpoint_versions.c.endpoint)
-                            .where(endpoint_versions.c.digest == digest, endpoints.c.profile.in_(seen))
-                            .limit(1)).first() is not None
+        found = [p for (p,) in conn.execute(
+            sa.select(db.runs.c.profile).join(db.artifacts, db.runs.c.id == db.artifacts.c.run_id)
+            .where(db.artifacts.c.digest == digest, *limit).distinct())]
+        found += [p for (p,) in conn.execute(
+            sa.select(endpoints.c.profile).join(endpoint_versions, endpoints.c.name == endpoint_versions.c.endpoint)
+            .where(endpoint_versions.c.digest == digest,
+                   *([] if seen is None else [endpoints.c.profile.in_(seen)])).distinct())]
+        if not found and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest):
+            row = conn.execute(sa.select(db.runs.c.profile).join(db.steps, db.runs.c.id == db.steps.c.run_id)
+                               .where(db.steps.c.outputs.contains(digest), *limit).limit(1)).first()
+            found += [row[0]] if row else []
+    return [p or DEFAULT_PROFILE for p in dict.fromkeys(found)]
 
 
 def match_route(app: Any, path: str) -> tuple[str, dict[str, str]] | None:
@@ -161,27 +176,31 @@ def guard(engine: sa.Engine, app: Any, path: str) -> str | None:
 
 # -------------------------------------------------------------- placement (Kubernetes executor)
 PLACEMENT_KEYS = {"namespace": "namespace", "serviceAccountName": "service_account",
-                  "s3CredentialsSecret": "s3_credentials_secret"}
+                  "s3CredentialsSecret": "s3_credentials_secret", "storePrefix": "store_prefix"}
 
 
 @dataclass(frozen=True)
 class Placement:
-    """Where a profile's step pods go: its namespace, ServiceAccount and S3 credentials Secret.
+    """Where a profile's step pods go and where its objects live: namespace, ServiceAccount, S3
+    credentials Secret, store prefix.
 
     Read from the ``profiles:`` section of the users file (``NBPIPE_USERS_FILE``), or of
     ``NBPIPE_K8S_PROFILES_FILE`` when set::
 
         profiles:
-          team-a: {namespace: nbpipe-team-a, serviceAccountName: nbpipe-step, s3CredentialsSecret: nbpipe-s3}
+          team-a: {namespace: nbpipe-team-a, serviceAccountName: nbpipe-step, s3CredentialsSecret: nbpipe-s3,
+                   storePrefix: profiles/team-a}
 
     Empty ``service_account`` / ``s3_credentials_secret``: the runner's own settings (the same
-    names, in the profile's namespace: ``cluster/manifests/profiles/`` creates them there).
+    names, in the profile's namespace: ``cluster/manifests/profiles/`` creates them there). Empty
+    ``namespace``: the runner's. ``store_prefix`` None: :func:`default_prefix`.
     """
 
     profile: str
-    namespace: str
+    namespace: str = ""
     service_account: str = ""
     s3_credentials_secret: str = ""
+    store_prefix: str | None = None
 
 
 def parse_placements(data: Any, where: str) -> dict[str, Placement]:
@@ -196,13 +215,15 @@ def parse_placements(data: Any, where: str) -> dict[str, Placement]:
         name = str(name)
         if not PROFILE_NAME.match(name):
             raise ValueError(f"{where}: profile {name!r} is not a valid name (like a namespace)")
-        if not isinstance(spec, dict) or not spec.get("namespace"):
-            raise ValueError(f"{where}: profile {name!r} needs at least 'namespace'")
+        if not isinstance(spec, dict) or not (spec.get("namespace") or "storePrefix" in spec):
+            raise ValueError(f"{where}: profile {name!r} needs 'namespace' (or at least 'storePrefix')")
         unknown = set(spec) - set(PLACEMENT_KEYS)
         if unknown:
             raise ValueError(f"{where}: profile {name!r} has unknown key(s) {', '.join(sorted(unknown))} "
                              f"(known: {', '.join(PLACEMENT_KEYS)})")
-        values = {PLACEMENT_KEYS[k]: str(v) for k, v in spec.items()}
+        values: dict[str, Any] = {PLACEMENT_KEYS[k]: str(v) for k, v in spec.items()}
+        if "store_prefix" in values:
+            values["store_prefix"] = check_prefix(values["store_prefix"], f"{where}: profile {name!r}: storePrefix")
         for key in ("namespace", "service_account", "s3_credentials_secret"):
             if values.get(key) and not PROFILE_NAME.match(values[key]):
                 raise ValueError(f"{where}: profile {name!r}: {key} {values[key]!r} is not a Kubernetes name")
@@ -263,4 +284,98 @@ class Placements:
     def namespaces(self) -> set[str]:
         if self.path is not None:
             self._reload()
-        return {p.namespace for p in self._table.values()}
+        return {p.namespace for p in self._table.values() if p.namespace}
+
+
+# -------------------------------------------------------------- where a profile's objects live (the store)
+PROFILES_PREFIX = "profiles"
+
+
+def default_prefix(profile: str) -> str:
+    """``profiles/<profile>``; ``""`` (the store's root, the layout from before profiles) for ``default``."""
+    return "" if profile == DEFAULT_PROFILE else f"{PROFILES_PREFIX}/{profile}"
+
+
+def check_prefix(value: str, where: str) -> str:
+    """A store prefix as configured (``""``: the store's root), or ValueError naming ``where``."""
+    from ..stores.base import check_key
+
+    value = value.strip().strip("/")
+    if value:
+        try:
+            check_key(value)
+        except ValueError:
+            raise ValueError(f"{where} {value!r} is not a store key prefix (segments of A-Z a-z 0-9 _ . -)") from None
+    return value
+
+
+class ProfileStores:
+    """Each profile's view of the runner's store: every object of a run in profile P (payloads,
+    outputs, results, logs, job files) lives under P's prefix, and a step gets only that view's
+    config, so its process or pod cannot name another profile's keys.
+
+    ``placements`` (a :class:`Placements`, or None) may set a profile's ``storePrefix``; else
+    :func:`default_prefix`. The ``default`` profile keeps the root, so data dirs from before
+    profiles keep working. Package payloads arrive in the root (an upload belongs to no profile
+    yet) and are copied into a profile's view when its step needs them (:meth:`stage`).
+    """
+
+    def __init__(self, root: Any, placements: Placements | None = None):
+        self.root = root
+        self.placements = placements
+        self._views: dict[str, Any] = {}
+        self._staged: set[tuple[str, str]] = set()
+
+    def prefix(self, profile: str | None) -> str:
+        profile = profile or DEFAULT_PROFILE
+        p = self.placements.get(profile) if self.placements is not None else None
+        if p is not None and p.store_prefix is not None:
+            return p.store_prefix
+        return default_prefix(profile)
+
+    def of(self, profile: str | None) -> Any:
+        """The store as profile ``profile`` sees it."""
+        from ..stores.scoped import scoped
+
+        prefix = self.prefix(profile)
+        view = self._views.get(prefix)
+        if view is None:
+            view = self._views[prefix] = scoped(self.root, prefix)
+        return view
+
+    def root_key(self, profile: str | None, key: str) -> str:
+        """``key`` of ``profile``'s view as a key of the root store."""
+        from ..stores.scoped import join
+
+        return join(self.prefix(profile), key)
+
+    def stage(self, profile: str | None, key: str) -> None:
+        """Copy the root's ``key`` (a package payload) into ``profile``'s view, once."""
+        prefix = self.prefix(profile)
+        if not prefix or (prefix, key) in self._staged:
+            return
+        view = self.of(profile)
+        if not view.exists(key):
+            path = self.root.local_path(key)
+            if path is not None:
+                view.put_file(path, key)
+            else:  # streamed through a temporary file: a payload may be hundreds of MiB
+                import tempfile
+
+                fd, tmp = tempfile.mkstemp(prefix="nbpipe-stage-")
+                os.close(fd)
+                try:
+                    self.root.get_file(key, tmp)
+                    view.put_file(tmp, key, move=True)
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+        self._staged.add((prefix, key))
+
+    def holding(self, profiles: Any, key: str) -> Any:
+        """The first view among ``profiles``' that has ``key`` (None: none has it)."""
+        for profile in dict.fromkeys(profiles):
+            view = self.of(profile)
+            if view.exists(key):
+                return view
+        return None

@@ -34,6 +34,7 @@ from . import attempts, cache, db, expand, failpoints, failures, intake
 from . import rerun as rerun_plan
 from .eventlog import EventLog
 from .failures import internal_reason
+from .profiles import Placements, ProfileStores
 from .ready import ReadySet
 from .recovery import recover
 
@@ -113,7 +114,8 @@ class Scheduler:
     def __init__(self, engine: sa.Engine, store: Store, executor: Executor, data_dir: str | Path,
                  parallelism: int = 16):
         self.engine = engine
-        self.store = store
+        self.store = store  # the root; a run's objects go to its profile's view (self.stores.of)
+        self.stores = ProfileStores(store, Placements.from_env())
         self.executor = executor
         self.data_dir = Path(data_dir)
         self.parallelism = max(1, parallelism)
@@ -123,7 +125,7 @@ class Scheduler:
         self.events = EventLog(engine)
         self._local = threading.local()  # the write transaction of this thread's call chain
         self._thread = threading.current_thread()  # the event loop's: the only one that emits events
-        self.cache = cache.StepCache(engine, store)
+        self.cache = cache.StepCache(engine, self.stores)
         self._specs: dict[str, dict[str, Any]] = {}  # package digest -> parsed spec (see package_spec)
         self._loop_task: asyncio.Task[None] | None = None
         self._closing = False
@@ -419,7 +421,7 @@ class Scheduler:
         if st.attempt == 0:
             first = {"inputs": db.dumps(cache.input_summary(st.spec["inputs"], run.params)),
                      "cache_key": st.cache_key} if first_look else None
-            hit = self.cache.lookup(st, st.cache_key, getattr(self._local, "conn", None))
+            hit = self.cache.lookup(st, st.cache_key, getattr(self._local, "conn", None), run.profile)
             if hit is not None:
                 st.first_values = first  # one step write for a hit, with its final state
                 self._finish_success(run, st, hit.outputs, cached=True, reason=hit.reason(st.name))

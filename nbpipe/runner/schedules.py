@@ -104,7 +104,7 @@ class Schedules:
         seen: list[str] = []
         if trigger:
             trigger = self._check_trigger(trigger, spec)
-            seen = self._listing(trigger)
+            seen = self._listing(trigger, profile)
         from ..pipeline import resolve_params
 
         probe = dict(params)
@@ -260,19 +260,19 @@ class Schedules:
                          .values(last_fire_at=time.time(), fires=db.schedules.c.fires + 1))
         return run_id
 
-    def _listing(self, trigger: dict[str, Any]) -> list[str]:
+    def _listing(self, trigger: dict[str, Any], profile: str | None = None) -> list[str]:
         if trigger.get("folder"):
             root = Path(trigger["folder"])
             out = []
             for dirpath, _dirs, files in os.walk(root):
                 out += [os.path.join(dirpath, f) for f in files if not f.startswith(".")]
             return sorted(out)
-        return sorted(self.scheduler.store.list(trigger["prefix"]))
+        return sorted(self.scheduler.stores.of(profile).list(trigger["prefix"]))  # the schedule's profile's view
 
     def _poll(self, s: dict[str, Any]) -> None:
         """List the watched folder/prefix; new entries start one run with their paths."""
         try:
-            listing = self._listing(s["trigger"])
+            listing = self._listing(s["trigger"], s.get("profile"))
         except OSError as exc:
             log.warning("schedule %s: cannot list %s (%s)", s["id"], s["trigger"], exc)
             return

@@ -382,8 +382,12 @@ def create_app(config: RunnerConfig, on_ready: Any = None, on_stop: Any = None) 
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             return _error(400, "Not a sha256 digest")
         key = content_key(digest)
-        store = state["store"]
-        if not store.exists(key):
+        # in the view of a profile (among the caller's) whose run or endpoint has it; an admin also the root's
+        owners = await asyncio.to_thread(profiles.artifact_profiles, state["engine"], digest)
+        if profiles.visible() is None:
+            owners.append(profiles.DEFAULT_PROFILE)
+        store = await asyncio.to_thread(sched().stores.holding, owners, key)
+        if store is None:
             return _error(404, f"No artifact {digest[:12]}…")
         media = mime if mime in ("image/png", "image/jpeg", "image/gif", "image/svg+xml", "text/plain",
                                  "application/json", "text/csv") else "application/octet-stream"

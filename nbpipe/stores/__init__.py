@@ -8,8 +8,9 @@ from typing import Any
 from ..errors import NbpipeError
 from ..plugins import known, lookup
 from .base import ObjectInfo, Store, content_key
+from .scoped import scoped
 
-__all__ = ["ObjectInfo", "Store", "check", "content_key", "get", "names", "open_store"]
+__all__ = ["ObjectInfo", "Store", "check", "content_key", "get", "names", "open_store", "scoped"]
 
 _BUILTIN = {"local": "nbpipe.stores.local:LocalStore", "s3": "nbpipe.stores.s3:S3Store"}
 
@@ -31,6 +32,10 @@ def open_store(config: dict[str, Any]) -> Store:
         raise NbpipeError(f"A store config needs a 'type' (the store's name), got {config!r}",
                           hint=f"Known stores: {', '.join(names())}.")
     name = cfg.pop("type")
+    if name == "prefixed":  # a view of another store (see .scoped), not a store of its own
+        from .scoped import PrefixedStore
+
+        return PrefixedStore(cfg.get("store") or {}, str(cfg.get("prefix") or ""))
     return check(name, cfg)(**cfg)  # type: ignore[no-any-return]
 
 

@@ -29,6 +29,10 @@ class LocalStore:
     def config(self) -> dict[str, Any]:
         return {"type": "local", "root": str(self.root)}
 
+    def scoped(self, prefix: str) -> "LocalStore":
+        """The subfolder ``prefix`` as a store of its own (see :mod:`nbpipe.stores.scoped`)."""
+        return LocalStore(self.root / check_key(prefix))
+
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 

@@ -201,6 +201,18 @@ class S3Store:
     def __repr__(self) -> str:
         return f"S3Store({self.url!r}, bucket={self.bucket!r}, prefix={self.prefix!r})"
 
+    def scoped(self, prefix: str) -> "S3Store":
+        """The same bucket and client under ``self.prefix/prefix`` (no request: the bucket was checked).
+
+        Its :meth:`config` names the longer prefix; a pod opening it uses its own credentials
+        (a profile's Secret), which the server may limit to that prefix.
+        """
+        import copy
+
+        view = copy.copy(self)
+        view.prefix = f"{self.prefix}/{check_key(prefix)}" if self.prefix else check_key(prefix)
+        return view
+
     def _name(self, key: str) -> str:
         check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
