@@ -65,6 +65,23 @@ def shared(n: int = 7):
     make_data(n=n)
 
 
+@component
+def picture(n: int):
+    from PIL import Image
+
+    return Image.new("RGB", (4 + n, 4), (200, 10, 10))  # a value whose preview is a separate PNG object
+
+
+@pipeline
+def pictured(n: int = 1):
+    picture(n=n)
+
+
+def stored(team: "Team", profile: str) -> Path:
+    """Where ``profile``'s objects are in the runner's local store (its view, see ProfileStores)."""
+    return team.runner.data_dir / "store" / "profiles" / profile
+
+
 class Team:
     def __init__(self, runner: RunnerProcess, users: Path):
         self.runner, self.users = runner, users
@@ -97,8 +114,12 @@ def alices(team: Team) -> dict[str, str]:
                                                                "start_at": 1e10})
     assert sched.status_code == 201, sched.text
     ep = nbpipe.serve(3, predict=lambda m, x: x, name="alice-ep", runner=alice)
+    pic = alice.submit(pictured, {"n": 2}).wait(timeout=120)
+    assert pic.state == "succeeded", pic.steps
+    preview = pic.steps["picture"]["outputs"]["output"]["preview"]
+    assert preview["type"] == "image"
     return {"run_id": run.id, "step": "make_data", "sid": sched.json()["id"], "name": ep.name, "version": "1",
-            "digest": digest, "package": package}
+            "digest": digest, "package": package, "preview": preview["digest"]}
 
 
 def operations(team: Team) -> list[tuple[str, str, dict[str, Any]]]:
@@ -149,14 +170,16 @@ def test_every_route_isolates_profiles(team: Team, alices: dict[str, str]) -> No
         r = call(bob, method, fill(path, alices), headers={"X-Nbpipe-Profile": "team-a"})
         assert r.status_code == 403, (method, path, r.status_code, r.text[:200])
         if "{" in path:
-            url = fill(path, {**alices, "digest": alices["digest"]})
-            r = call(bob, method, url, json={})
-            assert r.status_code in (403, 404), (method, path, r.status_code, r.text[:200])
-            assert all(s not in r.text for s in secrets_of_alice[1:] if s not in url), (method, path)
-            if method == "get":  # the owner and the admin get it: the 404 above is isolation, not a bad id
-                for who in (alice, root):
-                    got = call(who, method, url)
-                    assert got.status_code == 200, (method, path, got.status_code, got.text[:200])
+            # an artifact route also with the digest of an image inside a preview (not an output of its own)
+            for digest in [alices["digest"]] + ([alices["preview"]] if "{digest}" in path else []):
+                url = fill(path, {**alices, "digest": digest})
+                r = call(bob, method, url, json={})
+                assert r.status_code in (403, 404), (method, path, r.status_code, r.text[:200])
+                assert all(s not in r.text for s in secrets_of_alice[1:] if s not in url), (method, path)
+                if method == "get":  # the owner and the admin get it: the 404 above is isolation, not a bad id
+                    for who in (alice, root):
+                        got = call(who, method, url)
+                        assert got.status_code == 200, (method, path, got.status_code, got.text[:200])
             checked.append((key, "object"))
         elif method == "get" and not path.endswith("/events"):
             text = call(bob, method, path).text
@@ -222,6 +245,44 @@ def test_cache_hits_never_cross_profiles(team: Team) -> None:
     assert b1.steps["make_data"]["state"] == "succeeded" and pid[b1.id] != pid[a1.id]  # computed again in team-b
     assert f"in {pid[b1.id]} for team-b" in b1.logs("make_data")  # a step knows its profile
     assert f"in {pid[a1.id]} for team-a" in a1.logs("make_data")
+
+
+def test_each_profiles_run_objects_live_under_its_own_prefix(team: Team, alices: dict[str, str]) -> None:
+    """The same pipeline in two profiles: payloads, outputs, previews and results land in each profile's
+    view of the store only, each owner downloads its own, and the other team gets 404 for what only one has."""
+    from nbpipe.stores import content_key
+
+    root = team.runner.data_dir / "store"
+    runs = {who: team.clients[who].submit(pictured, {"n": 6}).wait(timeout=120) for who in ("alice", "bob")}
+    outs = {who: r.steps["picture"]["outputs"]["output"] for who, r in runs.items()}
+    assert outs["alice"]["digest"] == outs["bob"]["digest"]  # the same bytes: stored once per profile
+    for who, prof in (("alice", "team-a"), ("bob", "team-b")):
+        run, out, base = runs[who], outs[who], stored(team, prof)
+        assert run.state == "succeeded" and run.steps["picture"]["state"] == "succeeded"  # no cross-profile hit
+        assert list(base.glob(f"runs/{run.id}/picture/*/result.json")), sorted(base.rglob("*"))[:20]
+        assert not (root / "runs" / run.id).exists()  # nothing of the run at the store's root
+        for digest in (out["digest"], out["preview"]["digest"]):
+            assert (base / content_key(digest)).is_file(), (prof, digest)
+        got = team.http[who].get(f"/api/v1/artifacts/{out['preview']['digest']}", params={"mime": "image/png"})
+        assert got.status_code == 200 and got.content.startswith(b"\x89PNG"), (who, got.status_code)
+        got = team.http[who].get(f"/api/v1/artifacts/{out['digest']}")
+        assert got.status_code == 200 and got.content == (base / content_key(out["digest"])).read_bytes()
+        # the step's payload, uploaded to the root with its package, was staged into the view (a step reads
+        # only its own prefix); the root holds only uploads (packages, payloads): no run's objects
+        uploads = {p.name for p in (root / "sha256").rglob("*") if p.is_file()}
+        assert uploads & {p.name for p in (base / "sha256").rglob("*")}, prof
+        assert out["digest"] not in uploads and out["preview"]["digest"] not in uploads
+    # what only team-b has is not found for alice (an output and a preview image), but is for bob and the admin
+    only_b = team.clients["bob"].submit(pictured, {"n": 9}).wait(timeout=120).steps["picture"]["outputs"]["output"]
+    for digest in (only_b["digest"], only_b["preview"]["digest"]):
+        assert (stored(team, "team-b") / content_key(digest)).is_file()
+        assert not (stored(team, "team-a") / content_key(digest)).exists()
+        assert team.http["alice"].get(f"/api/v1/artifacts/{digest}").status_code == 404
+        assert team.http["bob"].get(f"/api/v1/artifacts/{digest}").status_code == 200
+        assert team.http["root"].get(f"/api/v1/artifacts/{digest}").status_code == 200
+    # alice's endpoint bundle (deployed from her kernel) is in team-a's view
+    bundle = team.http["alice"].get(f"/api/v1/endpoints/{alices['name']}").json()["versions"][0]["digest"]
+    assert (stored(team, "team-a") / content_key(bundle)).is_file()
 
 
 def test_submit_profile_option_and_membership(team: Team) -> None:
