@@ -331,14 +331,15 @@ class Run:
         every read of the event stream is bounded by the time left.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        snap = self._snapshot if self._snapshot and self._snapshot["state"] in ev.RUN_FINAL else self.snapshot()
+        snap = self._snapshot if self._snapshot and self._snapshot["state"] in ev.RUN_FINAL \
+            else self._snapshot_by(deadline, timeout)
         after = snap["last_event_id"]
         while snap["state"] not in ev.RUN_FINAL:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise TimeoutError(f"Run {self.id} is still {snap['state']} after {timeout} s")
             after = self._follow(after, left)
-            snap = self.snapshot()
+            snap = self._snapshot_by(deadline, timeout)
         views = __import__("sys").modules.get("nbpipe.widgets.run_view")
         if views is not None:  # a shown live graph of this run puts its final picture in the notebook first
             views.settle(self.id, timeout=5.0)
@@ -348,6 +349,23 @@ class Run:
             raise RunnerError(f"Run {self.id} failed: {snap['reason']}",
                               hint="Its steps did not fail; see `nbpipe runner status` and the runner's log.")
         return self
+
+    def _snapshot_by(self, deadline: float | None, timeout: float | None) -> dict[str, Any]:
+        """:meth:`snapshot`, given no more than the time left before ``deadline``: a runner that
+        stopped answering (stopped, swapped out, wedged) must not hold ``wait(timeout)`` past it."""
+        if deadline is None:
+            return self.snapshot()
+        left = max(0.05, deadline - time.monotonic())
+        try:
+            self._snapshot = self.client._request("GET", f"/api/v1/runs/{self.id}",
+                                                  timeout=httpx.Timeout(left, connect=min(left, 10.0))).json()
+        except RunnerError as exc:
+            if not isinstance(exc.__context__, httpx.TimeoutException):
+                raise
+            last = self._snapshot["state"] if self._snapshot else "unknown"
+            raise TimeoutError(f"Run {self.id} is still {last} after {timeout} s "
+                               f"(the runner at {self.client.url} did not answer)") from None
+        return self._snapshot
 
     def _follow(self, after: int, left: float | None) -> int:
         """Read this run's events after ``after`` until RunFinished, the stream ends or ``left`` s pass."""

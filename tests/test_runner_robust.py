@@ -167,6 +167,29 @@ def test_wait_honours_its_timeout_on_a_silent_step(nb_client) -> None:
     assert elapsed < 15, f"wait(timeout=2) returned after {elapsed:.1f} s"
 
 
+@pytest.mark.parametrize("stuck", ["loop stopped", "runner stopped answering"])
+def test_wait_honours_its_timeout_on_a_stuck_run(tmp_path, stuck) -> None:
+    """A run that never moves (its runner no longer schedules), or a runner that accepts connections
+    but never answers (SIGSTOP: stopped, swapped out, wedged): wait(timeout) still ends at its deadline."""
+    import signal
+
+    env = {"NBPIPE_FAILPOINT": "loop-crash"} if stuck == "loop stopped" else {}
+    r = RunnerProcess(tmp_path / "data", extra_env=env).start()
+    c = r.client()
+    run = c.submit(quiet, {"seconds": 300.0})
+    if stuck != "loop stopped":
+        os.kill(r.pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError, match="still"):
+            run.wait(timeout=2)
+        elapsed = time.monotonic() - t0
+    finally:
+        os.kill(r.pid, signal.SIGCONT)
+        r.stop()
+    assert elapsed < 15, f"wait(timeout=2) returned after {elapsed:.1f} s"
+
+
 def test_health_and_cli_report_a_scheduling_loop_that_stopped(tmp_path) -> None:
     r = RunnerProcess(tmp_path / "data", extra_env={"NBPIPE_FAILPOINT": "loop-crash"}).start()
     try:
