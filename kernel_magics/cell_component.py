@@ -26,6 +26,7 @@ from typing import Any
 
 import cloudpickle
 
+from nbpipe.capture import unsafe_error, unsafe_kind
 from nbpipe.component import Component, Options
 from nbpipe.errors import DefinitionError
 from nbpipe.pipeline import Pipeline
@@ -155,6 +156,13 @@ def unpicklable(value: Any) -> str:
     return ""
 
 
+def unsafe_read(name: str, var: str, value: Any) -> DefinitionError | None:
+    """The error for a cell component ``name`` reading ``var``, a live resource (an open file, a
+    lock, a connection…) no step can receive, or None."""
+    kind = unsafe_kind(value)
+    return unsafe_error(f"Cell component '{name}' reads", var, value, kind, "the cell") if kind else None
+
+
 @dataclass(frozen=True)
 class CellComponent:
     """A component made from a plain cell, with the names it takes and gives.
@@ -245,6 +253,9 @@ def infer_pipeline(
             if inp in made or inp in params:
                 continue
             value = namespace.get(inp)
+            unsafe = unsafe_read(cell.component.name, inp, value)
+            if unsafe is not None:
+                raise unsafe
             if inp not in namespace or not is_json_value(value):
                 raise DefinitionError(
                     f"Cell component '{cell.component.name}' reads '{inp}', which no earlier %%component "

@@ -25,7 +25,7 @@ from nbpipe.errors import NbpipeError
 from nbpipe.pipeline import Pipeline
 from nbpipe.signature import is_json_value
 
-from .cell_component import CellComponent, component_from_cell, infer_pipeline, pipeline_from_cell
+from .cell_component import CellComponent, component_from_cell, infer_pipeline, pipeline_from_cell, unsafe_read
 from .cells import CellFlow, analyze_cell, classify_reads
 from .commands import NbpipeCommands
 from .suggest import parse_magic_args
@@ -307,6 +307,11 @@ class NbpipeMagics(Magics):
                 f"Component name '{name}' is also a variable of the cell; pick another name, "
                 f"e.g. %%component make_{name}"
             )
+        produced = {o for c in self.cells if c.component.name != name for o in c.outputs}
+        for n in inputs:
+            unsafe = unsafe_read(name, n, self._ns.get(n)) if n not in produced else None
+            if unsafe is not None:  # refused before the cell runs, as @component refuses its def
+                raise usage(unsafe) from None
         self._run_cell(cell, f"component '{name}'")
         try:
             comp = component_from_cell(name, source, cell, inputs, outputs, self._ns, options)

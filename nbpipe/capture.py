@@ -14,6 +14,7 @@ definition, to check, and again at submit) and long-term storage of pickles.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import pickle
@@ -50,6 +51,13 @@ _UNSAFE: list[tuple[str, str, str]] = [
     ("select", "epoll", "an epoll object"),
     ("mmap", "mmap", "a memory map"),
     ("queue", "Queue", "a queue"),
+    ("asyncio.locks", "Lock", "a lock (asyncio)"),
+    ("asyncio.locks", "Event", "an asyncio.Event"),
+    ("asyncio.locks", "Condition", "an asyncio.Condition"),
+    ("asyncio.locks", "Semaphore", "a semaphore (asyncio)"),
+    ("asyncio.locks", "Barrier", "an asyncio.Barrier"),
+    ("asyncio.queues", "Queue", "a queue (asyncio)"),
+    ("tempfile", "TemporaryDirectory", "a temporary directory (deleted with the notebook's object)"),
     ("multiprocessing.queues", "Queue", "a multiprocessing queue"),
     ("multiprocessing.process", "BaseProcess", "a process"),
     ("multiprocessing.connection", "Connection", "a pipe connection"),
@@ -197,7 +205,13 @@ def find_path(func: Any, target: Any, depth: int = 5) -> str:
             return ""
         seen.add(id(obj))
         kids: list[tuple[str, Any]] = []
-        if isinstance(obj, types.FunctionType):
+        owner = getattr(obj, "__self__", None)
+        if isinstance(obj, (types.MethodType, types.BuiltinMethodType)) and not isinstance(owner, types.ModuleType):
+            kids = [(f"{path}.__self__", owner)]  # fh.write: the file it writes to
+        elif isinstance(obj, functools.partial):
+            kids = [(f"{path}.func", obj.func)] + [(f"{path}.args[{i}]", v) for i, v in enumerate(obj.args)] + [
+                (f"{path}.keywords[{k!r}]", v) for k, v in obj.keywords.items()]
+        elif isinstance(obj, types.FunctionType):
             kids = [(f"{path} → {n}" if path else n, v) for n, v in references(obj).items()]
         elif isinstance(obj, dict):
             kids = [(f"{path}[{k!r}]", v) for k, v in list(obj.items())[:1000]]
@@ -237,6 +251,17 @@ def _culprit(func: Callable[..., Any]) -> str:
         except Exception as exc:  # noqa: BLE001 - any pickling failure identifies the culprit
             return f"'{n}' ({type(v).__name__}: {exc})"
     return ""
+
+
+def unsafe_error(who: str, path: str, obj: Any, kind: str, where: str = "the function") -> DefinitionError:
+    """The error for a live resource ``obj`` (of ``kind``) that ``who`` reaches as ``path``."""
+    var = path.split(" → ")[-1].split("[")[0].split(".")[0]
+    return DefinitionError(
+        f"{who} '{path}', {kind} ({_describe(obj)}), from the notebook",
+        "A step runs in another process: it cannot share it, and re-creating it there would not "
+        "be the same resource (a file re-opened for writing is emptied)",
+        f"Create it inside {where}, or pass a path (or other plain value) as an input instead of '{var}'.",
+    )
 
 
 # ---------------------------------------------------------------- pickling
@@ -289,13 +314,7 @@ def pickle_function(func: Callable[..., Any], name: str) -> tuple[bytes, str]:
                 ) from first
     except UnsafeCapture as exc:
         path = find_path(func, exc.obj) or "a value it uses"
-        raise DefinitionError(
-            f"Component '{name}' uses '{path}', {exc.kind} ({_describe(exc.obj)}), from the notebook",
-            "A step runs in another process: it cannot share it, and re-creating it there would not "
-            "be the same resource (a file re-opened for writing is emptied)",
-            f"Create it inside the function, or pass a path (or other plain value) as an input instead "
-            f"of '{path.split(' → ')[-1].split('[')[0].split('.')[0]}'.",
-        ) from None
+        raise unsafe_error(f"Component '{name}' uses", path, exc.obj, exc.kind) from None
     finally:
         for m in mods:
             cloudpickle.unregister_pickle_by_value(m)

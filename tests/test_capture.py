@@ -20,6 +20,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -81,6 +82,11 @@ KINDS: list[tuple[str, Callable[[Path], Any], str]] = [
     ("logging.FileHandler", lambda t: logging.FileHandler(t / "log.txt"), "a logging handler"),
     ("event loop", lambda t: asyncio.new_event_loop(), "an event loop"),
     ("multiprocessing pipe", lambda t: multiprocessing.Pipe()[0], "a pipe connection"),
+    ("asyncio.Lock", lambda t: asyncio.Lock(), "a lock (asyncio)"),
+    ("asyncio.Event", lambda t: asyncio.Event(), "an asyncio.Event"),
+    ("asyncio.Semaphore", lambda t: asyncio.BoundedSemaphore(2), "a semaphore (asyncio)"),
+    ("asyncio.Queue", lambda t: asyncio.Queue(), "a queue (asyncio)"),
+    ("temporary directory", lambda t: tempfile.TemporaryDirectory(dir=t), "a temporary directory"),
 ]
 
 
@@ -89,6 +95,9 @@ def resources() -> Iterator[list[Any]]:
     made: list[Any] = []
     yield made
     for obj in made:
+        if isinstance(obj, tempfile.TemporaryDirectory):
+            obj.cleanup()
+            continue
         if isinstance(obj, subprocess.Popen):
             obj.wait()
             continue
@@ -113,6 +122,34 @@ def test_a_captured_resource_fails_at_definition_naming_the_variable(label, make
     msg = str(info.value)
     assert msg.startswith(f"Component 'uses_it' uses 'handle', {kind}"), msg
     assert "Create it inside the function, or pass a path" in msg
+
+
+@pytest.mark.parametrize("how, path", [("bound method", "write.__self__"),
+                                       ("partial", "log.keywords['file']")])
+def test_a_file_reached_through_a_method_or_partial_is_named(how, path, tmp_path) -> None:
+    import functools
+
+    fh = open(tmp_path / "log.txt", "w")  # noqa: SIM115 - the notebook keeps it open
+    try:
+        write = fh.write  # noqa: F841 - read by the component
+        log = functools.partial(print, file=fh)  # noqa: F841 - read by the component
+
+        with pytest.raises(DefinitionError) as info:
+            if how == "bound method":
+                @component
+                def uses_it(x: int) -> int:
+                    return write(str(x))
+            else:
+                @component
+                def uses_it(x: int) -> int:
+                    log(x)
+                    return x
+
+        msg = str(info.value)
+        assert msg.startswith(f"Component 'uses_it' uses '{path}', an open file (TextIOWrapper"), msg
+        assert msg.endswith(f"as an input instead of '{path.split('.')[0]}'."), msg
+    finally:
+        fh.close()
 
 
 @pytest.mark.parametrize("how", ["helper", "dict", "attribute", "closure", "default"])

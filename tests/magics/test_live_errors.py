@@ -67,3 +67,23 @@ def test_a_misspelled_magic_option_is_named_with_the_right_one(ip: Any) -> None:
     text = rendered(ip, "%%component --retires 2\nx = 1\n")
     assert "%%component has no option --retires. Did you mean --retries?" in text
     assert len([ln for ln in text.splitlines() if ln.strip()]) == 1, text
+
+
+def test_a_plain_component_cell_reading_an_open_file_is_refused_before_it_runs(ip: Any, tmp_path: Any) -> None:
+    path = tmp_path / "precious.txt"
+    assert ip.run_cell(f"fh = open({str(path)!r}, 'w')\nfh.write('precious')\nfh.flush()").success
+    text = rendered(ip, "%%component writer\nn = fh.write('x')\n")
+    assert text.strip().startswith(f"UsageError: Cell component 'writer' reads 'fh', an open file (TextIOWrapper "
+                                   f"'{path}' mode 'w'), from the notebook."), text
+    assert "Create it inside the cell, or pass a path (or other plain value) as an input instead of 'fh'." in text
+    assert len([ln for ln in text.splitlines() if ln.strip()]) == 1, text
+    assert "writer" not in ip.user_ns and "n" not in ip.user_ns  # the cell did not run
+
+    # made while 'fh' was a path, run after it became an open file: refused at run, not truncated
+    assert ip.run_cell(f"fh.close()\nfh = {str(path)!r}").success
+    ip.run_cell_magic("component", "reader", "size = len(open(fh).read())\n")
+    assert ip.run_cell(f"fh = open({str(path)!r}, 'a')").success
+    text = rendered(ip, "%nbpipe run")
+    assert text.strip().startswith("UsageError: Cell component 'reader' reads 'fh', an open file"), text
+    ip.run_cell("fh.close()")
+    assert path.read_text() == "precious"
