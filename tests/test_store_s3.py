@@ -9,6 +9,7 @@ for MinIO is installable here; moto speaks the same protocol to the same ``minio
 from __future__ import annotations
 
 import hashlib
+import json
 import io
 import os
 import socket
@@ -306,3 +307,82 @@ def test_credentials_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     (tmp_path / "secret-key").unlink()
     with pytest.raises(S3StoreError, match="secret-key"):
         resolve_credentials(None, None)
+
+
+# -- a profile's view and a profile's credentials (issue 16: an S3 prefix per profile) -------------
+PROFILE_POLICIES = Path(__file__).resolve().parent.parent / "cluster" / "manifests" / "profiles"
+
+
+def test_a_profiles_view_is_a_prefix_a_step_opens_from_its_config_alone(moto_url: str, s3_env: None) -> None:
+    """Key level: a view's config names only its prefix; nothing in it can address another profile's keys."""
+    from nbpipe.runner.profiles import ProfileStores
+
+    root = S3Store(moto_url, "nbpipe-test", prefix=f"r-{uuid.uuid4().hex[:8]}")
+    stores = ProfileStores(root)
+    a, b = stores.of("team-a"), stores.of("team-b")
+    assert stores.of("default") is root  # the layout from before profiles
+    secret = b.put_bytes(b"team-b only", "runs/r1/s/1/result.json")
+    assert root.get_bytes("profiles/team-b/runs/r1/s/1/result.json") == b"team-b only"
+    pod = open_store(a.config())  # what a team-a step opens: its job's store config
+    assert pod.config()["prefix"] == f"{root.prefix}/profiles/team-a" and "access_key" not in json.dumps(pod.config())
+    assert not pod.exists(secret.key) and list(pod.list("")) == []
+    for escape in ("../team-b/runs/r1/s/1/result.json", "/profiles/team-b/runs/r1/s/1/result.json"):
+        with pytest.raises(ValueError, match="Invalid store key"):
+            pod.get_bytes(escape)
+    pod.put_bytes(b"team-a's", "runs/r2/s/1/result.json")
+    assert list(b.list("")) == ["runs/r1/s/1/result.json"] and a.get_bytes("runs/r2/s/1/result.json") == b"team-a's"
+    # a package payload uploaded to the root is staged into a view once, content-addressed there too
+    payload = root.put_bytes(b"pickled component")
+    stores.stage("team-a", payload.key)
+    assert pod.get_bytes(payload.key) == b"pickled component" and not b.exists(payload.key)
+
+
+def test_a_profiles_credentials_reach_only_its_prefix_under_the_shipped_policy(tmp_path: Path) -> None:
+    """Server level: moto with IAM on enforces cluster/manifests/profiles/<p>/s3-policy.json per object.
+
+    moto evaluates the object statements (Get/Put/Delete by resource ARN) but not the ``s3:prefix``
+    condition of ListBucket, so listing another prefix is refused only by MinIO/AWS, which do.
+    """
+    import boto3
+
+    from nbpipe.runner.profiles import ProfileStores
+
+    proc, url = start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "9"})  # the 9 IAM calls below, then IAM is on
+    try:
+        iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1",
+                           aws_access_key_id="x", aws_secret_access_key="x")
+        keys = {}
+        for user in ("runner", "team-a", "team-b"):
+            iam.create_user(UserName=user)
+            k = iam.create_access_key(UserName=user)["AccessKey"]
+            keys[user] = {"access_key": k["AccessKeyId"], "secret_key": k["SecretAccessKey"]}
+            policy = (PROFILE_POLICIES / user / "s3-policy.json").read_text() if user != "runner" else json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]})
+            iam.put_user_policy(UserName=user, PolicyName="nbpipe", PolicyDocument=policy)
+        root = S3Store(url, "nbpipe", region="us-east-1", **keys["runner"])  # the runner: the whole bucket
+        stores = ProfileStores(root)
+        b_obj = stores.of("team-b").put_bytes(b"team-b's model", "runs/rb/train/1/result.json")
+        stores.of("team-a").put_bytes(b"team-a's model", "runs/ra/train/1/result.json")
+
+        def pod(profile: str, creds: str) -> S3Store:  # a step pod: its view's config + its profile's Secret
+            return S3Store(**{k: v for k, v in stores.of(profile).config().items() if k != "type"}, **keys[creds])
+
+        a = pod("team-a", "team-a")
+        assert a.get_bytes("runs/ra/train/1/result.json") == b"team-a's model"
+        a.put_file(str(_write(tmp_path / "out.bin", b"new output")))  # content-addressed, under its prefix
+        assert list(a.list("runs/")) == ["runs/ra/train/1/result.json"]
+        stolen = pod("team-b", "team-a")  # team-a's credentials pointed at team-b's prefix
+        with pytest.raises(S3StoreError, match="denied access"):
+            stolen.get_bytes(b_obj.key)
+        with pytest.raises(S3StoreError, match="denied access"):
+            stolen.put_bytes(b"overwritten", b_obj.key)
+        with pytest.raises(S3StoreError, match="denied access"):
+            S3Store(url, "nbpipe", region="us-east-1", **keys["team-a"]).get_bytes("profiles/team-b/" + b_obj.key)
+        assert pod("team-b", "team-b").get_bytes(b_obj.key) == b"team-b's model"  # untouched, still its owner's
+    finally:
+        stop(proc)
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path

@@ -254,8 +254,16 @@ class S3Store:
 
     def _ensure_bucket(self, create: bool) -> None:
         with self._errors(f"open bucket {self.bucket!r}"):
-            if self._client.bucket_exists(self.bucket):
-                return
+            try:
+                if self._client.bucket_exists(self.bucket):
+                    return
+            except S3Error as exc:
+                # credentials limited to a prefix (a profile's, see nbpipe.stores.scoped) may not look at the
+                # bucket itself: their first read or write says whether they work (wrong keys are not
+                # AccessDenied but InvalidAccessKeyId / SignatureDoesNotMatch, and still fail here)
+                if exc.code == "AccessDenied" and self.prefix:
+                    return
+                raise
             if not create:
                 raise S3StoreError(
                     f"Bucket {self.bucket!r} does not exist at {self.url}.",

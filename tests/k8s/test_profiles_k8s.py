@@ -76,7 +76,8 @@ def test_profiles_place_pods_in_their_namespace_with_their_account_and_secret(tm
 @pytest.mark.parametrize("text, error", [
     ("profiles: [team-a]", "'profiles' must map a profile name"),
     ("profiles:\n  Team_A: {namespace: x}", "'Team_A' is not a valid name"),
-    ("profiles:\n  team-a: {serviceAccountName: x}", "needs at least 'namespace'"),
+    ("profiles:\n  team-a: {serviceAccountName: x}", "needs 'namespace' (or at least 'storePrefix')"),
+    ("profiles:\n  team-a: {namespace: x, storePrefix: ../team-b}", "storePrefix '../team-b' is not a store key prefix"),
     ("profiles:\n  team-a: {namespace: x, colour: blue}", "unknown key(s) colour"),
     ("profiles:\n  team-a: {namespace: Not_A_Namespace}", "namespace 'Not_A_Namespace' is not a Kubernetes name"),
 ])
@@ -112,13 +113,41 @@ def greedy() -> int:
     return 1
 
 
+@component(cache=False)
+def padded_nap(seconds: float, pad: str) -> int:
+    import time
+
+    print("sleeping", flush=True)
+    time.sleep(seconds)
+    return len(pad)
+
+
+def bucket_keys(real: Cluster, prefix: str) -> list[str]:
+    """Every object name under ``prefix/`` in the rig's bucket (as the admin sees the bucket)."""
+    from minio import Minio
+
+    from nbpipe.stores.s3 import parse_endpoint
+
+    from .conftest import ACCESS, SECRET
+
+    host, secure = parse_endpoint(real.s3_endpoint, None)
+    s3 = Minio(host, access_key=ACCESS, secret_key=SECRET, secure=secure)
+    return [str(o.object_name) for o in s3.list_objects("nbpipe-k8s", prefix=prefix + "/", recursive=True)]
+
+
 @pytest.mark.k8s
 def test_two_profiles_pods_land_in_their_namespaces_and_a_quota_refusal_fails_the_step(
         real: Cluster, tmp_path: Path) -> None:
     spaces = profile_namespaces()
     assert {"team-a", "team-b"} <= set(spaces), f"the rig applied no profile overlays: {spaces}"
     users = users_file(tmp_path / "users.json", {p: spaces[p] for p in ("team-a", "team-b")})
-    r = real.runner(tmp_path / "runner", NBPIPE_USERS_FILE=str(users), NBPIPE_K8S_DELETE_PODS="never")
+    import uuid
+
+    from nbpipe.executors.kubernetes import _job_from_pod
+
+    root = "p" + uuid.uuid4().hex[:8]  # the runner's store prefix in the bucket
+    r = real.runner(tmp_path / "runner", NBPIPE_USERS_FILE=str(users), NBPIPE_K8S_DELETE_PODS="never",
+                    NBPIPE_S3_PREFIX=root)
     alice, bob = Client(r.url, token=ALICE), Client(r.url, token=BOB)
     api = real.api()
 
@@ -143,6 +172,21 @@ def test_two_profiles_pods_land_in_their_namespaces_and_a_quota_refusal_fails_th
             assert {e["name"]: e.get("value") for e in p["spec"]["containers"][0]["env"]}["NBPIPE_PROFILE"] == profile
     assert [x["id"] for x in bob.runs()] == [runs["team-b"].id]  # and the API keeps them apart too
 
+    # each profile's pods got only its view of the store (the prefix in their job), and wrote there only
+    views = {"team-a": f"{root}/profiles/team-a", "team-b": f"{root}/profiles/team-b", "default": root}
+    keys = bucket_keys(real, root)
+    for profile, run in runs.items():
+        for p in pods(homes[profile], run.id):
+            assert _job_from_pod(p)["store"]["prefix"] == views[profile], profile
+        written = [k for k in keys if f"runs/{run.id}/" in k]
+        assert {k.split("/")[-1] for k in written} >= {"result.json", "log.txt"}, (profile, written)
+        assert all(k.startswith(f"{views[profile]}/runs/{run.id}/") for k in written), (profile, written)
+        data = run.steps["make_rows"]["outputs"]["data"]["digest"]
+        holders = [k for k in keys if k.endswith(f"sha256/{data[:2]}/{data}")]
+        assert holders == [f"{views[profile]}/sha256/{data[:2]}/{data}"], (profile, holders)  # n differs per run
+    assert all(k.startswith((f"{root}/profiles/team-a/", f"{root}/profiles/team-b/", f"{root}/sha256/",
+                             f"{root}/runs/{runs['default'].id}/")) for k in keys), keys
+
     # team-b's quota allows requests.cpu=2: a step asking for 3 is refused by the API server
     @pipeline
     def too_big():
@@ -156,20 +200,29 @@ def test_two_profiles_pods_land_in_their_namespaces_and_a_quota_refusal_fails_th
     assert "limit requests.cpu=2" in step["reason"] and "ask an admin" in step["reason"]
     assert "internal error" not in step["reason"] and pods(spaces["team-b"], failed.id) == []
 
-    # a runner killed mid-step finds the profile's pod in its namespace again: no retry
+    # a runner killed mid-step finds the profile's pod in its namespace again: no retry. The job is too
+    # large for the pod's env: it waits in the profile's view as job.json, which the pod reads from there
+    import secrets
+
     @pipeline
     def nap():
-        cases.sleeper(seconds=4.0)
+        padded_nap(seconds=4.0, pad=secrets.token_hex(100_000))
 
     run = alice.submit(nap)
-    cases.wait_for("the step to print", lambda: "sleeping" in run.logs("sleeper"), 60)
+    cases.wait_for("the step to print", lambda: "sleeping" in run.logs("padded_nap"), 60)
     before = [p["metadata"]["name"] for p in pods(spaces["team-a"], run.id)]
+    stand_in = _job_from_pod(pods(spaces["team-a"], run.id)[0])
+    assert stand_in["job_key"] == f"runs/{run.id}/padded_nap/1/job.json" and "payload" not in stand_in
+    assert stand_in["store"]["prefix"] == views["team-a"]
     r.stop(signal.SIGKILL)
     r.start()
     again = Client(r.url, token=ALICE).run(run.id).wait(timeout=60)
-    assert (again.steps["sleeper"]["state"], again.steps["sleeper"]["attempt"]) == ("succeeded", 1)
-    assert again.logs("sleeper").count("sleeping") == 1
+    assert (again.steps["padded_nap"]["state"], again.steps["padded_nap"]["attempt"]) == ("succeeded", 1)
+    assert again.logs("padded_nap").count("sleeping") == 1 and again.output("padded_nap", "output") == 200_000
     assert [p["metadata"]["name"] for p in pods(spaces["team-a"], run.id)] == before
+    step_keys = {k.rsplit("/", 1)[-1] for k in bucket_keys(real, f"{views['team-a']}/runs/{run.id}/padded_nap/1")}
+    assert step_keys >= {"job.json", "log.txt", "result.json"}, step_keys
+    assert not [k for k in bucket_keys(real, root) if f"runs/{run.id}/" in k and not k.startswith(views["team-a"])]
     for profile, ns in homes.items():  # kept by NBPIPE_K8S_DELETE_PODS=never: clean up as the admin
         for p in pods(ns, ""):
             if p["metadata"]["labels"].get("nbpipe.io/run") in {x.id for x in (*runs.values(), run)}:
