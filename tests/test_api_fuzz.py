@@ -9,6 +9,7 @@ stream) is checked separately by reading its head.
 
 from __future__ import annotations
 
+import os
 import time
 
 import httpx
@@ -36,7 +37,9 @@ def _tiny_zip() -> bytes:
 # uploads (model bundles) are zip bodies: random bytes, and a few real zips, exercise their readers
 schemathesis.openapi.media_type("application/zip", st.one_of(st.binary(max_size=2048), st.just(_tiny_zip())))
 
-EXAMPLES_PER_MODE = 30  # x2 modes x 20 operations; some have fewer distinct inputs: ≥ 500 in all
+# x2 modes x 28 operations; some have fewer distinct inputs: ≥ 500 in all. NBPIPE_FUZZ_EXAMPLES=300 for a
+# deeper run by hand (~13k requests, the size of the probe that found the 500s).
+EXAMPLES_PER_MODE = int(os.environ.get("NBPIPE_FUZZ_EXAMPLES", "30"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 ENDLESS = {("GET", "/api/v1/events")}
 

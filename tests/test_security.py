@@ -156,3 +156,57 @@ def test_a_setsid_grandchild_dies_on_cancel(nb_client, tmp_path) -> None:
     assert run.wait(timeout=60, raise_on_failure=False).snapshot()["state"] == "cancelled"
     daemon.wait(timeout=30)  # raises psutil.TimeoutExpired if it survived
     assert not daemon.is_running() or daemon.status() == psutil.STATUS_ZOMBIE
+
+
+FILL = {"run_id": None, "step": "plus_one", "digest": "0" * 64, "sid": "no-such-schedule", "name": "no-such-endpoint",
+        "version": "1"}
+
+
+def test_every_operation_checks_host_origin_and_token(nb_runner, nb_client, tmp_path) -> None:
+    """The same checks on every route, including those added after the first audit (schedules,
+    lineage, dashboard, endpoints, audit): no token is a 401, a rebound Host and a cross-site
+    request are 403s, and none of them changes anything."""
+    from fastapi.routing import APIRoute
+    from starlette.routing import Mount
+
+    from nbpipe.runner.server import OPEN_PATHS, SAFE_METHODS, create_app
+    from test_runner_robust import simple
+
+    # every route the app serves is in its OpenAPI document (so this test and schemathesis see it)
+    app = create_app(RunnerConfig(data_dir=tmp_path / "app"))
+    assert not [r for r in app.routes if isinstance(r, Mount)]
+    served = {(m, r.path) for r in app.routes if isinstance(r, APIRoute) for m in r.methods}
+    spec = httpx.get(f"{nb_runner.url}/openapi.json", timeout=30).json()
+    documented = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
+    assert served - documented == set()
+
+    run = nb_client.submit(simple, {"x": 5}).wait(timeout=60)
+    auth = nb_runner.headers()
+
+    def everything() -> list:
+        return [httpx.get(f"{nb_runner.url}/api/v1/{what}", headers=auth, timeout=30).json()
+                for what in ("runs?limit=1000", "schedules", "endpoints", "audit")]
+
+    before = everything()
+    checked = 0
+    for method, path in sorted(documented):
+        url = nb_runner.url + path.format(**{**FILL, "run_id": run.id})
+        body = {"content": b'{"from_step": null, "package": null}'}
+        if path not in OPEN_PATHS:
+            resp = httpx.request(method, url, timeout=30, **body)
+            assert resp.status_code == 401, (method, path, resp.status_code)
+        for port in ("", f":{nb_runner.url.rsplit(':', 1)[1]}"):
+            resp = httpx.request(method, url, headers={**auth, "Host": f"attacker.example{port}"}, timeout=30, **body)
+            assert resp.status_code == 403, (method, path, port, resp.status_code)
+        cross = [{"Origin": "http://attacker.example"}, {"Origin": "null"}]
+        if method not in SAFE_METHODS:
+            cross.append({"Sec-Fetch-Site": "cross-site"})
+        for headers in cross:
+            resp = httpx.request(method, url, headers={**auth, **headers, "Content-Type": "text/plain"}, timeout=30,
+                                 **body)
+            assert resp.status_code == 403, (method, path, headers, resp.status_code)
+        checked += 1
+    print(f"\n{checked} operations: 401 without the token, 403 for a rebound Host and a cross-site request")
+    assert checked == len(documented) >= 29
+    assert everything() == before  # nothing was created, cancelled, re-run or deleted (the audit log says so too)
+    assert nb_client.get_run(run.id)["state"] == "succeeded"
