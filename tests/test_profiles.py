@@ -280,6 +280,11 @@ def test_each_profiles_run_objects_live_under_its_own_prefix(team: Team, alices:
         assert team.http["alice"].get(f"/api/v1/artifacts/{digest}").status_code == 404
         assert team.http["bob"].get(f"/api/v1/artifacts/{digest}").status_code == 200
         assert team.http["root"].get(f"/api/v1/artifacts/{digest}").status_code == 200
+    # a run's package (nbpipe.debug loads the function from it) is its profile's members' to read, nobody else's
+    erin = Client(team.runner.url, token=TOKENS["proxy"], user="erin")._http  # profile user-erin: never ran it
+    package = team.http["alice"].get(f"/api/v1/runs/{runs['alice'].id}").json()["package"]
+    assert team.http["alice"].get(f"/api/v1/artifacts/{package}").status_code == 200
+    assert erin.get(f"/api/v1/artifacts/{package}").status_code == 404
     # alice's endpoint bundle (deployed from her kernel) is in team-a's view
     bundle = team.http["alice"].get(f"/api/v1/endpoints/{alices['name']}").json()["versions"][0]["digest"]
     assert (stored(team, "team-a") / content_key(bundle)).is_file()

@@ -104,7 +104,14 @@ def owner(engine: sa.Engine, param: str, value: str, path: str) -> str | None:
 
 def artifact_visible(engine: sa.Engine, digest: str) -> bool:
     """An artifact is visible when a run (or an endpoint version) the caller sees has it."""
-    return visible() is None or bool(artifact_profiles(engine, digest))
+    return visible() is None or bool(artifact_profiles(engine, digest)) or package_visible(engine, digest)
+
+
+def package_visible(engine: sa.Engine, digest: str) -> bool:
+    """The package of a run the caller sees (e.g. for ``nbpipe.debug``): uploads stay in the store's root."""
+    with engine.connect() as conn:
+        return conn.execute(sa.select(db.runs.c.id).where(db.runs.c.package == digest, *clauses(db.runs.c.profile))
+                            .limit(1)).first() is not None
 
 
 def artifact_profiles(engine: sa.Engine, digest: str) -> list[str]:

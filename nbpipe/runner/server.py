@@ -384,8 +384,9 @@ def create_app(config: RunnerConfig, on_ready: Any = None, on_stop: Any = None) 
         key = content_key(digest)
         # in the view of a profile (among the caller's) whose run or endpoint has it; an admin also the root's
         owners = await asyncio.to_thread(profiles.artifact_profiles, state["engine"], digest)
-        if profiles.visible() is None:
-            owners.append(profiles.DEFAULT_PROFILE)
+        if profiles.visible() is None or (not owners and await asyncio.to_thread(
+                profiles.package_visible, state["engine"], digest)):
+            owners.append(profiles.DEFAULT_PROFILE)  # the root: an admin's, or the package of one's own run
         store = await asyncio.to_thread(sched().stores.holding, owners, key)
         if store is None:
             return _error(404, f"No artifact {digest[:12]}…")
