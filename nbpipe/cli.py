@@ -109,6 +109,9 @@ def cmd_runner(args: argparse.Namespace) -> int:
         if args.detach:
             print(ensure_local_runner())
             return 0
+        from .runner.__main__ import hide_token_argument
+
+        hide_token_argument(args.token)  # re-execs without it: a token on the command line is visible in ps
         from .runner.config import RunnerConfig
         from .runner.server import serve
 

@@ -210,3 +210,77 @@ def test_every_operation_checks_host_origin_and_token(nb_runner, nb_client, tmp_
     assert checked == len(documented) >= 29
     assert everything() == before  # nothing was created, cancelled, re-run or deleted (the audit log says so too)
     assert nb_client.get_run(run.id)["state"] == "succeeded"
+
+
+def _proc_text(pid: int, what: str) -> bytes:
+    return Path(f"/proc/{pid}/{what}").read_bytes()
+
+
+def test_the_embedded_runner_token_is_in_a_runtime_file_only(nb_home, monkeypatch) -> None:
+    """The SDK starts the runner with no token anywhere but its 0600 runtime files; the SDK, the CLI
+    and the Lab server extension read it from there."""
+    import subprocess
+    import sys
+
+    from nbpipe._embedded import nbpipe_home
+    from nbpipe.client import Client
+    from nbpipe.lab.connection import RunnerConnection
+
+    monkeypatch.delenv("NBPIPE_TOKEN", raising=False)
+    monkeypatch.delenv("NBPIPE_RUNNER_URL", raising=False)
+    sdk = Client()
+    info = json.loads((nbpipe_home() / "runner.json").read_text())
+    token, pid = info["token"], int(info["pid"])
+    assert len(token) >= 32
+    assert token.encode() not in _proc_text(pid, "cmdline") and token.encode() not in _proc_text(pid, "environ")
+    for f in [nbpipe_home() / "runner.json", *(nbpipe_home() / "runtime").glob("runner-*.json")]:
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+    assert stat.S_IMODE((nbpipe_home() / "runtime").stat().st_mode) == 0o700
+    assert sdk.runs() == []
+    env = sdk.submit(show_env).wait(timeout=60).outputs("environment")["output"]
+    assert token not in json.dumps(env)
+    # the CLI, pointed at the URL with no token given: reads the runtime file
+    cli = subprocess.run([str(Path(sys.executable).parent / "nbpipe"), "--runner", info["url"], "runner", "status"],
+                         capture_output=True, text=True, timeout=120,
+                         env={k: v for k, v in os.environ.items() if k != "NBPIPE_TOKEN"})
+    assert cli.returncode == 0 and "ok" in cli.stdout, cli.stderr
+    # the Lab server extension: embedded by default, and a runner URL set with no token
+    assert RunnerConnection().client().runs()[0]["state"] == "succeeded"
+    monkeypatch.setenv("NBPIPE_RUNNER_URL", info["url"])
+    assert RunnerConnection().status()["reachable"]
+    assert RunnerConnection().client().runs()[0]["state"] == "succeeded"
+
+
+@pytest.mark.parametrize("how", ["nbpipe runner start", "python -m nbpipe.runner"])
+def test_a_token_given_on_the_command_line_does_not_stay_there(tmp_path, how) -> None:
+    import subprocess
+    import sys
+
+    secret = "cmdline-secret-token-0123456789"
+    cmd = ([str(Path(sys.executable).parent / "nbpipe"), "runner", "start"] if how.startswith("nbpipe")
+           else [sys.executable, "-m", "nbpipe.runner"])
+    cmd += ["--port", "0", "--data-dir", str(tmp_path / "data"), "--token", secret]
+    env = {k: v for k, v in os.environ.items() if k not in ("NBPIPE_TOKEN", "NBPIPE_TOKEN_FILE")}
+    env["NBPIPE_HOME"] = str(tmp_path / "home")
+    log = open(tmp_path / "runner.log", "wb")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, start_new_session=True)
+    try:
+        runtime = tmp_path / "home" / "runtime" / f"runner-{proc.pid}.json"  # execve keeps the pid
+        deadline = time.monotonic() + 90
+        while not runtime.exists():
+            assert proc.poll() is None, (tmp_path / "runner.log").read_text()
+            assert time.monotonic() < deadline, "the runner did not start"
+            time.sleep(0.05)
+        info = json.loads(runtime.read_text())
+        assert secret.encode() not in _proc_text(proc.pid, "cmdline")
+        assert secret not in " ".join(psutil.Process(proc.pid).cmdline())
+        assert httpx.get(f"{info['url']}/api/v1/runs", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+        from nbpipe.client import Client
+
+        out = Client(info["url"], token=secret).submit(show_env).wait(timeout=60).outputs("environment")["output"]
+        assert secret not in json.dumps(out) and "NBPIPE_TOKEN" not in out
+        assert "--token is visible" in (tmp_path / "runner.log").read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
