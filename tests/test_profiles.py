@@ -48,7 +48,8 @@ def users_file(path: Path, *, with_bob: bool = True, with_dave: bool = False) ->
     if with_dave:
         users.append({"name": "dave", "profiles": ["team-b"], "token_sha256": hash_token(TOKENS["dave"])})
     tmp = path.with_suffix(".tmp")  # replaced whole, like a kubelet updates a mounted Secret
-    tmp.write_text(json.dumps({"users": users, "proxy": {"token_sha256": hash_token(TOKENS["proxy"])}}))
+    tmp.write_text(json.dumps({"users": users, "proxy": {"token_sha256": hash_token(TOKENS["proxy"])},
+                               "profiles": {"team-b": {"storePrefix": "teams/b"}}}))  # team-a: the default prefix
     os.replace(tmp, path)
 
 
@@ -79,7 +80,7 @@ def pictured(n: int = 1):
 
 def stored(team: "Team", profile: str) -> Path:
     """Where ``profile``'s objects are in the runner's local store (its view, see ProfileStores)."""
-    return team.runner.data_dir / "store" / "profiles" / profile
+    return team.runner.data_dir / "store" / ("teams/b" if profile == "team-b" else f"profiles/{profile}")
 
 
 class Team:
@@ -409,3 +410,26 @@ def test_a_member_queries_its_profiles_endpoint_and_nobody_else_gets_its_token(t
     np.testing.assert_array_equal(ep.predict(np.array([1.0, 2.0])), [1.0, 2.0])
     token = team.http["root"].get(f"/api/v1/endpoints/{alices['name']}").json()["token"]
     assert token and token not in team.http["bob"].get("/api/v1/endpoints").text
+
+
+def test_a_profiles_store_prefix_comes_from_the_profiles_file_and_follows_its_edits(tmp_path: Path) -> None:
+    from nbpipe.runner.profiles import Placements, ProfileStores
+    from nbpipe.stores.local import LocalStore
+
+    path = tmp_path / "users.yaml"
+    path.write_text("profiles:\n  team-b: {storePrefix: teams/b}\n  team-c: {namespace: ns-c}\n")
+    root = LocalStore(tmp_path / "store")
+    stores = ProfileStores(root, Placements(path))
+    assert stores.of("default") is root and stores.of(None) is root  # the layout from before profiles
+    assert {p: stores.prefix(p) for p in ("team-a", "team-b", "team-c", "user-erin")} == {
+        "team-a": "profiles/team-a", "team-b": "teams/b", "team-c": "profiles/team-c", "user-erin": "profiles/user-erin"}
+    assert stores.of("team-b").config() == {"type": "local", "root": str(tmp_path / "store" / "teams" / "b")}
+    assert stores.root_key("team-b", "sha256/ab/x") == "teams/b/sha256/ab/x"
+    assert Placements(path).get("team-b").namespace == "" and Placements(path).namespaces() == {"ns-c"}
+    payload = root.put_bytes(b"payload")
+    stores.stage("team-b", payload.key)
+    assert (tmp_path / "store" / "teams" / "b" / payload.key).read_bytes() == b"payload"
+    path.write_text("profiles:\n  team-b: {storePrefix: teams/bee}\n")  # edited: new steps use the new prefix
+    assert stores.prefix("team-b") == "teams/bee" and not stores.of("team-b").exists(payload.key)
+    path.write_text("profiles:\n  team-b: {storePrefix: ../escape}\n")  # a broken edit keeps the last good one
+    assert stores.prefix("team-b") == "teams/bee"
