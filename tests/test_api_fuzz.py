@@ -130,3 +130,20 @@ def test_the_endless_event_stream_and_bad_event_ids(runner_with_a_run) -> None:
     for params in ({"after": 2**63}, {"offset": 2**63}, {"attempt": 2**63}):
         path = "/api/v1/events" if "after" in params else f"/api/v1/runs/{run_id}/steps/hello/logs"
         assert httpx.get(f"{r.url}{path}", params=params, headers=r.headers()).status_code == 422
+
+
+def test_a_model_bundle_with_a_deeply_nested_manifest_is_a_400(runner_with_a_run) -> None:
+    """json.loads of a manifest nested 200,000 deep raised RecursionError in the runner: a 500."""
+    import io
+    import zipfile
+
+    r = runner_with_a_run
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("manifest.json", "[" * 200_000 + "]" * 200_000)
+        zf.writestr("predict.pkl", b"not loaded")
+    resp = httpx.put(f"{r.url}/api/v1/endpoints/deep/versions", content=buf.getvalue(), timeout=60,
+                     headers={**r.headers(), "Content-Type": "application/zip"})
+    assert resp.status_code == 400, resp.text
+    assert "nested too deeply" in resp.json()["error"]
+    assert httpx.get(f"{r.url}/api/v1/endpoints/deep", headers=r.headers()).status_code == 404

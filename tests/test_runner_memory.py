@@ -134,3 +134,38 @@ def test_a_200_mb_log_is_streamed_and_health_stays_responsive(nb_runner_factory)
           f"(after: {base / MiB:.0f} MiB), slowest /health during the download {slowest * 1000:.0f} ms")
     assert got == size
     assert rss.peak < 300 * MiB
+
+
+def test_concurrent_large_model_bundle_uploads_are_streamed(nb_runner_factory) -> None:
+    """A model bundle (PUT /endpoints/NAME/versions) may be hundreds of MiB: it is streamed to a file,
+    not held whole (three 200 MiB uploads at once used to take the runner past 1 GiB)."""
+    r = nb_runner_factory("bundles")
+    size = 200 * MiB
+    codes: list[tuple[int, str]] = []
+
+    def body():  # a zip of the wrong format: the runner must read all of it before it can say so
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("manifest.json", json.dumps({"format": "not-a-bundle"}))
+        head = buf.getvalue()
+        block = b"\0" * MiB
+        for _ in range(size // MiB):
+            yield block
+        yield head
+
+    with PeakRSS(r.pid) as rss:
+        def upload(i: int) -> None:
+            resp = httpx.put(f"{r.url}/api/v1/endpoints/big-{i}/versions", content=body(), timeout=300,
+                             headers={**r.headers(), "Content-Type": "application/zip"})
+            codes.append((resp.status_code, resp.json()["error"]))
+
+        threads = [threading.Thread(target=upload, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    print(f"\n3 model bundle uploads of {size / MiB:.0f} MiB at once: runner peak RSS {rss.peak / MiB:.0f} MiB")
+    assert [c for c, _ in codes] == [400] * 3, codes
+    assert all("not an nbpipe endpoint bundle" in e for _, e in codes), codes
+    assert rss.peak < 300 * MiB
+    assert not list((r.data_dir / "uploads").iterdir())  # no temporary file left behind

@@ -186,28 +186,41 @@ class Endpoints:
         return self.locks.setdefault(name, asyncio.Lock())
 
     # ------------------------------------------------------------ changes
-    async def deploy(self, name: str, bundle: bytes | str, version: str | None = None, description: str = "",
+    def upload_dir(self) -> Path:
+        """Where an uploaded bundle is streamed to before it is stored (never held whole in memory)."""
+        path = self.root.parent / "uploads"
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return path
+
+    async def deploy(self, name: str, bundle: bytes | str | Path, version: str | None = None, description: str = "",
                      source: dict[str, Any] | None = None, digest: str | None = None) -> dict[str, Any]:
-        """Add a version (bundle bytes, or the store key of one) and make it the default."""
+        """Add a version (bundle bytes, an uploaded bundle file — consumed —, or the store key of one)
+        and make it the default."""
         check_name(name)
         if version is not None:
             check_version(version)
-        if isinstance(bundle, bytes):
+        if isinstance(bundle, (bytes, Path)):
             try:
                 manifest = read_manifest(bundle)
-            except ValueError as exc:
-                raise EndpointError(400, f"The upload for endpoint {name!r} is {exc}",
+            except (ValueError, RecursionError) as exc:
+                what = "nested too deeply" if isinstance(exc, RecursionError) else exc
+                raise EndpointError(400, f"The upload for endpoint {name!r} is {what}",
                                     "Deploy with nbpipe.serve(...) or a deploy step, which build the bundle.") from None
             profile = await asyncio.to_thread(self._bundle_profile, name, source)
-            info = await asyncio.to_thread(self._stores().of(profile).put_bytes, bundle)
+            view = self._stores().of(profile)
+            if isinstance(bundle, Path):
+                info = await asyncio.to_thread(view.put_file, str(bundle), None, move=True)
+            else:
+                info = await asyncio.to_thread(view.put_bytes, bundle)
             key, digest, size = self._stores().root_key(profile, info.key), info.digest, info.size
         else:  # a deploy step's output, in its run's view of the store
             key = self._stores().root_key(await asyncio.to_thread(self._bundle_profile, None, source), bundle)
             local = self._local_bundle(key, digest or "")
             try:
                 manifest = read_manifest(local)
-            except ValueError as exc:
-                raise EndpointError(400, f"The deploy step's output for endpoint {name!r} is {exc}") from None
+            except (ValueError, RecursionError) as exc:
+                what = "nested too deeply" if isinstance(exc, RecursionError) else exc
+                raise EndpointError(400, f"The deploy step's output for endpoint {name!r} is {what}") from None
             size = os.path.getsize(local)
         async with self._lock(name):
             now = time.time()
@@ -559,20 +572,29 @@ def endpoints_router(get: Callable[[], Endpoints], error: Callable[..., Any]) ->
                                                                                       "format": "binary"}}}}})
     async def deploy(name: str, request: Request, version: str | None = Query(None, max_length=64),
                      description: str = Query("", max_length=2000)) -> Any:
+        import tempfile
+
+        path = None
         try:
             check_name(name)
             length = int(request.headers.get("content-length") or 0)
             if length > MAX_BUNDLE_BYTES:
                 raise EndpointError(413, f"The bundle is {length / 1e9:.1f} GB, over the 2 GB limit")
-            chunks, size = [], 0
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > MAX_BUNDLE_BYTES:
-                    raise EndpointError(413, "The bundle is over the 2 GB limit")
-                chunks.append(chunk)
-            return await get().deploy(name, b"".join(chunks), version, description)
+            # Streamed to a file, never held whole: a model bundle may be hundreds of MiB.
+            fd, path = tempfile.mkstemp(dir=get().upload_dir(), prefix="bundle-")
+            size = 0
+            with os.fdopen(fd, "wb") as fh:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > MAX_BUNDLE_BYTES:
+                        raise EndpointError(413, "The bundle is over the 2 GB limit")
+                    fh.write(chunk)
+            return await get().deploy(name, Path(path), version, description)
         except EndpointError as exc:
             return fail(exc)
+        finally:
+            if path is not None and os.path.exists(path):
+                os.unlink(path)
 
     @r.post("/{name}/rollback")
     async def rollback(name: str, req: RollbackRequest = Body(default_factory=RollbackRequest)) -> Any:
