@@ -23,6 +23,7 @@ import {
 } from "./run_view_state.js";
 
 const TICK_MS = 1000;
+const JUMP_STATES = new Set(["failed", "running", "retrying"]); // large graphs: a click on the count shows one
 
 function buildHeader(onAction) {
   const icon = h("span", { class: "rv-icon", "aria-hidden": "true" });
@@ -101,6 +102,21 @@ export function createRunView(el, options = {}) {
     if (ev.key === "Escape" && selected) { selectStep(null, true); root.focus(); }
   });
 
+  /** Select the next step in ``state`` after the selected one (in run order, wrapping around). */
+  function jumpTo(state) {
+    const steps = run.steps;
+    const from = selected ? steps.findIndex((s) => s.name === selected) : -1;
+    for (let i = 1; i <= steps.length; i += 1) {
+      const s = steps[(from + i + steps.length) % steps.length];
+      if (s.state === state) {
+        selectStep(s.name, true);
+        const node = graph.nodeOf(s.name);
+        if (node) node.el.focus({ preventScroll: true });
+        return;
+      }
+    }
+  }
+
   function renderHeader(now) {
     const r = run;
     header.pill.className = `rv-pill rv-state-${r.state}`;
@@ -118,13 +134,20 @@ export function createRunView(el, options = {}) {
     }
     const n = {};
     for (const s of r.steps) n[s.state] = (n[s.state] || 0) + 1;
-    const countKey = JSON.stringify(n);
+    const countKey = `${JSON.stringify(n)}|${graph.large}`;
     if (header.sig.counts !== countKey) {
       header.sig.counts = countKey;
       const order = STEP_ORDER.filter((st) => n[st]);
       header.counts.replaceChildren(h("span", { class: "rv-count-total", text: `${r.steps.length} step${r.steps.length === 1 ? "" : "s"}` }),
-        ...order.map((st) => h("span", { class: `rv-chip rv-state-${st}`, title: `${n[st]} ${st}`, "data-state": st },
-          h("span", { class: "rv-icon", "aria-hidden": "true", text: STATE_ICONS[st] }), `${n[st]} ${st}`)));
+        ...order.map((st) => {
+          const icon = h("span", { class: "rv-icon", "aria-hidden": "true", text: STATE_ICONS[st] });
+          // In a graph too big to scan by eye, the counts of steps that need a look take you to them.
+          if (graph.large && JUMP_STATES.has(st)) {
+            return h("button", { class: `rv-chip rv-chip-button rv-state-${st}`, type: "button", "data-state": st,
+              title: `Show the next ${st} step (${n[st]} ${st})`, onclick: () => jumpTo(st) }, icon, `${n[st]} ${st}`);
+          }
+          return h("span", { class: `rv-chip rv-state-${st}`, title: `${n[st]} ${st}`, "data-state": st }, icon, `${n[st]} ${st}`);
+        }));
       const total = r.steps.length || 1;
       header.bar.replaceChildren(...["succeeded", "cached", "failed", "cancelled", "skipped", "running", "retrying"].filter((st) => n[st])
         .map((st) => { const seg = h("span", { class: `rv-seg rv-state-${st}` }); seg.style.width = `${(100 * n[st]) / total}%`; return seg; }));

@@ -10,6 +10,7 @@ import { NODE_H, NODE_W, WRAP_AT, edgePath, layoutGraph } from "./run_view_layou
 import { STATE_ICONS, STEP_ACTIVE, elapsedOf, formatDuration } from "./run_view_state.js";
 import { h, svg } from "./run_view_preview.js";
 import { FrameLayer, deriveGroups, isCollapsed, summaryOf, summaryParts, visibleSteps } from "./run_view_groups.js";
+import { LARGE_AT, OverviewCanvas, SpatialIndex, paintOverview } from "./run_view_virtual.js";
 
 const MIN_ZOOM = 0.04;
 const FIT_FLOOR = 0.12;
@@ -101,6 +102,11 @@ export class GraphView {
       this.fitButton);
     this.canvas = h("div", { class: "rv-canvas", role: "group", "aria-label": "Run graph" }, this.world, this.tools);
     host.append(this.canvas);
+    // Large graphs (run_view_virtual.js): DOM only near the viewport, the rest painted when far out.
+    this.large = false;
+    this.index = null;
+    this.overview = null; // made when the first large graph comes
+    this.edgeRecs = [];
     this.bindPointer();
     this.resizeObserver = new ResizeObserver(() => this.refit());
     this.resizeObserver.observe(this.canvas);
@@ -116,7 +122,11 @@ export class GraphView {
     const summaries = new Map(); // template → its collapsed group
     for (const g of this.groups.values()) if (collapsed(g)) for (const r of g.roots) summaries.set(r, g);
     const cw = this.canvas.clientWidth, ch = this.canvas.clientHeight;
-    const horizontal = layoutGraph(steps, { aspect: cw && ch ? Math.min(4, Math.max(1, cw / ch)) : 2.5 });
+    this.large = steps.length > LARGE_AT;
+    if (this.large && !this.overview) this.overview = new OverviewCanvas(this.canvas, this.world);
+    else if (!this.large && this.overview) this.overview.show(null);
+    this.canvas.classList.toggle("rv-large", this.large);
+    const horizontal = layoutGraph(steps, { aspect: cw && ch ? Math.min(4, Math.max(1, cw / ch)) : 2.5, rows: this.large });
     const cols = cw ? narrowColumns(cw) : Infinity;
     const vertical = steps.length <= VERTICAL_MAX
       ? layoutGraph(steps, { aspect: cw && ch ? Math.min(2, Math.max(0.5, cw / ch)) : 1, vertical: true,
@@ -129,54 +139,107 @@ export class GraphView {
     const L = this.layout;
     this.canvas.dataset.direction = L.vertical ? "down" : "right";
     for (const n of this.nodes.values()) n.el.remove();
-    // Fit before the nodes go in: reading the canvas size then costs one cheap reflow, and the
-    // nodes get laid out once, already at their final zoom level (far or near).
-    this.userMoved = false;
-    this.fit();
     this.nodes.clear();
     this.edgesByStep.clear();
     this.edgeLayer.replaceChildren();
     this.edgeLayer.setAttribute("width", L.width);
     this.edgeLayer.setAttribute("height", L.height);
     this.edgeLayer.append(this.arrowDefs());
-    const edgeGroup = svg("g");
-    for (const e of L.edges) {
-      const el = svg("path", { class: "rv-edge", d: edgePath(e.points, L.vertical), "marker-end": `url(#${this.defsId})` });
-      edgeGroup.append(el);
-      const rec = { el, sources: e.sources, targets: e.targets };
-      for (const k of new Set([...e.sources, ...e.targets])) {
+    this.edgeGroup = svg("g");
+    this.edgeLayer.append(this.edgeGroup);
+    this.edgeRecs = L.edges.map((e) => ({ el: null, e, sources: e.sources, targets: e.targets }));
+    for (const rec of this.edgeRecs) {
+      for (const k of new Set([...rec.sources, ...rec.targets])) {
         if (!this.edgesByStep.has(k)) this.edgesByStep.set(k, []);
         this.edgesByStep.get(k).push(rec);
       }
     }
-    this.edgeLayer.append(edgeGroup);
     this.frameLayer.rebuild(run, L, this.groups, collapsed);
-    const frag = document.createDocumentFragment();
-    for (const { name } of steps) {
-      const step = run.byName.get(name), pos = L.nodes.get(name);
-      const icon = h("span", { class: "rv-icon", "aria-hidden": "true" });
-      const title = h("span", { class: "rv-node-title", text: stepLabel(step) });
-      const meta = h("span", { class: "rv-node-meta" });
-      const group = summaries.get(name) || null;
-      const body = h("span", { class: "rv-node-body" }, title, meta);
-      const el = h("div", { class: "rv-node", tabindex: "0", role: "button", "data-step": step.name }, icon, body);
-      if (group) {
-        el.dataset.summary = group.id;
-        el.setAttribute("aria-expanded", "false");
-        body.append(h("span", { class: "rv-summary-bar" }));
-      }
-      el.style.transform = `translate(${pos.x}px, ${pos.y}px)`;
-      el.addEventListener("click", () => (group ? this.toggleGroup(group.id, false) : this.onSelect(step.name)));
-      el.addEventListener("keydown", (ev) => this.onNodeKey(ev, step.name));
-      // Keyboard focus (Tab) brings the step into view; mouse focus must not move the graph mid-click.
-      el.addEventListener("focus", () => { if (el.matches(":focus-visible")) this.reveal(step.name); });
-      this.nodes.set(step.name, { el, icon, title, meta, body, group, sig: "" });
-      frag.append(el);
-    }
-    this.world.append(frag);
+    this.summaries = summaries;
+    this.index = this.large ? new SpatialIndex(L) : null;
     this.world.style.width = `${L.width}px`;
     this.world.style.height = `${L.height}px`;
+    // Fit before the nodes go in: reading the canvas size then costs one cheap reflow, and the
+    // nodes get laid out once, already at their final zoom level (far or near). A large graph
+    // makes the nodes in view only (fit -> apply -> renderWindow).
+    this.userMoved = false;
+    this.fit();
+    if (this.large) return;
+    const frag = document.createDocumentFragment();
+    for (const rec of this.edgeRecs) this.edgeGroup.append(this.makeEdge(rec));
+    for (const { name } of steps) frag.append(this.makeNode(name).el);
+    this.world.append(frag);
     this.update(run, steps.map((s) => s.name));
+  }
+
+  makeEdge(rec) {
+    rec.el = svg("path", { class: "rv-edge", d: edgePath(rec.e.points, this.layout.vertical, rec.e.routed), "marker-end": `url(#${this.defsId})` });
+    return rec.el;
+  }
+
+  /** The DOM node of a step (or of a collapsed loop's summary), registered in ``this.nodes``. */
+  makeNode(name) {
+    const step = this.run.byName.get(name), pos = this.layout.nodes.get(name);
+    const icon = h("span", { class: "rv-icon", "aria-hidden": "true" });
+    const title = h("span", { class: "rv-node-title", text: stepLabel(step) });
+    const meta = h("span", { class: "rv-node-meta" });
+    const group = this.summaries.get(name) || null;
+    const body = h("span", { class: "rv-node-body" }, title, meta);
+    const el = h("div", { class: "rv-node", tabindex: "0", role: "button", "data-step": step.name }, icon, body);
+    if (group) {
+      el.dataset.summary = group.id;
+      el.setAttribute("aria-expanded", "false");
+      body.append(h("span", { class: "rv-summary-bar" }));
+    }
+    el.style.transform = `translate(${pos.x}px, ${pos.y}px)`;
+    el.addEventListener("click", () => (group ? this.toggleGroup(group.id, false) : this.onSelect(step.name)));
+    el.addEventListener("keydown", (ev) => this.onNodeKey(ev, step.name));
+    // Keyboard focus (Tab) brings the step into view; mouse focus must not move the graph mid-click.
+    el.addEventListener("focus", () => { if (el.matches(":focus-visible")) this.reveal(step.name); });
+    const node = { el, icon, title, meta, body, group, sig: "" };
+    this.nodes.set(step.name, node);
+    return node;
+  }
+
+  /**
+   * Large graphs: make the DOM match the view. Near (readable zoom): nodes and edges within half a
+   * canvas of the viewport; far: none but the selected and focused step, the rest painted on the
+   * overview canvas. Nodes that leave are removed, so the DOM stays bounded by the canvas size.
+   */
+  renderWindow() {
+    if (!this.large || !this.layout || !this.run) return;
+    const { x, y, k } = this.view, w = this.canvas.clientWidth, hgt = this.canvas.clientHeight;
+    const mx = w / 2, my = hgt / 2;
+    const rect = { x0: (-x - mx) / k, y0: (-y - my) / k, x1: (w - x + mx) / k, y1: (hgt - y + my) / k };
+    const far = k < DETAIL_ZOOM;
+    const focused = document.activeElement && this.world.contains(document.activeElement) ? document.activeElement.dataset.step : null;
+    const want = new Set(far ? [] : this.index.nodesIn(rect.x0, rect.y0, rect.x1, rect.y1));
+    for (const name of [this.selected, focused]) if (name && this.layout.nodes.has(name)) want.add(name);
+    for (const [name, node] of this.nodes) if (!want.has(name)) { node.el.remove(); this.nodes.delete(name); }
+    const added = [], frag = document.createDocumentFragment();
+    for (const name of want) if (!this.nodes.has(name)) { frag.append(this.makeNode(name).el); added.push(name); }
+    this.world.append(frag);
+    const edges = far ? new Set() : this.index.edgesIn(rect.x0, rect.y0, rect.x1, rect.y1);
+    const fresh = new Set();
+    this.edgeRecs.forEach((rec, i) => {
+      if (rec.el && !edges.has(i)) { rec.el.remove(); rec.el = null; }
+      else if (!rec.el && edges.has(i)) { this.edgeGroup.append(this.makeEdge(rec)); fresh.add(rec); }
+    });
+    if (added.length) this.update(this.run, added);
+    for (const rec of fresh) rec.el.setAttribute("class", edgeClass(this.run, rec.sources, rec.targets));
+    this.overview.show(far ? (ctx, dpr, colours) => paintOverview(ctx, {
+      dpr, view: this.view, rect, index: this.index, layout: this.layout, colours, selected: this.selected,
+      stateOf: (name) => (this.run.byName.get(name) || {}).state,
+    }) : null);
+  }
+
+  /** The DOM node of ``name``, made now if the large graph had not made it yet. */
+  nodeOf(name) {
+    if (!this.nodes.has(name) && this.large && this.layout && this.layout.nodes.has(name)) {
+      this.world.append(this.makeNode(name).el);
+      this.update(this.run, [name]);
+    }
+    return this.nodes.get(name) || null;
   }
 
   /** Collapse or expand a loop's iterations (a new layout), keeping the step the user selected. */
@@ -208,8 +271,10 @@ export class GraphView {
       todo.add(this.hiddenTo.get(name) || name);
     }
     if (this.frameLayer.frames.size) this.frameLayer.update(run, groups);
+    let offscreen = false;
     for (const name of todo) {
       const step = run.byName.get(name), node = this.nodes.get(name);
+      if (!node) offscreen = true;
       if (!step || !node) continue;
       const duration = formatDuration(elapsedOf(step, now));
       const attempt = step.max_attempts > 1 && step.attempt ? `${step.attempt}/${step.max_attempts}` : "";
@@ -249,7 +314,9 @@ export class GraphView {
       const more = [step.name === label ? "" : `step ${step.name} · component ${step.component}`, step.reason].filter(Boolean).join("\n");
       node.el.title = more ? `${aria}\n${more}` : aria;
     }
+    if (offscreen && this.large) this.overview.soon(); // painted steps: repaint the canvas next frame
     for (const e of edges) {
+      if (!e.el) continue;
       const cls = edgeClass(run, e.sources, e.targets);
       if (e.el.getAttribute("class") !== cls) e.el.setAttribute("class", cls);
     }
@@ -258,11 +325,15 @@ export class GraphView {
   setSelected(run, name) {
     const prev = this.selected;
     this.selected = name;
+    if (this.large) {
+      if (name) this.nodeOf(name); // the selected step always has its node (keyboard, details)
+      this.overview.soon();
+    }
     this.update(run, [prev, name].filter(Boolean));
   }
 
   onNodeKey(ev, name) {
-    if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); this.nodes.get(name).el.click(); return; }
+    if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); this.nodeOf(name).el.click(); return; }
     const dir = { ArrowUp: [0, -1], ArrowDown: [0, 1], ArrowLeft: [-1, 0], ArrowRight: [1, 0] }[ev.key];
     const L = this.layout, pos = L && L.nodes.get(name);
     if (!dir || !pos) return;
@@ -275,7 +346,11 @@ export class GraphView {
       const score = along + 3 * across;
       if (score < best) { best = score; target = n; }
     }
-    if (target) { ev.preventDefault(); this.nodes.get(target).el.focus({ preventScroll: true }); this.reveal(target); }
+    if (target) {
+      ev.preventDefault();
+      this.reveal(target); // a large graph makes the nodes near the target here
+      this.nodeOf(target).el.focus({ preventScroll: true });
+    }
   }
 
   apply() {
@@ -284,6 +359,7 @@ export class GraphView {
     this.world.style.setProperty("--rv-zoom", String(k));
     this.canvas.classList.toggle("rv-far", k < DETAIL_ZOOM);
     this.canvas.dataset.zoom = k.toFixed(3);
+    if (this.large) this.renderWindow();
   }
 
   fit() {
@@ -352,13 +428,23 @@ export class GraphView {
     });
     let drag = null;
     this.canvas.addEventListener("pointerdown", (ev) => {
-      if (ev.button !== 0 || ev.target.closest(".rv-node, .rv-tools")) return;
-      drag = { id: ev.pointerId, sx: ev.clientX, sy: ev.clientY, x: this.view.x, y: this.view.y };
+      if (ev.button !== 0 || ev.target.closest(".rv-tools") || (this.large && ev.target.closest("button"))) return;
+      // A large graph is wall-to-wall steps: a drag may start on one (a click on it still selects it).
+      const onNode = Boolean(ev.target.closest(".rv-node"));
+      if (onNode && !this.large) return;
+      drag = { id: ev.pointerId, sx: ev.clientX, sy: ev.clientY, x: this.view.x, y: this.view.y, pending: onNode };
+      if (onNode) return;
       this.canvas.setPointerCapture(ev.pointerId);
       this.canvas.classList.add("rv-dragging");
     });
     this.canvas.addEventListener("pointermove", (ev) => {
       if (!drag || ev.pointerId !== drag.id) return;
+      if (drag.pending) {
+        if (Math.abs(ev.clientX - drag.sx) + Math.abs(ev.clientY - drag.sy) <= 4) return;
+        drag.pending = false;
+        this.canvas.setPointerCapture(ev.pointerId);
+        this.canvas.classList.add("rv-dragging");
+      }
       this.view = { ...this.view, x: drag.x + ev.clientX - drag.sx, y: drag.y + ev.clientY - drag.sy };
       this.userMoved = true;
       this.apply();
@@ -369,6 +455,19 @@ export class GraphView {
       this.canvas.classList.remove("rv-dragging");
     };
     this.canvas.addEventListener("pointerup", end);
+    // A large graph zoomed far out is a painted picture: a click (not a drag) on a block selects its step.
+    let down = null;
+    this.canvas.addEventListener("pointerdown", (ev) => { down = [ev.clientX, ev.clientY]; }, true);
+    this.canvas.addEventListener("click", (ev) => {
+      if (!this.large || this.overview.el.hidden || !down || ev.target.closest(".rv-node, .rv-tools, .rv-frame-head")) return;
+      if (Math.abs(ev.clientX - down[0]) + Math.abs(ev.clientY - down[1]) > 4) return;
+      const r = this.canvas.getBoundingClientRect(), { x, y, k } = this.view;
+      const name = this.index.at((ev.clientX - r.left - x) / k, (ev.clientY - r.top - y) / k);
+      if (!name) return;
+      const group = this.summaries.get(name);
+      if (group) this.toggleGroup(group.id, false);
+      else this.onSelect(name);
+    });
     this.canvas.addEventListener("pointercancel", end);
     this.canvas.addEventListener("wheel", (ev) => {
       ev.preventDefault();
@@ -379,6 +478,7 @@ export class GraphView {
   }
 
   destroy() {
+    if (this.overview) this.overview.destroy();
     this.resizeObserver.disconnect();
     this.canvas.remove();
   }

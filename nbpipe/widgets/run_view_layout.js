@@ -21,6 +21,7 @@ export const WRAP_AT = 16; // more steps of one group in one layer than this wra
 export const FRAME_PAD = 12; // group frame: padding around its steps
 export const FRAME_LABEL = 36; // ...and the strip on top that holds its label
 const SWEEPS = 6;
+const ROW_GAP = 56; // between the rows of a wrapped long graph (``rows``)
 
 /** Longest-path layer per step; steps on a cycle (which the compiler forbids) go after the rest. */
 function assignLayers(steps, byName) {
@@ -181,7 +182,7 @@ function keepOutOfFrames(layers, ys, heights, groupOf, gap) {
  * whole run. ``vertical``: layers top to bottom (a narrow canvas passes a small ``wrapAt`` and
  * ``maxCols``, so a layer becomes a column of readable steps instead of a row too wide to read).
  */
-export function layoutGraph(steps, { aspect = 2.5, wrapAt = WRAP_AT, vertical = false, maxCols = Infinity } = {}) {
+export function layoutGraph(steps, { aspect = 2.5, wrapAt = WRAP_AT, vertical = false, maxCols = Infinity, rows = false } = {}) {
   // Layout space: layers along x, a layer's items along y. Vertical: computed there with each
   // node's width and height swapped, then x and y swapped back (see ``toReal`` below).
   const NW = vertical ? NODE_H : NODE_W, NH = vertical ? NODE_W : NODE_H;
@@ -321,6 +322,7 @@ export function layoutGraph(steps, { aspect = 2.5, wrapAt = WRAP_AT, vertical = 
     points.push([b.x, b.y + b.h / 2]);
     return { from: sources.length === 1 ? sources[0] : ids[0], to: targets.length === 1 ? targets[0] : ids[ids.length - 1], sources, targets, points };
   });
+  if (rows && !vertical) wrapRows(nodes, blocks, edges, layerX, layerW, aspect);
   if (vertical) { // back to real space: swap the axes of everything placed so far
     for (const p of nodes.values()) { const x = p.x; p.x = p.y; p.y = x; }
     for (const b of blocks) { const { x, y, w, h: bh } = b; Object.assign(b, { x: y, y: x, w: bh, h: w }); }
@@ -354,12 +356,57 @@ export function layoutGraph(steps, { aspect = 2.5, wrapAt = WRAP_AT, vertical = 
 }
 
 /**
+ * A very long graph (a 10,000-step chain is 2.6 million pixels wide) is cut into rows of
+ * consecutive layers stacked top to bottom, like lines of text, so that fitting it shows a page
+ * rather than a sliver. An edge that goes on to the next row turns down into the gap between the
+ * rows and comes back in from the left (``routed``: drawn with straight segments).
+ */
+function wrapRows(nodes, blocks, edges, layerX, layerW, aspect) {
+  const n = layerX.length;
+  if (n < 3) return;
+  let top = Infinity, bottom = -Infinity;
+  for (const p of nodes.values()) { top = Math.min(top, p.y); bottom = Math.max(bottom, p.y + NODE_H); }
+  for (const e of edges) for (const [, y] of e.points) { top = Math.min(top, y); bottom = Math.max(bottom, y); }
+  const H = bottom - top + ROW_GAP, total = layerX[n - 1] + layerW[n - 1];
+  const nRows = Math.floor(Math.sqrt(total / (H * aspect)));
+  if (nRows < 2) return;
+  const width = total / nRows, bandOf = new Array(n), start = [];
+  for (let l = 0; l < n; l += 1) {
+    if (!start.length || layerX[l] + layerW[l] - start[start.length - 1] > width) start.push(layerX[l]);
+    bandOf[l] = start.length - 1;
+  }
+  const band = (x) => { // last band starting at or before x
+    let lo = 0, hi = start.length - 1;
+    while (lo < hi) { const mid = (lo + hi + 1) >> 1; if (start[mid] <= x + 0.5) lo = mid; else hi = mid - 1; }
+    return lo;
+  };
+  for (const p of nodes.values()) { const b = bandOf[p.layer]; p.x -= start[b]; p.y += b * H; }
+  for (const bl of blocks) { const b = bandOf[bl.layer]; bl.x -= start[b]; bl.y += b * H; }
+  for (const e of edges) {
+    const out = [];
+    let prev = null;
+    for (const [x, y] of e.points) {
+      const b = band(x), q = [x - start[b], y + b * H];
+      if (prev && b !== prev.b) {
+        const gapY = bottom + Math.min(b, prev.b) * H + ROW_GAP / 2;
+        out.push([prev.q[0] + GAP_X / 2, prev.q[1]], [prev.q[0] + GAP_X / 2, gapY], [q[0] - GAP_X / 2, gapY], [q[0] - GAP_X / 2, q[1]]);
+        e.routed = true;
+      }
+      out.push(q);
+      prev = { b, q };
+    }
+    e.points = out;
+  }
+}
+
+/**
  * SVG path through ``points``: straight runs where y stays (virtual points), horizontal S-curves
  * between; ``vertical`` layouts flow downward, so there x stays on straight runs and curves are vertical.
  */
-export function edgePath(points, vertical = false) {
+export function edgePath(points, vertical = false, straight = false) {
   const f = (v) => Math.round(v * 10) / 10;
   let d = `M${f(points[0][0])},${f(points[0][1])}`;
+  if (straight) return d + points.slice(1).map(([x, y]) => ` L${f(x)},${f(y)}`).join("");
   for (let i = 1; i < points.length; i += 1) {
     const [x0, y0] = points[i - 1], [x1, y1] = points[i];
     if (vertical) {
