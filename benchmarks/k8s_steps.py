@@ -59,7 +59,7 @@ def _api(kubeconfig: str) -> Any:
     return client.CoreV1Api(client.ApiClient(cfg))
 
 
-IMPORTS = "import nbpipe.executors.entry, nbpipe.stores.s3, minio"  # what a step on S3 imports
+IMPORTS = "import nbpipe.executors.entry, nbpipe.stores.s3_light, cloudpickle"  # what a step on S3 imports
 
 
 def pod_floor(api: Any, namespace: str, n: int, command: list[str] | None = None) -> list[float]:
@@ -90,8 +90,14 @@ def pod_floor(api: Any, namespace: str, n: int, command: list[str] | None = None
     return out
 
 
-def nbpipe_chain(repeats: int, namespace: str) -> tuple[list[float], list[float]]:
-    """Per-step seconds of each timed chain run, and the step durations (StepStarted -> StepFinished)."""
+def nbpipe_chain(repeats: int, namespace: str, phases: dict[str, list[float]] | None = None,
+                 ) -> tuple[list[float], list[float]]:
+    """Per-step seconds of each timed chain run, and the step durations (StepStarted -> StepFinished).
+
+    ``phases`` gets each step's split on the runner's and the pod's clocks (one machine on the rig):
+    ``to_pod`` (StepStarted -> the entrypoint's first line, after imports), ``in_pod`` (-> its result
+    written) and ``back`` (-> StepFinished: log upload, exit, status, watch, result read).
+    """
     from runner_process import RunnerProcess
     from test_store_s3 import start_moto, stop
 
@@ -120,10 +126,28 @@ def nbpipe_chain(repeats: int, namespace: str) -> tuple[list[float], list[float]
             started = {e.step: e.ts for e in run.events(follow=False) if isinstance(e, ev.StepStarted)}
             durations += [e.ts - started[e.step] for e in run.events(follow=False)
                           if isinstance(e, ev.StepFinished) and e.step in started]
+            if phases is not None:
+                _phases(run, env, phases)
     finally:
         runner.stop()
         stop(proc)
     return per_step, durations
+
+
+def _phases(run: Any, env: dict[str, str], out: dict[str, list[float]]) -> None:
+    from nbpipe import events as ev
+    from nbpipe.stores.s3 import S3Store
+
+    store = S3Store(env["NBPIPE_S3_ENDPOINT"], env["NBPIPE_S3_BUCKET"], access_key=env["NBPIPE_S3_ACCESS_KEY"],
+                    secret_key=env["NBPIPE_S3_SECRET_KEY"])
+    events = list(run.events(follow=False))
+    started = {e.step: e.ts for e in events if isinstance(e, ev.StepStarted)}
+    finished = {e.step: e.ts for e in events if isinstance(e, ev.StepFinished)}
+    for step, t0 in started.items():
+        result = json.loads(store.get_bytes(f"runs/{run.id}/{step}/1/result.json"))
+        for name, value in (("to_pod", result["started_at"] - t0), ("in_pod", result["finished_at"] - result["started_at"]),
+                            ("back", finished[step] - result["finished_at"])):
+            out.setdefault(name, []).append(value)
 
 
 def _k8s_env(namespace: str, url: str, prefix: str) -> dict[str, str]:
@@ -188,22 +212,36 @@ def main() -> int:
         if args.out:
             Path(args.out).write_text(json.dumps(result, indent=1))
         return 0
+    from nbpipe.executors.k8s_pod import BOOTSTRAP
+
     admin = _api(os.environ["NBPIPE_TEST_ADMIN_KUBECONFIG"])
+    load0 = os.getloadavg()[0]
     floor = pod_floor(admin, namespace, args.pods)
-    imports = pod_floor(admin, namespace, max(5, args.pods // 2), ["python", "-c", IMPORTS])
-    per_step, durations = nbpipe_chain(args.repeats, namespace)
+    probe = Path(tempfile.mkdtemp(prefix="nbpipe-bench-probe-")) / "nbpipe_bench_probe.py"
+    probe.write_text(IMPORTS + "\n")
+    imports = pod_floor(admin, namespace, max(5, args.pods // 2),  # as a step pod starts (see k8s_pod.BOOTSTRAP)
+                        ["/bin/sh", "-c", f"cd {probe.parent} && exec python -c '{BOOTSTRAP}' -m nbpipe_bench_probe"])
+    phases: dict[str, list[float]] = {}
+    per_step, durations = nbpipe_chain(args.repeats, namespace, phases)
+    load = (load0 + os.getloadavg()[0]) / 2
     f, s, i = statistics.median(floor), statistics.median(per_step), statistics.median(imports)
     result = {"floor_s": f, "floor_all_s": floor, "nbpipe_step_s": s, "nbpipe_step_all_s": per_step,
               "imports_pod_s": i, "step_duration_median_s": statistics.median(durations), "overhead_s": s - f,
-              "ratio": s / f}
+              "ratio": s / f, "phases_median_s": {k: statistics.median(v) for k, v in phases.items()},
+              "load_1min": round(load, 2), "cpus": os.cpu_count()}
     print("\n| what | seconds |\n|---|---|")
     print(f"| pod floor (python3 -c pass, create -> Succeeded on a watch), median of {len(floor)} | {f:.3f} |")
-    print(f"| a pod that only imports the entrypoint and the S3 store ({IMPORTS}), median of {len(imports)} "
-          f"| {i:.3f} |")
+    print(f"| a pod that only imports what a step imports ({IMPORTS}, through the pod's bootstrap), "
+          f"median of {len(imports)} | {i:.3f} |")
     print(f"| nbpipe per step (10-step chain, wall / 10), median of {len(per_step)} runs | {s:.3f} |")
     print(f"| step start -> finish (runner events), median | {result['step_duration_median_s']:.3f} |")
+    for name, what in (("to_pod", "StepStarted -> the pod's entrypoint runs (create, schedule, start, imports)"),
+                       ("in_pod", "entrypoint: payload, call, outputs and result in the store"),
+                       ("back", "result written -> StepFinished (log upload, exit, pod status, watch, result read)")):
+        print(f"| {what}, median | {result['phases_median_s'][name]:.3f} |")
     print(f"| nbpipe overhead per step (per step - floor) | {s - f:.3f} |")
     print(f"| ratio per step / floor | {s / f:.1f}x |")
+    print(f"| load average (1 min, mean of start and end; {os.cpu_count()} CPUs) | {load:.1f} |")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
     return 0

@@ -16,10 +16,12 @@ it. The contracts are in :mod:`nbpipe.stores.base` and :mod:`nbpipe.executors.ba
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import NbpipeError
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 GROUPS = {"store": "nbpipe.stores", "executor": "nbpipe.executors"}
 
@@ -32,6 +34,8 @@ def _dist(ep: EntryPoint) -> str:
 
 
 def _entry_points(group: str) -> list[EntryPoint]:
+    from importlib.metadata import entry_points  # here: a step process imports this module but never looks up
+
     seen: dict[str, EntryPoint] = {}
     for ep in entry_points(group=group):
         seen.setdefault(ep.name, ep)  # the first on sys.path wins, as for imports

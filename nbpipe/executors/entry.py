@@ -6,7 +6,10 @@ atomically (content-addressed), and write a result JSON under ``job["result_key"
 exit code is 0 on success, 1 when the user's code raised, 2 for a bad job or environment.
 
 Imports only the stdlib, cloudpickle/dill, the stores, the serializers and the source map — never the
-runner's web stack or database — so a step starts fast on a small base image.
+runner's web stack or database — so a step starts fast on a small base image. A step on S3 uses
+:class:`nbpipe.stores.s3_light.LightS3Store` (no ``minio`` import; ``NBPIPE_S3_LIGHT=0`` opts out), and
+in a pod the ``nbpipe`` package's ``__init__`` is not run at all (see ``k8s_pod.BOOTSTRAP``): modules
+here import ``from ..x import y``, never ``from .. import x``, which would run it.
 Non-goal: scheduling, retries, timeouts (the runner's job).
 """
 
@@ -16,22 +19,35 @@ import json
 import os
 import shutil
 import sys
-import tarfile
 import tempfile
 import time
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .. import serializers, sourcemap
 from ..artifacts import ARTIFACT_TYPES, Artifact
-from ..stores import open_store
-from ..stores.base import Store
+from ..serializers import MAX_JSON_INLINE, dump_value, load_value, preview_artifact, preview_size_ok, preview_value
+from ..sourcemap import restore as restore_source
+
+if TYPE_CHECKING:
+    from ..stores.base import Store
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 class JobError(Exception):
     """The job or environment is wrong (not the user's code)."""
+
+
+def open_store(config: dict[str, Any]) -> Store:
+    """The step's store: :class:`~nbpipe.stores.s3_light.LightS3Store` for S3, else ``stores.open_store``."""
+    if config.get("type") == "s3" and os.environ.get("NBPIPE_S3_LIGHT", "1") not in ("0", "false", "no"):
+        from ..stores import s3_light
+
+        if set(config) - {"type"} <= s3_light.OPTIONS:  # options it does not know: the full store decides
+            return s3_light.LightS3Store(**{k: v for k, v in config.items() if k != "type"})  # type: ignore[return-value]
+    from ..stores import open_store as open_any
+
+    return open_any(config)
 
 
 def _trim_traceback(exc: BaseException) -> str:
@@ -64,7 +80,7 @@ def _load_function(store: Store, job: dict[str, Any]) -> Any:
         import cloudpickle
 
         func = cloudpickle.loads(data)
-    sourcemap.restore(func)  # tracebacks show the user's cells and files, with their lines
+    restore_source(func)  # tracebacks show the user's cells and files, with their lines
     return func
 
 
@@ -121,9 +137,9 @@ class _LogTee:
         self.file.close()
 
 
-def _upload_log(job: dict[str, Any], path: str) -> None:
+def _upload_log(job: dict[str, Any], path: str, store: Store | None = None) -> None:
     try:
-        open_store(job["store"]).put_file(path, key=job["log_key"])
+        (store or open_store(job["store"])).put_file(path, key=job["log_key"])
     except Exception as exc:  # noqa: BLE001 - the container log still has it
         sys.stderr.write(f"nbpipe: could not upload the step log to the store: {exc}\n")
 
@@ -152,6 +168,8 @@ def _load_input(store: Store, name: str, spec: dict[str, Any], workdir: str) -> 
         if spec.get("format") == "dir":
             path = os.path.join(workdir, "inputs", name)
             os.makedirs(path, exist_ok=True)
+            import tarfile
+
             with tarfile.open(src) as tf:
                 tf.extractall(path, filter="data")
         elif spec.get("filename"):
@@ -164,11 +182,12 @@ def _load_input(store: Store, name: str, spec: dict[str, Any], workdir: str) -> 
         return cls(name=name, path=path, uri=spec["key"], metadata=spec.get("metadata"))
     if "value" in spec:
         return spec["value"]
-    return serializers.load_value(store.get_bytes(spec["key"]), spec["format"])
+    return load_value(store.get_bytes(spec["key"]), spec["format"])
 
 
 def _tar_dir(path: str, dest: str) -> None:
     """Deterministic tar of a folder (sorted, no owners or times) so equal folders hash equally."""
+    import tarfile
 
     def clean(ti: tarfile.TarInfo) -> tarfile.TarInfo:
         ti.uid = ti.gid = 0
@@ -206,13 +225,13 @@ def _save_outputs(store: Store, job: dict[str, Any], result: Any, artifacts: dic
             )
         values = dict(zip(value_names, result))
     for name, value in values.items():
-        data, fmt = serializers.dump_value(value)
+        data, fmt = dump_value(value)
         info = store.put_bytes(data)
         entry: dict[str, Any] = {"kind": "value", "key": info.key, "digest": info.digest, "size": info.size,
                                  "format": fmt}
-        if fmt == "json" and info.size <= serializers.MAX_JSON_INLINE:
+        if fmt == "json" and info.size <= MAX_JSON_INLINE:
             entry["value"] = value
-        entry["preview"] = serializers.preview_size_ok(serializers.preview_value(value, save_image))
+        entry["preview"] = preview_size_ok(preview_value(value, save_image))
         out[name] = entry
     for name, art in artifacts.items():
         path = art.path
@@ -231,13 +250,13 @@ def _save_outputs(store: Store, job: dict[str, Any], result: Any, artifacts: dic
             )
         size = os.path.getsize(blob)
         spec = specs[name]
-        preview = serializers.preview_artifact(spec.get("artifact_type", "Artifact"), path if fmt == "file" else "",
+        preview = preview_artifact(spec.get("artifact_type", "Artifact"), path if fmt == "file" else "",
                                                art.metadata, size, save_image)
         info = _store_artifact(store, job, name, blob, size)
         out[name] = {"kind": "artifact", "key": info.key, "digest": info.digest, "size": info.size, "format": fmt,
                      "artifact_type": spec.get("artifact_type", "Artifact"), "filename": filename,
                      "metadata": json.loads(json.dumps(art.metadata, default=str)),
-                     "preview": serializers.preview_size_ok(preview)}
+                     "preview": preview_size_ok(preview)}
     return out
 
 
@@ -266,10 +285,10 @@ def _store_artifact(store: Store, job: dict[str, Any], name: str, blob: str, siz
     return store.put_file(blob, move=True)
 
 
-def run_job(job: dict[str, Any]) -> int:
-    """Run one step attempt described by ``job``; always try to write a result."""
+def run_job(job: dict[str, Any], store: Store | None = None) -> int:
+    """Run one step attempt described by ``job`` (on ``store``, else the job's); always try to write a result."""
     t0 = time.time()
-    store = open_store(job["store"])
+    store = store or open_store(job["store"])
     workdir = job.get("workdir") or os.getcwd()
     os.makedirs(workdir, exist_ok=True)
     result: dict[str, Any] = {"status": "failed", "started_at": t0}
@@ -335,22 +354,27 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import faulthandler
 
+    try:
+        store = open_store(job["store"])
+    except Exception as exc:  # noqa: BLE001 - say which store could not be opened
+        sys.stderr.write(f"nbpipe: cannot open the step's store {job.get('store')!r}: {exc}\n")
+        return 2
     if "job_key" in job and "payload" not in job:  # a large job waits in the store (Kubernetes executor)
         try:
-            job = json.loads(open_store(job["store"]).get_bytes(job["job_key"]))
+            job = json.loads(store.get_bytes(job["job_key"]))
         except Exception as exc:  # noqa: BLE001 - say which job could not be read
             sys.stderr.write(f"nbpipe: cannot read job {job['job_key']} from the store: {exc}\n")
             return 2
     if not job.get("log_key"):
         faulthandler.enable()
-        return run_job(job)
+        return run_job(job, store)
     tee = _LogTee(os.path.join(tempfile.gettempdir(), f"nbpipe-step-{os.getpid()}.log"))
     faulthandler.enable(file=os.fdopen(tee.console, "w", closefd=False))
     try:
-        return run_job(job)
+        return run_job(job, store)
     finally:
         tee.close()
-        _upload_log(job, tee.path)
+        _upload_log(job, tee.path, store)
 
 
 if __name__ == "__main__":

@@ -247,11 +247,34 @@ def container_script(job: dict[str, Any], settings: PodSettings) -> str:
         lines.append(f'export NBPIPE_PACKAGE_CACHE="{package_cache(settings)}"' if settings.install_packages
                      else "export NBPIPE_INSTALL_PACKAGES=0")
     # Decode to a file (coreutils and gzip, in every Debian image: no extra Python start), then exec:
-    # the entrypoint becomes PID 1 and gets the kubelet's SIGTERM.
+    # the entrypoint becomes PID 1 and gets the kubelet's SIGTERM. BOOTSTRAP runs it as ``-m`` would,
+    # without the nbpipe package's own __init__ (see there).
     lines += ['job="${TMPDIR:-/tmp}/nbpipe-job.$$.json"',
               'printf %s "$NBPIPE_JOB" | base64 -d | gzip -dc > "$job"',
-              'exec python -m nbpipe.executors.entry "$job"']
+              f"exec python -c '{BOOTSTRAP}' -m nbpipe.executors.entry \"$job\""]
     return "\n".join(lines)
+
+
+# ``python -c BOOTSTRAP -m MODULE ARGS...`` runs MODULE as ``python -m MODULE ARGS...`` would, but
+# with the ``nbpipe`` package registered without running its ``__init__`` (which imports the
+# authoring side: component, pipeline, capture, cloudpickle's hooks, importlib.metadata: ~70 ms per
+# pod). Its submodules import as usual; the first other attribute anyone asks of ``nbpipe`` (user
+# code doing ``nbpipe.Dataset``, ``from nbpipe import component``) runs the real ``__init__`` then.
+# No single quotes: it travels inside the shell script's single quotes.
+BOOTSTRAP = (
+    "import sys, runpy, importlib.util as u\n"
+    "s = u.find_spec(\"nbpipe\")\n"
+    "if s is not None and s.submodule_search_locations is not None and \"nbpipe\" not in sys.modules:\n"
+    "    m = u.module_from_spec(s)\n"
+    "    def full(name, m=m, s=s):\n"
+    "        del m.__getattr__\n"
+    "        s.loader.exec_module(m)\n"
+    "        return getattr(m, name)\n"
+    "    m.__getattr__ = full\n"
+    "    sys.modules[\"nbpipe\"] = m\n"
+    "sys.argv = sys.argv[2:]\n"
+    "runpy.run_module(sys.argv[0], run_name=\"__main__\", alter_sys=True)\n"
+)
 
 
 _UNITS = {"": 1, "m": 0.001, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,

@@ -1,0 +1,175 @@
+"""The step pods' small S3 client (nbpipe.stores.s3_light) against moto, S3Store and minio's signer.
+
+Signatures are checked two ways: byte-for-byte against minio's own SigV4 signer, and by a moto
+server with IAM authentication on (it recomputes every request's signature with the user's secret).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+from minio import Minio
+from minio.credentials import Credentials
+from minio.signer import sign_v4_s3
+from test_store_s3 import ACCESS, SECRET, start_moto, stop
+
+from nbpipe.stores import s3_light
+from nbpipe.stores.s3 import S3Store
+from nbpipe.stores.s3_light import LightDigestMismatch, LightS3Error, LightS3Store, sign
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    proc, url = start_moto()
+    yield url
+    stop(proc)
+
+
+@pytest.fixture
+def pair(moto_url: str) -> tuple[S3Store, LightS3Store]:
+    """A full store and a light one on the same bucket and prefix."""
+    prefix = f"l-{uuid.uuid4().hex[:10]}"
+    full = S3Store(moto_url, "nbpipe-light", prefix=prefix, access_key=ACCESS, secret_key=SECRET)
+    return full, LightS3Store(moto_url, "nbpipe-light", prefix=prefix, access_key=ACCESS, secret_key=SECRET)
+
+
+@pytest.mark.parametrize(("method", "query", "headers", "payload"), [
+    ("GET", {}, {}, hashlib.sha256(b"").hexdigest()),
+    ("PUT", {}, {"x-amz-meta-sha256": "ab" * 32}, "cd" * 32),
+    ("GET", {"location": ""}, {}, hashlib.sha256(b"").hexdigest()),
+])
+def test_signature_matches_minios_signer(method: str, query: dict[str, str], headers: dict[str, str],
+                                         payload: str) -> None:
+    when = dt.datetime(2026, 12, 1, 0, 50, 7, tzinfo=dt.timezone.utc)
+    path = "/bucket/pre/sha256/ab/" + "ab" * 32
+    url = urlsplit("http://127.0.0.1:9000" + path + ("?location=" if query else ""))
+    theirs = sign_v4_s3(method=method, url=url, region="eu-west-3",
+                        headers={"Host": "127.0.0.1:9000", "x-amz-date": when.strftime("%Y%m%dT%H%M%SZ"),
+                                 "x-amz-content-sha256": payload, **headers},
+                        credentials=Credentials(ACCESS, SECRET), content_sha256=payload, date=when)
+    ours = sign(method, "127.0.0.1:9000", path, query, headers, payload, ACCESS, SECRET, "eu-west-3",
+                now=when.timestamp())
+    assert ours["Authorization"] == theirs["Authorization"]
+
+
+def test_roundtrip_both_ways_with_s3store(pair: tuple[S3Store, LightS3Store], tmp_path: Path) -> None:
+    full, light = pair
+    info = light.put_bytes(b"written by a pod")
+    assert info.key == "sha256/" + info.digest[:2] + "/" + info.digest
+    assert full.get_bytes(info.key) == b"written by a pod"  # the digest metadata S3Store checks is there
+    light.put_bytes(b'{"status": "succeeded"}', key="runs/r1/s/1/result.json")
+    assert json.loads(full.get_bytes("runs/r1/s/1/result.json"))["status"] == "succeeded"
+    src = tmp_path / "model.bin"
+    src.write_bytes(os.urandom(3 * 1024 * 1024 + 5))
+    finfo = light.put_file(str(src), move=True)
+    assert not src.exists() and full.size(finfo.key) == 3 * 1024 * 1024 + 5
+    payload = full.put_bytes(b"a pickled function")
+    assert light.get_bytes(payload.key) == b"a pickled function"
+    dest = tmp_path / "in" / "x.blob"
+    dest.parent.mkdir()
+    light.get_file(finfo.key, str(dest))
+    assert hashlib.sha256(dest.read_bytes()).hexdigest() == finfo.digest
+    assert light.exists(payload.key) and not light.exists("runs/none")
+    assert light.config() == full.config()
+
+
+def test_missing_key_and_corruption(pair: tuple[S3Store, LightS3Store], moto_url: str, tmp_path: Path) -> None:
+    full, light = pair
+    with pytest.raises(KeyError):
+        light.get_bytes("runs/missing")
+    with pytest.raises(KeyError):
+        light.get_file("runs/missing", str(tmp_path / "d"))
+    assert not (tmp_path / "d").exists() and list(tmp_path.iterdir()) == []
+    info = light.put_bytes(b"the real bytes", key="runs/r/out")
+    host = urlsplit(moto_url).netloc
+    raw = Minio(host, access_key=ACCESS, secret_key=SECRET, secure=False)
+    raw.put_object("nbpipe-light", f"{light.prefix}/runs/r/out", io.BytesIO(b"tampered!"), 9,
+                   metadata={"sha256": info.digest})
+    with pytest.raises(LightDigestMismatch, match="corrupt: expected sha256"):
+        light.get_bytes("runs/r/out")
+    with pytest.raises(LightDigestMismatch):
+        light.get_file("runs/r/out", str(tmp_path / "d"))
+    assert list(tmp_path.iterdir()) == []  # no partial file left
+
+
+def test_large_files_and_other_methods_go_to_s3store(pair: tuple[S3Store, LightS3Store], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    full, light = pair
+    monkeypatch.setattr(s3_light, "SINGLE_PUT_MAX", 1024)
+    src = tmp_path / "big"
+    src.write_bytes(b"x" * 5000)
+    info = light.put_file(str(src))
+    assert light._full is not None and full.get_bytes(info.key) == b"x" * 5000
+    assert info.key in set(light.list("sha256/"))
+    light.delete(info.key)
+    assert not full.exists(info.key)
+
+
+def test_content_objects_are_not_looked_up_when_small(pair: tuple[S3Store, LightS3Store]) -> None:
+    _, light = pair
+    light._region()
+    before = light.requests
+    light.put_bytes(b"small value")
+    assert light.requests - before == 1  # one PUT, no HEAD first
+
+
+def test_bad_bucket_and_unreachable_server_say_so(moto_url: str) -> None:
+    light = LightS3Store(moto_url, "no-such-bucket-here", access_key=ACCESS, secret_key=SECRET, region="us-east-1")
+    with pytest.raises(LightS3Error, match="Bucket 'no-such-bucket-here' does not exist"):
+        light.get_bytes("runs/x")
+    dead = LightS3Store("http://127.0.0.1:9", "b", access_key=ACCESS, secret_key=SECRET, region="us-east-1")
+    with pytest.raises(LightS3Error, match="Cannot reach the S3 endpoint http://127.0.0.1:9"):
+        dead.put_bytes(b"x", key="runs/x")
+
+
+def test_signatures_accepted_by_a_server_that_checks_them() -> None:
+    """moto with IAM auth on recomputes each signature; a wrong secret is refused, named as denied."""
+    import boto3
+
+    proc, url = start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "3"})
+    try:
+        iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1",
+                           aws_access_key_id="x", aws_secret_access_key="x")
+        iam.create_user(UserName="pod")
+        key = iam.create_access_key(UserName="pod")["AccessKey"]
+        iam.put_user_policy(UserName="pod", PolicyName="s3", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+        access, secret = key["AccessKeyId"], key["SecretAccessKey"]
+        full = S3Store(url, "signed", access_key=access, secret_key=secret)
+        light = LightS3Store(url, "signed", access_key=access, secret_key=secret)
+        info = light.put_bytes(b"signed bytes", key="runs/a/b")
+        assert full.get_bytes(info.key) == b"signed bytes" and light.get_bytes("runs/a/b") == b"signed bytes"
+        wrong = LightS3Store(url, "signed", access_key=access, secret_key=secret + "x", region="us-east-1")
+        with pytest.raises(LightS3Error, match="denied access") as exc:
+            wrong.get_bytes("runs/a/b")
+        assert secret not in str(exc.value)
+    finally:
+        stop(proc)
+
+
+def test_a_step_process_imports_neither_minio_nor_the_nbpipe_package(tmp_path: Path) -> None:
+    """What a pod's step loads (k8s_pod.BOOTSTRAP): no minio, no authoring side, no importlib.metadata."""
+    from nbpipe.executors.k8s_pod import BOOTSTRAP
+
+    (tmp_path / "probe.py").write_text(
+        "import sys\nimport nbpipe.executors.entry, nbpipe.stores.s3_light\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('minio', 'urllib3')\n"
+        "             or m in ('nbpipe.component', 'nbpipe.pipeline', 'nbpipe.capture', 'importlib.metadata',\n"
+        "                      'http.client', 'email.parser', 'ssl')))\n"
+        "import nbpipe\nprint(nbpipe.Dataset.__module__)\n")  # the real __init__ runs on first use
+    out = subprocess.run([sys.executable, "-c", BOOTSTRAP, "-m", "probe"], capture_output=True, text=True,
+                         cwd=tmp_path, check=True)
+    assert out.stdout.splitlines() == ["[]", "nbpipe.artifacts"], out.stdout + out.stderr
