@@ -433,3 +433,52 @@ def test_a_profiles_store_prefix_comes_from_the_profiles_file_and_follows_its_ed
     assert stores.prefix("team-b") == "teams/bee" and not stores.of("team-b").exists(payload.key)
     path.write_text("profiles:\n  team-b: {storePrefix: ../escape}\n")  # a broken edit keeps the last good one
     assert stores.prefix("team-b") == "teams/bee"
+
+
+@pytest.fixture(scope="module")
+def s3_team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Team, Any, str]]:
+    """The same users on a runner whose store is S3 (a moto server): (team, minio client, runner prefix)."""
+    import uuid
+
+    from minio import Minio
+
+    from tests.test_store_s3 import ACCESS, SECRET, start_moto, stop
+
+    proc, url = start_moto()
+    s3 = Minio(url.removeprefix("http://"), access_key=ACCESS, secret_key=SECRET, secure=False)
+    home = tmp_path_factory.mktemp("profiles-s3")
+    users_file(home / "users.json")
+    prefix = "r" + uuid.uuid4().hex[:8]
+    runner = RunnerProcess(home / "runner", extra_env={
+        "NBPIPE_USERS_FILE": str(home / "users.json"), "NBPIPE_STORE": "s3", "NBPIPE_S3_ENDPOINT": url,
+        "NBPIPE_S3_BUCKET": "nbpipe-prof", "NBPIPE_S3_PREFIX": prefix, "NBPIPE_S3_ACCESS_KEY": ACCESS,
+        "NBPIPE_S3_SECRET_KEY": SECRET})
+    try:
+        yield Team(runner.start(), home / "users.json"), s3, prefix
+    finally:
+        runner.stop()
+        stop(proc)
+
+
+def test_on_s3_each_profiles_objects_are_under_its_prefix_and_presigned_urls_point_there(
+        s3_team: tuple[Team, Any, str]) -> None:
+    team, s3, prefix = s3_team
+    views = {"alice": f"{prefix}/profiles/team-a", "bob": f"{prefix}/teams/b"}  # team-b: storePrefix (users_file)
+    runs = {who: team.clients[who].submit(pictured, {"n": 4}).wait(timeout=120) for who in views}
+    keys = [str(o.object_name) for o in s3.list_objects("nbpipe-prof", prefix=prefix + "/", recursive=True)]
+    for who, view in views.items():
+        run, out = runs[who], runs[who].steps["picture"]["outputs"]["output"]
+        assert run.steps["picture"]["state"] == "succeeded", who  # computed in each profile (no shared cache)
+        written = [k for k in keys if f"runs/{run.id}/" in k]
+        assert written and all(k.startswith(f"{view}/runs/{run.id}/picture/") for k in written), written
+        for digest in (out["digest"], out["preview"]["digest"]):
+            assert f"{view}/sha256/{digest[:2]}/{digest}" in keys, (who, digest)
+            got = team.http[who].get(f"/api/v1/artifacts/{digest}", params={"mime": "image/png"})
+            assert got.status_code == 307 and f"/{view}/sha256/" in got.headers["location"], got.headers
+            assert httpx.get(got.headers["location"]).status_code == 200  # the presigned URL serves it
+    only_b = team.clients["bob"].submit(pictured, {"n": 8}).wait(timeout=120).steps["picture"]["outputs"]["output"]
+    for digest in (only_b["digest"], only_b["preview"]["digest"]):
+        assert team.http["alice"].get(f"/api/v1/artifacts/{digest}").status_code == 404
+        assert team.http["bob"].get(f"/api/v1/artifacts/{digest}").status_code == 307
+    # nothing of these runs outside the two views; the root holds the uploads (packages, payloads) only
+    assert all(k.startswith((views["alice"] + "/", views["bob"] + "/", f"{prefix}/sha256/")) for k in keys), keys
