@@ -72,6 +72,8 @@ def test_a_fully_cached_run_is_answered_finished_with_the_rows_and_events_of_a_t
         if name != "fp_side":
             assert s["inputs"] == by_tick[name]["inputs"] and s["outputs"] == by_tick[name]["outputs"]
     assert again.output("fp_model", "output") == 82 and again.output("fp_side") == 6
+    # answered from memory, it is exactly what the database reads back (every field, the last event id)
+    assert snap == nb_client.get_run(again.id)
 
     fast, slow = _events(nb_client, again.id), _events(nb_client, ticked.id)
     assert [e["id"] for e in fast] == sorted(e["id"] for e in fast)

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .scheduler import RunCtx, Scheduler, StepCtx
 
 log = logging.getLogger("nbpipe.runner")
+SEEN_MAX = 4096  # cache rows kept in memory (see StepCache.forget)
 
 _ROW = sa.select(db.cache.c.outputs, db.cache.c.created_at, db.cache.c.run_id, db.cache.c.step).where(
     db.cache.c.key == sa.bindparam("w_key"))
@@ -73,6 +74,15 @@ class StepCache:
         self.engine = engine
         self.stores = store if isinstance(store, ProfileStores) else ProfileStores(store)
         self.inflight: dict[str, tuple[str, str]] = {}  # cache key -> (run, step) computing it now
+        # Rows already read and checked, by key: a re-run looks its steps up without a query each.
+        # The runner is the table's only writer and forgets a key whenever it writes it (see forget);
+        # the store is still asked whether the outputs exist on every hit.
+        self._seen: dict[str, tuple[dict[str, Any], float, str, str]] = {}
+
+    def forget(self, key: str | None) -> None:
+        """The runner is about to write (or drop) ``key``'s row: read it again next time."""
+        if key:
+            self._seen.pop(key, None)
 
     def lookup(self, st: "StepCtx", key: str, conn: sa.Connection | None = None,
                profile: str | None = None) -> Hit | None:
@@ -82,25 +92,37 @@ class StepCache:
         """
         if not may_hit(st):
             return None
-        if conn is not None:  # the caller's transaction: sees its own writes, no second connection
-            row = conn.execute(_ROW, {"w_key": key}).first()
-        else:
-            with self.engine.connect() as c:
-                row = c.execute(_ROW, {"w_key": key}).first()
-        if row is None:
-            return None
+        seen = self._seen.get(key)
+        if seen is None:
+            if conn is not None:  # the caller's transaction: sees its own writes, no second connection
+                row = conn.execute(_ROW, {"w_key": key}).first()
+            else:
+                with self.engine.connect() as c:
+                    row = c.execute(_ROW, {"w_key": key}).first()
+            if row is None:
+                return None
+            try:
+                checked = check_outputs(db.loads(row.outputs) or {}, st.component.get("outputs"))
+            except (InvalidResult, ValueError) as exc:  # a forged or stale entry: a miss, never a crash
+                log.warning("ignoring an invalid cache entry %s: %s", key, exc)
+                return None
+            seen = (checked, float(row.created_at), str(row.run_id), str(row.step))
+        outputs, created_at, origin_run, origin_step = seen
         staleness = st.spec["options"].get("max_cache_staleness")
-        if staleness is not None and time.time() - row.created_at > staleness:
+        if staleness is not None and time.time() - created_at > staleness:
             return None
         try:
-            outputs = check_outputs(db.loads(row.outputs) or {}, st.component.get("outputs"))
             store = self.stores.of(profile)
             if not all(store.exists(o["key"]) for o in outputs.values()):
                 return None
-        except (InvalidResult, ValueError, OSError) as exc:  # a forged or stale entry: a miss, never a crash
+        except (InvalidResult, ValueError, OSError) as exc:
             log.warning("ignoring an invalid cache entry %s: %s", key, exc)
             return None
-        return Hit(dict(outputs), str(row.run_id), str(row.step))
+        if key not in self._seen:
+            while len(self._seen) >= SEEN_MAX:
+                self._seen.pop(next(iter(self._seen)))
+            self._seen[key] = seen
+        return Hit({n: dict(o) for n, o in outputs.items()}, origin_run, origin_step)
 
     # ------------------------------------------------------------ identical steps in flight
     def owner(self, key: str) -> tuple[str, str] | None:
@@ -188,9 +210,33 @@ def write_cached_run(self: "Scheduler", conn: sa.Connection, run: "RunCtx", name
                                    duration=0.0, reason=st.cache_reason, traceback=""))
     run.state = "succeeded"
     self._emit(ev.RunFinished(run_id=run.id, ts=now, state="succeeded", reason="", duration=0.0))
+    self.fresh_snapshot = (run.id, lambda: snapshot_of(run, name, experiment, package, labels, now))
     run_finished = getattr(self.executor, "run_finished", None)  # as _finish_run does for every run
     if run_finished is not None:
         asyncio.get_running_loop().create_task(run_finished(run.id, "succeeded"))
+
+
+def snapshot_of(run: "RunCtx", name: str, experiment: str, package: str, labels: dict[str, str],
+                now: float) -> dict[str, Any]:
+    """The snapshot ``views.snapshot`` reads back for a run :func:`write_cached_run` wrote, built from
+    memory (``last_event_id`` is the caller's to set): ``POST /runs`` answers it without a query."""
+    from .views import _bindings
+
+    steps = []
+    for st in run.steps.values():
+        s = st.spec
+        outputs = {n: {k: v for k, v in o.items() if k != "value" or len(db.dumps(v)) <= 4096}
+                   for n, o in st.outputs.items()}
+        steps.append({
+            "name": s["name"], "component": s["component"], "display_name": s.get("display_name", ""),
+            "upstream": st.upstream, "group": s.get("group", ""), "state": "cached", "attempt": 0,
+            "max_attempts": st.max_attempts, "started_at": None, "finished_at": now, "duration": None,
+            "reason": st.cache_reason, "traceback": "", "cached": True,
+            "inputs": input_summary(s["inputs"], run.params) or _bindings(s), "outputs": outputs})
+    return {"id": run.id, "name": name, "pipeline": run.spec["pipeline"]["name"], "experiment": experiment,
+            "state": "succeeded", "reason": "", "params": run.params, "labels": labels, "package": package,
+            "created_at": run.created_at, "started_at": now, "finished_at": now, "duration": 0.0,
+            "last_event_id": 0, "steps": steps}
 
 
 def input_summary(bindings: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:

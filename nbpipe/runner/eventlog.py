@@ -112,6 +112,10 @@ class EventLog:
                     break
         return out
 
+    def newest(self) -> tuple[str, dict[str, Any]] | None:
+        """The newest committed event kept, as (run id, event); None if none is kept."""
+        return self._kept[-1] if self._kept else None
+
     def flush(self) -> None:
         """Kept for callers that flushed the old batched log; events are written on commit now."""
 

@@ -131,6 +131,7 @@ class Scheduler:
         self._closing = False
         self.last_tick = time.time()
         self.loop_error = ""  # the last internal error the loop contained (for /health)
+        self.fresh_snapshot: tuple[str, Any] | None = None  # (run id, builder): see cached_snapshot
 
     # ================================================================ lifecycle
     async def start(self) -> None:
@@ -245,6 +246,18 @@ class Scheduler:
         expand.remember_reuse(self, run, {k: v for k, v in (reuse or {}).items() if k not in steps_ctx}, reuse_reason)
         self.wake()
         return run_id
+
+    def cached_snapshot(self, run_id: str) -> dict[str, Any] | None:
+        """The snapshot of ``run_id`` if :meth:`create_run` just wrote it fully cached and committed it
+        (built from memory, see ``cache.snapshot_of``); else None (read it from the database)."""
+        fresh, self.fresh_snapshot = self.fresh_snapshot, None
+        newest = self.events.newest()
+        if fresh is None or fresh[0] != run_id or newest is None or newest[0] != run_id \
+                or newest[1].get("type") != "RunFinished":
+            return None
+        snap = fresh[1]()
+        snap["last_event_id"] = newest[1]["id"]
+        return snap
 
     def rerun(self, run_id: str, from_step: str | None = None, package: str | None = None) -> str:
         """Run a run again with its parameters (see :mod:`.rerun` for what is reused and why).
@@ -471,6 +484,7 @@ class Scheduler:
                          "kind": o["kind"], "format": o["format"], "size": o["size"], "created_at": now}
                         for n, o in outputs.items()])
                 if not cached and st.options.get("cache", True) and st.cache_key:
+                    self.cache.forget(st.cache_key)  # its in-memory copy (see StepCache.lookup)
                     conn.execute(_CACHE_DROP, {"w_key": st.cache_key})
                     conn.execute(_CACHE_ADD, {"key": st.cache_key, "outputs": db.dumps(outputs), "run_id": run.id,
                                               "step": st.name, "created_at": now})

@@ -104,42 +104,60 @@ def create_app(config: RunnerConfig, on_ready: Any = None, on_stop: Any = None) 
     local_only = is_loopback(config.host)
     extra_hosts = {h.strip().lower() for h in os.environ.get("NBPIPE_ALLOW_HOSTS", "").split(",") if h.strip()}
 
-    @app.middleware("http")
-    async def auth(request: Request, call_next: Any) -> Response:
+    async def gate(scope: Any, receive: Any, send: Any, inner: Any) -> None:
         # Like Jupyter Server: a loopback runner still checks Host (DNS rebinding) and Origin
-        # (a web page's cross-site request), and every request needs the token.
-        if "\x00" in request.url.path or b"%00" in request.scope.get("query_string", b"").lower():
-            return _error(400, NbpipeError("The request's path or query contains a NUL character"))
+        # (a web page's cross-site request), and every request needs the token. Plain ASGI (not
+        # @app.middleware, whose BaseHTTPMiddleware puts a task group and memory streams around
+        # every request and every SSE chunk): the same checks, ~1 ms less per request.
+        request = Request(scope)
+        if "\x00" in request.url.path or b"%00" in scope.get("query_string", b"").lower():
+            return await _error(400, NbpipeError("The request's path or query contains a NUL character"))(
+                scope, receive, send)
         refused = check_origin(request, local_only, extra_hosts)
         if refused:
-            return _error(403, NbpipeError(refused, hint="Browsers cannot talk to the runner directly; "
-                                           "use the SDK, the CLI or the JupyterLab extension."))
+            return await _error(403, NbpipeError(refused, hint="Browsers cannot talk to the runner directly; "
+                                                 "use the SDK, the CLI or the JupyterLab extension."))(scope, receive, send)
         if request.url.path in OPEN_PATHS:
-            return await call_next(request)  # type: ignore[no-any-return]
+            return await inner(scope, receive, send)  # type: ignore[no-any-return]
         user = identities.resolve(request.headers, request.query_params)
         if user is None:
-            return _error(401, NbpipeError("This nbpipe runner needs a token",
-                                           hint="Pass it as 'Authorization: Bearer <token>' (the SDK and CLI "
-                                                "read a local runner's token from its 0600 runtime file)."))
+            return await _error(401, NbpipeError("This nbpipe runner needs a token",
+                                                 hint="Pass it as 'Authorization: Bearer <token>' (the SDK and CLI "
+                                                      "read a local runner's token from its 0600 runtime file)."))(
+                scope, receive, send)
         try:  # who it is and which profile a submit goes to (see .profiles), for this request
             profile = profiles.begin(user, request.headers.get(profiles.PROFILE_HEADER)
                                      or request.query_params.get("profile") or None)
         except NbpipeError as exc:
-            return _error(403, exc)
+            return await _error(403, exc)(scope, receive, send)
         if "engine" in state:
             hidden = profiles.guard(state["engine"], app, request.url.path)
             if hidden:  # another profile's object: the same answer as a missing one
-                return _error(404, hidden)
-        response: Response = await call_next(request)
-        if request.method in audit.CHANGES and response.status_code < 400 and "engine" in state:
+                return await _error(404, hidden)(scope, receive, send)
+        if request.method not in audit.CHANGES or "engine" not in state:
+            return await inner(scope, receive, send)  # type: ignore[no-any-return]
+        # A change: its audit row is written before the client sees the answer (held until then).
+        held: list[Any] = []
+        status = [500]
+
+        async def hold(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            held.append(message)
+
+        await inner(scope, receive, hold)
+        if status[0] < 400:
             noted = profiles.noted()
-            if noted.pop("audited", False):
-                return response  # the handler wrote it in its own transaction (a submit)
-            template, params = profiles.match_route(app, request.url.path) or (request.url.path, {})
-            await asyncio.to_thread(audit.record, state["engine"], user, audit.action_for(request.method, template),
-                                    noted.pop("profile", profile), noted.pop("target", "/".join(params.values())),
-                                    noted)
-        return response
+            if not noted.pop("audited", False):  # else the handler wrote it in its own transaction (a submit)
+                template, params = profiles.match_route(app, request.url.path) or (request.url.path, {})
+                await asyncio.to_thread(audit.record, state["engine"], user,
+                                        audit.action_for(request.method, template),
+                                        noted.pop("profile", profile), noted.pop("target", "/".join(params.values())),
+                                        noted)
+        for message in held:
+            await send(message)
+
+    app.add_middleware(_Gate, check=gate)
 
     @app.exception_handler(NbpipeError)
     async def nbpipe_error(_: Request, exc: NbpipeError) -> JSONResponse:
@@ -242,6 +260,9 @@ def create_app(config: RunnerConfig, on_ready: Any = None, on_stop: Any = None) 
         except PackageError as exc:
             return _error(404, exc)
         profiles.note(target=run_id)
+        snap = sched().cached_snapshot(run_id)  # a fully cached run: written final, answered from memory
+        if snap is not None:
+            return snap
         sched().advance(run_id)  # cached steps resolve now: a fully cached run is answered final
         return views.snapshot(state["engine"], run_id)
 
@@ -290,9 +311,9 @@ def create_app(config: RunnerConfig, on_ready: Any = None, on_stop: Any = None) 
         while True:
             seq = s.event_seq
             batch = views.events_after(state["engine"], run_id, last, 500, s.events)
-            for e in batch:
-                last = e["id"]
-                yield f"id: {e['id']}\nevent: {e['type']}\ndata: {json.dumps(e)}\n\n".encode()
+            if batch:  # one write per batch, not one per event
+                last = batch[-1]["id"]
+                yield "".join(f"id: {e['id']}\nevent: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in batch).encode()
             if run_id is not None and any(e["type"] == "RunFinished" for e in batch):
                 return
             if batch:
@@ -412,6 +433,19 @@ def create_app(config: RunnerConfig, on_ready: Any = None, on_stop: Any = None) 
     app.include_router(audit.audit_router(lambda: state["engine"], _error))
     _document_common_errors(app)
     return app
+
+
+class _Gate:
+    """Plain ASGI middleware: every HTTP request goes through ``check`` (see ``create_app``'s ``gate``)."""
+
+    def __init__(self, app: Any, check: Any) -> None:
+        self.app = app
+        self.check = check
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":  # lifespan
+            return await self.app(scope, receive, send)  # type: ignore[no-any-return]
+        await self.check(scope, receive, send, self.app)
 
 
 def _document_common_errors(app: FastAPI) -> None:
