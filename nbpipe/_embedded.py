@@ -106,6 +106,14 @@ def _wait_for_answer(info: dict[str, object], timeout: float, log_path: Path) ->
                       hint=f"See {log_path}, or restart it: `nbpipe runner stop` then run again.")
 
 
+def _owner_only(path: str, flags: int) -> int:
+    """``open(..., opener=_owner_only)``: a new file is 0600 whatever the umask (the runner's log may
+    quote step errors; NBPIPE_HOME may be a folder others can list)."""
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)  # one made by an older nbpipe under umask 022, too
+    return fd
+
+
 def ensure_local_runner(timeout: float = 60.0) -> str:
     """Return the URL of the embedded runner, starting it if needed."""
     home = nbpipe_home()
@@ -114,7 +122,7 @@ def ensure_local_runner(timeout: float = 60.0) -> str:
     info = _read_info(info_path)
     if info and _alive(str(info["url"])):
         return str(info["url"])
-    with open(home / "runner.lock", "w") as lock:
+    with open(home / "runner.lock", "w", opener=_owner_only) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         info = _read_info(info_path)
         if info and _alive(str(info["url"])):
@@ -127,7 +135,7 @@ def ensure_local_runner(timeout: float = 60.0) -> str:
                 return url
         info_path.unlink(missing_ok=True)
         log_path = home / "runner.log"
-        with open(log_path, "ab") as log:
+        with open(log_path, "ab", opener=_owner_only) as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "nbpipe.runner", "--host", "127.0.0.1", "--port", "0",
                  "--data-dir", str(home / "runner"), "--ready-file", str(info_path)],

@@ -251,6 +251,24 @@ def test_the_embedded_runner_token_is_in_a_runtime_file_only(nb_home, monkeypatc
     assert RunnerConnection().client().runs()[0]["state"] == "succeeded"
 
 
+def test_the_embedded_runner_files_are_owner_only_under_umask_022(nb_home, monkeypatch) -> None:
+    """NBPIPE_HOME may be a folder others can list (made by the user, 0755): every file the SDK and its
+    runner write there (lock, log, runtime files, the data dir's) is owner-only anyway."""
+    from nbpipe.client import Client
+    from test_runner_robust import simple
+
+    monkeypatch.delenv("NBPIPE_RUNNER_URL", raising=False)
+    nb_home.mkdir(mode=0o755)
+    old = os.umask(0o022)
+    try:
+        Client().submit(simple, {"x": 2}).wait(timeout=60)
+    finally:
+        os.umask(old)
+    loose = sorted(f"{oct(stat.S_IMODE(p.lstat().st_mode))} {p.relative_to(nb_home)}" for p in nb_home.rglob("*")
+                   if stat.S_IMODE(p.lstat().st_mode) & 0o077 and not p.is_symlink())
+    assert loose == []
+
+
 @pytest.mark.parametrize("how", ["nbpipe runner start", "python -m nbpipe.runner"])
 def test_a_token_given_on_the_command_line_does_not_stay_there(tmp_path, how) -> None:
     import subprocess
