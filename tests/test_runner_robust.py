@@ -84,6 +84,18 @@ def filler(mb: int = 50):
     fill_disk(mb=mb)
 
 
+@component(cache=False, retries=1, backoff=0.0)
+def half_done(data: Output[Dataset]) -> None:
+    with open(data.path, "wb") as fh:
+        fh.write(b"partial output" * 10_000)
+    raise RuntimeError("half done")
+
+
+@pipeline
+def half():
+    half_done()
+
+
 @component(cache=False)
 def silent(seconds: float) -> None:
     import time
@@ -154,6 +166,15 @@ def test_an_overflowing_backoff_retries_and_fails_the_step(nb_client) -> None:
         run.wait(timeout=60)
     step = run.steps["always_fails"]
     assert step["state"] == "failed" and step["attempt"] == 4
+
+
+def test_failed_attempts_leave_no_partial_files_in_work(nb_runner, nb_client) -> None:
+    run = nb_client.submit(half)
+    with pytest.raises(StepFailed, match="RuntimeError: half done"):
+        run.wait(timeout=60)
+    assert run.steps["half_done"]["attempt"] == 2  # both attempts wrote a partial output, then failed
+    work = nb_runner.data_dir / "work" / run.id  # each attempt's job.json and outputs were here
+    assert [p for p in work.rglob("*") if p.is_file()] == []
 
 
 def test_wait_honours_its_timeout_on_a_silent_step(nb_client) -> None:
