@@ -226,3 +226,29 @@ def test_bad_input_is_a_4xx_on_postgresql_too(pg_server: str, tmp_path: Path) ->
         assert c.submit(chain, {"x": 1}, experiment="ok").wait(timeout=120).state == "succeeded"
     finally:
         r.stop()
+
+
+def test_user_errors_with_nul_and_the_newer_routes_on_postgresql(pg_server: str, tmp_path: Path) -> None:
+    """PostgreSQL text holds no NUL: a user's error or log tail with one is kept (shown as \\x00), not
+    a failed write; schedules and endpoints bound their strings like runs do (422, not 500)."""
+    import httpx
+    from test_runner_robust import check_nul_errors
+
+    from nbpipe.package import build_package
+
+    r = RunnerProcess(tmp_path / "pg-nul", extra_env={"NBPIPE_DATABASE_URL": new_database(pg_server, "nul")}).start()
+    try:
+        c = r.client()
+        check_nul_errors(c)
+        api, auth = f"{r.url}/api/v1", r.headers()
+        digest = c.upload(build_package(chain))
+        for body in ({"name": "s" * 301}, {"name": "a\x00"}, {"experiment": "e" * 201}, {"params": {"x": "\x00"}},
+                     {"trigger": {"folder": "a\x00"}}, {"cron": "\x00"}):
+            resp = httpx.post(f"{api}/schedules", json={"package": digest, "interval": 3600, **body}, headers=auth)
+            assert resp.status_code == 422, (body, resp.status_code, resp.text)
+        for version in ("a\x00", "v" * 65):
+            resp = httpx.post(f"{api}/endpoints/nope/rollback", json={"version": version}, headers=auth)
+            assert resp.status_code in (400, 404, 422), (version, resp.status_code, resp.text)
+        assert c.health()["loop"]["ticking"]
+    finally:
+        r.stop()

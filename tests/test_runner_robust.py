@@ -97,6 +97,24 @@ def half():
 
 
 @component(cache=False)
+def nul_error(how: str) -> int:
+    """A user error holding a NUL character, raised (message) or printed before dying (log tail)."""
+    import os
+    import sys
+
+    if how == "raise":
+        raise ValueError("bad byte \x00 here" + "x" * (2 << 20))  # over the 1 MiB kept: cut, not "invalid"
+    sys.stdout.write("dying with \x00 in my output\n")
+    sys.stdout.flush()
+    os._exit(3)
+
+
+@pipeline
+def nul_pipe(how: str = "raise"):
+    nul_error(how=how)
+
+
+@component(cache=False)
 def silent(seconds: float) -> None:
     import time
 
@@ -175,6 +193,25 @@ def test_failed_attempts_leave_no_partial_files_in_work(nb_runner, nb_client) ->
     assert run.steps["half_done"]["attempt"] == 2  # both attempts wrote a partial output, then failed
     work = nb_runner.data_dir / "work" / run.id  # each attempt's job.json and outputs were here
     assert [p for p in work.rglob("*") if p.is_file()] == []
+
+
+def check_nul_errors(c) -> None:
+    """The user's own error is shown (a NUL as \\x00), not "invalid result from the step"."""
+    run = c.submit(nul_pipe, {"how": "raise"})
+    with pytest.raises(StepFailed, match=r"ValueError: bad byte \\x00 here"):
+        run.wait(timeout=60)
+    step = run.steps["nul_error"]
+    assert "invalid result" not in step["reason"]
+    assert step["traceback"].endswith("characters cut)") and "bad byte \\x00 here" in step["traceback"]
+    run = c.submit(nul_pipe, {"how": "exit"})
+    with pytest.raises(StepFailed, match="exited with code 3"):
+        run.wait(timeout=60)
+    assert "dying with \\x00 in my output" in run.steps["nul_error"]["traceback"]
+    assert c.health()["loop"]["ticking"] and c.health()["running_steps"] == 0
+
+
+def test_a_nul_in_a_user_error_keeps_the_error(nb_client) -> None:
+    check_nul_errors(nb_client)
 
 
 def test_wait_honours_its_timeout_on_a_silent_step(nb_client) -> None:

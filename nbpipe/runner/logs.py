@@ -85,4 +85,4 @@ class LogTail:
                 text = fh.read().decode("utf-8", errors="replace")
         except FileNotFoundError:
             return ""
-        return "\n".join(text.splitlines()[-n:])
+        return "\n".join(text.splitlines()[-n:]).replace("\x00", "\\x00")  # a NUL fits no database column

@@ -89,8 +89,17 @@ def check_result(result: Any, declared: list[dict[str, Any]]) -> dict[str, Any]:
             raise InvalidResult("error is not an object")
         for k in ("type", "message", "traceback"):
             if k in err and err[k] is not None:
-                _str(err[k], f"error {k}", 1 << 20)
+                err[k] = _error_text(err[k], f"error {k}", 1 << 20)
     return result
+
+
+def _error_text(v: Any, what: str, limit: int) -> str:
+    """The user's own error, kept: a NUL shown as ``\\x00`` (no database column may hold one), an
+    over-long text cut (not "invalid result" in place of their exception)."""
+    if not isinstance(v, str):
+        raise InvalidResult(f"{what} is not a string")
+    v = v.replace("\x00", "\\x00")
+    return v if len(v) <= limit else v[:limit] + f"… ({len(v) - limit} more characters cut)"
 
 
 def backoff_delay(options: dict[str, Any], attempt: int) -> float:
