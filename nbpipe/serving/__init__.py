@@ -16,7 +16,6 @@ from typing import Any, Callable
 
 from ..errors import NbpipeError
 from .bundle import make_bundle
-from .protocol import decode_outputs, tensor
 
 __all__ = ["Endpoint", "EndpointError", "deployer", "endpoints", "serve"]
 
@@ -103,6 +102,8 @@ class Endpoint:
             inputs = {"input-0": x, **inputs}
         if not inputs:
             raise EndpointError(400, "predict needs an input: endpoint.predict(X) or endpoint.predict(name=X)")
+        from .protocol import decode_outputs, tensor  # numpy: not on the runner's start path (it imports .bundle)
+
         out = decode_outputs(self.infer({"inputs": [tensor(n, v) for n, v in inputs.items()]}, version)["outputs"])
         return out[next(iter(out))] if len(out) == 1 else out
 
