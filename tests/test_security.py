@@ -107,6 +107,23 @@ def test_an_empty_or_unknown_host_is_not_loopback() -> None:
             RunnerConfig(host=host).check()
 
 
+@pytest.mark.parametrize("how", ["NBPIPE_HOST=", "--host ''", "--host 0.0.0.0"])
+def test_a_runner_asked_for_all_interfaces_without_a_token_does_not_start(tmp_path, how) -> None:
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("NBPIPE_TOKEN", "NBPIPE_TOKEN_FILE")}
+    args = [sys.executable, "-m", "nbpipe.runner", "--port", "0", "--data-dir", str(tmp_path / "data")]
+    if how == "NBPIPE_HOST=":
+        env["NBPIPE_HOST"] = ""
+    else:
+        args += ["--host", how.split()[1].strip("'")]
+    for cmd in (args, [str(Path(sys.executable).parent / "nbpipe"), "runner", "start", *args[3:]]):
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode != 0 and "without a token" in out.stderr, (cmd, out.stderr)
+    assert not (tmp_path / "data" / "nbpipe.db").exists()
+
+
 def test_the_token_file_is_read_and_the_token_never_reaches_steps(tmp_path) -> None:
     tf = tmp_path / "token"
     tf.write_text("from-a-file\n")
