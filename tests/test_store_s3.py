@@ -337,7 +337,8 @@ def test_a_profiles_view_is_a_prefix_a_step_opens_from_its_config_alone(moto_url
     assert pod.get_bytes(payload.key) == b"pickled component" and not b.exists(payload.key)
 
 
-def test_a_profiles_credentials_reach_only_its_prefix_under_the_shipped_policy(tmp_path: Path) -> None:
+def test_a_profiles_credentials_reach_only_its_prefix_under_the_shipped_policy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Server level: moto with IAM on enforces cluster/manifests/profiles/<p>/s3-policy.json per object.
 
     moto evaluates the object statements (Get/Put/Delete by resource ARN) but not the ``s3:prefix``
@@ -379,6 +380,20 @@ def test_a_profiles_credentials_reach_only_its_prefix_under_the_shipped_policy(t
         with pytest.raises(S3StoreError, match="denied access"):
             S3Store(url, "nbpipe", region="us-east-1", **keys["team-a"]).get_bytes("profiles/team-b/" + b_obj.key)
         assert pod("team-b", "team-b").get_bytes(b_obj.key) == b"team-b's model"  # untouched, still its owner's
+        # the same through what a step pod really opens (entry.open_store: the light S3 client), with the
+        # profile's Secret in its environment
+        from nbpipe.executors.entry import open_store as step_store
+
+        for name in CREDENTIAL_VARS:
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("NBPIPE_S3_ACCESS_KEY", keys["team-a"]["access_key"])
+        monkeypatch.setenv("NBPIPE_S3_SECRET_KEY", keys["team-a"]["secret_key"])
+        light = step_store(stores.of("team-a").config())
+        assert type(light).__name__ == "LightS3Store"
+        assert light.get_bytes("runs/ra/train/1/result.json") == b"team-a's model"
+        light.put_bytes(b"log", "runs/ra/train/1/log.txt")
+        with pytest.raises(OSError, match="denied access"):
+            step_store(stores.of("team-b").config()).get_bytes(b_obj.key)
     finally:
         stop(proc)
 
