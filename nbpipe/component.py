@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 import cloudpickle
 
+from . import pins
 from .capture import fingerprint_parts, pickle_function
 from .errors import DefinitionError
 from .signature import InputSpec, OutputSpec, analyze, source_of
@@ -382,6 +383,7 @@ class Component:
             "payload": {"digest": c.payload_digest, "serializer": c.serializer, "size": len(c.payload)},
             "python": self.python,
             "cloudpickle": self.cloudpickle_version,
+            **pins.spec_fields(self, c),  # "imports": ["scikit-learn==1.7.2", ...], checked by the step
         }
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

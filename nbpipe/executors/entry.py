@@ -96,6 +96,19 @@ def _check_packages(job: dict[str, Any]) -> None:
         raise JobError(str(exc)) from None
 
 
+def _check_versions(job: dict[str, Any]) -> None:
+    """The kernel's versions of what the component imports against this environment's (see nbpipe.pins)."""
+    if not job.get("imports"):
+        return
+    from ..pins import VersionMismatch, check
+
+    try:
+        for line in check(str(job.get("component", "")), job["imports"], job.get("packages") or ()):
+            sys.stderr.write(f"nbpipe: warning: {line}\n")
+    except VersionMismatch as exc:
+        raise JobError(str(exc)) from None
+
+
 class _LogTee:
     """Copy everything written to fds 1 and 2 (this process and its children) into a file too.
 
@@ -296,6 +309,7 @@ def run_job(job: dict[str, Any], store: Store | None = None) -> int:
     try:
         os.environ.update(job.get("env", {}))
         _check_packages(job)
+        _check_versions(job)
         func = _load_function(store, job)
         kwargs = _load_inputs(store, job, workdir)
         artifacts: dict[str, Artifact] = {}

@@ -49,6 +49,7 @@ def job_of(self: "Scheduler", run: "RunCtx", st: "StepCtx", inputs: dict[str, An
                 "NBPIPE_ATTEMPT": str(st.attempt), "NBPIPE_PROFILE": run.profile},
         "profile": run.profile,  # an executor may place the step by it (e.g. a namespace per profile)
         "image": comp.get("image"), "packages": st.options.get("packages", []),
+        "imports": comp.get("imports", []),  # the kernel's versions of what it imports (nbpipe.pins)
         "resources": st.options.get("resources", {}), "timeout": st.options.get("timeout"),
     }
 
