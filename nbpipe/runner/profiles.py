@@ -107,6 +107,23 @@ def artifact_visible(engine: sa.Engine, digest: str) -> bool:
     return visible() is None or bool(artifact_profiles(engine, digest)) or package_visible(engine, digest)
 
 
+def artifact_store(engine: sa.Engine, stores: "ProfileStores", digest: str) -> Any:
+    """The view of the store holding object ``digest`` for the caller (``GET /api/v1/artifacts``), or None.
+
+    An admin's (and the embedded runner's single user's) root first, with no query; else the views of
+    :func:`artifact_profiles`; the root for the package of a run the caller sees.
+    """
+    from ..stores.base import content_key
+
+    key = content_key(digest)
+    if visible() is None and stores.of(DEFAULT_PROFILE).exists(key):
+        return stores.of(DEFAULT_PROFILE)
+    owners = artifact_profiles(engine, digest)
+    if not owners and package_visible(engine, digest):
+        owners = [DEFAULT_PROFILE]
+    return stores.holding(owners, key)
+
+
 def package_visible(engine: sa.Engine, digest: str) -> bool:
     """The package of a run the caller sees (e.g. for ``nbpipe.debug``): uploads stay in the store's root."""
     with engine.connect() as conn:

@@ -408,12 +408,8 @@ def create_app(config: RunnerConfig, on_ready: Any = None, on_stop: Any = None) 
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             return _error(400, "Not a sha256 digest")
         key = content_key(digest)
-        # in the view of a profile (among the caller's) whose run or endpoint has it; an admin also the root's
-        owners = await asyncio.to_thread(profiles.artifact_profiles, state["engine"], digest)
-        if profiles.visible() is None or (not owners and await asyncio.to_thread(
-                profiles.package_visible, state["engine"], digest)):
-            owners.append(profiles.DEFAULT_PROFILE)  # the root: an admin's, or the package of one's own run
-        store = await asyncio.to_thread(sched().stores.holding, owners, key)
+        # in the view of the profile (among the caller's) whose run or endpoint has it
+        store = await asyncio.to_thread(profiles.artifact_store, state["engine"], sched().stores, digest)
         if store is None:
             return _error(404, f"No artifact {digest[:12]}…")
         media = mime if mime in ("image/png", "image/jpeg", "image/gif", "image/svg+xml", "text/plain",
