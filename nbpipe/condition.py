@@ -7,14 +7,19 @@ JSON values (:mod:`nbpipe.runner.expand`). Placeholders take part through two du
 ``__nbpipe_operand__(where)`` and ``__nbpipe_binding__(trace, where, spec)``, so this module
 imports nothing of the tracer.
 
+Placeholders have no value while tracing, so :class:`Comparable` also turns arithmetic, attributes,
+items and f-strings on them into errors that say so, and :func:`check_constant` refuses a constant
+input holding a placeholder or its text (``"a" + str(param)``), which would run with the wrong value.
+
 Non-goals: evaluating conditions in Python while tracing (they have no value yet).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from .errors import DefinitionError
+from .errors import DefinitionAttributeError, DefinitionError
 from .signature import is_json_value
 
 OPS = ("==", "!=", "<", "<=", ">", ">=", "in")
@@ -103,15 +108,35 @@ class Comparable:
         return compare(self, "in", values)
 
     # Arithmetic has no value to work on while the pipeline is traced: say so, and what to do.
-    def _no_arithmetic(self, expr: str) -> Any:
+    def _no_arithmetic(self, expr: str, hint: str = "", error: type[DefinitionError] = DefinitionError) -> Any:
         what = getattr(self, "_nbpipe_what", lambda: repr(self))()
-        raise DefinitionError(
+        raise error(
             f"{what} has no value while the pipeline is being defined, so `{expr}` cannot be computed here",
             "It is a placeholder: its value exists only when the run executes; the pipeline function "
             "only wires steps together",
-            "Do the arithmetic inside a component (pass the value to a step and compute there), or pass "
+            hint or "Do the arithmetic inside a component (pass the value to a step and compute there), or pass "
             "the computed value when you run the pipeline.",
         )
+
+    # Attributes, items and formatting have no value either (``name.upper()``, ``cfg['lr']``,
+    # ``f"{name}"``; the last would otherwise pass the placeholder's repr on as a constant).
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        expr = f"{_ref(self)}.{name}"
+        return self._no_arithmetic(expr, _use_inside(self, expr), DefinitionAttributeError)
+
+    def __getitem__(self, key: Any) -> Any:
+        expr = f"{_ref(self)}[{key!r}]"
+        return self._no_arithmetic(expr, _use_inside(self, expr))
+
+    def __format__(self, spec: str) -> str:
+        expr = f"f'{{{_ref(self)}{':' + spec if spec else ''}}}'"
+        return self._no_arithmetic(expr, _use_inside(self, expr))  # type: ignore[no-any-return]
+
+
+def _use_inside(value: Any, expr: str) -> str:
+    return f"Pass {_ref(value)} to a component and write `{expr}` inside it, where it has its value."
 
 
 def _ref(value: Any) -> str:
@@ -143,3 +168,33 @@ for _name, _template in (("neg", "-{}"), ("pos", "+{}"), ("abs", "abs({})"), ("i
                          ("float", "float({})"), ("index", "{} as an index"), ("round", "round({})"),
                          ("len", "len({})")):
     setattr(Comparable, f"__{_name}__", _unary(_template))
+
+
+# The reprs of placeholders, as str(), "%s" % p or "..." + str(p) would paste them into a constant.
+_PLACEHOLDER_TEXT = re.compile(r"<pipeline parameter [\w-]+: [^<>]*>|<output [\w.-]+\.\w+: [^<>]*>|<loop item [\w.-]+>")
+
+
+def check_constant(where: str, value: Any, path: str = "", outer: str = "") -> None:
+    """A constant input must not hold a placeholder (inside a list or dict) or its text (``str(p)``)."""
+    if isinstance(value, str):
+        m = _PLACEHOLDER_TEXT.search(value)
+        if m:
+            raise DefinitionError(
+                f"{where} got the text {m.group(0)!r}: a placeholder turned into a string while the pipeline "
+                "is being defined (str(), % or + on it)",
+                "It has no value yet, so the step would get that text, not the value",
+                "Pass the parameter or output itself and build the string inside the component.",
+            )
+    elif len(path) < 200 and isinstance(value, (list, tuple, dict)):
+        outer = outer or type(value).__name__
+        for key, item in (value.items() if isinstance(value, dict) else enumerate(value)):
+            at = f"{path}[{key!r}]"
+            if hasattr(item, "__nbpipe_operand__"):  # a parameter, step, step output or loop item
+                what = getattr(item, "_nbpipe_what", lambda: repr(item))()
+                raise DefinitionError(
+                    f"{where} got a {outer} holding {what} (at {at})",
+                    "A step input takes a placeholder only directly, not inside a list or dict",
+                    "Give the component one input per value (or fan in a loop's outputs with "
+                    "nbpipe.Collected(step.output)).",
+                )
+            check_constant(where, item, at, outer)

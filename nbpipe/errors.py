@@ -59,6 +59,14 @@ class DefinitionError(NbpipeError, TypeError):
     """A component or pipeline definition is wrong (caught at definition time)."""
 
 
+class DefinitionAttributeError(DefinitionError, AttributeError):
+    """A DefinitionError for a missing attribute (``param.upper``, ``step.ouput``): also an
+    AttributeError, so ``hasattr``/``getattr(x, name, default)`` probes keep working."""
+
+
+DefinitionAttributeError.__name__ = DefinitionAttributeError.__qualname__ = "DefinitionError"  # as the user sees it
+
+
 class PackageError(NbpipeError, ValueError):
     """A package file is malformed, hostile, too large or of an unknown version."""
 

@@ -21,8 +21,8 @@ from typing import Any, Callable, Iterator
 
 from .compiler import compile_pipeline
 from .component import Capture, Component, Options, make_options
-from .condition import Comparable
-from .errors import DefinitionError, cell_label
+from .condition import Comparable, check_constant
+from .errors import DefinitionAttributeError, DefinitionError, cell_label
 from .signature import InputSpec, compatible, is_json_value, type_name, value_matches
 from .tracing import _TRACE, check_reference, current_trace
 
@@ -148,11 +148,37 @@ class Step:
     def __iter__(self) -> Iterator[StepOutput]:
         return (self.outputs[o.name] for o in self.component.outputs)
 
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        import difflib
+
+        known = [n for n in dir(type(self)) if not n.startswith("_")]
+        outs = [o.name for o in self.component.outputs]
+        close = difflib.get_close_matches(name, known, n=1)
+        if name in outs:
+            hint = f"Use {self.name}.outputs[{name!r}] (or .output when the step has one output)."
+        elif close:
+            hint = f"Did you mean .{close[0]}?"
+        else:
+            hint = f"Its outputs: {', '.join(f'.outputs[{o!r}]' for o in outs) or 'none'}; options: .after(), " \
+                   ".set_retries(), .set_timeout(), .set_caching(), .set_resources(), .set_env(), .set_display_name()."
+        raise DefinitionAttributeError(f"Step '{self.name}' has no attribute '{name}'", hint=hint)
+
+    def __getitem__(self, key: Any) -> StepOutput:
+        if isinstance(key, str):
+            return self.outputs[key]
+        raise DefinitionError(f"Step '{self.name}'[{key!r}]: index a step by output name",
+                              hint=f"Use {self.name}.outputs['<name>'] or .output.")
+
     def __bool__(self) -> bool:
         return True
 
     def __nbpipe_operand__(self, where: str = "") -> dict[str, Any]:
         return self.output.__nbpipe_operand__(where)
+
+    def _nbpipe_what(self) -> str:
+        return f"Step '{self.name}'"
 
     # -- fluent options (Kubeflow-style task methods)
     def after(self, *steps: "Step") -> "Step":
@@ -311,6 +337,7 @@ class Trace:
         if spec.kind == "artifact":
             raise DefinitionError(f"{where} is an Input[{spec.artifact_type}] and needs an upstream step's output",
                                   hint=f"Pass {spec.name}=<step>.outputs['<name>'].")
+        check_constant(where, value)
         if not is_json_value(value):
             raise DefinitionError(
                 f"{where} got a {type(value).__name__} constant, which is not a plain JSON value",
@@ -326,6 +353,7 @@ class Pipeline:
     """A traced pipeline: parameters, steps (the DAG) and a name."""
 
     def __init__(self, func: Callable[..., Any], name: str | None = None, description: str | None = None):
+        __tracebackhide__ = True  # noqa: F841 - IPython: the user sees their cell, not nbpipe's frames
         self.func = func
         self.name = name or func.__name__.replace("_", "-")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", self.name):
@@ -358,6 +386,7 @@ class Pipeline:
         return params
 
     def _trace(self, resolve: Callable[[Component], Component] | None = None) -> Trace:
+        __tracebackhide__ = True  # noqa: F841
         trace = Trace(self.name, resolve)
         args = {}
         for p in self.parameters:
@@ -386,6 +415,7 @@ class Pipeline:
         follow every change. Unchanged components cost one pickling each; the spec of an
         unchanged pipeline is reused.
         """
+        __tracebackhide__ = True  # noqa: F841
         self._follow_redefinitions()
         trace = self.trace
         captures: dict[int, Capture] = {}
@@ -405,6 +435,7 @@ class Pipeline:
 
     def _follow_redefinitions(self) -> None:
         """Re-trace with the newest definitions if a component was redefined since tracing."""
+        __tracebackhide__ = True  # noqa: F841
         comps = {id(s.component): s.component for s in self.steps.values()}.values()
         for comp in comps:
             why = _ambiguous(comp)
@@ -437,6 +468,7 @@ class Pipeline:
         return resolve_params(self.name, list(known.values()), params)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True  # noqa: F841
         trace = current_trace()
         if trace is not None:  # composition: inline this pipeline's steps into the one being traced
             return _inline(self, trace, args, kwargs)
@@ -488,6 +520,7 @@ def _cell_of(func: Any) -> str:
 
 def _inline(inner: Pipeline, trace: Trace, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Trace ``inner`` into ``trace``: its steps get the prefix ``<inner name>-``, its parameters the arguments."""
+    __tracebackhide__ = True  # noqa: F841
     try:
         bound = inspect.signature(inner.func).bind(*args, **kwargs)
     except TypeError as exc:
@@ -531,8 +564,10 @@ def resolve_params(pipeline: str, parameters: list[dict[str, Any]], params: dict
 def pipeline(func: Callable[..., Any] | None = None, *, name: str | None = None,
              description: str | None = None) -> Any:
     """Trace ``func`` into a :class:`Pipeline`. Works bare or as ``@pipeline(name=...)``."""
+    __tracebackhide__ = True  # noqa: F841
 
     def wrap(f: Callable[..., Any]) -> Pipeline:
+        __tracebackhide__ = True  # noqa: F841
         return Pipeline(f, name=name, description=description)
 
     return wrap(func) if func is not None else wrap

@@ -265,6 +265,7 @@ LAYERS = [
     {"signature"},
     {"condition", "tracing", "sourcemap"},
     {"capture"},
+    {"pins"},  # versions of the packages a component imports (issue 17), read from its capture
     {"component"},
     {"compiler"},
     {"pipeline", "package"},
@@ -324,6 +325,54 @@ def test_arithmetic_on_a_placeholder_says_what_it_is(expr: str, shown: str) -> N
     with pytest.raises(DefinitionError, match=re.escape(shown) + " cannot be computed here") as info:
         pipeline(body)
     assert "Do the arithmetic inside a component" in str(info.value)
+
+
+@component
+def _greet(name: str) -> str:
+    return name
+
+
+@component
+def _count(xs: list) -> int:
+    return len(xs)
+
+
+@pytest.mark.parametrize("call, message", [
+    # attribute, item and f-string on a placeholder: what it is and where to do it
+    ("_greet(name=name.upper())", "`name.upper` cannot be computed here.*write `name.upper` inside it"),
+    ("_wait(seconds=cfg['lr'])", "`cfg\\['lr'\\]` cannot be computed here.*write `cfg\\['lr'\\]` inside it"),
+    ("_greet(name=f'hello {name}')", "`f'\\{name\\}'` cannot be computed here"),
+    ("_greet(name=_greet(name=name).output.strip())", "`_greet.outputs\\['output'\\].strip` cannot be computed"),
+    # its text pasted into a constant would run with '<pipeline parameter …>' as the value
+    ("_greet(name='hello ' + str(name))", "got the text '<pipeline parameter name: str>': a placeholder turned "
+                                          "into a string"),
+    ("_greet(name='%s!' % _greet(name=name).output)", "got the text '<output _greet.output: str>'"),
+    # a placeholder inside a list constant is not wired, it would be pickled as the object
+    ("_count(xs=[name, 'b'])", "input 'xs' got a list holding Pipeline parameter 'name' \\(at \\[0\\]\\)"),
+    ("_count(xs=[{'w': _wait(seconds=1.0)}])", "got a list holding Step '_wait' \\(at \\[0\\]\\['w'\\]\\)"),
+    # a typo on a step
+    ("_greet(name=_greet(name=name).ouput)", "Step '_greet' has no attribute 'ouput'. Did you mean .output\\?"),
+    ("_greet(name=_greet(name=name).set_retry(2))", "has no attribute 'set_retry'. Did you mean .set_retries\\?"),
+])
+def test_using_a_placeholder_as_a_value_says_what_it_is(call: str, message: str) -> None:
+    def body(name: str = "a", cfg: dict = {"lr": 0.1}) -> None:  # noqa: B006
+        eval(call)  # noqa: S307 - the call under test
+
+    with pytest.raises(DefinitionError, match=message):
+        pipeline(body)
+
+
+def test_probing_a_placeholder_for_attributes_still_works() -> None:
+    """hasattr/getattr with a default (libraries, IPython, serializers) see a plain missing attribute."""
+    seen = {}
+
+    def body(name: str = "a") -> None:
+        step = _greet(name=name)
+        seen.update(param=(hasattr(name, "path"), getattr(name, "shape", None)),
+                    output=hasattr(step.output, "path"), step=getattr(step, "spec", "none"))
+
+    pipeline(body)
+    assert seen == {"param": (False, None), "output": False, "step": "none"}
 
 
 def test_looping_over_a_parameter_points_to_parallel_for() -> None:

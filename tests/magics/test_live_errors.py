@@ -55,6 +55,27 @@ def test_arithmetic_on_a_parameter_says_what_a_parameter_is(ip: Any) -> None:
     assert "nbpipe/" not in text and "TypeError" not in text
 
 
+def test_a_method_on_a_parameter_or_a_typo_on_a_step_is_one_screen(ip: Any) -> None:
+    assert ip.run_cell(SETUP).success
+    text = rendered(ip, "@pipeline\ndef shout(word: str = 'a'):\n    make_numbers(n=len(word.upper()))\n")
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    assert re.match(r"Cell In\[\d+\], line 3, in shout$", lines[0]) and len(lines) == 3, text
+    assert lines[2].startswith("DefinitionError: Pipeline parameter 'word' has no value while the pipeline is being "
+                               "defined, so `word.upper` cannot be computed here."), text
+    text = rendered(ip, "@pipeline\ndef typo():\n    make_numbers(n=make_numbers(n=1).ouput)\n")
+    assert text.strip().splitlines()[-1] == "DefinitionError: Step 'make_numbers' has no attribute 'ouput'. " \
+                                            "Did you mean .output?", text
+    assert "nbpipe/" not in text and "AttributeError" not in text
+
+
+def test_a_python_error_in_a_pipeline_body_shows_the_users_frames_only(ip: Any) -> None:
+    assert ip.run_cell(SETUP).success
+    text = rendered(ip, "@pipeline\ndef demo():\n    make_numbers(n=undefined_count)\n")
+    assert "NameError: name 'undefined_count' is not defined" in text
+    assert "----> 3     make_numbers(n=undefined_count)" in text
+    assert "nbpipe/" not in text and "site-packages" not in text, text
+
+
 def test_a_component_cell_that_also_defines_a_pipeline_takes_the_component(ip: Any) -> None:
     ip.run_cell_magic("component", "", SETUP + "\n@pipeline\ndef numbers_pipeline(n: int = 3):\n"
                                               "    make_numbers(n=n)\n")
