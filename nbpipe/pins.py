@@ -6,7 +6,7 @@ modules of the globals it reads (``np``, ``RandomForestClassifier``, a ``DataFra
 to the kernel's version (``scikit-learn==1.7.2``). The package records them as the component's
 ``imports`` (see ``docs/package-format.md``). Before the step runs, :func:`check` compares them with
 the step's environment: a different version (or none) is an error naming both versions, or a
-warning, or nothing, by ``NBPIPE_CHECK_VERSIONS`` = ``error`` (default) / ``warn`` / ``off`` — in the
+warning, or nothing, by ``NBPIPE_PACKAGE_SKEW`` = ``error`` (default) / ``warn`` / ``off`` — in the
 runner's environment (it reaches local steps and step pods) or a component's ``env=`` (per component).
 
 Skipped: the standard library, nbpipe itself (the entrypoint's own version is the image's), code
@@ -28,7 +28,7 @@ import sys
 import types
 from typing import Any, Iterable
 
-POLICY_ENV = "NBPIPE_CHECK_VERSIONS"
+POLICY_ENV = "NBPIPE_PACKAGE_SKEW"
 POLICIES = ("error", "warn", "off")
 _SKIP = frozenset({"__main__", "builtins", "nbpipe", "__future__"})
 
@@ -172,7 +172,7 @@ def _requirement_name(text: str) -> str:
 
 
 def policy(env: dict[str, str] | None = None) -> str:
-    """The version check's policy from ``NBPIPE_CHECK_VERSIONS`` (``error`` when unset)."""
+    """The version check's policy from ``NBPIPE_PACKAGE_SKEW`` (``error`` when unset)."""
     value = (os.environ if env is None else env).get(POLICY_ENV, "error").strip().lower() or "error"
     if value not in POLICIES:
         raise VersionMismatch(f"{POLICY_ENV}={value!r} is not one of {', '.join(POLICIES)}: set it to error (fail the "

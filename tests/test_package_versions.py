@@ -102,8 +102,8 @@ def test_imports_inside_the_function_and_its_helpers_are_found() -> None:
 
 @pytest.mark.parametrize(("step_version", "env", "options", "state", "warned"), [
     ("2.0", {}, {}, "failed", False),  # the default: a different version fails the step, naming both
-    ("2.0", {"NBPIPE_CHECK_VERSIONS": "warn"}, {}, "succeeded", True),  # runner-wide policy
-    ("2.0", {}, {"env": {"NBPIPE_CHECK_VERSIONS": "off"}}, "succeeded", False),  # per component
+    ("2.0", {"NBPIPE_PACKAGE_SKEW": "warn"}, {}, "succeeded", True),  # runner-wide policy
+    ("2.0", {}, {"env": {"NBPIPE_PACKAGE_SKEW": "off"}}, "succeeded", False),  # per component
     ("1.0", {}, {}, "succeeded", False),  # same version: nothing to say
 ])
 def test_step_checks_the_versions_before_running(dists: dict[str, Path], tmp_path: Path, step_version: str,
@@ -135,8 +135,8 @@ def test_a_missing_distribution_and_a_bad_policy_say_what_to_do() -> None:
     with pytest.raises(pins.VersionMismatch, match="nosuch-dist is not installed in this step's environment.*"
                                                    r"packages=\['nosuch-dist==1.0'\]"):
         pins.check("c", ["nosuch-dist==1.0"], env={})
-    with pytest.raises(pins.VersionMismatch, match="NBPIPE_CHECK_VERSIONS='maybe' is not one of error, warn, off"):
-        pins.check("c", ["numpy==0"], env={"NBPIPE_CHECK_VERSIONS": "maybe"})
+    with pytest.raises(pins.VersionMismatch, match="NBPIPE_PACKAGE_SKEW='maybe' is not one of error, warn, off"):
+        pins.check("c", ["numpy==0"], env={"NBPIPE_PACKAGE_SKEW": "maybe"})
     assert pins.check("c", ["numpy==0"], declared=["numpy>=1"], env={}) == []
 
 

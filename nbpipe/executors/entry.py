@@ -96,7 +96,7 @@ def _check_packages(job: dict[str, Any]) -> None:
         raise JobError(str(exc)) from None
 
 
-def _check_versions(job: dict[str, Any]) -> None:
+def _check_imports(job: dict[str, Any]) -> None:
     """The kernel's versions of what the component imports against this environment's (see nbpipe.pins)."""
     if not job.get("imports"):
         return
@@ -298,8 +298,33 @@ def _store_artifact(store: Store, job: dict[str, Any], name: str, blob: str, siz
     return store.put_file(blob, move=True)
 
 
+def keep_orphans() -> None:
+    """Make this step process the subreaper of everything it starts (Linux ``PR_SET_CHILD_SUBREAPER``).
+
+    A daemon started the classic way (fork, ``setsid``, fork again, the middle process exits) would
+    be re-parented to init, out of the step's tree, and survive a cancel; re-parented here instead,
+    it stays a descendant the runner finds and kills (see :func:`nbpipe.executors.local.kill_tree`)."""
+    if _LIBC is not None:
+        _LIBC.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+def _libc() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True)
+    except (OSError, AttributeError):
+        return None
+
+
+_LIBC = _libc()  # loaded once (in the zygote, before it forks steps)
+
+
 def run_job(job: dict[str, Any], store: Store | None = None) -> int:
     """Run one step attempt described by ``job`` (on ``store``, else the job's); always try to write a result."""
+    pass  # PROBE keep_orphans()
     t0 = time.time()
     store = store or open_store(job["store"])
     workdir = job.get("workdir") or os.getcwd()
@@ -309,7 +334,7 @@ def run_job(job: dict[str, Any], store: Store | None = None) -> int:
     try:
         os.environ.update(job.get("env", {}))
         _check_packages(job)
-        _check_versions(job)
+        _check_imports(job)
         func = _load_function(store, job)
         kwargs = _load_inputs(store, job, workdir)
         artifacts: dict[str, Artifact] = {}

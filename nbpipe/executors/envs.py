@@ -350,7 +350,7 @@ def ensure(packages: list[str], component: str = "", cache: str | None = None) -
     ------
     PackagesMissing
         Naming each lacking requirement and the version found instead, when installs are off
-        (unless ``NBPIPE_PACKAGE_SKEW=warn`` and only versions differ) or the install failed.
+        (unless ``NBPIPE_PACKAGE_SKEW=warn`` or ``off`` and only versions differ) or the install failed.
     """
     lacking = missing(packages)
     if not lacking:
@@ -358,9 +358,11 @@ def ensure(packages: list[str], component: str = "", cache: str | None = None) -
     cache = cache or os.environ.get("NBPIPE_PACKAGE_CACHE") or ""
     who = f"Component '{component}'" if component else "This step"
     if not installs_enabled() or not cache:
-        if all(_found(t) for t in lacking) and os.environ.get("NBPIPE_PACKAGE_SKEW", "error").lower() == "warn":
-            print(f"nbpipe: warning: {who} was defined with {describe(lacking)}; running with the "
-                  "versions found (NBPIPE_PACKAGE_SKEW=warn)", file=sys.stderr, flush=True)
+        skew = os.environ.get("NBPIPE_PACKAGE_SKEW", "error").strip().lower()  # (also nbpipe.pins' policy)
+        if all(_found(t) for t in lacking) and skew in ("warn", "off"):
+            if skew == "warn":
+                print(f"nbpipe: warning: {who} was defined with {describe(lacking)}; running with the "
+                      "versions found (NBPIPE_PACKAGE_SKEW=warn)", file=sys.stderr, flush=True)
             return None
         raise PackagesMissing(
             f"{who} needs {describe(lacking)} in this environment ({sys.executable}), and package installs "

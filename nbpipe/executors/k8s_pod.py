@@ -120,8 +120,8 @@ class PodSettings:
         whose component does not say (``NBPIPE_K8S_DEFAULT_REQUESTS`` / ``NBPIPE_K8S_DEFAULT_LIMITS``
         as ``cpu=100m,memory=256Mi``; empty for none). A component's ``Resources(cpu=...)`` replaces
         the CPU request, ``Resources(memory=...)`` both memory request and limit.
-    check_versions
-        ``NBPIPE_CHECK_VERSIONS`` for every step pod (``error``/``warn``/``off``; empty: the step's
+    package_skew
+        ``NBPIPE_PACKAGE_SKEW`` for every step pod (``error``/``warn``/``off``; empty: the step's
         default, ``error``): what a step does when the image's version of a package the component
         imports differs from the kernel's (see :mod:`nbpipe.pins`). A component's ``env=`` overrides it.
     delete_pods
@@ -151,7 +151,7 @@ class PodSettings:
     install_packages: bool = True
     default_requests: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_REQUESTS))
     default_limits: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
-    check_versions: str = ""
+    package_skew: str = ""
     delete_pods: str = "on-success"
     deadline_margin: float = 60.0
 
@@ -188,7 +188,7 @@ class PodSettings:
             if var in e:
                 setattr(s, attr, _parse_map(e[var], var))
         s.delete_pods = e.get("NBPIPE_K8S_DELETE_PODS", s.delete_pods)
-        s.check_versions = e.get("NBPIPE_CHECK_VERSIONS", "").strip().lower()
+        s.package_skew = e.get("NBPIPE_PACKAGE_SKEW", "").strip().lower()
         for key, value in options.items():
             if not hasattr(s, key):
                 raise NbpipeError(f"Unknown kubernetes executor option {key!r}",
@@ -200,7 +200,7 @@ class PodSettings:
     def check(self) -> None:
         for name, value, allowed in (("delete_pods", self.delete_pods, ("always", "on-success", "never")),
                                      ("run_volume_delete", self.run_volume_delete, ("on-run-finish", "never")),
-                                     ("check_versions", self.check_versions or "error", ("error", "warn", "off"))):
+                                     ("package_skew", self.package_skew or "error", ("error", "warn", "off"))):
             if value not in allowed:
                 raise NbpipeError(f"Kubernetes executor option {name}={value!r} is not one of {', '.join(allowed)}")
         if self.volume_claim and self.run_volume_size:
@@ -346,8 +346,8 @@ def build_pod(job: dict[str, Any], attempt_id: str, settings: PodSettings, timeo
     env: list[dict[str, Any]] = [{"name": k, "value": str(v)} for k, v in sorted((job.get("env") or {}).items())]
     env += [{"name": "PYTHONUNBUFFERED", "value": "1"}, {"name": "MPLBACKEND", "value": "Agg"},
             {"name": JOB_ENV, "value": encoded},
-            *([{"name": "NBPIPE_CHECK_VERSIONS", "value": settings.check_versions}]  # (a component's env= wins)
-              if settings.check_versions and "NBPIPE_CHECK_VERSIONS" not in (job.get("env") or {}) else []),
+            *([{"name": "NBPIPE_PACKAGE_SKEW", "value": settings.package_skew}]  # (a component's env= wins)
+              if settings.package_skew and "NBPIPE_PACKAGE_SKEW" not in (job.get("env") or {}) else []),
             {"name": "NBPIPE_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
     for var, ref in sorted(settings.secret_env.items()):
         secret, _, key = ref.partition(":")

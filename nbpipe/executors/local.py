@@ -28,7 +28,7 @@ STEP_ENV_NAMES = {
     "VIRTUAL_ENV", "CONDA_PREFIX", "CONDA_DEFAULT_ENV", "LD_LIBRARY_PATH", "NBPIPE_HOME", "NBPIPE_PRELOAD",
     "NBPIPE_INSTALL_PACKAGES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
     "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "HF_HOME", "TORCH_HOME", "MPLCONFIGDIR",
-    "NBPIPE_CHECK_VERSIONS",  # the operator's policy for package versions that differ from the kernel's
+    "NBPIPE_PACKAGE_SKEW",  # the operator's policy for package versions that differ from the kernel's
     "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
     "http_proxy", "https_proxy", "no_proxy", "COVERAGE_PROCESS_START",
 }

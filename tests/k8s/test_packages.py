@@ -148,6 +148,45 @@ def test_a_version_the_image_lacks_fails_or_warns_naming_both(cluster: Cluster,
     assert f"cloudpickle==0.9.1 (found {have})" in warned.logs("skewed")
 
 
+def test_a_package_the_kernel_imports_at_another_version_fails_the_pod_naming_both(
+        cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The kernel imports verprobe-dist 1.0; the step's pods see 2.0 (PYTHONPATH): the step fails before
+    running, naming both versions; the runner's NBPIPE_PACKAGE_SKEW=warn reaches the pods (a warning)."""
+    from test_package_versions import make_dist
+
+    from nbpipe import pins
+
+    base = tmp_path_factory.mktemp("dists")
+    kernel, pods = make_dist(base / "v1", "1.0", record=True), make_dist(base / "v2", "2.0", record=False)
+    sys.path.insert(0, str(kernel))
+    pins._distribution_of.cache_clear()
+    sys.modules.pop("verprobe", None)
+    try:
+        import verprobe
+
+        @component(cache=False, env={"PYTHONPATH": str(pods)})
+        def probe() -> str:
+            return str(verprobe.VERSION)
+
+        @pipeline
+        def p():
+            probe()
+
+        assert read_package(build_package(p)).spec["components"]["probe"]["imports"] == ["verprobe-dist==1.0"]
+        strict = cluster.runner(tmp_path_factory.mktemp("k8s-runner")).client()
+        run = strict.submit(p).wait(timeout=120, raise_on_failure=False)
+        lenient = cluster.runner(tmp_path_factory.mktemp("k8s-runner"), NBPIPE_PACKAGE_SKEW="warn").client()
+        warned = lenient.submit(p).wait(timeout=120)
+    finally:
+        sys.path.remove(str(kernel))
+        sys.modules.pop("verprobe", None)
+        pins._distribution_of.cache_clear()
+    step = run.steps["probe"]
+    said = "Component 'probe' was defined in a kernel with verprobe-dist==1.0, but this step has verprobe-dist 2.0"
+    assert step["state"] == "failed" and step["traceback"] == "" and said in step["reason"], step
+    assert warned.output("probe") == "2.0" and f"nbpipe: warning: {said}" in warned.logs("probe")
+
+
 @pytest.mark.k8s
 def test_digits_on_the_cluster(real: Cluster, tmp_path: Path) -> None:
     """The digits example as pods on the real server: the image (this .venv) has the kernel's pinned
