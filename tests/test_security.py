@@ -51,9 +51,35 @@ def spawn_daemon(pidfile: str) -> None:
         time.sleep(0.05)
 
 
+@component(cache=False)
+def double_fork(pidfile: str) -> None:
+    """The classic daemon: fork, setsid, fork again and the middle process exits at once (its child
+    is re-parented before anything polling the step's tree could see it)."""
+    import os
+    import signal
+    import time
+
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            with open(pidfile + ".tmp", "w") as fh:
+                fh.write(str(os.getpid()))
+            os.rename(pidfile + ".tmp", pidfile)
+            time.sleep(600)
+        os._exit(0)
+    while True:
+        time.sleep(0.05)
+
+
 @pipeline
 def daemonizing(pidfile: str = ""):
     spawn_daemon(pidfile=pidfile)
+
+
+@pipeline
+def classic_daemon(pidfile: str = ""):
+    double_fork(pidfile=pidfile)
 
 
 @pytest.fixture(scope="module")
@@ -160,9 +186,10 @@ def test_runner_files_are_owner_only_under_umask_022(secret_runner) -> None:
     assert loose == []
 
 
-def test_a_setsid_grandchild_dies_on_cancel(nb_client, tmp_path) -> None:
+@pytest.mark.parametrize("classic", [False, True], ids=["setsid-grandchild", "double-fork-daemon"])
+def test_a_setsid_grandchild_dies_on_cancel(nb_client, tmp_path, classic) -> None:
     pidfile = tmp_path / "daemon.pid"
-    run = nb_client.submit(daemonizing, {"pidfile": str(pidfile)})
+    run = nb_client.submit(classic_daemon if classic else daemonizing, {"pidfile": str(pidfile)})
     deadline = time.monotonic() + 60
     while not pidfile.exists():  # the grandchild wrote its pid (atomically)
         assert time.monotonic() < deadline, "the step did not start its grandchild"

@@ -324,7 +324,7 @@ _LIBC = _libc()  # loaded once (in the zygote, before it forks steps)
 
 def run_job(job: dict[str, Any], store: Store | None = None) -> int:
     """Run one step attempt described by ``job`` (on ``store``, else the job's); always try to write a result."""
-    pass  # PROBE keep_orphans()
+    keep_orphans()
     t0 = time.time()
     store = store or open_store(job["store"])
     workdir = job.get("workdir") or os.getcwd()
