@@ -30,7 +30,8 @@ from test_store_s3 import moto_url, s3_env  # noqa: F401  (fixtures: the server 
 THIRD_PARTY = os.environ.get("NBPIPE_TEST_STORE", "")
 
 
-@pytest.fixture(params=["local", "s3", "local-scoped", "s3-scoped", "prefixed"] + (["plugin"] if THIRD_PARTY else []))
+@pytest.fixture(params=["local", "s3", "local-scoped", "s3-scoped", "prefixed"]
+                + (["plugin", "plugin-scoped"] if THIRD_PARTY else []))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     """Each store type, empty; and each seen from a profile's prefix (``scoped``), which must behave the same."""
     if request.param == "local":
@@ -43,10 +44,11 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
         parent = LocalStore(tmp_path / "store")
         parent.put_bytes(b"another profile's", "runs/r1/a")
         return PrefixedStore(parent, "profiles/team-a")
-    if request.param == "plugin":
+    if request.param.startswith("plugin"):
         config = {k: v.replace("{tmp}", str(tmp_path / "plugin-store")) if isinstance(v, str) else v
                   for k, v in json.loads(THIRD_PARTY).items()}
-        return open_store(config)
+        plugin = open_store(config)
+        return scoped(plugin, "profiles/team-a") if request.param == "plugin-scoped" else plugin
     request.getfixturevalue("s3_env")
     url = request.getfixturevalue("moto_url")
     s3 = S3Store(url, "nbpipe-contract", prefix=f"c-{uuid.uuid4().hex[:10]}")

@@ -37,6 +37,11 @@ keep it; ``tests/test_store_contract.py`` checks it, also against your store: do
   this way under ``sha256/…`` keys named by that identity, so hashing them is skipped). Return
   ``None`` to decline (the entrypoint then hashes and puts the file). Only for stores on a local
   filesystem.
+- **``scoped`` (optional, not in the protocol).** ``scoped(prefix) -> Store``: the same objects under
+  ``prefix/``, as a store whose ``config()`` names only that prefix (each profile's view: every run
+  object of profile P is under ``profiles/P/``, see :mod:`nbpipe.stores.scoped`). Without it the runner
+  wraps the store in :class:`~nbpipe.stores.scoped.PrefixedStore` (``{"type": "prefixed", ...}``).
+  ``tests/test_store_contract.py`` runs every check on the views too.
 
 Non-goals: metadata (runs, steps: see the runner's database) and caching policy.
 """
