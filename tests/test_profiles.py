@@ -482,3 +482,37 @@ def test_on_s3_each_profiles_objects_are_under_its_prefix_and_presigned_urls_poi
         assert team.http["bob"].get(f"/api/v1/artifacts/{digest}").status_code == 307
     # nothing of these runs outside the two views; the root holds the uploads (packages, payloads) only
     assert all(k.startswith((views["alice"] + "/", views["bob"] + "/", f"{prefix}/sha256/")) for k in keys), keys
+
+
+@component(cache=False)
+def count_files(files: list) -> int:
+    return len(files)
+
+
+@pipeline
+def ingest(files: list = [], tag: str = "x"):  # noqa: B006 - a pipeline parameter's default, never mutated
+    count_files(files=files)
+
+
+def test_a_store_trigger_watches_its_prefix_in_its_profiles_view_only(team: Team) -> None:
+    import time
+
+    from nbpipe.stores.local import LocalStore
+
+    s = team.clients["alice"].create_schedule(ingest, trigger={"prefix": "incoming/", "param": "files", "poll": 0.3})
+    runs_url = "/api/v1/runs"
+
+    def fired() -> list[dict[str, Any]]:
+        return [r for r in team.http["alice"].get(runs_url).json() if (r.get("labels") or {}).get("schedule") == s["id"]]
+
+    # the same prefix at the root (default) and in team-b's view: not alice's inbox
+    LocalStore(team.runner.data_dir / "store").put_bytes(b"default's", "incoming/root.csv")
+    LocalStore(stored(team, "team-b")).put_bytes(b"team-b's", "incoming/b.csv")
+    LocalStore(stored(team, "team-a")).put_bytes(b"team-a's", "incoming/a.csv")
+    deadline = time.monotonic() + 120
+    while not fired() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (run,) = fired()
+    assert run["params"]["files"] == ["incoming/a.csv"], run["params"]
+    assert team.clients["alice"].run(run["id"]).wait(timeout=120).output("count_files") == 1
+    team.http["alice"].delete(f"/api/v1/schedules/{s['id']}")
