@@ -12,6 +12,7 @@ double, the rig). The digits example on the real server is in :func:`test_digits
 from __future__ import annotations
 
 import importlib.metadata
+import marshal
 import sys
 import uuid
 import zipfile
@@ -61,7 +62,7 @@ def test_packages_pinned_to_the_kernel_are_installed_once_and_reused(cache_clien
     try:
         assert importlib.metadata.version(name) == "1.0"
 
-        @component(cache=False, packages=[name], env=index)
+        @component(cache=False, packages=[name], env={**index, "PYTHONDONTWRITEBYTECODE": "1"})
         def use_package() -> int:
             import importlib
 
@@ -85,6 +86,11 @@ def test_packages_pinned_to_the_kernel_are_installed_once_and_reused(cache_clien
     assert all("from the package cache" in again.logs(s) for s in ("use_package", "use_package-2"))
     folders = [p for p in volume.iterdir() if (p / ".nbpipe-complete").exists()]
     assert len(folders) == 1 and (folders[0] / f"{name}-1.0.dist-info").is_dir()
+    # compiled once by the installing pod, for the folder's final path (tracebacks find the source)
+    pycs = list((folders[0] / name / "__pycache__").glob("__init__.*.pyc"))
+    assert pycs, list(folders[0].rglob("*"))
+    code = marshal.loads(pycs[0].read_bytes()[16:])
+    assert code.co_filename.endswith(f"/{folders[0].name}/{name}/__init__.py") and ".nbpipe" not in code.co_filename
     for r in (run, again):
         started = {e.step: e.ts for e in r.events(follow=False) if type(e).__name__ == "StepStarted"}
         took = {e.step: round(e.ts - started[e.step], 2) for e in r.events(follow=False)
