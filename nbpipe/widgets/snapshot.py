@@ -137,7 +137,7 @@ def _nodes(snap: dict[str, Any]) -> list[dict[str, Any]]:
         name = str(s["name"])
         if rep[name] != name:
             continue
-        up: list[str] = []
+        up: dict[str, None] = {}  # ordered set: a 10,000-way join must not be quadratic
         members = [name] + (copies.get(name, []) if name in collapsed else [])
         for m in members:
             for u in by_name[m].get("upstream") or []:
@@ -145,10 +145,10 @@ def _nodes(snap: dict[str, Any]) -> list[dict[str, Any]]:
                 if v is None and str(u) in copies:  # an open loop's template upstream: its copies
                     for c in leaves.get(str(u), []):
                         cv = rep.get(c)
-                        if cv and cv != name and cv not in up:
-                            up.append(cv)
-                elif v and v != name and v not in up:
-                    up.append(v)
+                        if cv and cv != name:
+                            up[cv] = None
+                elif v and v != name:
+                    up[v] = None
         label = str(s.get("display_name") or name)
         state = str(s.get("state") or "pending")
         took = fmt_duration(s.get("duration"))
@@ -170,7 +170,7 @@ def _nodes(snap: dict[str, Any]) -> list[dict[str, Any]]:
         kind = _group_kind(str(s.get("group") or ""), groups)
         if kind in GROUP_ICONS and name not in collapsed:
             meta = f"{GROUP_ICONS[kind]} {meta}"  # inside an If/Elif/Else branch or an exit handler
-        nodes.append({"name": name, "label": label, "state": state, "meta": meta, "upstream": up,
+        nodes.append({"name": name, "label": label, "state": state, "meta": meta, "upstream": list(up),
                       "title": title, "group": str(s.get("group") or "")})
     return nodes
 
