@@ -16,7 +16,7 @@ import zipfile
 import httpx
 import psutil
 
-from nbpipe import component, pipeline
+from nbpipe import Dataset, Output, component, pipeline
 from nbpipe.package import build_package
 
 MiB = 2**20
@@ -169,3 +169,46 @@ def test_concurrent_large_model_bundle_uploads_are_streamed(nb_runner_factory) -
     assert all("not an nbpipe endpoint bundle" in e for _, e in codes), codes
     assert rss.peak < 300 * MiB
     assert not list((r.data_dir / "uploads").iterdir())  # no temporary file left behind
+
+
+@component(cache=False)
+def big_artifact(mb: int, data: Output[Dataset]) -> None:
+    with open(data.path, "wb") as fh:
+        for _ in range(mb):
+            fh.write(b"\0" * MiB)
+
+
+@pipeline
+def big_artifact_pipe(mb: int = 250):
+    big_artifact(mb=mb)
+
+
+def test_an_artifact_from_a_store_without_urls_is_streamed(tmp_path) -> None:
+    """S3 with NBPIPE_S3_PUBLIC_ENDPOINT=off (or a plugin store) has neither a local file nor a URL for
+    an artifact: GET /artifacts/DIGEST read all 250 MiB of it into the runner's memory."""
+    import uuid
+
+    from runner_process import RunnerProcess
+    from test_store_s3 import ACCESS, SECRET, start_moto, stop
+
+    moto, s3_url = start_moto()
+    env = {"NBPIPE_STORE": "s3", "NBPIPE_S3_ENDPOINT": s3_url, "NBPIPE_S3_BUCKET": "nbpipe-memory",
+           "NBPIPE_S3_PREFIX": uuid.uuid4().hex[:8], "NBPIPE_S3_ACCESS_KEY": ACCESS, "NBPIPE_S3_SECRET_KEY": SECRET,
+           "NBPIPE_S3_PUBLIC_ENDPOINT": "off"}
+    r = RunnerProcess(tmp_path / "runner", extra_env=env).start()
+    try:
+        run = r.client().submit(big_artifact_pipe, {"mb": 250}).wait(timeout=600)
+        digest = run.steps["big_artifact"]["outputs"]["data"]["digest"]
+        got = 0
+        with PeakRSS(r.pid) as rss:
+            with httpx.stream("GET", f"{r.url}/api/v1/artifacts/{digest}", headers=r.headers(), timeout=300) as resp:
+                assert resp.status_code == 200
+                for chunk in resp.iter_bytes():
+                    got += len(chunk)
+        print(f"\n250 MiB artifact from S3 (no public endpoint): runner peak RSS {rss.peak / MiB:.0f} MiB")
+        assert got == 250 * MiB
+        assert rss.peak < 300 * MiB
+        assert not list((r.data_dir / "uploads").iterdir())  # the temporary copy is gone once sent
+    finally:
+        r.stop()
+        stop(moto)

@@ -420,7 +420,25 @@ def create_app(config: RunnerConfig, on_ready: Any = None, on_stop: Any = None) 
         url = store.url_for(key)
         if url:
             return Response(status_code=307, headers={"Location": url})
-        return Response(await asyncio.to_thread(store.get_bytes, key), media_type=media)
+        # Neither a local file nor a URL (S3 with NBPIPE_S3_PUBLIC_ENDPOINT=off, a plugin store): through
+        # a temporary file (unlinked once open), never held whole in memory (an artifact may be GBs).
+        import tempfile
+
+        fd, tmp = tempfile.mkstemp(dir=sched().upload_dir(), prefix="artifact-")
+        os.close(fd)
+        try:
+            await asyncio.to_thread(store.get_file, key, tmp)
+            fh = open(tmp, "rb")
+        finally:
+            os.unlink(tmp)
+        size = os.fstat(fh.fileno()).st_size
+
+        def chunks() -> Any:  # a sync generator: Starlette reads it in a worker thread
+            with fh:
+                while block := fh.read(1 << 20):
+                    yield block
+
+        return StreamingResponse(chunks(), media_type=media, headers={"Content-Length": str(size)})
 
     app.include_router(schedule_router(lambda: state["schedules"], _error))
     from .lineage import lineage_router  # dashboard reads: artifact lineage, the filtered run list
