@@ -248,7 +248,7 @@ def test_wait_honours_its_timeout_on_a_stuck_run(tmp_path, stuck) -> None:
     assert elapsed < 15, f"wait(timeout=2) returned after {elapsed:.1f} s"
 
 
-def test_health_and_cli_report_a_scheduling_loop_that_stopped(tmp_path) -> None:
+def test_health_and_cli_report_a_scheduling_loop_that_stopped(tmp_path, monkeypatch) -> None:
     r = RunnerProcess(tmp_path / "data", extra_env={"NBPIPE_FAILPOINT": "loop-crash"}).start()
     try:
         resp = httpx.get(f"{r.url}/api/v1/health", headers=r.headers(), timeout=10)
@@ -262,6 +262,14 @@ def test_health_and_cli_report_a_scheduling_loop_that_stopped(tmp_path) -> None:
         cli = subprocess.run([nbpipe_cli, "--runner", r.url, "runner", "status"],
                              capture_output=True, text=True, timeout=60, env={**os.environ, **r.client_env()})
         assert cli.returncode != 0 and "not scheduling runs" in cli.stdout + cli.stderr
+        # the Lab panel's status: the runner answers, but says it is not scheduling (not "stopped")
+        from nbpipe.lab.connection import RunnerConnection
+
+        monkeypatch.setenv("NBPIPE_RUNNER_URL", r.url)
+        monkeypatch.setenv("NBPIPE_TOKEN", r.token)
+        status = RunnerConnection().status()
+        assert status["stalled"] and status["reachable"] and not status["health"]["loop"]["ticking"]
+        assert "not scheduling runs" in status["error"] and "scheduling loop stopped" in status["error"]
     finally:
         r.stop()
 

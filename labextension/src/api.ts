@@ -18,6 +18,8 @@ export interface RunnerStatus {
   health: Record<string, JSONValue> | null;
   /** false: the Jupyter server did not answer the status request (set by the panel, not the server). */
   server?: boolean;
+  /** The runner answers but its scheduling loop stopped (health 503 'stalled'); error says why. */
+  stalled?: boolean;
 }
 
 export interface RunnerSettings {

@@ -220,6 +220,9 @@ export class NbpipePanel extends Widget {
       if (s.server === false) {
         text = 'Jupyter server not answering';
         cls = 'nbp-status-down';
+      } else if (s.stalled) {
+        text = `Runner not scheduling runs · ${where}`;
+        cls = 'nbp-status-down';
       } else if (s.mode === 'embedded') {
         text = s.reachable ? `Embedded runner · ${where}` : s.url ? 'Embedded runner stopped' : 'Embedded runner · starts on first run';
         cls = s.reachable ? 'nbp-status-ok' : s.url ? 'nbp-status-down' : 'nbp-status-idle';
@@ -244,11 +247,13 @@ export class NbpipePanel extends Widget {
 
   /** While the runner (or the Jupyter server) does not answer: what happened and what to do. */
   private renderDown(s: PanelState['status']): void {
-    const down = Boolean(s && !s.reachable && (s.server === false || s.mode === 'remote' || s.url));
+    const down = Boolean(s && (s.stalled || (!s.reachable && (s.server === false || s.mode === 'remote' || s.url))));
     const every = `${STATUS_EVERY_MS / 1000} s`;
     let what = '';
     if (s && down) {
-      if (s.server === false) {
+      if (s.stalled) {
+        what = `${s.error} Runs stay queued until it is restarted: nbpipe runner stop, then Run Pipeline (or nbpipe runner start); its runs resume from the database.`;
+      } else if (s.server === false) {
         what = `The Jupyter server does not answer (${s.error}). Restart it (jupyter lab); the panel checks again every ${every}.`;
       } else if (s.mode === 'embedded') {
         what = `The embedded runner at ${s.url} stopped. Run Pipeline (or ↻ in Runs) starts it again; this panel checks every ${every} and reconnects by itself.`;

@@ -205,6 +205,11 @@ class RunnerConnection:
             out["health"] = probe.health()
             out["reachable"] = True
         except RunnerError as exc:
+            stalled = _stalled(probe)
+            if stalled is not None:  # it answers, but its scheduling loop stopped: say so, not "stopped"
+                out.update(reachable=True, stalled=True, health=stalled,
+                           error=str(stalled.get("message") or "The runner is not scheduling runs"))
+                return out
             out["error"] = exc.message
             if not setting.url:  # the embedded runner died: the next client() starts a new one
                 out["error"] = "The embedded runner stopped; the next run (or Runs list) starts it again."
@@ -225,3 +230,15 @@ class RunnerConnection:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
+
+def _stalled(probe: Any) -> dict[str, Any] | None:
+    """The health body of a runner that answers 503 'stalled' (its loop is not ticking), else None."""
+    try:
+        resp = probe._http.get("/api/v1/health")  # noqa: SLF001 - the raw answer, not the raised error
+        body = resp.json()
+    except Exception:  # noqa: BLE001 - not answering, or not JSON: not a stalled runner
+        return None
+    if resp.status_code == 503 and isinstance(body, dict) and body.get("status") == "stalled":
+        return body
+    return None
