@@ -152,6 +152,7 @@ class PodSettings:
     default_requests: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_REQUESTS))
     default_limits: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     package_skew: str = ""
+    s3_light: str = ""  # NBPIPE_S3_LIGHT for every pod ("0": the full minio client; see nbpipe.stores.s3_light)
     delete_pods: str = "on-success"
     deadline_margin: float = 60.0
 
@@ -189,6 +190,7 @@ class PodSettings:
                 setattr(s, attr, _parse_map(e[var], var))
         s.delete_pods = e.get("NBPIPE_K8S_DELETE_PODS", s.delete_pods)
         s.package_skew = e.get("NBPIPE_PACKAGE_SKEW", "").strip().lower()
+        s.s3_light = e.get("NBPIPE_S3_LIGHT", "").strip()
         for key, value in options.items():
             if not hasattr(s, key):
                 raise NbpipeError(f"Unknown kubernetes executor option {key!r}",
@@ -348,6 +350,8 @@ def build_pod(job: dict[str, Any], attempt_id: str, settings: PodSettings, timeo
             {"name": JOB_ENV, "value": encoded},
             *([{"name": "NBPIPE_PACKAGE_SKEW", "value": settings.package_skew}]  # (a component's env= wins)
               if settings.package_skew and "NBPIPE_PACKAGE_SKEW" not in (job.get("env") or {}) else []),
+            *([{"name": "NBPIPE_S3_LIGHT", "value": settings.s3_light}]
+              if settings.s3_light and "NBPIPE_S3_LIGHT" not in (job.get("env") or {}) else []),
             {"name": "NBPIPE_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
     for var, ref in sorted(settings.secret_env.items()):
         secret, _, key = ref.partition(":")

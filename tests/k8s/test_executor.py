@@ -104,6 +104,29 @@ def test_step_pods_get_default_requests_and_limits_that_components_and_runners_o
         PodSettings.from_env({"NBPIPE_K8S_DEFAULT_REQUESTS": "memory=4Gi"})
 
 
+def test_runner_policies_reach_pods_unless_the_component_sets_them() -> None:
+    job = {"run_id": "r1", "step": "s", "attempt": 1, "store": {"type": "local", "root": "/x"}}
+    settings = PodSettings.from_env({"NBPIPE_PACKAGE_SKEW": "warn", "NBPIPE_S3_LIGHT": "0"})
+
+    def env(j: dict[str, Any]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for e in build_pod(j, "r1.s.1", settings)["spec"]["containers"][0]["env"]:
+            out.setdefault(e["name"], []).append(e.get("value", ""))
+        return out
+
+    assert env(job)["NBPIPE_PACKAGE_SKEW"] == ["warn"] and env(job)["NBPIPE_S3_LIGHT"] == ["0"]
+    assert env(job | {"env": {"NBPIPE_PACKAGE_SKEW": "off"}})["NBPIPE_PACKAGE_SKEW"] == ["off"]  # once: the component's
+    assert "NBPIPE_PACKAGE_SKEW" not in env_of_default(job)
+    with pytest.raises(NbpipeError, match="package_skew='maybe' is not one of error, warn, off"):
+        PodSettings.from_env({"NBPIPE_PACKAGE_SKEW": "maybe"})
+    script = build_pod(job, "r1.s.1", settings)["spec"]["containers"][0]["command"][2]
+    assert "-m nbpipe.executors.entry" in script and "runpy.run_module" in script  # the bootstrap, as `python -m`
+
+
+def env_of_default(job: dict[str, Any]) -> set[str]:
+    return {e["name"] for e in build_pod(job, "r1.s.1", PodSettings.from_env({}))["spec"]["containers"][0]["env"]}
+
+
 @pytest.mark.parametrize("value", ["simple", "-lead.and.trail-", "x" * 80, "ünïcode step", "a/b:c", "___"])
 def test_label_values_follow_kubernetes_rules_and_stay_distinct(value: str) -> None:
     out = label_value(value)
