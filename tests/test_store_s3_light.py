@@ -173,3 +173,78 @@ def test_a_step_process_imports_neither_minio_nor_the_nbpipe_package(tmp_path: P
     out = subprocess.run([sys.executable, "-c", BOOTSTRAP, "-m", "probe"], capture_output=True, text=True,
                          cwd=tmp_path, check=True)
     assert out.stdout.splitlines() == ["[]", "nbpipe.artifacts"], out.stdout + out.stderr
+
+
+class _RegionalServer:
+    """An S3 stand-in in region eu-west-3: refuses other regions' signatures naming its own (as AWS does),
+    answers GETs chunked and closes the connection after every other answer."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        objects: dict[str, tuple[bytes, str]] = {}
+        seen: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _refuse_wrong_region(self) -> bool:
+                scope = self.headers.get("Authorization", "").split("Credential=")[1].split(",")[0]
+                seen.append(scope.split("/")[2])
+                if scope.split("/")[2] == "eu-west-3":
+                    return False
+                body = b"<Error><Code>AuthorizationHeaderMalformed</Code><Region>eu-west-3</Region></Error>"
+                self.send_response(400)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return True
+
+            def do_PUT(self) -> None:
+                data = self.rfile.read(int(self.headers["Content-Length"]))
+                if self._refuse_wrong_region():
+                    return
+                objects[self.path] = (data, self.headers["x-amz-meta-sha256"])
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                if len(seen) % 2:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
+                self.end_headers()
+
+            def do_GET(self) -> None:
+                if self._refuse_wrong_region():
+                    return
+                data, digest = objects[self.path]
+                self.send_response(200)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.send_header("x-amz-meta-sha256", digest)
+                self.end_headers()
+                for i in range(0, len(data), 7):
+                    piece = data[i:i + 7]
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.write(b"0\r\n\r\n")
+
+        self.seen = seen
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_a_bucket_in_another_region_chunked_answers_and_closed_connections(tmp_path: Path) -> None:
+    server = _RegionalServer()
+    try:
+        light = LightS3Store(server.url, "b", access_key=ACCESS, secret_key=SECRET)
+        data = b"chunked answers are reassembled " * 3
+        light.put_bytes(data, key="runs/x")
+        assert server.seen == ["us-east-1", "eu-west-3"]  # learned from the refusal, once
+        light.put_bytes(b"more", key="runs/y")  # after a "Connection: close": a new connection, no error
+        assert light.get_bytes("runs/x") == data and light.get_bytes("runs/y") == b"more"
+        light.get_file("runs/x", str(tmp_path / "x"))
+        assert (tmp_path / "x").read_bytes() == data and server.seen.count("us-east-1") == 1
+    finally:
+        server.server.shutdown()
