@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -251,6 +252,7 @@ class LightS3Store:
         self._signing_region = region
         self._access, self._secret = resolve_credentials(access_key, secret_key)
         self._conn: Any = None
+        self._lock = threading.Lock()  # one request at a time on the one connection
         self._full: Any = None
         self.requests = 0  # HTTP requests sent (for tests and benchmarks)
 
@@ -301,6 +303,11 @@ class LightS3Store:
         ``body`` is bytes or a callable returning a fresh file object (so a retry can resend it);
         ``stream(response)`` consumes a 200 answer's body instead of reading it into memory.
         """
+        with self._lock:
+            return self._send(method, name, headers, body, payload, action, stream)
+
+    def _send(self, method: str, name: str, headers: dict[str, str] | None, body: bytes | Callable[[], Any] | None,
+              payload: str, action: str, stream: Callable[[Any], Any] | None) -> tuple[int, dict[str, str], bytes]:
         path = "/" + self.bucket + ("/" + name if name else "")  # keys and buckets need no escaping (check_key)
         for attempt in range(3):
             hdrs = dict(headers or {})
