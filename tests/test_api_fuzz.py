@@ -147,3 +147,53 @@ def test_a_model_bundle_with_a_deeply_nested_manifest_is_a_400(runner_with_a_run
     assert resp.status_code == 400, resp.text
     assert "nested too deeply" in resp.json()["error"]
     assert httpx.get(f"{r.url}/api/v1/endpoints/deep", headers=r.headers()).status_code == 404
+
+
+def double(model, x):
+    return x * model
+
+
+def test_the_declared_response_models_hold_for_real_answers(runner_with_a_run) -> None:
+    """The fuzz rarely reaches a real endpoint, schedule or lineage: their documented models are
+    checked here against what the runner answers for real ones."""
+    import jsonschema
+
+    from nbpipe.serving import serve
+
+    r = runner_with_a_run
+    c = r.client()
+    spec = httpx.get(f"{r.url}/openapi.json", timeout=30).json()
+
+    def check(method: str, path: str, resp: httpx.Response) -> None:
+        op = spec["paths"][path][method.lower()]
+        declared = op["responses"][str(resp.status_code)]["content"]["application/json"]["schema"]
+        jsonschema.validate(resp.json(), {**declared, "components": spec["components"]})
+
+    run = c.runs()[0]
+    api, auth = f"{r.url}/api/v1", r.headers()
+    serve(3, predict=double, name="models", runner=c)
+    serve(4, predict=double, name="models", runner=c)
+    sched = httpx.post(f"{api}/schedules", json={"package": run["package"], "interval": 3600}, headers=auth)
+    answers = [
+        ("POST", "/api/v1/schedules", sched),
+        ("GET", "/api/v1/schedules", httpx.get(f"{api}/schedules", headers=auth)),
+        ("POST", "/api/v1/schedules/{sid}/pause", httpx.post(f"{api}/schedules/{sched.json()['id']}/pause", headers=auth)),
+        ("DELETE", "/api/v1/schedules/{sid}", httpx.delete(f"{api}/schedules/{sched.json()['id']}", headers=auth)),
+        ("GET", "/api/v1/endpoints", httpx.get(f"{api}/endpoints", headers=auth)),
+        ("POST", "/api/v1/endpoints/{name}/rollback", httpx.post(f"{api}/endpoints/models/rollback", headers=auth,
+                                                                 json={}, timeout=120)),
+        ("DELETE", "/api/v1/endpoints/{name}/versions/{version}",
+         httpx.delete(f"{api}/endpoints/models/versions/2", headers=auth, timeout=120)),
+        ("GET", "/api/v1/endpoints/{name}", httpx.get(f"{api}/endpoints/models", headers=auth)),
+        ("DELETE", "/api/v1/endpoints/{name}", httpx.delete(f"{api}/endpoints/models", headers=auth, timeout=120)),
+        ("GET", "/api/v1/whoami", httpx.get(f"{api}/whoami", headers=auth)),
+        ("GET", "/api/v1/audit", httpx.get(f"{api}/audit", headers=auth)),
+        ("GET", "/api/v1/dashboard/runs", httpx.get(f"{api}/dashboard/runs", params={"facets": True}, headers=auth)),
+        ("GET", "/api/v1/lineage/runs/{run_id}/steps/{step}",
+         httpx.get(f"{api}/lineage/runs/{run['id']}/steps/hello", headers=auth)),
+        ("POST", "/api/v1/runs/{run_id}/rerun", httpx.post(f"{api}/runs/{run['id']}/rerun", json={}, headers=auth)),
+    ]
+    for method, path, resp in answers:
+        assert resp.status_code < 300, (method, path, resp.status_code, resp.text)
+        check(method, path, resp)
+    c.run(answers[-1][2].json()["id"]).wait(timeout=60)

@@ -137,3 +137,103 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
             413: "Too large", 503: "The scheduling loop is not running", 507: "The runner's disk is full"}
     body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}  # see server.py
     return {c: {"content": body, "description": text.get(c, "Error")} for c in codes}
+
+
+class Schedule(BaseModel):
+    id: str
+    name: str
+    package: str
+    pipeline: str
+    params: dict[str, Any]
+    experiment: str
+    cron: str | None = None
+    interval: float | None = None
+    trigger: dict[str, Any] | None = None
+    max_concurrency: int
+    catchup: bool
+    paused: bool
+    next_fire_at: float | None = None
+    last_fire_at: float | None = None
+    fires: int
+    skipped: int
+    created_at: float
+    profile: str
+    kind: str
+    model_config = ConfigDict(extra="allow")
+
+
+class Deleted(BaseModel):
+    id: str
+    deleted: bool
+
+
+class EndpointVersion(BaseModel):
+    version: str
+    digest: str
+    size: int
+    created_at: float
+    description: str
+    source: dict[str, Any]
+    model: dict[str, Any]
+    seq: int
+    default: bool
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+
+class Endpoint(BaseModel):
+    name: str
+    url: str | None = None
+    token: str = Field(description="the endpoint's own token (what its model server accepts), never the runner's")
+    port: int | None = None
+    state: str
+    reason: str
+    default_version: str
+    versions: list[EndpointVersion]
+    pid: int | None = None
+    restarts: int
+    created_at: float
+    updated_at: float
+    profile: str
+    infer_url: str | None = None
+    model_config = ConfigDict(extra="allow")
+
+
+class EndpointDeleted(BaseModel):
+    deleted: str
+
+
+class WhoAmI(BaseModel):
+    name: str
+    role: str
+    profiles: list[str]
+    default_profile: str
+
+
+class AuditEntry(BaseModel):
+    id: int
+    ts: float
+    user: str
+    role: str
+    action: str
+    profile: str
+    target: str
+    detail: Any = None
+    model_config = ConfigDict(extra="allow")
+
+
+class RunPage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    last_event_id: int
+    runs: list[RunSummary]
+    facets: dict[str, Any] | None = None
+    model_config = ConfigDict(extra="allow")
+
+
+class Lineage(BaseModel):
+    run: str
+    step: str
+    state: str
+    artifacts: list[dict[str, Any]]
+    model_config = ConfigDict(extra="allow")

@@ -74,10 +74,12 @@ def audit_router(engine: Callable[[], sa.Engine], error: Callable[[int, Any], An
 
     from ..errors import NbpipeError
     from . import profiles
+    from .api_models import AuditEntry, WhoAmI, errors
 
     router = APIRouter()
 
-    @router.get("/api/v1/audit", description="Who changed what (admins only), newest first.")
+    @router.get("/api/v1/audit", description="Who changed what (admins only), newest first.",
+                responses={200: {"model": list[AuditEntry]}, **errors(403)})
     async def get_audit(user: str | None = Query(None, max_length=128), action: str | None = Query(None, max_length=40),
                         profile: str | None = Query(None, max_length=63),
                         target: str | None = Query(None, max_length=400),
@@ -89,7 +91,8 @@ def audit_router(engine: Callable[[], sa.Engine], error: Callable[[int, Any], An
                                           hint="Ask an admin of this runner (role: admin in its users file)."))
         return await asyncio.to_thread(query, engine(), user, action, profile, target, since, limit)
 
-    @router.get("/api/v1/whoami", description="The caller: name, role and profiles.")
+    @router.get("/api/v1/whoami", description="The caller: name, role and profiles.",
+                responses={200: {"model": WhoAmI}})
     async def whoami() -> Any:
         caller = profiles.current()
         return caller.public() if caller is not None else None

@@ -36,6 +36,7 @@ from pydantic import BaseModel, Field
 
 from ..serving.bundle import DEPLOY_ENV, MAX_BUNDLE_BYTES, NAME_RE, read_manifest
 from . import db
+from .api_models import Endpoint, EndpointDeleted, errors
 from .migrations.m0004_endpoints import endpoint_versions, endpoints
 
 log = logging.getLogger("nbpipe.runner.endpoints")
@@ -555,11 +556,12 @@ def endpoints_router(get: Callable[[], Endpoints], error: Callable[..., Any]) ->
     def fail(exc: EndpointError) -> Any:
         return error(exc.status, NbpipeError(str(exc), hint=exc.hint))
 
-    @r.get("", description="Model-serving endpoints, their versions and where they listen.")
+    @r.get("", description="Model-serving endpoints, their versions and where they listen.",
+           responses={200: {"model": list[Endpoint]}})
     async def list_endpoints() -> Any:
         return await asyncio.to_thread(get().list)
 
-    @r.get("/{name}")
+    @r.get("/{name}", responses={200: {"model": Endpoint}, **errors(400, 404)})
     async def get_endpoint(name: str) -> Any:
         try:
             return get().get(name)
@@ -568,6 +570,7 @@ def endpoints_router(get: Callable[[], Endpoints], error: Callable[..., Any]) ->
 
     @r.put("/{name}/versions", status_code=201, description="Deploy a bundle (the request body, as built by "
            "nbpipe.serve) as a new version and serve it by default.",
+           responses={201: {"model": Endpoint}, **errors(400, 403, 409, 413)},
            openapi_extra={"requestBody": {"content": {"application/zip": {"schema": {"type": "string",
                                                                                       "format": "binary"}}}}})
     async def deploy(name: str, request: Request, version: str | None = Query(None, max_length=64),
@@ -596,21 +599,21 @@ def endpoints_router(get: Callable[[], Endpoints], error: Callable[..., Any]) ->
             if path is not None and os.path.exists(path):
                 os.unlink(path)
 
-    @r.post("/{name}/rollback")
+    @r.post("/{name}/rollback", responses={200: {"model": Endpoint}, **errors(400, 404, 409)})
     async def rollback(name: str, req: RollbackRequest = Body(default_factory=RollbackRequest)) -> Any:
         try:
             return await get().rollback(name, req.version)
         except EndpointError as exc:
             return fail(exc)
 
-    @r.delete("/{name}/versions/{version}")
+    @r.delete("/{name}/versions/{version}", responses={200: {"model": Endpoint}, **errors(400, 404, 409)})
     async def delete_version(name: str, version: str) -> Any:
         try:
             return await get().delete_version(name, version)
         except EndpointError as exc:
             return fail(exc)
 
-    @r.delete("/{name}")
+    @r.delete("/{name}", responses={200: {"model": EndpointDeleted}, **errors(400, 404)})
     async def delete(name: str) -> Any:
         try:
             await get().delete(name)

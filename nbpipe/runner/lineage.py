@@ -235,11 +235,14 @@ def lineage_router(engine: Callable[[], sa.Engine], error: Callable[[int, Any], 
 
     from fastapi import APIRouter
 
+    from .api_models import Lineage, errors
+
     router = APIRouter()
 
     @router.get("/api/v1/lineage/runs/{run_id}/steps/{step}",
                 description="Lineage of a step's outputs: producer (through the cache), inputs, code digest, "
-                            "and every step in any run that consumed the same artifact.")
+                            "and every step in any run that consumed the same artifact.",
+                responses={200: {"model": Lineage}, **errors(404)})
     async def get_lineage(run_id: str, step: str, output: str | None = None) -> Any:
         try:
             return await asyncio.to_thread(lineage, engine(), run_id, step, output)

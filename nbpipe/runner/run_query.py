@@ -127,11 +127,14 @@ def run_query_router(engine: Callable[[], sa.Engine], error: Callable[[int, Any]
 
     from fastapi import APIRouter, Query
 
+    from .api_models import RunPage, errors
+
     router = APIRouter()
 
     @router.get("/api/v1/dashboard/runs",
                 description="A page of runs (newest first) with filters, search, the total, facets and the last "
-                            "event id to follow /api/v1/events from.")
+                            "event id to follow /api/v1/events from.",
+                responses={200: {"model": RunPage}, **errors(400)})
     async def dashboard_runs(experiment: str | None = None, pipeline: str | None = None,
                              state: str | None = Query(None, description="one state or several, comma-separated"),
                              notebook: str | None = None, q: str | None = Query(None, max_length=200),

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from ..errors import NbpipeError
-from .api_models import Digest, JsonObject, Text, errors
+from .api_models import Deleted, Digest, JsonObject, Schedule, Text, errors
 from .schedules import Schedules
 
 
@@ -35,7 +35,7 @@ def schedule_router(schedules: Callable[[], Schedules], error: Callable[[int, An
     """The schedule routes; ``schedules()`` returns the running :class:`Schedules`."""
     r = APIRouter(prefix="/api/v1/schedules")
 
-    @r.post("", status_code=201, responses=errors(400, 404))
+    @r.post("", status_code=201, responses={201: {"model": Schedule}, **errors(400, 404)})
     async def create(req: ScheduleRequest) -> Any:
         try:
             from .profiles import note, submit_profile
@@ -46,23 +46,23 @@ def schedule_router(schedules: Callable[[], Schedules], error: Callable[[int, An
         except NbpipeError as exc:
             return error(400, exc)
 
-    @r.get("")
+    @r.get("", responses={200: {"model": list[Schedule]}})
     async def list_schedules() -> list[dict[str, Any]]:
         return schedules().list()
 
-    @r.get("/{sid}", responses=errors(404))
+    @r.get("/{sid}", responses={200: {"model": Schedule}, **errors(404)})
     async def get(sid: str) -> Any:
         return schedules().get(sid) or error(404, f"No schedule {sid}")
 
-    @r.post("/{sid}/pause", responses=errors(404))
+    @r.post("/{sid}/pause", responses={200: {"model": Schedule}, **errors(404)})
     async def pause(sid: str) -> Any:
         return schedules().set_paused(sid, True) or error(404, f"No schedule {sid}")
 
-    @r.post("/{sid}/resume", responses=errors(404))
+    @r.post("/{sid}/resume", responses={200: {"model": Schedule}, **errors(404)})
     async def resume(sid: str) -> Any:
         return schedules().set_paused(sid, False) or error(404, f"No schedule {sid}")
 
-    @r.delete("/{sid}", responses=errors(404))
+    @r.delete("/{sid}", responses={200: {"model": Deleted}, **errors(404)})
     async def delete(sid: str) -> Any:
         return {"id": sid, "deleted": True} if schedules().delete(sid) else error(404, f"No schedule {sid}")
 
