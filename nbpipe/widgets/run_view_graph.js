@@ -142,8 +142,10 @@ export class GraphView {
     this.nodes.clear();
     this.edgesByStep.clear();
     this.edgeLayer.replaceChildren();
-    this.edgeLayer.setAttribute("width", L.width);
-    this.edgeLayer.setAttribute("height", L.height);
+    // A large graph's edges near the view only: the layer is not sized to the whole graph (its paths
+    // overflow it, visible), so the browser does not keep a surface of millions of pixels for it.
+    this.edgeLayer.setAttribute("width", this.large ? 1 : L.width);
+    this.edgeLayer.setAttribute("height", this.large ? 1 : L.height);
     this.edgeLayer.append(this.arrowDefs());
     this.edgeGroup = svg("g");
     this.edgeLayer.append(this.edgeGroup);

@@ -176,3 +176,22 @@ def test_10k_steps_bounded_dom_navigation_and_1000_events(rv_page: Any, shape: s
             break
     assert picked and picked.startswith("shard-"), picked
     assert rv_page.locator(f'.rv-node.rv-selected[data-step="{picked}"]').count() == 1
+
+
+def test_10k_overview_follows_the_dark_theme(rv_page: Any, rv_artifacts: Any) -> None:
+    # The painted canvas takes its colours from the stylesheet, so Lab's dark theme applies to it too.
+    lum = """() => { const c = document.querySelector('.rv-overview'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      const probe = getComputedStyle(document.querySelector('.rv-probe-node.rv-state-pending')).backgroundColor;
+      let n = 0;
+      for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 100) n += 1;
+      const m = probe.match(/[\\d.]+/g).map(Number), rgb = probe.startsWith('color(') ? m.slice(0, 3).map((v) => v * 255) : m.slice(0, 3);
+      return { opaque: n / (d.length / 4), lum: (0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]) / 255 }; }"""
+    snap = rv_page.evaluate(FANOUT, N)
+    rv_page.evaluate(SHOW, snap)
+    light = rv_page.evaluate(lum)
+    rv_page.evaluate("() => document.body.setAttribute('data-jp-theme-light', 'false')")
+    rv_page.evaluate(SHOW, snap)
+    dark = rv_page.evaluate(lum)
+    rv_page.screenshot(path=str(rv_artifacts / "run_view_10k_dark.png"))
+    assert light["opaque"] > 0.3 and dark["opaque"] > 0.3, (light, dark)  # the blocks are painted
+    assert light["lum"] > 0.6 and dark["lum"] < 0.45, (light, dark)
