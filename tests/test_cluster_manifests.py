@@ -216,7 +216,7 @@ def test_rbac_is_least_privilege(objects: list[Obj]) -> None:
     expected |= {("", "pods/log", "get")}
     expected |= {("", "persistentvolumeclaims", v) for v in ("create", "delete")}
     expected |= {("", "services", v) for v in ("create", "delete")}  # distributed steps, endpoints
-    expected |= {("apps", "deployments", v) for v in ("create", "patch", "delete")}  # endpoints (k8s serving)
+    expected |= {("apps", "deployments", v) for v in ("create", "get", "patch", "delete")}  # endpoints (k8s serving)
     expected |= {("", "secrets", v) for v in ("create", "delete")}  # endpoints' tokens: written, never read
     expected |= {("kubeflow.org", "pytorchjobs", v) for v in ("create", "get", "list", "watch", "delete")}  # kubeflow_job
     expected |= {("serving.kserve.io", "inferenceservices", v) for v in ("create", "get", "patch", "delete")}  # kserve
@@ -460,10 +460,14 @@ def test_the_runner_gets_only_the_step_pod_part_of_its_role_in_a_profile(profile
     home = grants(one(base, "Role", "nbpipe-runner"))
     granted = grants(role)
     # what the executor does in a profile's namespace: step pods, their logs, per-run claims, and the
-    # headless Service of a distributed step
+    # headless Service of a distributed step; and the profile's endpoints (Deployment or InferenceService,
+    # Service, token Secret: written, never read)
     assert granted == {("", "pods", v) for v in ("create", "get", "list", "watch", "delete")} | {
-        ("", "pods/log", "get")} | {("", r, v) for r in ("persistentvolumeclaims", "services") for v in ("create", "delete")} | {
-        ("kubeflow.org", "pytorchjobs", v) for v in ("create", "get", "list", "watch", "delete")}  # kubeflow_job
+        ("", "pods/log", "get")} | {("", r, v) for r in ("persistentvolumeclaims", "services", "secrets")
+                                    for v in ("create", "delete")} | {
+        ("kubeflow.org", "pytorchjobs", v) for v in ("create", "get", "list", "watch", "delete")} | {  # kubeflow_job
+        ("apps", "deployments", v) for v in ("create", "get", "patch", "delete")} | {
+        ("serving.kserve.io", "inferenceservices", v) for v in ("create", "get", "patch", "delete")}
     assert granted <= home, f"more in profile {name} than the runner has at home: {granted - home}"
     binding = one(objects, "RoleBinding", "nbpipe-runner")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "nbpipe-runner"}

@@ -89,7 +89,9 @@ class Endpoints:
         # NBPIPE_SERVING=kubernetes: a Deployment + Service per endpoint instead of a local process;
         # NBPIPE_SERVING=kserve: a KServe InferenceService per endpoint
         kind = backend()
-        self.k8s = KServeServing(store) if kind == "kserve" else K8sServing(store) if kind == "kubernetes" else None
+        # (in the namespace of the endpoint's profile, reading the profile's view of the store)
+        serving = {"kserve": KServeServing, "kubernetes": K8sServing}.get(kind)
+        self.k8s = serving(store, stores=self._stores()) if serving is not None else None
 
     # ------------------------------------------------------------ queries
     def _rows(self, name: str | None = None) -> list[dict[str, Any]]:
@@ -111,7 +113,7 @@ class Endpoints:
                   for v in vers if v["endpoint"] == e["name"]]
             url = f"http://127.0.0.1:{e['port']}" if e["port"] else None
             if self.k8s is not None:
-                url = self.k8s.url(e["name"], e["port"])
+                url = self.k8s.url(e["name"], e["port"], e.get("profile") or "default")
             out.append({"name": e["name"], "url": url, "token": self.endpoint_token(e["name"]),
                         "port": e["port"], "state": e["state"], "reason": e["reason"],
                         "default_version": e["default_version"], "versions": vs, "pid": e["pid"],
@@ -423,8 +425,9 @@ class Endpoints:
                 await self._start(name)
 
     async def _stop(self, name: str) -> None:
-        if self.k8s is not None:  # the endpoint's Deployment, Service and token Secret
-            await self.k8s.delete(name)
+        if self.k8s is not None:  # the endpoint's Deployment, Service and token Secret (in its profile's namespace)
+            rows = await asyncio.to_thread(self._rows, name)
+            await self.k8s.delete(name, rows[0]["profile"] if rows else None)
             return
         proc = self.procs.pop(name, None)
         task = self.watchers.pop(name, None)

@@ -2,22 +2,30 @@
 
 With the Kubernetes backend (``NBPIPE_SERVING=kubernetes``; the default when the runner's executor
 is ``kubernetes``) the runner does not start model-server processes itself: endpoint ``NAME``
-becomes, in the runner's namespace,
+becomes, in the namespace of the endpoint's profile (where that profile's step pods run: its
+:class:`~nbpipe.runner.profiles.Placement`, else the runner's namespace, as for ``default``),
 
 - Deployment ``nbp-ep-NAME`` (one replica) running ``python -m nbpipe.serving.k8s``, which fetches
-  the endpoint's bundles from the store (the runner's store config travels in
-  ``NBPIPE_ENDPOINT_CONFIG``; S3 credentials come from the same Secret as step pods) and runs
+  the endpoint's bundles from the profile's view of the store (its config, limited to the profile's
+  prefix ``profiles/<P>/``, travels in ``NBPIPE_ENDPOINT_CONFIG``; bundle keys relative to it; the
+  ServiceAccount and S3 credentials Secret are the profile's, as for its step pods) and runs
   :mod:`nbpipe.serving.server` on its port, with readiness and liveness probes on its open health
   routes (``/v2/health/ready``, ``/v2/health/live``);
 - Secret ``nbp-ep-NAME-token``: the endpoint's own token (never the runner's), as
   ``NBPIPE_ENDPOINT_TOKEN`` in the server;
-- Service ``nbp-ep-NAME`` in front of it; the endpoint's URL is ``http://nbp-ep-NAME.NS.svc``.
+- Service ``nbp-ep-NAME`` in front of it; the endpoint's URL is ``http://nbp-ep-NAME.NS.svc`` (NS:
+  the profile's namespace).
 
 The Service and the Secret are owned by the Deployment (deleting it garbage-collects them).
 A new version, a rollback or a deleted version changes the Deployment's pod template (its config
 variable), which rolls out a new pod; the runner then asks the server itself, through the Service,
 whether it serves the new default version (``GET /v2/models/NAME``), so the endpoint's state is the
-server's, as with local processes. Deleting the endpoint deletes all three.
+server's, as with local processes. While the server does not answer yet, the runner reads the
+Deployment's status: a pod the profile's ResourceQuota refuses (condition ``ReplicaFailure``) fails
+the endpoint at once, naming the profile, the quota and what to do. Deleting the endpoint deletes
+all three, in the namespace its profile places it in now (after a runner restart too: the
+namespace is never stored; moving a profile to another namespace leaves its endpoints' old objects
+there, see docs/multi-user.md).
 
 ``NBPIPE_K8S_SERVING_PORT`` is the server's port (default 8080, behind Service port 80). ``0``
 picks a free port of the runner's host, for clusters whose pods share the runner's network (the
@@ -26,8 +34,8 @@ pod's address on that port, and the Deployment uses the ``Recreate`` strategy (t
 endpoint cannot hold one host port).
 
 KServe's InferenceService instead of the Deployment: ``NBPIPE_SERVING=kserve`` (:mod:`.kserve`).
-Non-goals: autoscaling, and
-endpoints in profile namespaces (they are created in the runner's namespace).
+Non-goals: autoscaling; serving-specific resources (the pod gets the runner's default requests and
+limits, ``NBPIPE_K8S_DEFAULT_REQUESTS`` / ``_LIMITS``, like a step with no ``resources=``).
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ import time
 from typing import Any
 
 from ..errors import NbpipeError
+
+DEFAULT_PROFILE = "default"
 
 log = logging.getLogger("nbpipe.serving.k8s")
 
@@ -75,13 +85,19 @@ def resource_name(endpoint: str) -> str:
 class K8sServing:
     """The Kubernetes side of :class:`nbpipe.runner.endpoints.Endpoints` (runs on the runner's loop)."""
 
-    def __init__(self, store: Any, core: Any = None, apps: Any = None):
+    kind = "Deployment"  # what the runner makes per endpoint (for messages)
+
+    def __init__(self, store: Any, core: Any = None, apps: Any = None, stores: Any = None, placements: Any = None):
+        """``stores``: the runner's :class:`~nbpipe.runner.profiles.ProfileStores` (each profile's view);
+        ``placements``: where each profile's pods go (default: the stores', else from the env)."""
         from ..executors.k8s_pod import PodSettings
 
         self.store = store
         self.settings = PodSettings.from_env()
-        self.ns = self.settings.namespace
+        self.ns = self.settings.namespace  # the runner's: the default profile's endpoints
         self._core, self._apps = core, apps
+        self._stores, self._placements = stores, placements
+        self._placer: Any = None
         try:
             self.port = int(os.environ.get("NBPIPE_K8S_SERVING_PORT", str(DEFAULT_PORT)))
         except ValueError:
@@ -100,26 +116,78 @@ class K8sServing:
             self._apps = client.AppsV1Api(self._core.api_client)
         return self._core, self._apps
 
-    def url(self, name: str, port: int | None) -> str | None:
+    # ------------------------------------------------------------ profiles
+    @property
+    def stores(self) -> Any:
+        """Each profile's view of the store (:class:`~nbpipe.runner.profiles.ProfileStores`)."""
+        if self._stores is None:
+            from ..runner.profiles import ProfileStores
+
+            self._stores = ProfileStores(self.store, self.placements)
+        return self._stores
+
+    @property
+    def placements(self) -> Any:
+        if self._placements is None:
+            self._placements = getattr(self._stores, "placements", None)
+        if self._placements is None:
+            from ..runner.profiles import Placements
+
+            self._placements = Placements.from_env()
+        return self._placements
+
+    def place(self, profile: str | None) -> Any:
+        """The pod settings of ``profile``'s endpoints: exactly its step pods' (namespace, ServiceAccount,
+        S3 credentials Secret), from the same placements; the runner's own for ``default``/unlisted."""
+        if self._placer is None:
+            from ..executors.kubernetes import KubernetesExecutor
+
+            self._placer = KubernetesExecutor(api=object(), placements=self.placements)
+            self._placer.settings = self.settings
+        return self._placer.place({"profile": profile or DEFAULT_PROFILE})
+
+    def namespace(self, profile: str | None) -> str:
+        return str(self.place(profile).namespace)
+
+    def url(self, name: str, port: int | None, profile: str | None = None) -> str | None:
         if self.shares_host:
             return f"http://127.0.0.1:{port}" if port else None
-        return f"http://{resource_name(name)}.{self.ns}.svc"
+        return f"http://{resource_name(name)}.{self.namespace(profile)}.svc"
 
     # ------------------------------------------------------------ objects
     def _labels(self, name: str) -> dict[str, str]:
         return {MANAGED_BY: "nbpipe", LABEL_ENDPOINT: name, "app.kubernetes.io/name": "nbpipe-model-server"}
 
-    def _config(self, name: str, default: str, versions: dict[str, dict[str, Any]]) -> str:
-        return json.dumps({"name": name, "default": default, "versions": versions, "store": self.store.config()},
-                          sort_keys=True)
+    def _config(self, name: str, default: str, versions: dict[str, dict[str, Any]],
+                profile: str | None = None) -> str:
+        """The server's config: the profile's view of the store, and each version's bundle key in it.
 
-    def deployment(self, name: str, config: str, port: int, replicas: int = 1) -> dict[str, Any]:
-        """The endpoint's Deployment (plain JSON, as the API takes it)."""
+        Version keys are recorded root-relative (``profiles/<P>/sha256/…``); a key outside the
+        profile's prefix (a bundle stored before prefixes) is copied into the view first, so the
+        pod, with the profile's credentials, reads its own prefix only.
+        """
+        stores = self.stores
+        prefix = stores.prefix(profile)
+        inside = {}
+        for version, info in versions.items():
+            key = str(info["key"])
+            if prefix and key.startswith(prefix + "/"):
+                key = key[len(prefix) + 1:]
+            elif prefix:
+                stores.stage(profile, key)
+            inside[version] = {**info, "key": key}
+        return json.dumps({"name": name, "default": default, "versions": inside,
+                           "store": stores.of(profile).config()}, sort_keys=True)
+
+    def deployment(self, name: str, config: str, port: int, replicas: int = 1,
+                   profile: str | None = None) -> dict[str, Any]:
+        """The endpoint's Deployment (plain JSON, as the API takes it), placed as ``profile``'s pods."""
         from ..executors.k8s_pod import _resources
 
-        s = self.settings
+        s = self.place(profile)
+        ns = s.namespace
         res = resource_name(name)
-        hosts = ",".join([res, f"{res}.{self.ns}", f"{res}.{self.ns}.svc", f"{res}.{self.ns}.svc.cluster.local"])
+        hosts = ",".join([res, f"{res}.{ns}", f"{res}.{ns}.svc", f"{res}.{ns}.svc.cluster.local"])
         env: list[dict[str, Any]] = [
             {"name": CONFIG_ENV, "value": config}, {"name": "PYTHONUNBUFFERED", "value": "1"},
             {"name": "NBPIPE_ENDPOINT_TOKEN", "valueFrom": {"secretKeyRef": {"name": f"{res}-token", "key": "token"}}},
@@ -161,14 +229,14 @@ class K8sServing:
             spec["tolerations"] = list(s.tolerations)
         labels = self._labels(name)
         return {"apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": res, "namespace": self.ns, "labels": labels},
+                "metadata": {"name": res, "namespace": ns, "labels": labels},
                 "spec": {"replicas": replicas, "selector": {"matchLabels": {LABEL_ENDPOINT: name, MANAGED_BY: "nbpipe"}},
                          # pods on the runner's host network cannot overlap on one port
                          "strategy": {"type": "Recreate"} if self.shares_host else {"type": "RollingUpdate"},
                          "template": {"metadata": {"labels": labels}, "spec": spec}}}
 
     def _owned(self, name: str, owner: dict[str, Any]) -> dict[str, Any]:
-        return {"name": name, "namespace": self.ns, "labels": self._labels_of(owner),
+        return {"name": name, "namespace": owner["metadata"]["namespace"], "labels": self._labels_of(owner),
                 "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": owner["metadata"]["name"],
                                      "uid": owner["metadata"]["uid"], "controller": True,
                                      "blockOwnerDeletion": False}]}
@@ -188,29 +256,31 @@ class K8sServing:
                 "metadata": self._owned(f"{resource_name(name)}-token", owner), "stringData": {"token": token}}
 
     # ------------------------------------------------------------ apply / delete
-    def _sync(self, name: str, config: str, port: int, token: str) -> None:
+    def _sync(self, name: str, config: str, port: int, token: str, profile: str | None = None) -> None:
         """Create the Deployment (at 0 replicas), its Secret and Service, then run it; or update its config."""
         core, apps = self._clients()
         res = resource_name(name)
+        ns = self.namespace(profile)
         try:
-            resp = apps.create_namespaced_deployment(self.ns, self.deployment(name, config, port, replicas=0),
+            resp = apps.create_namespaced_deployment(ns, self.deployment(name, config, port, 0, profile),
                                                      _preload_content=False)
         except Exception as exc:
             if getattr(exc, "status", None) != 409:
                 raise
             # it exists (a new version, a rollback, or a runner restart): a new config rolls out a new pod
-            apps.patch_namespaced_deployment(res, self.ns, self.deployment(name, config, port), _content_type=PATCH)
+            apps.patch_namespaced_deployment(res, ns, self.deployment(name, config, port, 1, profile),
+                                             _content_type=PATCH)
             return
         owner = json.loads(resp.data)
         for create, body in ((core.create_namespaced_secret, self.secret(name, token, owner)),
                              (core.create_namespaced_service, self.service(name, port, owner))):
             try:
-                create(self.ns, body)
+                create(ns, body)
             except Exception as exc:
                 if getattr(exc, "status", None) != 409:
                     raise
         # the pods start once their token Secret exists
-        apps.patch_namespaced_deployment(res, self.ns, {"spec": {"replicas": 1}}, _content_type=PATCH)
+        apps.patch_namespaced_deployment(res, ns, {"spec": {"replicas": 1}}, _content_type=PATCH)
 
     async def apply(self, eps: Any, name: str) -> None:
         """Make the endpoint's Deployment serve the DB's versions; record its state when the server says so."""
@@ -220,6 +290,7 @@ class K8sServing:
         from ..runner.migrations.m0004_endpoints import endpoint_versions
 
         ep = eps._rows(name)[0]
+        profile = str(ep.get("profile") or DEFAULT_PROFILE)
         with eps.engine.connect() as conn:
             vers = db.rows(conn.execute(sa.select(endpoint_versions).where(endpoint_versions.c.endpoint == name)))
         versions = {v["version"]: {"key": v["key"], "digest": v["digest"]} for v in vers}
@@ -231,16 +302,23 @@ class K8sServing:
             port = free_port()
         token = await asyncio.to_thread(eps.endpoint_token, name, True)
         eps._set(name, port=port, reason="")
+        ns = ""
         try:
-            await asyncio.to_thread(self._sync, name, self._config(name, default, versions), port, token)
+            ns = await asyncio.to_thread(self.namespace, profile)
+            config = await asyncio.to_thread(self._config, name, default, versions, profile)
+            await asyncio.to_thread(self._sync, name, config, port, token, profile)
         except Exception as exc:  # noqa: BLE001 - the API refused: the endpoint is failed, saying why
             from ..executors.k8s_errors import api_error as _api_error
 
-            err = _api_error(exc, f"create the Deployment of endpoint {name!r}", self.ns) \
+            refused = quota_refusal(exc, profile, ns) if ns else None
+            if refused is not None:
+                eps._set(name, state="failed", reason=refused)
+                return
+            err = _api_error(exc, f"create the {self.kind} of endpoint {name!r}", ns or self.ns) \
                 if getattr(exc, "status", None) is not None else exc
             eps._set(name, state="failed", reason=f"{err}" + (f" ({err.hint})" if getattr(err, "hint", "") else ""))
             return
-        state, reason = await self._wait_served(eps, name, default, port)
+        state, reason = await self._wait_served(eps, name, default, port, profile)
         eps._set(name, state=state, reason=reason, pid=None)
 
     async def resume(self, eps: Any, name: str) -> None:
@@ -252,13 +330,25 @@ class K8sServing:
             log.exception("cannot resume endpoint %s", name)
             eps._set(name, state="failed", reason=str(exc))
 
-    async def _wait_served(self, eps: Any, name: str, default: str, port: int) -> tuple[str, str]:
+    def _refused(self, name: str, profile: str | None) -> str | None:
+        """Why the endpoint's Deployment cannot make its pod, when its profile's quota refuses it (else None)."""
+        _, apps = self._clients()
+        ns = self.namespace(profile)
+        resp = apps.read_namespaced_deployment(resource_name(name), ns, _preload_content=False)
+        for cond in (json.loads(resp.data).get("status") or {}).get("conditions") or []:
+            if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
+                return quota_refusal(cond.get("message") or "", profile or DEFAULT_PROFILE, ns)
+        return None
+
+    async def _wait_served(self, eps: Any, name: str, default: str, port: int,
+                           profile: str | None = None) -> tuple[str, str]:
         """Wait until the server behind the Service serves ``default`` (or says why it cannot)."""
         import httpx
 
-        url = self.url(name, port)
+        url = self.url(name, port, profile)
         deadline = time.monotonic() + READY_TIMEOUT
         last = "no answer yet"
+        checked = 0.0  # when the Deployment's status was last read (a quota refusal shows there)
         async with httpx.AsyncClient(timeout=10) as http:
             while time.monotonic() < deadline:
                 try:
@@ -272,25 +362,67 @@ class K8sServing:
                     last = f"HTTP {resp.status_code}: {body.get('error') or 'serving the previous version'}"
                 except (httpx.HTTPError, ValueError) as exc:
                     last = f"not answering ({type(exc).__name__})"
+                if time.monotonic() - checked >= 2.0:
+                    checked = time.monotonic()
+                    try:
+                        refused = await asyncio.to_thread(self._refused, name, profile)
+                    except Exception as exc:  # noqa: BLE001 - the status is a hint; the server's answer decides
+                        log.debug("cannot read the status of endpoint %s: %s", name, exc)
+                        refused = None
+                    if refused is not None:
+                        return "failed", refused
                 await asyncio.sleep(0.2)
+        ns = self.namespace(profile)
         return "failed", (f"the model server of endpoint {name!r} did not serve version {default} within "
-                          f"{READY_TIMEOUT:g} s ({last}); see `kubectl -n {self.ns} describe deployment "
+                          f"{READY_TIMEOUT:g} s ({last}); see `kubectl -n {ns} describe deployment "
                           f"{resource_name(name)}` and its pod's log")
 
-    async def delete(self, name: str) -> None:
-        """Delete the endpoint's Deployment (its pods), Service and token Secret."""
+    async def delete(self, name: str, profile: str | None = None) -> None:
+        """Delete the endpoint's Deployment (its pods), Service and token Secret (in its profile's namespace)."""
         from kubernetes import client
 
         core, apps = await asyncio.to_thread(self._clients)
+        ns = await asyncio.to_thread(self.namespace, profile)
         res = resource_name(name)
         body = client.V1DeleteOptions(propagation_policy="Background", grace_period_seconds=5)
         for call, obj in ((apps.delete_namespaced_deployment, res), (core.delete_namespaced_service, res),
                           (core.delete_namespaced_secret, f"{res}-token")):
             try:
-                await asyncio.to_thread(call, obj, self.ns, body=body)
+                await asyncio.to_thread(call, obj, ns, body=body)
             except Exception as exc:  # noqa: BLE001 - gone already (404; e.g. garbage-collected) is fine
                 if getattr(exc, "status", None) != 404:
                     raise NbpipeError(f"could not delete {obj} of endpoint {name!r}: {exc}") from None
+
+
+def quota_refusal(refusal: Exception | str, profile: str, namespace: str) -> str | None:
+    """The endpoint's failure reason when ``profile``'s ResourceQuota refused its object or pod, else None.
+
+    ``refusal``: the API's 403 on a create, or the message of a Deployment's ``ReplicaFailure``
+    condition (the controller's refused pod). Worded as :func:`nbpipe.executors.k8s_errors.quota_refusal`
+    words a step's, for an endpoint.
+    """
+    from ..executors.k8s_errors import _EXCEEDED, _MUST_SPECIFY, _detail
+
+    if isinstance(refusal, str):
+        detail = refusal
+    elif getattr(refusal, "status", None) == 403:
+        detail = _detail(refusal)
+    else:
+        return None
+    m = _EXCEEDED.search(detail)
+    if m:
+        return (f"profile '{profile}' is out of its ResourceQuota '{m['quota']}' (namespace {namespace}): the "
+                f"endpoint's model server requested {m['requested']}, already used {m['used']}, limit "
+                f"{m['limited']}; ask an admin to raise the quota, or delete another endpoint of the profile, or "
+                "lower the runner's NBPIPE_K8S_DEFAULT_REQUESTS (the server's requests), then deploy again")
+    m = _MUST_SPECIFY.search(detail)
+    if m:
+        return (f"profile '{profile}': its ResourceQuota '{m['quota']}' (namespace {namespace}) needs every pod "
+                f"to set {m['what']}; set NBPIPE_K8S_DEFAULT_REQUESTS / NBPIPE_K8S_DEFAULT_LIMITS on the runner "
+                "or ask an admin for a LimitRange with defaults in that namespace")
+    if "exceeded quota" in detail or "failed quota" in detail:
+        return f"profile '{profile}': a ResourceQuota in namespace {namespace} refused the endpoint: {detail}"
+    return None
 
 
 # ------------------------------------------------------------------ in the pod

@@ -42,13 +42,13 @@ def linear(model: Any, x: Any) -> Any:
 class KServeStandIn:
     """KServe's controller, as small as the test needs (see the module docstring)."""
 
-    def __init__(self, c: Cluster):
+    def __init__(self, c: Cluster, namespace: str = ""):
         from kubernetes import client
 
         self.core = c.api()
         self.apps = client.AppsV1Api(self.core.api_client)
         self.custom = client.CustomObjectsApi(self.core.api_client)
-        self.ns = c.namespace
+        self.ns = namespace or c.namespace  # the namespace it watches (one KServe per namespace here)
         self.stopped = threading.Event()
         self.reconciled: list[tuple[str, int]] = []
         self.thread = threading.Thread(target=self.run, daemon=True)
@@ -192,3 +192,52 @@ def test_without_the_crd_the_endpoint_fails_saying_so(double: Cluster, tmp_path:
     assert "NBPIPE_SERVING=kserve, but the cluster does not serve inferenceservices.serving.kserve.io/v1beta1" \
         in str(err.value), str(err.value)
     assert "Install KServe" in str(err.value)
+
+
+@pytest.mark.k8s
+def test_a_team_inference_service_runs_in_its_profile_namespace(real: Cluster, tmp_path: Any) -> None:
+    """An endpoint of profile team-a becomes an InferenceService in team-a's namespace (its ServiceAccount,
+    S3 Secret and store prefix in the predictor), serves there and is deleted there."""
+    import json
+    import uuid
+
+    from nbpipe.client import Client
+
+    from .test_profiles_k8s import ALICE, profile_namespaces, users_file
+
+    spaces = profile_namespaces()
+    assert "team-a" in spaces, f"the rig applied no profile overlays: {spaces}"
+    ns, name = spaces["team-a"], "ks-team-a"
+    res = f"nbp-ep-{name}"
+    stand_in = KServeStandIn(real, ns)
+    try:
+        users = users_file(tmp_path / "users.json", {"team-a": ns})
+        root = "p" + uuid.uuid4().hex[:8]
+        r = real.runner(tmp_path / "runner", NBPIPE_USERS_FILE=str(users), NBPIPE_SERVING="kserve",
+                        NBPIPE_K8S_SERVING_PORT="0", NBPIPE_S3_PREFIX=root)
+        alice = Client(r.url, token=ALICE)
+        w = np.array([1.0, -2.0, 0.5])
+        X = np.arange(6.0).reshape(2, 3)
+        ep = nbpipe.serve(w, predict=linear, name=name, runner=alice)  # alice's profile: team-a
+        assert ep.info["state"] == "ready" and ep.info["profile"] == "team-a", ep.info
+        np.testing.assert_allclose(ep.predict(X), linear(w, X))
+        isvc = stand_in.custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, res)
+        assert ep.url == isvc["status"]["address"]["url"]
+        pred = isvc["spec"]["predictor"]
+        assert pred["serviceAccountName"] == "nbpipe-step"
+        (c,) = pred["containers"]
+        env = {e["name"]: e for e in c["env"]}
+        refs = {e["valueFrom"]["secretKeyRef"]["name"] for e in env.values() if "valueFrom" in e}
+        assert refs == {"nbpipe-s3", f"{res}-token"}  # team-a's S3 Secret and the token, both in team-a's namespace
+        assert json.loads(env["NBPIPE_ENDPOINT_CONFIG"]["value"])["store"]["prefix"] == f"{root}/profiles/team-a"
+        secret = stand_in.core.read_namespaced_secret(f"{res}-token", ns)
+        assert base64.b64decode(secret.data["token"]).decode() == ep.info["token"]
+        assert gone(stand_in.custom.get_namespaced_custom_object, GROUP, VERSION, real.namespace, PLURAL, res)
+        assert gone(stand_in.core.read_namespaced_secret, f"{res}-token", real.namespace)
+        ep.delete()
+        wait_for("team-a's InferenceService, Secret and predictor to be deleted",
+                 lambda: gone(stand_in.custom.get_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, res)
+                 and gone(stand_in.core.read_namespaced_secret, f"{res}-token", ns)
+                 and gone(stand_in.apps.read_namespaced_deployment, f"{res}-predictor", ns), 60)
+    finally:
+        stand_in.close()

@@ -11,6 +11,7 @@ host, the URL is the pod's address); on a real cluster the URL is the Service's 
 from __future__ import annotations
 
 import base64
+import json
 import statistics
 import time
 from typing import Any, Iterator
@@ -132,3 +133,167 @@ def test_deploy_infer_new_version_roll_back_and_undeploy(real: Cluster, client: 
     wait_for("the endpoint's pods to be deleted",
              lambda: not core.list_namespaced_pod(ns, label_selector=f"nbpipe.io/endpoint={NAME}").items, 60)
     assert NAME not in [e.name for e in nbpipe.serving.endpoints(client)]
+
+
+# ------------------------------------------------------------------ profiles: an endpoint lives where its profile's pods do
+def test_a_profiles_endpoint_objects_are_placed_as_its_step_pods(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline (make test): namespace, ServiceAccount, S3 Secret, store view and URL follow the endpoint's profile."""
+    from nbpipe.runner.profiles import Placements, ProfileStores
+    from nbpipe.serving.k8s import K8sServing, quota_refusal
+    from nbpipe.stores.local import LocalStore
+
+    for var, value in {"NBPIPE_K8S_NAMESPACE": "nbpipe", "NBPIPE_K8S_STEP_SERVICE_ACCOUNT": "nbpipe-step",
+                       "NBPIPE_S3_CREDENTIALS_SECRET": "nbpipe-s3", "NBPIPE_K8S_SERVING_PORT": "8080",
+                       "NBPIPE_K8S_SECRET_ENV": "NBPIPE_S3_ACCESS_KEY=nbpipe-s3:access-key,OTHER=api:token"}.items():
+        monkeypatch.setenv(var, value)
+    users = tmp_path / "users.yaml"
+    users.write_text("profiles:\n  team-a: {namespace: ns-a}\n"
+                     "  team-b: {namespace: ns-b, serviceAccountName: b-steps, s3CredentialsSecret: b-s3}\n")
+    root = LocalStore(str(tmp_path / "store"))
+    serving = K8sServing(root, core=object(), apps=object(), stores=ProfileStores(root, Placements(users)))
+    home = serving.deployment("iris", "{}", 8080)
+    assert home["metadata"]["namespace"] == "nbpipe" and home["spec"]["template"]["spec"]["serviceAccountName"] == \
+        "nbpipe-step"
+    assert serving.deployment("iris", "{}", 8080, profile="user-carol")["metadata"]["namespace"] == "nbpipe"  # unlisted
+    b = serving.deployment("iris", "{}", 8080, profile="team-b")
+    pod = b["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert b["metadata"]["namespace"] == "ns-b" and pod["serviceAccountName"] == "b-steps"
+    assert pod["volumes"] == [{"name": "s3-credentials", "secret": {"secretName": "b-s3"}}]
+    assert env["NBPIPE_S3_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "b-s3", "key": "access-key"}
+    assert env["OTHER"]["valueFrom"]["secretKeyRef"] == {"name": "api", "key": "token"}  # not the S3 Secret: kept
+    assert "ns-b.svc" in env["NBPIPE_SERVING_HOSTS"]["value"] and "nbpipe.svc" not in env["NBPIPE_SERVING_HOSTS"]["value"]
+    owner = {**b, "metadata": {**b["metadata"], "uid": "u-1"}}
+    assert serving.service("iris", 8080, owner)["metadata"]["namespace"] == "ns-b"
+    assert serving.secret("iris", "t", owner)["metadata"]["namespace"] == "ns-b"
+    assert serving.url("iris", 8080) == "http://nbp-ep-iris.nbpipe.svc"
+    assert serving.url("iris", 8080, "team-b") == "http://nbp-ep-iris.ns-b.svc"
+
+    # the server's config: the profile's view of the store, keys inside it; an old root key is copied in
+    new = root.put_bytes(b"bundle-2", "profiles/team-a/sha256/bb/bundle-2")
+    old = root.put_bytes(b"bundle-1", "sha256/aa/bundle-1")  # stored before profiles had prefixes
+    config = json.loads(serving._config("iris", "2", {"1": {"key": old.key, "digest": "aa"},
+                                                      "2": {"key": new.key, "digest": "bb"}}, "team-a"))
+    assert config["store"] == serving.stores.of("team-a").config() and config["store"]["root"].endswith(
+        "profiles/team-a")
+    assert {v: i["key"] for v, i in config["versions"].items()} == {"1": "sha256/aa/bundle-1",
+                                                                     "2": "sha256/bb/bundle-2"}
+    assert serving.stores.of("team-a").get_bytes("sha256/aa/bundle-1") == b"bundle-1"
+    plain = json.loads(serving._config("iris", "1", {"1": {"key": old.key, "digest": "aa"}}, "default"))
+    assert plain["store"] == root.config() and plain["versions"]["1"]["key"] == old.key  # default: as before
+
+    # a refused pod (the Deployment's ReplicaFailure condition) or object (a 403) names the profile and quota
+    msg = ('pods "nbp-ep-iris-5d8f-x" is forbidden: exceeded quota: compute, requested: requests.cpu=3, '
+           'used: requests.cpu=0, limited: requests.cpu=2')
+    text = quota_refusal(msg, "team-b", "ns-b")
+    assert text is not None and text.startswith("profile 'team-b' is out of its ResourceQuota 'compute' (namespace "
+                                                 "ns-b): the endpoint's model server requested requests.cpu=3")
+    assert "limit requests.cpu=2" in text and "ask an admin" in text
+
+    class Refused(Exception):
+        status, reason, body = 403, "Forbidden", json.dumps({"message": msg})
+
+    assert quota_refusal(Refused(), "team-b", "ns-b") == text
+    assert quota_refusal('pods "x" is forbidden: User "u" cannot create resource "pods"', "p", "ns") is None
+    assert quota_refusal("pods is forbidden: status unknown for quota: compute", "p", "ns") is None  # transient
+
+
+def train_weights(scale: float) -> list:
+    return [scale, 2.0 * scale, -1.0]
+
+
+@pytest.mark.k8s
+def test_a_team_endpoint_runs_in_its_profile_namespace_with_its_account_secret_and_prefix(
+        real: Cluster, tmp_path: Any) -> None:
+    """A deploy step of a team-a run makes an endpoint in team-a's namespace (its ServiceAccount, S3 Secret,
+    store prefix), which serves, survives a runner restart and is deleted there; team-b's endpoint beyond its
+    quota fails saying so. Nothing lands in the runner's namespace (the audit check: no other namespace)."""
+    import json as _json
+    import signal
+    import uuid
+
+    from nbpipe import component, pipeline
+    from nbpipe.client import Client
+    from nbpipe.serving import deployer
+
+    from .test_profiles_k8s import ALICE, BOB, bucket_keys, profile_namespaces, users_file
+
+    spaces = profile_namespaces()
+    assert {"team-a", "team-b"} <= set(spaces), f"the rig applied no profile overlays: {spaces}"
+    users = users_file(tmp_path / "users.json", {p: spaces[p] for p in ("team-a", "team-b")})
+    root = "p" + uuid.uuid4().hex[:8]
+    # every pod asks for 3 CPUs: team-a's quota holds 4 (one pod at a time), team-b's 2 (none)
+    r = real.runner(tmp_path / "runner", NBPIPE_USERS_FILE=str(users), NBPIPE_K8S_SERVING_PORT="0",
+                    NBPIPE_S3_PREFIX=root, NBPIPE_K8S_DEFAULT_REQUESTS="cpu=3,memory=256Mi")
+    alice, bob = Client(r.url, token=ALICE), Client(r.url, token=BOB)
+    core, apps = admin(real)
+    ns, home, name = spaces["team-a"], real.namespace, "team-a-linear"
+    res = f"nbp-ep-{name}"
+
+    train = component(cache=False)(train_weights)
+    deploy = deployer(name, predict=linear)
+
+    @pipeline
+    def train_and_deploy(scale: float = 1.0):
+        deploy(model=train(scale=scale).output)
+
+    run = alice.submit(train_and_deploy, {"scale": 2.0}).wait(timeout=240)
+    assert run.steps[f"deploy-{name}"]["state"] == "succeeded"
+    wait_for("team-a's endpoint to serve", lambda: [e.info["state"] for e in nbpipe.serving.endpoints(alice)
+                                                    if e.name == name] == ["ready"], 240)
+    (ep,) = [e for e in nbpipe.serving.endpoints(alice) if e.name == name]
+    assert ep.info["profile"] == "team-a"
+    X = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_allclose(ep.predict(X), linear(train_weights(2.0), X))
+    assert name not in [e.name for e in nbpipe.serving.endpoints(bob)]
+
+    dep = apps.read_namespaced_deployment(res, ns)
+    spec = dep.spec.template.spec
+    assert spec.service_account_name == "nbpipe-step"
+    env = {e.name: e for e in spec.containers[0].env}
+    refs = {e.value_from.secret_key_ref.name for e in env.values() if e.value_from and e.value_from.secret_key_ref}
+    assert refs == {"nbpipe-s3", f"{res}-token"}  # team-a's own S3 Secret and token, in team-a's namespace
+    config = _json.loads(env["NBPIPE_ENDPOINT_CONFIG"].value)
+    assert config["store"]["prefix"] == f"{root}/profiles/team-a", config["store"]
+    (version,) = config["versions"].values()
+    assert version["key"].startswith("sha256/") or version["key"].startswith("runs/"), version
+    assert any(k.endswith(version["key"]) for k in bucket_keys(real, f"{root}/profiles/team-a"))
+    svc = core.read_namespaced_service(res, ns)
+    secret = core.read_namespaced_secret(f"{res}-token", ns)
+    assert base64.b64decode(secret.data["token"]).decode() == ep.info["token"]
+    for obj in (svc, secret):
+        assert obj.metadata.owner_references[0].uid == dep.metadata.uid
+    assert [p.metadata.namespace for p in core.list_namespaced_pod(ns, label_selector=f"nbpipe.io/endpoint={name}")
+            .items] == [ns]
+    for other in (home, spaces["team-b"]):  # nothing of it anywhere else
+        assert gone(apps.read_namespaced_deployment, res, other) and gone(core.read_namespaced_service, res, other)
+        assert not core.list_namespaced_pod(other, label_selector=f"nbpipe.io/endpoint={name}").items
+
+    # team-b's endpoint: its pod (3 CPUs) is beyond team-b's quota (2): a clear failure, no 5-minute wait
+    t0 = time.monotonic()
+    with pytest.raises(Exception) as refused:
+        nbpipe.serve(np.array([1.0, 1.0, 1.0]), predict=linear, name="team-b-linear", runner=bob)
+    said = str(refused.value)
+    assert f"profile 'team-b' is out of its ResourceQuota 'compute' (namespace {spaces['team-b']})" in said, said
+    assert "requests.cpu=3" in said and "ask an admin" in said
+    print(f"\nteam-b's endpoint refused by its quota in {time.monotonic() - t0:.1f} s")
+    apps.read_namespaced_deployment("nbp-ep-team-b-linear", spaces["team-b"])  # where it was put
+    nbpipe.serving.endpoint("team-b-linear", runner=bob).delete()
+    wait_for("team-b's Deployment to be deleted",
+             lambda: gone(apps.read_namespaced_deployment, "nbp-ep-team-b-linear", spaces["team-b"]), 60)
+
+    # a runner restart finds team-a's Deployment in team-a's namespace: the same objects, still serving
+    r.stop(signal.SIGKILL)
+    r.start()
+    alice = Client(r.url, token=ALICE)
+    wait_for("the endpoint to be resumed", lambda: nbpipe.serving.endpoint(name, runner=alice).info["state"] == "ready",
+             120)
+    ep = nbpipe.serving.endpoint(name, runner=alice)
+    np.testing.assert_allclose(ep.predict(X), linear(train_weights(2.0), X))
+    assert apps.read_namespaced_deployment(res, ns).metadata.uid == dep.metadata.uid
+
+    # undeploy: gone from team-a's namespace
+    ep.delete()
+    wait_for("team-a's endpoint objects to be deleted", lambda: gone(apps.read_namespaced_deployment, res, ns)
+             and gone(core.read_namespaced_service, res, ns) and gone(core.read_namespaced_secret, f"{res}-token", ns)
+             and not core.list_namespaced_pod(ns, label_selector=f"nbpipe.io/endpoint={name}").items, 60)
