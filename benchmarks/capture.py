@@ -3,7 +3,8 @@
 Every submit (``nbpipe.run``, ``Client.submit``, the magics) captures each component afresh
 with the notebook globals and helpers it uses now (``Pipeline.capture``). This times that for
 an unchanged 20-step pipeline whose components live in ``__main__`` (pickled by value, as in a
-notebook) and use a helper and a global, then with a global every step reads changed (all re-digested),
+notebook) and use a helper, a module (numpy: cloudpickle looks through sys.modules for its
+submodules on every pickling), a number and a dict, then with a global every step reads changed (all re-digested),
 and the whole ``build_package`` (capture + zip, reused when nothing changed).
 
     .venv/bin/python benchmarks/capture.py [--steps 20] [--repeat 200]
@@ -13,11 +14,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+
+import numpy as np
 
 import nbpipe
 
 SCALE = 2
+CONFIG = {"offset": 0.5, "names": ["a", "b"]}
 
 
 def clean(xs: list) -> list:
@@ -26,7 +31,8 @@ def clean(xs: list) -> list:
 
 def make_component(i: int) -> nbpipe.Component:
     ns = {"clean": clean, "SCALE": SCALE, "__name__": "__main__"}
-    exec(f"def step_{i}(xs: list) -> list:\n    return [x * SCALE + {i} for x in clean(xs)]\n", globals(), ns)
+    exec(f"def step_{i}(xs: list) -> list:\n    return [float(np.sqrt(x)) * SCALE + CONFIG['offset'] + {i} "
+         "for x in clean(xs)]\n", globals(), ns)
     func = ns[f"step_{i}"]
     globals()[f"_step_{i}_func"] = func
     return nbpipe.component(func)
@@ -55,6 +61,9 @@ def main() -> None:
             out = c(xs=out).output
 
     chain.capture()
+    import os
+
+    print(f"load average {os.getloadavg()[0]:.1f}, {len(sys.modules)} modules imported")
     lo, med = timed(chain.capture, args.repeat)
     print(f"re-capture, unchanged {args.steps}-step pipeline: min {lo:.2f} ms, median {med:.2f} ms")
     lo, med = timed(lambda: nbpipe.build_package(chain), args.repeat)

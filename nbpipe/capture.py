@@ -194,6 +194,98 @@ def helpers(func: Any) -> list[Any]:
     return out
 
 
+_IMMUTABLE = (bool, int, float, complex, str, bytes, type(None), type(Ellipsis))
+
+
+def _stable(value: Any, depth: int = 0) -> bool:
+    """A value that cannot change in place: equal now means equal when pickled."""
+    if isinstance(value, _IMMUTABLE):
+        return True
+    return type(value) in (tuple, frozenset) and depth < 10 and all(_stable(v, depth + 1) for v in value)
+
+
+_DIGESTING: set[int] = set()  # functions being digested (a value of theirs may hold them)
+
+
+class _DigestPickler(pickle.Pickler):
+    """Plain pickle, but notebook functions and classes inside a value (``STEPS = [clean]``) count
+    by their content, not by their name, so redefining one changes the digest."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, types.FunctionType) and _by_value(obj):
+            if id(obj) in _DIGESTING:  # STEPS = [f] read by f itself: its code is already counted
+                return str, (f"function:{obj.__qualname__}",)
+            _DIGESTING.add(id(obj))
+            try:
+                parts = fingerprint_parts(obj)
+            finally:
+                _DIGESTING.discard(id(obj))
+            return str, (f"function:{parts['code']}:{parts['globals']}",)
+        if isinstance(obj, type) and _by_value(obj):
+            return str, (f"class:{hashlib.sha256(_source(obj)).hexdigest()}",)
+        return NotImplemented
+
+
+def value_digest(value: Any) -> bytes | None:
+    """A content digest of ``value`` (as plain pickle sees it, notebook code by content), or None if
+    plain pickle cannot take it. Same bytes as ``pickle.dumps`` for plain data."""
+    h = hashlib.sha256()
+
+    class _Sink:
+        def write(self, data: bytes) -> int:
+            h.update(data)
+            return len(data)
+
+    try:
+        _DigestPickler(_Sink(), protocol=4).dump(value)  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001 - unpicklable here: the caller falls back
+        return None
+    return h.digest()
+
+
+def capture_key(func: Any) -> tuple[Any, ...] | None:
+    """What pickling ``func`` would capture, as a cheap key to compare with :func:`same_capture`:
+    each by-value function it reaches (the objects, with their code) and each global, closure value
+    and default they read — modules, installed functions and classes by identity, immutable values
+    by value, other values (a dict, a DataFrame) by :func:`value_digest`. None when one cannot be
+    told that way (a class of the notebook, an unpicklable value): only cloudpickle can say."""
+    key: list[Any] = []
+    for f in helpers(func):
+        key += [f, getattr(f, "__code__", None)]
+        for n, v in references(f).items():
+            if _stable(v):
+                key.append(("v", n, type(v), v))
+            elif isinstance(v, (types.FunctionType, types.BuiltinFunctionType, types.ModuleType)) or (
+                    isinstance(v, type) and not _by_value(v)):
+                key.append(("o", n, v))  # by identity: a by-value function is followed by helpers()
+            elif isinstance(v, type) or type(v).__name__ == "Component":
+                return None
+            else:
+                digest = value_digest(v)
+                if digest is None:
+                    return None
+                key.append(("d", n, digest))
+    return tuple(key)
+
+
+def same_capture(a: tuple[Any, ...] | None, b: tuple[Any, ...] | None) -> bool:
+    """Whether two :func:`capture_key` keys say the same thing would be captured."""
+    if a is None or b is None or len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if type(x) is tuple and type(y) is tuple:
+            if x[:2] != y[:2]:
+                return False
+            if x[0] == "o" and x[2] is not y[2] or x[0] == "d" and x[2] != y[2]:
+                return False
+            if x[0] == "v" and (x[2] is not y[2] or x[3] != y[3] or (
+                    x[2] not in (str, bytes, int, bool) and repr(x[3]) != repr(y[3]))):
+                return False  # repr too: 0.0 == -0.0 and (1,) == (True,), but they pickle differently
+        elif x is not y:
+            return False
+    return True
+
+
 def find_path(func: Any, target: Any, depth: int = 5) -> str:
     """How ``func`` reaches ``target``: ``fh``, ``clean → fh``, ``config['log']``…"""
     seen: set[int] = set()
@@ -328,9 +420,16 @@ def _source(func: Any) -> bytes:
         # Without the trailing newline: a kernel's cell ends with one, the same cell exported from
         # the saved notebook does not, and both must give the same digest (and share the cache).
         return source_of(func).rstrip().encode()
-    except (OSError, TypeError):
+    except (OSError, TypeError):  # no source (exec'd code): all of its code, constants and nested code too
         code = getattr(func, "__code__", None)
-        return code.co_code if code is not None else repr(func).encode()
+        return _code_bytes(code) if code is not None else repr(func).encode()
+
+
+def _code_bytes(code: types.CodeType) -> bytes:
+    """What a code object does, nested code included (marshal's bytes depend on reference counts)."""
+    consts = [_code_bytes(c) if isinstance(c, types.CodeType) else repr(c).encode() for c in code.co_consts]
+    return b"\0".join([code.co_code, *consts, repr((code.co_names, code.co_varnames, code.co_freevars,
+                                                        code.co_cellvars)).encode()])
 
 
 def fingerprint_parts(func: Callable[..., Any], component_digest: Callable[[Any], str | None] = lambda v: None,
@@ -364,8 +463,5 @@ def fingerprint_parts(func: Callable[..., Any], component_digest: Callable[[Any]
         elif isinstance(v, (int, float, str, bytes, bool, type(None), tuple, frozenset)):
             h.update(repr(v).encode())
         else:
-            try:
-                h.update(hashlib.sha256(pickle.dumps(v, protocol=4)).digest())
-            except Exception:  # noqa: BLE001 - unhashable state: fall back to its type
-                h.update(type(v).__qualname__.encode())
+            h.update(value_digest(v) or type(v).__qualname__.encode())  # unpicklable state: its type
     return {"code": code, "globals": h.hexdigest()}

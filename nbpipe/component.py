@@ -27,7 +27,7 @@ from typing import Any, Callable
 import cloudpickle
 
 from . import pins
-from .capture import fingerprint_parts, pickle_function
+from .capture import capture_key, fingerprint_parts, pickle_function, same_capture
 from .errors import DefinitionError
 from .signature import InputSpec, OutputSpec, analyze, source_of
 from .tracing import current_trace
@@ -297,17 +297,24 @@ class Component:
         self.__wrapped__ = func
         self.signature = inspect.signature(func)
         self._capture: Capture | None = None
+        self._capture_key: tuple[Any, ...] | None = None  # what the last capture read (see capture())
         self.capture()  # fails now, at definition, if the function cannot be captured
 
     def capture(self) -> Capture:
         """Pickle the function with the globals and helpers it uses *now*.
 
-        Cheap when nothing changed (the last capture's digests are reused when the payload
-        bytes are the same); raises :class:`DefinitionError` for an unpicklable or unsafe capture.
+        Cheap when nothing changed: when everything the function reads is the same (functions and
+        modules by identity, values by content; :func:`~nbpipe.capture.capture_key`), the last
+        capture is reused without pickling; otherwise the last digests are reused when the payload
+        bytes are the same. Raises :class:`DefinitionError` for an unpicklable or unsafe capture.
         """
+        key = capture_key(self.func)
+        last = self._capture
+        if last is not None and same_capture(key, self._capture_key):
+            return last
         payload, serializer = pickle_function(self.func, self.name)
         digest = hashlib.sha256(payload).hexdigest()
-        last = self._capture
+        self._capture_key = key
         if last is not None and last.payload_digest == digest and last.serializer == serializer:
             return last
         parts = fingerprint_parts(self.func, _component_digest)

@@ -285,3 +285,58 @@ def test_a_component_made_inside_a_function_is_never_swapped_for_a_global_of_its
     spec = nbpipe.read_package(nbpipe.build_package(p)).spec
     (comp,) = spec["components"].values()
     assert "a * 100" in comp["source"]
+
+
+NOTEBOOK = '''
+import math
+import nbpipe
+THRESH = 3
+CONFIG = {"scale": 2}
+def clean(xs):
+    return [x for x in xs if x is not None]
+STEPS = [clean]
+@nbpipe.component
+def count_big(xs: list) -> int:
+    return sum(1 for x in STEPS[0](xs) if x * CONFIG["scale"] > THRESH + math.pi)
+@nbpipe.component
+def plain(xs: list) -> int:
+    return len(clean(xs)) + THRESH
+'''
+
+
+def test_re_capturing_an_unchanged_component_does_not_pickle_it_and_any_change_is_seen(monkeypatch) -> None:
+    """Submit-time capture is cheap when nothing changed (issue 11: ≤ 10 ms for 20 steps) and still
+    sees every change: a rebound global, a dict changed in place, a helper redefined — also one
+    reached only through a list (``STEPS = [clean]``), which plain pickle names by reference."""
+    component_module = sys.modules["nbpipe.component"]
+    ns: dict[str, Any] = {"__name__": "__main__"}
+    exec(NOTEBOOK, ns)  # noqa: S102 - a notebook's cells
+    pickled: list[str] = []
+    real = component_module.pickle_function
+    monkeypatch.setattr(component_module, "pickle_function", lambda f, name: pickled.append(name) or real(f, name))
+    comps = [ns["count_big"], ns["plain"]]
+
+    def digests() -> list[str]:
+        return [c.digest_of(c.capture()) for c in comps]
+
+    history = [digests()]
+    assert digests() == history[0] and pickled == []  # unchanged: the last capture, not pickled again
+    # each edit, and which of (count_big, plain) read what it changed
+    for edit, changed in (("THRESH = 4", [True, True]), ("CONFIG['scale'] = 3", [True, False]),
+                          ("def clean(xs):\n    return [x for x in xs if x]", [False, True]),
+                          ("STEPS[0] = clean", [True, False]), ("THRESH = 4.0", [True, True]),
+                          ("THRESH = 4", [True, True])):
+        exec(edit, ns)  # noqa: S102 - the user edits and re-runs a cell
+        pickled.clear()
+        history.append(digests())
+        assert [a != b for a, b in zip(history[-1], history[-2])] == changed, edit
+        assert pickled == [c.name for c, ch in zip(comps, changed) if ch], edit  # only what changed is pickled
+    assert history[-1] == history[-3]  # THRESH back to 4 (not 4.0): the digests it had then
+
+
+def test_a_helper_held_in_a_global_list_changes_the_digest_when_redefined() -> None:
+    ns: dict[str, Any] = {"__name__": "__main__"}
+    exec(NOTEBOOK, ns)  # noqa: S102
+    before = ns["count_big"].digest_of(ns["count_big"].capture())
+    exec("def clean(xs):\n    return xs[:1]\nSTEPS = [clean]", ns)  # noqa: S102
+    assert ns["count_big"].digest_of(ns["count_big"].capture()) != before
