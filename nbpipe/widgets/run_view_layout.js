@@ -70,14 +70,11 @@ function crossingsBetween(edges, posA, posB) {
   return sort(0, seq.length);
 }
 
-function positions(layers) {
-  return layers.map((ids) => new Map(ids.map((id, i) => [id, i])));
-}
-
 function totalCrossings(layers, layerEdges) {
-  const pos = positions(layers);
+  const pos = new Map(); // item ids are unique across layers: one map of positions serves all of them
+  for (const ids of layers) ids.forEach((id, i) => pos.set(id, i));
   let n = 0;
-  for (let l = 0; l + 1 < layers.length; l += 1) n += crossingsBetween(layerEdges[l], pos[l], pos[l + 1]);
+  for (let l = 0; l + 1 < layers.length; l += 1) if (layerEdges[l].length > 1) n += crossingsBetween(layerEdges[l], pos, pos);
   return n;
 }
 
@@ -111,14 +108,14 @@ function orderLayers(layers, up, down, layerEdges) {
 
 /** Place one layer: pull each item toward ``want`` then resolve overlaps keeping order. */
 function placeLayer(ids, want, heights, gap) {
-  const y = ids.map((id) => want.get(id));
+  const y = want.slice();
   for (let i = 1; i < ids.length; i += 1) {
     const min = y[i - 1] + heights.get(ids[i - 1]) / 2 + gap(ids[i - 1], ids[i]) + heights.get(ids[i]) / 2;
     if (y[i] < min) y[i] = min;
   }
   // Shift the whole block so its mean error is zero (keeps a fan centred on its source).
   let err = 0;
-  ids.forEach((id, i) => { err += want.get(id) - y[i]; });
+  ids.forEach((id, i) => { err += want[i] - y[i]; });
   const shift = ids.length ? err / ids.length : 0;
   return y.map((v) => v + shift);
 }
@@ -131,6 +128,7 @@ function gridColumns(n, aspect) {
 
 /** Keep each group's items next to each other in a layer (its frame must not enclose strangers). */
 function keepGroupsTogether(ids, groupOf) {
+  if (ids.length < 2 || !ids.some((id) => groupOf(id))) return ids;
   const first = new Map();
   ids.forEach((id, i) => { const g = groupOf(id) || `\u0003${id}`; if (!first.has(g)) first.set(g, i); });
   return ids.map((id, i) => ({ id, i, k: first.get(groupOf(id) || `\u0003${id}`) })).sort((a, b) => a.k - b.k || a.i - b.i).map((e) => e.id);
@@ -274,10 +272,10 @@ export function layoutGraph(steps, { aspect = 2.5, wrapAt = WRAP_AT, vertical = 
     const downward = it % 2 === 0;
     const order = downward ? ordered.layers : ordered.layers.slice().reverse();
     for (const ids of order) {
-      const want = new Map(ids.map((id) => {
+      const want = ids.map((id) => {
         const ns = (downward ? up : down).get(id) || [];
-        return [id, ns.length ? ns.reduce((t, n) => t + ys.get(n), 0) / ns.length : ys.get(id)];
-      }));
+        return ns.length ? ns.reduce((t, n) => t + ys.get(n), 0) / ns.length : ys.get(id);
+      });
       placeLayer(ids, want, heights, gap).forEach((y, i) => ys.set(ids[i], y));
     }
   }
