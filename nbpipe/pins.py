@@ -158,7 +158,10 @@ def spec_fields(component: Any, capture: Any) -> dict[str, Any]:
     """
     key = (capture.payload_digest, tuple(component.options.packages))
     if key not in _SPEC_CACHE:
-        _SPEC_CACHE[key] = imported_versions(component.func, component.options.packages)
+        try:
+            _SPEC_CACHE[key] = imported_versions(component.func, component.options.packages)
+        except Exception:  # noqa: BLE001 - a best-effort record must never stop a submit
+            _SPEC_CACHE[key] = []
     return {"imports": list(_SPEC_CACHE[key])} if _SPEC_CACHE[key] else {}
 
 
