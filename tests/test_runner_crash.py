@@ -39,6 +39,23 @@ def two_steps(x: int = 1):
     consume(y=produce(x=x).output)
 
 
+@component(cache=False, retries=2, backoff=0.0)
+def flaky(x: int) -> int:
+    import os
+
+    if os.environ["NBPIPE_ATTEMPT"] == "1":
+        raise RuntimeError("the first attempt fails")
+    return x + 1
+
+
+@pipeline
+def retried(x: int = 1):
+    consume(y=flaky(x=x).output)
+
+
+PIPELINES = {"two_steps": (two_steps, "produce"), "retried": (retried, "flaky")}
+
+
 def replayed_states(db: Path) -> tuple[dict, dict, dict, dict]:
     con = sqlite3.connect(db, timeout=30)
     try:
@@ -73,7 +90,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("template") / "data"
     r = RunnerProcess(d).start()
     try:
-        r.client().upload(_package())
+        for name in PIPELINES:
+            r.client().upload(_package(name))
     finally:
         r.stop()
     for ready in d.glob("ready-*.json"):
@@ -81,24 +99,24 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-def _package() -> bytes:
+def _package(name: str = "two_steps") -> bytes:
     from nbpipe.package import build_package
 
-    return build_package(two_steps)
+    return build_package(PIPELINES[name][0])
 
 
-def _crash_at(template: Path, tmp: Path, point: str) -> bool:
+def _crash_at(template: Path, tmp: Path, point: str, name: str = "two_steps") -> bool:
     """Run two_steps under a failpoint; check the database after the crash and after a restart.
 
     Returns False once the failpoint is beyond the whole run (the runner never crashed).
     """
-    data = tmp / point.replace(":", "-")
+    data = tmp / f"{name}-{point.replace(':', '-')}"
     shutil.copytree(template, data)
     r = RunnerProcess(data, extra_env={"NBPIPE_FAILPOINT": point}).start()
     c = r.client()
     run_id = None
     try:
-        run_id = c.submit(_package(), {"x": 4}).id
+        run_id = c.submit(_package(name), {"x": 4}).id
     except Exception:  # noqa: BLE001 - the runner died while answering: the run may or may not exist
         pass
     assert r.proc is not None
@@ -126,7 +144,7 @@ def _crash_at(template: Path, tmp: Path, point: str) -> bool:
             assert run.outputs("consume")["output"] == 50
             events = list(run.events(after=0, follow=False))
             ends = {e.step: e.state for e in events if e.type == "StepFinished"}
-            assert ends == {"produce": "succeeded", "consume": "succeeded"}, f"{point}: {ends}"
+            assert ends == {PIPELINES[name][1]: "succeeded", "consume": "succeeded"}, f"{point}: {ends}"
             assert events[-1].type == "RunFinished"
         c2.close()
     finally:
@@ -136,12 +154,14 @@ def _crash_at(template: Path, tmp: Path, point: str) -> bool:
 
 
 @pytest.mark.timeout(1800)  # ~15 crash points, two runner starts each: minutes on a loaded 2-core machine
-@pytest.mark.parametrize("kind", ["write", "commit"])
-def test_a_crash_at_any_write_leaves_events_that_replay_to_the_states(template, tmp_path, kind) -> None:
+@pytest.mark.parametrize("name,kind", [("two_steps", "write"), ("two_steps", "commit"), ("retried", "write")])
+def test_a_crash_at_any_write_leaves_events_that_replay_to_the_states(template, tmp_path, name, kind) -> None:
+    """``retried``: a step whose first attempt fails, so the retry's writes (StepRetrying, the
+    attempt rows, the step's ``retrying`` state) are walked too."""
     crashes = 0
     for n in range(1, 200):
-        if not _crash_at(template, tmp_path, f"{kind}:{n}"):
+        if not _crash_at(template, tmp_path, f"{kind}:{n}", name):
             break
         crashes += 1
-    print(f"\n{kind}: crashed at each of {crashes} points, all consistent")
+    print(f"\n{name} {kind}: crashed at each of {crashes} points, all consistent")
     assert crashes >= 8  # the run's writes were really walked
