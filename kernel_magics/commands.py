@@ -299,7 +299,7 @@ class NbpipeCommands:
         pipe = None
         if not args.same_code:
             pipe = current_pipeline(self.refs.get(run.id), str(run.last_snapshot.get("pipeline") or ""))
-        new = run.rerun(from_step=args.from_step, pipeline=pipe, from_failed=args.failed)
+        new = run.rerun(from_step=args.from_step, pipeline=pipe, from_failed=args.failed, same_code=args.same_code)
         start = new.last_snapshot.get("labels", {}).get("rerun_from")
         code = (
             f"this kernel's pipeline '{getattr(pipe, 'name', '')}'" if pipe is not None else "the run's own package"

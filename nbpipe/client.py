@@ -409,9 +409,16 @@ class Run:
     def cancel(self) -> None:
         self.client.cancel(self.id)
 
-    def rerun(self, from_step: str | None = None, pipeline: Any = None, from_failed: bool = False) -> "Run":
+    def rerun(self, from_step: str | None = None, pipeline: Any = None, from_failed: bool = False,
+              same_code: bool = False) -> "Run":
         """A new run of this one (see :meth:`Client.rerun`): ``from_step``, ``from_failed`` and
-        ``pipeline`` (the kernel's current pipeline object, to run with your fix)."""
+        ``pipeline`` (the pipeline object to run, with your fix). In a notebook kernel ``pipeline``
+        defaults to the kernel's pipeline of the run's name as it is now, as the graph's buttons and
+        ``%nbpipe rerun`` do; ``same_code=True`` runs the run's own package again instead."""
+        if pipeline is None and not same_code:
+            from .pipeline import kernel_pipeline
+
+            pipeline = kernel_pipeline(str((self._snapshot or self.snapshot()).get("pipeline") or ""))
         return self.client.rerun(self.id, from_step, pipeline=pipeline, from_failed=from_failed)
 
     def logs(self, step: str, attempt: int | None = None) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import sys
 import types
 from dataclasses import replace
 from typing import Any, Callable, Iterator
@@ -27,7 +28,7 @@ from .signature import InputSpec, compatible, is_json_value, type_name, value_ma
 from .tracing import _TRACE, check_reference, current_trace
 
 __all__ = ["Pipeline", "PipelineParam", "Step", "StepOutput", "Trace", "current_definition", "current_trace",
-           "pipeline"]
+           "kernel_pipeline", "pipeline"]
 
 
 class PipelineParam(Comparable):
@@ -479,6 +480,19 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"<nbpipe pipeline {self.name}: {len(self.steps)} steps>"
+
+
+def kernel_pipeline(name: str) -> Pipeline | None:
+    """The pipeline named ``name`` that the notebook kernel running this code defines now (the one
+    :class:`Pipeline` of that name in IPython's user namespace), or None: outside a kernel, or with
+    none or several of that name. Re-runs use it so they run the user's fix, as ``nbpipe.run`` does."""
+    ipython = sys.modules.get("IPython")  # never imported here: only a kernel has it loaded
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    ns = getattr(shell, "user_ns", None)
+    if not isinstance(ns, dict) or not name:
+        return None
+    found = {id(v): v for k, v in list(ns.items()) if not k.startswith("_") and isinstance(v, Pipeline) and v.name == name}
+    return next(iter(found.values())) if len(found) == 1 else None
 
 
 def current_definition(comp: Component) -> Component:

@@ -36,7 +36,7 @@ def _user_ns() -> dict[str, Any] | None:
 
 def current_pipeline(ref: PipelineRef, pipeline_name: str) -> Any:
     """The kernel's current pipeline object for a run of ``pipeline_name`` (None: use the run's package)."""
-    from ..pipeline import Pipeline
+    from ..pipeline import Pipeline, kernel_pipeline
 
     if callable(ref):
         return ref()
@@ -50,9 +50,7 @@ def current_pipeline(ref: PipelineRef, pipeline_name: str) -> Any:
             raise NbpipeError(f"'{ref}' {what}, so the re-run cannot use its current definition",
                               hint=f"Re-run the cell that defines pipeline '{ref}'.")
         return value
-    found = [v for k, v in ns.items() if not k.startswith("_") and isinstance(v, Pipeline) and v.name == pipeline_name]
-    unique = {id(v): v for v in found}
-    return next(iter(unique.values())) if len(unique) == 1 else None
+    return kernel_pipeline(pipeline_name)
 
 
 def perform(run: Run, action: str, payload: dict[str, Any], ref: PipelineRef) -> tuple[Run | None, str]:

@@ -138,3 +138,26 @@ def test_a_component_made_from_a_function_by_name_is_not_ambiguous(ip: Any) -> N
     cell(ip, "import nbpipe\ndef double(x: int) -> int:\n    return 2 * x\ndouble_op = nbpipe.component(double)")
     cell(ip, "@nbpipe.pipeline\ndef twice(x: int = 1):\n    double_op(x=double_op(x=x).output)")
     cell(ip, "_pkg = nbpipe.build_package(twice)")
+
+
+def test_run_rerun_in_a_kernel_takes_the_fixed_cell_unless_same_code(ip: Any, nb_client: Any) -> None:
+    """``run.rerun(from_failed=True)`` typed in the notebook after fixing the cell runs the fix (the
+    kernel's pipeline of that name now), like the graph's button; ``same_code=True`` the old package."""
+    for source in CELLS[:5]:
+        cell(ip, source)
+    cell(ip, "@component\ndef count_big(xs: list) -> int:\n    return len(clean(xs)) // (len(xs) - 5)")
+    cell(ip, CELLS[5])
+    ip.user_ns["_client"] = nb_client
+    cell(ip, "_first = _client.submit(demo)")
+    first = ip.user_ns["_first"].wait(timeout=120, raise_on_failure=False)
+    assert attempts(first) == {"make": "succeeded", "count_big": "failed"}
+
+    cell(ip, "@component\ndef count_big(xs: list) -> int:\n    return len(clean(xs)) // max(1, len(xs) - 5)")
+    cell(ip, "_same = _first.rerun(from_failed=True, same_code=True)")
+    same = ip.user_ns["_same"].wait(timeout=120, raise_on_failure=False)
+    assert attempts(same) == {"make": "cached", "count_big": "failed"}  # the run's own package: the old bug
+    cell(ip, "_fixed = _first.rerun(from_failed=True)")
+    fixed = ip.user_ns["_fixed"].wait(timeout=120)
+    assert fixed.output("count_big") == 4
+    assert fixed.steps["make"]["reason"] == f"reused from run {first.id} (upstream of 'count_big', unchanged)"
+    assert fixed.steps["count_big"]["attempt"] == 1 and fixed.snapshot()["package"] != first.snapshot()["package"]
