@@ -206,8 +206,9 @@ def train_weights(scale: float) -> list:
 def test_a_team_endpoint_runs_in_its_profile_namespace_with_its_account_secret_and_prefix(
         real: Cluster, tmp_path: Any) -> None:
     """A deploy step of a team-a run makes an endpoint in team-a's namespace (its ServiceAccount, S3 Secret,
-    store prefix), which serves, survives a runner restart and is deleted there; team-b's endpoint beyond its
-    quota fails saying so. Nothing lands in the runner's namespace (the audit check: no other namespace)."""
+    store prefix), which serves, survives a runner restart, takes a new version and a rollback, and is
+    deleted there; team-b's endpoint beyond its quota fails saying so. Nothing lands in the runner's
+    namespace (and the audit check after the suite: the runner touched no other namespace)."""
     import json as _json
     import signal
     import uuid
@@ -222,9 +223,8 @@ def test_a_team_endpoint_runs_in_its_profile_namespace_with_its_account_secret_a
     assert {"team-a", "team-b"} <= set(spaces), f"the rig applied no profile overlays: {spaces}"
     users = users_file(tmp_path / "users.json", {p: spaces[p] for p in ("team-a", "team-b")})
     root = "p" + uuid.uuid4().hex[:8]
-    # every pod asks for 3 CPUs: team-a's quota holds 4 (one pod at a time), team-b's 2 (none)
     r = real.runner(tmp_path / "runner", NBPIPE_USERS_FILE=str(users), NBPIPE_K8S_SERVING_PORT="0",
-                    NBPIPE_S3_PREFIX=root, NBPIPE_K8S_DEFAULT_REQUESTS="cpu=3,memory=256Mi")
+                    NBPIPE_S3_PREFIX=root)
     alice, bob = Client(r.url, token=ALICE), Client(r.url, token=BOB)
     core, apps = admin(real)
     ns, home, name = spaces["team-a"], real.namespace, "team-a-linear"
@@ -269,7 +269,11 @@ def test_a_team_endpoint_runs_in_its_profile_namespace_with_its_account_secret_a
         assert gone(apps.read_namespaced_deployment, res, other) and gone(core.read_namespaced_service, res, other)
         assert not core.list_namespaced_pod(other, label_selector=f"nbpipe.io/endpoint={name}").items
 
-    # team-b's endpoint: its pod (3 CPUs) is beyond team-b's quota (2): a clear failure, no 5-minute wait
+    # team-b's endpoint, from a runner whose pods ask for 3 CPUs: beyond team-b's quota (2), a clear
+    # failure at once (no 5-minute wait for a server that cannot start)
+    greedy = real.runner(tmp_path / "greedy-runner", NBPIPE_USERS_FILE=str(users), NBPIPE_K8S_SERVING_PORT="0",
+                         NBPIPE_S3_PREFIX=root, NBPIPE_K8S_DEFAULT_REQUESTS="cpu=3,memory=256Mi")
+    bob = Client(greedy.url, token=BOB)
     t0 = time.monotonic()
     with pytest.raises(Exception) as refused:
         nbpipe.serve(np.array([1.0, 1.0, 1.0]), predict=linear, name="team-b-linear", runner=bob)
@@ -281,16 +285,26 @@ def test_a_team_endpoint_runs_in_its_profile_namespace_with_its_account_secret_a
     nbpipe.serving.endpoint("team-b-linear", runner=bob).delete()
     wait_for("team-b's Deployment to be deleted",
              lambda: gone(apps.read_namespaced_deployment, "nbp-ep-team-b-linear", spaces["team-b"]), 60)
+    greedy.stop()
 
-    # a runner restart finds team-a's Deployment in team-a's namespace: the same objects, still serving
+    # a runner restart finds team-a's Deployment in team-a's namespace: a new version and a rollback
+    # patch the same Deployment there (after the restarted runner's own check of it)
     r.stop(signal.SIGKILL)
     r.start()
     alice = Client(r.url, token=ALICE)
-    wait_for("the endpoint to be resumed", lambda: nbpipe.serving.endpoint(name, runner=alice).info["state"] == "ready",
-             120)
-    ep = nbpipe.serving.endpoint(name, runner=alice)
+    w2 = np.array([0.5, 0.0, 3.0])
+    ep = nbpipe.serve(w2, predict=linear, name=name, runner=alice)
+    assert ep.version == "2" and ep.info["state"] == "ready", ep.info
+    np.testing.assert_allclose(ep.predict(X), linear(w2, X))
+    ep.rollback()
+    assert ep.version == "1" and ep.info["state"] == "ready", ep.info
     np.testing.assert_allclose(ep.predict(X), linear(train_weights(2.0), X))
     assert apps.read_namespaced_deployment(res, ns).metadata.uid == dep.metadata.uid
+    config = _json.loads({e.name: e for e in apps.read_namespaced_deployment(res, ns).spec.template.spec.containers[0]
+                          .env}["NBPIPE_ENDPOINT_CONFIG"].value)
+    assert config["store"]["prefix"] == f"{root}/profiles/team-a" and len(config["versions"]) == 2
+    for other in (home, spaces["team-b"]):
+        assert gone(apps.read_namespaced_deployment, res, other)
 
     # undeploy: gone from team-a's namespace
     ep.delete()
