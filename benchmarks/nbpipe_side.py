@@ -35,7 +35,7 @@ def inc(x: int) -> int:
     return x + 1
 
 
-@component(name="inc", cache=True)
+@component(name="inc_cached", cache=True)  # its own name: a later "inc" would replace it (latest definition wins)
 def inc_cached(x: int) -> int:
     return x + 1
 

@@ -14,6 +14,7 @@ Non-goal: pooling children across attempts (that would leak state between steps)
 from __future__ import annotations
 
 import errno
+import gc
 import json
 import os
 import selectors
@@ -140,6 +141,7 @@ def main() -> int:
     children: dict[int, str] = {}
     buf = b""
     eof = False
+    gc.freeze()  # what is loaded now is never collected in a child: no copy-on-write of the whole heap
     _write(out_fd, {"op": "ready", "pid": os.getpid()})
     while not eof or children:
         for key, _ in sel.select(timeout=1.0):
@@ -171,6 +173,7 @@ def main() -> int:
                     req = json.loads(line)
                     if req.get("op") == "preload":
                         _preload(req.get("packages") or [])
+                        gc.freeze()
                         continue
                     if req.get("op") != "spawn":
                         continue

@@ -80,7 +80,8 @@ async def execute(self: "Scheduler", run: "RunCtx", st: "StepCtx", inputs: dict[
             st.handle = reattached
             tail.offset = tail.sent = log_path.stat().st_size if log_path.exists() else 0
         else:
-            await asyncio.to_thread(self.stores.stage, run.profile, job["payload"]["key"])  # into the profile's view
+            if self.stores.prefix(run.profile):  # the default profile's view is the root: nothing to copy
+                await asyncio.to_thread(self.stores.stage, run.profile, job["payload"]["key"])  # into the profile's view
             if job["packages"] and not getattr(self.executor, "installs_packages", False):
                 job = await asyncio.to_thread(envs.prepare, job, self.data_dir / "envs", str(log_path))
             st.handle = await self.executor.start(job, att_id, str(log_path), workdir)
@@ -117,6 +118,10 @@ async def execute(self: "Scheduler", run: "RunCtx", st: "StepCtx", inputs: dict[
         log.exception("could not record the end of %s", att_id)
         remove_tree(workdir)  # partial outputs first: that may be what fills the disk
         self._fail_attempt(run, st, att_id, internal_reason(exc, self.data_dir))
+        return
+    # Start what this end made ready now, as a tick would (a chain's next step without waiting for
+    # the loop to wake); the loop still ticks for other runs waiting for the freed slot.
+    self.advance(run.id)
 
 
 def record_attempt(self: "Scheduler", run: "RunCtx", st: "StepCtx", att_id: str, log_path: Path, started: float) -> None:

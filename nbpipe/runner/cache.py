@@ -198,18 +198,19 @@ def write_cached_run(self: "Scheduler", conn: sa.Connection, run: "RunCtx", name
             for st in run.steps.values() for n, o in st.outputs.items()]
     if arts:
         conn.execute(db.artifacts.insert(), arts)
-    self._emit(ev.RunCreated(run_id=run.id, ts=run.created_at, name=name, pipeline=pipeline,
-                             experiment=experiment, params=run.params, graph=graph))
-    self._emit(ev.RunStarted(run_id=run.id, ts=now))
+    emit = self.events.add  # inside the caller's transaction (what Scheduler._emit does, without re-entering it)
+    emit(ev.RunCreated(run_id=run.id, ts=run.created_at, name=name, pipeline=pipeline,
+                       experiment=experiment, params=run.params, graph=graph))
+    emit(ev.RunStarted(run_id=run.id, ts=now))
     for st in run.steps.values():
         st.state = "cached"
         for n, o in st.outputs.items():
-            self._emit(ev.ArtifactSaved(run_id=run.id, ts=now, step=st.name, name=n, digest=o["digest"],
-                                        kind=o["kind"], format=o["format"], size=o["size"], preview=o.get("preview")))
-        self._emit(ev.StepFinished(run_id=run.id, ts=now, step=st.name, state="cached", attempt=0,
-                                   duration=0.0, reason=st.cache_reason, traceback=""))
+            emit(ev.ArtifactSaved(run_id=run.id, ts=now, step=st.name, name=n, digest=o["digest"],
+                                  kind=o["kind"], format=o["format"], size=o["size"], preview=o.get("preview")))
+        emit(ev.StepFinished(run_id=run.id, ts=now, step=st.name, state="cached", attempt=0,
+                             duration=0.0, reason=st.cache_reason, traceback=""))
     run.state = "succeeded"
-    self._emit(ev.RunFinished(run_id=run.id, ts=now, state="succeeded", reason="", duration=0.0))
+    emit(ev.RunFinished(run_id=run.id, ts=now, state="succeeded", reason="", duration=0.0))
     self.fresh_snapshot = (run.id, lambda: snapshot_of(run, name, experiment, package, labels, now))
     run_finished = getattr(self.executor, "run_finished", None)  # as _finish_run does for every run
     if run_finished is not None:
