@@ -241,3 +241,39 @@ def test_a_team_inference_service_runs_in_its_profile_namespace(real: Cluster, t
                  and gone(stand_in.apps.read_namespaced_deployment, f"{res}-predictor", ns), 60)
     finally:
         stand_in.close()
+
+
+def test_a_profiles_inference_service_is_placed_and_its_quota_refusal_fails_it(tmp_path: Any,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline (make test): the InferenceService and its predictor follow the profile; a Ready=False that
+    KServe copied from a quota-refused predictor pod fails the endpoint at once, naming profile and quota."""
+    import asyncio
+
+    from nbpipe.runner.profiles import Placements, ProfileStores
+    from nbpipe.serving.kserve import KServeServing
+    from nbpipe.stores.local import LocalStore
+
+    monkeypatch.setenv("NBPIPE_K8S_NAMESPACE", "nbpipe")
+    monkeypatch.setenv("NBPIPE_K8S_SERVING_PORT", "8080")
+    monkeypatch.setenv("NBPIPE_K8S_STEP_SERVICE_ACCOUNT", "nbpipe-step")
+    users = tmp_path / "users.yaml"
+    users.write_text("profiles:\n  team-b: {namespace: ns-b, serviceAccountName: b-steps}\n")
+    root = LocalStore(str(tmp_path / "store"))
+    serving = KServeServing(root, core=object(), apps=object(), stores=ProfileStores(root, Placements(users)))
+    isvc = serving.inference_service("iris", "{}", 8080, "team-b")
+    assert isvc["metadata"]["namespace"] == "ns-b" and isvc["spec"]["predictor"]["serviceAccountName"] == "b-steps"
+    assert serving.inference_service("iris", "{}", 8080)["metadata"]["namespace"] == "nbpipe"
+    assert serving.url("iris", 8080, "team-b") == "http://nbp-ep-iris-predictor.ns-b.svc"
+
+    seen: list[Any] = []
+
+    def status(name: str, profile: Any = None) -> tuple[bool, str, str]:
+        seen.append(profile)
+        return False, "", ('InferenceService nbp-ep-iris: pods "nbp-ep-iris-predictor-7c9-x" is forbidden: exceeded '
+                           'quota: compute, requested: requests.cpu=3, used: requests.cpu=0, limited: requests.cpu=2')
+
+    monkeypatch.setattr(serving, "_status", status)
+    state, reason = asyncio.run(serving._wait_served(None, "iris", "1", 8080, "team-b"))
+    assert state == "failed" and seen == ["team-b"]  # at the first status read: no waiting out the timeout
+    assert reason.startswith("profile 'team-b' is out of its ResourceQuota 'compute' (namespace ns-b): the endpoint's "
+                             "model server requested requests.cpu=3"), reason
