@@ -118,6 +118,12 @@ def test_large_files_and_other_methods_go_to_s3store(pair: tuple[S3Store, LightS
     assert not full.exists(info.key)
 
 
+def test_probing_for_optional_methods_does_not_open_the_full_store(pair: tuple[S3Store, LightS3Store]) -> None:
+    _, light = pair
+    assert getattr(light, "adopt", None) is None and light.local_path("runs/x") is None  # what the entrypoint asks
+    assert light._full is None
+
+
 def test_content_objects_are_not_looked_up_when_small(pair: tuple[S3Store, LightS3Store]) -> None:
     _, light = pair
     light._region()
