@@ -280,6 +280,9 @@ class Client:
         self._http.close()
 
 
+QUIET = 15.0  # seconds without an event after which Run.wait asks the runner whether it still schedules
+
+
 class Run:
     """A handle on one run: state, steps, events, logs, outputs, cancel."""
 
@@ -338,8 +341,11 @@ class Run:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise TimeoutError(f"Run {self.id} is still {snap['state']} after {timeout} s")
-            after = self._follow(after, left)
+            before = after
+            after = self._follow(after, QUIET if left is None else min(left, QUIET))
             snap = self._snapshot_by(deadline, timeout)
+            if after == before and snap["state"] not in ev.RUN_FINAL:
+                self._check_runner(deadline)  # nothing happened for a while: is the runner still scheduling?
         views = __import__("sys").modules.get("nbpipe.widgets.run_view")
         if views is not None:  # a shown live graph of this run puts its final picture in the notebook first
             views.settle(self.id, timeout=5.0)
@@ -349,6 +355,20 @@ class Run:
             raise RunnerError(f"Run {self.id} failed: {snap['reason']}",
                               hint="Its steps did not fail; see `nbpipe runner status` and the runner's log.")
         return self
+
+    def _check_runner(self, deadline: float | None) -> None:
+        """Raise if the runner answers that it is not scheduling runs (its loop stopped): this run
+        cannot go on, and waiting on (forever, without a timeout) would say nothing."""
+        left = 5.0 if deadline is None else max(0.05, min(5.0, deadline - time.monotonic()))
+        try:
+            resp = self.client._http.get("/api/v1/health", timeout=left)
+            body = resp.json() if resp.status_code == 503 else None
+        except (httpx.HTTPError, ValueError):
+            return  # not answering (or not in time): the caller's deadline decides
+        if isinstance(body, dict) and body.get("status") == "stalled":
+            raise RunnerError(f"Run {self.id} cannot go on: {body.get('message') or 'the runner is not scheduling runs'}",
+                              hint="Restart the runner (nbpipe runner stop, then start, or run again for the "
+                                   "embedded one); its runs resume from the database.")
 
     def _snapshot_by(self, deadline: float | None, timeout: float | None) -> dict[str, Any]:
         """:meth:`snapshot`, given no more than the time left before ``deadline``: a runner that
@@ -389,8 +409,8 @@ class Run:
                     if end is not None and time.monotonic() >= end:
                         return after
         except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError):
-            if end is None:
-                time.sleep(0.2)  # a dropped stream: resume from the last event after a breath
+            # a dropped stream: resume from the last event after a breath (within the time given)
+            time.sleep(0.2 if end is None else min(0.2, max(0.0, end - time.monotonic())))
         except httpx.ConnectError as exc:
             raise RunnerError(f"No runner at {self.client.url} ({exc})",
                               hint="Start one with `nbpipe runner start`.") from None

@@ -237,11 +237,18 @@ def test_wait_honours_its_timeout_on_a_stuck_run(tmp_path, stuck) -> None:
     run = c.submit(quiet, {"seconds": 300.0})
     if stuck != "loop stopped":
         os.kill(r.pid, signal.SIGSTOP)
+    # a runner that says it is not scheduling: wait says why the run cannot go on (with or without a
+    # timeout, where it used to hang); one that does not answer: the timeout
+    expected = ((RunnerError, "cannot go on: This nbpipe runner is not scheduling runs") if stuck == "loop stopped"
+                else (TimeoutError, r"still (queued|running) after 2 s"))
     try:
         t0 = time.monotonic()
-        with pytest.raises(TimeoutError, match="still"):
+        with pytest.raises(expected[0], match=expected[1]):
             run.wait(timeout=2)
         elapsed = time.monotonic() - t0
+        if stuck == "loop stopped":
+            with pytest.raises(RunnerError, match=expected[1]):
+                run.wait()
     finally:
         os.kill(r.pid, signal.SIGCONT)
         r.stop()
