@@ -21,7 +21,6 @@ import os
 import tempfile
 from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
@@ -31,6 +30,8 @@ from minio.error import MinioException, S3Error
 
 from ..errors import NbpipeError
 from .base import CHUNK, ObjectInfo, check_key, content_key, sha256_file
+from .s3_light import _CREDENTIAL_HINT, _DENIED
+from .s3_light import resolve_credentials as _resolve_credentials
 
 PART_SIZE = 16 * 1024 * 1024
 """Multipart part size: objects larger than this are uploaded in parts (S3 minimum is 5 MiB)."""
@@ -38,20 +39,7 @@ PART_SIZE = 16 * 1024 * 1024
 DIGEST_META = "sha256"
 _DIGEST_HEADER = "x-amz-meta-" + DIGEST_META
 
-# (access-key variable, secret-key variable), tried in this order after explicit arguments
-# and the NBPIPE_S3_CREDENTIALS_DIR secret mount.
-_ENV_PAIRS = (
-    ("NBPIPE_S3_ACCESS_KEY", "NBPIPE_S3_SECRET_KEY"),
-    ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
-    ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"),
-)
-_CREDENTIALS_DIR = "NBPIPE_S3_CREDENTIALS_DIR"
 _PUBLIC_ENV = "NBPIPE_S3_PUBLIC_ENDPOINT"
-_CREDENTIAL_HINT = (
-    "Set NBPIPE_S3_ACCESS_KEY and NBPIPE_S3_SECRET_KEY (or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), "
-    "or mount a Secret with files 'access-key' and 'secret-key' and point NBPIPE_S3_CREDENTIALS_DIR at it."
-)
-_DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"}
 
 
 class S3StoreError(NbpipeError, OSError):
@@ -99,25 +87,9 @@ def resolve_credentials(access_key: str | None, secret_key: str | None) -> tuple
     """Find the access/secret key pair: arguments, env, secret mount, then AWS/MinIO env names.
 
     Returns ``(None, None)`` when nothing is configured (anonymous access to a public bucket).
+    The lookup is the step pods' light client's (:func:`nbpipe.stores.s3_light.resolve_credentials`).
     """
-    if access_key or secret_key:
-        if not (access_key and secret_key):
-            raise S3StoreError("Only one of access_key/secret_key was given.", hint="Pass both or neither.")
-        return access_key, secret_key
-    pairs = [(os.environ.get(a), os.environ.get(s)) for a, s in _ENV_PAIRS]
-    folder = os.environ.get(_CREDENTIALS_DIR)
-    if folder:
-        files = [Path(folder, "access-key"), Path(folder, "secret-key")]
-        if not all(f.is_file() for f in files):
-            raise S3StoreError(
-                f"{_CREDENTIALS_DIR}={folder} lacks the files 'access-key' and 'secret-key'.",
-                hint="Mount a Secret with those two keys there, or unset the variable.",
-            )
-        pairs.insert(1, (files[0].read_text().strip(), files[1].read_text().strip()))
-    for access, secret in pairs:
-        if access and secret:
-            return access, secret
-    return None, None
+    return _resolve_credentials(access_key, secret_key, S3StoreError)
 
 
 def _http_client() -> urllib3.PoolManager:

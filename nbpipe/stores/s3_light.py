@@ -55,19 +55,25 @@ class LightDigestMismatch(LightS3Error):
     """An object's bytes do not hash to the sha256 recorded when it was written."""
 
 
-def resolve_credentials(access_key: str | None, secret_key: str | None) -> tuple[str | None, str | None]:
-    """The access/secret key pair, in :func:`nbpipe.stores.s3.resolve_credentials`' order."""
+def resolve_credentials(access_key: str | None, secret_key: str | None,
+                        error: type[NbpipeError] = LightS3Error) -> tuple[str | None, str | None]:
+    """Find the access/secret key pair: arguments, env, secret mount, then AWS/MinIO env names.
+
+    Returns ``(None, None)`` when nothing is configured (anonymous access to a public bucket).
+    ``S3Store`` uses the same lookup (with its own ``error`` class), so both clients of one pod
+    always agree on the credentials.
+    """
     if access_key or secret_key:
         if not (access_key and secret_key):
-            raise LightS3Error("Only one of access_key/secret_key was given.", hint="Pass both or neither.")
+            raise error("Only one of access_key/secret_key was given.", hint="Pass both or neither.")
         return access_key, secret_key
     pairs = [(os.environ.get(a), os.environ.get(s)) for a, s in _ENV_PAIRS]
     folder = os.environ.get(_CREDENTIALS_DIR)
     if folder:
         files = [Path(folder, "access-key"), Path(folder, "secret-key")]
         if not all(f.is_file() for f in files):
-            raise LightS3Error(f"{_CREDENTIALS_DIR}={folder} lacks the files 'access-key' and 'secret-key'.",
-                               hint="Mount a Secret with those two keys there, or unset the variable.")
+            raise error(f"{_CREDENTIALS_DIR}={folder} lacks the files 'access-key' and 'secret-key'.",
+                        hint="Mount a Secret with those two keys there, or unset the variable.")
         pairs.insert(1, (files[0].read_text().strip(), files[1].read_text().strip()))
     for access, secret in pairs:
         if access and secret:
