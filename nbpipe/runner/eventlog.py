@@ -29,6 +29,9 @@ from . import db
 _NAMES: dict[type, tuple[str, ...]] = {}
 _EVENTS_ADD = db.events.insert()  # built once: building it per commit cost more than the insert
 _LAST_ID = sa.select(sa.func.max(db.events.c.id))
+# PostgreSQL: the ids come back with the insert (one statement, no second round trip), in the
+# batch's order; SQLite reads max(id) in-process, which costs less than its RETURNING path.
+_EVENTS_ADD_IDS = db.events.insert().returning(db.events.c.id, sort_by_parameter_order=True)
 KEEP = 20_000  # committed events kept in memory for the live readers
 
 
@@ -63,11 +66,15 @@ class EventLog:
         """Insert the queued events in ``conn``'s transaction (called just before it commits)."""
         batch, self._pending = self._pending, []
         if batch:
-            conn.execute(_EVENTS_ADD, batch)
-            # ids are consecutive: this process is the table's only writer, one transaction at a time
-            last = int(conn.execute(_LAST_ID).scalar() or 0)
-            for i, row in enumerate(batch):
-                row["id"] = last - len(batch) + 1 + i
+            if conn.dialect.name == "postgresql":
+                for row, (id_,) in zip(batch, conn.execute(_EVENTS_ADD_IDS, batch).all(), strict=True):
+                    row["id"] = int(id_)
+            else:
+                conn.execute(_EVENTS_ADD, batch)
+                # ids are consecutive: this process is the table's only writer, one transaction at a time
+                last = int(conn.execute(_LAST_ID).scalar() or 0)
+                for i, row in enumerate(batch):
+                    row["id"] = last - len(batch) + 1 + i
             self._written = batch
         return bool(batch)
 

@@ -567,7 +567,7 @@ class Scheduler:
         wrote = False
         with db.write_lock(self.engine):
             try:
-                with self.engine.begin() as conn:
+                with db.begin_batched(self.engine) as conn:  # one round trip on PostgreSQL (see there)
                     self._local.conn = conn
                     try:
                         yield conn
