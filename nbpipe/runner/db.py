@@ -225,9 +225,9 @@ def begin_batched(engine: sa.Engine) -> Iterator[sa.Connection]:
     """``engine.begin()``, with a PostgreSQL (psycopg) transaction sent as one pipeline.
 
     psycopg otherwise waits for the server after ``BEGIN``, after each statement and after
-    ``COMMIT``: ~7 round trips for a step's start on the event loop's thread. In pipeline mode the
-    statements are queued and sent with the ``COMMIT`` (or when a result is read, e.g. ``RETURNING``),
-    so a transaction costs one or two. Atomicity is unchanged: a failed statement aborts the
+    ``COMMIT``: ~7 round trips for a step's start on the event loop's thread. In pipeline mode
+    ``BEGIN`` and the statements are sent without waiting for their results, which are collected
+    when the ``COMMIT``'s is (or when a result is read, e.g. ``RETURNING``): one or two round trips. Atomicity is unchanged: a failed statement aborts the
     transaction and raises at the next read or at the commit, which rolls back everything. Caveat:
     ``rowcount`` is not known before the pipeline syncs, so callers must not use it (the scheduler's
     transactions do not; :func:`write_tx` stays unpipelined for the callers that do). SQLite: plain
@@ -253,10 +253,10 @@ _PIPE = "nbpipe_pipeline"
 def _sync_for_rows(conn: sa.Connection, _cur: Any, statement: str, *_: Any) -> None:
     """In a pipelined transaction, a statement whose rows are read (a SELECT, a single-row INSERT's
     implicit ``RETURNING``) waits for its result here: SQLAlchemy looks at the cursor's description
-    right after executing it. Writes without rows stay queued."""
+    right after executing it. Writes without rows are not waited for."""
     pipe = conn.info.get(_PIPE)
     if pipe is not None and (statement.lstrip()[:6].upper() not in ("INSERT", "UPDATE", "DELETE")
-                             or " RETURNING " in statement):
+                             or " RETURNING " in statement.upper()):
         pipe.sync()
 
 
