@@ -36,7 +36,8 @@ from . import audit, db, profiles, views
 from .auth import Identities
 from .api_models import (MAX_INT, CancelResult, Experiment, Health, PackageInfo, RunRequest, RunSnapshot,
                          RunSummary, errors)
-from .config import LOOPBACK_NAMES, RunnerConfig, is_loopback
+from .config import RunnerConfig, is_loopback
+from .gate import OPEN_PATHS, SAFE_METHODS, Gate, check_origin  # noqa: F401 - SAFE_METHODS: tests
 from .schedule_routes import schedule_router
 from .scheduler import Scheduler
 from .schedules import Schedules
@@ -168,7 +169,7 @@ def create_app(config: RunnerConfig, on_ready: Any = None, on_stop: Any = None) 
         for message in held:
             await send(message)
 
-    app.add_middleware(_Gate, check=gate)
+    app.add_middleware(Gate, check=gate)
 
     @app.exception_handler(NbpipeError)
     async def nbpipe_error(_: Request, exc: NbpipeError) -> JSONResponse:
@@ -453,25 +454,12 @@ def create_app(config: RunnerConfig, on_ready: Any = None, on_stop: Any = None) 
 
     app.include_router(lineage_router(lambda: state["engine"], _error))
     app.include_router(run_query_router(lambda: state["engine"], _error))
-    from .endpoints import endpoints_router
+    from .endpoint_routes import endpoints_router
 
     app.include_router(endpoints_router(lambda: state["endpoints"], _error))
     app.include_router(audit.audit_router(lambda: state["engine"], _error))
     _document_common_errors(app)
     return app
-
-
-class _Gate:
-    """Plain ASGI middleware: every HTTP request goes through ``check`` (see ``create_app``'s ``gate``)."""
-
-    def __init__(self, app: Any, check: Any) -> None:
-        self.app = app
-        self.check = check
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":  # lifespan
-            return await self.app(scope, receive, send)  # type: ignore[no-any-return]
-        await self.check(scope, receive, send, self.app)
 
 
 def _document_common_errors(app: FastAPI) -> None:
@@ -503,44 +491,6 @@ def _document_common_errors(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-OPEN_PATHS = ("/api/v1/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
-SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-
-
-def _hostname(value: str) -> str:
-    value = value.strip().lower()
-    if value.startswith("["):
-        return value[: value.find("]") + 1] if "]" in value else value
-    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
-
-
-def check_origin(request: Request, local_only: bool, extra_hosts: set[str]) -> str:
-    """Why a request must be refused for its Host or Origin, or "" (see Jupyter Server's checks)."""
-    allowed = set(LOOPBACK_NAMES) | extra_hosts
-    if local_only:
-        host = _hostname(request.headers.get("host", ""))
-        if host not in allowed and not is_loopback(host):
-            return f"Host {host[:100]!r} is not this runner (a DNS-rebinding request?)"
-    origin = request.headers.get("origin")
-    site = request.headers.get("sec-fetch-site", "")
-    if origin is not None:
-        from urllib.parse import urlsplit
-
-        try:
-            o = urlsplit(origin)
-            o_host, o_port = (o.hostname or ""), o.port
-        except ValueError:
-            o_host, o_port = "", None
-        own = request.headers.get("host", "").strip().lower()
-        shown = f"[{o_host}]" if ":" in o_host else o_host
-        same = bool(o_host) and (f"{shown}:{o_port}" == own if o_port else shown == own)
-        if not same and not (o_host in extra_hosts):
-            return f"Cross-origin request from {origin[:100]!r} refused"
-    elif site == "cross-site" and request.method not in SAFE_METHODS:
-        return "Cross-site request refused"
-    return ""
 
 
 def _is_digest(text: str) -> bool:
