@@ -15,27 +15,19 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 from minio import Minio
 from minio.credentials import Credentials
 from minio.signer import sign_v4_s3
-from test_store_s3 import ACCESS, SECRET, start_moto, stop
+from test_store_s3 import ACCESS, SECRET, moto_url, start_moto, stop  # noqa: F401 - moto_url is a fixture
 
 from nbpipe.stores import s3_light
 from nbpipe.stores.s3 import S3Store
 from nbpipe.stores.s3_light import LightDigestMismatch, LightS3Error, LightS3Store, sign
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    proc, url = start_moto()
-    yield url
-    stop(proc)
 
 
 @pytest.fixture
