@@ -137,10 +137,17 @@ def by_value_modules(func: Callable[..., Any]) -> list[types.ModuleType]:
     if mod is None or mod.__name__ == "__main__":
         return []
     path = getattr(mod, "__file__", None) or ""
-    installed = [sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib")]
-    if not path or any(path.startswith(p) for p in installed):
+    if not path or path.startswith(_installed_roots()):
         return []
     return [mod]
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_roots() -> tuple[str, ...]:
+    """Where installed packages and the standard library live (``sysconfig`` expands its path
+    templates on every call: ~0.2 ms, once per function per capture before this was kept)."""
+    paths = sysconfig.get_paths()
+    return tuple(paths[k] for k in ("purelib", "platlib", "stdlib"))
 
 
 def _by_value(func: Any) -> bool:
