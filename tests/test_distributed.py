@@ -9,6 +9,7 @@ fails and retries as a unit; cancel and timeout stop every worker.
 
 from __future__ import annotations
 
+import re
 import time
 
 import psutil
@@ -156,6 +157,13 @@ def crashes() -> int:
 
     dist.init_process_group("gloo")
     if dist.get_rank() == 1:
+        import atexit
+        import time
+
+        # The hard case: rank 1's sockets close (its peers fail at once, and are reaped first) well
+        # before rank 1 itself exits. Its error still came first, so it is still the cause.
+        atexit.register(time.sleep, 1.5)
+        atexit.register(dist.destroy_process_group)
         raise RuntimeError("rank 1 ran out of data")
     print("waiting in the barrier", flush=True)
     dist.barrier()  # never completes: rank 1 is gone
@@ -188,7 +196,7 @@ def test_a_worker_crash_stops_the_others_and_the_step_retries_as_a_unit(nb_clien
             assert _gone(w["pid"]), (attempt, w)
     log = "".join(e.text for e in evs if isinstance(e, StepLog) and e.attempt == 1)
     assert "[rank 1] " in log and "RuntimeError: rank 1 ran out of data" in log
-    assert "[gang] worker rank 1 exited with code 1; stopping ranks" in log
+    assert re.search(r"\[gang\] worker rank 1 (exited with code 1|failed); stopping (ranks|rank 2|nothing)", log), log
 
 
 @component(workers=2, cache=False)

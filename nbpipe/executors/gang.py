@@ -181,13 +181,20 @@ class Gang:
                     if rank == 0 and pending:
                         self.tasks.append(asyncio.create_task(self._stragglers()))
                 elif self.stopping:
-                    self.states[rank] = "stopped"
+                    self.states[rank] = "failed" if rank == self.first_failure else "stopped"
                 else:
-                    self.states[rank] = "failed"
-                    self.first_failure = rank
                     self.stopping = True
-                    others = [r for r in range(self.n) if self.codes[r] is None]
-                    self._log(f"[gang] worker rank {rank} {_describe(rc)}; stopping "
+                    # The first exit seen is not always the cause: a peer's collective fails as soon
+                    # as the crashed rank's sockets close, and it may be reaped first. The rank whose
+                    # error came first is the cause; the others failed because it went away.
+                    cause = await asyncio.to_thread(first_error, self.job, self.n, rank)
+                    self.first_failure = cause
+                    for r in range(self.n):
+                        if self.codes[r] is not None and self.codes[r] != 0:
+                            self.states[r] = "failed" if r == cause else "stopped"
+                    others = [r for r in range(self.n) if self.codes[r] is None and r != cause]
+                    how = "failed" if self.codes[cause] is None else _describe(self.codes[cause])
+                    self._log(f"[gang] worker rank {cause} {how}; stopping "
                               f"{'ranks ' + ', '.join(map(str, others)) if others else 'nothing (all ended)'}\n")
                     self.tasks.append(asyncio.create_task(self.kill()))
             self._emit()
@@ -241,6 +248,27 @@ class Gang:
             if p.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     p.kill()
+
+
+def first_error(job: dict[str, Any], n: int, seen: int) -> int:
+    """The rank whose own error came first (the earliest ``finished_at`` of the failed results the
+    workers wrote), else ``seen`` (the first failed exit observed; e.g. a worker killed by a signal
+    writes no result). Causal, not a race: a crashed rank writes its result before it exits, and its
+    peers only fail once its sockets close, at its exit."""
+    from ..stores import open_store
+
+    store = open_store(job["store"])
+    best: tuple[float, int] | None = None
+    for rank in range(n):
+        try:  # plain JSON the step wrote, never a pickle
+            res = json.loads(store.get_bytes(rank_result_key(job["result_key"], rank)))
+        except Exception:  # noqa: BLE001 - not written (still running, or crashed before writing)
+            continue
+        at = res.get("finished_at")
+        if res.get("status") == "failed" and res.get("error") and isinstance(at, (int, float)):
+            if best is None or (at, rank) < best:
+                best = (float(at), rank)
+    return best[1] if best is not None else seen
 
 
 def report_rank_failure(job: dict[str, Any], rank: int, where: str, how: str, verb: str) -> str:

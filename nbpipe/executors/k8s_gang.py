@@ -46,7 +46,7 @@ from typing import Any
 
 from ..errors import NbpipeError
 from .base import ExitStatus, Handle
-from .gang import EXIT_GRACE, free_port, rank_result_key, report_rank_failure
+from .gang import EXIT_GRACE, first_error, free_port, rank_result_key, report_rank_failure
 from .k8s_pod import (CONTAINER, LABEL_RUN, MANAGED_BY, MAX_ENV_JOB, build_pod, dns_name, encode_job,
                       label_value)
 from .k8s_watch import classify, container_started, deleted_status
@@ -423,6 +423,14 @@ class K8sGang:
                 await asyncio.to_thread(self._take_log, w)
             else:
                 await asyncio.to_thread(self._take_log, w)
+        if self.first_failure is not None:  # the rank whose error came first is the cause (gang.first_error)
+            cause = await asyncio.to_thread(first_error, self.job, self.n, self.first_failure)
+            if cause != self.first_failure and self.workers[cause].status is not None:
+                self.workers[self.first_failure].state, self.workers[cause].state = "stopped", "failed"
+                self.note(f"worker rank {cause} ({self.workers[cause].pod}) failed first; "
+                          f"rank {self.first_failure} failed because it went away")
+                self.first_failure = cause
+                self.emit()
         result = self._result()
         if self.first_failure is not None:
             reason = await asyncio.to_thread(self._report_failure, self.first_failure)
