@@ -153,15 +153,20 @@ class S3Store:
         access, secret = resolve_credentials(access_key, secret_key)
         self._credentials = (access, secret)
         self._public_client: Minio | None = None
+        self._http = _http_client()
         self._client = Minio(
             self.endpoint,
             access_key=access,
             secret_key=secret,
             secure=self.secure,
             region=region,
-            http_client=_http_client(),
+            http_client=self._http,
         )
-        self._ensure_bucket(create_bucket)
+        try:
+            self._ensure_bucket(create_bucket)
+        except BaseException:
+            self._http.clear()  # no half-opened store keeps its sockets
+            raise
 
     # -- helpers ---------------------------------------------------------------------------
 
