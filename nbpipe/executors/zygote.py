@@ -9,6 +9,12 @@ Protocol (one JSON object per line): request ``{"op": "spawn", "id", "job", "log
 "env"}``; replies ``{"op": "spawned", "id", "pid"}`` then ``{"op": "exited", "id", "pid",
 "code", "signal"}``. On stdin EOF (the runner died) the zygote kills its children and exits.
 Non-goal: pooling children across attempts (that would leak state between steps).
+
+Pre-forked spare: the zygote keeps one child forked *ahead* of the next request, already a session
+leader with its signals reset and the zygote's descriptors closed, blocked reading its job from a
+pipe of its own. A request goes to the spare (the fork and that setup are off the step's path) and
+the next spare is forked right after. Each spare runs exactly one job, or none: it exits when its
+pipe closes without one (a preload replaces it, so later steps see the preloaded modules).
 """
 
 from __future__ import annotations
@@ -33,26 +39,32 @@ def _write(fd: int, msg: dict[str, Any]) -> None:
         data = data[n:]
 
 
-def _child(req: dict[str, Any], keep: set[int]) -> None:
-    """In the forked child: become a session leader, redirect output, run the job."""
+def _become_step(keep: set[int]) -> None:
+    """In a just-forked child: a session leader with default signals, none of the zygote's fds."""
+    os.setsid()
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_DFL)
+    for fd in keep:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)  # not the runner's pipe to the zygote
+    os.close(null)
+
+
+def _child(req: dict[str, Any], keep: set[int], ready: bool = False) -> None:
+    """In the forked child: become a session leader (unless ``ready``: a spare did), redirect output, run the job."""
     code = 2
     try:
-        os.setsid()
-        signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
-            signal.signal(sig, signal.SIG_DFL)
-        for fd in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        if not ready:
+            _become_step(keep)
         log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.close(log)
-        os.close(null)
         sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
         sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
         os.environ.update(req.get("env") or {})
@@ -77,6 +89,78 @@ def _child(req: dict[str, Any], keep: set[int]) -> None:
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def _spare(job_fd: int, keep: set[int]) -> None:
+    """In a pre-forked spare: get ready, then wait for one job on ``job_fd`` (none at EOF: exit)."""
+    try:
+        _become_step(keep)
+        chunks = []
+        while True:
+            chunk = os.read(job_fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(job_fd)
+        if not chunks:
+            os._exit(0)
+        req = json.loads(b"".join(chunks))
+    except BaseException:  # noqa: BLE001 - a spare that cannot start reports no job: the zygote forks again
+        os._exit(3)
+    _child(req, keep, ready=True)
+
+
+class _Spares:
+    """The zygote's one pre-forked spare child (see the module docstring)."""
+
+    def __init__(self, keep: set[int]):
+        self.keep = keep
+        self.pid = 0
+        self.fd = -1
+
+    def fork(self) -> None:
+        if self.pid:
+            return
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(w)
+            _spare(r, self.keep)
+        os.close(r)
+        self.pid, self.fd = pid, w
+
+    def discard(self) -> None:
+        """Let the spare exit without a job (it is reaped like any child, reported to nobody)."""
+        if self.pid:
+            os.close(self.fd)
+            self.pid, self.fd = 0, -1
+
+    def gone(self, pid: int) -> None:
+        """``pid`` exited: if it was the spare, fork another at the next request."""
+        if pid == self.pid:
+            os.close(self.fd)
+            self.pid, self.fd = 0, -1
+
+    def hand(self, req: dict[str, Any], line: bytes) -> int:
+        """Give ``req`` to the spare (a fresh fork if it is gone); its pid."""
+        for _ in range(2):
+            self.fork()
+            pid, fd = self.pid, self.fd
+            self.pid, self.fd = 0, -1
+            try:
+                os.set_blocking(fd, True)
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(fd, view):]
+                return pid
+            except BrokenPipeError:  # the spare died before its job (killed): reaped later, fork another
+                continue
+            finally:
+                os.close(fd)
+        pid = os.fork()  # a spare cannot take jobs here at all: fork per request, as before spares
+        if pid == 0:
+            _child(req, self.keep)
+        return pid
 
 
 def _import_names(requirements: list[str]) -> list[str]:
@@ -142,7 +226,9 @@ def main() -> int:
     buf = b""
     eof = False
     gc.freeze()  # what is loaded now is never collected in a child: no copy-on-write of the whole heap
+    spares = _Spares({out_fd, wake_r, wake_w})
     _write(out_fd, {"op": "ready", "pid": os.getpid()})
+    spares.fork()
     while not eof or children:
         for key, _ in sel.select(timeout=1.0):
             if key.fd == wake_r:
@@ -159,6 +245,7 @@ def main() -> int:
                 if not chunk:
                     eof = True
                     sel.unregister(in_fd)
+                    spares.discard()
                     for pid in list(children):
                         try:
                             os.killpg(pid, signal.SIGKILL)
@@ -172,17 +259,18 @@ def main() -> int:
                         continue
                     req = json.loads(line)
                     if req.get("op") == "preload":
+                        spares.discard()  # forked before the preload: later steps get a spare that has it
                         _preload(req.get("packages") or [])
                         gc.freeze()
                         continue
                     if req.get("op") != "spawn":
                         continue
-                    pid = os.fork()
-                    if pid == 0:
-                        _child(req, {out_fd, wake_r, wake_w})
+                    pid = spares.hand(req, line)
                     children[pid] = req["id"]
                     _write(out_fd, {"op": "spawned", "id": req["id"], "pid": pid})
-        while children:
+                if not eof:
+                    spares.fork()  # the next step's, while this one runs
+        while True:  # every exited child, the spares included
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
@@ -195,6 +283,7 @@ def main() -> int:
                 break
             att = children.pop(pid, None)
             if att is None:
+                spares.gone(pid)
                 continue
             msg: dict[str, Any] = {"op": "exited", "id": att, "pid": pid, "code": None, "signal": None}
             if os.WIFSIGNALED(status):

@@ -1,0 +1,120 @@
+"""The local executor's warm zygote and its pre-forked spare: every attempt is still a fresh process
+of its own (own pid, own session, stdin not the zygote's pipe), a spare that dies before it gets a job
+is replaced, and a preload reaches the steps forked after it. Real zygote, real step processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+
+import cloudpickle
+import psutil
+
+from nbpipe.executors.local import LocalExecutor
+from nbpipe.stores.local import LocalStore
+
+
+def _who(tag: str) -> dict:
+    import os
+    import sys
+
+    return {"tag": tag, "pid": os.getpid(), "sid": os.getsid(0), "stdin": os.readlink("/proc/self/fd/0"),
+            "idna_loaded_before_call": "idna" in sys.modules}
+
+
+def _job(store: LocalStore, n: int, packages: list[str] | None = None) -> dict:
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the step process cannot import this test module
+    func = cloudpickle.dumps(lambda: _who(f"step-{n}"))
+    info = store.put_bytes(func)
+    return {"run_id": "r", "step": f"s{n}", "attempt": 1, "component": "who", "store": store.config(),
+            "payload": {"key": info.key, "serializer": "cloudpickle"}, "python": "", "inputs": {},
+            "outputs": [{"name": "Output", "kind": "value"}], "return_style": "single",
+            "result_key": f"runs/r/s{n}/1/result.json", "env": {}, "packages": packages or [], "imports": []}
+
+
+def _value(store: LocalStore, job: dict) -> dict:
+    result = json.loads(store.get_bytes(job["result_key"]))
+    assert result["status"] == "succeeded", result
+    out = result["outputs"]["Output"]
+    return out["value"] if "value" in out else json.loads(store.get_bytes(out["key"]))
+
+
+async def _step(ex: LocalExecutor, store: LocalStore, tmp_path, n: int, packages: list[str] | None = None) -> tuple[dict, int]:
+    job = _job(store, n, packages)
+    handle = await ex.start(job, f"a{n}", str(tmp_path / "logs" / f"{n}.log"), str(tmp_path / "work" / str(n)))
+    status = await asyncio.wait_for(handle.done, 60)
+    assert status.ok, (status, (tmp_path / "logs" / f"{n}.log").read_text())
+    assert handle.pid is not None
+    return _value(store, job), handle.pid
+
+
+def _spares(ex: LocalExecutor) -> list[psutil.Process]:
+    assert ex._zygote is not None
+    return psutil.Process(ex._zygote.pid).children()
+
+
+def test_each_attempt_is_a_fresh_session_leader_and_a_killed_spare_is_replaced(tmp_path):
+    store = LocalStore(tmp_path / "store")
+
+    async def main() -> None:
+        ex = LocalExecutor()
+        try:
+            seen = []
+            for n in range(3):
+                value, pid = await _step(ex, store, tmp_path, n)
+                assert value["tag"] == f"step-{n}"
+                assert value["pid"] == pid and value["sid"] == pid  # the handle's pid, a session of its own
+                assert value["stdin"] == "/dev/null"  # not the runner's pipe to the zygote
+                seen.append(pid)
+            assert len(set(seen)) == 3  # never a process reused across attempts
+            # The zygote forked the next step's spare when it handed out the last one.
+            spares = _spares(ex)
+            assert len(spares) == 1 and spares[0].pid not in seen
+            spares[0].send_signal(signal.SIGKILL)  # dies before it gets a job
+            spares[0].wait(30)
+            value, pid = await _step(ex, store, tmp_path, 3)
+            assert value["pid"] == pid != spares[0].pid
+        finally:
+            await ex.close()
+
+    asyncio.run(main())
+
+
+def test_a_preload_reaches_the_steps_forked_after_it(tmp_path):
+    store = LocalStore(tmp_path / "store")
+
+    async def main() -> None:
+        ex = LocalExecutor()
+        try:
+            value, _ = await _step(ex, store, tmp_path, 0)  # the spare now exists, forked before any preload
+            assert not value["idna_loaded_before_call"], "the zygote itself must not import idna for this test"
+            value, _ = await _step(ex, store, tmp_path, 1, packages=["idna"])
+            assert value["idna_loaded_before_call"]  # the step ran in a process forked after the preload
+        finally:
+            await ex.close()
+
+    asyncio.run(main())
+
+
+def test_closing_the_executor_leaves_no_zygote_and_no_spare(tmp_path):
+    store = LocalStore(tmp_path / "store")
+
+    async def main() -> list[int]:
+        ex = LocalExecutor()
+        await _step(ex, store, tmp_path, 0)
+        pids = [ex._zygote.pid] + [p.pid for p in _spares(ex)]  # type: ignore[union-attr]
+        await ex.close()
+        return pids
+
+    pids = asyncio.run(main())
+    assert len(pids) == 2
+    for pid in pids:
+        try:
+            psutil.Process(pid).wait(30)
+        except psutil.NoSuchProcess:
+            pass
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert os.getpid()  # the test process itself was never forked from
