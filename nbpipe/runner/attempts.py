@@ -124,8 +124,10 @@ async def execute(self: "Scheduler", run: "RunCtx", st: "StepCtx", inputs: dict[
     self.advance(run.id)
 
 
-def record_attempt(self: "Scheduler", run: "RunCtx", st: "StepCtx", att_id: str, log_path: Path, started: float) -> None:
-    """The attempt's row, its step ``running`` and ``StepStarted``: in the starting tick's transaction."""
+def record_attempt(self: "Scheduler", run: "RunCtx", st: "StepCtx", att_id: str, log_path: Path, started: float,
+                   first: dict[str, Any] | None = None) -> None:
+    """The attempt's row, its step ``running`` and ``StepStarted``: in the starting tick's transaction.
+    ``first``: the step's inputs summary and cache key, written in the same update on its first look."""
     attempt = st.attempt
     with self._tx() as conn:
         conn.execute(db.ATTEMPT_ADD, {"id": att_id, "run_id": run.id, "step": st.name, "attempt": attempt,
@@ -134,6 +136,8 @@ def record_attempt(self: "Scheduler", run: "RunCtx", st: "StepCtx", att_id: str,
         values: dict[str, Any] = {"state": "running", "attempt": attempt, "reason": "", "traceback": ""}
         if attempt == 1:
             values["started_at"] = started
+        if first:
+            values.update(first)
         db.set_step(conn, run.id, st.name, **values)
         self._emit(ev.StepStarted(run_id=run.id, ts=started, step=st.name, attempt=attempt,
                                   max_attempts=st.max_attempts))

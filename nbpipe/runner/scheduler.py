@@ -336,6 +336,10 @@ class Scheduler:
                 self._fail_run(run, run.broken)
                 next_wake = min(next_wake, 1.0)
                 continue
+            idx = run.ready
+            if (run.state == "running" and idx is not None and not idx.candidates and not idx.done
+                    and idx.size == len(run.steps) and "groups" not in run.spec):
+                continue  # nothing can start or finish (e.g. a chain's one step is running): no transaction
             try:
                 with self._tx():
                     next_wake = min(next_wake, self._tick_run(run, now))
@@ -439,15 +443,17 @@ class Scheduler:
                 st.first_values = first  # one step write for a hit, with its final state
                 self._finish_success(run, st, hit.outputs, cached=True, reason=hit.reason(st.name))
                 return
-            if first is not None:
-                with self._tx() as conn:
-                    _set_step(conn, run.id, st.name, **first)
             owner = self.cache.owner(st.cache_key) if cacheable else None
             if owner is not None and owner != (run.id, st.name):
                 # An identical step (same code, inputs and options) is running right now, e.g. the
                 # shared upstream step of parallel sweep trials: wait and take its result from the
                 # cache rather than doing the same work twice. If it fails, this one runs itself.
+                if first is not None:
+                    with self._tx() as conn:
+                        _set_step(conn, run.id, st.name, **first)
                 return
+        else:
+            first = None
         if cacheable:
             self.cache.claim(st.cache_key, run.id, st.name)
         st.attempt += 1
@@ -455,7 +461,7 @@ class Scheduler:
         st.started_at = time.time()
         # the attempt's row, the step's running state and StepStarted commit with this tick
         attempts.record_attempt(self, run, st, f"{run.id}.{st.name}.{st.attempt}",
-                                self.log_path(run.id, st.name, st.attempt), st.started_at)
+                                self.log_path(run.id, st.name, st.attempt), st.started_at, first)
         self.active += 1
         st.task = asyncio.create_task(self._execute(run, st, inputs))
 
