@@ -32,6 +32,10 @@ _LAST_ID = sa.select(sa.func.max(db.events.c.id))
 # PostgreSQL: the ids come back with the insert (one statement, no second round trip), in the
 # batch's order; SQLite reads max(id) in-process, which costs less than its RETURNING path.
 _EVENTS_ADD_IDS = db.events.insert().returning(db.events.c.id, sort_by_parameter_order=True)
+# In a pipelined transaction (db.begin_batched) the ids are read after the commit instead: psycopg
+# queues one INSERT … RETURNING per event and the commit's sync brings their results, so the whole
+# transaction is one round trip (the RETURNING above made the pipeline wait for it before COMMIT).
+_PG_EVENTS_ADD = "INSERT INTO events (run_id, type, data, ts) VALUES (%s, %s, %s, %s) RETURNING id"
 KEEP = 20_000  # committed events kept in memory for the live readers
 
 
@@ -53,6 +57,7 @@ class EventLog:
         self._waiter: asyncio.Event | None = None
         self._pending: list[dict[str, Any]] = []
         self._written: list[dict[str, Any]] = []  # inserted in the open transaction, with their ids
+        self._id_cursor: Any = None  # PostgreSQL, pipelined: the psycopg cursor the ids come back on
         self._ids: list[int] = []  # the kept events' ids (ascending) ...
         self._kept: list[tuple[str, dict[str, Any]]] = []  # ... and (run id, event as the table reads back)
         self._floor: int | None = None  # every event with an id above it is kept (None: not known yet)
@@ -66,7 +71,17 @@ class EventLog:
         """Insert the queued events in ``conn``'s transaction (called just before it commits)."""
         batch, self._pending = self._pending, []
         if batch:
-            if conn.dialect.name == "postgresql":
+            if conn.dialect.name == "postgresql" and conn.info.get(db._PIPE) is not None:
+                import psycopg
+
+                cur = conn.connection.dbapi_connection.cursor()
+                try:
+                    cur.executemany(_PG_EVENTS_ADD, [(r["run_id"], r["type"], r["data"], r["ts"]) for r in batch],
+                                    returning=True)
+                except psycopg.Error as exc:  # an earlier statement failed: as SQLAlchemy would raise it
+                    raise sa.exc.DBAPIError.instance(_PG_EVENTS_ADD, None, exc, psycopg.Error) from exc
+                self._id_cursor = cur  # read in committed(): not waited for before the COMMIT
+            elif conn.dialect.name == "postgresql":
                 for row, (id_,) in zip(batch, conn.execute(_EVENTS_ADD_IDS, batch).all(), strict=True):
                     row["id"] = int(id_)
             else:
@@ -82,10 +97,21 @@ class EventLog:
         """The transaction rolled back: its events describe changes that never happened."""
         self._pending = []
         self._written = []
+        self._id_cursor = None
 
     def committed(self) -> None:
         """Keep the committed events for the live readers, then wake them."""
         batch, self._written = self._written, []
+        cur, self._id_cursor = self._id_cursor, None
+        if cur is not None:  # the statements' results arrived with the commit's (one per event, in order)
+            ids = []
+            while True:
+                ids.append(int(cur.fetchone()[0]))
+                if not cur.nextset():
+                    break
+            cur.close()
+            for row, id_ in zip(batch, ids, strict=True):
+                row["id"] = id_
         if batch:
             if self._floor is None or (self._ids and batch[0]["id"] != self._ids[-1] + 1) or (
                     not self._ids and batch[0]["id"] != self._floor + 1):
