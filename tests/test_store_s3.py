@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -56,16 +57,20 @@ def free_port() -> int:
 def start_moto(env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
     """Start ``python -m moto.server`` on a free loopback port; return it and its URL."""
     port = free_port()
+    # stderr to a file, not a pipe: moto logs every request there, and a pipe nobody reads fills up after
+    # ~600 requests and then blocks the server mid-request (a long benchmark or suite session hangs)
+    log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
         env={**os.environ, **(env or {})},
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"moto server exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+            log.seek(0)
+            raise RuntimeError(f"moto server exited: {log.read().decode(errors='replace')[-4000:]}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
             return proc, f"http://127.0.0.1:{port}"
