@@ -30,6 +30,7 @@ import gzip
 import json
 import logging
 import os
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -60,6 +61,29 @@ from .k8s_watch import PodWatcher, classify, container_started, deleted_status
 log = logging.getLogger("nbpipe.executors.kubernetes")
 
 LOG_WAIT = 15.0  # seconds to let a finished pod's log stream drain before resolving the attempt
+
+
+def _partial_end(data: bytes, end: bytes) -> int:
+    """How many bytes at the end of ``data`` may be the start of ``end`` (held back until more arrives:
+    anything else is written at once, so a step's live log never lags)."""
+    for k in range(min(len(data), len(end) - 1), 0, -1):
+        if end.startswith(data[-k:]):
+            return k
+    return 0
+
+
+def log_end_line(token: str) -> bytes:
+    """The line the entrypoint prints last (``job["log_end"]``): the runner's copy of the log is complete.
+
+    A real kubelet streams a line as it is written, but reports the container's end only on its next
+    relist (~1 s) and closes the ``follow`` stream on its next check (1 s): with this line the stream
+    is complete (and its thread and connection free) before the pod says it ended, and the attempt
+    needs no whole-log read (:meth:`KubernetesExecutor._take_log`, still the path when the line has
+    not arrived yet, e.g. on the k8s-rig, whose kubelet polls the log every 0.2 s). Per attempt, so a
+    step's own output cannot end its log early by accident. It stays in the container's log
+    (``kubectl logs``), not in nbpipe's.
+    """
+    return f"nbpipe: end of step log {token}\n".encode()
 
 
 def store_key(run_id: str, step: str, attempt: int, name: str) -> str:
@@ -102,6 +126,7 @@ class _Attempt:
     stop_logs: threading.Event = field(default_factory=threading.Event)
     log_lock: threading.Lock = field(default_factory=threading.Lock)
     log_taken: bool = False  # _finish wrote the rest of the log itself: the stream must not write more
+    log_end: str = ""  # the token of the entrypoint's last line (see log_end_line); "" for none
 
 
 class KubernetesExecutor:
@@ -229,26 +254,48 @@ class KubernetesExecutor:
 
     # -------------------------------------------------------------- logs
     def _stream_logs(self, att: _Attempt) -> bool:
-        """Append the container's log to ``att.log_path`` while it runs; True when it was read to its end."""
+        """Append the container's log to ``att.log_path`` while it runs; True when it was read to its end.
+
+        The end is the stream's end, or the entrypoint's last line (:func:`log_end_line`, not written to
+        the file): once the container ended, the kubelet closes a ``follow`` stream only on its next
+        check (every second on a real node), while that line arrives as soon as it is printed.
+        """
         from kubernetes.client.exceptions import ApiException
 
+        end = log_end_line(att.log_end) if att.log_end else b""
         for _ in range(20):
             try:
                 resp = self.api.read_namespaced_pod_log(att.pod, att.namespace, container=CONTAINER,
                                                         follow=True, _preload_content=False)
                 with open(att.log_path, "ab") as fh:
                     pos = 0  # every (re)connection reads the log from its first byte: skip what we have
+                    held = b""  # read past att.written but not written: it may be the start of the end line
                     for chunk in resp.stream(65536):
                         start, pos = pos, pos + len(chunk)
                         with att.log_lock:
                             if att.log_taken:  # _finish completed the log: drop this connection, unread
                                 resp.close()
                                 return True
-                            if pos > att.written:
-                                piece = chunk[max(0, att.written - start):]
+                            seen = att.written + len(held)
+                            if pos <= seen:
+                                continue
+                            held += chunk[max(0, seen - start):]
+                            at = held.find(end) if end else -1
+                            piece = held[:at] if at >= 0 else held[:len(held) - _partial_end(held, end)]
+                            held = held[len(piece):]
+                            if piece:
                                 fh.write(piece)
                                 fh.flush()
                                 att.written += len(piece)
+                            if at >= 0:  # the entrypoint is done: the log is complete
+                                att.log_taken = True
+                                resp.close()
+                                return True
+                    if held:
+                        with att.log_lock:
+                            if not att.log_taken:
+                                fh.write(held)
+                                att.written += len(held)
                     resp.release_conn()
                 return True
             except ApiException as exc:
@@ -288,6 +335,8 @@ class KubernetesExecutor:
         except Exception as exc:  # noqa: BLE001 - e.g. the node is gone: wait for the stream instead
             log.info("could not read the log of %s at once (%s); waiting for its stream", att.pod, exc)
             return False
+        if att.log_end and (at := data.find(log_end_line(att.log_end))) >= 0:
+            data = data[:at]
         with att.log_lock:
             if len(data) < att.written:
                 return False  # not the log we streamed (cannot happen): keep the stream's
@@ -303,7 +352,9 @@ class KubernetesExecutor:
         complete = False
         pod = att.handle.extra.get("pod") or {}
         ended = bool(((pod.get("status") or {}).get("containerStatuses") or [{}])[0].get("state", {}).get("terminated"))
-        if ended and not deleted and not (att.logs is not None and att.logs.done()):
+        if att.logs is not None and att.logs.done():  # e.g. the stream saw the entrypoint's last line
+            complete = att.logs.exception() is None and bool(att.logs.result())
+        if not complete and ended and not deleted:
             complete = await asyncio.to_thread(self._take_log, att)
         if att.logs is not None and not complete:
             try:
@@ -338,9 +389,11 @@ class KubernetesExecutor:
             return await k8s_pytorchjob.start(self, job, attempt_id, log_path, settings, workers_of(job))
         if workers_of(job) > 1:  # a distributed step: N pods and a headless Service (see k8s_gang)
             return await k8s_gang.start(self, job, attempt_id, log_path, settings, workers_of(job))
+        job["log_end"] = secrets.token_hex(8)  # its last line ends the log stream (see log_end_line)
         ref = None
         if len(encode_job(job)) > MAX_ENV_JOB:
-            ref = {"job_key": store_key(run_id, step, attempt, "job.json"), "store": job["store"]}
+            ref = {"job_key": store_key(run_id, step, attempt, "job.json"), "store": job["store"],
+                   "log_end": job["log_end"]}
             await asyncio.to_thread(self._put_job, job, ref["job_key"])
         self._run_ns[run_id] = ns
         if settings.run_volume_size:
@@ -349,10 +402,11 @@ class KubernetesExecutor:
         name = pod["metadata"]["name"]
         # the attempt's row keeps "namespace/pod" for a pod outside the runner's namespace (see reattach)
         handle = Handle(attempt_id, name=name if ns == self.settings.namespace else f"{ns}/{name}")
-        att = _Attempt(handle, name, ns, log_path, job["log_key"], job["store"])
+        att = _Attempt(handle, name, ns, log_path, job["log_key"], job["store"], log_end=job["log_end"])
         self._attempts[name] = att
         try:
-            await asyncio.to_thread(self.api.create_namespaced_pod, ns, pod)
+            # (the answer unread: turning it into a V1Pod costs ~2 ms, and the watch reports the pod)
+            await asyncio.to_thread(self.api.create_namespaced_pod, ns, pod, _preload_content=False)
         except Exception as exc:
             self._attempts.pop(name, None)
             if getattr(exc, "status", None) is None:
@@ -527,7 +581,7 @@ class KubernetesExecutor:
         att = _Attempt(handle, name, ns, log_path,
                        job.get("log_key") or store_key(str(attempt["run_id"]), str(attempt["step"]),
                                                        int(attempt["attempt"]), "log.txt"),
-                       job.get("store") or {}, written=written)
+                       job.get("store") or {}, written=written, log_end=str(job.get("log_end") or ""))
         self._attempts[name] = att
         if self.settings.run_volume_size:
             self._claims.add(claim_name(str(attempt["run_id"])))
