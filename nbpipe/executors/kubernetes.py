@@ -56,34 +56,11 @@ from .k8s_pod import (
     label_value,
     pod_name,
 )
-from .k8s_watch import PodWatcher, classify, container_started, deleted_status
+from .k8s_watch import PodWatcher, _partial_end, classify, container_started, deleted_status, log_end_line
 
 log = logging.getLogger("nbpipe.executors.kubernetes")
 
 LOG_WAIT = 15.0  # seconds to let a finished pod's log stream drain before resolving the attempt
-
-
-def _partial_end(data: bytes, end: bytes) -> int:
-    """How many bytes at the end of ``data`` may be the start of ``end`` (held back until more arrives:
-    anything else is written at once, so a step's live log never lags)."""
-    for k in range(min(len(data), len(end) - 1), 0, -1):
-        if end.startswith(data[-k:]):
-            return k
-    return 0
-
-
-def log_end_line(token: str) -> bytes:
-    """The line the entrypoint prints last (``job["log_end"]``): the runner's copy of the log is complete.
-
-    A real kubelet streams a line as it is written, but reports the container's end only on its next
-    relist (~1 s) and closes the ``follow`` stream on its next check (1 s): with this line the stream
-    is complete (and its thread and connection free) before the pod says it ended, and the attempt
-    needs no whole-log read (:meth:`KubernetesExecutor._take_log`, still the path when the line has
-    not arrived yet, e.g. on the k8s-rig, whose kubelet polls the log every 0.2 s). Per attempt, so a
-    step's own output cannot end its log early by accident. It stays in the container's log
-    (``kubectl logs``), not in nbpipe's.
-    """
-    return f"nbpipe: end of step log {token}\n".encode()
 
 
 def store_key(run_id: str, step: str, attempt: int, name: str) -> str:
