@@ -166,11 +166,15 @@ def test_a_step_process_imports_neither_minio_nor_the_nbpipe_package(tmp_path: P
         "import sys\nimport nbpipe.executors.entry, nbpipe.stores.s3_light\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('minio', 'urllib3')\n"
         "             or m in ('nbpipe.component', 'nbpipe.pipeline', 'nbpipe.capture', 'importlib.metadata',\n"
-        "                      'http.client', 'email.parser', 'ssl')))\n"
-        "import nbpipe\nprint(nbpipe.Dataset.__module__)\n")  # the real __init__ runs on first use
+        "                      'http.client', 'email.parser', 'ssl', 'nbpipe.plugins', 'nbpipe.stores.scoped',\n"
+        "                      'tempfile', 'shutil', 'pathlib', 'ctypes')))\n"
+        # the packages' real __init__ runs on first use of anything else they hold
+        "from nbpipe.stores import open_store\nprint(open_store.__module__)\n"
+        "import nbpipe\nprint(nbpipe.Dataset.__module__)\n"
+        "from nbpipe.executors import names\nprint('kubernetes' in names())\n")
     out = subprocess.run([sys.executable, "-c", BOOTSTRAP, "-m", "probe"], capture_output=True, text=True,
-                         cwd=tmp_path, check=True)
-    assert out.stdout.splitlines() == ["[]", "nbpipe.artifacts"], out.stdout + out.stderr
+                         cwd=tmp_path, check=True, env={**os.environ, "NBPIPE_POD_NAME": "probe"})
+    assert out.stdout.splitlines() == ["[]", "nbpipe.stores", "nbpipe.artifacts", "True"], out.stdout + out.stderr
 
 
 class _RegionalServer:

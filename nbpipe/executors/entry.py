@@ -1,6 +1,6 @@
 """The step entrypoint: ``python -m nbpipe.executors.entry JOB.json``.
 
-Every executor (local process, warm fork, Kubernetes pod) runs this: load the component's
+Every executor (local process, warm fork, Kubernetes pod) runs this (a pod: ``... entry env:NBPIPE_JOB``): load the component's
 payload from the store, fetch inputs, call the function, write outputs to the store
 atomically (content-addressed), and write a result JSON under ``job["result_key"]``. The
 exit code is 0 on success, 1 when the user's code raised, 2 for a bad job or environment.
@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 import traceback
 from typing import TYPE_CHECKING, Any
@@ -41,10 +39,12 @@ class JobError(Exception):
 def open_store(config: dict[str, Any]) -> Store:
     """The step's store: :class:`~nbpipe.stores.s3_light.LightS3Store` for S3, else ``stores.open_store``."""
     if config.get("type") == "s3" and os.environ.get("NBPIPE_S3_LIGHT", "1") not in ("0", "false", "no"):
-        from ..stores import s3_light
+        # (``from ..stores.s3_light import``, not ``from ..stores import s3_light``: the latter asks the
+        # ``nbpipe.stores`` package for the name, which in a pod runs its ``__init__``; see k8s_pod.BOOTSTRAP)
+        from ..stores.s3_light import OPTIONS, LightS3Store
 
-        if set(config) - {"type"} <= s3_light.OPTIONS:  # options it does not know: the full store decides
-            return s3_light.LightS3Store(**{k: v for k, v in config.items() if k != "type"})  # type: ignore[return-value]
+        if set(config) - {"type"} <= OPTIONS:  # options it does not know: the full store decides
+            return LightS3Store(**{k: v for k, v in config.items() if k != "type"})  # type: ignore[return-value]
     from ..stores import open_store as open_any
 
     return open_any(config)
@@ -84,9 +84,34 @@ def _load_function(store: Store, job: dict[str, Any]) -> Any:
     return func
 
 
+_EXACT_PIN = None  # re.compile(...) on first use: name==version, nothing else
+
+
+def _pins_hold(packages: list[str]) -> bool:
+    """Whether every requirement is an exact pin (``scikit-learn==1.7.2``, as components pin them) that the
+    installed distribution has to the letter. Saves a step the ``packaging`` parser and ``envs.missing``
+    (~50-100 ms a pod, more than a trivial step's own work); anything else goes to ``envs.ensure``."""
+    global _EXACT_PIN
+    import re
+    from importlib import metadata
+
+    if _EXACT_PIN is None:
+        _EXACT_PIN = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!_-]+)")
+    for text in packages:
+        m = _EXACT_PIN.fullmatch(text.strip())
+        if m is None:
+            return False
+        try:
+            if metadata.version(m[1]) != m[2]:
+                return False
+        except metadata.PackageNotFoundError:
+            return False
+    return True
+
+
 def _check_packages(job: dict[str, Any]) -> None:
     """Fail before running when the step's ``packages`` are not here (a pod installs them: see envs.ensure)."""
-    if not job.get("packages"):
+    if not job.get("packages") or _pins_hold(job["packages"]):
         return
     from .envs import PackagesMissing, ensure
 
@@ -123,6 +148,7 @@ class _LogTee:
         sys.stdout.flush()
         sys.stderr.flush()
         self.path = path
+        self.newline = True  # whether what was written so far ends a line
         self.console = os.dup(1)
         read, write = os.pipe()
         os.dup2(write, 1)
@@ -134,6 +160,7 @@ class _LogTee:
 
     def _pump(self, read: int) -> None:
         while data := os.read(read, 65536):
+            self.newline = data.endswith(b"\n")
             self.file.write(data)
             self.file.flush()
             view = memoryview(data)
@@ -191,6 +218,8 @@ def _load_input(store: Store, name: str, spec: dict[str, Any], workdir: str) -> 
             try:
                 os.symlink(src, path)
             except OSError:
+                import shutil
+
                 shutil.copyfile(src, path)
         return cls(name=name, path=path, uri=spec["key"], metadata=spec.get("metadata"))
     if "value" in spec:
@@ -319,11 +348,16 @@ def _libc() -> Any:
         return None
 
 
-_LIBC = _libc()  # loaded once (in the zygote, before it forks steps)
+# Loaded once (in the zygote, before it forks steps). Not in a pod (``NBPIPE_POD_NAME``, see k8s_pod): the
+# container is the step's tree, and ending the pod ends all of it; ctypes would cost each pod ~3-5 ms.
+_LIBC = None if os.environ.get("NBPIPE_POD_NAME") else _libc()
 
 
-def run_job(job: dict[str, Any], store: Store | None = None) -> int:
-    """Run one step attempt described by ``job`` (on ``store``, else the job's); always try to write a result."""
+def run_job(job: dict[str, Any], store: Store | None = None, write_result: Any = None) -> int:
+    """Run one step attempt described by ``job`` (on ``store``, else the job's); always try to write a result.
+
+    ``write_result``: called with the result's JSON bytes instead of writing them here (see :func:`start`).
+    """
     keep_orphans()
     t0 = time.time()
     store = store or open_store(job["store"])
@@ -370,27 +404,73 @@ def run_job(job: dict[str, Any], store: Store | None = None) -> int:
         result["error"] = {"type": type(exc).__name__, "message": str(exc)[:2000], "traceback": tb}
     finally:
         result["finished_at"] = time.time()
-        try:
-            store.put_bytes(json.dumps(result, default=str).encode(), key=job["result_key"])
-        except Exception as exc:  # noqa: BLE001 - nothing more we can do than say so
-            sys.stderr.write(f"nbpipe: could not write the step result: {exc}\n")
+        if write_result is not None:
+            write_result(json.dumps(result, default=str).encode())
+        elif not _put_result(store, job, json.dumps(result, default=str).encode()):
             code = code or 2
         sys.stdout.flush()
         sys.stderr.flush()
     return code
 
 
+def _put_result(store: Store, job: dict[str, Any], data: bytes) -> bool:
+    try:
+        store.put_bytes(data, key=job["result_key"])
+        return True
+    except Exception as exc:  # noqa: BLE001 - nothing more we can do than say so
+        sys.stderr.write(f"nbpipe: could not write the step result: {exc}\n")
+        return False
+
+
+def _tmpdir() -> str:
+    """``tempfile.gettempdir()`` without importing ``tempfile`` (and ``shutil``, ``random``: ~5 ms a pod)."""
+    for var in ("TMPDIR", "TEMP", "TMP"):
+        if os.environ.get(var):
+            return os.environ[var]
+    return "/tmp" if os.access("/tmp", os.W_OK) else os.getcwd()
+
+
+def read_job(arg: str) -> dict[str, Any]:
+    """The job named on the command line: a JSON file, ``-`` (stdin), or ``env:VAR``.
+
+    ``env:VAR`` is how a pod gets it (see :func:`nbpipe.executors.k8s_pod.build_pod`): base64 of
+    gzipped JSON in that variable, decoded here rather than by a shell and two more programs. The
+    variable is then removed, so the step's own subprocesses do not carry it.
+    """
+    if arg.startswith("env:"):
+        import binascii
+        import zlib
+
+        try:
+            data = zlib.decompress(binascii.a2b_base64(os.environ.pop(arg[4:])), wbits=31)
+        except KeyError:
+            raise ValueError(f"the variable {arg[4:]} is not set") from None
+        except (binascii.Error, zlib.error) as exc:
+            raise ValueError(f"the variable {arg[4:]} is not base64 of gzipped JSON ({exc})") from None
+        return json.loads(data)  # type: ignore[no-any-return]
+    text = sys.stdin.read() if arg == "-" else open(arg, encoding="utf-8").read()
+    return json.loads(text)  # type: ignore[no-any-return]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        sys.stderr.write("usage: python -m nbpipe.executors.entry JOB.json (or - for stdin)\n")
+        sys.stderr.write("usage: python -m nbpipe.executors.entry JOB.json (or - for stdin, env:VAR for a variable)\n")
         return 2
     try:
-        text = sys.stdin.read() if argv[0] == "-" else open(argv[0], encoding="utf-8").read()
-        job = json.loads(text)
+        job = read_job(argv[0])
     except (OSError, ValueError) as exc:
         sys.stderr.write(f"nbpipe: cannot read job {argv[0]}: {exc}\n")
         return 2
+    return start(job, in_pod=argv[0].startswith("env:"))
+
+
+def start(job: dict[str, Any], in_pod: bool = False) -> int:
+    """Open the job's store, fetch a large job from it, and run the job with its log teed to the store.
+
+    ``in_pod``: a Kubernetes pod, whose component ``packages`` go to the node's tmp when the runner
+    mounted no package cache claim (``NBPIPE_PACKAGE_CACHE``; see :func:`nbpipe.executors.envs.ensure`).
+    """
     import faulthandler
 
     try:
@@ -404,16 +484,32 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # noqa: BLE001 - say which job could not be read
             sys.stderr.write(f"nbpipe: cannot read job {job['job_key']} from the store: {exc}\n")
             return 2
+    if in_pod and job.get("packages"):
+        os.environ.setdefault("NBPIPE_PACKAGE_CACHE", os.path.join(_tmpdir(), "nbpipe-packages"))
     if not job.get("log_key"):
         faulthandler.enable()
         return run_job(job, store)
-    tee = _LogTee(os.path.join(tempfile.gettempdir(), f"nbpipe-step-{os.getpid()}.log"))
+    tee = _LogTee(os.path.join(_tmpdir(), f"nbpipe-step-{os.getpid()}.log"))
     faulthandler.enable(file=os.fdopen(tee.console, "w", closefd=False))
+    result: list[bytes] = []
+    code = 2
     try:
-        return run_job(job, store)
+        code = run_job(job, store, write_result=result.append)
     finally:
         tee.close()
-        _upload_log(job, tee.path, store)
+        # The result and the log are the step's last two writes: sent side by side (the log on a second
+        # connection), the pod ends one store round trip sooner. The runner reads both once it has ended.
+        import threading
+
+        uploader = threading.Thread(target=_upload_log, args=(job, tee.path, None), daemon=True)
+        uploader.start()
+        if result and not _put_result(store, job, result[0]):
+            code = code or 2
+        uploader.join()
+        if job.get("log_end"):  # tells a runner following the container's log that it is complete (Kubernetes)
+            sys.stdout.write(("" if tee.newline else "\n") + f"nbpipe: end of step log {job['log_end']}\n")
+            sys.stdout.flush()
+    return code
 
 
 if __name__ == "__main__":

@@ -239,48 +239,59 @@ def encode_job(job: dict[str, Any]) -> str:
     return base64.b64encode(gzip.compress(json.dumps(job, sort_keys=True).encode(), mtime=0)).decode()
 
 
-def package_cache(settings: PodSettings) -> str:
-    """Where step pods keep installed ``packages``: the cache claim's mount, else the node's tmp."""
-    return settings.package_cache_path if settings.package_cache_claim else "${TMPDIR:-/tmp}/nbpipe-packages"
+def _package_env(job: dict[str, Any], settings: PodSettings) -> list[dict[str, Any]]:
+    """Where a step with ``packages`` installs what the image lacks: the cache claim's mount (without a
+    claim the entrypoint uses the node's ``$TMPDIR/nbpipe-packages``), or installs off."""
+    if not job.get("packages"):
+        return []
+    if not settings.install_packages:
+        return [{"name": "NBPIPE_INSTALL_PACKAGES", "value": "0"}]
+    return [{"name": "NBPIPE_PACKAGE_CACHE", "value": settings.package_cache_path}] if settings.package_cache_claim else []
 
 
-def container_script(job: dict[str, Any], settings: PodSettings) -> str:
-    """The shell the container runs: decode the job, run the entrypoint.
+ENTRY = "nbpipe.executors.entry"
 
-    A component's ``packages`` are not installed here: the entrypoint checks them against the
-    image and installs only what is lacking, once per requirement set, into the package cache
+
+def container_command(module: str = ENTRY) -> list[str]:
+    """What the step container runs: ``python -m MODULE env:NBPIPE_JOB``, through :data:`BOOTSTRAP`.
+
+    No shell: the entrypoint decodes the job from ``NBPIPE_JOB`` itself (a shell, ``base64`` and
+    ``gzip`` cost three more program starts per pod) and is PID 1, so it gets the kubelet's SIGTERM.
+    A component's ``packages`` are not installed here: the entrypoint checks them against the image
+    and installs only what is lacking, once per requirement set, into the package cache
     (``NBPIPE_PACKAGE_CACHE``; see :func:`nbpipe.executors.envs.ensure`).
     """
-    lines = ["set -e"]
-    if job.get("packages"):
-        lines.append(f'export NBPIPE_PACKAGE_CACHE="{package_cache(settings)}"' if settings.install_packages
-                     else "export NBPIPE_INSTALL_PACKAGES=0")
-    # Decode to a file (coreutils and gzip, in every Debian image: no extra Python start), then exec:
-    # the entrypoint becomes PID 1 and gets the kubelet's SIGTERM. BOOTSTRAP runs it as ``-m`` would,
-    # without the nbpipe package's own __init__ (see there).
-    lines += ['job="${TMPDIR:-/tmp}/nbpipe-job.$$.json"',
-              'printf %s "$NBPIPE_JOB" | base64 -d | gzip -dc > "$job"',
-              f"exec python -c '{BOOTSTRAP}' -m nbpipe.executors.entry \"$job\""]
-    return "\n".join(lines)
+    return ["python", "-c", BOOTSTRAP, "-m", module, "env:" + JOB_ENV]
 
 
 # ``python -c BOOTSTRAP -m MODULE ARGS...`` runs MODULE as ``python -m MODULE ARGS...`` would, but
-# with the ``nbpipe`` package registered without running its ``__init__`` (which imports the
-# authoring side: component, pipeline, capture, cloudpickle's hooks, importlib.metadata: ~70 ms per
-# pod). Its submodules import as usual; the first other attribute anyone asks of ``nbpipe`` (user
-# code doing ``nbpipe.Dataset``, ``from nbpipe import component``) runs the real ``__init__`` then.
-# No single quotes: it travels inside the shell script's single quotes.
+# with the packages ``nbpipe``, ``nbpipe.stores`` and ``nbpipe.executors`` registered without running
+# their ``__init__`` (the authoring side: component, pipeline, capture, cloudpickle's hooks,
+# importlib.metadata, the plugin registries and ``inspect``: ~70 ms per pod). Their submodules import
+# as usual; the first other attribute anyone asks of such a package (user code doing
+# ``nbpipe.Dataset``, ``from nbpipe import component``, ``from nbpipe.stores import open_store``) runs
+# its real ``__init__`` then. Modules a step imports therefore write ``from ..stores.s3_light import X``,
+# never ``from ..stores import s3_light`` (which asks the package). No single quotes (it may travel
+# inside a shell's single quotes, e.g. in benchmarks/k8s_steps.py).
 BOOTSTRAP = (
     "import sys, runpy, importlib.util as u\n"
-    "s = u.find_spec(\"nbpipe\")\n"
-    "if s is not None and s.submodule_search_locations is not None and \"nbpipe\" not in sys.modules:\n"
+    "def lazy(name):\n"
+    "    s = u.find_spec(name)\n"
+    "    if s is None or s.submodule_search_locations is None or name in sys.modules:\n"
+    "        return\n"
     "    m = u.module_from_spec(s)\n"
-    "    def full(name, m=m, s=s):\n"
+    "    def full(attr, m=m, s=s):\n"
     "        del m.__getattr__\n"
     "        s.loader.exec_module(m)\n"
-    "        return getattr(m, name)\n"
+    "        return getattr(m, attr)\n"
     "    m.__getattr__ = full\n"
-    "    sys.modules[\"nbpipe\"] = m\n"
+    "    sys.modules[name] = m\n"
+    "    if \".\" in name:\n"
+    "        setattr(sys.modules[name.rpartition(\".\")[0]], name.rpartition(\".\")[2], m)\n"
+    "lazy(\"nbpipe\")\n"
+    "if \"nbpipe\" in sys.modules:\n"
+    "    lazy(\"nbpipe.stores\")\n"
+    "    lazy(\"nbpipe.executors\")\n"
     "sys.argv = sys.argv[2:]\n"
     "runpy.run_module(sys.argv[0], run_name=\"__main__\", alter_sys=True)\n"
 )
@@ -352,6 +363,7 @@ def build_pod(job: dict[str, Any], attempt_id: str, settings: PodSettings, timeo
               if settings.package_skew and "NBPIPE_PACKAGE_SKEW" not in (job.get("env") or {}) else []),
             *([{"name": "NBPIPE_S3_LIGHT", "value": settings.s3_light}]
               if settings.s3_light and "NBPIPE_S3_LIGHT" not in (job.get("env") or {}) else []),
+            *_package_env(job, settings),
             {"name": "NBPIPE_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
     for var, ref in sorted(settings.secret_env.items()):
         secret, _, key = ref.partition(":")
@@ -374,7 +386,7 @@ def build_pod(job: dict[str, Any], attempt_id: str, settings: PodSettings, timeo
         "name": CONTAINER,
         "image": job.get("image") or settings.image,
         "imagePullPolicy": "IfNotPresent",
-        "command": ["/bin/sh", "-c", container_script(job, settings)],
+        "command": container_command(),
         "env": env,
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
                             "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},

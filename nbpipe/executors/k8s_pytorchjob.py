@@ -42,7 +42,7 @@ from ..errors import NbpipeError
 from .base import ExitStatus, Handle
 from .gang import free_port, rank_result_key
 from .k8s_gang import DEFAULT_PORT, K8sGang, Worker, gang_settings, rank_log_key, reattach_job, resume
-from .k8s_pod import LABEL_RUN, MANAGED_BY, MAX_ENV_JOB, build_pod, dns_name, encode_job, label_value
+from .k8s_pod import LABEL_RUN, MANAGED_BY, MAX_ENV_JOB, build_pod, container_command, dns_name, encode_job, label_value
 
 log = logging.getLogger("nbpipe.executors.kubernetes")
 
@@ -103,8 +103,7 @@ class PyTorchJobGang(K8sGang):
         meta, spec = pod["metadata"], pod["spec"]
         container = spec["containers"][0]
         container["name"] = CONTAINER
-        container["command"][-1] = container["command"][-1].replace(
-            "-m nbpipe.executors.entry", "-m nbpipe.executors.k8s_pytorchjob")
+        container["command"] = container_command("nbpipe.executors.k8s_pytorchjob")
         container["ports"] = [{"name": PORT_NAME, "containerPort": self.port, "protocol": "TCP"}]
         meta["labels"][LABEL_JOB] = self.name
         template = {"metadata": {"labels": meta["labels"], "annotations": meta["annotations"]}, "spec": spec}
@@ -332,14 +331,16 @@ async def reattach(ex: Any, attempt: dict[str, Any]) -> Handle | None:
 def main(argv: list[str] | None = None) -> int:
     """In a replica's pod: complete the PyTorch contract from the operator's ``RANK`` and run the entrypoint
     with the rank's own result and log keys (one pod template serves every Worker replica)."""
-    argv = sys.argv[1:] if argv is None else argv
-    path = argv[0]
-    rank = int(os.environ.get("RANK", "0"))
-    with open(path, encoding="utf-8") as fh:
-        job = json.load(fh)
-    if "job_key" in job and "payload" not in job:  # a large job waits in the store
-        from ..stores import open_store
+    from .entry import open_store, read_job, start
 
+    argv = sys.argv[1:] if argv is None else argv
+    rank = int(os.environ.get("RANK", "0"))
+    try:
+        job = read_job(argv[0])
+    except (OSError, ValueError, IndexError) as exc:
+        sys.stderr.write(f"nbpipe: cannot read job {argv[:1]}: {exc}\n")
+        return 2
+    if "job_key" in job and "payload" not in job:  # a large job waits in the store
         job = json.loads(open_store(job["store"]).get_bytes(job["job_key"]))
     job["result_key"] = rank_result_key(job["result_key"], rank)
     if job.get("log_key"):
@@ -348,11 +349,7 @@ def main(argv: list[str] | None = None) -> int:
                        ("LOCAL_WORLD_SIZE", "1")):
         os.environ.setdefault(key, value)
     job["env"] = {**(job.get("env") or {}), "GROUP_RANK": str(rank), "NBPIPE_WORKER_RANK": str(rank)}
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(job, fh)
-    from .entry import main as entry_main
-
-    return entry_main([path])
+    return start(job, in_pod=True)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import NbpipeError
@@ -70,15 +68,20 @@ def resolve_credentials(access_key: str | None, secret_key: str | None,
     pairs = [(os.environ.get(a), os.environ.get(s)) for a, s in _ENV_PAIRS]
     folder = os.environ.get(_CREDENTIALS_DIR)
     if folder:
-        files = [Path(folder, "access-key"), Path(folder, "secret-key")]
-        if not all(f.is_file() for f in files):
+        files = [os.path.join(folder, "access-key"), os.path.join(folder, "secret-key")]
+        if not all(os.path.isfile(f) for f in files):
             raise error(f"{_CREDENTIALS_DIR}={folder} lacks the files 'access-key' and 'secret-key'.",
                         hint="Mount a Secret with those two keys there, or unset the variable.")
-        pairs.insert(1, (files[0].read_text().strip(), files[1].read_text().strip()))
+        pairs.insert(1, (_read_text(files[0]), _read_text(files[1])))
     for access, secret in pairs:
         if access and secret:
             return access, secret
     return None, None
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="utf-8") as fh:
+        return fh.read().strip()
 
 
 def _host_secure(endpoint: str, secure: bool | None) -> tuple[str, bool]:
@@ -406,6 +409,8 @@ class LightS3Store:
 
     def get_file(self, key: str, dest: str) -> None:
         """Download to ``dest`` atomically; a sha256 mismatch leaves ``dest`` untouched."""
+        import tempfile  # (not at the top: tempfile, shutil and random cost a pod's start ~5 ms)
+
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(dest)), prefix=".nbpipe-", suffix=".part")
         out = os.fdopen(fd, "wb")
         h = [hashlib.sha256()]

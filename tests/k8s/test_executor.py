@@ -74,7 +74,7 @@ def test_pod_spec_is_valid_kubernetes_and_carries_every_setting() -> None:
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
     assert mounts == {"s3-credentials": settings.s3_credentials_dir, "data": "/mnt/nbpipe",
                       "packages": "/var/cache/nbpipe/packages"}
-    assert 'NBPIPE_PACKAGE_CACHE="/var/cache/nbpipe/packages"' in c["command"][2]  # the entrypoint installs
+    assert env["NBPIPE_PACKAGE_CACHE"]["value"] == "/var/cache/nbpipe/packages"  # the entrypoint installs there
 
 
 def test_step_pods_get_default_requests_and_limits_that_components_and_runners_override() -> None:
@@ -119,8 +119,10 @@ def test_runner_policies_reach_pods_unless_the_component_sets_them() -> None:
     assert "NBPIPE_PACKAGE_SKEW" not in env_of_default(job)
     with pytest.raises(NbpipeError, match="package_skew='maybe' is not one of error, warn, off"):
         PodSettings.from_env({"NBPIPE_PACKAGE_SKEW": "maybe"})
-    script = build_pod(job, "r1.s.1", settings)["spec"]["containers"][0]["command"][2]
-    assert "-m nbpipe.executors.entry" in script and "runpy.run_module" in script  # the bootstrap, as `python -m`
+    command = build_pod(job, "r1.s.1", settings)["spec"]["containers"][0]["command"]
+    # no shell: the bootstrap runs the entrypoint as `python -m` would, which decodes the job from the variable
+    assert command[:2] == ["python", "-c"] and "runpy.run_module" in command[2]
+    assert command[3:] == ["-m", "nbpipe.executors.entry", "env:NBPIPE_JOB"]
 
 
 def env_of_default(job: dict[str, Any]) -> set[str]:
@@ -313,34 +315,49 @@ def test_eviction_deadline_and_missing_secret_end_the_attempt_with_a_reason(doub
     asyncio.run(go())
 
 
+@pytest.mark.parametrize("end_line", [True, False], ids=["end-line", "no-end-line"])
 def test_a_finished_step_takes_its_whole_log_without_waiting_for_the_stream_to_close(
-        double: Cluster, store: LocalStore, tmp_path: Path) -> None:
-    """The attempt ends on the pod's terminated state; its log is read whole in one request.
+        double: Cluster, store: LocalStore, tmp_path: Path, end_line: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attempt ends on the pod's terminated state, with its whole log, while the stream stays open.
 
     A real kubelet closes a finished container's ``follow`` stream only on its next check (every
-    second): the double holds such streams open here, as long as the test wants.
+    second): the double holds such streams open here, as long as the test wants. The entrypoint's
+    last line (``log_end_line``) says the log is complete; an image whose entrypoint does not print
+    it (here: a runner that does not recognize it) gets its log read whole in one request instead.
     """
+    from nbpipe.executors import kubernetes as k8s_executor
+
     assert double.double is not None
     api = double.double
+    if not end_line:
+        monkeypatch.setattr(k8s_executor, "log_end_line", lambda token: b"a line no entrypoint prints\n")
 
     async def go() -> ExitStatus:
         ex = _executor(double)
-        status = await _run(ex, job_for(nap, store, step="held") | {"inputs": {
+        status = await _run(ex, job_for(nap, store, step=step) | {"inputs": {
             "seconds": {"kind": "value", "value": 0.3}}}, tmp_path)
         await ex.close()
         return status
 
+    step = f"held-{end_line}"  # a pod (and container log) of its own per case
     api.hold_log_streams.set()
     try:
         status = asyncio.run(go())
     finally:
         api.hold_log_streams.clear()
     assert status.ok, status
-    pod = pod_name("r1.held.1")
-    reads = [p for m, p in api.requests if m == "GET" and f"/pods/{pod}/log" in p]
-    assert any("follow=true" not in p for p in reads), reads  # the whole log, once the container ended
-    log = (tmp_path / "held.log").read_bytes()
-    assert log == api.kubelet.log_path(NAMESPACE, pod).read_bytes() and log.count(b"napping") == 1
+    pod = pod_name(f"r1.{step}.1")
+    reads = [p.lower() for m, p in api.requests if m == "GET" and f"/pods/{pod}/log" in p]
+    container_log = api.kubelet.log_path(NAMESPACE, pod).read_bytes()
+    log = (tmp_path / f"{step}.log").read_bytes()
+    assert log.count(b"napping") == 1
+    if end_line:  # complete (by the end line, or a whole read when the pod's end came first); the line
+        # stays in the container's log only
+        assert re.fullmatch(rb"nbpipe: end of step log [0-9a-f]{16}\n", container_log[len(log):]), container_log
+        assert container_log.startswith(log) and b"end of step log" not in log
+    else:  # the whole log, once the container ended
+        assert any("follow=true" not in p for p in reads), reads
+        assert log == container_log
 
 
 def test_a_large_job_travels_through_the_store(local: Cluster, store: LocalStore, tmp_path: Path) -> None:
@@ -396,3 +413,62 @@ def test_python_mismatch_fails_in_the_pod_naming_both_versions_and_the_fix(local
     assert "nbpipe/base:py3.9" in message and "PYTHON_VERSION=3.9" in message
     uploaded = store.get_bytes("runs/r1/py/1/log.txt").decode()  # the entrypoint's own copy of its log
     assert "pickled on Python 3.9.18" in uploaded and uploaded == (tmp_path / "py.log").read_text()
+
+
+def test_the_entrypoint_reads_its_job_from_the_pods_variable(monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from nbpipe.executors import entry
+    from nbpipe.executors.k8s_pod import encode_job
+
+    job = {"run_id": "r1", "step": "s", "attempt": 1, "store": {"type": "local", "root": "/x"}, "env": {"A": "é"}}
+    monkeypatch.setenv("NBPIPE_JOB", encode_job(job))
+    assert entry.read_job("env:NBPIPE_JOB") == job
+    assert "NBPIPE_JOB" not in os.environ  # the step's own subprocesses do not carry it
+    assert entry.main(["env:NBPIPE_JOB"]) == 2
+    assert "cannot read job env:NBPIPE_JOB: the variable NBPIPE_JOB is not set" in capsys.readouterr().err
+    monkeypatch.setenv("NBPIPE_JOB", "bm90IGd6aXA=")  # base64 of something that is not gzip
+    assert entry.main(["env:NBPIPE_JOB"]) == 2
+    assert "NBPIPE_JOB is not base64 of gzipped JSON" in capsys.readouterr().err
+
+
+def test_the_log_stream_ends_at_the_entrypoints_last_line_wherever_the_chunks_split(tmp_path: Path) -> None:
+    """The end line completes the log (not written to it); a chunk cut anywhere in it changes nothing,
+    and what cannot be the start of it is written at once (a live log never lags behind the step)."""
+    from nbpipe.executors.base import Handle
+    from nbpipe.executors.kubernetes import KubernetesExecutor, _Attempt, log_end_line
+
+    token = "0123456789abcdef"
+    before = b"epoch 1\nnbpipe: almost the end\n"
+    data = before + log_end_line(token) + b"a leftover child's line\n"
+    for cut in range(1, len(data)):
+        written_after_first_chunk: list[bytes] = []
+
+        class Resp:
+            def stream(self, amt: int) -> Any:
+                yield data[:cut]
+                written_after_first_chunk.append(path.read_bytes())
+                yield data[cut:]
+
+            def close(self) -> None:
+                pass
+
+            def release_conn(self) -> None:
+                pass
+
+        class Api:
+            def read_namespaced_pod_log(self, *args: Any, **kwargs: Any) -> Resp:
+                return Resp()
+
+        async def handle() -> Handle:  # (a Handle belongs to an event loop)
+            return Handle("r1.s.1")
+
+        path = tmp_path / f"{cut}.log"
+        ex = KubernetesExecutor.__new__(KubernetesExecutor)
+        ex._api = Api()
+        att = _Attempt(asyncio.run(handle()), "p", "ns", str(path), "k", {}, log_end=token)
+        assert ex._stream_logs(att) is True and att.log_taken
+        assert path.read_bytes() == before and att.written == len(before), cut
+        if cut < len(before) + len(log_end_line(token)):  # (else the first chunk held the whole end line)
+            first, live = data[:cut], written_after_first_chunk[0]
+            # written at once: all of the first chunk but a tail that may be the end line's start
+            assert first.startswith(live) and log_end_line(token).startswith(first[len(live):]), cut
