@@ -41,9 +41,9 @@ from . import k8s_gang, k8s_pytorchjob
 from .base import ExitStatus, Handle
 from .gang import workers_of
 from .k8s_errors import api_error as _api_error, quota_refusal  # noqa: F401 - quota_refusal: re-exported
+from .k8s_logs import PodLogs
 from .k8s_pod import (
     ANNOTATION_ATTEMPT_ID,
-    CONTAINER,
     JOB_ENV,
     LABEL_RUN,
     MANAGED_BY,
@@ -56,7 +56,7 @@ from .k8s_pod import (
     label_value,
     pod_name,
 )
-from .k8s_watch import PodWatcher, _partial_end, classify, container_started, deleted_status, log_end_line
+from .k8s_watch import PodWatcher, classify, container_started, deleted_status
 
 log = logging.getLogger("nbpipe.executors.kubernetes")
 
@@ -106,7 +106,7 @@ class _Attempt:
     log_end: str = ""  # the token of the entrypoint's last line (see log_end_line); "" for none
 
 
-class KubernetesExecutor:
+class KubernetesExecutor(PodLogs):
     """Start step attempts as pods; see the module docstring. Options: :class:`.k8s_pod.PodSettings`."""
 
     name = "kubernetes"
@@ -122,6 +122,7 @@ class KubernetesExecutor:
         self._deleting: dict[asyncio.Future[bool], str] = {}  # pod deletions in flight -> pod name
         self._gang_pods: dict[str, Any] = {}  # worker pod of a distributed step -> its k8s_gang.K8sGang
         self._watchers: dict[str, PodWatcher] = {}  # namespace -> its watch
+        self._stores: dict[str, Any] = {}  # a job's store config (JSON) -> the store, for step logs
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready_lock: asyncio.Lock | None = None
         self.selector = f"{MANAGED_BY}=nbpipe"
@@ -229,108 +230,15 @@ class KubernetesExecutor:
             att.finishing = True
             asyncio.ensure_future(self._finish(att, status, deleted=kind == "DELETED"))
 
-    # -------------------------------------------------------------- logs
-    def _stream_logs(self, att: _Attempt) -> bool:
-        """Append the container's log to ``att.log_path`` while it runs; True when it was read to its end.
-
-        The end is the stream's end, or the entrypoint's last line (:func:`log_end_line`, not written to
-        the file): once the container ended, the kubelet closes a ``follow`` stream only on its next
-        check (every second on a real node), while that line arrives as soon as it is printed.
-        """
-        from kubernetes.client.exceptions import ApiException
-
-        end = log_end_line(att.log_end) if att.log_end else b""
-        for _ in range(20):
-            try:
-                resp = self.api.read_namespaced_pod_log(att.pod, att.namespace, container=CONTAINER,
-                                                        follow=True, _preload_content=False)
-                with open(att.log_path, "ab") as fh:
-                    pos = 0  # every (re)connection reads the log from its first byte: skip what we have
-                    held = b""  # read past att.written but not written: it may be the start of the end line
-                    for chunk in resp.stream(65536):
-                        start, pos = pos, pos + len(chunk)
-                        with att.log_lock:
-                            if att.log_taken:  # _finish completed the log: drop this connection, unread
-                                resp.close()
-                                return True
-                            seen = att.written + len(held)
-                            if pos <= seen:
-                                continue
-                            held += chunk[max(0, seen - start):]
-                            at = held.find(end) if end else -1
-                            piece = held[:at] if at >= 0 else held[:len(held) - _partial_end(held, end)]
-                            held = held[len(piece):]
-                            if piece:
-                                fh.write(piece)
-                                fh.flush()
-                                att.written += len(piece)
-                            if at >= 0:  # the entrypoint is done: the log is complete
-                                att.log_taken = True
-                                resp.close()
-                                return True
-                    if held:
-                        with att.log_lock:
-                            if not att.log_taken:
-                                fh.write(held)
-                                att.written += len(held)
-                    resp.release_conn()
-                return True
-            except ApiException as exc:
-                if exc.status == 404:
-                    return False
-                log.info("log stream of %s failed (%s); retrying", att.pod, exc.status)
-            except Exception as exc:  # noqa: BLE001 - connection dropped mid-stream: resume
-                log.info("log stream of %s dropped (%s); resuming", att.pod, exc)
-            if att.stop_logs.wait(0.5):
-                return False
-        return False
-
-    def _log_from_store(self, att: _Attempt) -> None:
-        """Use the log the entrypoint uploaded when the pod's own log stream was cut short."""
-        from ..stores import open_store
-
-        try:
-            data = open_store(att.store).get_bytes(att.log_key)
-        except Exception:  # noqa: BLE001 - no uploaded log (the pod never ran the entrypoint)
-            return
-        have = os.path.getsize(att.log_path) if os.path.exists(att.log_path) else 0
-        if len(data) > have:
-            with open(att.log_path, "ab") as fh:
-                fh.write(data[have:])
-
-    def _take_log(self, att: _Attempt) -> bool:
-        """Complete the attempt's log from the ended container's whole log; True when done.
-
-        A finished container's log is complete at once, but the kubelet closes a ``follow``
-        stream only on its next check (every second on a real node): read the log in one
-        request instead, write what the stream has not, and stop the stream from writing more.
-        """
-        try:
-            resp = self.api.read_namespaced_pod_log(att.pod, att.namespace, container=CONTAINER,
-                                                    _preload_content=False)
-            data = resp.data
-        except Exception as exc:  # noqa: BLE001 - e.g. the node is gone: wait for the stream instead
-            log.info("could not read the log of %s at once (%s); waiting for its stream", att.pod, exc)
-            return False
-        if att.log_end and (at := data.find(log_end_line(att.log_end))) >= 0:
-            data = data[:at]
-        with att.log_lock:
-            if len(data) < att.written:
-                return False  # not the log we streamed (cannot happen): keep the stream's
-            att.log_taken = True
-            if len(data) > att.written:
-                with open(att.log_path, "ab") as fh:
-                    fh.write(data[att.written:])
-                att.written = len(data)
-        att.stop_logs.set()
-        return True
-
     async def _finish(self, att: _Attempt, status: ExitStatus, deleted: bool) -> None:
         complete = False
         pod = att.handle.extra.get("pod") or {}
         ended = bool(((pod.get("status") or {}).get("containerStatuses") or [{}])[0].get("state", {}).get("terminated"))
         if att.logs is not None and att.logs.done():  # e.g. the stream saw the entrypoint's last line
             complete = att.logs.exception() is None and bool(att.logs.result())
+        if not complete and ended and not deleted and att.log_end and att.store and status.code in (0, 1, 2):
+            # the entrypoint ended on its own (its exit codes), so it uploaded its log before it exited
+            complete = await asyncio.to_thread(self._take_log, att, True)
         if not complete and ended and not deleted:
             complete = await asyncio.to_thread(self._take_log, att)
         if att.logs is not None and not complete:

@@ -325,12 +325,12 @@ def test_a_finished_step_takes_its_whole_log_without_waiting_for_the_stream_to_c
     last line (``log_end_line``) says the log is complete; an image whose entrypoint does not print
     it (here: a runner that does not recognize it) gets its log read whole in one request instead.
     """
-    from nbpipe.executors import kubernetes as k8s_executor
+    from nbpipe.executors import k8s_logs
 
     assert double.double is not None
     api = double.double
     if not end_line:
-        monkeypatch.setattr(k8s_executor, "log_end_line", lambda token: b"a line no entrypoint prints\n")
+        monkeypatch.setattr(k8s_logs, "log_end_line", lambda token: b"a line no entrypoint prints\n")
 
     async def go() -> ExitStatus:
         ex = _executor(double)
@@ -351,8 +351,9 @@ def test_a_finished_step_takes_its_whole_log_without_waiting_for_the_stream_to_c
     container_log = api.kubelet.log_path(NAMESPACE, pod).read_bytes()
     log = (tmp_path / f"{step}.log").read_bytes()
     assert log.count(b"napping") == 1
-    if end_line:  # complete (by the end line, or a whole read when the pod's end came first); the line
-        # stays in the container's log only
+    if end_line:  # complete by the end line, or (the pod's end came first) from the copy the entrypoint
+        # uploaded to the store: never a whole read through the API; the line stays in the container's log only
+        assert all("follow=true" in p for p in reads), reads
         assert re.fullmatch(rb"nbpipe: end of step log [0-9a-f]{16}\n", container_log[len(log):]), container_log
         assert container_log.startswith(log) and b"end of step log" not in log
     else:  # the whole log, once the container ended
@@ -435,7 +436,8 @@ def test_the_log_stream_ends_at_the_entrypoints_last_line_wherever_the_chunks_sp
     """The end line completes the log (not written to it); a chunk cut anywhere in it changes nothing,
     and what cannot be the start of it is written at once (a live log never lags behind the step)."""
     from nbpipe.executors.base import Handle
-    from nbpipe.executors.kubernetes import KubernetesExecutor, _Attempt, log_end_line
+    from nbpipe.executors.k8s_watch import log_end_line
+    from nbpipe.executors.kubernetes import KubernetesExecutor, _Attempt
 
     token = "0123456789abcdef"
     before = b"epoch 1\nnbpipe: almost the end\n"
