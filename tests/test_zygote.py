@@ -51,9 +51,15 @@ async def _step(ex: LocalExecutor, store: LocalStore, tmp_path, n: int, packages
     return _value(store, job), handle.pid
 
 
-def _spares(ex: LocalExecutor) -> list[psutil.Process]:
+async def _spares(ex: LocalExecutor) -> list[psutil.Process]:
+    """The zygote's children once no step runs: its one spare (forked when the last step exited)."""
     assert ex._zygote is not None
-    return psutil.Process(ex._zygote.pid).children()
+    for _ in range(3000):  # waits for the state, not for a time: the fork follows the exit report
+        kids = [p for p in psutil.Process(ex._zygote.pid).children() if p.status() != psutil.STATUS_ZOMBIE]
+        if kids:
+            return kids
+        await asyncio.sleep(0.01)
+    raise AssertionError("the zygote forked no spare after the last step exited")
 
 
 def test_each_attempt_is_a_fresh_session_leader_and_a_killed_spare_is_replaced(tmp_path):
@@ -70,8 +76,8 @@ def test_each_attempt_is_a_fresh_session_leader_and_a_killed_spare_is_replaced(t
                 assert value["stdin"] == "/dev/null"  # not the runner's pipe to the zygote
                 seen.append(pid)
             assert len(set(seen)) == 3  # never a process reused across attempts
-            # The zygote forked the next step's spare when it handed out the last one.
-            spares = _spares(ex)
+            # The zygote forked the next step's spare when the last one exited.
+            spares = await _spares(ex)
             assert len(spares) == 1 and spares[0].pid not in seen
             spares[0].send_signal(signal.SIGKILL)  # dies before it gets a job
             spares[0].wait(30)
@@ -105,7 +111,7 @@ def test_closing_the_executor_leaves_no_zygote_and_no_spare(tmp_path):
     async def main() -> list[int]:
         ex = LocalExecutor()
         await _step(ex, store, tmp_path, 0)
-        pids = [ex._zygote.pid] + [p.pid for p in _spares(ex)]  # type: ignore[union-attr]
+        pids = [ex._zygote.pid] + [p.pid for p in await _spares(ex)]  # type: ignore[union-attr]
         await ex.close()
         return pids
 

@@ -13,7 +13,9 @@ Non-goal: pooling children across attempts (that would leak state between steps)
 Pre-forked spare: the zygote keeps one child forked *ahead* of the next request, already a session
 leader with its signals reset and the zygote's descriptors closed, blocked reading its job from a
 pipe of its own. A request goes to the spare (the fork and that setup are off the step's path) and
-the next spare is forked right after. Each spare runs exactly one job, or none: it exits when its
+the next spare is forked when a step process exits (while the runner records its end) or when
+the zygote is idle, not while a step runs: on a busy 2-core machine a fork next to the running step
+slowed the step more than it saved. Each spare runs exactly one job, or none: it exits when its
 pipe closes without one (a preload replaces it, so later steps see the preloaded modules).
 """
 
@@ -72,9 +74,10 @@ def _child(req: dict[str, Any], keep: set[int], ready: bool = False) -> None:
         if workdir:
             os.makedirs(workdir, exist_ok=True)
             os.chdir(workdir)
-        import faulthandler
+        if not ready:
+            import faulthandler
 
-        faulthandler.enable()
+            faulthandler.enable()
         from nbpipe.executors.entry import run_job
 
         code = run_job(req["job"])
@@ -95,6 +98,9 @@ def _spare(job_fd: int, keep: set[int]) -> None:
     """In a pre-forked spare: get ready, then wait for one job on ``job_fd`` (none at EOF: exit)."""
     try:
         _become_step(keep)
+        import faulthandler
+
+        faulthandler.enable()  # on fd 2, which will be the step's log
         chunks = []
         while True:
             chunk = os.read(job_fd, 1 << 20)
@@ -230,7 +236,10 @@ def main() -> int:
     _write(out_fd, {"op": "ready", "pid": os.getpid()})
     spares.fork()
     while not eof or children:
-        for key, _ in sel.select(timeout=1.0):
+        events = sel.select(timeout=1.0)
+        if not events and not eof:
+            spares.fork()  # idle: have one ready (e.g. after a preload discarded it)
+        for key, _ in events:
             if key.fd == wake_r:
                 try:
                     while os.read(wake_r, 512):
@@ -268,8 +277,6 @@ def main() -> int:
                     pid = spares.hand(req, line)
                     children[pid] = req["id"]
                     _write(out_fd, {"op": "spawned", "id": req["id"], "pid": pid})
-                if not eof:
-                    spares.fork()  # the next step's, while this one runs
         while True:  # every exited child, the spares included
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -292,6 +299,7 @@ def main() -> int:
                 msg["code"] = os.WEXITSTATUS(status)
             if not eof:
                 _write(out_fd, msg)
+                spares.fork()  # the next step's, while the runner records this one's end
     return 0
 
 
