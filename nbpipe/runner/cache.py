@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("nbpipe.runner")
 SEEN_MAX = 4096  # cache rows kept in memory (see StepCache.forget)
 
+_RUN_ADD, _STEPS_ADD, _ARTIFACTS_ADD = db.runs.insert(), db.steps.insert(), db.artifacts.insert()  # built once
 _ROW = sa.select(db.cache.c.outputs, db.cache.c.created_at, db.cache.c.run_id, db.cache.c.step).where(
     db.cache.c.key == sa.bindparam("w_key"))
 
@@ -184,11 +185,11 @@ def write_cached_run(self: "Scheduler", conn: sa.Connection, run: "RunCtx", name
     finished: one insert per table and the events a ticked run would have emitted, in order."""
     now = time.time()
     pipeline = run.spec["pipeline"]["name"]
-    conn.execute(db.runs.insert(), {
+    conn.execute(_RUN_ADD, {
         "id": run.id, "name": name, "pipeline": pipeline, "experiment": experiment, "package": package,
         "params": db.dumps(run.params), "state": "succeeded", "reason": "", "labels": db.dumps(labels),
         "created_at": run.created_at, "started_at": now, "finished_at": now, "profile": run.profile})
-    conn.execute(db.steps.insert(), [
+    conn.execute(_STEPS_ADD, [
         {"run_id": run.id, "name": st.name, "component": st.spec["component"], "state": "cached", "attempt": 0,
          "max_attempts": st.max_attempts, "reason": st.cache_reason, "traceback": "", "outputs": db.dumps(st.outputs),
          "inputs": db.dumps(input_summary(st.spec["inputs"], run.params)), "cache_key": st.cache_key,
@@ -197,7 +198,7 @@ def write_cached_run(self: "Scheduler", conn: sa.Connection, run: "RunCtx", name
              "format": o["format"], "size": o["size"], "created_at": now}
             for st in run.steps.values() for n, o in st.outputs.items()]
     if arts:
-        conn.execute(db.artifacts.insert(), arts)
+        conn.execute(_ARTIFACTS_ADD, arts)
     emit = self.events.add  # inside the caller's transaction (what Scheduler._emit does, without re-entering it)
     emit(ev.RunCreated(run_id=run.id, ts=run.created_at, name=name, pipeline=pipeline,
                        experiment=experiment, params=run.params, graph=graph))
