@@ -10,6 +10,11 @@ Prints three numbers (and writes them as JSON with ``--out``):
 - their **ratio**, and the overhead per step (per step - floor);
 - and, to split that overhead, a pod that only imports what a step's entrypoint imports.
 
+``--ab TREE`` runs the chain through two runners side by side, run after run in turn under the same
+load: A on TREE's nbpipe (runner and pods; e.g. ``git archive <commit> nbpipe`` unpacked there) and B
+on this tree, and prints each one's per step, overhead and split (the machine's load moves a single
+run's numbers more than most changes do).
+
 ``--digits`` instead runs the digits example (``nbpipe.examples.digits``) on the rig twice, each time
 through a fresh runner and store prefix (no result cache), and once through a local runner, and
 prints wall times, step times and the accuracy: the image (this ``.venv``) has the kernel's pinned
@@ -49,6 +54,18 @@ def chain10(x: int = 0):
     v = inc(x=x).output
     for _ in range(9):
         v = inc(x=v).output
+
+
+def chain_of(comp: Any) -> Any:
+    """chain10 with another ``inc`` (e.g. one whose pods run an older tree, for ``--ab``)."""
+
+    @pipeline(name="chain10")
+    def chain(x: int = 0):
+        v = comp(x=x).output
+        for _ in range(9):
+            v = comp(x=v).output
+
+    return chain
 
 
 def _api(kubeconfig: str) -> Any:
@@ -134,12 +151,45 @@ def nbpipe_chain(repeats: int, namespace: str, phases: dict[str, list[float]] | 
     return per_step, durations
 
 
+def ab_chain(tree: str, repeats: int, namespace: str) -> dict[str, Any]:
+    """``--ab TREE``: the chain through a runner and pods running TREE (an older checkout's nbpipe, A)
+    and through this tree (B), run after run in turn under the same load; per-step seconds and phases."""
+    from runner_process import RunnerProcess
+    from test_store_s3 import start_moto, stop
+
+    proc, url = start_moto()
+    runners, chains = {}, {}
+    try:
+        for label, path in (("A", tree), ("B", "")):
+            env = _k8s_env(namespace, url, f"ab-{label}-{uuid.uuid4().hex[:6]}")
+            comp = inc
+            if path:
+                env["PYTHONPATH"] = path
+                comp = component(cache=False, env={"PYTHONPATH": path})(inc.func)  # the pods too
+            runners[label] = RunnerProcess(Path(tempfile.mkdtemp(prefix=f"nbpipe-k8s-ab{label}-")), extra_env=env).start()
+            chains[label] = chain_of(comp)
+            runners[label].client().submit(chains[label]).wait(timeout=300)  # warm-up
+        out: dict[str, Any] = {label: {"per_step": [], "phases": {}} for label in runners}
+        for _ in range(repeats):
+            for label in ("A", "B"):
+                t0 = time.perf_counter()
+                run = runners[label].client().submit(chains[label]).wait(timeout=300)
+                out[label]["per_step"].append((time.perf_counter() - t0) / 10)
+                assert run.state == "succeeded"
+                _phases(run, runners[label].extra_env, out[label]["phases"])
+        return out
+    finally:
+        for r in runners.values():
+            r.stop()
+        stop(proc)
+
+
 def _phases(run: Any, env: dict[str, str], out: dict[str, list[float]]) -> None:
     from nbpipe import events as ev
     from nbpipe.stores.s3 import S3Store
 
-    store = S3Store(env["NBPIPE_S3_ENDPOINT"], env["NBPIPE_S3_BUCKET"], access_key=env["NBPIPE_S3_ACCESS_KEY"],
-                    secret_key=env["NBPIPE_S3_SECRET_KEY"])
+    store = S3Store(env["NBPIPE_S3_ENDPOINT"], env["NBPIPE_S3_BUCKET"], prefix=env.get("NBPIPE_S3_PREFIX", ""),
+                    access_key=env["NBPIPE_S3_ACCESS_KEY"], secret_key=env["NBPIPE_S3_SECRET_KEY"])
     events = list(run.events(follow=False))
     started = {e.step: e.ts for e in events if isinstance(e, ev.StepStarted)}
     finished = {e.step: e.ts for e in events if isinstance(e, ev.StepFinished)}
@@ -167,7 +217,8 @@ def _digits_once(env: dict[str, str]) -> dict[str, Any]:
     from nbpipe import events as ev
     from nbpipe.examples.digits import digits
 
-    runner = RunnerProcess(Path(tempfile.mkdtemp(prefix="nbpipe-digits-bench-")), extra_env=env).start()
+    data = Path(tempfile.mkdtemp(prefix="nbpipe-digits-bench-"))
+    runner = RunnerProcess(data, extra_env=env).start()
     try:
         client = runner.client()
         t0 = time.perf_counter()
@@ -175,12 +226,44 @@ def _digits_once(env: dict[str, str]) -> dict[str, Any]:
         wall = time.perf_counter() - t0
         events = list(run.events(follow=False))
         started = {e.step: e.ts for e in events if isinstance(e, ev.StepStarted)}
-        steps = {e.step: round(e.ts - started[e.step], 2) for e in events
-                 if isinstance(e, ev.StepFinished) and e.step in started}
+        finished = {e.step: e.ts for e in events if isinstance(e, ev.StepFinished) and e.step in started}
+        steps = {step: round(ts - started[step], 2) for step, ts in finished.items()}
         return {"wall_s": round(wall, 2), "steps_s": steps, "accuracy": run.outputs("evaluate")["accuracy"],
-                "installs": [s for s in run.steps if "installing" in run.logs(s)]}
+                "installs": [s for s in run.steps if "installing" in run.logs(s)],
+                "first_start_to_last_finish_s": round(max(finished.values()) - min(started.values()), 2),
+                "phases_s": _step_phases(run.id, started, finished, env, data)}
     finally:
         runner.stop()
+
+
+def _step_phases(run_id: str, started: dict[str, float], finished: dict[str, float], env: dict[str, str],
+                 data: Path) -> dict[str, dict[str, float]]:
+    """Each step's split, from its result.json (the pod's clock is the runner's on the rig): ``start``
+    (StepStarted -> the entrypoint's first line: pod create, schedule, Python start, nbpipe imports;
+    locally the fork), ``setup`` (package/pin checks, payload, inputs), ``call`` (the user's function:
+    its imports of pandas/sklearn and its work), ``save`` (outputs to the store), ``end`` (-> StepFinished)."""
+    if env.get("NBPIPE_STORE") == "s3":
+        from nbpipe.stores.s3 import S3Store
+
+        store = S3Store(env["NBPIPE_S3_ENDPOINT"], env["NBPIPE_S3_BUCKET"], prefix=env.get("NBPIPE_S3_PREFIX", ""),
+                        access_key=env["NBPIPE_S3_ACCESS_KEY"], secret_key=env["NBPIPE_S3_SECRET_KEY"])
+
+        def read(step: str) -> bytes:
+            return store.get_bytes(f"runs/{run_id}/{step}/1/result.json")
+    else:
+        def read(step: str) -> bytes:
+            return next(data.rglob(f"runs/{run_id}/{step}/1/result.json")).read_bytes()
+    out = {}
+    for step, t0 in started.items():
+        try:
+            r = json.loads(read(step))
+        except (KeyError, StopIteration):
+            continue
+        timing = r.get("timing") or {}
+        out[step] = {"start": r["started_at"] - t0, "setup": timing.get("setup", 0.0), "call": timing.get("call", 0.0),
+                     "save": timing.get("save", 0.0), "end": finished[step] - r["finished_at"]}
+        out[step] = {k: round(v, 3) for k, v in out[step].items()}
+    return out
 
 
 def digits_bench(namespace: str) -> dict[str, Any]:
@@ -196,6 +279,12 @@ def digits_bench(namespace: str) -> dict[str, Any]:
     print("\n| digits | wall s | step seconds | accuracy | pods that installed packages |\n|---|---|---|---|---|")
     for what, r in out.items():
         print(f"| {what} | {r['wall_s']:.1f} | {r['steps_s']} | {r['accuracy']:.4f} | {r['installs'] or 'none'} |")
+    print("\n| digits step | where | start | setup | call | save | end | total |\n|---|---|---|---|---|---|---|---|")
+    for what, r in out.items():
+        for step, ph in r["phases_s"].items():
+            print(f"| {step} | {what} | " + " | ".join(f"{ph[k]:.2f}" for k in ("start", "setup", "call", "save", "end"))
+                  + f" | {r['steps_s'].get(step, 0):.2f} |")
+    out["load_1min"] = os.getloadavg()[0]
     return out
 
 
@@ -205,12 +294,31 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3, help="timed chain runs")
     ap.add_argument("--out", help="write the numbers as JSON here")
     ap.add_argument("--digits", action="store_true", help="time the digits example instead (see above)")
+    ap.add_argument("--ab", metavar="TREE", help="A/B: the chain with runner and pods on TREE's nbpipe (A) and on "
+                                                 "this tree's (B), run after run in turn (e.g. a `git archive` of the last commit)")
     args = ap.parse_args()
     namespace = os.environ.get("NBPIPE_TEST_NAMESPACE", "nbpipe")
     if args.digits:
         result = digits_bench(namespace)
         if args.out:
             Path(args.out).write_text(json.dumps(result, indent=1))
+        return 0
+    if args.ab:
+        load0 = os.getloadavg()[0]
+        admin = _api(os.environ["NBPIPE_TEST_ADMIN_KUBECONFIG"])
+        floor = pod_floor(admin, namespace, args.pods)
+        ab = ab_chain(args.ab, args.repeats, namespace)
+        f = statistics.median(floor)
+        load = round((load0 + os.getloadavg()[0]) / 2, 2)
+        print(f"\n| A/B (A: {args.ab}, B: this tree), floor {f:.3f} s, load {load} | per step | overhead | "
+              "to pod | in pod | back |\n|---|---|---|---|---|---|")
+        for label, r in ab.items():
+            s = statistics.median(r["per_step"])
+            ph = {k: statistics.median(v) for k, v in r["phases"].items()}
+            r.update(per_step_median=s, overhead=s - f, phases_median=ph)
+            print(f"| {label} | {s:.3f} | {s - f:.3f} | {ph['to_pod']:.3f} | {ph['in_pod']:.3f} | {ph['back']:.3f} |")
+        if args.out:
+            Path(args.out).write_text(json.dumps({"floor_s": f, "floor_all_s": floor, "load_1min": load, **ab}, indent=1))
         return 0
     from nbpipe.executors.k8s_pod import BOOTSTRAP
 
