@@ -124,5 +124,12 @@ def test_a_run_on_postgresql_resumes_its_events_by_id(pg_server: str, tmp_path: 
         with sa.create_engine(url).connect() as conn:  # the ids the stream served are the table's
             assert [i for (i,) in conn.execute(sa.select(db.events.c.id).where(db.events.c.run_id == run.id)
                                                .order_by(db.events.c.id))] == ids
+            # each step's one output row, written in its end's transaction without reading its id back
+            arts = conn.execute(sa.select(db.artifacts.c.id, db.artifacts.c.step, db.artifacts.c.digest)
+                                .where(db.artifacts.c.run_id == run.id).order_by(db.artifacts.c.id)).all()
+        steps = {s["name"]: s for s in run.snapshot()["steps"]}
+        assert [(a.step, a.digest) for a in arts] == [(n, next(iter(steps[n]["outputs"].values()))["digest"])
+                                                      for n in ("add_one", "add_one-2", "add_one-3")]
+        assert len({a.id for a in arts}) == 3
     finally:
         r.stop()

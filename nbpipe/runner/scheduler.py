@@ -486,10 +486,15 @@ class Scheduler:
             state = "cached" if cached else "succeeded"
             with self._tx() as conn:
                 if outputs:
-                    conn.execute(_ARTIFACT_ADD, [
-                        {"run_id": run.id, "step": st.name, "name": n, "digest": o["digest"], "key": o["key"],
-                         "kind": o["kind"], "format": o["format"], "size": o["size"], "created_at": now}
-                        for n, o in outputs.items()])
+                    rows = [{"run_id": run.id, "step": st.name, "name": n, "digest": o["digest"], "key": o["key"],
+                             "kind": o["kind"], "format": o["format"], "size": o["size"], "created_at": now}
+                            for n, o in outputs.items()]
+                    if len(rows) == 1 and conn.dialect.name == "postgresql":
+                        # one row as a VALUES list: no implicit RETURNING id, which would make the
+                        # pipelined transaction wait for it (see db.begin_batched)
+                        conn.execute(db.artifacts.insert().values(rows))
+                    else:
+                        conn.execute(_ARTIFACT_ADD, rows)
                 if not cached and st.options.get("cache", True) and st.cache_key:
                     self.cache.forget(st.cache_key)  # its in-memory copy (see StepCache.lookup)
                     conn.execute(_CACHE_DROP, {"w_key": st.cache_key})
