@@ -141,6 +141,17 @@ class _Spares:
             os.close(self.fd)
             self.pid, self.fd = 0, -1
 
+    def stop(self) -> None:
+        """The zygote is exiting: end the spare and reap it (so it is never left to init)."""
+        pid = self.pid
+        self.discard()
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+
     def gone(self, pid: int) -> None:
         """``pid`` exited: if it was the spare, fork another at the next request."""
         if pid == self.pid:
@@ -254,7 +265,7 @@ def main() -> int:
                 if not chunk:
                     eof = True
                     sel.unregister(in_fd)
-                    spares.discard()
+                    spares.stop()
                     for pid in list(children):
                         try:
                             os.killpg(pid, signal.SIGKILL)
