@@ -136,10 +136,20 @@ export class SnapshotRenderer extends Widget implements IRenderMime.IRenderer {
     const check = (): void => {
       const shown = renderer.node.querySelector('.lm-Widget, .nbpipe-run-view') !== null && !renderer.isHidden;
       this.showLive(shown);
+      if (shown) {
+        this.liveFailed = false;
+      }
     };
     this.observer = new MutationObserver(check);
     this.observer.observe(renderer.node, { childList: true, subtree: false, attributes: true, attributeFilter: ['class'] });
     const text = String(this.model?.data['text/plain'] ?? '');
+    this.liveFailed = false;
+    const settled = (): void => {
+      check();
+      // the widget renderer is done and shows no view (no such model, yet): a later message of
+      // that model retries (see onIOPub); a render still going is never restarted
+      this.liveFailed = this.live === renderer && !this.hasClass('nbpipe-snapshot-is-live');
+    };
     void renderer
       .renderModel({
         trusted: true,
@@ -147,7 +157,7 @@ export class SnapshotRenderer extends Widget implements IRenderMime.IRenderer {
         metadata: {},
         setData: () => undefined
       })
-      .then(check, check);
+      .then(settled, settled);
   }
 
   private showLive(live: boolean): void {
@@ -157,6 +167,7 @@ export class SnapshotRenderer extends Widget implements IRenderMime.IRenderer {
   }
 
   private dropLive(): void {
+    this.liveFailed = false;
     this.observer?.disconnect();
     this.observer = null;
     if (this.live) {
@@ -239,9 +250,20 @@ export class SnapshotRenderer extends Widget implements IRenderMime.IRenderer {
     kernel?.iopubMessage.connect(this.onIOPub, this);
   }
 
-  /** The kernel replaced this output's snapshot (the run changed state): keep it in the notebook. */
+  /** The kernel replaced this output's snapshot (the run changed state): keep it in the notebook.
+   * And a message of this output's widget model while the snapshot shows: the model exists now. */
   private onIOPub(_: unknown, msg: KernelMessage.IIOPubMessage): void {
-    if (msg.header.msg_type !== 'update_display_data' || !this.model || !this.info.view) {
+    const type = msg.header.msg_type;
+    if ((type === 'comm_msg' || type === 'comm_open') && this.wanted && this.liveFailed &&
+        (msg.content as { comm_id?: string }).comm_id === this.wanted) {
+      // Lab's widget renderer gives up after 2 s without the model ("model not found"); on a busy
+      // machine the kernel's model can reach the widget manager later than that. This signal fires
+      // after the manager handled the message, so the model is there: render the live view again.
+      this.modelId = '';
+      this.connectLive();
+      return;
+    }
+    if (type !== 'update_display_data' || !this.model || !this.info.view) {
       return;
     }
     const content = msg.content as { data?: Record<string, unknown>; metadata?: Record<string, unknown>; transient?: { display_id?: string } };
@@ -262,6 +284,7 @@ export class SnapshotRenderer extends Widget implements IRenderMime.IRenderer {
   private wanted = '';
   private modelId = '';
   private live: IRenderMime.IRenderer | null = null;
+  private liveFailed = false;
   private observer: MutationObserver | null = null;
   private session: NotebookPanel['sessionContext'] | null = null;
   private kernel: Kernel.IKernelConnection | null = null;
