@@ -63,22 +63,27 @@ PIPELINE = textwrap.dedent('''
 ''')
 
 
-def palette(page: Any, text: str, command: str) -> None:
+def palette(page: Any, text: str, command: str, tries: int = 5) -> None:
+    """Run ``command`` from the command palette, found by typing ``text``. The palette is modal: a
+    focus change while Lab restores its layout (after a reload, on a busy machine) may close it
+    between the typing and the click, so the whole of it is tried again, each step waiting on state."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect
 
     box = page.locator(".lm-CommandPalette-input")
-    for _ in range(3):  # the palette is modal; a key press while Lab restores focus may close it again
-        if not box.is_visible():
-            page.keyboard.press("Control+Shift+C")
-        try:
-            expect(box).to_be_visible(timeout=10_000)
-            box.fill(text, timeout=5_000)
-            break
-        except AssertionError:
-            continue
     item = page.locator(f'.lm-CommandPalette-item[data-command="{command}"]').first
-    expect(item).to_be_visible()
-    item.click()
+    for attempt in range(tries):
+        try:
+            if not box.is_visible():
+                page.keyboard.press("Control+Shift+C")
+            expect(box).to_be_visible(timeout=10_000)
+            box.fill(text, timeout=10_000)
+            expect(item).to_be_visible(timeout=15_000)
+            item.click(timeout=10_000)
+            return
+        except (AssertionError, PlaywrightTimeout):
+            if attempt == tries - 1:
+                raise
 
 
 def test_dashboard_end_to_end(start_lab: Any, lab_browser: Any, tmp_path: Path) -> None:
