@@ -29,6 +29,7 @@ const WIDGET_MIME = 'application/vnd.jupyter.widget-view+json';
 const SVG_MIME = 'image/svg+xml';
 const RANK = -20; // before the widget renderer (-10): Lab asks us first for RunView outputs
 const SAFE_ID = /^[A-Za-z0-9._:-]{1,200}$/;
+const LATE_RETRY_MS = 5000; // after the widget renderer's own 2 s wait for a model
 
 interface SnapshotInfo {
   run_id?: string;
@@ -149,6 +150,18 @@ export class SnapshotRenderer extends Widget implements IRenderMime.IRenderer {
       // the widget renderer is done and shows no view (no such model, yet): a later message of
       // that model retries (see onIOPub); a render still going is never restarted
       this.liveFailed = this.live === renderer && !this.hasClass('nbpipe-snapshot-is-live');
+      if (this.liveFailed && this.lateRetry !== modelId) {
+        // and once more a little later, for a model that came late with no message after it
+        // (a run whose one step just runs); an output whose model is gone for good costs one look
+        this.lateRetry = modelId;
+        const kernel = this.kernel;
+        setTimeout(() => {
+          if (this.liveFailed && this.wanted === modelId && this.kernel === kernel && !this.isDisposed) {
+            this.modelId = '';
+            this.connectLive();
+          }
+        }, LATE_RETRY_MS);
+      }
     };
     void renderer
       .renderModel({
@@ -285,6 +298,7 @@ export class SnapshotRenderer extends Widget implements IRenderMime.IRenderer {
   private modelId = '';
   private live: IRenderMime.IRenderer | null = null;
   private liveFailed = false;
+  private lateRetry = '';
   private observer: MutationObserver | null = null;
   private session: NotebookPanel['sessionContext'] | null = null;
   private kernel: Kernel.IKernelConnection | null = null;
