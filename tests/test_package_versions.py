@@ -153,3 +153,44 @@ def test_package_records_imports_in_its_spec(dists: dict[str, Path], tmp_path: P
     spec = read_package(build_package(p)).spec
     assert spec["components"]["probe"]["imports"] == [f"numpy=={numpy.__version__}", "verprobe-dist==1.0"]
     json.dumps(spec)
+
+
+def test_a_new_version_in_the_kernel_is_a_cache_miss(dists: dict[str, Path], tmp_path: Path) -> None:
+    """Results made with verprobe 1.0 are not reused once the kernel has 2.0 (after an upgrade and a
+    restart); the same version again is a hit. Code that imports nothing installed keeps its keys."""
+    def define():  # the same source each time, as a re-run cell
+        import verprobe
+
+        @component(cache=True)
+        def versioned() -> str:
+            return str(verprobe.VERSION)
+
+        @pipeline
+        def p():
+            versioned()
+
+        return p
+
+    def switch_kernel_to(version: str) -> None:  # what a restart after `pip install -U` gives the kernel
+        sys.path[:] = [x for x in sys.path if x not in (str(dists["1.0"]), str(dists["2.0"]))]
+        sys.path.insert(0, str(dists[version]))
+        sys.modules.pop("verprobe", None)
+        pins._distribution_of.cache_clear()
+        pins._version_of.cache_clear()
+        pins._SPEC_CACHE.clear()
+
+    runner = _runner(tmp_path, dists["1.0"], NBPIPE_PACKAGE_SKEW="off")
+    try:
+        client = runner.client()
+        first = client.submit(define()).wait(timeout=120)
+        assert first.steps["versioned"]["state"] == "succeeded"
+        assert client.submit(define()).wait(timeout=120).steps["versioned"]["state"] == "cached"
+        switch_kernel_to("2.0")
+        upgraded = client.submit(define()).wait(timeout=120)
+        assert upgraded.steps["versioned"]["state"] == "succeeded"  # not the 1.0 result
+        assert client.submit(define()).wait(timeout=120).steps["versioned"]["state"] == "cached"
+    finally:
+        switch_kernel_to("1.0")
+        import verprobe  # noqa: F401 - the module fixture's state for the tests after this one
+
+        runner.stop()

@@ -60,6 +60,9 @@ def cache_key(st: "StepCtx", ident: dict[str, Any], profile: str = "default") ->
            "image": st.component.get("image"), "packages": opts.get("packages", []), "env": opts.get("env", {})}
     if profile != "default":  # one profile's cached outputs are never another's (default: keys as before)
         key["profile"] = profile
+    imports = st.component.get("imports")
+    if imports:  # the kernel's versions of what the code imports: a result made with another is not reused
+        key["imports"] = imports  # (absent for code that imports nothing installed: keys as before)
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
