@@ -13,7 +13,7 @@ import os
 import tarfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import httpx
 
@@ -237,11 +237,13 @@ class Client:
         # a cluster runner answers with a redirect to its S3 store (a presigned URL)
         return self._request("GET", f"/api/v1/artifacts/{digest}", follow_redirects=True).content
 
-    def events(self, run_id: str | None = None, after: int = 0, follow: bool = True) -> Iterator[ev.Event]:
+    def events(self, run_id: str | None = None, after: int = 0, follow: bool = True,
+               on_quiet: Callable[[], None] | None = None) -> Iterator[ev.Event]:
         """Events of one run (or all runs) after an id, from the runner's SSE stream.
 
         With ``follow`` the stream stays open (a run's stream ends after ``RunFinished``);
-        dropped connections are resumed from the last event id.
+        dropped connections are resumed from the last event id. ``on_quiet`` is called whenever
+        the runner says the stream is still open but nothing happened (its keep-alive, every 15 s).
         """
         path = f"/api/v1/runs/{run_id}/events" if run_id else "/api/v1/events"
         last = after
@@ -263,6 +265,8 @@ class Client:
                             last = event.id
                             retries = 0
                             yield event
+                        elif line.startswith(":") and on_quiet is not None:
+                            on_quiet()
                     if run_id is not None or not follow:
                         return
             except (httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.ReadError) as exc:

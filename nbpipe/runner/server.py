@@ -44,6 +44,10 @@ from .schedules import Schedules
 
 log = logging.getLogger("nbpipe.runner")
 MIME = {"png": "image/png", "json": "application/json"}
+# Seconds an event stream stays silent before the runner says it is still there (an SSE comment):
+# followers use that moment to ask /health whether the loop still schedules.
+SSE_KEEPALIVE = float(os.environ.get("NBPIPE_SSE_KEEPALIVE", "15") or 15)
+GRACEFUL_STOP = 2.0  # seconds open responses get to finish once the runner is told to stop
 
 
 class RerunRequest(BaseModel):
@@ -339,7 +343,7 @@ def create_app(config: RunnerConfig, on_ready: Any = None, on_stop: Any = None) 
                     return
             if await request.is_disconnected():
                 return
-            if not await s.wait_for_events(seq, 15.0):
+            if not await s.wait_for_events(seq, SSE_KEEPALIVE):
                 yield b": keep-alive\n\n"
 
     def _after(request: Request, after: int | None) -> int:
@@ -546,7 +550,10 @@ def serve(config: RunnerConfig, ready_file: str | None = None, log_level: str = 
     lean_validator()  # this process is nbpipe's own: jsonschema without its format-checking libraries
     runtime = runtime_dir() / f"runner-{os.getpid()}.json"
     app = create_app(config, on_ready=_ready, on_stop=lambda: runtime.unlink(missing_ok=True))
-    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on", access_log=False))
+    # A stop waits this long for open responses: event streams (a notebook following a run, the Lab
+    # panel) never end by themselves, and without a bound SIGTERM left the runner up until SIGKILL.
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on", access_log=False,
+                                           timeout_graceful_shutdown=GRACEFUL_STOP))
     try:
         server.run(sockets=[sock])
     finally:

@@ -341,9 +341,32 @@ class RunView(anywidget.AnyWidget):
     # ------------------------------------------------------------------ threads
 
     def _follow(self, run: Run, gen: int) -> None:
-        """Consume ``run``'s events while it is the one shown; fold them in; wake the publisher."""
+        """Consume ``run``'s events while it is the one shown; fold them in; wake the publisher.
+
+        The graph never goes quietly stale: a runner that stops scheduling (its keep-alive comes,
+        /health says "stalled") or that goes away puts an error notice in the header saying what
+        to do; the notice goes once events flow again."""
+        stalled = False
+
+        def quiet() -> None:
+            nonlocal stalled
+            if self._stopped or gen != self._gen:
+                raise _Unfollow  # closed, or showing another run: let go of the stream now
+            try:
+                run._check_runner(None)
+            except NbpipeError as exc:
+                if gen == self._gen and not stalled:
+                    stalled = True
+                    self.error = exc.message
+                    self.notice = {"text": exc.message, "kind": "error"}
+
         try:
-            for event in run.events(after=int(self._snap.get("last_event_id") or 0), follow=True):
+            for event in run.client.events(run.id, after=int(self._snap.get("last_event_id") or 0),
+                                                follow=True, on_quiet=quiet):
+                if stalled and gen == self._gen:
+                    stalled = False
+                    self.error = ""
+                    self.notice = {}
                 with self._cond:
                     if self._stopped or gen != self._gen:
                         return
@@ -358,8 +381,13 @@ class RunView(anywidget.AnyWidget):
                     self._cond.notify_all()
                 if isinstance(event, ev.RunFinished):
                     break
+        except _Unfollow:
+            return
         except NbpipeError as exc:
             self.error = exc.message
+            if gen == self._gen:  # e.g. the runner went away: say so, the graph is no longer live
+                self.notice = {"text": f"Stopped following run {run.id}: {exc.message} Then "
+                                       f"nbpipe.attach({run.id!r}) shows it live again.", "kind": "error"}
         finally:
             try:  # the authoritative final state, in case the stream ended early
                 final = run.snapshot()
@@ -471,6 +499,10 @@ def attach(run: Run | str, pipeline: PipelineRef = None) -> RunView:
     from ..client import attach as attach_run
 
     return RunView(run if not isinstance(run, str) else attach_run(run), pipeline=pipeline)
+
+
+class _Unfollow(Exception):
+    """Raised from the event stream's quiet hook: the widget no longer follows that run."""
 
 
 def reconnect(run_id: str, view: str = "") -> str:
