@@ -126,3 +126,65 @@ def test_closing_the_executor_leaves_no_zygote_and_no_spare(tmp_path):
     # close() reaped the zygote, and the zygote reaped its spare before exiting (none left to init)
     assert not psutil.pid_exists(zygote)
     assert not psutil.pid_exists(spare)
+
+
+from nbpipe import component, pipeline  # noqa: E402
+
+
+@component(cache=False)
+def registers_exit_handlers(marker: str) -> str:
+    import atexit
+    from pathlib import Path
+
+    def broken() -> None:
+        raise RuntimeError("a broken exit handler")
+
+    # as W&B's finish or MLflow's end_run: registered by the step's code, run when the process ends
+    atexit.register(Path(marker).write_text, "flushed")
+    atexit.register(broken)
+    return "done"
+
+
+@pipeline
+def exit_handlers(marker: str = ""):
+    registers_exit_handlers(marker=marker)
+
+
+def test_the_steps_own_exit_handlers_run(nb_client, tmp_path):
+    """Step processes end with os._exit (no slow interpreter teardown), yet the atexit handlers the
+    step registered run, as at a normal exit; one that raises is logged and changes nothing."""
+    marker = tmp_path / "marker"
+    run = nb_client.submit(exit_handlers, {"marker": str(marker)}).wait(timeout=120)
+    assert run.steps["registers_exit_handlers"]["state"] == "succeeded"
+    assert run.output("registers_exit_handlers") == "done"
+    assert marker.read_text() == "flushed"  # the process has exited: the runner saw its exit code
+    assert "RuntimeError: a broken exit handler" in run.logs("registers_exit_handlers")
+
+
+def _exits_with_a_handler(marker: str) -> str:
+    import atexit
+    from pathlib import Path
+
+    atexit.register(Path(marker).write_text, "flushed")
+    return "done"
+
+
+def test_a_pod_step_runs_its_exit_handlers_too(tmp_path):
+    """The pod entrypoint ends with os._exit too (after its result and log are stored): the step's
+    own atexit handlers still run first. The real entrypoint as a pod runs it, as a subprocess."""
+    import os
+    import subprocess
+
+    from nbpipe.executors.k8s_pod import encode_job
+
+    store = LocalStore(str(tmp_path / "store"))
+    marker = tmp_path / "marker"
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    job = _job(store, 1)
+    job["payload"]["key"] = store.put_bytes(cloudpickle.dumps(lambda: _exits_with_a_handler(str(marker)))).key
+    env = {**os.environ, "NBPIPE_JOB": encode_job(job)}
+    proc = subprocess.run([sys.executable, "-m", "nbpipe.executors.entry", "env:NBPIPE_JOB"], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert _value(store, job) == "done"
+    assert marker.read_text() == "flushed"

@@ -21,6 +21,7 @@ pipe closes without one (a preload replaces it, so later steps see the preloaded
 
 from __future__ import annotations
 
+import atexit
 import errno
 import gc
 import json
@@ -55,6 +56,7 @@ def _become_step(keep: set[int]) -> None:
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)  # not the runner's pipe to the zygote
     os.close(null)
+    atexit._clear()  # the zygote's exit handlers are the zygote's; the step runs only its own (see _child)
 
 
 def _child(req: dict[str, Any], keep: set[int], ready: bool = False) -> None:
@@ -88,10 +90,22 @@ def _child(req: dict[str, Any], keep: set[int], ready: bool = False) -> None:
             pass
     finally:
         try:
+            run_exit_handlers()
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def run_exit_handlers() -> None:
+    """Run the ``atexit`` handlers the step's code registered (W&B's ``finish``, MLflow's ``end_run``,
+    a user's own), as a normal interpreter exit would, before the step process ends with ``os._exit``
+    (which skips the slow teardown of everything it imported, but also those handlers). Their errors
+    are printed to the step's log, as Python prints them, and do not change the step's result."""
+    try:
+        atexit._run_exitfuncs()
+    except BaseException:  # noqa: BLE001 - never in the way of the exit
+        pass
 
 
 def _spare(job_fd: int, keep: set[int]) -> None:
