@@ -11,6 +11,7 @@ import sys
 
 import cloudpickle
 import psutil
+import pytest
 
 from nbpipe.executors.local import LocalExecutor
 from nbpipe.stores.local import LocalStore
@@ -166,12 +167,15 @@ def _exits_with_a_handler(marker: str) -> str:
     from pathlib import Path
 
     atexit.register(Path(marker).write_text, "flushed")
+    atexit.register(print, "the exit handler ran", flush=True)
     return "done"
 
 
-def test_a_pod_step_runs_its_exit_handlers_too(tmp_path):
+@pytest.mark.parametrize("own_log", [True, False], ids=["log-to-store", "no-log"])
+def test_a_pod_step_runs_its_exit_handlers_too(tmp_path, own_log):
     """The pod entrypoint ends with os._exit too (after its result and log are stored): the step's
-    own atexit handlers still run first. The real entrypoint as a pod runs it, as a subprocess."""
+    own atexit handlers still run first, and what they print is in the step's log. The real
+    entrypoint as a pod runs it, as a subprocess."""
     import os
     import subprocess
 
@@ -182,9 +186,14 @@ def test_a_pod_step_runs_its_exit_handlers_too(tmp_path):
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     job = _job(store, 1)
     job["payload"]["key"] = store.put_bytes(cloudpickle.dumps(lambda: _exits_with_a_handler(str(marker)))).key
+    if own_log:  # as the Kubernetes executor's jobs: the log is teed to the store, then an end line
+        job |= {"log_key": "runs/r/s1/1/log.txt", "log_end": "0123456789abcdef"}
     env = {**os.environ, "NBPIPE_JOB": encode_job(job)}
     proc = subprocess.run([sys.executable, "-m", "nbpipe.executors.entry", "env:NBPIPE_JOB"], env=env,
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert _value(store, job) == "done"
     assert marker.read_text() == "flushed"
+    if own_log:
+        assert "the exit handler ran" in store.get_bytes("runs/r/s1/1/log.txt").decode()
+        assert proc.stdout.endswith("nbpipe: end of step log 0123456789abcdef\n"), proc.stdout  # nothing after it

@@ -470,14 +470,21 @@ def main(argv: list[str] | None = None) -> int:
         # first, which after pandas/scikit-learn/matplotlib took 0.4-1.1 s of every digits pod on the
         # k8s-rig (0.03-0.08 s with os._exit). Local steps forked from the zygote end the same way, so
         # a step's leftover non-daemon threads and atexit hooks do not hold it up anywhere.
-        try:  # the step's own exit handlers still run (W&B, MLflow), as in a normal exit
-            atexit._run_exitfuncs()
-        except BaseException:  # noqa: BLE001 - never in the way of the exit
-            pass
+        _run_exit_handlers()  # (those not run yet: a job without a log of its own)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def _run_exit_handlers() -> None:
+    """The step's own ``atexit`` handlers (W&B's ``finish``, MLflow's ``end_run``), as a normal exit
+    runs them: the pod ends with ``os._exit``, which skips them. Run once (Python forgets them after);
+    their errors are printed, as Python prints them, and do not change the step's result."""
+    try:
+        atexit._run_exitfuncs()
+    except BaseException:  # noqa: BLE001 - never in the way of the exit
+        pass
 
 
 def start(job: dict[str, Any], in_pod: bool = False) -> int:
@@ -510,6 +517,7 @@ def start(job: dict[str, Any], in_pod: bool = False) -> int:
     code = 2
     try:
         code = run_job(job, store, write_result=result.append)
+        _run_exit_handlers()  # before the log closes: what they print is the step's log too
     finally:
         tee.close()
         # The result and the log are the step's last two writes: sent side by side (the log on a second
