@@ -356,9 +356,15 @@ def test_a_finished_step_takes_its_whole_log_without_waiting_for_the_stream_to_c
         assert all("follow=true" in p for p in reads), reads
         assert re.fullmatch(rb"nbpipe: end of step log [0-9a-f]{16}\n", container_log[len(log):]), container_log
         assert container_log.startswith(log) and b"end of step log" not in log
-    else:  # the whole log, once the container ended
-        assert any("follow=true" not in p for p in reads), reads
-        assert log == container_log
+    else:  # the whole log once the container ended: read whole through the API, or, when the pod's end
+        # came first, completed from the copy the entrypoint uploaded to the store (which of the two
+        # depends on the order the watch and the held stream report in; both give the whole log)
+        # (the store's copy was uploaded before the entrypoint printed its end line, which this runner
+        # does not recognize here: it is the one difference the store path may show)
+        assert container_log.startswith(log) and (log == container_log or re.fullmatch(
+            rb"nbpipe: end of step log [0-9a-f]{16}\n", container_log[len(log):])), (reads, log, container_log)
+        assert log.count(b"napping") == 1
+        assert reads and reads[0].endswith("follow=true"), reads  # it followed the stream first
 
 
 def test_a_large_job_travels_through_the_store(local: Cluster, store: LocalStore, tmp_path: Path) -> None:
