@@ -61,3 +61,8 @@ class ReadySet:
     @property
     def done(self) -> bool:
         return self.final >= self.size
+
+    def idle(self, steps: int) -> bool:
+        """Nothing can start or finish in a tick (e.g. a chain's one step is running): the tick needs no
+        transaction. ``steps``: the run's step count now (a grown run is re-indexed first)."""
+        return not self.candidates and not self.done and self.size == steps

@@ -337,10 +337,9 @@ class Scheduler:
                 self._fail_run(run, run.broken)
                 next_wake = min(next_wake, 1.0)
                 continue
-            idx = run.ready
-            if (run.state == "running" and idx is not None and not idx.candidates and not idx.done
-                    and idx.size == len(run.steps) and "groups" not in run.spec):
-                continue  # nothing can start or finish (e.g. a chain's one step is running): no transaction
+            if run.state == "running" and run.ready is not None and "groups" not in run.spec \
+                    and run.ready.idle(len(run.steps)):
+                continue  # see ReadySet.idle: no transaction
             try:
                 with self._tx():
                     next_wake = min(next_wake, self._tick_run(run, now))
