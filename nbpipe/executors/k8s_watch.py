@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import socket
 import threading
 import time
 from typing import Any, Callable
@@ -131,6 +132,25 @@ def log_end_line(token: str) -> bytes:
     return f"nbpipe: end of step log {token}\n".encode()
 
 
+def interrupt(resp: Any) -> None:
+    """End the read another thread is blocked in on a streaming response, without waiting for that thread.
+
+    Not ``resp.close()``: closing the socket's buffered reader waits for the lock the reading thread
+    holds, i.e. for the next event or the watch's own timeout (minutes), which held every runner's
+    stop up for as long. Shutting the socket down makes the blocked read return at once; the reading
+    thread then closes the response itself.
+    """
+    sock = getattr(getattr(resp, "connection", None), "sock", None)
+    if sock is None:  # a response to "Connection: close" took the socket over: http.client's reader has it
+        raw = getattr(getattr(getattr(resp, "_fp", None), "fp", None), "raw", None)
+        sock = getattr(raw, "_sock", None)
+    if sock is not None:
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's: not SSLSocket's TLS close
+        except OSError:  # already closed or reset
+            pass
+
+
 class PodWatcher:
     """List-then-watch of the pods matching ``selector``, in a daemon thread.
 
@@ -172,11 +192,8 @@ class PodWatcher:
     def stop(self) -> None:
         self._stop.set()
         resp = self._watch
-        if resp is not None:  # ends the read the thread is blocked in
-            try:
-                resp.close()
-            except Exception:  # noqa: BLE001 - closing a response another thread reads may race; it stops anyway
-                pass
+        if resp is not None:
+            interrupt(resp)
         self._thread.join(timeout=2)
 
     def _run(self) -> None:

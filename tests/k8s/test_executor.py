@@ -262,6 +262,27 @@ def test_a_list_in_flight_while_a_pod_is_created_does_not_count_as_a_deletion(lo
     asyncio.run(go())
 
 
+def test_close_ends_the_open_pod_watch_at_once(local: Cluster, store: LocalStore) -> None:
+    """A runner's stop ends its pod watch now, not when the watch request times out (240 s).
+
+    Closing the watch's response from the stopping thread waited for the lock its reading thread
+    holds while blocked in the read: every runner stop on a real cluster hung until a supervisor
+    killed it (the suite's runners took their 20 s each). The bounds below only stop a hang.
+    """
+    async def go() -> None:
+        ex = _executor(local)
+        await ex._ready()
+        watcher = ex._watcher
+        assert watcher is not None
+        while watcher._watch is None:  # the watch request is open and its thread blocked reading it
+            await asyncio.sleep(0.02)
+        await asyncio.wait_for(ex.close(), 60)
+        watcher._thread.join(60)
+        assert not watcher._thread.is_alive()
+
+    asyncio.run(go())
+
+
 def test_watch_relists_after_410_and_reconnects_after_drops(double: Cluster, store: LocalStore,
                                                            tmp_path: Path) -> None:
     """On the double only: it compacts its history and drops watches on demand."""
