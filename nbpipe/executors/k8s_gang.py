@@ -49,6 +49,7 @@ from .base import ExitStatus, Handle
 from .gang import EXIT_GRACE, first_error, free_port, rank_result_key, report_rank_failure
 from .k8s_pod import (CONTAINER, LABEL_RUN, MANAGED_BY, MAX_ENV_JOB, build_pod, dns_name, encode_job,
                       label_value)
+from .k8s_logs import follow_log
 from .k8s_watch import classify, container_started, deleted_status
 
 log = logging.getLogger("nbpipe.executors.kubernetes")
@@ -159,34 +160,22 @@ class K8sGang:
 
     def _stream(self, w: Worker) -> bool:
         """Follow worker ``w``'s container log into the step's log; True when read to its end."""
-        from kubernetes.client.exceptions import ApiException
+        def read(resp: Any) -> bool:
+            pos = 0  # a reconnection reads from the first byte: skip what was consumed
+            for chunk in resp.stream(65536):
+                start, pos = pos, pos + len(chunk)
+                with self.lock:
+                    if w.log_taken:
+                        resp.close()
+                        return True
+                    if pos > w.written:
+                        piece = chunk[max(0, w.written - start):]
+                        w.written += len(piece)
+                        self._write(w, piece)
+            resp.release_conn()
+            return True
 
-        for _ in range(20):
-            try:
-                resp = self.ex.api.read_namespaced_pod_log(w.pod, self.ns, container=self.container, follow=True,
-                                                           _preload_content=False)
-                pos = 0  # a reconnection reads from the first byte: skip what was consumed
-                for chunk in resp.stream(65536):
-                    start, pos = pos, pos + len(chunk)
-                    with self.lock:
-                        if w.log_taken:
-                            resp.close()
-                            return True
-                        if pos > w.written:
-                            piece = chunk[max(0, w.written - start):]
-                            w.written += len(piece)
-                            self._write(w, piece)
-                resp.release_conn()
-                return True
-            except ApiException as exc:
-                if exc.status == 404:
-                    return False
-                log.info("log stream of %s failed (%s); retrying", w.pod, exc.status)
-            except Exception as exc:  # noqa: BLE001 - dropped mid-stream: resume
-                log.info("log stream of %s dropped (%s); resuming", w.pod, exc)
-            if w.stop_logs.wait(0.5):
-                return False
-        return False
+        return follow_log(self.ex.api, w.pod, self.ns, self.container, w.stop_logs, read)
 
     def _take_log(self, w: Worker) -> None:
         """Complete worker ``w``'s log from its ended container's whole log (or the entrypoint's upload)."""

@@ -11,12 +11,40 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any
+import threading
+from typing import Any, Callable
 
 from .k8s_pod import CONTAINER
 from .k8s_watch import _partial_end, log_end_line
 
 log = logging.getLogger("nbpipe.executors.kubernetes")
+
+
+def follow_log(api: Any, pod: str, namespace: str, container: str, stop: threading.Event,
+               read: Callable[[Any], bool]) -> bool:
+    """Follow a container's log, reconnecting when the stream drops; True when it was read to its end.
+
+    ``read`` consumes one connection's ``follow`` stream (each starts again from the log's first
+    byte) and says whether the log is complete. False when the pod is gone, ``stop`` is set while
+    waiting to reconnect, or 20 connections failed (the caller then completes the log when the pod
+    ends).
+    """
+    from kubernetes.client.exceptions import ApiException
+
+    for _ in range(20):
+        try:
+            resp = api.read_namespaced_pod_log(pod, namespace, container=container, follow=True,
+                                               _preload_content=False)
+            return read(resp)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            log.info("log stream of %s failed (%s); retrying", pod, exc.status)
+        except Exception as exc:  # noqa: BLE001 - connection dropped mid-stream: resume
+            log.info("log stream of %s dropped (%s); resuming", pod, exc)
+        if stop.wait(0.5):
+            return False
+    return False
 
 
 class PodLogs:
@@ -32,53 +60,42 @@ class PodLogs:
         the file): once the container ended, the kubelet closes a ``follow`` stream only on its next
         check (every second on a real node), while that line arrives as soon as it is printed.
         """
-        from kubernetes.client.exceptions import ApiException
-
         end = log_end_line(att.log_end) if att.log_end else b""
-        for _ in range(20):
-            try:
-                resp = self.api.read_namespaced_pod_log(att.pod, att.namespace, container=CONTAINER,
-                                                        follow=True, _preload_content=False)
-                with open(att.log_path, "ab") as fh:
-                    pos = 0  # every (re)connection reads the log from its first byte: skip what we have
-                    held = b""  # read past att.written but not written: it may be the start of the end line
-                    for chunk in resp.stream(65536):
-                        start, pos = pos, pos + len(chunk)
-                        with att.log_lock:
-                            if att.log_taken:  # _finish completed the log: drop this connection, unread
-                                resp.close()
-                                return True
-                            seen = att.written + len(held)
-                            if pos <= seen:
-                                continue
-                            held += chunk[max(0, seen - start):]
-                            at = held.find(end) if end else -1
-                            piece = held[:at] if at >= 0 else held[:len(held) - _partial_end(held, end)]
-                            held = held[len(piece):]
-                            if piece:
-                                fh.write(piece)
-                                fh.flush()
-                                att.written += len(piece)
-                            if at >= 0:  # the entrypoint is done: the log is complete
-                                att.log_taken = True
-                                resp.close()
-                                return True
-                    if held:
-                        with att.log_lock:
-                            if not att.log_taken:
-                                fh.write(held)
-                                att.written += len(held)
-                    resp.release_conn()
-                return True
-            except ApiException as exc:
-                if exc.status == 404:
-                    return False
-                log.info("log stream of %s failed (%s); retrying", att.pod, exc.status)
-            except Exception as exc:  # noqa: BLE001 - connection dropped mid-stream: resume
-                log.info("log stream of %s dropped (%s); resuming", att.pod, exc)
-            if att.stop_logs.wait(0.5):
-                return False
-        return False
+
+        def read(resp: Any) -> bool:
+            with open(att.log_path, "ab") as fh:
+                pos = 0  # every (re)connection reads the log from its first byte: skip what we have
+                held = b""  # read past att.written but not written: it may be the start of the end line
+                for chunk in resp.stream(65536):
+                    start, pos = pos, pos + len(chunk)
+                    with att.log_lock:
+                        if att.log_taken:  # _finish completed the log: drop this connection, unread
+                            resp.close()
+                            return True
+                        seen = att.written + len(held)
+                        if pos <= seen:
+                            continue
+                        held += chunk[max(0, seen - start):]
+                        at = held.find(end) if end else -1
+                        piece = held[:at] if at >= 0 else held[:len(held) - _partial_end(held, end)]
+                        held = held[len(piece):]
+                        if piece:
+                            fh.write(piece)
+                            fh.flush()
+                            att.written += len(piece)
+                        if at >= 0:  # the entrypoint is done: the log is complete
+                            att.log_taken = True
+                            resp.close()
+                            return True
+                if held:
+                    with att.log_lock:
+                        if not att.log_taken:
+                            fh.write(held)
+                            att.written += len(held)
+                resp.release_conn()
+            return True
+
+        return follow_log(self.api, att.pod, att.namespace, CONTAINER, att.stop_logs, read)
 
     def _store(self, config: dict[str, Any]) -> Any:
         """The store of a job's config, opened once (an S3Store checks its bucket when opened)."""
