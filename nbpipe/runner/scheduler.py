@@ -358,7 +358,8 @@ class Scheduler:
             return
         try:
             with self._tx():
-                self._tick_run(run, time.time())
+                if self._tick_run(run, time.time()) <= 0.0:
+                    self.wake()  # e.g. it skipped a step: the loop takes the next one now
         except Exception as exc:  # noqa: BLE001 - contained to this run, as in _tick
             log.exception("run %s hit an internal error", run.id)
             self._fail_run(run, internal_reason(exc, self.data_dir))
@@ -393,6 +394,7 @@ class Scheduler:
                 bad = next((u for u in ups if u.state in ("failed", "cancelled", "skipped")), None)
                 if bad is not None:
                     self._set_step_final(run, st, "skipped", reason=f"upstream step '{bad.name}' {bad.state}")
+                    next_wake = 0.0  # its downstream steps are candidates now: their turn next tick, not in 5 s
                 elif all(u.state in ev.STEP_OK for u in ups) and not expand.hold(self, run, st):
                     self._start(run, st)
             if idx is not None:
