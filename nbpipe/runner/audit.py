@@ -47,11 +47,10 @@ def record(engine: sa.Engine, user: User, action: str, profile: str, target: str
         with db.write_tx(engine) as own:
             record(engine, user, action, profile, target, detail, own)
         return
-    conn.execute(_ADD, {"ts": time.time(), "user": user.name[:128], "role": user.role, "action": action[:40],
+    db.insert(conn, db.audit, {"ts": time.time(), "user": user.name[:128], "role": user.role, "action": action[:40],
                         "profile": profile[:63], "target": target[:400], "detail": db.dumps(detail or {})})
 
 
-_ADD = db.audit.insert()  # built once: ``.values(...)`` per call cost ~0.12 ms of every submit
 
 
 def query(engine: sa.Engine, user: str | None = None, action: str | None = None, profile: str | None = None,

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("nbpipe.runner")
 SEEN_MAX = 4096  # cache rows kept in memory (see StepCache.forget)
 
-_RUN_ADD, _STEPS_ADD, _ARTIFACTS_ADD = db.runs.insert(), db.steps.insert(), db.artifacts.insert()  # built once
 _ROW = sa.select(db.cache.c.outputs, db.cache.c.created_at, db.cache.c.run_id, db.cache.c.step).where(
     db.cache.c.key == sa.bindparam("w_key"))
 
@@ -188,11 +187,11 @@ def write_cached_run(self: "Scheduler", conn: sa.Connection, run: "RunCtx", name
     finished: one insert per table and the events a ticked run would have emitted, in order."""
     now = time.time()
     pipeline = run.spec["pipeline"]["name"]
-    conn.execute(_RUN_ADD, {
+    db.insert(conn, db.runs, {
         "id": run.id, "name": name, "pipeline": pipeline, "experiment": experiment, "package": package,
         "params": db.dumps(run.params), "state": "succeeded", "reason": "", "labels": db.dumps(labels),
         "created_at": run.created_at, "started_at": now, "finished_at": now, "profile": run.profile})
-    conn.execute(_STEPS_ADD, [
+    db.insert(conn, db.steps, [
         {"run_id": run.id, "name": st.name, "component": st.spec["component"], "state": "cached", "attempt": 0,
          "max_attempts": st.max_attempts, "reason": st.cache_reason, "traceback": "", "outputs": db.dumps(st.outputs),
          "inputs": db.dumps(input_summary(st.spec["inputs"], run.params)), "cache_key": st.cache_key,
@@ -201,7 +200,7 @@ def write_cached_run(self: "Scheduler", conn: sa.Connection, run: "RunCtx", name
              "format": o["format"], "size": o["size"], "created_at": now}
             for st in run.steps.values() for n, o in st.outputs.items()]
     if arts:
-        conn.execute(_ARTIFACTS_ADD, arts)
+        db.insert(conn, db.artifacts, arts)
     emit = self.events.add  # inside the caller's transaction (what Scheduler._emit does, without re-entering it)
     emit(ev.RunCreated(run_id=run.id, ts=run.created_at, name=name, pipeline=pipeline,
                        experiment=experiment, params=run.params, graph=graph))
@@ -230,7 +229,7 @@ def snapshot_of(run: "RunCtx", name: str, experiment: str, package: str, labels:
     steps = []
     for st in run.steps.values():
         s = st.spec
-        outputs = {n: {k: v for k, v in o.items() if k != "value" or len(db.dumps(v)) <= 4096}
+        outputs = {n: {k: v for k, v in o.items() if k != "value" or _small(v) or len(db.dumps(v)) <= 4096}
                    for n, o in st.outputs.items()}
         steps.append({
             "name": s["name"], "component": s["component"], "display_name": s.get("display_name", ""),
@@ -242,6 +241,12 @@ def snapshot_of(run: "RunCtx", name: str, experiment: str, package: str, labels:
             "state": "succeeded", "reason": "", "params": run.params, "labels": labels, "package": package,
             "created_at": run.created_at, "started_at": now, "finished_at": now, "duration": 0.0,
             "last_event_id": 0, "steps": steps}
+
+
+def _small(value: Any) -> bool:
+    """A value whose JSON is surely under views' 4096-character cut (no need to dump it to know)."""
+    return value is None or type(value) in (bool, float) or (type(value) is int and -10**100 < value < 10**100) \
+        or (type(value) is str and len(value) <= 340)  # at most 12 JSON characters each (a surrogate pair)
 
 
 def input_summary(bindings: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:

@@ -27,8 +27,6 @@ from . import db
 
 
 _NAMES: dict[type, tuple[str, ...]] = {}
-_EVENTS_ADD = db.events.insert()  # built once: building it per commit cost more than the insert
-_LAST_ID = sa.select(sa.func.max(db.events.c.id))
 # PostgreSQL: the ids come back with the insert (one statement, no second round trip), in the
 # batch's order; SQLite reads max(id) in-process, which costs less than its RETURNING path.
 _EVENTS_ADD_IDS = db.events.insert().returning(db.events.c.id, sort_by_parameter_order=True)
@@ -59,7 +57,9 @@ class EventLog:
         self._written: list[dict[str, Any]] = []  # inserted in the open transaction, with their ids
         self._id_cursor: Any = None  # PostgreSQL, pipelined: the psycopg cursor the ids come back on
         self._ids: list[int] = []  # the kept events' ids (ascending) ...
-        self._kept: list[tuple[str, dict[str, Any]]] = []  # ... and (run id, event as the table reads back)
+        # ... and [run id, event, id]: the event as the table reads it back, kept as its JSON text until a
+        # reader asks for it (parsed once then; a run nobody follows live is never parsed here)
+        self._kept: list[list[Any]] = []
         self._floor: int | None = None  # every event with an id above it is kept (None: not known yet)
 
     def add(self, event: ev.Event) -> None:
@@ -85,9 +85,9 @@ class EventLog:
                 for row, (id_,) in zip(batch, conn.execute(_EVENTS_ADD_IDS, batch).all(), strict=True):
                     row["id"] = int(id_)
             else:
-                conn.execute(_EVENTS_ADD, batch)
+                db.insert(conn, db.events, batch)
                 # ids are consecutive: this process is the table's only writer, one transaction at a time
-                last = int(conn.execute(_LAST_ID).scalar() or 0)
+                last = db.last_id(conn, db.events)
                 for i, row in enumerate(batch):
                     row["id"] = last - len(batch) + 1 + i
             self._written = batch
@@ -117,10 +117,8 @@ class EventLog:
                     not self._ids and batch[0]["id"] != self._floor + 1):
                 self._ids, self._kept, self._floor = [], [], batch[0]["id"] - 1  # a gap: start keeping anew
             for row in batch:
-                data = json.loads(row["data"])
-                data["id"] = row["id"]
                 self._ids.append(row["id"])
-                self._kept.append((row["run_id"], data))
+                self._kept.append([row["run_id"], row["data"], row["id"]])
             if len(self._ids) > 2 * KEEP:
                 drop = len(self._ids) - KEEP
                 self._floor = self._ids[drop - 1]
@@ -138,16 +136,24 @@ class EventLog:
             return None
         out: list[dict[str, Any]] = []
         for i in range(bisect.bisect_right(self._ids, after), len(self._ids)):
-            rid, data = self._kept[i]
-            if run_id is None or rid == run_id:
-                out.append(data)
+            if run_id is None or self._kept[i][0] == run_id:
+                out.append(self._event(i))
                 if len(out) >= limit:
                     break
         return out
 
     def newest(self) -> tuple[str, dict[str, Any]] | None:
         """The newest committed event kept, as (run id, event); None if none is kept."""
-        return self._kept[-1] if self._kept else None
+        return (self._kept[-1][0], self._event(len(self._kept) - 1)) if self._kept else None
+
+    def _event(self, i: int) -> dict[str, Any]:
+        entry = self._kept[i]
+        data = entry[1]
+        if isinstance(data, str):  # parsed on first read (two readers at once: parsed twice, the same)
+            data = json.loads(data)
+            data["id"] = entry[2]
+            entry[1] = data
+        return data  # type: ignore[no-any-return]
 
     def flush(self) -> None:
         """Kept for callers that flushed the old batched log; events are written on commit now."""
