@@ -173,6 +173,8 @@ class LocalExecutor:
                     fut.set_result(msg["pid"])
             elif msg["op"] == "exited":
                 h = self._handles.pop(msg["id"], None)
+                if h is not None and h.pid and h.extra.get("tree"):  # its group is gone (the zygote
+                    kill_tree(h.pid, signal.SIGKILL, h.extra["tree"])  # ended it); setsid() escapees too
                 if h is not None and not h.done.done():
                     h.done.set_result(ExitStatus(code=msg["code"], signal=msg["signal"]))
         # The zygote died: every attempt it owned is lost.
@@ -251,6 +253,11 @@ class LocalExecutor:
 
         async def wait() -> None:
             rc = await proc.wait()
+            from .zygote import end_leftovers
+
+            end_leftovers(proc.pid, log_path)
+            if handle.extra.get("tree"):
+                kill_tree(proc.pid, signal.SIGKILL, handle.extra["tree"])
             if not handle.done.done():
                 handle.done.set_result(ExitStatus(code=rc if rc >= 0 else None, signal=-rc if rc < 0 else None))
 

@@ -42,6 +42,32 @@ def _write(fd: int, msg: dict[str, Any]) -> None:
         data = data[n:]
 
 
+LEFTOVERS_NOTE = (b"nbpipe: stopped the processes this step left running (a step's processes end with it, as a pod's "
+                  b"do when its container ends; wait for them in the step if it needs their work)\n")
+
+
+def end_leftovers(pid: int, log_path: str | None) -> None:
+    """Kill what an ended step left running in its process group (``pid`` leads it) and say so in its log.
+
+    A step is one session: background processes it started (a server, a ``subprocess.Popen`` it
+    never waited for) would otherwise outlive it, unseen, holding ports, files and memory.
+    """
+    try:
+        os.killpg(pid, 0)
+    except OSError:  # nothing left: the usual case
+        return
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        return
+    if log_path:
+        try:
+            with open(log_path, "ab") as fh:
+                fh.write(LEFTOVERS_NOTE)
+        except OSError:
+            pass
+
+
 def _become_step(keep: set[int]) -> None:
     """In a just-forked child: a session leader with default signals, none of the zygote's fds."""
     os.setsid()
@@ -254,6 +280,7 @@ def main() -> int:
     sel.register(in_fd, selectors.EVENT_READ)
     sel.register(wake_r, selectors.EVENT_READ)
     children: dict[int, str] = {}
+    logs: dict[int, str | None] = {}  # each child's log path
     buf = b""
     eof = False
     gc.freeze()  # what is loaded now is never collected in a child: no copy-on-write of the whole heap
@@ -301,6 +328,7 @@ def main() -> int:
                         continue
                     pid = spares.hand(req, line)
                     children[pid] = req["id"]
+                    logs[pid] = req.get("log")
                     _write(out_fd, {"op": "spawned", "id": req["id"], "pid": pid})
         while True:  # every exited child, the spares included
             try:
@@ -317,6 +345,7 @@ def main() -> int:
             if att is None:
                 spares.gone(pid)
                 continue
+            end_leftovers(pid, logs.pop(pid, None))
             msg: dict[str, Any] = {"op": "exited", "id": att, "pid": pid, "code": None, "signal": None}
             if os.WIFSIGNALED(status):
                 msg["signal"] = os.WTERMSIG(status)
