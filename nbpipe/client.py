@@ -22,6 +22,7 @@ from . import serializers
 from ._embedded import ensure_local_runner, nbpipe_home, runtime_token
 from .artifacts import ARTIFACT_TYPES, Artifact
 from .errors import NbpipeError, RunnerError, StepFailed
+from .loopback_http import LoopbackPoster
 from .package import build_package
 
 _DEFAULT: dict[str, Any] = {"url": None, "token": None, "client": None}
@@ -98,6 +99,10 @@ class Client:
             headers["X-Nbpipe-User"] = user
         self.auth_headers = dict(headers)  # for other HTTP clients of this runner (the Lab's SSE proxies)
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        # submits to a runner on this machine skip httpx's layers (see .loopback_http); not via a proxy
+        direct = LoopbackPoster.usable(self.url) and not any(
+            os.environ.get(v) for v in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"))
+        self._poster = LoopbackPoster(self.url, headers, timeout) if direct else None
         self._uploaded: set[str] = set()  # package digests this runner already has
 
     def __repr__(self) -> str:
@@ -108,25 +113,51 @@ class Client:
         try:
             resp = self._http.request(method, path, **kw)
         except httpx.ConnectError as exc:
-            raise RunnerError(
-                f"No runner at {self.url} ({exc})",
-                hint="Start one with `nbpipe runner start`, or use the embedded local runner: "
-                     "`%nbpipe config runner=local` in a notebook, nbpipe.client.configure() in Python, "
-                     "or unset NBPIPE_RUNNER_URL.") from None
+            raise self._unreachable(exc) from None
         except httpx.TimeoutException:
-            raise RunnerError(f"The runner at {self.url} did not answer in time ({method} {path})",
-                              hint="Check that it is healthy: nbpipe runner status.") from None
+            raise self._too_slow(method, path) from None
         if resp.status_code >= 400 and method != "HEAD":
-            try:
-                body = resp.json()
-                msg = body.get("message") or body.get("detail") or resp.text
-            except ValueError:
-                msg = resp.text
-            if resp.status_code == 401:
-                raise RunnerError(f"The runner at {self.url} refused the request: {msg}",
-                                  hint="Pass its token: nbpipe.client.configure(url, token=...) or NBPIPE_TOKEN.")
-            raise RunnerError(str(msg) if isinstance(msg, str) else json.dumps(msg))
+            self._refused(resp.status_code, resp.text)
         return resp
+
+    def _post_json(self, path: str, body: dict[str, Any]) -> Any:
+        """POST ``body`` as JSON, return the answer's JSON (errors as :meth:`_request` raises them)."""
+        got = None
+        if self._poster is not None:
+            try:
+                got = self._poster.post(path, body)
+            except TimeoutError:
+                raise self._too_slow("POST", path) from None
+            except OSError as exc:
+                raise self._unreachable(exc) from None
+        if got is None:
+            return self._request("POST", path, json=body).json()
+        status, data = got
+        if status >= 400:
+            self._refused(status, data.decode("utf-8", "replace"))
+        return json.loads(data)
+
+    def _unreachable(self, exc: Exception) -> RunnerError:
+        return RunnerError(
+            f"No runner at {self.url} ({exc})",
+            hint="Start one with `nbpipe runner start`, or use the embedded local runner: "
+                 "`%nbpipe config runner=local` in a notebook, nbpipe.client.configure() in Python, "
+                 "or unset NBPIPE_RUNNER_URL.")
+
+    def _too_slow(self, method: str, path: str) -> RunnerError:
+        return RunnerError(f"The runner at {self.url} did not answer in time ({method} {path})",
+                           hint="Check that it is healthy: nbpipe runner status.")
+
+    def _refused(self, status: int, text: str) -> None:
+        try:
+            body = json.loads(text)
+            msg = body.get("message") or body.get("detail") or text
+        except (ValueError, AttributeError):
+            msg = text
+        if status == 401:
+            raise RunnerError(f"The runner at {self.url} refused the request: {msg}",
+                              hint="Pass its token: nbpipe.client.configure(url, token=...) or NBPIPE_TOKEN.")
+        raise RunnerError(str(msg) if isinstance(msg, str) else json.dumps(msg))
 
     def health(self) -> dict[str, Any]:
         return self._request("GET", "/api/v1/health").json()  # type: ignore[no-any-return]
@@ -151,7 +182,7 @@ class Client:
         digest = self.upload(_package_bytes(pipeline, params))
         body = {"package": digest, "params": params, "experiment": experiment, "name": name,
                 "labels": labels or {}}
-        snap = self._request("POST", "/api/v1/runs", json=body).json()
+        snap = self._post_json("/api/v1/runs", body)
         return Run(self, snap["id"], snap)
 
     # ------------------------------------------------------------ queries
@@ -282,6 +313,8 @@ class Client:
 
     def close(self) -> None:
         self._http.close()
+        if self._poster is not None:
+            self._poster.close()
 
 
 QUIET = 15.0  # seconds without an event after which Run.wait asks the runner whether it still schedules
