@@ -83,7 +83,7 @@ demo: setup
 	$(PY) -m nbpipe.examples.digits
 
 test: setup setup-dist system-deps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
