@@ -235,7 +235,7 @@ class NbpipeCommands:
             return None  # a package file: re-runs use the run's package
         if name is not None:
             return name
-        if self.magics.cells:
+        if self.magics.cells or self.magics.failed:
             return lambda: self.magics.notebook_pipeline(self._inferred_name())
         ns = self.shell.user_ns
         return next((k for k, v in ns.items() if v is pipe and not k.startswith("_")), None)
@@ -243,7 +243,7 @@ class NbpipeCommands:
     def _pipeline(self, name: str | None) -> Any:
         ns = self.shell.user_ns
         if name is None:
-            if self.magics.cells:
+            if self.magics.cells or self.magics.failed:
                 return self.magics.notebook_pipeline(self._inferred_name())
             found = [k for k, v in ns.items() if isinstance(v, Pipeline) and not k.startswith("_")]
             if len(found) == 1:

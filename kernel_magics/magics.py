@@ -84,6 +84,10 @@ class NbpipeMagics(Magics):
     def __init__(self, shell: Any) -> None:
         super().__init__(shell)
         self.cells: list[CellComponent] = []  # plain-cell components, in cell order
+        # plain %%component cells whose last run failed (key -> component name): the notebook's
+        # pipeline has no current version of them, so inferring one refuses until they are fixed
+        self.failed: dict[str, str] = {}
+        self._order: list[str] = []  # keys of those cells and of the failed ones, in first-run order
         self.commands = NbpipeCommands(shell, self)
         self._cell_id: str | None = None
         shell.events.register("pre_run_cell", self._pre_run_cell)
@@ -91,6 +95,12 @@ class NbpipeMagics(Magics):
     def _pre_run_cell(self, info: Any) -> None:
         # The frontend's cell id (JupyterLab sends it) identifies a cell across re-runs.
         self._cell_id = getattr(info, "cell_id", None)
+        raw = getattr(info, "raw_cell", None)
+        if self._cell_id and isinstance(raw, str) and not raw.lstrip().startswith("%%component"):
+            # a plain-cell component whose cell lost its %%component is no step any more
+            self.failed.pop(self._cell_id, None)
+            self.cells = [c for c in self.cells if c.key != self._cell_id]
+            self._order = [k for k in self._order if k != self._cell_id]
 
     def unregister(self) -> None:
         """Stop listening to cell events (``%unload_ext nbpipe``)."""
@@ -121,12 +131,13 @@ class NbpipeMagics(Magics):
         under the next number.
         """
         shell = self.shell
-        count = shell.execution_count
+        count, cell_id = shell.execution_count, self._cell_id
         shell.execution_count = self._cell_number()
         try:
             result = shell.run_cell(cell, store_history=False)
         finally:
-            shell.execution_count = count
+            # the nested run's pre_run_cell saw no cell id: this cell's id still applies
+            shell.execution_count, self._cell_id = count, cell_id
         if not result.success:
             raise UsageError(
                 f"The cell failed (see the error above), so {what} was not created; "
@@ -276,6 +287,20 @@ class NbpipeMagics(Magics):
                 "This cell uses top-level await, which a step cannot run; call asyncio.run(...) "
                 "inside the cell instead."
             )
+        key = self._cell_id or (
+            f"name:{args.name}" if args.name else "source:" + hashlib.sha256(cell.encode()).hexdigest()
+        )
+        # a re-run cell keeps its step name, so the graph and "Rerun from STEP" stay the same
+        kept = next((c.component.name for c in self.cells if c.key == key), None) or self.failed.get(key)
+        name = args.name or kept or f"cell_{self.shell.execution_count}"
+        try:
+            self._plain_cell_component(args, cell, source, flow, options, key, name)
+        except UsageError:
+            self._forget(key, name)
+            raise
+
+    def _plain_cell_component(self, args: Any, cell: str, source: str, flow: CellFlow, options: Options,
+                              key: str, name: str) -> None:
         reads = classify_reads(flow.reads, self._ns, hidden=self.shell.user_ns_hidden)
         if reads.missing:
             raise UsageError(
@@ -301,7 +326,6 @@ class NbpipeMagics(Magics):
             "assigns",
             f"list names the cell assigns ({', '.join(flow.assigned) or 'none'})",
         )
-        name = args.name or f"cell_{self.shell.execution_count}"
         if name in flow.assigned or name in inputs:
             raise UsageError(
                 f"Component name '{name}' is also a variable of the cell; pick another name, "
@@ -318,27 +342,49 @@ class NbpipeMagics(Magics):
             self._file_under_this_cell(comp.func.__code__.co_filename)
         except NbpipeError as exc:
             raise usage(exc) from None
-        key = self._cell_id or (
-            f"name:{args.name}" if args.name else "source:" + hashlib.sha256(cell.encode()).hexdigest()
-        )
         self._remember(CellComponent(key, comp, tuple(inputs), tuple(outputs)))
         self.shell.push({name: comp})
 
+    def _forget(self, key: str, name: str) -> None:
+        """This plain cell failed: its earlier component (if any) is stale, so it leaves the notebook's
+        pipeline and namespace, and inferring the pipeline refuses until the cell runs again. The
+        cell keeps its place in the cell order, so its fixed version goes back where it was."""
+        stale = [c for c in self.cells if c.key == key or c.component.name == name]
+        for old in stale:
+            if self._ns.get(old.component.name) is old.component:
+                del self._ns[old.component.name]
+        self._place(key, [c.key for c in stale])
+        self.cells = [c for c in self.cells if c not in stale]
+        self.failed[key] = name
+
+    def _place(self, key: str, replaced: list[str]) -> None:
+        """Give the cell ``key`` the place of the first cell it replaces, or the next place."""
+        at = [self._order.index(k) for k in replaced if k in self._order]
+        if key not in self._order:
+            if at:
+                self._order[min(at)] = key
+            else:
+                self._order.append(key)
+        self._order = [k for k in self._order if k == key or k not in replaced]
+
     def _remember(self, entry: CellComponent) -> None:
         """Keep plain-cell components in cell order; a re-run cell keeps its place."""
-        for i, old in enumerate(self.cells):
-            if old.key == entry.key or old.component.name == entry.component.name:
-                self.cells[i] = entry
-                self.cells = [
-                    c
-                    for j, c in enumerate(self.cells)
-                    if j == i or (c.key != entry.key and c.component.name != entry.component.name)
-                ]
-                return
-        self.cells.append(entry)
+        self.failed = {k: n for k, n in self.failed.items() if k != entry.key and n != entry.component.name}
+        replaced = [c.key for c in self.cells if c.key == entry.key or c.component.name == entry.component.name]
+        self._place(entry.key, replaced)
+        self.cells = [c for c in self.cells if c.key not in replaced] + [entry]
+        self.cells.sort(key=lambda c: self._order.index(c.key))
 
     def notebook_pipeline(self, name: str = "notebook") -> Pipeline:
         """The pipeline inferred from this notebook's plain-cell components."""
+        if self.failed:
+            names = ", ".join(f"'{n}'" for n in self.failed.values())
+            one = len(self.failed) == 1
+            raise UsageError(
+                f"The %%component cell{'' if one else 's'} of {names} failed when {'it' if one else 'they'} "
+                f"last ran, so the notebook's pipeline has no current version of {'it' if one else 'them'}; "
+                "fix the cell and run it again (or remove %%component from it and run it)."
+            )
         try:
             return infer_pipeline(name, self.cells, self._ns)
         except NbpipeError as exc:

@@ -102,6 +102,7 @@ def test_a_plain_component_cell_reading_an_open_file_is_refused_before_it_runs(i
 
     # made while 'fh' was a path, run after it became an open file: refused at run, not truncated
     assert ip.run_cell(f"fh.close()\nfh = {str(path)!r}").success
+    ip.run_cell_magic("component", "writer", "n = sum([1, 2])\n")  # the refused cell, fixed
     ip.run_cell_magic("component", "reader", "size = len(open(fh).read())\n")
     assert ip.run_cell(f"fh = open({str(path)!r}, 'a')").success
     text = rendered(ip, "%nbpipe run")
