@@ -187,14 +187,15 @@ def write_cached_run(self: "Scheduler", conn: sa.Connection, run: "RunCtx", name
     finished: one insert per table and the events a ticked run would have emitted, in order."""
     now = time.time()
     pipeline = run.spec["pipeline"]["name"]
+    params = db.dumps(run.params)
     db.insert(conn, db.runs, {
         "id": run.id, "name": name, "pipeline": pipeline, "experiment": experiment, "package": package,
-        "params": db.dumps(run.params), "state": "succeeded", "reason": "", "labels": db.dumps(labels),
+        "params": params, "state": "succeeded", "reason": "", "labels": db.dumps(labels),
         "created_at": run.created_at, "started_at": now, "finished_at": now, "profile": run.profile})
     db.insert(conn, db.steps, [
         {"run_id": run.id, "name": st.name, "component": st.spec["component"], "state": "cached", "attempt": 0,
          "max_attempts": st.max_attempts, "reason": st.cache_reason, "traceback": "", "outputs": db.dumps(st.outputs),
-         "inputs": db.dumps(input_summary(st.spec["inputs"], run.params)), "cache_key": st.cache_key,
+         "inputs": _inputs_json(package, st, params, run.params), "cache_key": st.cache_key,
          "finished_at": now} for st in run.steps.values()])
     arts = [{"run_id": run.id, "step": st.name, "name": n, "digest": o["digest"], "key": o["key"], "kind": o["kind"],
              "format": o["format"], "size": o["size"], "created_at": now}
@@ -241,6 +242,22 @@ def snapshot_of(run: "RunCtx", name: str, experiment: str, package: str, labels:
             "state": "succeeded", "reason": "", "params": run.params, "labels": labels, "package": package,
             "created_at": run.created_at, "started_at": now, "finished_at": now, "duration": 0.0,
             "last_event_id": 0, "steps": steps}
+
+
+_INPUTS: dict[tuple[str, str, str], str] = {}  # (package, step, params JSON) -> the step's inputs summary JSON
+
+
+def _inputs_json(package: str, st: "StepCtx", params_json: str, params: dict[str, Any]) -> str:
+    """A step's inputs summary as JSON: fixed by the (immutable) package's step and the run's parameters,
+    so a re-run of the same run reuses it instead of dumping it again."""
+    key = (package, st.name, params_json)
+    text = _INPUTS.get(key)
+    if text is None:
+        text = db.dumps(input_summary(st.spec["inputs"], params))
+        while len(_INPUTS) >= SEEN_MAX:
+            _INPUTS.pop(next(iter(_INPUTS)))
+        _INPUTS[key] = text
+    return text
 
 
 def _small(value: Any) -> bool:

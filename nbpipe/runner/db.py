@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 import threading
 import time
 from typing import Any, Iterable, Iterator
@@ -314,9 +315,10 @@ def insert(conn: sa.Connection, table: sa.Table, rows: dict[str, Any] | list[dic
             else:
                 sql = "INSERT INTO %s (%s) VALUES (%s)" % (_q(table.name), ", ".join(map(_q, keys)), ", ".join("?" * len(keys)))
             _SQL[(table.name, keys)] = sql
-        if sql and all(len(r) == len(keys) for r in many):
+        if sql and len(keys) > 1 and all(len(r) == len(keys) for r in many):
+            get = operator.itemgetter(*keys)
             try:
-                values = [tuple(r[k] for k in keys) for r in many]
+                values = [get(r) for r in many]
             except KeyError:
                 values = None
             if values is not None:
