@@ -192,8 +192,8 @@ def component_from_cell(
 ) -> Component:
     """Make a :class:`Component` from a plain cell whose inputs and outputs are known.
 
-    ``namespace`` must already hold the cell's results (the cell ran), so each output's type
-    is known and each output is checked to be picklable.
+    ``namespace`` must already hold the cell's results (the cell ran), so each output is checked
+    to be picklable. Outputs are typed ``Any``, as the export of the saved notebook types them.
     """
     for out in outputs:
         if out not in namespace:
@@ -216,7 +216,9 @@ def component_from_cell(
         list(params.values()),
         outputs,
         namespace,
-        output_types={o: type(namespace[o]) for o in outputs},
+        # no output types from the kernel's values: the same cell exported from the saved notebook
+        # (the Lab panel, nbpipe export) cannot know them, and its step must be the same component
+        # (same digest), so re-runs and the cache reuse a kernel run's steps and vice versa
         rename={p: v for v, p in params.items()},
     )
     return Component(func, name=name, options=options, source=cell_source, variable=name)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -290,14 +291,31 @@ class NbpipeMagics(Magics):
         key = self._cell_id or (
             f"name:{args.name}" if args.name else "source:" + hashlib.sha256(cell.encode()).hexdigest()
         )
-        # a re-run cell keeps its step name, so the graph and "Rerun from STEP" stay the same
+        # an unnamed cell is named by its place in the saved notebook, as export and the Lab panel
+        # name it (so their re-runs of this kernel's runs find its step); a cell the file does not
+        # hold yet keeps the name its first run gave it
         kept = next((c.component.name for c in self.cells if c.key == key), None) or self.failed.get(key)
-        name = args.name or kept or f"cell_{self.shell.execution_count}"
+        name = args.name or self._saved_cell_name() or kept or f"cell_{self.shell.execution_count}"
         try:
             self._plain_cell_component(args, cell, source, flow, options, key, name)
         except UsageError:
             self._forget(key, name)
             raise
+
+    def _saved_cell_name(self) -> str | None:
+        """``cell_<N>``, N being this cell's 1-based place in the saved notebook (markdown cells count)."""
+        path = self.commands._notebook_path() if self._cell_id else None
+        if not path:
+            return None
+        try:
+            with open(path, encoding="utf-8") as fh:
+                cells = json.load(fh).get("cells", [])
+        except (OSError, ValueError, AttributeError):
+            return None
+        for number, saved in enumerate(cells, start=1):
+            if isinstance(saved, dict) and saved.get("id") == self._cell_id:
+                return f"cell_{number}"
+        return None
 
     def _plain_cell_component(self, args: Any, cell: str, source: str, flow: CellFlow, options: Options,
                               key: str, name: str) -> None:

@@ -14,6 +14,7 @@ import linecache
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 
 import nbpipe
@@ -128,3 +129,47 @@ async def test_panel_rerun_of_a_plain_cell_kernel_run_runs_the_fixed_cells(
     assert snap["state"] == "succeeded", steps["divide"].get("error")
     assert steps["divide"]["state"] == "succeeded" and steps["divide"]["attempt"] == 1, steps["prep"]["reason"]
     assert steps["report"]["state"] == "succeeded" and snap["pipeline"] == "plain"
+    assert steps["prep"]["state"] == "cached", steps["prep"].get("reason")  # the kernel's step, reused
+
+
+UNNAMED = ["%load_ext nbpipe", "n = 6", "%%component\nxs = list(range(n))",
+           "%%component\nimport os\nratio = sum(xs) / ('NBPIPE_RUN_ID' not in os.environ)",
+           "%%component\ntext = f'ratio {ratio}'"]
+
+
+async def test_unnamed_plain_cells_are_the_same_steps_in_the_kernel_and_the_panel(
+    api: Any, jp_root_dir: Path, in_kernel_of: Any
+) -> None:
+    """Unnamed ``%%component`` cells run in Lab (each run carries its cell id) get the step names the
+    saved notebook gives them (``cell_<position>``), also after a re-run of a cell, so the panel's
+    "Re-run from failed" of the kernel's run finds the failed step in the fixed notebook."""
+    from IPython.core.getipython import get_ipython
+    from IPython.testing.globalipapp import start_ipython
+
+    def save(cells: list[str]) -> None:
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(c, id=f"c{i}") for i, c in enumerate(cells)]
+        nbformat.write(nb, jp_root_dir / "unnamed.ipynb")
+
+    save(UNNAMED)
+    in_kernel_of(jp_root_dir / "unnamed.ipynb")
+    shell = start_ipython() or get_ipython()
+    shell.reset(new_session=False)
+    shell.run_line_magic("reload_ext", "nbpipe")  # a fresh kernel's magics: no plain cells of other tests
+    for i, cell in enumerate(UNNAMED):
+        assert shell.run_cell(cell, store_history=True, cell_id=f"c{i}").success
+    assert shell.run_cell(UNNAMED[3], store_history=True, cell_id="c3").success  # run that cell again
+    shell.run_line_magic("nbpipe", "run")
+    run = shell.magics_manager.registry["NbpipeMagics"].commands.last_run
+    first = await finish(api, run.id)
+    assert {s["name"]: s["state"] for s in first["steps"]} == {
+        "cell_3": "succeeded", "cell_4": "failed", "cell_5": "skipped"}
+
+    save([c.replace("('NBPIPE_RUN_ID' not in os.environ)", "1") for c in UNNAMED])
+    code, again = await api(f"runs/{run.id}/rerun", "POST", {"from_failed": True})
+    assert code == 201, again
+    snap = await finish(api, again["id"])
+    steps = {s["name"]: s for s in snap["steps"]}
+    assert snap["state"] == "succeeded", steps
+    assert steps["cell_3"]["state"] == "cached", steps["cell_3"].get("reason")
+    assert steps["cell_4"]["state"] == "succeeded"

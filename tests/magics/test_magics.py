@@ -65,7 +65,8 @@ def test_plain_cell_component(ip: Any) -> None:
     comp = ip.user_ns["summarize"]
     assert ip.user_ns["text"] == "mean=3" and ip.user_ns["_tmp"] == 6  # ran in the kernel
     assert [i.name for i in comp.inputs] == ["xs", "label"]
-    assert [(o.name, o.type) for o in comp.outputs] == [("m", "int"), ("text", "str")]
+    # typed Any, as the saved notebook's export types them: the same cell is the same component there
+    assert [(o.name, o.type) for o in comp.outputs] == [("m", "any"), ("text", "any")]
     assert tuple(comp.func([2, 4], "avg")) == (3, "avg=3")  # a real function of its inputs
     assert comp.source.startswith("m = statistics.mean(xs)")
     entry = ip.magics.cells[-1]
