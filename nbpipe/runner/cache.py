@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -62,7 +61,7 @@ def cache_key(st: "StepCtx", ident: dict[str, Any], profile: str = "default") ->
     imports = st.component.get("imports")
     if imports:  # the kernel's versions of what the code imports: a result made with another is not reused
         key["imports"] = imports  # (absent for code that imports nothing installed: keys as before)
-    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(db.dumps(key).encode()).hexdigest()  # the same text as json.dumps(key, sort_keys=True, default=str)
 
 
 def may_hit(st: "StepCtx") -> bool:

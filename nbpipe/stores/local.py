@@ -23,6 +23,7 @@ class LocalStore:
 
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root).resolve()
+        self._root = str(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / ".tmp").mkdir(exist_ok=True)
 
@@ -122,11 +123,11 @@ class LocalStore:
         shutil.copyfile(src, dest)
 
     def local_path(self, key: str) -> str | None:
-        p = self._path(key)
-        return str(p) if p.exists() else None
+        p = os.path.join(self._root, check_key(key))  # os.path, not pathlib: a cache hit asks per output
+        return p if os.path.exists(p) else None
 
     def exists(self, key: str) -> bool:
-        return self._path(key).exists()
+        return os.path.exists(os.path.join(self._root, check_key(key)))
 
     def size(self, key: str) -> int:
         try:
