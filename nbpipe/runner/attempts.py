@@ -87,9 +87,10 @@ async def execute(self: "Scheduler", run: "RunCtx", st: "StepCtx", inputs: dict[
             st.handle = await self.executor.start(job, att_id, str(log_path), workdir)
             with self._tx() as conn:
                 db.set_attempt(conn, att_id, pid=st.handle.pid, pod=st.handle.name or None)
-            if run.cancelled and not expand.runs_after_cancel(self, run, st):
-                # the cancel came while the executor was still starting it (e.g. creating a pod)
-                await self.executor.kill(st.handle)
+        if run.cancelled and not expand.runs_after_cancel(self, run, st):
+            # the cancel came while the executor was still starting it (e.g. creating a pod), or
+            # before a restarted runner re-attached to it
+            await self.executor.kill(st.handle)
         tail.start()
         timeout = st.options.get("timeout")
         if timeout is not None and reattached is not None:

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nbpipe.runner")
 
+# A running run's reason once a cancel was asked for and answered: a runner that restarts before the
+# run ended cancels it again, instead of retrying its steps as if nobody had pressed Cancel.
+CANCELLING = "cancelling: a user cancelled the run"
+
 
 async def recover(self: Scheduler) -> None:  # noqa: C901 - one pass over the open runs
     """Reload unfinished runs after a runner restart.
@@ -74,6 +78,7 @@ async def recover(self: Scheduler) -> None:  # noqa: C901 - one pass over the op
         run = RunCtx(id=r["id"], spec=spec, params=db.loads(r["params"]) or {}, steps=steps_ctx,
                      state=r["state"], created_at=r["created_at"], started_at=r["started_at"],
                      profile=r.get("profile") or "default")
+        run.cancelled = r.get("reason") == CANCELLING
         self.runs[run.id] = run
         kept = [a["id"] for a, _ in followed.values()]
         with db.write_tx(self.engine) as conn:
@@ -98,6 +103,8 @@ async def recover(self: Scheduler) -> None:  # noqa: C901 - one pass over the op
             st = steps_ctx[name]
             self.active += 1
             st.task = asyncio.create_task(self._execute(run, st, {}, reattached=handle))
+        if run.cancelled:  # pending and retrying steps end now; re-attached ones are killed (.attempts)
+            self.cancel(run.id)
 
 
 def _kill_stale(pid: int) -> None:
