@@ -212,12 +212,31 @@ class NbpipeCommands:
         import nbpipe.client
 
         if run_id is None:
-            if self.last_run is None:
+            latest = self._latest_run()
+            if latest is None:
                 raise UsageError("No run yet in this kernel; start one with %nbpipe run, or name a run id.")
-            return self.last_run
+            return latest
         if self.last_run is not None and self.last_run.id == run_id:
             return self.last_run
         return nbpipe.client.attach(run_id)
+
+    def _latest_run(self) -> Run | None:
+        """The newest run this kernel knows: started by %nbpipe, by ``nbpipe.run`` (a ``Run`` in the
+        notebook's variables) or by a run graph's buttons (the run a graph shows now), by the time
+        the runner created it."""
+        from nbpipe.client import Run
+        from nbpipe.widgets.run_view import _SHOWN
+
+        known = [self.last_run] if self.last_run is not None else []
+        known += [view.run for view in list(_SHOWN)]
+        known += [value for value in list(self.shell.user_ns.values()) if isinstance(value, Run)]
+        def created(run: Run) -> tuple[float, str]:
+            try:
+                return float(run.last_snapshot.get("created_at") or 0), run.id
+            except NbpipeError:  # its runner is gone: the id still starts with its creation time
+                return 0.0, run.id
+
+        return max({id(run): run for run in known}.values(), key=created, default=None)
 
     def _show(self, run: Run, ref: PipelineRef = None) -> RunView:
         from nbpipe.widgets import show

@@ -58,3 +58,24 @@ def test_debug_with_no_arguments_debugs_the_last_runs_failed_step(ip: Any) -> No
     with pytest.raises(UsageError, match=rf"Run {ok.id} has no failed step \(succeeded\); name the step to "
                                          rf"call: %nbpipe debug {ok.id} STEP\."):
         ip.run_line_magic("nbpipe", "debug --no-pdb")
+
+
+@pytest.mark.timeout(600)
+def test_the_last_run_is_also_one_from_nbpipe_run_or_from_a_graph_button(ip: Any) -> None:
+    """The README's way to run (``run = nbpipe.run(...)``), then ``%nbpipe debug``: that run's failed
+    step, not "No run yet in this kernel". A graph's Rerun button makes the newest run the last one."""
+    from nbpipe.widgets import show
+
+    assert ip.run_cell(SETUP).success
+    assert ip.run_cell("run = nbpipe.run(broken)").success
+    run = ip.user_ns["run"]
+    assert run.wait(timeout=300, raise_on_failure=False).state == "failed"
+    stdout, shown = debug(ip, "--no-pdb")
+    assert f"Step 'mean' of run {run.id}" in stdout and "return sum(xs) / len(xs[5:])" in shown
+
+    view = show(run)
+    view._on_msg(view, {"type": "action", "action": "rerun", "payload": {}}, [])  # as the button sends it
+    assert view.run.id != run.id, view.notice
+    assert view.run.wait(timeout=300, raise_on_failure=False).state == "failed"
+    stdout, _ = debug(ip, "--no-pdb")
+    assert f"Step 'mean' of run {view.run.id}" in stdout
