@@ -358,7 +358,7 @@ def unsafe_error(who: str, path: str, obj: Any, kind: str, where: str = "the fun
     return DefinitionError(
         f"{who} '{path}', {kind} ({_describe(obj)}), from the notebook",
         "A step runs in another process: it cannot share it, and re-creating it there would not "
-        "be the same resource (a file re-opened for writing is emptied)",
+        "be the same resource" + (" (a file re-opened for writing is emptied)" if "file" in kind else ""),
         f"Create it inside {where}, or pass a path (or other plain value) as an input instead of '{var}'.",
     )
 
