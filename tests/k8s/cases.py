@@ -296,6 +296,33 @@ def restart_reattaches(c: Cluster, data_dir: Path) -> None:
     assert log.count("sleeping") == 1 and "woke up" in log
 
 
+def cancel_survives_a_restart(c: Cluster, data_dir: Path) -> None:
+    """Cancel answered, runner killed at once, runner back: the run ends cancelled and no pod of it
+    runs on. Whether the pod was deleted before the crash or the restarted runner re-attaches to it
+    and deletes it then, the step must not run its 10 minutes (nor be retried)."""
+
+    @pipeline
+    def p():
+        sleeper(seconds=600.0)
+
+    r = c.runner(data_dir)
+    client = r.client()
+    run = client.submit(p)
+    wait_for("the step to print", lambda: "sleeping" in run.logs("sleeper"))
+    assert client.cancel(run.id)["cancelling"] is True
+    r.stop(signal.SIGKILL)
+    r.start()
+    done = r.client().run(run.id).wait(timeout=120, raise_on_failure=False)
+    assert done.state == "cancelled", (done.state, done.snapshot()["reason"])
+    assert done.steps["sleeper"]["state"] == "cancelled", done.steps["sleeper"]
+    assert done.steps["sleeper"]["attempt"] == 1  # not retried after the restart
+
+    def stopped() -> bool:
+        return all(x["metadata"].get("deletionTimestamp") or (x.get("status") or {}).get("phase") in
+                   ("Succeeded", "Failed") for x in c.pods(run.id))
+    wait_for("the run's pod to be stopped", stopped, timeout=60)
+
+
 @component(cache=False)
 def write_volume(text: str) -> str:
     import os

@@ -97,6 +97,11 @@ def test_runner_restart_reattaches_to_the_running_pod(cluster: Cluster, data_dir
     cases.restart_reattaches(cluster, data_dir)
 
 
+def test_a_cancel_answered_before_a_runner_crash_ends_the_run_after_the_restart(cluster: Cluster,
+                                                                               data_dir: Path) -> None:
+    cases.cancel_survives_a_restart(cluster, data_dir)
+
+
 def test_per_run_volume_is_shared_by_steps_and_deleted_after_the_run(cluster: Cluster, client: Any) -> None:
     """On the rig the claim's lifecycle is real; the files are shared through a folder of this machine."""
     cases.run_volume_is_shared_and_deleted(cluster, client)
