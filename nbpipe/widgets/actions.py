@@ -39,7 +39,7 @@ def current_pipeline(ref: PipelineRef, pipeline_name: str) -> Any:
     from ..pipeline import Pipeline, kernel_pipeline
 
     if callable(ref):
-        return ref()
+        return _checked(ref)
     ns = _user_ns()
     if ns is None:
         return None
@@ -50,7 +50,36 @@ def current_pipeline(ref: PipelineRef, pipeline_name: str) -> Any:
             raise NbpipeError(f"'{ref}' {what}, so the re-run cannot use its current definition",
                               hint=f"Re-run the cell that defines pipeline '{ref}'.")
         return value
-    return kernel_pipeline(pipeline_name)
+    found = kernel_pipeline(pipeline_name)
+    return found if found is not None else _plain_cells_pipeline(pipeline_name)
+
+
+def _checked(make: Callable[[], Any]) -> Any:
+    """``make()``; the magics' one-line UsageError (a %%component cell to fix) becomes an NbpipeError,
+    which the graph shows as its notice (any other error would vanish into the kernel's log)."""
+    try:
+        return make()
+    except Exception as exc:
+        if type(exc).__name__ != "UsageError":
+            raise
+        raise NbpipeError(str(exc)) from None
+
+
+def _plain_cells_pipeline(pipeline_name: str) -> Any:
+    """The pipeline this kernel's plain ``%%component`` cells make, if a run of ``pipeline_name`` is
+    theirs: a graph re-connected after a kernel restart (or ``%nbpipe attach``) re-runs the cells as
+    the new kernel ran them, not the run's old package."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    registry = getattr(getattr(get_ipython(), "magics_manager", None), "registry", {})
+    magics = registry.get("NbpipeMagics")
+    if magics is None or not (magics.cells or magics.failed) or not pipeline_name:
+        return None
+    if magics.commands._inferred_name() != pipeline_name:
+        return None
+    return _checked(lambda: magics.notebook_pipeline(pipeline_name))
 
 
 def perform(run: Run, action: str, payload: dict[str, Any], ref: PipelineRef) -> tuple[Run | None, str]:

@@ -98,3 +98,38 @@ def test_a_cell_fixed_after_the_cells_below_it_ran_keeps_its_place(ip: Any) -> N
     assert list(pipe.steps) == ["load", "scale", "summarize"]
     assert pipe.steps["summarize"].inputs == {"ys": {"step": "scale", "output": "ys"}}
     assert [p["name"] for p in pipe.parameters] == ["n"]
+
+
+@pytest.mark.timeout(600)
+def test_a_graph_reconnected_after_a_restart_reruns_the_cells_as_the_new_kernel_ran_them(ip: Any) -> None:
+    """Plain cells, a step fails, Kernel ▸ Restart, the fixed cells run in the new kernel, Re-connect
+    live, Rerun from failed: the re-run runs the fix (not the run's old package), reusing the step
+    before it. A cell that fails in the kernel makes the button say so, in the graph."""
+    from nbpipe.widgets.run_view import attach
+
+    bug = "%%component scale\nimport os\nys = [x / ('NBPIPE_RUN_ID' not in os.environ) for x in xs]"
+    cells = ["n = 4", "%%component load\nxs = list(range(n))", bug]
+    for i, source in enumerate(cells):
+        assert cell(ip, source, f"c{i}").success
+    ip.run_line_magic("nbpipe", "run")
+    run = ip.magics.commands.last_run
+    assert run.wait(timeout=300, raise_on_failure=False).state == "failed"
+
+    # Kernel ▸ Restart: nothing of the old kernel is left; the user runs the cells again, fixed.
+    ip.reset(new_session=False)
+    ip.magics.cells, ip.magics.failed, ip.magics._order = [], {}, []
+    ip.magics.commands.refs.clear()
+    ip.magics.commands.last_run = None
+    for i, source in enumerate([*cells[:2], "%%component scale\nys = [x * 10 for x in xs]"]):
+        assert cell(ip, source, f"c{i}").success
+
+    view = attach(run.id)  # what "Re-connect live" makes
+    view._on_msg(view, {"type": "action", "action": "rerun_failed", "payload": {}}, [])
+    assert "with this kernel's pipeline 'notebook'" in view.notice["text"], view.notice
+    new = view.run.wait(timeout=300, raise_on_failure=False)
+    assert new.state == "succeeded", new.steps
+    assert new.steps["load"]["state"] == "cached" and new.output("scale") == [0, 10, 20, 30]
+
+    assert not cell(ip, "%%component scale\nys = [x * 10 for x in xs]\n1 / 0", "c2").success
+    view._on_msg(view, {"type": "action", "action": "rerun", "payload": {}}, [])
+    assert view.notice["kind"] == "error" and "'scale' failed when it last ran" in view.notice["text"]
