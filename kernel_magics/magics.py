@@ -296,6 +296,12 @@ class NbpipeMagics(Magics):
         # hold yet keeps the name its first run gave it
         kept = next((c.component.name for c in self.cells if c.key == key), None) or self.failed.get(key)
         name = args.name or self._saved_cell_name() or kept or f"cell_{self.shell.execution_count}"
+        if not args.name:  # a default name never takes another cell's step
+            taken = {c.component.name for c in self.cells if c.key != key} | {
+                n for k, n in self.failed.items() if k != key}
+            base, i = name, 2
+            while name in taken:
+                name, i = f"{base}_{i}", i + 1
         try:
             self._plain_cell_component(args, cell, source, flow, options, key, name)
         except UsageError:

@@ -133,3 +133,15 @@ def test_a_graph_reconnected_after_a_restart_reruns_the_cells_as_the_new_kernel_
     assert not cell(ip, "%%component scale\nys = [x * 10 for x in xs]\n1 / 0", "c2").success
     view._on_msg(view, {"type": "action", "action": "rerun", "payload": {}}, [])
     assert view.notice["kind"] == "error" and "'scale' failed when it last ran" in view.notice["text"]
+
+
+def test_a_default_name_never_takes_another_cells_step(ip: Any) -> None:
+    cell(ip, "n = 2", "params")
+    count = ip.execution_count
+    cell(ip, "%%component\nxs = list(range(n))", "make")
+    first = ip.magics.cells[0].component.name
+    ip.execution_count = count  # another cell whose default name would be the first one's
+    assert cell(ip, "%%component\nzs = [x + 1 for x in xs]", "other").success
+    names = [c.component.name for c in ip.magics.cells]
+    assert names == [first, f"{first}_2"], names
+    assert list(ip.magics.notebook_pipeline().steps) == names
