@@ -32,7 +32,8 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from ..serving.bundle import DEPLOY_ENV, NAME_RE, read_manifest
+from ..errors import DefinitionError
+from ..serving.bundle import DEPLOY_ENV, NAME_RE, bundle_resources, read_manifest
 from . import db
 from .migrations.m0004_endpoints import endpoint_versions, endpoints
 
@@ -106,6 +107,7 @@ class Endpoints:
             vs = [{"version": v["version"], "digest": v["digest"], "size": v["size"], "created_at": v["created_at"],
                    "description": v["description"], "source": db.loads(v["source"]) or {},
                    "model": (db.loads(v["manifest"]) or {}).get("model", {}), "seq": v["seq"],
+                   "resources": (db.loads(v["manifest"]) or {}).get("resources") or {},
                    "default": v["version"] == e["default_version"]}
                   for v in vers if v["endpoint"] == e["name"]]
             url = f"http://127.0.0.1:{e['port']}" if e["port"] else None
@@ -222,6 +224,10 @@ class Endpoints:
                 what = "nested too deeply" if isinstance(exc, RecursionError) else exc
                 raise EndpointError(400, f"The deploy step's output for endpoint {name!r} is {what}") from None
             size = os.path.getsize(local)
+        try:  # it goes into the server pod's spec: checked here, not by the API server
+            bundle_resources(manifest.get("resources"))
+        except DefinitionError as exc:
+            raise EndpointError(400, f"Endpoint {name!r}: {exc.headline}", exc.hint) from None
         async with self._lock(name):
             now = time.time()
             with db.write_tx(self.engine) as conn:

@@ -121,16 +121,20 @@ class Endpoint:
 
 
 def serve(model: Any = None, predict: Callable[..., Any] | None = None, *, name: str, version: str | None = None,
-          load: Callable[..., Any] | None = None, description: str = "", runner: Any = None) -> Endpoint:
+          load: Callable[..., Any] | None = None, description: str = "", runner: Any = None,
+          resources: Any = None) -> Endpoint:
     """Deploy ``model`` (an object, or a saved file/folder path) with ``predict(model, x)`` as endpoint ``name``.
 
     A new version becomes the default; the previous ones stay for rollback. ``load(path)`` turns a
-    model path into the object ``predict`` gets. Returns the :class:`Endpoint`.
+    model path into the object ``predict`` gets. ``resources`` (``{"cpu": "1", "memory": "2Gi",
+    "gpu": 1}`` or :class:`nbpipe.Resources`): what this version's model server asks for on
+    Kubernetes, instead of the runner's defaults (a rollback brings back the older version's); a
+    local runner ignores it. Returns the :class:`Endpoint`.
     """
     if predict is None:
         raise NbpipeError("nbpipe.serve needs predict=", hint="e.g. nbpipe.serve(model, predict=lambda m, x: "
                           "m.predict(x), name='iris')")
-    data = make_bundle(model, predict, load, name)
+    data = make_bundle(model, predict, load, name, resources)
     client = _client(runner)
     params = {"description": description}
     if version is not None:
@@ -175,26 +179,27 @@ def endpoint(name: str, runner: Any = None, wait: float = 0.0, version: str | No
 
 
 def deployer(name: str, predict: Callable[..., Any], load: Callable[..., Any] | None = None,
-             component_name: str | None = None, artifact: bool | None = None) -> Any:
+             component_name: str | None = None, artifact: bool | None = None, resources: Any = None) -> Any:
     """A deploy component: ``deploy(model)`` in a pipeline serves ``model`` as endpoint ``name``.
 
     The step bundles the model with ``predict`` (captured at submit time, like any component)
     into its ``endpoint`` Model output; when it succeeds the runner deploys it as a new version.
     ``model`` is an upstream value output, or — with ``load=`` (or ``artifact=True``) — a Model
     artifact (``Output[Model]`` of the training step), whose file ``load(path)`` reads in the server.
+    ``resources``: what the model server asks for on Kubernetes (see :func:`serve`).
     """
     from ..artifacts import Input, Model, Output
     from ..component import Component, make_options
-    from .bundle import DEPLOY_ENV, check_endpoint_name
+    from .bundle import DEPLOY_ENV, bundle_resources, check_endpoint_name
 
     check_endpoint_name(name)
-    predict_fn, load_fn = predict, load
+    predict_fn, load_fn, wanted = predict, load, bundle_resources(resources)  # malformed: an error now
 
     def deploy(model: Any, endpoint: Output[Model]) -> None:
         from nbpipe.serving.bundle import make_bundle as _mb
 
         with open(endpoint.path, "wb") as fh:
-            fh.write(_mb(model, predict_fn, load_fn, name))
+            fh.write(_mb(model, predict_fn, load_fn, name, wanted))
 
     as_artifact = load is not None if artifact is None else artifact
 

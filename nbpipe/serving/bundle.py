@@ -54,10 +54,37 @@ def _model_path_files(path: Path) -> list[tuple[str, Path]]:
     return [(p.relative_to(path).as_posix(), p) for p in files]
 
 
+def bundle_resources(resources: Any) -> dict[str, Any]:
+    """What a model server asks for (``cpu``, ``memory``, ``gpu``, as a step's ``resources=``), as
+    plain JSON for the manifest; ``{}`` for none. Raises :class:`DefinitionError` when malformed (the
+    runner checks a manifest's with this too: it ends up in a pod spec)."""
+    from ..component import Resources
+
+    if resources is None or resources == {}:
+        return {}
+    if isinstance(resources, dict):
+        unknown = sorted(set(resources) - {"cpu", "memory", "gpu"})
+        if unknown:
+            raise DefinitionError(f"Unknown endpoint resources {', '.join(map(repr, unknown))}",
+                                  hint="Use cpu= (e.g. '500m'), memory= (e.g. '2Gi') and gpu= (a count).")
+        resources = Resources(**resources)
+    if not isinstance(resources, Resources):
+        raise DefinitionError(f"resources= must be a dict or nbpipe.Resources, not {type(resources).__name__}")
+    out: dict[str, Any] = {k: v for k, v in (("cpu", resources.cpu), ("memory", resources.memory)) if v is not None}
+    if resources.gpu:
+        out["gpu"] = resources.gpu
+    return out
+
+
 def make_bundle(model: Any, predict: Callable[..., Any], load: Callable[..., Any] | None = None,
-                name: str = "endpoint") -> bytes:
-    """The bundle bytes for ``predict`` over ``model`` (an object, a file/folder path, or None)."""
+                name: str = "endpoint", resources: Any = None) -> bytes:
+    """The bundle bytes for ``predict`` over ``model`` (an object, a file/folder path, or None).
+
+    ``resources``: what the model server's pod asks for on Kubernetes (``{"cpu": "1", "memory":
+    "2Gi", "gpu": 1}``), instead of the runner's step defaults; a local runner's server ignores it.
+    """
     check_endpoint_name(name)
+    wanted = bundle_resources(resources)
     if not callable(predict):
         raise DefinitionError(f"Endpoint {name!r}: predict must be a function, got {type(predict).__name__}",
                               hint="Pass predict=fn where fn(model, inputs) returns the predictions.")
@@ -68,6 +95,8 @@ def make_bundle(model: Any, predict: Callable[..., Any], load: Callable[..., Any
         "format": FORMAT, "python": "%d.%d" % sys.version_info[:2], "cloudpickle": cloudpickle.__version__,
         "predict": {"name": getattr(predict, "__name__", "predict"), "serializer": pred_ser},
     }
+    if wanted:
+        manifest["resources"] = wanted
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         _add(zf, "predict.pkl", pred_payload)

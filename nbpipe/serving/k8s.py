@@ -34,8 +34,10 @@ pod's address on that port, and the Deployment uses the ``Recreate`` strategy (t
 endpoint cannot hold one host port).
 
 KServe's InferenceService instead of the Deployment: ``NBPIPE_SERVING=kserve`` (:mod:`.kserve`).
-Non-goals: autoscaling; serving-specific resources (the pod gets the runner's default requests and
-limits, ``NBPIPE_K8S_DEFAULT_REQUESTS`` / ``_LIMITS``, like a step with no ``resources=``).
+The server pod asks for what the default version's bundle names (``nbpipe.serve(..., resources=)``,
+``deployer(..., resources=)``), else the runner's defaults (``NBPIPE_K8S_DEFAULT_REQUESTS`` /
+``_LIMITS``, like a step with no ``resources=``); a rollback brings back that version's. Non-goal:
+autoscaling.
 """
 
 from __future__ import annotations
@@ -209,7 +211,8 @@ class K8sServing:
         }
         if s.env_from_secrets:
             container["envFrom"] = [{"secretRef": {"name": x}} for x in s.env_from_secrets]
-        resources = _resources({}, s)
+        cfg = json.loads(config)  # the default version's own requests and limits, else the runner's defaults
+        resources = _resources(((cfg.get("versions") or {}).get(cfg.get("default")) or {}).get("resources") or {}, s)
         if resources:
             container["resources"] = resources
         spec: dict[str, Any] = {"containers": [container], "automountServiceAccountToken": False,
@@ -293,7 +296,9 @@ class K8sServing:
         profile = str(ep.get("profile") or DEFAULT_PROFILE)
         with eps.engine.connect() as conn:
             vers = db.rows(conn.execute(sa.select(endpoint_versions).where(endpoint_versions.c.endpoint == name)))
-        versions = {v["version"]: {"key": v["key"], "digest": v["digest"]} for v in vers}
+        versions = {v["version"]: {"key": v["key"], "digest": v["digest"],
+                                   "resources": (db.loads(v["manifest"]) or {}).get("resources") or {}}
+                    for v in vers}
         default = str(ep["default_version"])
         port = int(ep["port"] or 0) if self.shares_host else self.port
         if self.shares_host and not port:
@@ -414,7 +419,8 @@ def quota_refusal(refusal: Exception | str, profile: str, namespace: str) -> str
         return (f"profile '{profile}' is out of its ResourceQuota '{m['quota']}' (namespace {namespace}): the "
                 f"endpoint's model server requested {m['requested']}, already used {m['used']}, limit "
                 f"{m['limited']}; ask an admin to raise the quota, or delete another endpoint of the profile, or "
-                "lower the runner's NBPIPE_K8S_DEFAULT_REQUESTS (the server's requests), then deploy again")
+                "ask for less (the version's resources=, else the runner's NBPIPE_K8S_DEFAULT_REQUESTS), "
+                "then deploy again")
     m = _MUST_SPECIFY.search(detail)
     if m:
         return (f"profile '{profile}': its ResourceQuota '{m['quota']}' (namespace {namespace}) needs every pod "

@@ -79,9 +79,10 @@ def test_deploy_infer_new_version_roll_back_and_undeploy(real: Cluster, client: 
     w1, w2 = np.array([1.0, 2.0, -1.0]), np.array([0.5, 0.0, 3.0])
 
     t0 = time.monotonic()
-    ep = nbpipe.serve(w1, predict=linear, name=NAME, runner=client)
+    ep = nbpipe.serve(w1, predict=linear, name=NAME, runner=client, resources={"cpu": "250m", "memory": "300Mi"})
     deploy_s = time.monotonic() - t0
     assert ep.info["state"] == "ready" and ep.version == "1"
+    assert ep.info["versions"][0]["resources"] == {"cpu": "250m", "memory": "300Mi"}
     assert ep.url.startswith("http://127.0.0.1:")  # the pod's address (the rig's pods share this host)
     np.testing.assert_allclose(ep.predict(X), linear(w1, X))  # over HTTP == in the kernel
     times = []
@@ -100,6 +101,9 @@ def test_deploy_infer_new_version_roll_back_and_undeploy(real: Cluster, client: 
     assert c.command[:3] == ["python", "-m", "nbpipe.serving.k8s"]
     assert c.readiness_probe.http_get.path == "/v2/health/ready"
     assert c.liveness_probe.http_get.path == "/v2/health/live"
+    v1_resources = {"requests": {"cpu": "250m", "memory": "300Mi"}, "limits": {"memory": "300Mi"}}
+    assert (c.resources.requests, {"memory": c.resources.limits["memory"]}) == (v1_resources["requests"],
+                                                                                v1_resources["limits"])
     assert dep.spec.template.spec.service_account_name == "nbpipe-step"
     svc = core.read_namespaced_service(f"nbp-ep-{NAME}", ns)
     secret = core.read_namespaced_secret(f"nbp-ep-{NAME}-token", ns)
@@ -119,8 +123,14 @@ def test_deploy_infer_new_version_roll_back_and_undeploy(real: Cluster, client: 
     assert ep2.version == "2" and ep2.info["state"] == "ready"
     np.testing.assert_allclose(ep2.predict(X), linear(w2, X))
     np.testing.assert_allclose(ep2.predict(X, version="1"), linear(w1, X))
+
+    def server_resources() -> Any:
+        return apps.read_namespaced_deployment(f"nbp-ep-{NAME}", ns).spec.template.spec.containers[0].resources
+
+    assert (server_resources().requests or {}).get("memory") != "300Mi"  # version 2 asked for nothing: defaults
     ep2.rollback()
     assert ep2.version == "1" and ep2.info["state"] == "ready", ep2.info
+    assert server_resources().requests == v1_resources["requests"]  # the rollback brought version 1's back
     np.testing.assert_allclose(ep2.predict(X), linear(w1, X))
     pods = core.list_namespaced_pod(ns, label_selector=f"nbpipe.io/endpoint={NAME}").items
     assert pods, "the endpoint's pod"
