@@ -21,6 +21,9 @@ def ip() -> Iterator[Any]:
     """The global test shell, namespace reset, with a new NbpipeMagics (no plain cells remembered)."""
     shell = start_ipython() or get_ipython()  # start_ipython returns None once started
     shell.reset(new_session=False)
+    from nbpipe.widgets.run_view import _SHOWN
+
+    _SHOWN.clear()  # graphs an earlier test showed: a fresh kernel has shown none (%nbpipe pull finds runs there)
     shell.run_line_magic("load_ext", "nbpipe")  # the user's entry point: registers once per shell
     magics = NbpipeMagics(shell)
     shell.register_magics(magics)
