@@ -99,10 +99,8 @@ class Client:
             headers["X-Nbpipe-User"] = user
         self.auth_headers = dict(headers)  # for other HTTP clients of this runner (the Lab's SSE proxies)
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
-        # submits to a runner on this machine skip httpx's layers (see .loopback_http); not via a proxy
-        direct = LoopbackPoster.usable(self.url) and not any(
-            os.environ.get(v) for v in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"))
-        self._poster = LoopbackPoster(self.url, headers, timeout) if direct else None
+        # submits to a runner on this machine skip httpx's layers (see .loopback_http)
+        self._poster = LoopbackPoster(self.url, headers, timeout) if LoopbackPoster.usable(self.url) else None
         self._uploaded: set[str] = set()  # package digests this runner already has
 
     def __repr__(self) -> str:

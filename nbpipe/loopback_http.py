@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import select
 import threading
 import time
@@ -35,8 +36,10 @@ class LoopbackPoster:
 
     @staticmethod
     def usable(url: str) -> bool:
+        """A plain-HTTP runner on a loopback address, and no proxy that httpx would go through."""
         u = urlsplit(url)
-        return u.scheme == "http" and (u.hostname or "") in LOOPBACK and u.path in ("", "/")
+        proxied = any(os.environ.get(v) for v in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"))
+        return u.scheme == "http" and (u.hostname or "") in LOOPBACK and u.path in ("", "/") and not proxied
 
     def post(self, path: str, body: Any) -> tuple[int, bytes] | None:
         """(status, body) of the answer; None when another thread holds the connection (use httpx).

@@ -8,9 +8,7 @@ only if the runner's process tracker saw it; that is covered by the timeout/canc
 
 from __future__ import annotations
 
-import time
-
-import psutil
+from test_runner import _wait_gone
 
 from nbpipe import component, pipeline
 
@@ -34,19 +32,6 @@ def tidy(x: int) -> int:
     return x + 1
 
 
-def _gone(pid: int, bound: float = 30) -> bool:
-    """Whether ``pid`` has ended (or is a zombie); the bound only stops a hang."""
-    deadline = time.monotonic() + bound
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_what_a_succeeded_step_left_running_ends_with_it_and_its_log_says_so(nb_client, tmp_path) -> None:
     pidfile = tmp_path / "bg.pid"
 
@@ -57,7 +42,7 @@ def test_what_a_succeeded_step_left_running_ends_with_it_and_its_log_says_so(nb_
     run = nb_client.submit(p).wait(timeout=120)
     assert run.state == "succeeded" and run.output("tidy") == 8
     pid = int(pidfile.read_text())
-    assert _gone(pid), "the step's background process outlived it"
+    assert _wait_gone(pid, 30), "the step's background process outlived it"
     log = run.logs("leave_behind")
     assert "started a background sleep" in log
     assert "stopped the processes this step left running" in log
@@ -65,4 +50,4 @@ def test_what_a_succeeded_step_left_running_ends_with_it_and_its_log_says_so(nb_
 
     again = nb_client.submit(p).wait(timeout=120)  # the user runs it again: same outcome, new process
     assert again.state == "succeeded" and int(pidfile.read_text()) != pid
-    assert _gone(int(pidfile.read_text()))
+    assert _wait_gone(int(pidfile.read_text()), 30)

@@ -31,6 +31,12 @@ log = logging.getLogger("nbpipe.runner")
 CANCELLING = "cancelling: a user cancelled the run"
 
 
+def record_cancel(self: Scheduler, run_id: str) -> None:
+    """Mark ``run_id`` as being cancelled, in the database, so that :func:`recover` finishes the cancel."""
+    with self._tx() as conn:
+        db.set_run(conn, run_id, reason=CANCELLING)
+
+
 async def recover(self: Scheduler) -> None:  # noqa: C901 - one pass over the open runs
     """Reload unfinished runs after a runner restart.
 

@@ -36,7 +36,7 @@ from .eventlog import EventLog
 from .failures import internal_reason
 from .profiles import Placements, ProfileStores
 from .ready import ReadySet
-from .recovery import CANCELLING, recover
+from .recovery import record_cancel, recover
 
 log = logging.getLogger("nbpipe.runner")
 
@@ -298,8 +298,7 @@ class Scheduler:
         if run is None:
             return False
         run.cancelled = True
-        with self._tx() as conn:  # durable before the answer: a restarted runner finishes it (.recovery)
-            _set_run(conn, run_id, reason=CANCELLING)
+        record_cancel(self, run_id)  # durable before the answer: a restarted runner finishes it
         for st in list(run.steps.values()):
             if expand.runs_after_cancel(self, run, st):
                 continue
