@@ -158,21 +158,39 @@ def ensure_local_runner(timeout: float = 60.0) -> str:
 
 
 def stop_local_runner() -> bool:
-    """Stop the embedded runner of this NBPIPE_HOME, if one runs. Returns True if one was stopped."""
+    """Stop the embedded runner of this NBPIPE_HOME, if one runs. Returns True if one was stopped.
+
+    Under ``runner.lock``, as :func:`ensure_local_runner` starts one: a client that finds the runner gone
+    meanwhile (the Lab's status poll, a kernel's next call) starts the next one after this one has exited,
+    and ``runner.json`` is removed only if it still names the stopped runner (it removed a new runner's, which
+    then served the data dir unrecorded: every start said another runner held it)."""
     import signal
 
-    info = _read_info(nbpipe_home() / "runner.json")
-    if not info:
+    home = nbpipe_home()
+    if not _read_info(home / "runner.json"):
         return False
-    try:
-        os.kill(int(info["pid"]), signal.SIGTERM)  # type: ignore[arg-type]
-    except (ProcessLookupError, PermissionError, ValueError, TypeError):
-        return False
-    for _ in range(100):
+    with open(home / "runner.lock", "w", opener=_owner_only) as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        info = _read_info(home / "runner.json")
+        if not info:
+            return False
         try:
-            os.kill(int(info["pid"]), 0)  # type: ignore[arg-type]
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    (nbpipe_home() / "runner.json").unlink(missing_ok=True)
+            pid = int(info["pid"])  # type: ignore[arg-type]
+            os.kill(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError, ValueError, TypeError, KeyError):
+            return False
+        for _ in range(100):
+            try:  # our own child (this kernel started it) stays a zombie, "alive" to kill(0), until reaped
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    break
+            except ChildProcessError:  # not our child: its parent reaps it
+                pass
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        now = _read_info(home / "runner.json")
+        if now and now.get("pid") == info.get("pid"):
+            (home / "runner.json").unlink(missing_ok=True)
     return True

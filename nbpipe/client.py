@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import tarfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -18,14 +18,14 @@ from typing import Any, Callable, Iterator
 import httpx
 
 from . import events as ev
-from . import serializers
 from ._embedded import ensure_local_runner, nbpipe_home, runtime_token
-from .artifacts import ARTIFACT_TYPES, Artifact
-from .errors import NbpipeError, RunnerError, StepFailed
+from .errors import NbpipeError, RunnerError
 from .loopback_http import LoopbackPoster
 from .package import build_package
+from .run_handle import QUIET, Run, sse  # noqa: F401 - Run is part of this module's API
 
 _DEFAULT: dict[str, Any] = {"url": None, "token": None, "client": None}
+_RESTART = threading.Lock()  # one restart of the embedded runner at a time (see Client._restarted)
 
 
 def configure(url: str | None = None, token: str | None = None) -> None:
@@ -49,11 +49,28 @@ def _configured() -> tuple[str | None, str | None]:
     return None, None
 
 
+def _back_to_embedded(url: str) -> str:
+    """What to do about a runner at ``url`` that does not answer, for where its URL was set."""
+    start = "Start one with `nbpipe runner start`, or use the embedded local runner: "
+    if _DEFAULT["url"] == url:  # (%nbpipe config runner=URL sets it too)
+        return start + "`%nbpipe config runner=local` in a notebook, nbpipe.client.configure() with no URL in Python."
+    if (os.environ.get("NBPIPE_RUNNER_URL") or "").rstrip("/") == url:
+        return start + "unset NBPIPE_RUNNER_URL (it names this runner)."
+    cfg = nbpipe_home() / "config.json"
+    try:
+        saved = str(json.loads(cfg.read_text()).get("runner") or "").rstrip("/")
+    except (OSError, ValueError, AttributeError):
+        saved = ""
+    if saved == url:
+        return (f"Start that runner (`nbpipe runner start` for one on this machine), or go back to the embedded "
+                f"local runner: the nbpipe panel's runner settings (Use embedded runner) or "
+                f"`%nbpipe config runner=local` (this URL is saved in {cfg}).")
+    return start + "`%nbpipe config runner=local` in a notebook, nbpipe.client.configure() in Python."
+
+
 def prestart() -> None:
     """Start the default runner in the background (e.g. on ``%load_ext nbpipe``) so the first run
     does not wait for it; any error resurfaces on first real use."""
-    import threading
-
     def go() -> None:
         try:
             default_client()
@@ -98,27 +115,59 @@ class Client:
         if user:
             headers["X-Nbpipe-User"] = user
         self.auth_headers = dict(headers)  # for other HTTP clients of this runner (the Lab's SSE proxies)
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
-        # submits to a runner on this machine skip httpx's layers (see .loopback_http)
-        self._poster = LoopbackPoster(self.url, headers, timeout) if LoopbackPoster.usable(self.url) else None
+        self._timeout = timeout
+        self._connect(self.url, headers)
         self._uploaded: set[str] = set()  # package digests this runner already has
+
+    def _connect(self, url: str, headers: dict[str, str]) -> None:
+        self._http = httpx.Client(base_url=url, headers=headers, timeout=self._timeout)
+        # submits to a runner on this machine skip httpx's layers (see .loopback_http)
+        self._poster = LoopbackPoster(url, headers, self._timeout) if LoopbackPoster.usable(url) else None
+
+    def _restarted(self) -> bool:
+        """The embedded runner is gone (killed, crashed): start it again and use it (True), as the next
+        ``Client()`` would; its runs resume from its database. Callers send again only what is safe to."""
+        if not self.embedded:
+            return False
+        with _RESTART:
+            url = ensure_local_runner().rstrip("/")
+            if url != self.url:  # (else it answers again, or another thread of this kernel got here first)
+                self._rebind(url)
+        return True
+
+    def _rebind(self, url: str) -> None:
+        self.close()
+        self.url, self.token = url, runtime_token(url)
+        self.auth_headers.pop("Authorization", None)
+        if self.token:
+            self.auth_headers["Authorization"] = f"Bearer {self.token}"
+        self._connect(url, self.auth_headers)
+        self._uploaded.clear()
 
     def __repr__(self) -> str:
         return f"<nbpipe Client {self.url}{' (embedded)' if self.embedded else ''}>"
 
     # ------------------------------------------------------------ plumbing
-    def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+    def _request(self, method: str, path: str, _again: bool = True, **kw: Any) -> httpx.Response:
         try:
             resp = self._http.request(method, path, **kw)
         except httpx.ConnectError as exc:
+            if _again and self._restarted():
+                return self._request(method, path, _again=False, **kw)
             raise self._unreachable(exc) from None
+        except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError) as exc:  # it went away mid-request
+            if method in ("GET", "HEAD") and _again and self._restarted():  # (safe to ask again)
+                return self._request(method, path, _again=False, **kw)
+            raise RunnerError(f"The runner at {self.url} dropped the connection during {method} {path} ({exc})",
+                              hint="Check that it runs (nbpipe runner status) and try again"
+                                   + ("." if method in ("GET", "HEAD") else "; see first whether it was done."))
         except httpx.TimeoutException:
             raise self._too_slow(method, path) from None
         if resp.status_code >= 400 and method != "HEAD":
             self._refused(resp.status_code, resp.text)
         return resp
 
-    def _post_json(self, path: str, body: dict[str, Any]) -> Any:
+    def _post_json(self, path: str, body: dict[str, Any], _again: bool = True) -> Any:
         """POST ``body`` as JSON, return the answer's JSON (errors as :meth:`_request` raises them)."""
         got = None
         if self._poster is not None:
@@ -126,21 +175,21 @@ class Client:
                 got = self._poster.post(path, body)
             except TimeoutError:
                 raise self._too_slow("POST", path) from None
+            except ConnectionRefusedError as exc:  # nothing was sent: safe to send again
+                if not (_again and self._restarted()):
+                    raise self._unreachable(exc) from None
+                return self._post_json(path, body, _again=False)
             except OSError as exc:
                 raise self._unreachable(exc) from None
         if got is None:
-            return self._request("POST", path, json=body).json()
+            return self._request("POST", path, _again=_again, json=body).json()
         status, data = got
         if status >= 400:
             self._refused(status, data.decode("utf-8", "replace"))
         return json.loads(data)
 
     def _unreachable(self, exc: Exception) -> RunnerError:
-        return RunnerError(
-            f"No runner at {self.url} ({exc})",
-            hint="Start one with `nbpipe runner start`, or use the embedded local runner: "
-                 "`%nbpipe config runner=local` in a notebook, nbpipe.client.configure() in Python, "
-                 "or unset NBPIPE_RUNNER_URL.")
+        return RunnerError(f"No runner at {self.url} ({exc})", hint=_back_to_embedded(self.url))
 
     def _too_slow(self, method: str, path: str) -> RunnerError:
         return RunnerError(f"The runner at {self.url} did not answer in time ({method} {path})",
@@ -284,18 +333,14 @@ class Client:
                     if resp.status_code >= 400:
                         resp.read()
                         self._request("GET", path, params={"after": last})  # raises the runner's message
-                    data: list[str] = []
-                    for line in resp.iter_lines():
-                        if line.startswith("data:"):
-                            data.append(line[5:].strip())
-                        elif line == "" and data:
-                            event = ev.decode("\n".join(data))
-                            data = []
-                            last = event.id
-                            retries = 0
-                            yield event
-                        elif line.startswith(":") and on_quiet is not None:
-                            on_quiet()
+                    for event in sse(resp.iter_lines()):
+                        if event is None:
+                            if on_quiet is not None:
+                                on_quiet()
+                            continue
+                        last = event.id
+                        retries = 0
+                        yield event
                     if run_id is not None or not follow:
                         return
             except (httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.ReadError) as exc:
@@ -306,255 +351,15 @@ class Client:
                     raise RunnerError(f"Lost the event stream of {self.url} ({exc})") from None
                 time.sleep(min(2.0, 0.1 * 2**retries))
             except httpx.ConnectError as exc:
-                raise RunnerError(f"No runner at {self.url} ({exc})",
-                                  hint="Start one with `nbpipe runner start`.") from None
+                retries += 1
+                if retries > 5 or not self._restarted():  # (the embedded runner comes back: read on)
+                    raise RunnerError(f"No runner at {self.url} ({exc})",
+                                      hint="Start one with `nbpipe runner start`.") from None
 
     def close(self) -> None:
         self._http.close()
         if self._poster is not None:
             self._poster.close()
-
-
-QUIET = 15.0  # seconds without an event after which Run.wait asks the runner whether it still schedules
-
-
-class Run:
-    """A handle on one run: state, steps, events, logs, outputs, cancel."""
-
-    def __init__(self, client: Client, run_id: str, snapshot: dict[str, Any] | None = None):
-        self.client = client
-        self.id = run_id
-        self._snapshot = snapshot
-        self._values: dict[tuple[str, str], Any] = {}
-
-    def __repr__(self) -> str:
-        snap = self._snapshot or {}
-        return f"<nbpipe Run {self.id} {snap.get('pipeline', '')} {snap.get('state', '')}>"
-
-    def _ipython_display_(self) -> None:
-        """In a notebook, a run shows as the live run graph."""
-        from .widgets import show
-
-        show(self)
-
-    def snapshot(self) -> dict[str, Any]:
-        """The run's current state (fetched from the runner)."""
-        self._snapshot = self.client.get_run(self.id)
-        return self._snapshot
-
-    @property
-    def last_snapshot(self) -> dict[str, Any]:
-        """The newest snapshot this handle already has (e.g. the one submit returned); fetched if none."""
-        return self._snapshot or self.snapshot()
-
-    @property
-    def state(self) -> str:
-        return str(self.snapshot()["state"])
-
-    @property
-    def name(self) -> str:
-        return str(self.last_snapshot["name"])
-
-    @property
-    def steps(self) -> dict[str, dict[str, Any]]:
-        return {s["name"]: s for s in self.snapshot()["steps"]}
-
-    def events(self, after: int = 0, follow: bool = True) -> Iterator[ev.Event]:
-        return self.client.events(self.id, after=after, follow=follow)
-
-    def wait(self, timeout: float | None = None, raise_on_failure: bool = True) -> "Run":
-        """Block until the run finishes. A failed run raises :class:`StepFailed` with the step's traceback.
-
-        ``timeout`` (seconds) is a deadline, kept even when the run prints nothing or is stuck:
-        every read of the event stream is bounded by the time left.
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        snap = self._snapshot if self._snapshot and self._snapshot["state"] in ev.RUN_FINAL \
-            else self._snapshot_by(deadline, timeout)
-        after = snap["last_event_id"]
-        while snap["state"] not in ev.RUN_FINAL:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                raise TimeoutError(f"Run {self.id} is still {snap['state']} after {timeout} s")
-            before = after
-            after = self._follow(after, QUIET if left is None else min(left, QUIET))
-            snap = self._snapshot_by(deadline, timeout)
-            if after == before and snap["state"] not in ev.RUN_FINAL:
-                self._check_runner(deadline)  # nothing happened for a while: is the runner still scheduling?
-        views = __import__("sys").modules.get("nbpipe.widgets.run_view")
-        if views is not None:  # a shown live graph of this run puts its final picture in the notebook first
-            views.settle(self.id, timeout=5.0)
-        if raise_on_failure and snap["state"] == "failed":
-            self.raise_for_failure()
-            # no step failed: the runner itself ended the run (an internal error, a full disk)
-            raise RunnerError(f"Run {self.id} failed: {snap['reason']}",
-                              hint="Its steps did not fail; see `nbpipe runner status` and the runner's log.")
-        return self
-
-    def _check_runner(self, deadline: float | None) -> None:
-        """Raise if the runner answers that it is not scheduling runs (its loop stopped): this run
-        cannot go on, and waiting on (forever, without a timeout) would say nothing."""
-        left = 5.0 if deadline is None else max(0.05, min(5.0, deadline - time.monotonic()))
-        try:
-            resp = self.client._http.get("/api/v1/health", timeout=left)
-            body = resp.json() if resp.status_code == 503 else None
-        except (httpx.HTTPError, ValueError):
-            return  # not answering (or not in time): the caller's deadline decides
-        if isinstance(body, dict) and body.get("status") == "stalled":
-            raise RunnerError(f"Run {self.id} cannot go on: {body.get('message') or 'the runner is not scheduling runs'}",
-                              hint="Restart the runner (nbpipe runner stop, then start, or run again for the "
-                                   "embedded one); its runs resume from the database.")
-
-    def _snapshot_by(self, deadline: float | None, timeout: float | None) -> dict[str, Any]:
-        """:meth:`snapshot`, given no more than the time left before ``deadline``: a runner that
-        stopped answering (stopped, swapped out, wedged) must not hold ``wait(timeout)`` past it."""
-        if deadline is None:
-            return self.snapshot()
-        left = max(0.05, deadline - time.monotonic())
-        try:
-            self._snapshot = self.client._request("GET", f"/api/v1/runs/{self.id}",
-                                                  timeout=httpx.Timeout(left, connect=min(left, 10.0))).json()
-        except RunnerError as exc:
-            if not isinstance(exc.__context__, httpx.TimeoutException):
-                raise
-            last = self._snapshot["state"] if self._snapshot else "unknown"
-            raise TimeoutError(f"Run {self.id} is still {last} after {timeout} s "
-                               f"(the runner at {self.client.url} did not answer)") from None
-        return self._snapshot
-
-    def _follow(self, after: int, left: float | None) -> int:
-        """Read this run's events after ``after`` until RunFinished, the stream ends or ``left`` s pass."""
-        end = None if left is None else time.monotonic() + left
-        read = 20.0 if left is None else max(0.05, min(20.0, left))
-        try:
-            with self.client._http.stream("GET", f"/api/v1/runs/{self.id}/events", params={"after": after},
-                                          timeout=httpx.Timeout(read, connect=min(read, 10.0))) as resp:
-                if resp.status_code >= 400:
-                    return after
-                data: list[str] = []
-                for line in resp.iter_lines():
-                    if line.startswith("data:"):
-                        data.append(line[5:].strip())
-                    elif line == "" and data:
-                        event = ev.decode("\n".join(data))
-                        data = []
-                        after = event.id
-                        if isinstance(event, ev.RunFinished):
-                            return after
-                    if end is not None and time.monotonic() >= end:
-                        return after
-        except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError):
-            # a dropped stream: resume from the last event after a breath (within the time given)
-            time.sleep(0.2 if end is None else min(0.2, max(0.0, end - time.monotonic())))
-        except httpx.ConnectError as exc:
-            raise RunnerError(f"No runner at {self.client.url} ({exc})",
-                              hint="Start one with `nbpipe runner start`.") from None
-        return after
-
-    def raise_for_failure(self) -> None:
-        snap = self._snapshot or self.snapshot()
-        failed = [s for s in snap["steps"] if s["state"] == "failed"]
-        if not failed:
-            return
-        s = failed[0]
-        att = f" (attempt {s['attempt']}/{s['max_attempts']})" if s["max_attempts"] > 1 else ""
-        raise StepFailed(f"Step '{s['name']}' failed{att}: {s['reason']}",
-                         hint=f"Logs: nbpipe logs {self.id} {s['name']}", traceback=s.get("traceback") or "")
-
-    def cancel(self) -> None:
-        self.client.cancel(self.id)
-
-    def rerun(self, from_step: str | None = None, pipeline: Any = None, from_failed: bool = False,
-              same_code: bool = False) -> "Run":
-        """A new run of this one (see :meth:`Client.rerun`): ``from_step``, ``from_failed`` and
-        ``pipeline`` (the pipeline object to run, with your fix). In a notebook kernel ``pipeline``
-        defaults to the kernel's pipeline of the run's name as it is now, as the graph's buttons and
-        ``%nbpipe rerun`` do; ``same_code=True`` runs the run's own package again instead."""
-        if pipeline is None and not same_code:
-            from .pipeline import kernel_pipeline
-
-            pipeline = kernel_pipeline(str((self._snapshot or self.snapshot()).get("pipeline") or ""))
-        return self.client.rerun(self.id, from_step, pipeline=pipeline, from_failed=from_failed)
-
-    def logs(self, step: str, attempt: int | None = None) -> str:
-        return self.client.logs(self.id, step, attempt)
-
-    # ------------------------------------------------------------ outputs
-    def _step(self, step: str) -> dict[str, Any]:
-        steps = {s["name"]: s for s in (self._snapshot or self.snapshot())["steps"]}
-        if step not in steps or (steps[step]["state"] not in ev.STEP_FINAL):
-            steps = self.steps
-        if step not in steps:
-            raise NbpipeError(f"Run {self.id} has no step '{step}'", f"Its steps are: {', '.join(steps)}.")
-        return steps[step]
-
-    def _load(self, out: dict[str, Any]) -> Any:
-        key = (out["digest"], out["kind"])
-        if key in self._values:
-            return self._values[key]
-        if out["kind"] == "artifact":
-            value = self._load_artifact(out)
-        elif "value" in out:
-            value = out["value"]
-        else:
-            value = serializers.load_value(self.client.artifact(out["digest"]), out["format"])
-        self._values[key] = value
-        return value
-
-    def _load_artifact(self, out: dict[str, Any]) -> Artifact:
-        cls = ARTIFACT_TYPES.get(out.get("artifact_type", "Artifact"), Artifact)
-        base = nbpipe_home() / "cache" / "artifacts" / out["digest"]
-        name = out.get("filename") or "data"
-        path = base / name
-        if not path.exists():
-            base.mkdir(parents=True, exist_ok=True)
-            data = self.client.artifact(out["digest"])
-            if out["format"] == "dir":
-                tmp = base / "data.tar"
-                tmp.write_bytes(data)
-                with tarfile.open(tmp) as tf:
-                    tf.extractall(path, filter="data")
-                tmp.unlink()
-            else:
-                tmp = base / (name + ".part")
-                tmp.write_bytes(data)
-                os.replace(tmp, path)
-        return cls(name=name, path=str(path), uri=out["key"], metadata=out.get("metadata"))
-
-    def outputs(self, step: str) -> dict[str, Any]:
-        """A step's outputs as Python objects (artifacts as Artifact objects with a local ``path``)."""
-        s = self._step(step)
-        if s["state"] not in ev.STEP_OK:
-            raise NbpipeError(f"Step '{step}' of run {self.id} is {s['state']}, so it has no outputs",
-                              s.get("reason", ""), f"See nbpipe logs {self.id} {step}.")
-        return {name: self._load(out) for name, out in s["outputs"].items()}
-
-    def output(self, step: str, name: str | None = None) -> Any:
-        outs = self.outputs(step)
-        if name is None:
-            if len(outs) != 1:
-                raise NbpipeError(f"Step '{step}' has outputs {', '.join(outs) or 'none'}",
-                                  hint=f"Name one: run.output('{step}', '<name>').")
-            return next(iter(outs.values()))
-        if name not in outs:
-            raise NbpipeError(f"Step '{step}' has no output '{name}'", f"Its outputs are: {', '.join(outs)}.")
-        return outs[name]
-
-    def inputs(self, step: str) -> dict[str, Any]:
-        """The values a step was (or would be) called with — to reproduce a failure in a notebook."""
-        s = self._step(step)
-        steps = {x["name"]: x for x in (self._snapshot or {}).get("steps", [])}
-        out: dict[str, Any] = {}
-        for name, b in s["inputs"].items():
-            if "step" in b:
-                up = steps.get(b["step"]) or self._step(b["step"])
-                if b["output"] not in up.get("outputs", {}):
-                    raise NbpipeError(f"Input '{name}' of step '{step}' comes from '{b['step']}', which has no "
-                                      f"output '{b['output']}' in run {self.id} (it is {up['state']})")
-                out[name] = self._load(up["outputs"][b["output"]])
-            else:
-                out[name] = b.get("value")
-        return out
 
 
 def _package_bytes(pipeline: Any, params: dict[str, Any], allow_missing: str | None = None) -> bytes:

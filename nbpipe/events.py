@@ -143,28 +143,60 @@ class StepWorkers(Event):
     workers: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class StepWaiting(Event):
+    """The step waits for an identical step (same code and inputs: the same cache key) that is running
+    now, step ``waiting_for_step`` of run ``waiting_for_run``, and will reuse its result; ``reason``
+    says so (the step's reason in the snapshot). The step keeps its state (``pending``, or
+    ``retrying`` for a retry); its start or final state replaces the reason."""
+
+    type: ClassVar[str] = "StepWaiting"
+    step: str = ""
+    reason: str = ""
+    waiting_for_run: str = ""
+    waiting_for_step: str = ""
+
+
+@dataclass(frozen=True)
+class UnknownEvent(Event):
+    """An event of a type this nbpipe does not know, e.g. from a newer runner: consumers skip it (its
+    ``id`` still moves a stream's resume point past it). ``name`` is the type the runner sent and
+    ``data`` the event as sent. Not part of the vocabulary (:data:`EVENT_TYPES`)."""
+
+    type: ClassVar[str] = "UnknownEvent"
+    name: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (RunCreated, RunStarted, RunFinished, StepStarted, StepRetrying, StepLog, ArtifactSaved, StepFinished,
-                StepsAdded, StepWorkers)
+                StepsAdded, StepWorkers, StepWaiting)
 }
 
 
 def encode(event: Event) -> dict[str, Any]:
-    """Turn an event into a JSON-ready dict with a ``type`` key."""
+    """Turn an event into a JSON-ready dict with a ``type`` key (an :class:`UnknownEvent`: as it was sent)."""
+    if isinstance(event, UnknownEvent):
+        return {**event.data, "id": event.id}
     data = dataclasses.asdict(event)
     data["type"] = event.type
     return data
 
 
 def decode(data: dict[str, Any] | str | bytes) -> Event:
-    """Build an event from :func:`encode`'s dict (or its JSON text); unknown fields are ignored."""
+    """Build an event from :func:`encode`'s dict (or its JSON text); unknown fields are ignored.
+
+    An unknown type (a newer runner's event read by an older client) is an :class:`UnknownEvent`,
+    which consumers skip, not an error: the stream goes on.
+    """
     if isinstance(data, (str, bytes)):
         data = json.loads(data)
-    assert isinstance(data, dict)
+    if not isinstance(data, dict):
+        raise ValueError(f"An nbpipe event is a JSON object, not {type(data).__name__}")
     cls = EVENT_TYPES.get(str(data.get("type")))
     if cls is None:
-        raise ValueError(f"Unknown nbpipe event type {data.get('type')!r}; known: {', '.join(EVENT_TYPES)}")
+        return _unknown(data)
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -172,3 +204,14 @@ def decode(data: dict[str, Any] | str | bytes) -> Event:
 def with_id(event: Event, event_id: int) -> Event:
     """Return the same event carrying the id the runner stored it under."""
     return dataclasses.replace(event, id=event_id)
+
+
+def _unknown(data: dict[str, Any]) -> UnknownEvent:
+    def number(value: Any, kind: type[int] | type[float]) -> Any:
+        try:
+            return kind(value)
+        except (TypeError, ValueError, OverflowError):
+            return kind(0)
+
+    return UnknownEvent(run_id=str(data.get("run_id") or ""), ts=number(data.get("ts"), float),
+                        id=number(data.get("id"), int), name=str(data.get("type") or ""), data=dict(data))

@@ -96,6 +96,10 @@ def build_package(pipeline: Any, path: str | os.PathLike[str] | None = None) -> 
             Path(path).write_bytes(data)
         return data  # type: ignore[no-any-return]
     data = write_package(spec, payloads, path)
+    if len(data) > MAX_PACKAGE_BYTES:  # the runner would refuse it: say which captured value makes it large
+        from .capture_checks import too_large
+
+        raise too_large(pipeline, len(data), MAX_PACKAGE_BYTES)
     pipeline._nbpipe_package = (spec, data)
     return data
 

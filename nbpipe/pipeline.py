@@ -20,6 +20,7 @@ import types
 from dataclasses import replace
 from typing import Any, Callable, Iterator
 
+from .capture_checks import check_defined
 from .compiler import compile_pipeline
 from .component import Capture, Component, Options, make_options
 from .condition import Comparable, check_constant
@@ -423,7 +424,10 @@ class Pipeline:
         for step in trace.steps.values():
             comp = step.component
             if id(comp) not in captures:
-                captures[id(comp)] = comp.capture()
+                captures[id(comp)] = capture = comp.capture()
+                if getattr(comp, "_checked", None) is not capture:  # a new capture: what it reads may be gone
+                    check_defined(comp.func, comp.name)
+                    comp._checked = capture
         key = tuple(captures.values())
         last = self._captured
         if last is not None and last[0] is trace and len(last[1]) == len(key) and all(

@@ -12,6 +12,7 @@ their type shows up. Non-goal: cross-version long-term storage of pickles.
 
 from __future__ import annotations
 
+import codecs
 import io
 import json
 import math
@@ -207,8 +208,37 @@ def preview_artifact(artifact_type: str, path: str, metadata: dict[str, Any], si
     except (OSError, UnicodeDecodeError, ValueError):
         pass
     if not items:
-        return {"type": "file", "size": size}
+        text = _text_head(path) if path and size else None
+        # a file of unknown kind shows its first bytes when they are text, as KFP does; binary stays a size
+        return {"type": "multi", "items": [{"type": "file", "size": size}, text]} if text else {"type": "file", "size": size}
     return items[0] if len(items) == 1 else {"type": "multi", "items": items}
+
+
+TEXT_HEAD = 2048  # bytes of a file of unknown kind shown as text
+
+
+def _text_head(path: str) -> dict[str, Any] | None:
+    """The first ``TEXT_HEAD`` bytes of ``path`` as a text preview (a whole small JSON file pretty-printed),
+    or None for a binary file (a NUL byte, or not UTF-8)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(TEXT_HEAD + 1)
+    except OSError:
+        return None
+    whole = len(head) <= TEXT_HEAD
+    if b"\0" in head:
+        return None
+    try:  # a character cut at the limit is left out, not an error
+        text = codecs.getincrementaldecoder("utf-8")().decode(head[:TEXT_HEAD], final=whole)
+    except UnicodeDecodeError:
+        return None
+    if not whole:
+        return {"type": "text", "text": text + "…"}
+    try:
+        text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        pass
+    return {"type": "text", "text": text}
 
 
 def _csv_preview(path: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from runner_process import RunnerProcess
+from runner_process import RunnerProcess, stop_embedded_runner
 
 _SESSION_HOME = tempfile.mkdtemp(prefix="nbpipe-test-home-")
 os.environ["NBPIPE_HOME"] = _SESSION_HOME
@@ -24,10 +24,8 @@ os.environ["NBPIPE_EXIT_WITH_PID"] = str(os.getpid())
 
 
 def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
-    from nbpipe._embedded import stop_local_runner
-
     os.environ["NBPIPE_HOME"] = _SESSION_HOME
-    stop_local_runner()
+    stop_embedded_runner()
 
 
 @pytest.fixture()
@@ -37,9 +35,7 @@ def nb_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     home = tmp_path / "home"
     monkeypatch.setenv("NBPIPE_HOME", str(home))
     yield home
-    from nbpipe._embedded import stop_local_runner
-
-    stop_local_runner()
+    stop_embedded_runner()
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -77,3 +78,27 @@ class RunnerProcess:
         from nbpipe.client import Client
 
         return Client(self.url, token=self.token)
+
+
+def stop_embedded_runner() -> bool:
+    """``stop_local_runner()`` for fixtures' teardown, reaping the runner at once if this process
+    started it (``ensure_local_runner`` in the test, or in a Jupyter server the test runs in-process).
+
+    Such a runner, once stopped, stays a zombie until its parent reaps it, and ``stop_local_runner``
+    (which probes the pid with signal 0) waited its whole 5 s for it to go, in every such teardown.
+    """
+    from nbpipe._embedded import nbpipe_home, stop_local_runner
+
+    try:
+        pid = int(json.loads((nbpipe_home() / "runner.json").read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return stop_local_runner()
+
+    def reap() -> None:
+        try:
+            os.waitpid(pid, 0)  # returns once stop_local_runner's SIGTERM has ended it
+        except ChildProcessError:
+            pass  # not this process's child: its own parent (or init) reaps it
+
+    threading.Thread(target=reap, daemon=True).start()
+    return stop_local_runner()

@@ -13,6 +13,9 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -89,16 +92,19 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data dir with a migrated database and the package uploaded: crashes then hit run writes only."""
     d = tmp_path_factory.mktemp("template") / "data"
     r = RunnerProcess(d).start()
+    c = r.client()
     try:
         for name in PIPELINES:
-            r.client().upload(_package(name))
+            c.upload(_package(name))
     finally:
+        c.close()  # (left to the garbage collector, its sockets' warning could land in a walk's thread)
         r.stop()
     for ready in d.glob("ready-*.json"):
         ready.unlink()
     return d
 
 
+@cache
 def _package(name: str = "two_steps") -> bytes:
     from nbpipe.package import build_package
 
@@ -153,15 +159,39 @@ def _crash_at(template: Path, tmp: Path, point: str, name: str = "two_steps") ->
     return crashed
 
 
-@pytest.mark.timeout(1800)  # ~15 crash points, two runner starts each: minutes on a loaded 2-core machine
+def _walk(template: Path, tmp: Path, kind: str, name: str, width: int = 3) -> int:
+    """Crash at ``kind:1``, ``kind:2``, ... until a point is beyond the run; returns the crash count.
+
+    Each point has its own data dir, runner and port, so ``width`` points run at once (a point
+    mostly waits on its runners starting). The points run after the first one beyond the run
+    are beyond it too; their checks still count.
+    """
+    for pipe in PIPELINES:
+        _package(pipe)  # built once, in this thread
+    crashes, n = 0, 0
+    with ThreadPoolExecutor(width) as pool:
+
+        def submit() -> None:
+            nonlocal n
+            n += 1
+            pending.append(pool.submit(_crash_at, template, tmp, f"{kind}:{n}", name))
+
+        pending: deque = deque()
+        for _ in range(width):
+            submit()
+        while n < 200 and pending.popleft().result():
+            crashes += 1
+            submit()
+        for rest in pending:
+            rest.result()  # raises what such a point found
+    return crashes
+
+
+@pytest.mark.timeout(1800)  # ~25 crash points, two runner starts each: minutes on a loaded 2-core machine
 @pytest.mark.parametrize("name,kind", [("two_steps", "write"), ("two_steps", "commit"), ("retried", "write")])
 def test_a_crash_at_any_write_leaves_events_that_replay_to_the_states(template, tmp_path, name, kind) -> None:
     """``retried``: a step whose first attempt fails, so the retry's writes (StepRetrying, the
     attempt rows, the step's ``retrying`` state) are walked too."""
-    crashes = 0
-    for n in range(1, 200):
-        if not _crash_at(template, tmp_path, f"{kind}:{n}", name):
-            break
-        crashes += 1
+    crashes = _walk(template, tmp_path, kind, name)
     print(f"\n{name} {kind}: crashed at each of {crashes} points, all consistent")
     assert crashes >= 8  # the run's writes were really walked

@@ -40,6 +40,21 @@ def fastpath(n: int = 1, m: int = 1):
     side(m=m)
 
 
+@component(name="fp_plus")  # (fp_inc below is another test's, uncached)
+def plus(x: int) -> int:
+    return x + 1
+
+
+@component(name="fp_add")
+def add(x: int, k: int) -> int:
+    return x + k
+
+
+@pipeline(name="fastpath-chain")
+def cached_then_changed(x: int = 1, k: int = 0):
+    add(x=plus(x=plus(x=x).output).output, k=k)
+
+
 def _events(client: Any, run_id: str) -> list[dict[str, Any]]:
     """The run's stream as sent (it ends after RunFinished)."""
     body = client._http.get(f"/api/v1/runs/{run_id}/events", params={"after": 0}).text
@@ -151,3 +166,16 @@ def test_a_wide_fan_out_and_a_chain_failing_midway_end_in_the_states_a_full_scan
     assert states[:19] == ["succeeded"] * 19 and states[19] == "failed"
     assert states[20:40] == ["skipped"] * 20 and states[40:] == ["succeeded"] * 3
     assert snap["steps"][20]["reason"] == f"upstream step '{snap['steps'][19]['name']}' failed"
+
+
+def test_a_step_after_cache_hits_starts_in_the_same_tick_as_they_end(nb_client) -> None:
+    """The live loop's usual re-run: a parameter of the last step changed, the steps before it are
+    cache hits. The changed step starts as soon as they end (it waited for the loop's idle tick, 5 s,
+    for each hit that made a step ready): inside ``POST /runs``, whose answer shows it started."""
+    nb_client.submit(cached_then_changed, {"x": 1, "k": 0}).wait(timeout=120)
+    r = nb_client.submit(cached_then_changed, {"x": 1, "k": 5})
+    states = {s["name"]: s["state"] for s in r.last_snapshot["steps"]}
+    assert states["fp_plus"] == states["fp_plus-2"] == "cached", states
+    assert states["fp_add"] in ("running", "succeeded"), states  # not "pending" until a later tick
+    r.wait(timeout=120)
+    assert r.output("fp_add") == 8

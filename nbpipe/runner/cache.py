@@ -143,6 +143,23 @@ class StepCache:
                 del self.inflight[key]
 
 
+def wait_for(sched: "Scheduler", run: "RunCtx", st: "StepCtx", owner: tuple[str, str],
+             first: dict[str, Any] | None) -> None:
+    """``st`` waits for the identical step ``owner`` (run, step) running now: its reason says which and
+    that its result will be reused, in its row (a reload shows it) and in a ``StepWaiting`` event of
+    the same commit (the live views show it at once). Written once per owner; the step's start or
+    final state replaces it."""
+    if first is None and st.waiting_for == owner:
+        return
+    st.waiting_for = owner
+    reason = (f"waiting for step '{owner[1]}' of run {owner[0]}, running the same code and inputs; "
+              "its result will be reused")
+    with sched._tx() as conn:
+        db.set_step(conn, run.id, st.name, **(first or {}), reason=reason)
+        sched._emit(ev.StepWaiting(run_id=run.id, ts=time.time(), step=st.name, reason=reason,
+                                   waiting_for_run=owner[0], waiting_for_step=owner[1]))
+
+
 def resolve_run(sched: "Scheduler", run: "RunCtx", conn: sa.Connection) -> bool:
     """Resolve every step of a new plain run from the cache, in dependency order.
 

@@ -520,10 +520,15 @@ class Endpoints:
         saved_at = time.monotonic()
         while not self.closing:
             seq = self.sched.event_seq
-            # the newest events from the scheduler's memory (no query, no thread per commit), else the table
-            kept = self.sched.events.after(None, last, 500)
-            batch = kept if kept is not None else await asyncio.to_thread(events_after, self.engine, None, last, 500)
-            deployed = False
+            # the newest events from the scheduler's memory (no query, no thread per commit, only saved
+            # artifacts whose text names DEPLOY_OUTPUT parsed), else the table
+            kept = self.sched.events.scan(last, 500, "ArtifactSaved", DEPLOY_OUTPUT)
+            if kept is not None:
+                batch, newest = kept
+            else:
+                batch = await asyncio.to_thread(events_after, self.engine, None, last, 500)
+                newest = batch[-1]["id"] if batch else last
+            moved, deployed = newest != last, False
             for e in batch:
                 last = e["id"]
                 if e.get("type") != "ArtifactSaved" or e.get("name") != DEPLOY_OUTPUT:
@@ -541,7 +546,8 @@ class Endpoints:
                                               source={"kind": "run", "run_id": e["run_id"], "step": e["step"]})
                 except Exception:  # noqa: BLE001 - a bad deploy step must not stop the follower
                     log.exception("deploy from %s/%s failed", e.get("run_id"), e.get("step"))
-            if batch:
+            last = newest
+            if moved:
                 # only events that deploy nothing since the last save: a restart re-reads them, harmlessly
                 if deployed or time.monotonic() - saved_at > CURSOR_SAVE_S:
                     await asyncio.to_thread(self._save_cursor, last)

@@ -43,7 +43,12 @@ def _fields(event: ev.Event) -> dict[str, Any]:
     names = _NAMES.get(type(event))
     if names is None:
         names = _NAMES[type(event)] = tuple(f.name for f in dataclasses.fields(event) if f.name != "id")
-    data = {n: getattr(event, n) for n in names}
+    own = getattr(event, "__dict__", None)
+    if own is not None and len(own) == len(names) + 1:  # a frozen dataclass's __dict__: its fields, id too
+        data = dict(own)  # ~5x faster than reading each field; the JSON is dumped with sorted keys anyway
+        del data["id"]
+    else:
+        data = {n: getattr(event, n) for n in names}
     data["type"] = event.type
     return data
 
@@ -118,7 +123,7 @@ class EventLog:
                 self._ids, self._kept, self._floor = [], [], batch[0]["id"] - 1  # a gap: start keeping anew
             for row in batch:
                 self._ids.append(row["id"])
-                self._kept.append([row["run_id"], row["data"], row["id"]])
+                self._kept.append([row["run_id"], row["data"], row["id"], row["type"]])
             if len(self._ids) > 2 * KEEP:
                 drop = len(self._ids) - KEEP
                 self._floor = self._ids[drop - 1]
@@ -141,6 +146,21 @@ class EventLog:
                 if len(out) >= limit:
                     break
         return out
+
+    def scan(self, after: int, limit: int, kind: str, mentions: str) -> tuple[list[dict[str, Any]], int] | None:
+        """Of the (at most ``limit``) kept events after id ``after``: those of type ``kind`` that may mention
+        ``mentions`` (a plain word, which JSON never escapes: their text contains it; one a reader already
+        parsed is returned whatever it says), and the id of the last one looked at (``after`` if none);
+        None when memory does not reach back that far. The others are never parsed here (the endpoint
+        follower looks at every event for one kind of artifact, and checks what it gets)."""
+        if self._floor is None or after < self._floor:
+            return None
+        start = bisect.bisect_right(self._ids, after)
+        end = min(len(self._ids), start + limit)
+        kept = self._kept
+        found = [self._event(i) for i in range(start, end) if kept[i][3] == kind
+                 and (not isinstance(kept[i][1], str) or mentions in kept[i][1])]
+        return found, (self._ids[end - 1] if end > start else after)
 
     def newest(self) -> tuple[str, dict[str, Any]] | None:
         """The newest committed event kept, as (run id, event); None if none is kept."""

@@ -22,7 +22,7 @@ from . import db
 from .rerun import recovered_spec
 
 if TYPE_CHECKING:
-    from .scheduler import Scheduler
+    from .scheduler import Scheduler, StepCtx
 
 log = logging.getLogger("nbpipe.runner")
 
@@ -78,6 +78,7 @@ async def recover(self: Scheduler) -> None:  # noqa: C901 - one pass over the op
             if st.state == "running" and s["name"] in followed:
                 st.attempt = int(followed[s["name"]][0]["attempt"])
                 st.started_at = float(followed[s["name"]][0]["started_at"])
+                _reclaim(self, r["id"], st, row.get("cache_key"))
             elif st.state == "running":
                 st.state, st.next_at = "retrying", 0.0
             steps_ctx[s["name"]] = st
@@ -111,6 +112,15 @@ async def recover(self: Scheduler) -> None:  # noqa: C901 - one pass over the op
             st.task = asyncio.create_task(self._execute(run, st, {}, reattached=handle))
         if run.cancelled:  # pending and retrying steps end now; re-attached ones are killed (.attempts)
             self.cancel(run.id)
+
+
+def _reclaim(self: Scheduler, run_id: str, st: StepCtx, key: str | None) -> None:
+    """A re-attached step computes its cache key's result again, as when it started (``Scheduler._start``):
+    its key (from its row) is claimed, so an identical step submitted now waits for it instead of
+    running twice, and its success is stored in the cache under the key. Its end releases the claim."""
+    st.cache_key = key or None
+    if st.cache_key and st.options.get("cache", True):
+        self.cache.claim(st.cache_key, run_id, st.name)
 
 
 def _kill_stale(pid: int) -> None:

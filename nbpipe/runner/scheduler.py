@@ -30,7 +30,7 @@ from ..errors import NbpipeError, PackageError
 from ..executors.base import Executor, Handle
 from ..pipeline import resolve_params
 from ..stores.base import Store
-from . import attempts, cache, db, expand, failpoints, failures, intake
+from . import attempts, cache, db, expand, failpoints, failures, intake, job_inputs
 from . import rerun as rerun_plan
 from .eventlog import EventLog
 from .failures import internal_reason
@@ -56,6 +56,7 @@ class StepCtx:
     cache_key: str | None = None
     first_values: dict[str, Any] | None = None  # a cache hit's inputs summary, written with its final state
     cache_reason: str = ""  # a hit of the fully cached fast path: which run the result came from
+    waiting_for: tuple[str, str] | None = None  # (run, step) of the identical step it waits for (see cache.wait_for)
 
     @property
     def name(self) -> str:
@@ -371,89 +372,69 @@ class Scheduler:
                 _set_run(conn, run.id, state="running", started_at=now)
                 self._emit(ev.RunStarted(run_id=run.id, ts=now))
         idx = None
-        if "groups" in run.spec:
-            expand.advance(self, run)
-            todo = list(run.steps.values())
-        else:  # only the steps that may start: a tick of a 10,000-step run stays O(what changed)
-            idx = run.ready
-            if idx is None or idx.size != len(run.steps):
-                idx = run.ready = ReadySet(run.steps)
-            todo = [run.steps[n] for n in list(idx.candidates)]
-        for st in todo:
-            if self.active >= self.parallelism:
-                break
-            if st.state == "retrying":
-                if st.next_at <= now and not run.cancelled:
-                    self._start(run, st)
-                else:
-                    next_wake = min(next_wake, max(0.0, st.next_at - now))
-            elif st.state == "pending" and (not run.cancelled or expand.runs_after_cancel(self, run, st)):
-                ups = [run.steps[u] for u in st.upstream]
-                bad = next((u for u in ups if u.state in ("failed", "cancelled", "skipped")), None)
-                if bad is not None:
-                    self._set_step_final(run, st, "skipped", reason=f"upstream step '{bad.name}' {bad.state}")
-                    next_wake = 0.0  # its downstream steps are candidates now: their turn next tick, not in 5 s
-                elif all(u.state in ev.STEP_OK for u in ups) and not expand.hold(self, run, st):
-                    self._start(run, st)
-            if idx is not None:
-                idx.settle(st)
+        again = True
+        while again:  # until no step ended at once (a cache hit): the ones after it may start now too
+            again = False
+            if "groups" in run.spec:
+                expand.advance(self, run)
+                todo = list(run.steps.values())
+            else:  # only the steps that may start: a tick of a 10,000-step run stays O(what changed)
+                idx = run.ready
+                if idx is None or idx.size != len(run.steps):
+                    idx = run.ready = ReadySet(run.steps)
+                todo = [run.steps[n] for n in list(idx.candidates)]
+            for st in todo:
+                if self.active >= self.parallelism:
+                    break
+                if st.state == "retrying":
+                    if st.next_at <= now and not run.cancelled:
+                        self._start(run, st)
+                        again = again or st.state in ev.STEP_FINAL
+                    else:
+                        next_wake = min(next_wake, max(0.0, st.next_at - now))
+                elif st.state == "pending" and (not run.cancelled or expand.runs_after_cancel(self, run, st)):
+                    ups = [run.steps[u] for u in st.upstream]
+                    bad = next((u for u in ups if u.state in ("failed", "cancelled", "skipped")), None)
+                    if bad is not None:
+                        self._set_step_final(run, st, "skipped", reason=f"upstream step '{bad.name}' {bad.state}")
+                        again = True  # its downstream steps are candidates now: now, not in the next tick
+                    elif all(u.state in ev.STEP_OK for u in ups) and not expand.hold(self, run, st):
+                        self._start(run, st)
+                        again = again or st.state in ev.STEP_FINAL  # a cache hit ends it in _start
+                if idx is not None:
+                    idx.settle(st)
         if idx.done if idx is not None else all(s.state in ev.STEP_FINAL for s in run.steps.values()):
             self._finish_run(run)
         return next_wake
 
     # ================================================================ a step
     def _resolve_inputs(self, run: RunCtx, st: StepCtx) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Job inputs, and their identities for the cache key."""
-        inputs: dict[str, Any] = {}
-        ident: dict[str, Any] = {}
-        specs = {i["name"]: i for i in st.component["inputs"]}
-        for name, b in st.spec["inputs"].items():
-            if "collect" in b or "placeholder" in b:  # control flow: Collected, RUN_ID, RUN_STATUS…
-                inputs[name], ident[name] = expand.resolve_input(run, st, b, specs[name], self)
-            elif "parameter" in b:
-                value = run.params.get(b["parameter"])
-                inputs[name] = {"kind": "value", "value": value}
-                ident[name] = {"value": value}
-            elif "value" in b:
-                inputs[name] = {"kind": "value", "value": b["value"]}
-                ident[name] = {"value": b["value"]}
-            else:
-                out = run.steps[b["step"]].outputs[b["output"]]
-                if specs[name]["kind"] == "artifact":
-                    inputs[name] = {"kind": "artifact", "key": out["key"], "format": out["format"],
-                                    "artifact_type": specs[name].get("artifact_type", "Artifact"),
-                                    "metadata": out.get("metadata") or {}, "filename": out.get("filename", "")}
-                elif "value" in out:
-                    inputs[name] = {"kind": "value", "value": out["value"]}
-                else:
-                    inputs[name] = {"kind": "value", "key": out["key"], "format": out["format"]}
-                ident[name] = {"digest": out["digest"]}
-        return inputs, ident
+        """Job inputs, and their identities for the cache key (see .job_inputs)."""
+        return job_inputs.resolve(self, run, st)
 
     def _start(self, run: RunCtx, st: StepCtx) -> None:
         inputs, ident = self._resolve_inputs(run, st)
         first_look = st.cache_key is None
         st.cache_key = cache.cache_key(st, ident, run.profile)
         cacheable = bool(st.options.get("cache", True))
-        if st.attempt == 0:
-            first = {"inputs": db.dumps(cache.input_summary(st.spec["inputs"], run.params)),
-                     "cache_key": st.cache_key} if first_look else None
-            hit = self.cache.lookup(st, st.cache_key, getattr(self._local, "conn", None), run.profile)
-            if hit is not None:
-                st.first_values = first  # one step write for a hit, with its final state
-                self._finish_success(run, st, hit.outputs, cached=True, reason=hit.reason(st.name))
-                return
-            owner = self.cache.owner(st.cache_key) if cacheable else None
-            if owner is not None and owner != (run.id, st.name):
-                # An identical step (same code, inputs and options) is running right now, e.g. the
-                # shared upstream step of parallel sweep trials: wait and take its result from the
-                # cache rather than doing the same work twice. If it fails, this one runs itself.
-                if first is not None:
-                    with self._tx() as conn:
-                        _set_step(conn, run.id, st.name, **first)
-                return
-        else:
-            first = None
+        first = {"inputs": db.dumps(cache.input_summary(st.spec["inputs"], run.params)),
+                 "cache_key": st.cache_key} if first_look and st.attempt == 0 else None
+        # Any attempt, a retry too: a result an identical step stored is reused, and while an identical
+        # step (same code, inputs and options) computes it, e.g. the shared upstream step of parallel
+        # sweep trials, this one waits and takes its result from the cache rather than doing the same
+        # work twice (a retry that claimed the key anyway ran a duplicate). If it fails, this one runs.
+        hit = self.cache.lookup(st, st.cache_key, getattr(self._local, "conn", None), run.profile)
+        if hit is not None:
+            st.first_values = first  # one step write for a hit, with its final state
+            self._finish_success(run, st, hit.outputs, cached=True, reason=hit.reason(st.name))
+            return
+        # (a step re-run on purpose, e.g. Rerun from here on a running step, never takes that result: it
+        # does not wait for it either)
+        owner = self.cache.owner(st.cache_key) if cacheable and cache.may_hit(st) else None
+        if owner is not None and owner != (run.id, st.name):
+            cache.wait_for(self, run, st, owner, first)  # the step's reason says so
+            return
+        st.waiting_for = None  # a later wait (a retry's) says so again
         if cacheable:
             self.cache.claim(st.cache_key, run.id, st.name)
         st.attempt += 1
@@ -511,6 +492,8 @@ class Scheduler:
         now = time.time()
         if run.ready is not None and st.state not in ev.STEP_FINAL and state in ev.STEP_FINAL:
             run.ready.finished(st.name)
+        if state in ev.STEP_FINAL:  # e.g. cancelled while waiting for its retry: it computes nothing now
+            self.cache.release(st.cache_key, run.id, st.name)
         st.state = state
         duration = (now - st.started_at) if st.started_at else 0.0
         values: dict[str, Any] = {"state": state, "finished_at": now, "reason": reason, "traceback": traceback}

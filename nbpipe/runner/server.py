@@ -81,7 +81,7 @@ def create_app(config: RunnerConfig, on_ready: Any = None, on_stop: Any = None) 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from .. import executors
 
-        engine = db.connect(config.db_url)
+        engine = db.connect(config.db_url, background_checkpoints=True)
         store = open_store(config.store_config)
         executor = executors.get(config.executor)(**config.executor_options)
         sched = Scheduler(engine, store, executor, config.data_dir, config.effective_parallelism)
@@ -328,6 +328,7 @@ def create_app(config: RunnerConfig, on_ready: Any = None, on_stop: Any = None) 
         except KeyError:
             return _error(404, f"No run {run_id}")
         profiles.note(new_run=new_id)
+        sched().advance(new_id)  # its reused steps resolve now and the first to run starts (not at the next tick)
         return _json(views.snapshot(state["engine"], new_id), 201)
 
     async def _sse(request: Request, run_id: str | None, after: int) -> AsyncIterator[bytes]:
@@ -554,14 +555,16 @@ def serve(config: RunnerConfig, ready_file: str | None = None, log_level: str = 
 
     from ..compiler import PACKAGE_VERSION
     from ..package import _validator, lean_validator
+    from . import wire
 
     lean_validator()  # this process is nbpipe's own: jsonschema without its format-checking libraries
     runtime = runtime_dir() / f"runner-{os.getpid()}.json"
     app = create_app(config, on_ready=_ready, on_stop=lambda: runtime.unlink(missing_ok=True))
     # A stop waits this long for open responses: event streams (a notebook following a run, the Lab
     # panel) never end by themselves, and without a bound SIGTERM left the runner up until SIGKILL.
+    # http: one socket write per response (see .wire)
     server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on", access_log=False,
-                                           timeout_graceful_shutdown=GRACEFUL_STOP))
+                                           timeout_graceful_shutdown=GRACEFUL_STOP, http=wire.http_protocol()))
     try:
         server.run(sockets=[sock])
     finally:
