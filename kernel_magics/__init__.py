@@ -17,9 +17,11 @@ __all__ = ["load_ipython_extension", "unload_ipython_extension"]
 
 def load_ipython_extension(ipython: Any) -> None:
     """Register :class:`~kernel_magics.magics.NbpipeMagics` on ``ipython``."""
+    from .interrupts import register
     from .magics import NbpipeMagics
 
     ipython.register_magics(NbpipeMagics(ipython))
+    register(ipython)  # an interrupt while waiting on a run says the run goes on
 
 
 def unload_ipython_extension(ipython: Any) -> None:
@@ -27,3 +29,5 @@ def unload_ipython_extension(ipython: Any) -> None:
     magics = ipython.magics_manager.registry.get("NbpipeMagics")
     if magics is not None:
         magics.unregister()
+    if tuple(getattr(ipython, "custom_exceptions", ())) == (KeyboardInterrupt,):  # ours (see interrupts.register)
+        ipython.set_custom_exc((), None)

@@ -20,7 +20,8 @@ import inspect
 import linecache
 import re
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,6 +136,54 @@ def build_function(
     func.__nbpipe_source__ = ast.unparse(inner) + "\n"
     func.__annotations__ = {p: Any for p in params} | {"return": result_type}
     return func
+
+
+class BindAfterDef(ast.NodeTransformer):
+    """Rewrites a cell so ``target = hook(function)`` runs right after the cell's top-level
+    ``def function``: the component exists before the rest of the cell (a ``@pipeline`` there
+    traces the component's step instead of calling the plain function in the kernel). The added
+    statement takes the def's last line number, so the cell's other lines keep theirs."""
+
+    def __init__(self, function: str, target: str, hook: str):
+        self.function, self.target, self.hook = function, target, hook
+
+    def visit_Module(self, node: ast.Module) -> ast.Module:  # noqa: N802 - ast.NodeTransformer API
+        defs = [i for i, n in enumerate(node.body)
+                if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == self.function]
+        if defs:
+            at = defs[-1]
+            bind = ast.parse(f"{self.target} = {self.hook}({self.function})").body[0]
+            line = node.body[at].end_lineno or node.body[at].lineno
+            for sub in ast.walk(bind):
+                if isinstance(sub, (ast.expr, ast.stmt)):
+                    sub.lineno = sub.end_lineno = line
+                    sub.col_offset = sub.end_col_offset = 0
+            node.body.insert(at + 1, bind)
+        return node
+
+
+class DefRefused(Exception):
+    """Stops a ``%%component`` cell whose def cannot be a component before its ``@pipeline`` traces the
+    plain function. It shows nothing (see :func:`quiet_refusal`): the magic says why, once."""
+
+
+@contextmanager
+def quiet_refusal(shell: Any) -> Iterator[None]:
+    """While the magic runs its cell, a :class:`DefRefused` stops the cell without a traceback (the
+    message would show twice: the cell's error, then the magic's). Other custom exception handlers
+    (nbpipe's interrupt handler, the user's own) still get their exceptions."""
+    types, handler = tuple(shell.custom_exceptions), shell.CustomTB
+
+    def on_exception(_shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None) -> Any:
+        if issubclass(etype, DefRefused):
+            return None
+        return handler(etype, value, tb, tb_offset=tb_offset)
+
+    shell.set_custom_exc((*types, DefRefused), on_exception)
+    try:
+        yield
+    finally:
+        shell.custom_exceptions, shell.CustomTB = types, handler
 
 
 def param_annotation(value: Any) -> Any:

@@ -55,8 +55,8 @@ def _parser() -> MagicArgumentParser:
     p.add_argument("--experiment", help="Only this experiment.")
     p.add_argument("--limit", type=int, default=20)
     p = sub.add_parser("logs", help="Print a step's logs.")
-    p.add_argument("run", help="Run id.")
-    p.add_argument("step", help="Step name.")
+    p.add_argument("target", nargs="*", metavar="[RUN] [STEP]",
+                   help="Run id (default: the last run) and step name (default: the run's failed step).")
     p.add_argument("--attempt", type=int, help="Attempt number (default: all).")
     p = sub.add_parser("cancel", help="Cancel a run.")
     p.add_argument("run", nargs="?", help="Run id (default: the last run of this kernel).")
@@ -97,7 +97,7 @@ def _parser() -> MagicArgumentParser:
     p.add_argument("--pdb", action="store_true", default=None, help="Open the debugger at once on an exception.")
     p.add_argument("--no-pdb", dest="pdb", action="store_false", help="Only show the traceback.")
     p = sub.add_parser("attach", help="Show an existing run's live graph (e.g. after a kernel restart).")
-    p.add_argument("run", help="Run id.")
+    p.add_argument("run", nargs="?", help="Run id (default: the last run of this kernel).")
     p = sub.add_parser(
         "export",
         help="Export this notebook's pipeline as a package (or Kubeflow YAML), built in a fresh process "
@@ -119,14 +119,15 @@ def _parser() -> MagicArgumentParser:
 RUN_ID = re.compile(r"^r\d{8}-\d{6}-[0-9a-f]{6}$")
 
 
-def _failed_step(run: Run) -> str:
-    """The step ``%nbpipe debug`` with no step named debugs: the run's (first) failed step."""
+def _failed_step(run: Run, what: str = "debug") -> str:
+    """The step ``%nbpipe debug``/``logs`` with no step named takes: the run's (first) failed step."""
     snap = run.snapshot()
+    steps = [s["name"] for s in snap.get("steps", [])]
     failed = [s["name"] for s in snap.get("steps", []) if s.get("state") == "failed"]
     if not failed:
         raise UsageError(
-            f"Run {run.id} has no failed step ({snap.get('state')}); name the step to call: "
-            f"%nbpipe debug {run.id} STEP."
+            f"Run {run.id} has no failed step ({snap.get('state')}); name the step{' to call' * (what == 'debug')}: "
+            f"%nbpipe {what} {run.id} STEP" + (f" (its steps: {', '.join(steps)})." if steps else ".")
         )
     return str(failed[0])
 
@@ -172,8 +173,15 @@ class NbpipeCommands:
     def dispatch(self, line: str) -> Any:
         """Parse ``line`` and run the command; NbpipeError becomes a one-line UsageError."""
         __tracebackhide__ = True  # noqa: F841 - %nbpipe debug re-raises the user's exception
+        words = line.split()
+        if "-h" in words or "--help" in words:  # what the usage errors point to
+            print(self._help(words[0] if words and not words[0].startswith("-") else ""))
+            return None
         self._check_words(line)
-        args = self.parser.parse_argstring(line)
+        try:
+            args = self.parser.parse_argstring(line)
+        except UsageError as exc:  # argparse's "expected one argument": and how the command is written
+            raise UsageError(f"{str(exc).rstrip('.')}. {self._usage(line)}") from None
         try:
             return getattr(self, f"cmd_{args.command}")(args)
         except NbpipeError as exc:
@@ -208,17 +216,63 @@ class NbpipeCommands:
             )
         check_options(tokens[1:], commands[tokens[0]], f"%nbpipe {tokens[0]}")
 
+    def _commands(self) -> Any:
+        import argparse
+
+        return next(a for a in self.parser._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
+
+    def _help(self, command: str) -> str:
+        """``%nbpipe --help``: each command and what it does; ``%nbpipe CMD --help``: that command's usage."""
+        action = self._commands()
+        sub = action.choices.get(command)
+        if sub is not None:
+            return sub.format_help().replace("::\n\n", "").replace("%%", "%").strip()
+        width = max(len(c.dest) for c in action._choices_actions)  # noqa: SLF001
+        rows = [f"  {c.dest.ljust(width)}  {c.help}".replace("%%", "%") for c in action._choices_actions]  # noqa: SLF001
+        return "\n".join(["%nbpipe COMMAND [ARGS] — %nbpipe COMMAND --help for its arguments.", *rows])
+
+    def _usage(self, line: str) -> str:
+        action = self._commands()
+        sub = action.choices.get((line.split() or [""])[0])
+        if sub is None:
+            return "%nbpipe --help says what each command does."
+        usage = " ".join(sub.format_usage().split()).replace(":: ", "").replace("%%", "%").replace(" [-h]", "")
+        return f"Usage: {usage} (%nbpipe {sub.prog.split()[-1]} --help says more)."
+
+    def _run_and_step(self, target: list[str], what: str) -> tuple[Run, str]:
+        """``[RUN] [STEP]`` as ``%nbpipe debug`` and ``logs`` take them: the last run, its failed step."""
+        if len(target) > 2:
+            raise UsageError(f"Give a run id and a step name; got {' '.join(target)}.")
+        if len(target) == 1 and RUN_ID.match(target[0]):
+            target = [target[0], ""]  # %nbpipe debug RUN: that run's failed step
+        run = self._run(target[0] if len(target) == 2 else None)
+        return run, (target[-1] if target else "") or _failed_step(run, what)
+
     def _run(self, run_id: str | None) -> Run:
         import nbpipe.client
 
         if run_id is None:
             latest = self._latest_run()
             if latest is None:
-                raise UsageError("No run yet in this kernel; start one with %nbpipe run, or name a run id.")
+                raise UsageError(f"No run yet in this kernel; start one with %nbpipe run, or name a run id{self._newest()}.")
             return latest
         if self.last_run is not None and self.last_run.id == run_id:
             return self.last_run
         return nbpipe.client.attach(run_id)
+
+    def _newest(self) -> str:
+        """After a kernel restart the runner still has the runs: name its newest, the one meant most often."""
+        from nbpipe.client import default_client
+
+        try:
+            runs = default_client().runs(limit=1)
+        except NbpipeError:
+            return ""
+        if not runs:
+            return ""
+        r = runs[0]
+        return (f" (the runner's newest is {r['id']}: {r.get('pipeline') or r.get('name')}, {r.get('state')}; "
+                "%nbpipe runs lists them)")
 
     def _latest_run(self) -> Run | None:
         """The newest run this kernel knows: started by %nbpipe, by ``nbpipe.run`` (a ``Run`` in the
@@ -310,6 +364,7 @@ class NbpipeCommands:
         self._show(run, self._ref(target[0] if target else None, pipe))
 
     def cmd_rerun(self, args: Any) -> None:
+        from nbpipe.errors import check_rerun_step
         from nbpipe.widgets.actions import current_pipeline
 
         run = self._run(args.run)
@@ -318,6 +373,7 @@ class NbpipeCommands:
         pipe = None
         if not args.same_code:
             pipe = current_pipeline(self.refs.get(run.id), str(run.last_snapshot.get("pipeline") or ""))
+            check_rerun_step(run, pipe, args.from_step, args.failed)  # a step the pipeline lost: say so
         new = run.rerun(from_step=args.from_step, pipeline=pipe, from_failed=args.failed, same_code=args.same_code)
         start = new.last_snapshot.get("labels", {}).get("rerun_from")
         code = (
@@ -330,13 +386,7 @@ class NbpipeCommands:
         __tracebackhide__ = True  # noqa: F841 - the traceback starts at the user's function
         from nbpipe.debugging import call_step, load_step
 
-        if len(args.target) > 2:
-            raise UsageError(f"Give a run id and a step name; got {' '.join(args.target)}.")
-        target = list(args.target)
-        if len(target) == 1 and RUN_ID.match(target[0]):
-            target = [target[0], ""]  # %nbpipe debug RUN: that run's failed step
-        run = self._run(target[0] if len(target) == 2 else None)
-        step = (target[-1] if target else "") or _failed_step(run)
+        run, step = self._run_and_step(list(args.target), "debug")
         call = load_step(run, step)
         print(call.describe())
         if call.state != "failed":
@@ -354,23 +404,40 @@ class NbpipeCommands:
     def cmd_attach(self, args: Any) -> None:
         import nbpipe.client
 
-        self._show(nbpipe.client.attach(args.run))
+        self._show(self._run(args.run) if args.run is None else nbpipe.client.attach(args.run))
 
     def cmd_runs(self, args: Any) -> None:
         from nbpipe.client import default_client
 
+        if args.limit < 1:
+            raise UsageError(f"--limit is how many runs to list: 1 or more (got {args.limit}).")
         print(format_runs(default_client().runs(experiment=args.experiment, limit=args.limit)))
 
     def cmd_logs(self, args: Any) -> None:
         from nbpipe.client import default_client
 
-        text = default_client().logs(args.run, args.step, args.attempt)
-        print(text if text else f"(step '{args.step}' of run {args.run} has written no logs yet)")
+        from nbpipe.errors import did_you_mean
+
+        run, step = self._run_and_step(list(args.target), "logs")
+        attempts = {s["name"]: s.get("attempt") or 0 for s in run.snapshot()["steps"]}
+        steps = list(attempts)
+        if step not in steps:  # the runner has no logs of a step that never was: not "no logs yet"
+            raise UsageError(f"Run {run.id} has no step '{step}'.{did_you_mean(step, steps)} "
+                             f"Its steps: {', '.join(steps)}.")
+        if args.attempt is not None and not 1 <= args.attempt <= max(attempts[step], 1):
+            raise UsageError(f"Step '{step}' of run {run.id} has no attempt {args.attempt}: it ran "
+                             f"{attempts[step]} attempt{'s' * (attempts[step] != 1)}; leave out --attempt for all.")
+        text = default_client().logs(run.id, step, args.attempt)
+        print(text if text else f"(step '{step}' of run {run.id} has written no logs yet)")
 
     def cmd_cancel(self, args: Any) -> None:
         run = self._run(args.run)
+        state = run.snapshot()["state"]
+        if state in RUN_FINAL:
+            print(f"Run {run.id} already {state}; nothing to cancel.")
+            return
         run.cancel()
-        print(f"Cancelling run {run.id}.")
+        print(f"Cancelling run {run.id}: its running steps are stopped, its waiting steps never start.")
 
     def cmd_config(self, args: Any) -> None:
         import nbpipe.client
@@ -409,7 +476,7 @@ class NbpipeCommands:
 
     def cmd_export(self, args: Any) -> None:
         from nbpipe import build_package
-        from nbpipe.export import export_notebook
+        from nbpipe.export import ExportError, export_notebook
         from nbpipe.export.kfp_image import check_image, image_note, kfp_export
 
         suffix = ".kfp.yaml" if args.format == "kfp" else ".nbpipe"
@@ -431,7 +498,15 @@ class NbpipeCommands:
                     "--from-kernel to package the pipeline defined in this kernel."
                 )
             output = args.output or os.path.splitext(notebook)[0] + suffix
-            payload = export_notebook(notebook, pipeline=args.pipeline)
+            try:
+                payload = export_notebook(notebook, pipeline=args.pipeline)
+            except ExportError as exc:
+                # the exporter's hint names the CLI's --pipeline; this command takes the name first
+                choice = re.search(r"--pipeline NAME \(or pipeline='([^']+)'\)", exc.hint or "")
+                if args.pipeline is None and choice:
+                    raise UsageError(f"{exc.headline}. Name one: %nbpipe export {choice.group(1)}"
+                                     f"{' --format kfp' if args.format == 'kfp' else ''}.") from None
+                raise
             source = f"{notebook} (saved version; built in a fresh process)"
         note = ""
         if args.format == "kfp":

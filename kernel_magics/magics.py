@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import inspect
 import json
+import keyword
+import re
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -26,7 +29,8 @@ from nbpipe.errors import NbpipeError
 from nbpipe.pipeline import Pipeline
 from nbpipe.signature import is_json_value
 
-from .cell_component import CellComponent, component_from_cell, infer_pipeline, pipeline_from_cell, unsafe_read
+from .cell_component import (BindAfterDef, CellComponent, DefRefused, component_from_cell, infer_pipeline,
+                             pipeline_from_cell, quiet_refusal, unsafe_read)
 from .cells import CellFlow, analyze_cell, classify_reads
 from .commands import NbpipeCommands
 from .suggest import parse_magic_args
@@ -78,6 +82,23 @@ def usage(exc: NbpipeError) -> UsageError:
     return UsageError(exc.message)
 
 
+def _trace_error(exc: Exception, plain: list[str]) -> str:
+    """What a ``%%pipeline`` cell that raised while composing says: its line, the error and, when it
+    calls plain functions (a cell without %%component), that those are no steps."""
+    tb, line = exc.__traceback__, None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.startswith("<nbpipe-cell-"):
+            line = tb.tb_lineno + 1  # +1: the editor counts the %%pipeline line
+        tb = tb.tb_next
+    where = f" on line {line}" if line else ""
+    text = f"The pipeline cell raised {type(exc).__name__}{where}: {exc}."
+    if plain:
+        names = ", ".join(f"'{n}'" for n in plain)
+        text += (f" It calls {names}: plain function{'s' * (len(plain) > 1)}, not components, so "
+                 "the call ran in the kernel; make each a component (%%component, or @nbpipe.component).")
+    return text
+
+
 @magics_class
 class NbpipeMagics(Magics):
     """The nbpipe magics. ``%load_ext nbpipe`` registers them."""
@@ -89,6 +110,9 @@ class NbpipeMagics(Magics):
         # pipeline has no current version of them, so inferring one refuses until they are fixed
         self.failed: dict[str, str] = {}
         self._order: list[str] = []  # keys of those cells and of the failed ones, in first-run order
+        # function %%component cells refused (def name -> why): the def is a plain function there, and a
+        # %%pipeline calling it would run it in the kernel; it says this reason instead
+        self.refused: dict[str, str] = {}
         self.commands = NbpipeCommands(shell, self)
         self._cell_id: str | None = None
         shell.events.register("pre_run_cell", self._pre_run_cell)
@@ -149,7 +173,8 @@ class NbpipeMagics(Magics):
         """The number of the cell running this magic (``In[N]``), in IPython 8 and 9 alike."""
         count = int(self.shell.execution_count)
         hist = getattr(getattr(self.shell, "history_manager", None), "input_hist_raw", None)
-        if hist and len(hist) - 1 in (count - 1, count):
+        # In[0] is no cell: export's shell keeps no history
+        if hist and len(hist) > 1 and len(hist) - 1 in (count - 1, count):
             return len(hist) - 1
         return count
 
@@ -185,10 +210,12 @@ class NbpipeMagics(Magics):
             raise usage(exc) from None
 
     def _check_name(self, name: str, what: str) -> None:
-        if not name.isidentifier():
+        if not name.isidentifier() or keyword.iskeyword(name):
+            fixed = re.sub(r"\W", "_", name)
+            fixed = f"{what.lower()}_{fixed}" if not fixed.isidentifier() or keyword.iskeyword(fixed) else fixed
             raise UsageError(
                 f"{what} name {name!r} becomes a notebook variable, so it must be a Python "
-                f"identifier; try %%{what.lower()} {name.replace('-', '_')}."
+                f"identifier; try %%{what.lower()} {fixed}."
             )
 
     # ------------------------------------------------------------------ %%component
@@ -252,6 +279,7 @@ class NbpipeMagics(Magics):
                 "--inputs/--outputs are for plain cells; a function's parameters and return "
                 "annotation are its inputs and outputs."
             )
+        self._drop_plain_step(args.name)
         funcs = flow.functions
         candidates = [f for f in funcs if f not in _pipeline_functions(cell)] or list(funcs)
         if args.name in funcs or len(candidates) == 1:
@@ -267,15 +295,63 @@ class NbpipeMagics(Magics):
                 f"{args.name!r}; use one of them as NAME."
             )
         name = args.name or fname
-        self._run_cell(cell, f"component '{name}'")
-        func = self._ns[fname]
-        if isinstance(func, Component):  # already decorated with @component: take its function
-            func = func.func
+        made: dict[str, Any] = {}
+        stop = bool(_pipeline_functions(cell))  # a @pipeline below must not trace the plain function
+
+        def make(func: Any) -> Any:
+            try:
+                made["comp"] = Component(func.func if isinstance(func, Component) else func,  # @component'd
+                                         name=name, options=options, source=cell, variable=name)
+            except NbpipeError as exc:
+                made["error"] = exc
+                if stop:  # the cell stops here, silently: the message shows once, as the UsageError below
+                    raise DefRefused(name) from None
+                return func
+            return made["comp"]
+
+        # the component is made right after its def runs, before the rest of the cell
+        hook = "__nbpipe_component__"
+        # with a @pipeline in the cell, a renamed def's own name is the component too: the pipeline calls it
+        binder = BindAfterDef(fname, f"{name} = {fname}" if stop and name != fname else name, hook)
+        self._ns[hook] = make
+        self.shell.ast_transformers.append(binder)
         try:
-            comp = Component(func, name=name, options=options, source=cell, variable=name)
-        except NbpipeError as exc:
-            raise usage(exc) from None
-        self.shell.push({name: comp})
+            with quiet_refusal(self.shell):
+                self._run_cell(cell, f"component '{name}'")
+        except UsageError:
+            if "error" in made:
+                raise self._refuse((name, fname), made["error"]) from None
+            raise
+        finally:
+            self.shell.ast_transformers.remove(binder)
+            self._ns.pop(hook, None)
+        if "comp" not in made and "error" not in made:  # the def did not run at the cell's top level
+            try:
+                make(self._ns[fname])
+            except (NbpipeError, DefRefused):
+                pass  # kept in made["error"]
+        if "error" in made:
+            raise self._refuse((name, fname), made["error"]) from None
+        for n in (name, fname):
+            self.refused.pop(n, None)
+        self.shell.push({name: made["comp"]})
+
+    def _refuse(self, names: tuple[str, ...], exc: NbpipeError) -> UsageError:
+        for n in names:
+            self.refused[n] = exc.message
+        return usage(exc)
+
+    def _drop_plain_step(self, name: str | None) -> None:
+        """This cell now holds a ``def``: the plain-cell step it was (if any) leaves the notebook's
+        pipeline and namespace; the cell keeps its place, should it become a plain cell again."""
+        key = self._cell_id or (f"name:{name}" if name else None)
+        if key is None:
+            return
+        self.failed.pop(key, None)
+        for old in [c for c in self.cells if c.key == key]:
+            if self._ns.get(old.component.name) is old.component:
+                del self._ns[old.component.name]
+        self.cells = [c for c in self.cells if c.key != key]
 
     def _plain_cell(self, args: Any, cell: str, source: str, flow: CellFlow, options: Options) -> None:
         if flow.uses_ipython:
@@ -444,10 +520,19 @@ class NbpipeMagics(Magics):
                     "pipeline parameters must be plain JSON values; make it inside a component."
                 )
             params[n] = self._ns[n]
+        plain = [n for n in reads.code if inspect.isfunction(self._ns[n])]  # not components
+        for n in plain:
+            if n in self.refused:
+                raise UsageError(
+                    f"The pipeline calls '{n}', whose %%component cell failed, so '{n}' is a plain "
+                    f"function and no step: {self.refused[n]} Fix that cell, run it, then this one."
+                )
         try:
             pipe = pipeline_from_cell(args.name, source, params, self._ns)
         except NbpipeError as exc:
             raise usage(exc) from None
+        except Exception as exc:  # the cell's own code: one line naming the cell's line, no magic frames
+            raise UsageError(_trace_error(exc, plain)) from None
         self.shell.push({args.name: pipe})
 
     # ------------------------------------------------------------------ %nbpipe

@@ -60,4 +60,7 @@ def parse_magic_args(func: Callable[..., Any], line: str, where: str) -> Any:
         except ValueError:
             tokens = line.split()
         check_options(tokens, parser, where)
-    return parse_argstring(func, line)
+    try:
+        return parse_argstring(func, line)
+    except UsageError as exc:  # argparse's "invalid int value: 'x'": and where the options are told
+        raise UsageError(f"{where}: {str(exc).rstrip('.')}. {where}? lists its options.") from None

@@ -41,6 +41,9 @@ class Progress:
         if isinstance(e, ev.StepRetrying) and s is not None:
             s.update(state="retrying", reason=e.reason)
             return f"↻ {e.step} failed ({e.reason}); retrying in {e.delay:g} s"
+        if isinstance(e, ev.StepWaiting) and s is not None:  # keeps its state; says what it waits for
+            s.update(reason=e.reason)
+            return f"· {e.step} {e.reason}"
         if isinstance(e, ev.StepFinished) and s is not None:
             s.update(state=e.state, duration=e.duration, reason=e.reason, traceback=e.traceback)
             extra = f" — {e.reason}" if e.reason and e.state != "cached" else ""
@@ -67,7 +70,7 @@ class Progress:
             dur = s.get("duration")
             if st == "running" and s.get("started_at"):
                 dur = now - s["started_at"]
-            note = s.get("reason", "") if st in ("failed", "retrying", "skipped") else ""
+            note = s.get("reason", "") if st in ("failed", "retrying", "skipped", "pending") else ""
             if s.get("max_attempts", 1) > 1 and s.get("attempt"):
                 note = f"attempt {s['attempt']}/{s['max_attempts']} " + note
             t.add_row(f"[{COLOR[st]}]{ICON[st]}[/]", s.get("display_name") or s["name"], f"[{COLOR[st]}]{st}[/]",

@@ -150,6 +150,40 @@ def _installed_roots() -> tuple[str, ...]:
     return tuple(paths[k] for k in ("purelib", "platlib", "stdlib"))
 
 
+def local_module(mod: Any) -> bool:
+    """A module of the user's own (a script or package next to the notebook), not an installed one:
+    a step process may not find it on its path, so it travels by value, and its file is part of
+    the fingerprint (edited and reloaded, the step runs anew)."""
+    name = getattr(mod, "__name__", "") or ""
+    path = getattr(mod, "__file__", None) or ""
+    return (isinstance(mod, types.ModuleType) and name != "__main__" and name.split(".")[0] not in _OWN_PACKAGES
+            and path.endswith(".py") and not path.startswith(_installed_roots())
+            and name.split(".")[0] not in _distributed(tuple(sys.path)))
+
+
+@functools.lru_cache(maxsize=4)
+def _distributed(path: tuple[str, ...]) -> frozenset[str]:
+    """Top-level names that installed distributions provide, wherever they are on ``path`` (user site,
+    a ``PYTHONPATH`` folder, an editable install): imported by name in the step, where nbpipe.pins
+    checks their version, never shipped by value."""
+    from importlib import metadata
+
+    return frozenset(metadata.packages_distributions())
+
+
+_OWN_PACKAGES = ("nbpipe", "kernel_magics")  # importable wherever a step runs, and full of runtime state
+
+
+def _class_functions(cls: type) -> list[types.FunctionType]:
+    """The functions a class's body defines (methods, static and class methods, properties)."""
+    out = []
+    for m in vars(cls).values():
+        for f in (m.fget, m.fset, m.fdel) if isinstance(m, property) else (getattr(m, "__func__", m),):
+            if isinstance(f, types.FunctionType):
+                out.append(f)
+    return out
+
+
 def _by_value(func: Any) -> bool:
     mod = getattr(func, "__module__", "") or ""
     return mod == "__main__" or mod not in sys.modules or bool(by_value_modules(func))
@@ -191,14 +225,27 @@ def helpers(func: Any) -> list[Any]:
         seen.add(id(f))
         out.append(f)
         for v in references(f).values():
-            inner = getattr(v, "func", None) if type(v).__name__ == "Component" else None
+            inner = getattr(v, "func", None) if type(v).__name__ == "Component" else _wrapped(v)
             if isinstance(inner, types.FunctionType):
                 v = inner
             if isinstance(v, types.FunctionType) and _by_value(v):
                 todo.append(v)
             elif isinstance(v, type) and _by_value(v):
-                todo.extend(m for m in vars(v).values() if isinstance(m, types.FunctionType))
+                todo.extend(_class_functions(v))
     return out
+
+
+def modules_by_value(func: Any) -> list[types.ModuleType]:
+    """The modules to pickle by value for ``func``: those of the by-value functions it reaches and
+    the user's own modules it reads (``import mylib as ml`` then ``ml.f()`` in the component)."""
+    mods: dict[str, types.ModuleType] = {}
+    for f in helpers(func):
+        for m in by_value_modules(f):
+            mods[m.__name__] = m
+        for v in references(f).values():
+            if local_module(v):
+                mods[v.__name__] = v
+    return list(mods.values())
 
 
 _IMMUTABLE = (bool, int, float, complex, str, bytes, type(None), type(Ellipsis))
@@ -214,11 +261,26 @@ def _stable(value: Any, depth: int = 0) -> bool:
 _DIGESTING: set[int] = set()  # functions being digested (a value of theirs may hold them)
 
 
+def _wrapped(obj: Any) -> types.FunctionType | None:
+    """The notebook function inside a wrapper object (``functools.lru_cache``, ``cache``, any object
+    ``functools.update_wrapper`` made), which plain pickle names by reference only."""
+    if isinstance(obj, (types.FunctionType, type, types.ModuleType)):
+        return None
+    try:
+        inner = vars(obj).get("__wrapped__")
+    except TypeError:  # no __dict__
+        return None
+    return inner if isinstance(inner, types.FunctionType) and _by_value(inner) else None
+
+
 class _DigestPickler(pickle.Pickler):
     """Plain pickle, but notebook functions and classes inside a value (``STEPS = [clean]``) count
     by their content, not by their name, so redefining one changes the digest."""
 
     def reducer_override(self, obj: Any) -> Any:
+        wrapped = _wrapped(obj)
+        if wrapped is not None:  # @functools.lru_cache / @cache on a notebook helper: the function inside
+            return str, (f"wrapped:{type(obj).__qualname__}:{(value_digest(wrapped) or b'').hex()}",)
         if isinstance(obj, types.FunctionType) and _by_value(obj):
             if id(obj) in _DIGESTING:  # STEPS = [f] read by f itself: its code is already counted
                 return str, (f"function:{obj.__qualname__}",)
@@ -229,7 +291,13 @@ class _DigestPickler(pickle.Pickler):
                 _DIGESTING.discard(id(obj))
             return str, (f"function:{parts['code']}:{parts['globals']}",)
         if isinstance(obj, type) and _by_value(obj):
-            return str, (f"class:{hashlib.sha256(_source(obj)).hexdigest()}",)
+            if id(obj) in _DIGESTING:
+                return str, (f"class:{obj.__qualname__}",)
+            _DIGESTING.add(id(obj))
+            try:
+                return str, (f"class:{class_digest(obj)}",)
+            finally:
+                _DIGESTING.discard(id(obj))
         return NotImplemented
 
 
@@ -244,10 +312,32 @@ def value_digest(value: Any) -> bytes | None:
             return len(data)
 
     try:
-        _DigestPickler(_Sink(), protocol=4).dump(value)  # type: ignore[arg-type]
+        _DigestPickler(_Sink(), protocol=4).dump(_canonical(value, [_CANON_BUDGET]))  # type: ignore[arg-type]
     except Exception:  # noqa: BLE001 - unpicklable here: the caller falls back
         return None
     return h.digest()
+
+
+_CANON_BUDGET = 100_000  # containers' items looked at for sets; past that a value is taken as it is
+
+
+def _canonical(value: Any, budget: list[int]) -> Any:
+    """``value`` with each set as its items in a fixed order: a set of strings iterates in an order
+    that changes with each process's hash seed, so its digest (a cache key) changed with every kernel
+    restart. Plain containers are walked (up to a budget); one without sets comes back as it is."""
+    t = type(value)
+    if t in (set, frozenset):
+        items = [_canonical(v, budget) for v in value]
+        return ("<nbpipe:set>", t.__name__, sorted(items, key=lambda v: value_digest(v) or repr(v).encode()))
+    if t not in (list, tuple, dict) or len(value) > budget[0]:
+        return value
+    budget[0] -= len(value)
+    if t is dict:
+        pairs = [(_canonical(k, budget), _canonical(v, budget)) for k, v in value.items()]
+        same = all(a is k and b is v for (a, b), (k, v) in zip(pairs, value.items()))
+        return value if same else ("<nbpipe:dict>", pairs)
+    items = [_canonical(v, budget) for v in value]
+    return value if all(a is b for a, b in zip(items, value)) else t(items)
 
 
 def capture_key(func: Any) -> tuple[Any, ...] | None:
@@ -262,6 +352,8 @@ def capture_key(func: Any) -> tuple[Any, ...] | None:
         for n, v in references(f).items():
             if _stable(v):
                 key.append(("v", n, type(v), v))
+            elif local_module(v):
+                return None  # reloaded after an edit, it is the same object with new code: pickle it again
             elif isinstance(v, (types.FunctionType, types.BuiltinFunctionType, types.ModuleType)) or (
                     isinstance(v, type) and not _by_value(v)):
                 key.append(("o", n, v))  # by identity: a by-value function is followed by helpers()
@@ -387,7 +479,18 @@ def _with_sources(func: Any) -> Any:
 def pickle_function(func: Callable[..., Any], name: str) -> tuple[bytes, str]:
     """Return (payload, serializer) for ``func``; raise DefinitionError if it cannot be pickled
     or captures a live external resource."""
-    mods = by_value_modules(func)
+    mods, own = modules_by_value(func), by_value_modules(func)
+    try:
+        return _pickle(func, name, mods)
+    except DefinitionError:
+        if len(mods) == len(own):
+            raise
+    # A module of the user's holding what cannot travel (a lock, a connection made at import): the step
+    # imports it by name instead, as before modules travelled by value.
+    return _pickle(func, name, own)
+
+
+def _pickle(func: Callable[..., Any], name: str, mods: list[types.ModuleType]) -> tuple[bytes, str]:
     for m in mods:
         cloudpickle.register_pickle_by_value(m)
     target = _with_sources(func)
@@ -462,13 +565,36 @@ def fingerprint_parts(func: Callable[..., Any], component_digest: Callable[[Any]
                     parts = fingerprint_parts(v, component_digest, seen)
                     h.update((parts["code"] + parts["globals"]).encode())
                 else:
-                    h.update(_source(v))
+                    h.update(class_digest(v, component_digest, seen).encode())
             else:
                 h.update(f"{getattr(v, '__module__', '')}.{getattr(v, '__qualname__', '')}".encode())
+        elif local_module(v):
+            h.update(f"module:{v.__name__}:".encode() + _file_digest(v.__file__))
         elif isinstance(v, types.ModuleType):
             h.update(f"module:{v.__name__}:{getattr(v, '__version__', '')}".encode())
         elif isinstance(v, (int, float, str, bytes, bool, type(None), tuple, frozenset)):
-            h.update(repr(v).encode())
+            h.update(repr(_canonical(v, [_CANON_BUDGET])).encode())  # a frozenset's own order is per process
         else:
             h.update(value_digest(v) or type(v).__qualname__.encode())  # unpicklable state: its type
     return {"code": code, "globals": h.hexdigest()}
+
+
+def class_digest(cls: type, component_digest: Callable[[Any], str | None] = lambda v: None,
+                 _seen: set[int] | None = None) -> str:
+    """A notebook class by content: its source, and what its methods read (a global constant a
+    method uses, a helper it calls), so editing either changes the digest like a function's."""
+    seen = _seen if _seen is not None else set()
+    seen.add(id(cls))
+    h = hashlib.sha256(_source(cls))
+    for f in _class_functions(cls):
+        if id(f) not in seen and _by_value(f):
+            h.update(fingerprint_parts(f, component_digest, seen)["globals"].encode())
+    return h.hexdigest()
+
+
+def _file_digest(path: str) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.sha256(fh.read()).digest()
+    except OSError:
+        return b"?"

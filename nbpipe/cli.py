@@ -11,8 +11,10 @@ import importlib
 import importlib.util
 import json
 import os
+import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +96,27 @@ def import_target(mod_name: str, context: str = "", hint: str = "") -> Any:
         raise NbpipeError(f"Cannot import {mod_name!r}{context} ({exc})", hint=hint or None) from None
 
 
+RUN_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+
+def _positive_int(raw: str) -> int:
+    """An argparse type: a whole number of at least 1 (the runner refuses 0 in its own words)."""
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number of at least 1")
+    return value
+
+
 def _client(args: argparse.Namespace) -> Any:
     from .client import Client
 
+    if args.runner and not re.match(r"https?://[^/\s]", args.runner):
+        # httpx would raise UnsupportedProtocol with a traceback for "localhost:8765"
+        raise NbpipeError(f"--runner {args.runner!r} is not a runner URL",
+                          hint="Use http://HOST:PORT, for example --runner http://127.0.0.1:8765.")
     profile = getattr(args, "profile", None)  # where new runs go (default: $NBPIPE_PROFILE, else the user's first)
     return Client(args.runner, token=os.environ.get("NBPIPE_TOKEN"), profile=profile) if args.runner \
         else Client(profile=profile)
@@ -123,11 +143,50 @@ def cmd_runner(args: argparse.Namespace) -> int:
     if args.action == "stop":
         print("stopped" if stop_local_runner() else "no embedded runner is running")
         return 0
+    if not args.runner and not _embedded_running():
+        # status only looks: starting the embedded runner here would always answer "ok"
+        from ._embedded import nbpipe_home
+
+        print(f"No embedded runner is running (NBPIPE_HOME={nbpipe_home()}). Start it with "
+              "`nbpipe runner start --detach`; `nbpipe run` and notebooks also start it on first use.",
+              file=sys.stderr)
+        return 1
     c = _client(args)
     h = c.health()
     print(f"{c.url} {'(embedded) ' if c.embedded else ''}ok — nbpipe {h['version']}, executor {h['executor']}, "
           f"store {h['store']}, {h['active_runs']} active run(s), {h['running_steps']} step(s) running")
     return 0
+
+
+def _embedded_running() -> bool:
+    """True if a runner is configured (status asks it) or this NBPIPE_HOME's embedded runner answers."""
+    from ._embedded import _alive, _read_info, nbpipe_home
+    from .client import _configured
+
+    if _configured()[0] is not None:
+        return True
+    info = _read_info(nbpipe_home() / "runner.json")
+    return info is not None and _alive(str(info["url"]))
+
+
+def _follow_or_leave(run: Any, follow: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Follow a submitted run; Ctrl-C stops the following, not the run, and says so (as the magics do)."""
+    try:
+        return follow()
+    except KeyboardInterrupt:
+        print(f"\nStopped following run {run.id}; it goes on in the runner. Cancel it with "
+              f"`nbpipe cancel {run.id}`, see it with `nbpipe show {run.id}`.", file=sys.stderr)
+        raise
+
+
+def _report_failed_steps(snap: dict[str, Any]) -> None:
+    """A failed run's failed steps: reason, the step's traceback and the command for its log."""
+    for s in snap["steps"]:
+        if s["state"] == "failed":
+            print(f"\nStep '{s['name']}' failed: {s['reason']}", file=sys.stderr)
+            if s.get("traceback"):
+                print(s["traceback"].rstrip(), file=sys.stderr)
+            print(f"Logs: nbpipe logs {snap['id']} {s['name']}", file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -140,15 +199,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.detach:
         print(run.id)
         return 0
-    snap = follow(run, show_logs=args.logs)
+    snap = _follow_or_leave(run, lambda: follow(run, show_logs=args.logs))
     if snap["state"] == "failed":
-        for s in snap["steps"]:
-            if s["state"] == "failed":
-                print(f"\nStep '{s['name']}' failed: {s['reason']}", file=sys.stderr)
-                if s.get("traceback"):
-                    print(s["traceback"].rstrip(), file=sys.stderr)
-                print(f"Logs: nbpipe logs {run.id} {s['name']}", file=sys.stderr)
-        return 1
+        _report_failed_steps(snap)
     return 0 if snap["state"] == "succeeded" else 1
 
 
@@ -168,6 +221,8 @@ def _console() -> Any:
 def cmd_runs(args: argparse.Namespace) -> int:
     from rich.table import Table
 
+    from ._progress import _fmt as duration_text  # "24 ms", "20.4 s": as `nbpipe show` writes them
+
     runs = _client(args).runs(experiment=args.experiment, state=args.state, limit=args.limit)
     t = Table(box=None)
     for col in ("run", "pipeline", "experiment", "state", "steps", "duration", "created", "params"):
@@ -175,7 +230,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for r in runs:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(r.get("step_counts", {}).items()))
         t.add_row(r["id"], r["pipeline"], r["experiment"], r["state"], counts,
-                  f"{r['duration']:.1f} s" if r["duration"] else "", _ago(r["created_at"]),
+                  duration_text(r["duration"]), _ago(r["created_at"]),
                   json.dumps(r["params"])[:60])
     _console().print(t)
     return 0
@@ -203,6 +258,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
     client = _client(args)
     text = client.logs(args.run, args.step, args.attempt)
+    if not text:
+        _explain_empty_log(client.get_run(args.run), args.step, args.attempt)
     sys.stdout.write(text)
     if args.follow:
         snap = client.get_run(args.run)
@@ -213,6 +270,20 @@ def cmd_logs(args: argparse.Namespace) -> int:
             if isinstance(e, ev.StepFinished) and e.step == args.step and e.state not in ("retrying",):
                 break
     return 0
+
+
+def _explain_empty_log(snap: dict[str, Any], name: str, attempt: int | None) -> None:
+    """An empty log is a typo, an attempt that never was, or a step that did not run: say which."""
+    step = next((s for s in snap["steps"] if s["name"] == name), None)
+    if step is None:
+        raise NbpipeError(f"Run {snap['id']} has no step {name!r}",
+                          hint=f"Its steps: {', '.join(s['name'] for s in snap['steps'])}.")
+    if attempt is not None and attempt > step["attempt"]:
+        raise NbpipeError(f"Step {name!r} of run {snap['id']} has no attempt {attempt}",
+                          hint=f"It has {step['attempt']} attempt(s); leave out --attempt for the last one.")
+    if step["attempt"] == 0 and step["state"] in ("skipped", "cached", "cancelled", "failed", "succeeded"):
+        why = f" ({step['reason']})" if step.get("reason") else ""
+        print(f"Step {name!r} is {step['state']}{why}: it has no log of its own in this run.", file=sys.stderr)
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -231,7 +302,12 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     start = run.last_snapshot.get("labels", {}).get("rerun_from")
     print(f"re-run {run.id} of {args.run}" + (f" from step '{start}' (it and the steps after it run again; "
                                               "the others are reused)" if start else ""))
-    return 0 if args.detach else (0 if follow(run)["state"] == "succeeded" else 1)
+    if args.detach:
+        return 0
+    snap = _follow_or_leave(run, lambda: follow(run))
+    if snap["state"] == "failed":
+        _report_failed_steps(snap)
+    return 0 if snap["state"] == "succeeded" else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -271,8 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("runs", help="list runs, newest first")
     p.add_argument("--experiment", default=None)
-    p.add_argument("--state", default=None)
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--state", default=None, choices=RUN_STATES)
+    p.add_argument("--limit", type=_positive_int, default=20)
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("show", help="a run's steps, outputs and errors")

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +42,7 @@ class StepCall:
     func: Any
     inputs: dict[str, Any]
     outputs: dict[str, Any] = field(default_factory=dict)  # Output[...] artifacts, in a temp folder
+    timeout: float | None = None  # the step's timeout: the call here stops after it too
 
     @property
     def kwargs(self) -> dict[str, Any]:
@@ -47,12 +50,36 @@ class StepCall:
 
     def call(self) -> Any:
         __tracebackhide__ = True  # noqa: F841 - tracebacks and ipdb start at the user's function
-        return self.func(**self.kwargs)
+        if not self.timeout or not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+            return self.func(**self.kwargs)
+        timed_out = self.state == "failed" and self.reason.startswith("timed out")
+
+        def stop(*_: Any) -> None:
+            __tracebackhide__ = True  # noqa: F841
+            raise TimeoutError(f"Step '{self.step}' ran past its timeout of {self.timeout:g} s here too"
+                               + (" (in the run it was killed)" if timed_out else "")
+                               + "; the traceback shows the line it was running (%debug opens there)")
+
+        before = signal.signal(signal.SIGALRM, stop)
+        signal.setitimer(signal.ITIMER_REAL, self.timeout)
+        try:
+            return self.func(**self.kwargs)
+        except TimeoutError as exc:
+            tb = exc.__traceback__
+            while tb is not None and tb.tb_next is not None:  # the traceback ends on the user's line, not in stop()
+                if tb.tb_next.tb_frame.f_code is stop.__code__:
+                    tb.tb_next = None
+                tb = tb.tb_next
+            raise
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, before)
 
     def describe(self) -> str:
         args = ", ".join(f"{k}={type(v).__name__}" for k, v in self.kwargs.items())
         was = f"{self.state}: {self.reason}" if self.reason and self.state == "failed" else self.state
-        return f"Step '{self.step}' of run {self.run_id} ({was}) → {self.component}({args})"
+        limit = f", with the step's timeout {self.timeout:g} s" if self.timeout else ""
+        return f"Step '{self.step}' of run {self.run_id} ({was}) → {self.component}({args}){limit}"
 
 
 def _run(run: Run | str) -> Run:
@@ -131,8 +158,12 @@ def load_step(run: Run | str, step: str) -> StepCall:
             d = os.path.join(base, o["name"])
             os.makedirs(d, exist_ok=True)
             outputs[o["name"]] = cls(name=o["name"], path=os.path.join(d, o["name"]))
+    template = re.sub(r"(-it\d+)+$", "", step)  # a loop copy has its template's options
+    spec_step = next((x for x in pkg.spec.get("steps", []) if x.get("name") in (step, template)), {})
+    timeout = (spec_step.get("options") or {}).get("timeout")
     return StepCall(run_id=r.id, step=step, component=s["component"], state=s["state"],
-                    reason=s.get("reason") or "", func=func, inputs=inputs, outputs=outputs)
+                    reason=s.get("reason") or "", func=func, inputs=inputs, outputs=outputs,
+                    timeout=float(timeout) if isinstance(timeout, (int, float)) else None)
 
 
 def _collected(r: Run, steps: dict[str, Any], name: str, output: str) -> list[Any]:

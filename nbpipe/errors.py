@@ -44,7 +44,7 @@ class NbpipeError(Exception):
         frame = user_frame(self.__traceback__)
         if frame is not None:
             filename, lineno, func = frame
-            text = linecache.getline(filename, lineno).strip()
+            text = typed(linecache.getline(filename, lineno).strip())
             where = f"{cyan}{cell_label(filename)}, line {lineno}{reset}"
             if func and not func.startswith("<"):
                 where += f", in {green}{func}{reset}"
@@ -88,7 +88,22 @@ class StepFailed(NbpipeError, RuntimeError):
         return self.message
 
 
+def typed(line: str) -> str:
+    """A cell line as the user typed it: ``%nbpipe run p``, not IPython's ``get_ipython().run_line_magic(...)``."""
+    if line.startswith("get_ipython().run_line_magic(") and line.endswith(")"):
+        import ast
+
+        try:
+            name, args = ast.literal_eval(line[len("get_ipython().run_line_magic"):])
+            return f"%{name} {args}".rstrip()
+        except (ValueError, SyntaxError, TypeError):
+            pass
+    return line
+
+
 def _internal(filename: str) -> bool:
+    if not filename.startswith("<") and not os.path.isabs(filename) and not os.path.exists(filename):
+        return True  # a compiled extension's own name for its code (zmq/backend/cython/_zmq.py): no user's file
     path = os.path.abspath(filename) if not filename.startswith("<") else filename
     return path.startswith(_INTERNAL) or any(part in path for part in _INTERNAL_PARTS)
 
@@ -122,3 +137,47 @@ def cell_label(filename: str) -> str:
         except Exception:  # noqa: BLE001 - any trouble: the file name is fine
             pass
     return filename
+
+
+def did_you_mean(word: str, choices: Any) -> str:
+    """`` Did you mean 'train_model'?`` for the closest of ``choices``, or "" when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def rerun_step_error(run_id: str, step: str, run_steps: Any, pipeline: Any, failed: bool = False,
+                     magic: bool = True) -> NbpipeError | None:
+    """Why re-running ``run_id`` from ``step`` with ``pipeline`` (the kernel's, now) cannot start, or None.
+
+    A step the run had that the pipeline lost (renamed, its cell deleted) and a misspelled step are told
+    apart; either way the message names the pipeline's steps and the closest one, before anything is sent.
+    """
+    steps = list(getattr(pipeline, "steps", None) or ())
+    if not steps or step in steps:
+        return None
+    name = getattr(pipeline, "name", "")
+    hint = did_you_mean(step, steps)
+    if step not in run_steps:
+        return NbpipeError(f"This kernel's pipeline '{name}' has no step '{step}'.{hint}",
+                           f"Its steps: {', '.join(steps)}")
+    what = (f"Run {run_id} failed at step '{step}', which is" if failed else f"Step '{step}' of run {run_id} is")
+    example = hint[len(" Did you mean '"):-2] if hint else steps[0]
+    return NbpipeError(f"{what} not in this kernel's pipeline '{name}' any more (renamed, or its cell deleted?).{hint}",
+                       f"Its steps now: {', '.join(steps)}",
+                       f"Re-run from one of them (%nbpipe rerun {run_id} --from {example}), or add --same-code to "
+                       "re-run the run's own package" if magic else
+                       f"Re-run from one of them (run.rerun(from_step='{example}')), or pass same_code=True to "
+                       "re-run the run's own package")
+
+
+def check_rerun_step(run: Any, pipeline: Any, from_step: str | None, from_failed: bool, magic: bool = True) -> None:
+    """Raise :func:`rerun_step_error`'s error for re-running ``run`` (a client ``Run``) with ``pipeline``."""
+    if pipeline is None or not (from_step or from_failed):
+        return
+    steps = run.snapshot()["steps"]
+    step = next((s["name"] for s in steps if s["state"] == "failed"), None) if from_failed else from_step
+    error = rerun_step_error(run.id, step, {s["name"] for s in steps}, pipeline, from_failed, magic) if step else None
+    if error is not None:
+        raise error

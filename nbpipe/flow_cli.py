@@ -45,8 +45,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .cli import _client
     from .comparison import compare
 
+    from ._progress import _fmt as duration_text
+
     df = compare(args.runs, client=_client(args))
-    _table(["", *df.index.tolist()], [[col, *df[col].tolist()] for col in df.columns])  # runs side by side
+    rows = [[col, *(df[col].map(duration_text) if col == "duration" else df[col]).tolist()] for col in df.columns]
+    _table(["", *df.index.tolist()], rows)  # runs side by side; durations as `nbpipe show` writes them
     return 0
 
 

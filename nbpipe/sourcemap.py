@@ -43,6 +43,13 @@ def _last_line(code: types.CodeType) -> int:
 
 
 _SEEN: dict[int, tuple[types.CodeType, str, int, list[str]]] = {}
+_CELLS: dict[str, str] = {}  # file name -> label, for cells compiled outside a kernel (export)
+
+
+def name_cell(filename: str, number: int) -> None:
+    """Code compiled from ``filename`` is notebook cell ``number``: label it ``Cell In[number]``, as a
+    kernel labels its cells, so the traceback of an exported run names the cell as a kernel run does."""
+    _CELLS[filename] = f"Cell In[{number}]"
 
 
 def _entry(code: types.CodeType) -> tuple[str, str, int, list[str]] | None:
@@ -58,7 +65,7 @@ def _entry(code: types.CodeType) -> tuple[str, str, int, list[str]] | None:
         if len(_SEEN) > 4096:
             _SEEN.clear()
         hit = _SEEN[id(code)] = (code, code_key(code), first, lines[first - 1:last])
-    return hit[1], _label(code.co_filename), hit[2], hit[3]
+    return hit[1], _CELLS.get(code.co_filename) or _label(code.co_filename), hit[2], hit[3]
 
 
 def collect(funcs: list[Any]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import types
 from pathlib import Path
 from typing import Any
 
+from ..sourcemap import name_cell
 from .errors import ExportError, where
 
 TIMEOUT = float(os.environ.get("NBPIPE_EXPORT_TIMEOUT", 300))
@@ -124,11 +125,13 @@ def _run_chunk(chunk: dict[str, Any], namespace: dict[str, Any], shell: Any) -> 
     cell, filename, source = chunk["cell"], chunk["filename"], chunk["source"]
     label = where(cell)
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    name_cell(filename, cell)  # step tracebacks say Cell In[<cell>], not the file name
     tree = ast.parse("" if chunk.get("magic") else source, filename)
     if chunk.get("keep") is not None:
         tree.body = [tree.body[i] for i in chunk["keep"]]
     try:
         if chunk.get("magic"):
+            shell.execution_count = cell  # IPython files the cell's code under Cell In[<cell>], not In[0]
             result = shell.run_cell(source, store_history=False, silent=True)
             if not result.success:
                 raise result.error_before_exec or result.error_in_exec
@@ -142,10 +145,28 @@ def _run_chunk(chunk: dict[str, Any], namespace: dict[str, Any], shell: Any) -> 
                       cell) from None
     except NbpipeError as exc:
         raise _Failed(f"{label.capitalize()}: {exc.headline}", exc.detail, exc.hint, cell) from None
+    except Exception as exc:
+        if not (chunk.get("magic") and _refused_magic_line(exc)):
+            raise _Failed(*_failed_in_cell(label, exc), cell) from None
+        # a %%component/%%pipeline line the magic refused: its own message (options, what to do), as the
+        # kernel shows it, not the frames of IPython and nbpipe that raised it
+        first, _, rest = str(exc).partition("\n")
+        raise _Failed(f"{label.capitalize()}: {first}", rest.strip(),
+                      "Fix the cell's magic line (the message says what is wrong), or tag the cell nbpipe:skip.",
+                      cell) from None
     except BaseException as exc:  # noqa: BLE001 - any failure of user code is reported with its cell
-        raise _Failed(f"{label.capitalize()} failed during export: {type(exc).__name__}: {exc}",
-                      _user_traceback(exc), "Fix that cell (it is kept because the pipeline needs what it "
-                      "defines), or tag it nbpipe:skip.", cell) from None
+        raise _Failed(*_failed_in_cell(label, exc), cell) from None
+
+
+def _refused_magic_line(exc: BaseException) -> bool:
+    from IPython.core.error import UsageError  # (only magic cells get here: IPython runs them)
+
+    return isinstance(exc, UsageError)
+
+
+def _failed_in_cell(label: str, exc: BaseException) -> tuple[str, str, str]:
+    return (f"{label.capitalize()} failed during export: {type(exc).__name__}: {exc}", _user_traceback(exc),
+            "Fix that cell (it is kept because the pipeline needs what it defines), or tag it nbpipe:skip.")
 
 
 def build(program: dict[str, Any]) -> bytes:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import ChainMap
 from typing import Any
 
+from ..sourcemap import name_cell
 from .cells import analyze_cell, classify_reads
 from .errors import where
 
@@ -73,6 +74,7 @@ def make_component(chunk: dict[str, Any], namespace: dict[str, Any]) -> Any:
     try:
         func = build_function(identifier(name), source, list(params.values()), outputs, namespace,
                               rename={p: v for v, p in params.items()})
+        name_cell(func.__code__.co_filename, cell)  # its steps' tracebacks say Cell In[<cell>]
         comp = Component(func, name=name, options=options, source=plain["raw"])
     except NbpipeError as exc:
         raise _failed(cell, exc.headline, exc.hint) from None

@@ -86,3 +86,20 @@ def test_magic_cells_export_through_the_kernel_magics(tmp_path: Path) -> None:
     pkg = nbpipe.read_package(first)
     assert pkg.name == "doubler"
     assert pkg.spec["components"]["double"]["options"]["retries"] == 1
+
+
+def test_a_refused_magic_line_is_its_own_message_without_nbpipes_frames(tmp_path: Path) -> None:
+    """A %%component line the magic refuses (a bad option value) reads as the kernel shows it: the
+    cell, the magic's one-line message and what to do, not IPython's and nbpipe's traceback."""
+    nb = new_notebook(cells=[
+        code("%load_ext nbpipe"),
+        code("%%component double --retries x\ndef double(x: int) -> int:\n    return 2 * x"),
+        code("%%pipeline doubler\ndouble(x=3)"),
+    ])
+    with pytest.raises(ExportError) as info:
+        export_notebook(notebooks.write(nb, tmp_path / "bad.ipynb"))
+    err = info.value
+    assert err.cell == 2
+    assert "argument --retries: invalid int value: 'x'" in err.message
+    assert "Fix the cell's magic line" in err.message
+    assert "Traceback" not in err.message and ".py\", line" not in err.message, err.message

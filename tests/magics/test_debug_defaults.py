@@ -1,7 +1,7 @@
 """``%nbpipe debug`` as a new user types it right after a run failed: no run id, no step name.
 
 It debugs the last run's failed step (``%nbpipe debug RUN`` that run's); a run without a failed
-step says so and how to name one. A real IPython shell, the real embedded runner and step processes.
+step says so and how to name one. ``%nbpipe logs`` takes the same defaults. A real IPython shell, the real embedded runner and step processes.
 """
 
 from __future__ import annotations
@@ -52,11 +52,23 @@ def test_debug_with_no_arguments_debugs_the_last_runs_failed_step(ip: Any) -> No
     stdout, _ = debug(ip, f"{run.id} --no-pdb")  # a run id alone: that run's failed step
     assert f"Step 'mean' of run {run.id}" in stdout
 
+    # %nbpipe logs takes the same defaults (it needed RUN and STEP: "the following arguments are required")
+    for line in ("logs", f"logs {run.id}", "logs mean"):
+        with capture_output() as out:
+            assert ip.run_cell(f"%nbpipe {line}").success
+        assert "ZeroDivisionError: division by zero" in out.stdout and "len(xs[5:])" in out.stdout, (line, out.stdout)
+    with pytest.raises(UsageError, match=rf"^Run {run.id} has no step 'maen'\. Did you mean 'mean'\?"):
+        ip.run_line_magic("nbpipe", "logs maen")
+    with pytest.raises(UsageError, match=rf"^Step 'mean' of run {run.id} has no attempt 2: it ran 1 attempt; "):
+        ip.run_line_magic("nbpipe", "logs mean --attempt 2")  # it said "has written no logs yet"
+    with pytest.raises(UsageError, match=r"^--limit is how many runs to list: 1 or more \(got 0\)\.$"):
+        ip.run_line_magic("nbpipe", "runs --limit 0")  # the runner's "query.limit: Input should be ..."
+
     ip.run_line_magic("nbpipe", "run broken n=7")
     ok = ip.magics.commands.last_run
     assert ok.wait(timeout=300).state == "succeeded"
     with pytest.raises(UsageError, match=rf"Run {ok.id} has no failed step \(succeeded\); name the step to "
-                                         rf"call: %nbpipe debug {ok.id} STEP\."):
+                                         rf"call: %nbpipe debug {ok.id} STEP \(its steps: make, mean\)\.$"):
         ip.run_line_magic("nbpipe", "debug --no-pdb")
 
 

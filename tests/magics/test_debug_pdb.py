@@ -42,7 +42,10 @@ def kernel(tmp_path: Path) -> Iterator[Any]:
         yield kc
     finally:
         try:
-            kc.execute_interactive("from nbpipe._embedded import stop_local_runner; stop_local_runner()", timeout=60)
+            # the kernel started the runner, so the kernel reaps it (see runner_process.stop_embedded_runner)
+            kc.execute_interactive(f"import sys; sys.path.insert(0, {str(Path(__file__).parents[1])!r}); "
+                                   "from runner_process import stop_embedded_runner; stop_embedded_runner()",
+                                   timeout=60)
         finally:
             kc.stop_channels()
             km.shutdown_kernel(now=True)

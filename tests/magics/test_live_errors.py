@@ -109,3 +109,28 @@ def test_a_plain_component_cell_reading_an_open_file_is_refused_before_it_runs(i
     assert text.strip().startswith("UsageError: Cell component 'reader' reads 'fh', an open file"), text
     ip.run_cell("fh.close()")
     assert path.read_text() == "precious"
+
+
+def test_an_error_raised_under_a_compiled_extension_shows_the_users_line(ip: Any) -> None:
+    """An interrupt lands where the kernel happens to be: in a wait under ``%nbpipe pull`` that was zmq's
+    Cython code, whose frames name a file that is nowhere (``zmq/backend/cython/_zmq.py``). The screen
+    showed that frame as the user's line; it is the cell's line."""
+    assert ip.run_cell(
+        "from nbpipe.errors import NbpipeError\n"
+        "exec(compile('def check_rc():\\n    raise NbpipeError(\"stopped waiting\")\\n', "
+        "'zmq/backend/cython/_zmq.py', 'exec'))").success
+    text = rendered(ip, "x = 1\ncheck_rc()\n")
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    assert re.match(r"Cell In\[\d+\], line 2$", lines[0]) and lines[1].strip() == "check_rc()", text
+    assert lines[2] == "NbpipeError: stopped waiting." and len(lines) == 3, text
+
+
+def test_a_refused_def_in_a_cell_with_its_pipeline_says_why_once(ip: Any) -> None:
+    assert ip.run_cell("import threading\nfrom nbpipe import pipeline\nLOCK = threading.Lock()").success
+    handlers = (ip.custom_exceptions, ip.CustomTB)
+    text = rendered(ip, "%%component\ndef guarded(n: int) -> int:\n    with LOCK:\n        return n\n\n"
+                        "@pipeline\ndef locked():\n    guarded(n=1)\n")
+    assert text.count("Component 'guarded' uses 'LOCK', a lock") == 1, text
+    assert text.strip().startswith("UsageError: ") and len(text.strip().splitlines()) == 1, text
+    assert "locked" not in ip.user_ns  # stopped before the @pipeline traced the plain function
+    assert (ip.custom_exceptions, ip.CustomTB) == handlers

@@ -70,3 +70,44 @@ def test_the_edit_rerun_loop_on_a_real_kernel(nb_home: Path, tmp_path: Path) -> 
     assert error["ename"] == "DefinitionError"
     assert "count_big(xs='ten')" in shown and "Step 'count_big' input 'xs' expects list, got 'ten'" in shown
     assert "nbpipe/" not in shown and "site-packages" not in shown and len(shown.splitlines()) <= 4, shown
+
+
+def test_a_component_cell_with_its_pipeline_traces_the_component_on_a_real_kernel(nb_home: Path,
+                                                                                  tmp_path: Path) -> None:
+    """QA: the def and a @pipeline calling it in one %%component cell ran the plain function while
+    tracing, so a time.sleep(300) in it blocked the kernel; now the trace sees the component."""
+    nb = new_notebook(cells=[new_code_cell(c) for c in [
+        "%load_ext nbpipe",
+        "import json\nimport time\nfrom nbpipe import Component, pipeline",
+        "%%component\ndef nap(s: int) -> int:\n    time.sleep(300)\n    return s\n\n"
+        "@pipeline\ndef napper():\n    nap(s=1)",
+        "print('RESULT', json.dumps([isinstance(nap, Component), list(napper.trace.steps)]))",
+    ]])
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    assert printed(nb.cells[3], "RESULT") == [[True, ["nap"]]]
+
+
+def test_a_refused_def_with_its_pipeline_says_why_once_on_a_real_kernel(nb_home: Path, tmp_path: Path) -> None:
+    """QA: a %%component def that cannot be a component (it uses a lock; it takes *a), in a cell with a
+    @pipeline, showed its message twice: the cell's DefinitionError, then the magic's UsageError."""
+    nb = new_notebook(cells=[new_code_cell(c) for c in [
+        "%load_ext nbpipe",
+        "import json\nimport threading\nfrom nbpipe import pipeline\nLOCK = threading.Lock()",
+        "%%component\ndef guarded(n: int) -> int:\n    with LOCK:\n        return n\n\n@pipeline\ndef locked():\n"
+        "    guarded(n=1)",
+        "%%component starred\ndef star(*a):\n    return 1\n\n@pipeline\ndef sp():\n    star(1)",
+        "print('RESULT', json.dumps([n in globals() for n in ('locked', 'sp', 'starred')]\n"
+        "                           + [[e.__name__ for e in get_ipython().custom_exceptions]]))",
+    ]])
+    for cell in nb.cells[2:4]:
+        cell.metadata["tags"] = ["raises-exception"]
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    for i, message in ((2, "Component 'guarded' uses 'LOCK', a lock"), (3, "Component 'starred' takes *a/**a.")):
+        outputs = nb.cells[i].outputs
+        shown = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(
+            "\n".join(o["traceback"]) if o.output_type == "error" else o.get("text", "") for o in outputs))
+        assert shown.count(message) == 1, shown
+        assert shown.strip().startswith(f"UsageError: {message}") and len(shown.strip().splitlines()) == 1, shown
+        assert "nbpipe/" not in shown and "Traceback" not in shown and "DefRefused" not in shown, shown
+    # the cells stopped before their @pipeline; the kernel's interrupt handler is nbpipe's again
+    assert printed(nb.cells[4], "RESULT") == [[False, False, False, ["KeyboardInterrupt"]]]

@@ -36,6 +36,28 @@ def test_function_cell_runs_and_becomes_component(ip: Any) -> None:
     assert "def area" in comp.source and [i.name for i in comp.inputs] == ["r"]
 
 
+def test_pipeline_in_the_component_cell_traces_the_component(ip: Any) -> None:
+    """QA: a %%component cell with the def and a @pipeline calling it ran the plain function in the
+    kernel while tracing (a sleep blocked the kernel); the component now exists before the rest runs."""
+    ip.run_cell("from nbpipe import pipeline")
+    ip.run_cell_magic(
+        "component",
+        "",
+        "def nap(s: int) -> int:\n    raise RuntimeError('ran in the kernel')\n\n"
+        "@pipeline\ndef napper():\n    nap(s=1)\n",
+    )
+    comp = ip.user_ns["nap"]
+    assert isinstance(comp, Component)
+    assert [s.component for s in ip.user_ns["napper"].trace.steps.values()] == [comp]
+    assert "__nbpipe_component__" not in ip.user_ns and not ip.ast_transformers
+    with pytest.raises(UsageError, match=r"Component 'bad' takes \*a"):  # refused before the trace runs
+        ip.run_cell_magic("component", "", "def bad(*a):\n    return 1\n\n@pipeline\ndef p():\n    bad(1)\n")
+    assert "p" not in ip.user_ns
+    ip.run_cell_magic("component", "snooze", "def nap(s: int) -> int:\n    raise RuntimeError('in the kernel')\n\n"
+                      "@pipeline\ndef napper():\n    nap(s=1)\n")  # renamed: the pipeline calls it by its def
+    assert [s.component for s in ip.user_ns["napper"].trace.steps.values()] == [ip.user_ns["snooze"]]
+
+
 def test_distributed_options_from_the_cell_line(ip: Any) -> None:
     ip.run_cell_magic("component", "--workers 2 --kubeflow-job", "def train(x: int) -> int:\n    return x\n")
     o = ip.user_ns["train"].options
@@ -139,6 +161,11 @@ ERRORS = [
         r"Output 'lock' .*\(lock\) cannot be pickled.*_lock",
     ),
     ("component", "make-x", "x = 1", "", r"must be a Python identifier; try %%component make_x"),
+    ("component", "--retries x", "x = 1", "",
+     r"^%%component: argument --retries: invalid int value: 'x'\. %%component\? lists its options\.$"),
+    ("component", "--packages", "x = 1", "", r"^%%component: argument --packages: expected one argument\. "),
+    ("component", "1st", "x = 1", "", r"must be a Python identifier; try %%component component_1st\.$"),
+    ("component", "class", "x = 1", "", r"must be a Python identifier; try %%component component_class\.$"),
     ("component", "x", "x = len('a')", "", r"Component name 'x' is also a variable of the cell"),
     ("component", "--retries -1", "def f():\n    return 1\n", "", r"retries=-1 must be a whole number"),
     ("component", "--cpu lots", "x = 1", "", r"cpu='lots' is not a CPU quantity"),
@@ -176,7 +203,12 @@ ERRORS = [
     ("nbpipe", "config foo=1", None, "", r"Unknown setting 'foo=1'"),
     ("nbpipe", "frobnicate", None, "", r"%nbpipe has no command 'frobnicate'\. Its commands: run, "),
     ("nbpipe", "rnu demo", None, "", r"%nbpipe has no command 'rnu'\. Did you mean run\?"),
-    ("nbpipe", "logs onlyrun", None, "", r"the following arguments are required: step"),
+    ("nbpipe", "logs", None, "", r"No run yet in this kernel"),
+    ("nbpipe", "logs r20261202-004413-cedf1a train extra", None, "", r"Give a run id and a step name; got "),
+    ("nbpipe", "attach", None, "", r"No run yet in this kernel"),
+    ("nbpipe", "rerun --from", None, "", r"^argument --from: expected one argument\. Usage: %nbpipe rerun "
+                                         r"\[--from STEP\] \[--failed\] \[--same-code\] \[run\] \(%nbpipe rerun --help says more\)\.$"),
+    ("nbpipe", "runs --limit x", None, "", r"^argument --limit: invalid int value: 'x'\. Usage: %nbpipe runs "),
     ("nbpipe", "", None, "", r"%nbpipe needs a command: run, .*debug.* \(e\.g\. %nbpipe run PIPELINE\)"),
     ("nbpipe", "debug", None, "", r"No run yet in this kernel"),
 ]
@@ -216,3 +248,19 @@ def test_runner_down_is_one_line(ip: Any) -> None:
     with pytest.raises(UsageError, match=r"^No runner at http://127.0.0.1:9 .*Start one.*%nbpipe config runner=local") as info:
         ip.run_line_magic("nbpipe", "runs")
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("line, first", [
+    ("--help", "%nbpipe COMMAND [ARGS] — %nbpipe COMMAND --help for its arguments."),
+    ("-h", "%nbpipe COMMAND [ARGS] — %nbpipe COMMAND --help for its arguments."),
+    ("rerun --help", "%nbpipe rerun [--from STEP] [--failed] [--same-code] [run]"),
+    ("logs -h", "%nbpipe logs [--attempt ATTEMPT] [[RUN] [STEP] ...]"),
+])
+def test_help_is_there_where_the_usage_errors_point(ip: Any, line: str, first: str, capsys: Any) -> None:
+    """'%nbpipe --help says what each does' and '(%nbpipe rerun --help says more)': both said 'the following
+    arguments are required: command' or 'has no option --help'."""
+    ip.run_line_magic("nbpipe", line)
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == first, out
+    assert "%%" not in out and "::" not in out, out
+    assert ("Print a step's logs." if line.startswith("-") else "(default: the last run") in out, out
