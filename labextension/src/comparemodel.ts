@@ -8,6 +8,7 @@
 
 import type { CompareTable } from './dashboard_api';
 import type { JSONValue } from './events';
+import { formatValue } from './format';
 
 export interface ParamRow {
   name: string;
@@ -34,18 +35,16 @@ export interface Bar {
 
 const LOWER = /(loss|error|err$|mse|mae|rmse|mape|perplexity|latency|duration|time$)/i;
 
-function show(value: JSONValue | undefined): string {
-  if (value === undefined) {
-    return '';
-  }
-  return typeof value === 'string' ? value : JSON.stringify(value);
+/** A parameter's value in full; a Python float (the run's `float_params`) keeps its `.0`. */
+function show(value: JSONValue | undefined, isFloat: boolean): string {
+  return value === undefined ? '' : formatValue(value, Number.POSITIVE_INFINITY, isFloat);
 }
 
 export function paramRows(table: CompareTable): ParamRow[] {
   const differ = new Set(table.differ);
   return table.params.map(name => ({
     name,
-    values: table.runs.map(r => show(r.params[name])),
+    values: table.runs.map(r => show(r.params[name], (r.float_params ?? []).includes(name))),
     differs: differ.has(name)
   }));
 }

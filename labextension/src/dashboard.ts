@@ -7,7 +7,8 @@
  */
 
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { ICommandPalette, InputDialog, WidgetTracker } from '@jupyterlab/apputils';
+import { ICommandPalette, InputDialog, showErrorMessage, WidgetTracker } from '@jupyterlab/apputils';
+import { INotebookTracker } from '@jupyterlab/notebook';
 import type { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 import type { DockLayout, Widget } from '@lumino/widgets';
 
@@ -16,6 +17,7 @@ import { nbpipeIcon } from './icons';
 import { LineagePage } from './lineage';
 import { ServerApi } from './request';
 import { RunPage } from './runpage';
+import { notebookSaver } from './savenb';
 import { MAX_COMPARE, RunListModel } from './runsmodel';
 import { RunsPage } from './runsview';
 
@@ -46,8 +48,9 @@ export const dashboardPlugin: JupyterFrontEndPlugin<void> = {
   id: 'nbpipe:dashboard',
   description: 'Run pages, the live Runs page, Compare and Lineage in the main area.',
   autoStart: true,
-  optional: [ILayoutRestorer, ICommandPalette],
-  activate: (app: JupyterFrontEnd, restorer: ILayoutRestorer | null, palette: ICommandPalette | null): void => {
+  optional: [ILayoutRestorer, ICommandPalette, INotebookTracker],
+  activate: (app: JupyterFrontEnd, restorer: ILayoutRestorer | null, palette: ICommandPalette | null,
+    tracker: INotebookTracker | null): void => {
     const api = new ServerApi(app.serviceManager.serverSettings);
     const { commands, shell } = app;
     const runs = new WidgetTracker<RunPage>({ namespace: 'nbpipe-run' });
@@ -64,12 +67,15 @@ export const dashboardPlugin: JupyterFrontEndPlugin<void> = {
     const openRun = (id: string, mode?: string, ref?: Widget | null): RunPage => {
       const existing = runs.find(w => w.runId === id);
       if (existing) {
-        shell.activateById(existing.id);
+        // A page the tracker restored but the saved layout left out (it was saved while this
+        // extension did not load) is detached: activating it alone did nothing, so add it again.
+        place(existing, mode, ref);
         return existing;
       }
       const page = new RunPage(id, api, {
         openRun: other => void commands.execute(DashboardCommands.openRun, { id: other }),
-        openLineage: (run, step, output) => void commands.execute(DashboardCommands.lineage, { run, step, output })
+        openLineage: (run, step, output) => void commands.execute(DashboardCommands.lineage, { run, step, output }),
+        saveNotebook: tracker ? notebookSaver(app, tracker) : undefined
       });
       void runs.add(page);
       place(page, mode, ref);
@@ -83,8 +89,15 @@ export const dashboardPlugin: JupyterFrontEndPlugin<void> = {
       execute: async args => {
         let id = str(args, 'id');
         if (!id) {
-          const answer = await InputDialog.getText({ title: 'Open nbpipe run', label: 'Run id', placeholder: 'e.g. 20261130-190203-ab12' });
-          id = answer.button.accept ? (answer.value ?? '').trim() : '';
+          const answer = await InputDialog.getText({ title: 'Open nbpipe run', label: 'Run id', placeholder: 'e.g. r20261130-190203-ab12' });
+          if (!answer.button.accept) {
+            return null;
+          }
+          id = (answer.value ?? '').trim();
+          if (!RUN_ID.test(id)) {
+            void showErrorMessage('[nbpipe] Not a run id', `'${id}' is not a run id. Run ids look like r20261130-190203-ab12; nbpipe: Runs lists them.`);
+            return null;
+          }
         }
         if (!RUN_ID.test(id)) {
           return null;
@@ -154,7 +167,7 @@ export const dashboardPlugin: JupyterFrontEndPlugin<void> = {
         }
         const existing = lineages.find(w => w.current.run === link.run && w.current.step === link.step && w.current.output === link.output);
         if (existing) {
-          shell.activateById(existing.id);
+          place(existing); // also when restored but detached (see openRun)
           return existing.id;
         }
         const page: LineagePage = new LineagePage(link, api, {

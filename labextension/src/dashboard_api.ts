@@ -48,6 +48,8 @@ export interface CompareRun {
   duration: number | null;
   created_at: number | null;
   params: Record<string, JSONValue>;
+  /** The params that are Python floats (JSON turns 1.0 into 1); the Lab server adds it. */
+  float_params?: string[];
   metrics: Record<string, number>;
 }
 

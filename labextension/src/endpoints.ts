@@ -14,6 +14,7 @@ import { Widget } from '@lumino/widgets';
 
 import { button, h } from './dom';
 import {
+  emptyListText,
   EndpointInfo,
   EndpointsApi,
   EndpointsModel,
@@ -157,7 +158,7 @@ export class EndpointsPage extends Widget {
             });
             return row;
           })
-        : [h('tr', {}, h('td', { class: 'nbp-endpoints-empty', text: 'No endpoints yet: deploy one with nbpipe.serve(...) or a deploy step in a pipeline.' }))])
+        : emptyListText(s) ? [h('tr', {}, h('td', { class: 'nbp-endpoints-empty', text: emptyListText(s) }))] : [])
     );
     const ep = this.model.current;
     this.form.hidden = !ep;

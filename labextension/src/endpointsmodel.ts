@@ -98,6 +98,12 @@ export interface EndpointsState {
   result: TestResult | null;
 }
 
+/** The list's empty-state line: none while the list could not be read (the error says why; "No
+ * endpoints yet" over "No runner at …" read as if the runner had answered with none). */
+export function emptyListText(s: Pick<EndpointsState, 'endpoints' | 'error'>): string {
+  return s.endpoints.length || s.error ? '' : 'No endpoints yet: deploy one with nbpipe.serve(...) or a deploy step in a pipeline.';
+}
+
 export class EndpointsModel {
   state: EndpointsState = { endpoints: [], selected: null, version: null, error: '', busy: false, result: null };
   private readonly listeners = new Set<(s: EndpointsState) => void>();

@@ -134,6 +134,18 @@ export interface StepWorkers extends EventBase {
   workers: WorkerState[];
 }
 
+/**
+ * The step waits for an identical step (same cache key) running now, and will reuse its result;
+ * `reason` says so. The step keeps its state.
+ */
+export interface StepWaiting extends EventBase {
+  type: 'StepWaiting';
+  step: string;
+  reason: string;
+  waiting_for_run: string;
+  waiting_for_step: string;
+}
+
 export type RunEvent =
   | RunCreated
   | RunStarted
@@ -144,7 +156,8 @@ export type RunEvent =
   | ArtifactSaved
   | StepFinished
   | StepsAdded
-  | StepWorkers;
+  | StepWorkers
+  | StepWaiting;
 
 export type EventType = RunEvent['type'];
 
@@ -158,7 +171,8 @@ export const EVENT_TYPES: readonly EventType[] = [
   'ArtifactSaved',
   'StepFinished',
   'StepsAdded',
-  'StepWorkers'
+  'StepWorkers',
+  'StepWaiting'
 ];
 
 /** One step of a run snapshot (`GET /api/v1/runs/{id}`). */
@@ -205,6 +219,8 @@ export interface RunSummary {
   state: RunState;
   reason: string;
   params: Record<string, JSONValue>;
+  /** The params that are Python floats (JSON turns 1.0 into 1); the Lab server adds it. */
+  float_params?: string[];
   labels: Record<string, string>;
   created_at: number;
   started_at: number | null;
@@ -231,4 +247,11 @@ export function asEvent(data: unknown): RunEvent | null {
     return null;
   }
   return data as RunEvent;
+}
+
+/** The id of an event this extension skips: its `id` field, else the frame's `id:` line, else 0. */
+export function eventId(data: unknown, frameId: string | null): number {
+  const id = typeof data === 'object' && data !== null ? (data as { id?: unknown }).id : undefined;
+  const value = typeof id === 'number' ? id : Number(frameId ?? 0);
+  return Number.isFinite(value) && value > 0 ? value : 0;
 }

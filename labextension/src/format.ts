@@ -6,6 +6,7 @@
  */
 
 import type { JSONValue, RunSummary } from './events';
+import { formatFloat } from './params';
 
 /** A failure as the panel shows it. */
 export interface ErrorInfo {
@@ -18,6 +19,9 @@ export interface ErrorInfo {
 export function formatDuration(seconds: number | null | undefined): string {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds) || seconds < 0) {
     return '';
+  }
+  if (seconds < 0.1) {
+    return `${Math.round(seconds * 1000)} ms`; // a 24 ms run read "0.0 s" (its run page says 24 ms)
   }
   if (seconds < 10) {
     return `${seconds.toFixed(1)} s`;
@@ -47,16 +51,19 @@ export function formatAgo(then: number, now: number): string {
   return new Date(then * 1000).toISOString().slice(0, 10);
 }
 
-/** A compact value: strings as they are, the rest as JSON, cut to `limit` characters. */
-export function formatValue(value: JSONValue, limit = 24): string {
-  const text = typeof value === 'string' ? value : JSON.stringify(value);
+/**
+ * A compact value: strings as they are, the rest as JSON, cut to `limit` characters. A Python
+ * float (`isFloat`) keeps its `.0`: JSON made 1.0 the JS number 1.
+ */
+export function formatValue(value: JSONValue, limit = 24, isFloat = false): string {
+  const text = typeof value === 'string' ? value : isFloat ? formatFloat(value) : JSON.stringify(value);
   return text.length > limit ? `${text.slice(0, limit - 1)}…` : text;
 }
 
-/** `n=3, scale=0.5`: the run's parameters on one line. */
-export function formatParams(params: Record<string, JSONValue>, limit = 24): string {
+/** `n=3, scale=1.0`: the run's parameters on one line; `floats` names the float ones (the answer's `float_params`). */
+export function formatParams(params: Record<string, JSONValue>, limit = 24, floats: readonly string[] = []): string {
   return Object.entries(params)
-    .map(([k, v]) => `${k}=${formatValue(v, limit)}`)
+    .map(([k, v]) => `${k}=${formatValue(v, limit, floats.includes(k))}`)
     .join(', ');
 }
 

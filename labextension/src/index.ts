@@ -7,7 +7,7 @@
 
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
-import { INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
+import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
 import { Token } from '@lumino/coreutils';
 
 import { addCommands } from './commands';
@@ -16,6 +16,7 @@ import { endpointsPlugin } from './endpoints';
 import { NotebookContent, PanelModel } from './model';
 import { NbpipePanel } from './panel';
 import { ServerApi } from './request';
+import { findNotebook, notebookSaver } from './savenb';
 import { snapshotPlugin } from './snapshot';
 
 /** The nbpipe sidebar panel, for plugins that want to drive it. */
@@ -30,29 +31,6 @@ function notebookContent(nb: NotebookContent): NotebookContent {
   return { ...nb, cells };
 }
 
-/** The cells' kinds and sources, as one comparable string. */
-function cellsKey(nb: { cells?: unknown[] } | null | undefined): string {
-  const text = (s: unknown): string => (Array.isArray(s) ? s.join('') : String(s ?? ''));
-  return JSON.stringify((nb?.cells ?? []).map(c => {
-    const cell = c as { cell_type?: string; source?: unknown };
-    return [cell.cell_type, text(cell.source)];
-  }));
-}
-
-/** Whether the saved file holds the same cells (kinds and sources) as the editor's model. */
-async function sameCellsAsSaved(app: JupyterFrontEnd, path: string, model: NotebookContent): Promise<boolean> {
-  try {
-    const saved = await app.serviceManager.contents.get(path, { content: true, type: 'notebook' });
-    return cellsKey(saved.content as { cells?: unknown[] }) === cellsKey(model);
-  } catch {
-    return false; // cannot tell: save, as before
-  }
-}
-
-function findNotebook(tracker: INotebookTracker, path: string): NotebookPanel | null {
-  return tracker.find(panel => panel.context.path === path) ?? null;
-}
-
 const panelPlugin: JupyterFrontEndPlugin<NbpipePanel> = {
   id: 'nbpipe:panel',
   description: 'A sidebar to run the active notebook as an nbpipe pipeline and watch its runs.',
@@ -61,22 +39,11 @@ const panelPlugin: JupyterFrontEndPlugin<NbpipePanel> = {
   optional: [ILayoutRestorer],
   provides: INbpipePanel,
   activate: (app: JupyterFrontEnd, tracker: INotebookTracker, restorer: ILayoutRestorer | null): NbpipePanel => {
+    const saver = notebookSaver(app, tracker);
     const model = new PanelModel(new ServerApi(app.serviceManager.serverSettings), {
       // Only Run/Export save, and only a notebook with unsaved changes: opening a notebook or
       // switching tabs never writes a file (the analysis reads the editor's model instead).
-      save: async path => {
-        const nb = findNotebook(tracker, path);
-        if (nb && nb.context.model.dirty) {
-          // Lab marks a notebook dirty when its kernel fills in metadata (language_info): with the
-          // cells as saved, the server exports the same code, so nothing is written.
-          if (await sameCellsAsSaved(app, path, nb.context.model.toJSON() as unknown as NotebookContent)) {
-            return false;
-          }
-          await nb.context.save();
-          return true;
-        }
-        return false;
-      },
+      save: saver,
       content: async path => {
         const nb = findNotebook(tracker, path);
         if (!nb) {
@@ -115,6 +82,15 @@ const panelPlugin: JupyterFrontEndPlugin<NbpipePanel> = {
           follow();
         }
       });
+      // After an analysis/export error, an edit or a save of the notebook looks again (Run enables
+      // once the fix exports), without a click on ↻ or running a cell.
+      const changed = (): void => {
+        if (tracker.currentWidget === nb && panel.isVisible) {
+          void model.notebookChanged(nb.context.path);
+        }
+      };
+      void nb.context.ready.then(() => nb.context.model.contentChanged.connect(changed));
+      nb.context.saveState.connect((_, saved) => saved === 'completed' && changed());
     });
     void app.restored.then(follow);
     // A cell run in the open notebook (a new pipeline, a changed constant) shows in the open panel

@@ -12,7 +12,7 @@
 
 import type { KfpImage, NbpipeApi, NotebookAnalysis, RunnerSettings, RunnerStatus } from './api';
 import { RUN_FINAL, RunEvent, RunSnapshot, RunSummary } from './events';
-import { ErrorInfo, errorInfo } from './format';
+import { ErrorInfo, errorInfo, runNotebook } from './format';
 import { collectParams, initialRaw, RawValue } from './params';
 
 export interface PanelState {
@@ -91,6 +91,8 @@ export interface ModelOptions {
    * for analysis without saving; null: the server reads the saved file.
    */
   content?: (path: string) => Promise<NotebookContent | null>;
+  /** How long edits must pause before a notebook that failed to analyze is looked at again (ms). */
+  settleDelay?: number;
 }
 
 /** A notebook's JSON (nbformat 4), as sent to `POST /notebook/analyze`. */
@@ -125,9 +127,13 @@ export class PanelModel {
   private readonly retryDelays: number[];
   private readonly save: (path: string) => Promise<boolean | void>;
   private readonly content: (path: string) => Promise<NotebookContent | null>;
+  private readonly settleDelay: number;
+  private settleTimer: ReturnType<typeof setTimeout> | undefined;
+  private settleWaiters: Array<() => void> = [];
 
   constructor(readonly api: NbpipeApi, options: ModelOptions = {}) {
     this.retryDelays = options.retryDelays ?? [250, 1000, 3000, 5000];
+    this.settleDelay = options.settleDelay ?? 700;
     this.save = options.save ?? (() => Promise.resolve(false));
     this.content = options.content ?? (() => Promise.resolve(null));
   }
@@ -148,8 +154,17 @@ export class PanelModel {
     if (path === this._state.notebook) {
       return;
     }
-    this.update({ notebook: path, analysis: null, analysisError: null, pipeline: null, raws: {}, fieldErrors: {} });
+    // the last notebook's messages ("Fix the highlighted parameters first.", "Exported …") are not this one's,
+    // nor is its run: the Run section shows a run of the notebook shown (one still going is followed again)
+    const shown = this._state.runId ? this._state.runs.find(r => r.id === this._state.runId) : undefined;
+    const keep = shown !== undefined && path !== null && ofNotebook(shown, path);
+    if (this._state.runId && !keep) {
+      this.stop();
+    }
+    this.update({ notebook: path, analysis: null, analysisError: null, pipeline: null, raws: {}, fieldErrors: {},
+                  error: null, notice: null, ...(keep ? {} : { runId: null, runState: null }) });
     if (path) {
+      this.attachLive();
       await this.analyze();
     }
   }
@@ -185,6 +200,25 @@ export class PanelModel {
         this.update({ analyzing: false, analysis: null, analysisError: errorInfo(err) });
       }
     }
+  }
+
+  /**
+   * The notebook at `path` was edited or saved. If it could not be analyzed (an export error keeps
+   * Run disabled), look again once the edits pause, so the fix enables Run without a click on ↻.
+   * Resolves when that analysis is done (at once when nothing needs a look).
+   */
+  notebookChanged(path: string | null): Promise<void> {
+    const failed = this._state.analysisError !== null || (this._state.analysis === null && !this._state.analyzing);
+    if (!path || path !== this._state.notebook || !failed) {
+      return Promise.resolve();
+    }
+    clearTimeout(this.settleTimer);
+    this.settleTimer = setTimeout(() => {
+      const waiters = this.settleWaiters;
+      this.settleWaiters = [];
+      void this.analyze().finally(() => waiters.forEach(w => w()));
+    }, this.settleDelay);
+    return new Promise(resolve => this.settleWaiters.push(resolve));
   }
 
   setParam(name: string, raw: RawValue): void {
@@ -268,15 +302,17 @@ export class PanelModel {
   /**
    * Run again (from `fromStep`: that step and everything after it run again, the earlier steps'
    * outputs are reused) and watch the new run. A run of a notebook re-runs the notebook as saved
-   * now (the server exports it again), so the open notebook is saved first: a fixed cell counts.
+   * now (the server exports it again), so *that* notebook (the run's, which may not be the one the
+   * panel shows) is saved first if its cells were edited: a fixed cell counts.
    */
-  async rerun(id: string | null = this._state.runId, fromStep: string | null = null): Promise<string | null> {
+  async rerun(id: string | null = this._state.runId, fromStep: string | null = null, run?: RunSnapshot): Promise<string | null> {
     if (!id) {
       return null;
     }
     try {
-      if (this._state.notebook) {
-        await this.save(this._state.notebook);
+      const path = runNotebook({ labels: (run ?? (await this.api.run(id))).labels ?? {} });
+      if (path) {
+        await this.save(path);
       }
       const snapshot = await this.api.rerun(id, fromStep);
       this.update({ error: null, notice: null });
@@ -292,12 +328,13 @@ export class PanelModel {
   /** Re-run a failed run from its first failed step (earlier steps' outputs are reused). */
   async rerunFromFailed(id: string): Promise<string | null> {
     try {
-      const failed = (await this.api.run(id)).steps.find(s => s.state === 'failed');
+      const run = await this.api.run(id);
+      const failed = run.steps.find(s => s.state === 'failed');
       if (!failed) {
         this.update({ error: { message: `Run ${id} has no failed step to re-run from.`, hint: '', cell: null } });
         return null;
       }
-      return await this.rerun(id, failed.name);
+      return await this.rerun(id, failed.name, run);
     } catch (err) {
       this.update({ error: errorInfo(err) });
       return null;
@@ -313,8 +350,25 @@ export class PanelModel {
         ? runs.some(r => notice === `Cancelling run ${r.id}…` && ['succeeded', 'failed', 'cancelled'].includes(r.state))
         : false;
       this.update({ runs, runsError: null, ...(over ? { notice: null } : {}) });
+      this.attachLive();
     } catch (err) {
       this.update({ runsError: errorInfo(err) });
+    }
+  }
+
+  /**
+   * With no run shown yet (a page just loaded or reloaded), show the open notebook's newest
+   * unfinished run, live: a run started before the reload is followed again, not lost.
+   */
+  private attachLive(): void {
+    const notebook = this._state.notebook;
+    if (this._state.runId || this._state.submitting || !notebook) {
+      return;
+    }
+    const live = this._state.runs.find(r => !RUN_FINAL.has(r.state) && ofNotebook(r, notebook));
+    if (live) {
+      this.update({ runId: live.id }); // once: a second list before the snapshot answers does not open it twice
+      void this.openRun(live.id);
     }
   }
 
@@ -490,4 +544,10 @@ function savedNotice(path: string, doing: string): string {
 export function noPipeline(analysis: NotebookAnalysis): string {
   const reason = analysis.reason;
   return reason ? `${reason.message}. ${reason.hint}` : `No pipeline in ${analysis.path} yet.`;
+}
+
+/** The run came from `notebook` (its label holds the path, or a longer path ending in it). */
+function ofNotebook(run: RunSummary, notebook: string): boolean {
+  const source = runNotebook(run);
+  return source !== undefined && (source === notebook || source.endsWith(`/${notebook}`));
 }

@@ -175,6 +175,10 @@ export class NbpipePanel extends Widget {
   }
 
   private render(state: PanelState): void {
+    if (!state.runId && this.shownRun !== null) {  // another notebook's run (see PanelModel.setNotebook)
+      this.shownRun = null;
+      this.runSection.hidden = true;
+    }
     this.renderStatus(state);
     this.renderMessages(state);
     this.renderNotebook(state);
@@ -363,7 +367,7 @@ export class NbpipePanel extends Widget {
       for (const p of a.pipelines) {
         const option = h('option', { text: p });
         option.value = p;
-        option.selected = p === a.pipeline || p === state.pipeline;
+        option.selected = p === a.pipeline || p.replace(/_/g, '-') === a.pipeline; // a run names `my_pipe` my-pipe
         select.append(option);
       }
       select.addEventListener('change', () => void this.model.analyze(select.value));
@@ -373,7 +377,7 @@ export class NbpipePanel extends Widget {
     }
     box.replaceChildren(
       head,
-      h('div', { class: 'nbp-pipeline' }, pipeline, h('span', { class: 'nbp-muted', text: `${a.steps.length} steps` })),
+      h('div', { class: 'nbp-pipeline' }, pipeline, h('span', { class: 'nbp-muted', text: `${a.steps.length} step${a.steps.length === 1 ? '' : 's'}` })),
       h(
         'div',
         { class: 'nbp-components', 'aria-label': 'Components' },

@@ -71,7 +71,15 @@ export function initialRaw(param: Parameter): RawValue {
   if (kind === 'json' || (kind === 'any' && typeof value !== 'string')) {
     return JSON.stringify(value);
   }
-  return String(value);
+  return kind === 'number' ? formatFloat(value) : String(value);
+}
+
+/**
+ * A float the way Python writes it: JSON turns `1.0` into the JS number 1, so a parameter
+ * declared `float` shows `1.0`, not `1` (which reads as an int).
+ */
+export function formatFloat(value: JSONValue): string {
+  return typeof value === 'number' && Number.isInteger(value) && Math.abs(value) < 1e16 ? value.toFixed(1) : String(value);
 }
 
 /** Turn what was entered into the parameter's JSON value. */

@@ -18,7 +18,7 @@ import type {
   RunnerSettings,
   RunnerStatus
 } from './api';
-import { asEvent, JSONValue, RunEvent, RunSnapshot, RunSummary } from './events';
+import { asEvent, eventId, JSONValue, RunEvent, RunSnapshot, RunSummary } from './events';
 import type { CompareTable, DashboardApi, Lineage, RunFilters, RunPage } from './dashboard_api';
 import { SseParser } from './sse';
 
@@ -166,38 +166,13 @@ export class ServerApi implements NbpipeApi, DashboardApi {
     return response.blob();
   }
 
-  async events(
+  events(
     id: string,
     after: number,
     onEvent: (event: RunEvent) => void,
     signal: AbortSignal
   ): Promise<number> {
-    const response = await requestRaw(`${run(id)}/events?after=${after}`, { signal }, this.serverSettings);
-    let last = after;
-    if (!response.body) {
-      return last;
-    }
-    const reader = response.body.getReader();
-    const decoder = new TextDecoder();
-    const parser = new SseParser();
-    try {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) {
-          break;
-        }
-        for (const frame of parser.push(decoder.decode(value, { stream: true }))) {
-          const event = asEvent(JSON.parse(frame.data));
-          if (event) {
-            last = Math.max(last, event.id);
-            onEvent(event);
-          }
-        }
-      }
-    } finally {
-      reader.releaseLock();
-    }
-    return last;
+    return streamEvents(`${run(id)}/events?after=${after}`, after, onEvent, signal, this.serverSettings);
   }
 
   // ------------------------------------------------------------ dashboard (nbpipe/lab/dashboard.py)
@@ -231,7 +206,11 @@ export class ServerApi implements NbpipeApi, DashboardApi {
   }
 }
 
-/** Read an SSE endpoint of the server extension, calling `onEvent` per event; resolves with the last id. */
+/**
+ * Read an SSE endpoint of the server extension, calling `onEvent` per event; resolves with the last id.
+ * An event of a type this extension does not know (a newer runner's) is skipped, but its id still
+ * counts: a resumed stream starts after it.
+ */
 export async function streamEvents(
   endpoint: string,
   after: number,
@@ -254,10 +233,13 @@ export async function streamEvents(
         break;
       }
       for (const frame of parser.push(decoder.decode(value, { stream: true }))) {
-        const event = asEvent(JSON.parse(frame.data));
+        const data: unknown = JSON.parse(frame.data);
+        const event = asEvent(data);
         if (event) {
           last = Math.max(last, event.id);
           onEvent(event);
+        } else {
+          last = Math.max(last, eventId(data, frame.id));
         }
       }
     }
@@ -266,3 +248,4 @@ export async function streamEvents(
   }
   return last;
 }
+

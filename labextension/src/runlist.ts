@@ -59,7 +59,7 @@ function item(run: RunSummary, open: boolean, now: number, actions: RunListActio
       );
     }
   }
-  const params = formatParams(run.params);
+  const params = formatParams(run.params, 24, run.float_params);
   const main = h(
     'button',
     {
@@ -83,9 +83,9 @@ function item(run: RunSummary, open: boolean, now: number, actions: RunListActio
         'span',
         { class: 'nbp-run-meta' },
         h('span', { class: `nbp-run-state nbp-state-${run.state}`, text: run.state }),
-        ` · ${runSource(run)}${steps ? ` · ${steps} steps` : ''} · ${formatAgo(run.created_at, now)}`
+        ` · ${runSource(run)}${steps ? ` · ${steps} step${steps === 1 ? '' : 's'}` : ''} · ${formatAgo(run.created_at, now)}`
       ),
-      params ? h('span', { class: 'nbp-run-params', title: formatParams(run.params, 400), text: params }) : null
+      params ? h('span', { class: 'nbp-run-params', title: formatParams(run.params, 400, run.float_params), text: params }) : null
     )
   );
   return h(

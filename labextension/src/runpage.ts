@@ -16,13 +16,15 @@ import type { NbpipeApi } from './api';
 import { h } from './dom';
 import type { RunEvent, RunSnapshot } from './events';
 import { RunFollower } from './follow';
-import { ErrorInfo, formatDuration } from './format';
+import { ErrorInfo, formatDuration, runNotebook } from './format';
 import { nbpipeIcon } from './icons';
 import { Timeline } from './timeline';
 
 export interface RunPageActions {
   openRun(id: string): void;
   openLineage(run: string, step: string, output: string): void;
+  /** Save the run's notebook if open with edited cells (a re-run exports it as saved). */
+  saveNotebook?(path: string): Promise<boolean>;
 }
 
 export class RunPage extends Widget {
@@ -155,12 +157,16 @@ export class RunPage extends Widget {
       if (action === 'cancel') {
         await this.api.cancel(this.runId);
         this.view.setNotice?.({ text: `Cancelling run ${this.runId}…`, kind: 'info' });
-      } else if (action === 'rerun' || action === 'rerun_from') {
-        const snap = await this.api.rerun(this.runId, action === 'rerun_from' ? payload.step ?? null : null);
-        this.actions.openRun(snap.id);
-      } else if (action === 'rerun_failed') {
-        const failed = (await this.api.run(this.runId)).steps.find(s => s.state === 'failed');
-        const snap = await this.api.rerun(this.runId, failed ? failed.name : null);
+      } else if (action === 'rerun' || action === 'rerun_from' || action === 'rerun_failed') {
+        // A notebook's run re-runs the notebook as saved: a cell fixed in the editor is saved first.
+        const run = await this.api.run(this.runId);
+        const path = runNotebook({ labels: run.labels ?? {} });
+        if (path) {
+          await this.actions.saveNotebook?.(path);
+        }
+        const from = action === 'rerun_from' ? payload.step ?? null
+          : action === 'rerun_failed' ? run.steps.find(s => s.state === 'failed')?.name ?? null : null;
+        const snap = await this.api.rerun(this.runId, from);
         this.actions.openRun(snap.id);
       } else if (action === 'open' && payload.run) {
         this.actions.openRun(payload.run);

@@ -192,7 +192,7 @@ export class RunsPage extends Widget {
       h('td', { class: 'nbp-col-steps' }, stepBar(run)),
       h('td', { class: 'nbp-col-source', title: runNotebook(run) ?? run.pipeline, text: runSource(run) }),
       h('td', { text: run.experiment }),
-      h('td', { class: 'nbp-col-params', title: formatParams(run.params, 400), text: formatParams(run.params, 16) }),
+      h('td', { class: 'nbp-col-params', title: formatParams(run.params, 400, run.float_params), text: formatParams(run.params, 16, run.float_params) }),
       h('td', { class: 'nbp-num', title: new Date(run.created_at * 1000).toLocaleString(), text: formatAgo(run.created_at, now) }),
       h('td', { class: `nbp-num nbp-duration${active ? ' nbp-ticking' : ''}`, 'data-started': active && run.started_at ? String(run.started_at) : undefined, text: formatDuration(liveDuration(run, now)) || (run.state === 'queued' ? 'queued' : '') })
     );

@@ -15,11 +15,17 @@
  * output's display id); Lab routes such a message to no cell once the cell finished, so this
  * renderer applies it to its output model itself.
  *
+ * Live again after a page reload without fixed waits: the widget renderer is made once the session
+ * is ready (when jupyterlab_widgets gives the notebook its widget manager), and again on a new kernel,
+ * a re-connected one or a message of the model; only an output whose model never comes meets the
+ * fallback timer (counted in data-fallbacks; data-live-via names the signal that made it live).
+ *
  * Non-goals: drawing graphs (the kernel draws the SVG, run_view.js the live view), saving files.
  */
 
 import type { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import type { IRenderMime } from '@jupyterlab/rendermime-interfaces';
 import type { Kernel, KernelMessage } from '@jupyterlab/services';
 import { Widget } from '@lumino/widgets';
@@ -29,7 +35,13 @@ const WIDGET_MIME = 'application/vnd.jupyter.widget-view+json';
 const SVG_MIME = 'image/svg+xml';
 const RANK = -20; // before the widget renderer (-10): Lab asks us first for RunView outputs
 const SAFE_ID = /^[A-Za-z0-9._:-]{1,200}$/;
-const LATE_RETRY_MS = 5000; // after the widget renderer's own 2 s wait for a model
+// The fallback only: later looks at a model the widget manager said it does not have, for a
+// model that comes with no signal we know of. A model that exists comes by the signals (the
+// session ready, a kernel, its comm's messages); one gone for good (a restarted kernel) costs a few looks.
+const LATE_RETRY_MS = [5000, 10000, 20000, 40000];
+// A renderer whose widget manager is unknown (a widget extension unlike jupyterlab_widgets 3)
+// may never get one: past this, count it as failed so a late look makes a new renderer.
+const STALL_MS = 4000;
 
 interface SnapshotInfo {
   run_id?: string;
@@ -61,7 +73,9 @@ function el<K extends keyof HTMLElementTagNameMap>(tag: K, style: string, text =
 
 /** Renders one RunView output: the live widget when its model exists, else the snapshot. */
 export class SnapshotRenderer extends Widget implements IRenderMime.IRenderer {
-  constructor(private readonly findPanel: (node: HTMLElement) => NotebookPanel | null) {
+  /** `app`: the application's rendermime, whose widget renderer factory has no widget manager. */
+  constructor(private readonly findPanel: (node: HTMLElement) => NotebookPanel | null,
+              private readonly app: IRenderMimeRegistry | null = null) {
     super();
     this.addClass('nbpipe-snapshot-output');
     this.snap = el('div', 'display:block');
@@ -95,13 +109,13 @@ export class SnapshotRenderer extends Widget implements IRenderMime.IRenderer {
     // an untrusted notebook's widget reference is not followed: only a click makes a live view
     if (model.trusted && widget?.model_id && !this.modelId) {
       this.wanted = widget.model_id;
-      this.connectLive();
+      this.connectLive('render');
     }
   }
 
   protected onAfterAttach(): void {
     this.watchKernel();
-    this.connectLive();
+    this.connectLive('attach');
   }
 
   dispose(): void {
@@ -115,30 +129,72 @@ export class SnapshotRenderer extends Widget implements IRenderMime.IRenderer {
 
   // ------------------------------------------------------------------ live view
 
-  /** Show the widget `this.wanted` if its model exists (Lab's widget renderer decides). */
-  private connectLive(): void {
+  /** Show the widget `this.wanted` if its model exists (Lab's widget renderer decides).
+   * `via` names the signal that asked (data-live-via once live: tests see which one made it). */
+  private connectLive(via: string): void {
     const panel = this.isAttached ? this.findPanel(this.node) : null;
     if (!panel || !this.wanted || this.wanted === this.modelId) {
+      return;
+    }
+    const session = panel.sessionContext;
+    const rendermime = panel.content.rendermime;
+    // A page (re)loading renders outputs before its session has a kernel; the notebook's widget
+    // manager is made (and its widget renderer factory put in this rendermime) just after the
+    // session is ready. A renderer made before that waits for a manager it is never given: wait
+    // for the session instead, then one task for the manager's own continuation.
+    if (!session.isReady) {
+      this.dropLive();
+      this.liveFailed = true; // the snapshot shows meanwhile; kernelChanged may come first
+      if (!this.waitingSession) {
+        this.waitingSession = true;
+        const ready = (): void => {
+          this.waitingSession = false;
+          if (!this.isDisposed && this.liveFailed) {
+            this.modelId = '';
+            this.connectLive('session');
+          }
+        };
+        // a session that never gets ready (the page closing) leaves the snapshot
+        session.ready.then(() => setTimeout(ready, 0), () => { this.waitingSession = false; });
+      }
+      return;
+    }
+    if (!session.session?.kernel) {
+      // no kernel (opened without one, or it is gone): the snapshot stays; kernelChanged re-connects
+      this.dropLive();
+      this.liveFailed = true;
       return;
     }
     this.dropLive();
     const modelId = this.wanted;
     this.modelId = modelId;
-    let renderer: IRenderMime.IRenderer;
+    const factory = rendermime.getFactory(WIDGET_MIME);
+    // still the application's factory (no manager): jupyterlab_widgets failed to give this
+    // notebook one; only the fallback looks again
+    const noManager = factory !== undefined && factory === this.appWidgetFactory;
+    let made: IRenderMime.IRenderer | null = null;
     try {
-      renderer = panel.content.rendermime.createRenderer(WIDGET_MIME);
+      made = noManager ? null : rendermime.createRenderer(WIDGET_MIME);
     } catch {
-      return; // no widget manager in this notebook: the snapshot stays
+      // no widget renderer in this notebook
     }
+    if (!made) {
+      this.liveFailed = true; // the snapshot stays
+      this.lookLater(modelId);
+      return;
+    }
+    const renderer = made;
     this.live = renderer;
     Widget.attach(renderer, this.liveHost);
-    // the widget renderer fills its node with the view when the model exists (now, or after the
-    // widget manager restored the kernel's models); an error or nothing leaves the snapshot
+    // the widget renderer fills its node with the view when the model exists (now, or when the
+    // widget manager restored the kernel's models: it re-renders itself then); an error leaves
+    // the snapshot
     const check = (): void => {
       const shown = renderer.node.querySelector('.lm-Widget, .nbpipe-run-view') !== null && !renderer.isHidden;
       this.showLive(shown);
       if (shown) {
         this.liveFailed = false;
+        this.node.dataset.liveVia = via;
       }
     };
     this.observer = new MutationObserver(check);
@@ -147,20 +203,19 @@ export class SnapshotRenderer extends Widget implements IRenderMime.IRenderer {
     this.liveFailed = false;
     const settled = (): void => {
       check();
-      // the widget renderer is done and shows no view (no such model, yet): a later message of
-      // that model retries (see onIOPub); a render still going is never restarted
+      // the widget renderer is done and shows no view (no such model): a message of that model,
+      // a new kernel or a re-connected one retries (see watchKernel, onIOPub); a render still
+      // going (the manager restoring) is never restarted
       this.liveFailed = this.live === renderer && !this.hasClass('nbpipe-snapshot-is-live');
-      if (this.liveFailed && this.lateRetry !== modelId) {
-        // and once more a little later, for a model that came late with no message after it
-        // (a run whose one step just runs); an output whose model is gone for good costs one look
-        this.lateRetry = modelId;
-        const kernel = this.kernel;
-        setTimeout(() => {
-          if (this.liveFailed && this.wanted === modelId && this.kernel === kernel && !this.isDisposed) {
-            this.modelId = '';
-            this.connectLive();
-          }
-        }, LATE_RETRY_MS);
+      if (this.liveFailed) {
+        this.lookLater(modelId);
+      }
+    };
+    let done = false;
+    const once = (): void => {
+      if (!done) {
+        done = true;
+        settled();
       }
     };
     void renderer
@@ -170,7 +225,40 @@ export class SnapshotRenderer extends Widget implements IRenderMime.IRenderer {
         metadata: {},
         setData: () => undefined
       })
-      .then(settled, settled);
+      .then(once, once);
+    if (this.appWidgetFactory === undefined) {
+      // whether this renderer has a manager is unknown: one still "Loading widget..." past the
+      // manager's own 2 s wait for a model may wait for good; count it as failed
+      setTimeout(() => {
+        if (this.live === renderer && (renderer.node.textContent ?? '').startsWith('Loading widget')) {
+          this.countFallback();
+          once();
+        }
+      }, STALL_MS);
+    }
+  }
+
+  /** The fallback timer: look again later, for a model that may come with no message after it. */
+  private lookLater(modelId: string): void {
+    const tries = this.lateRetry === modelId ? this.lateTries : 0;
+    if (tries >= LATE_RETRY_MS.length) {
+      return;
+    }
+    this.lateRetry = modelId;
+    this.lateTries = tries + 1;
+    const kernel = this.kernel;
+    setTimeout(() => {
+      if (this.liveFailed && this.wanted === modelId && this.kernel === kernel && !this.isDisposed) {
+        this.countFallback();
+        this.modelId = '';
+        this.connectLive('retry');
+      }
+    }, LATE_RETRY_MS[tries]);
+  }
+
+  /** data-fallbacks: how often a fallback timer fired here (tests: 0 when the signals did it). */
+  private countFallback(): void {
+    this.node.dataset.fallbacks = String(Number(this.node.dataset.fallbacks ?? '0') + 1);
   }
 
   private showLive(live: boolean): void {
@@ -227,7 +315,7 @@ export class SnapshotRenderer extends Widget implements IRenderMime.IRenderer {
       }
       this.wanted = unrepr(String(result.data?.['text/plain'] ?? ''));
       this.modelId = '';
-      this.connectLive();
+      this.connectLive('reconnect');
       this.note.textContent = `Saved snapshot of run ${runId}.`;
     } catch (err) {
       this.note.textContent = `Could not re-connect (${(err as Error).message}). Or ${hint}.`;
@@ -245,13 +333,27 @@ export class SnapshotRenderer extends Widget implements IRenderMime.IRenderer {
       return;
     }
     this.session = panel.sessionContext;
-    this.session.kernelChanged.connect(() => {
-      this.setKernel(this.session?.session?.kernel ?? null);
-      this.dropLive();
+    this.session.kernelChanged.connect((_, change) => {
+      this.setKernel(change.newValue);
+      if (change.oldValue) {
+        this.dropLive(); // another kernel: this output's model died with the old one
+      } else if (this.liveFailed) {
+        // A page (re)loaded: the kernel connects after the outputs rendered, and its widget
+        // models (a run still going) come back now; dropping the view here kept the snapshot.
+        this.modelId = '';
+        this.connectLive('kernel');
+      }
     }, this);
     this.session.statusChanged.connect((_, status) => {
       if (status === 'restarting' || status === 'dead') {
         this.dropLive();
+      }
+    }, this);
+    this.session.connectionStatusChanged.connect((_, status) => {
+      // the widget manager restores the kernel's models on every (re-)connection: look again
+      if (status === 'connected' && this.liveFailed) {
+        this.modelId = '';
+        this.connectLive('connected');
       }
     }, this);
     this.setKernel(this.session.session?.kernel ?? null);
@@ -273,7 +375,7 @@ export class SnapshotRenderer extends Widget implements IRenderMime.IRenderer {
       // machine the kernel's model can reach the widget manager later than that. This signal fires
       // after the manager handled the message, so the model is there: render the live view again.
       this.modelId = '';
-      this.connectLive();
+      this.connectLive('comm');
       return;
     }
     if (type !== 'update_display_data' || !this.model || !this.info.view) {
@@ -298,8 +400,14 @@ export class SnapshotRenderer extends Widget implements IRenderMime.IRenderer {
   private modelId = '';
   private live: IRenderMime.IRenderer | null = null;
   private liveFailed = false;
+  private waitingSession = false;
   private lateRetry = '';
+  private lateTries = 0;
   private observer: MutationObserver | null = null;
+
+  private get appWidgetFactory(): IRenderMime.IRendererFactory | undefined {
+    return this.app?.getFactory(WIDGET_MIME);
+  }
   private session: NotebookPanel['sessionContext'] | null = null;
   private kernel: Kernel.IKernelConnection | null = null;
   private readonly snap: HTMLDivElement;
@@ -315,12 +423,13 @@ export const snapshotPlugin: JupyterFrontEndPlugin<void> = {
   description: 'Shows the saved snapshot of an nbpipe run graph when its live widget is gone, and re-connects it.',
   autoStart: true,
   requires: [INotebookTracker],
-  activate: (_app: JupyterFrontEnd, tracker: INotebookTracker): void => {
+  optional: [IRenderMimeRegistry],
+  activate: (_app: JupyterFrontEnd, tracker: INotebookTracker, appRendermime: IRenderMimeRegistry | null): void => {
     const findPanel = (node: HTMLElement): NotebookPanel | null => tracker.find(p => p.node.contains(node)) ?? null;
     const register = (panel: NotebookPanel): void => {
       const rendermime = panel.content.rendermime;
       rendermime.removeMimeType(SNAPSHOT_MIME);
-      rendermime.addFactory({ safe: true, mimeTypes: [SNAPSHOT_MIME], createRenderer: () => new SnapshotRenderer(findPanel) }, RANK);
+      rendermime.addFactory({ safe: true, mimeTypes: [SNAPSHOT_MIME], createRenderer: () => new SnapshotRenderer(findPanel, appRendermime) }, RANK);
     };
     tracker.forEach(register);
     tracker.widgetAdded.connect((_, panel) => register(panel));

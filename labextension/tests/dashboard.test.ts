@@ -254,6 +254,24 @@ test('compare rows: differences, best run per metric (lower is better for losses
   assert.equal(formatMetric(null), '—');
 });
 
+test('compare rows show a float parameter as a float (threshold 1.0, not 1), as the run lists do', () => {
+  const floats: CompareTable = {
+    runs: [
+      { ...table.runs[0], params: { threshold: 1, n: 5, name: 'x' }, float_params: ['threshold'] },
+      { ...table.runs[1], params: { threshold: 2.5, n: 5, name: 'x' }, float_params: ['threshold'] },
+      { ...table.runs[2], params: { threshold: 1, n: 5, name: 'x' } } // an older server: no float_params
+    ],
+    params: ['n', 'name', 'threshold'],
+    differ: ['threshold'],
+    metrics: []
+  };
+  assert.deepEqual(paramRows(floats), [
+    { name: 'n', values: ['5', '5', '5'], differs: false },
+    { name: 'name', values: ['x', 'x', 'x'], differs: false },
+    { name: 'threshold', values: ['1.0', '2.5', '1'], differs: true }
+  ]);
+});
+
 test('lineage graph: inputs → producer → copies (cache reuse) → consumers of each copy', () => {
   const art: LineageArtifact = {
     run: 'r2', step: 'train', output: 'model', digest: 'd'.repeat(64), kind: 'artifact', format: 'file', size: 11, preview: null,

@@ -12,6 +12,8 @@ test('durations read naturally', () => {
 
 test('parameters and sources summarize a run', () => {
   assert.equal(formatParams({ n: 3, label: 'a long label that goes on', ids: [1, 2] }, 10), 'n=3, label=a long la…, ids=[1,2]');
+  // a Python float the answer names in float_params keeps its .0 (JSON made 1.0 the number 1)
+  assert.equal(formatParams({ c: 1, n: 1, lr: 0.5 }, 24, ['c', 'lr']), 'c=1.0, n=1, lr=0.5');
   assert.equal(runSource({ labels: { notebook: 'work/quickstart.ipynb' }, pipeline: 'digits' }), 'quickstart.ipynb');
   assert.equal(runSource({ labels: {}, pipeline: 'digits' }), 'digits');
 });

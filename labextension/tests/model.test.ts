@@ -160,12 +160,12 @@ test('analysis fills the form with defaults and keeps what the user typed', asyn
   const server = new FakeServer();
   const model = newModel(server, true);
   await model.setNotebook('tiny.ipynb');
-  assert.deepEqual(model.state.raws, { n: '3', scale: '1' });
+  assert.deepEqual(model.state.raws, { n: '3', scale: '1.0' });
   assert.deepEqual(server.saved, []); // analysis reads the editor's content; it never saves
   assert.deepEqual(server.contents, [{ cells: [], path: 'tiny.ipynb' }]);
   model.setParam('n', '8');
   await model.analyze();
-  assert.deepEqual(model.state.raws, { n: '8', scale: '1' });
+  assert.deepEqual(model.state.raws, { n: '8', scale: '1.0' });
   model.resetParams();
   assert.equal(model.state.raws.n, '3');
   assert.deepEqual(server.saved, []);
@@ -223,6 +223,23 @@ test('a notebook error reaches the panel with its cell and fix', async () => {
   assert.ok(!server.calls.some(c => c.startsWith('run ')));
 });
 
+test('after an export error, an edit or save of the notebook looks again and enables Run', async () => {
+  const server = new FakeServer();
+  server.analyzeError = new Err('cell 2 failed to export. Fix the code in cell 2.', 'Fix the code in cell 2.', 2);
+  const model = new PanelModel(server, { retryDelays: [1], settleDelay: 0 });
+  await model.setNotebook('broken.ipynb');
+  assert.equal(model.state.analysis, null);
+  await model.notebookChanged('other.ipynb'); // another notebook's edits change nothing here
+  assert.equal(server.calls.filter(c => c.startsWith('analyze')).length, 1);
+  server.analyzeError = null; // the user fixed cell 2
+  await model.notebookChanged('broken.ipynb');
+  assert.equal(model.state.analysisError, null);
+  const pipeline = (m: PanelModel): string | null | undefined => m.state.analysis?.pipeline; // (no narrowing)
+  assert.equal(pipeline(model), 'tiny'); // Run is enabled again
+  await model.notebookChanged('broken.ipynb'); // a notebook that analyzes fine is not looked at per keystroke
+  assert.equal(server.calls.filter(c => c.startsWith('analyze')).length, 2);
+});
+
 test('bad parameters stop the run before anything is sent', async () => {
   const server = new FakeServer();
   const model = newModel(server);
@@ -277,8 +294,46 @@ test('re-run from the failed step picks the first failed step', async () => {
   assert.equal(await model.loadLogs('make'), `log of ${newId}/make`);
 });
 
+test('a re-run saves the run’s own notebook (edited), never the one the panel shows', async () => {
+  const server = new FakeServer();
+  server.runsById.set('other', { ...snapshot('other', 'failed', {}), labels: { notebook: 'other.ipynb' } });
+  server.runsById.set('kernel', { ...snapshot('kernel', 'failed', {}), labels: { kernel_notebook: '/root/k.ipynb' } });
+  server.runsById.set('cli', snapshot('cli', 'failed', {}));
+  const model = newModel(server, true);
+  await model.setNotebook('tiny.ipynb');
+  await model.rerunFromFailed('other');
+  await model.rerun('kernel');
+  await model.rerun('cli'); // no notebook behind it: nothing is saved
+  assert.deepEqual(server.saved, ['other.ipynb', '/root/k.ipynb']);
+});
+
 test('opening an unknown run shows the server message', async () => {
   const model = newModel(new FakeServer());
   await model.openRun('nope');
   assert.equal(model.state.error?.message, 'No run nope');
+});
+
+test('switching notebooks drops the other notebook’s run; one of the new notebook still going is followed', async () => {
+  class Labelled extends FakeServer {
+    async runs(): Promise<RunSummary[]> {
+      this.calls.push('runs');
+      return [...this.runsById.values()].reverse().map(s => ({ ...s, labels: s.labels ?? {}, step_counts: {} }));
+    }
+  }
+  const server = new Labelled();
+  server.runsById.set('a-run', { ...snapshot('a-run', 'succeeded', {}), labels: { notebook: 'a.ipynb' } });
+  server.runsById.set('b-live', { ...snapshot('b-live', 'running', {}), labels: { notebook: 'dir/b.ipynb' } });
+  const model = newModel(server);
+  await model.setNotebook('a.ipynb');
+  await model.refreshRuns();
+  await model.openRun('a-run');
+  assert.equal(model.state.runId, 'a-run');
+  await model.setNotebook('b.ipynb'); // a.ipynb's run is not shown over b.ipynb: b's live run is
+  await until(() => model.state.runId === 'b-live');
+  await model.refreshRuns();
+  await model.setNotebook('dir/b.ipynb'); // the same notebook by its full path: its run stays
+  assert.equal(model.state.runId, 'b-live');
+  await model.setNotebook('a.ipynb'); // a's run has finished: nothing is followed, the section is empty
+  assert.equal(model.state.runId, null);
+  assert.equal(model.state.runState, null);
 });

@@ -27,6 +27,14 @@ test('defaults show as the user would type them', () => {
   assert.deepEqual([n, scale, verbose, label, ids, opts, seed].map(initialRaw), ['3', '0.5', false, 'demo', '[1,2]', '', '']);
 });
 
+test('a float default that JSON made integral shows as a float, and parses back to a number', () => {
+  const c: Parameter = { name: 'c', type: 'float', default: 1 };
+  const opt: Parameter = { name: 'c', type: 'Optional[float]', default: -2 };
+  assert.deepEqual([c, opt].map(initialRaw), ['1.0', '-2.0']);
+  assert.deepEqual(parseRaw(c, initialRaw(c)), { ok: true, value: 1 });
+  assert.equal(initialRaw({ name: 'n', type: 'int', default: 1 }), '1');
+});
+
 test('entries parse to typed values or name the problem', () => {
   assert.deepEqual(parseRaw(n, ' 42 '), { ok: true, value: 42 });
   assert.deepEqual(parseRaw(n, '4.5'), { ok: false, error: 'n must be a whole number, not "4.5"' });

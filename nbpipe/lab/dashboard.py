@@ -1,11 +1,13 @@
 """``/nbpipe/api`` routes of the Lab dashboard: the run list, its live stream, compare, lineage.
 
 - ``GET dashboard/runs?experiment=&pipeline=&notebook=&state=&q=&limit=&offset=&facets=``: a page
-  of runs with the total and the filter values (the runner's ``/api/v1/dashboard/runs``).
+  of runs with the total and the filter values (the runner's ``/api/v1/dashboard/runs``); each run
+  names its float parameters (``float_params``), as a run's snapshot does.
 - ``GET dashboard/events?after=``: every run's events as Server-Sent Events, for a live list
   (log lines are dropped here: a list needs states, not output).
 - ``GET dashboard/compare?runs=a,b,c``: parameters and metrics of 1–10 runs, the same columns as
-  :func:`nbpipe.compare` (``param.*`` and ``step.output[.key]``), plus which parameters differ.
+  :func:`nbpipe.compare` (``param.*`` and ``step.output[.key]``), plus which parameters differ
+  and each run's float parameters (``float_params``).
 - ``GET dashboard/lineage/{run}/{step}?output=``: the runner's lineage of a step's outputs.
 
 Like :mod:`.routes`, everything goes through :class:`nbpipe.Client`: the browser never sees the
@@ -26,6 +28,7 @@ from tornado.iostream import StreamClosedError
 
 from ..comparison import metrics_of
 from ..errors import NbpipeError, RunnerError
+from ..widgets.snapshot import mark_floats
 from .base import NbpipeHandler
 
 RUN_ID = r"(?P<run_id>[A-Za-z0-9_.\-]{1,128})"
@@ -62,6 +65,8 @@ class DashboardRunsHandler(NbpipeHandler):
         except NbpipeError as exc:
             self.send_nbpipe_error(exc)
             return
+        for run in body.get("runs") or []:
+            mark_floats(run)  # the rows show c=1.0, not c=1, as the run page does
         if isinstance(body.get("facets"), dict):
             body["facets"]["notebooks"] = self._merge_notebooks(body["facets"])
         self.finish(body)
@@ -148,7 +153,8 @@ def _keep(frame: str) -> bool:
 
 
 def compare_table(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
-    """Runs side by side: parameters (with the ones that differ) and metrics, as ``nbpipe.compare``."""
+    """Runs side by side: parameters (with the ones that differ) and metrics, as ``nbpipe.compare``;
+    each run names its float parameters (``float_params``, as a run's snapshot does)."""
     runs = []
     for snap in snapshots:
         runs.append({
@@ -157,6 +163,7 @@ def compare_table(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
             "duration": snap.get("duration"), "created_at": snap.get("created_at"),
             "params": snap.get("params") or {}, "metrics": metrics_of(snap),
         })
+        mark_floats(runs[-1])  # float_params: the table shows threshold 1.0, not 1, as the run lists do
     params = sorted({k for r in runs for k in r["params"]})
     missing = object()
     differ = [p for p in params

@@ -76,7 +76,11 @@ def summarize(path: Path, pipeline: str | None, content: dict[str, Any] | None =
     from ..export.notebook import NO_PIPELINE_DETAIL, NO_PIPELINE_HINT, pipelines_of, read_notebook
 
     nb = read_notebook(path, content)
-    names = [c.title for c in pipelines_of(nb)]
+    found = pipelines_of(nb)
+    names = [c.title for c in found]
+    if pipeline is None and len(found) > 1 and not any(c.kind == "cells" for c in found):
+        # Export wants a name here; the panel shows the first and lets the user pick another.
+        pipeline = names[0]
     if not names:
         return {"path": path.name, "pipelines": [], "pipeline": None, "digest": None, "parameters": [], "steps": [],
                 "components": [], "python": [],

@@ -19,6 +19,7 @@ import tornado.web
 from tornado.iostream import StreamClosedError
 
 from ..errors import NbpipeError, RunnerError
+from ..widgets.snapshot import mark_floats
 from .base import NbpipeHandler
 from .connection import read_setting, write_setting
 from .notebook import NotebookHandler
@@ -80,7 +81,8 @@ class SettingsHandler(NbpipeHandler):
 
 
 class RunsHandler(NbpipeHandler):
-    """``GET /runs?limit=&experiment=``: run summaries, newest first."""
+    """``GET /runs?limit=&experiment=``: run summaries, newest first, each naming its float parameters
+    (``float_params``, as a run's snapshot does)."""
 
     @tornado.web.authenticated
     async def get(self) -> None:
@@ -97,7 +99,7 @@ class RunsHandler(NbpipeHandler):
         except NbpipeError as exc:
             self.send_nbpipe_error(exc)
             return
-        self.finish({"runs": runs})
+        self.finish({"runs": [mark_floats(run) for run in runs]})  # the rows show c=1.0, not c=1
 
 
 CACHE_REASON = "result reused from the cache"
@@ -122,7 +124,7 @@ def name_cache_origins(client: Any, snap: dict[str, Any]) -> dict[str, Any]:
             where = f" (step {prod['step']})" if prod.get("step") and prod["step"] != step["name"] else ""
             step["reason"] = f"reused from run {prod['run']}{where} by the cache"
             step["reused_from"] = {"run": prod["run"], "step": prod.get("step", step["name"])}
-    return snap
+    return mark_floats(snap)
 
 
 class RunHandler(NbpipeHandler):

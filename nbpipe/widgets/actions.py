@@ -101,7 +101,7 @@ def perform(run: Run, action: str, payload: dict[str, Any], ref: PipelineRef) ->
     code = f"this kernel's pipeline '{pipe.name}'" if pipe is not None else "the run's own package"
     if action == "rerun":
         new = run.rerun(pipeline=pipe)
-        return new, f"Re-running run {run.id} as {new.id}, with {code}."
+        return new, f"Re-running run {run.id} as {new.id}, with {code}.{unrun_edits(payload, pipe)}"
     if action == "rerun_failed":
         new = run.rerun(from_failed=True, pipeline=pipe)
     else:
@@ -110,4 +110,14 @@ def perform(run: Run, action: str, payload: dict[str, Any], ref: PipelineRef) ->
             raise NbpipeError("Rerun from which step? The 'rerun_from' action needs a step name")
         new = run.rerun(from_step=step, pipeline=pipe)
     start = (new.last_snapshot.get("labels") or {}).get("rerun_from") or payload.get("step")
-    return new, f"Re-running run {run.id} from step '{start}' as {new.id}, with {code}."
+    return new, f"Re-running run {run.id} from step '{start}' as {new.id}, with {code}.{unrun_edits(payload, pipe)}"
+
+
+def unrun_edits(payload: dict[str, Any], pipe: Any) -> str:
+    """What the re-run does not include: the notebook cells the front end saw edited since they last
+    ran (``payload["edited_cells"]``, 1-based). The kernel's pipeline is the code it ran, not the edit."""
+    cells = sorted({c for c in payload.get("edited_cells") or [] if isinstance(c, int) and not isinstance(c, bool) and c > 0})
+    if pipe is None or not cells:
+        return ""
+    which = f"cell {cells[0]} was" if len(cells) == 1 else f"cells {', '.join(map(str, cells))} were"
+    return f" Note: {which} edited but not run, so this re-run does not use that edit: run {'it' if len(cells) == 1 else 'them'} first, then re-run."

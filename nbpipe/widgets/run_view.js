@@ -97,6 +97,7 @@ export function createRunView(el, options = {}) {
     selectStep: (name) => selectStep(name, true), close: () => { selectStep(null, true); },
     stepOf: (name) => run.byName.get(String(name)) || null, // an upstream step, for the values a step got
     paramOf: (name) => (run.params && Object.hasOwn(run.params, name) ? { value: run.params[name] } : null),
+    isFloatParam: (name) => Boolean(run.float_params && run.float_params.has(name)), // 1.0, not 1 (JSON)
   });
   root.addEventListener("keydown", (ev) => {
     if (ev.key === "Escape" && selected) { selectStep(null, true); root.focus(); }
@@ -155,11 +156,12 @@ export function createRunView(el, options = {}) {
       header.bar.setAttribute("aria-valuenow", String(finished));
       header.bar.setAttribute("aria-valuemax", String(r.steps.length));
     }
-    const paramKey = JSON.stringify(r.params);
+    const paramKey = JSON.stringify([r.params, [...r.float_params]]);
     if (header.sig.params !== paramKey) {
       header.sig.params = paramKey;
       header.params.replaceChildren(...Object.entries(r.params).map(([k, v]) =>
-        h("span", { class: "rv-chip rv-param", title: `${k} = ${formatValue(v, 2000)}` }, h("span", { class: "rv-param-key", text: k }), `= ${formatValue(v, 40)}`)));
+        h("span", { class: "rv-chip rv-param", title: `${k} = ${formatValue(v, 2000, r.float_params.has(k))}` }, h("span", { class: "rv-param-key", text: k }),
+          `= ${formatValue(v, 40, r.float_params.has(k))}`)));
     }
     // "step 'train' failed" says where; the failed step's own reason says what (its first line)
     const failed = r.state === "failed" ? r.steps.find((s) => s.state === "failed" && s.reason) : null;
@@ -280,12 +282,27 @@ export function createRunView(el, options = {}) {
   return view;
 }
 
+/**
+ * The notebook cells (1-based) edited since they last ran, as JupyterLab marks them (jp-mod-dirty):
+ * a re-run uses the kernel's pipeline, which does not have those edits, so the kernel says so.
+ */
+export function editedCells(el) {
+  const nb = el && el.closest ? el.closest(".jp-Notebook") : null;
+  if (!nb) return [];
+  const all = [...nb.querySelectorAll(".jp-Cell")];
+  return all.filter((c) => c.classList.contains("jp-mod-dirty"))
+    .map((c) => (c.dataset.windowedListIndex != null ? Number(c.dataset.windowedListIndex) : all.indexOf(c)) + 1);
+}
+
 /** anywidget entry: traits ``snapshot``, ``logs``, ``images`` in; ``selected`` out; actions via send. */
 export default {
   render({ model, el }) {
     const view = createRunView(el, {
       onSelect(name) { model.set("selected", name || ""); model.save_changes(); },
-      onAction(action, payload) { model.send({ type: "action", action, payload }); },
+      onAction(action, payload) {
+        const edited = action.startsWith("rerun") ? editedCells(el) : [];
+        model.send({ type: "action", action, payload: edited.length ? { ...payload, edited_cells: edited } : payload });
+      },
       images: () => model.get("images") || {},
       loadImage(preview) {
         const url = (model.get("images") || {})[preview.digest];

@@ -29,6 +29,7 @@ from .. import events as ev
 from ..errors import NbpipeError
 from .actions import PipelineRef, perform
 from .snapshot import bundle as static_bundle
+from .snapshot import mark_floats
 
 if TYPE_CHECKING:
     from ..client import Run
@@ -163,6 +164,8 @@ def apply_event(snapshot: dict[str, Any], event: ev.Event) -> bool:
         )
     elif isinstance(event, ev.StepWorkers):  # a distributed step's workers, one entry per rank
         step["workers"] = list(event.workers)
+    elif isinstance(event, ev.StepWaiting):  # waits for an identical running step: same state, says so
+        step["reason"] = event.reason
     elif not isinstance(event, ev.StepLog):
         return False
     if event.id:
@@ -230,7 +233,7 @@ class RunView(anywidget.AnyWidget):
 
     def __init__(self, run: Run, *, interval: float = 0.1, pipeline: PipelineRef = None, **kwargs: Any) -> None:
         snap = run.snapshot()
-        super().__init__(snapshot=copy.deepcopy(snap), **kwargs)
+        super().__init__(snapshot=mark_floats(copy.deepcopy(snap)), **kwargs)
         self.interval = interval
         self.pipeline = pipeline
         self.error = ""
@@ -394,13 +397,29 @@ class RunView(anywidget.AnyWidget):
             except NbpipeError as exc:
                 final = None
                 self.error = self.error or exc.message
+            previous = self._settled_previous(run) if gen == self._gen else None
             with self._cond:
                 if gen == self._gen:
+                    if previous is not None and previous != self.previous:
+                        self.previous = previous
                     if final is not None:
                         self._snap = final
                     self._dirty = True
                     self._finished.set()
                     self._cond.notify_all()
+
+    def _settled_previous(self, run: Run) -> list[dict[str, Any]]:
+        """The runs shown before, with the state each has now: one that was still running when a
+        re-run switched the widget away said "running" ever after."""
+        out = []
+        for p in self.previous:
+            if p.get("state") not in ev.RUN_FINAL:
+                try:
+                    p = {**p, "state": str(run.client.get_run(str(p["id"])).get("state") or p.get("state"))}
+                except NbpipeError:
+                    pass  # its runner is gone: keep what the widget knew
+            out.append(p)
+        return out
 
     def _publish(self) -> None:
         """Send changes to the front end, at most once per ``interval``."""
@@ -422,7 +441,7 @@ class RunView(anywidget.AnyWidget):
                 logs = {self.selected: self._logs.get(self.selected, "")} if self.selected else {}
                 self._dirty = False
                 finished = self._finished.is_set()
-            self.snapshot = snap
+            self.snapshot = mark_floats(snap)
             if logs != self.logs:
                 self.logs = logs
             if self._images.keys() != self.images.keys():

@@ -8,7 +8,8 @@ import { STATE_ICONS, STEP_ACTIVE, elapsedOf, formatBytes, formatDuration, forma
 import { h, renderPreview } from "./run_view_preview.js";
 import { stepLabel } from "./run_view_graph.js";
 
-const NEUTRAL = new Set(["succeeded", "cached", "cancelled", "skipped"]); // their reason is no error
+// Their reason is no error. A pending step's reason says which identical step it waits for (StepWaiting).
+const NEUTRAL = new Set(["succeeded", "cached", "cancelled", "skipped", "pending"]);
 const TABS = [["logs", "Logs"], ["inputs", "Inputs"], ["outputs", "Outputs"], ["error", "Error"]];
 
 export class DetailsPane {
@@ -251,7 +252,7 @@ export class DetailsPane {
         // The run's value of the parameter (the binding names it; the run holds what it was).
         const given = "value" in bind ? bind : this.ctx.paramOf ? this.ctx.paramOf(bind.parameter) : null;
         source = h("span", null, h("span", { class: "rv-kind", text: "param" }),
-          h("code", { text: `${bind.parameter} = ${given ? formatValue(given.value) : "?"}` }));
+          h("code", { text: `${bind.parameter} = ${given ? formatValue(given.value, 80, Boolean(this.ctx.isFloatParam && this.ctx.isFloatParam(bind.parameter))) : "?"}` }));
       } else {
         source = h("span", null, h("span", { class: "rv-kind", text: "value" }), h("code", { text: formatValue(bind.value) }));
       }
@@ -263,7 +264,10 @@ export class DetailsPane {
   renderOutputs(s) {
     const entries = Object.entries(s.outputs || {});
     if (!entries.length) {
-      return h("p", { class: "rv-empty", text: ["succeeded", "cached"].includes(s.state) ? "This step returned no outputs." : "No outputs yet." });
+      const why = ["succeeded", "cached"].includes(s.state) ? "This step returned no outputs."
+        : { failed: "No outputs: the step failed (its Error and Logs tabs say why).", cancelled: "No outputs: the step was cancelled.",
+            skipped: "No outputs: the step was skipped." }[s.state] || "No outputs yet.";
+      return h("p", { class: "rv-empty", text: why });
     }
     const ctx = { loadImage: this.ctx.loadImage, images: this.ctx.images };
     return h("div", { class: "rv-outputs" }, ...entries.map(([name, out]) => {

@@ -296,6 +296,7 @@ export class GraphView {
       if (node.title.textContent !== label) node.title.textContent = label;
       const parts = [];
       if (step.state === "cached") parts.push("cached");
+      if (step.state === "pending" && step.reason) parts.push("waiting"); // for an identical step: the tooltip says which
       if (step.state === "retrying") parts.push(`retrying${attempt ? ` ${attempt}` : ""}`);
       if (duration) parts.push(duration);
       if (attempt && step.state !== "retrying") parts.push(`attempt ${attempt}`);

@@ -28,7 +28,7 @@ export function runFromSnapshot(snapshot) {
   const s = snapshot || {};
   const run = {
     id: s.id || "", name: s.name || "", pipeline: s.pipeline || "", experiment: s.experiment || "",
-    state: s.state || "queued", params: { ...(s.params || {}) }, created_at: s.created_at ?? null,
+    state: s.state || "queued", params: { ...(s.params || {}) }, float_params: new Set(s.float_params || []), created_at: s.created_at ?? null,
     started_at: s.started_at ?? null, finished_at: s.finished_at ?? null, duration: s.duration ?? null,
     reason: s.reason || "", last_event_id: Number(s.last_event_id) || 0, steps: [], byName: new Map(),
     groups: Array.isArray(s.groups) ? s.groups.map((g) => ({ ...g })) : [], // optional control-flow metadata
@@ -120,6 +120,10 @@ export function applyRunEvent(run, ev) {
       if (!step) return null;
       step.workers = Array.isArray(ev.workers) ? ev.workers : [];
       break;
+    case "StepWaiting": // waits for an identical step running now (same cache key): same state, says so
+      if (!step) return null;
+      step.reason = ev.reason || "";
+      break;
     case "StepFinished":
       if (!step) return null;
       Object.assign(step, {
@@ -127,7 +131,7 @@ export function applyRunEvent(run, ev) {
         reason: ev.reason || "", traceback: ev.traceback || "", finished_at: ev.ts ?? null, cached: ev.state === "cached",
       });
       break;
-    default:
+    default: // an event type this view does not know (a newer runner's): skipped
       return null;
   }
   if (step) change.steps.push(step.name);
@@ -260,10 +264,11 @@ export function formatBytes(n) {
 }
 
 /** Short text for a parameter or literal value (JSON for objects, capped). */
-export function formatValue(value, limit = 80) {
+export function formatValue(value, limit = 80, isFloat = false) {
   let text;
   if (typeof value === "string") text = JSON.stringify(value);
-  else if (typeof value === "number") text = Number.isInteger(value) ? String(value) : String(Number(value.toPrecision(6)));
+  // a float parameter (the snapshot's float_params) shows as one: JSON made 1.0 the number 1
+  else if (typeof value === "number") text = Number.isInteger(value) ? (isFloat && Math.abs(value) < 1e16 ? value.toFixed(1) : String(value)) : String(Number(value.toPrecision(6)));
   else { try { text = JSON.stringify(value); } catch { text = String(value); } }
   if (text === undefined) text = String(value);
   return text.length > limit ? `${text.slice(0, limit - 1)}…` : text;

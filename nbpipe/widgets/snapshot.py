@@ -43,6 +43,14 @@ CHIP_W, CHIP_H, CHIP_ROWS = 132, 16, 20
 HEAD_H, PAD = 46, 12
 
 
+def mark_floats(snap: dict[str, Any]) -> dict[str, Any]:
+    """Name the run's float parameters in ``snap`` (``float_params``): JSON turns ``1.0`` into the
+    JS number 1, so the views would show ``c = 1`` for a float without this."""
+    params = snap.get("params") or {}
+    snap["float_params"] = [k for k, v in params.items() if isinstance(v, float)]
+    return snap
+
+
 def _x(text: Any) -> str:
     """``text`` safe inside an XML element or a double-quoted attribute."""
     s = _BAD_XML.sub("", str(text))

@@ -77,6 +77,22 @@ def test_graph_renders_every_step_with_its_state(rv_page: Any, rv_fixture: Any, 
     rv_page.screenshot(path=str(rv_artifacts / "run_view_graph_light.png"))
 
 
+def test_a_float_parameter_shows_as_a_float(rv_page: Any, rv_fixture: Any) -> None:
+    """JSON makes 1.0 the JS number 1: the chip must still say 1.0 for a float (an int stays 1)."""
+    from nbpipe.widgets.snapshot import mark_floats
+
+    snap = rv_fixture("ml_run.json")
+    snap["params"] = {"c": 1.0, "n": 1, "big": -3.0, "C": 10.0}
+    mount(rv_page, mark_floats(snap))
+    chips = rv_page.locator(".rv-header .rv-param")
+    assert chips.all_text_contents() == ["c= 1.0", "n= 1", "big= -3.0", "C= 10.0"]
+    assert chips.first.get_attribute("title") == "c = 1.0"
+    # the step's Inputs tab says the same as the header (it said C = 10)
+    node(rv_page, "train_svm").click()
+    rv_page.locator('.rv-tab[data-tab="inputs"]').click()
+    assert rv_page.locator(".rv-inputs tr").nth(2).locator("td").text_content() == "paramC = 10.0"
+
+
 def test_events_move_a_step_from_pending_to_running_to_succeeded(rv_page: Any, rv_fixture: Any) -> None:
     events = rv_fixture("linear_events.json")
     mount(rv_page, None)

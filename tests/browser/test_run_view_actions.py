@@ -95,3 +95,29 @@ def test_reasons_of_reused_and_re_executed_steps_are_not_errors(rv_page: Any, rv
         assert reason in rv_page.locator(".rv-details-meta").text_content()
         assert rv_page.locator('.rv-tab[data-tab="error"]').is_hidden()
         assert reason in node(rv_page, name).get_attribute("title")
+
+
+def test_a_rerun_from_the_notebook_widget_names_cells_edited_but_not_run(rv_page: Any, rv_fixture: Any) -> None:
+    """In a notebook, the widget's re-run buttons send the cells JupyterLab marks edited since they
+    ran (jp-mod-dirty, 1-based): the kernel's pipeline lacks those edits, and its notice says so."""
+    sent = rv_page.evaluate("""(snap) => {
+      const nb = document.createElement('div'); nb.className = 'jp-Notebook';
+      for (let i = 0; i < 4; i++) {
+        const cell = document.createElement('div'); cell.className = 'jp-Cell' + (i === 2 ? ' jp-mod-dirty' : '');
+        cell.dataset.windowedListIndex = String(i); nb.append(cell);
+      }
+      const el = document.createElement('div'); nb.children[3].append(el);
+      document.querySelector('#app').replaceChildren(nb);
+      const traits = { snapshot: snap, logs: {}, images: {}, selected: '', notice: {}, previous: [] };
+      const sent = [];
+      const model = { get: (k) => traits[k], set: (k, v) => { traits[k] = v; }, save_changes() {}, on() {}, off() {},
+                      send: (m) => sent.push(m) };
+      window.RV.default.render({ model, el });
+      [...el.querySelectorAll('.rv-run-actions button')].find((b) => b.textContent === 'Rerun from failed').click();
+      [...el.querySelectorAll('.rv-run-actions button')].find((b) => b.textContent === 'Rerun').click();
+      nb.children[2].classList.remove('jp-mod-dirty');
+      [...el.querySelectorAll('.rv-run-actions button')].find((b) => b.textContent === 'Rerun').click();
+      return sent;
+    }""", finished(rv_fixture("ml_run.json"), "failed"))
+    assert [m["payload"] for m in sent] == [{"edited_cells": [3]}, {"edited_cells": [3]}, {}]
+    assert [m["action"] for m in sent] == ["rerun_failed", "rerun", "rerun"]

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 import tornado.httpclient
+from runner_process import stop_embedded_runner
 
 # jupyter_server's fixtures and hooks (jp_fetch, jp_serverapp…), for tests/lab only: a
 # top-level pytest_plugins would put its event-loop handling under every test (and break
@@ -50,14 +51,12 @@ LAB_TOKEN = "nbpipe-e2e-token"
 
 @pytest.fixture
 def nbpipe_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from nbpipe._embedded import stop_local_runner
-
     home = tmp_path_factory.mktemp("nbpipe-home")
     monkeypatch.setenv("NBPIPE_HOME", str(home))
     for name in ("NBPIPE_RUNNER_URL", "NBPIPE_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     yield home
-    stop_local_runner()
+    stop_embedded_runner()  # the in-process Jupyter server started it
 
 
 @pytest.fixture
@@ -244,15 +243,37 @@ def lab_browser() -> Iterator[Any]:
             browser.close()
 
 
-def run_all(page: Any, notebook: Any, tries: int = 3) -> None:
-    """Run > Run All Cells until the last cell has run. Lab may still be asking which kernel while its
-    session is set up (answered with the default); a Run All sent meanwhile is dropped, so try again."""
+# The status bar's kernel item ("Python 3 (ipykernel) | Idle") of the current notebook.
+KERNEL_STATUS = '#jp-main-statusbar [title^="Change kernel for"]'
+
+
+def wait_for_kernel(page: Any, timeout: float = 90_000) -> None:
+    """Until the current notebook's kernel is started, connected and idle, answering Lab's "Select
+    Kernel" question (asked while its session is set up) with the default.
+
+    The notebook toolbar's execution indicator says ``data-status="idle"`` from the start, before
+    there is any kernel; a cell run then finds none and is dropped (the retries below waited their
+    whole 60 s for it). The status bar's kernel item reads "| Idle" only once the kernel is connected.
+    """
     import re
 
     from playwright.sync_api import expect
 
-    page.add_locator_handler(page.locator(".jp-Dialog", has_text="Select Kernel"),
-                             lambda d: d.locator(".jp-mod-accept").click())
+    if not getattr(page, "nbpipe_kernel_dialog_handled", False):
+        page.add_locator_handler(page.locator(".jp-Dialog", has_text="Select Kernel"),
+                                 lambda d: d.locator(".jp-mod-accept").click())
+        page.nbpipe_kernel_dialog_handled = True
+    expect(page.locator(KERNEL_STATUS)).to_have_text(re.compile(r"\| Idle$"), timeout=timeout)
+
+
+def run_all(page: Any, notebook: Any, tries: int = 3) -> None:
+    """Run > Run All Cells until the last cell has run, once the kernel is up. A Run All sent while
+    Lab still sets up the session may be dropped all the same, so try again."""
+    import re
+
+    from playwright.sync_api import expect
+
+    wait_for_kernel(page)
     last = notebook.locator(".jp-Cell").last.locator(".jp-InputPrompt")
     for attempt in range(tries):
         page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
@@ -269,3 +290,9 @@ def run_all(page: Any, notebook: Any, tries: int = 3) -> None:
 def lab_run_all() -> Callable[..., None]:
     """:func:`run_all` for browser tests (a fixture, since tests cannot import this conftest by name)."""
     return run_all
+
+
+@pytest.fixture()
+def lab_wait_for_kernel() -> Callable[..., None]:
+    """:func:`wait_for_kernel`: before a test runs a cell itself."""
+    return wait_for_kernel

@@ -119,6 +119,9 @@ def test_dashboard_end_to_end(start_lab: Any, lab_browser: Any, tmp_path: Path) 
     expect(rows).to_have_count(3, timeout=30_000)
     expect(rows.first).to_have_attribute("data-run", r3.id)
     expect(runs.locator(".nbp-live")).to_have_class("nbp-live nbp-live-on", timeout=30_000)
+    # a float parameter keeps its .0 in the rows, as on the run page (JSON made 1.0 the number 1)
+    float_shown = re.compile(r"threshold=1\.0(,|$)")
+    expect(runs.locator(f'tr[data-run="{r2.id}"] .nbp-col-params')).to_have_text(float_shown)
 
     gate = tmp_path / "gate"
     live = client.submit(pipes.gated_run, {"gate": str(gate)}, experiment="adhoc", name="live run")
@@ -131,6 +134,7 @@ def test_dashboard_end_to_end(start_lab: Any, lab_browser: Any, tmp_path: Path) 
     page.screenshot(path=str(ARTIFACTS / "lab-dashboard-runs-live.png"))
     # The side panel's short list follows the same stream, with a ticking duration too.
     page.locator('.lm-TabBar-tab[data-id="nbpipe-panel"]').click()
+    expect(page.locator(f'#nbpipe-panel .nbp-run[data-run="{r2.id}"] .nbp-run-params')).to_have_text(float_shown)
     side = page.locator(f'#nbpipe-panel .nbp-run[data-run="{live.id}"]')
     expect(side).to_have_attribute("data-state", "running", timeout=60_000)
     side_duration = side.locator(".nbp-run-duration")

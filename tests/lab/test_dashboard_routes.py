@@ -233,3 +233,18 @@ async def test_a_cached_step_names_the_run_it_was_reused_from(api: Any, pipes: A
         assert steps[name]["reused_from"] == {"run": first["id"], "step": name}
         assert steps[name]["outputs"], "a cached step shows the outputs it reused"
     assert steps["evaluate"]["state"] == "succeeded" and "reused_from" not in steps["evaluate"]
+
+
+async def test_both_run_lists_name_the_float_parameters(api: Any, pipes: Any) -> None:
+    """QA: the panel's run rows showed a run of threshold=1.0 as threshold=1 (JSON makes 1.0 the JS
+    number 1); the lists now name the float parameters, as a run's snapshot does (float_params)."""
+    run = await submit(pipes.dash_demo, {"n": 3, "threshold": 1.0})
+    code, panel = await api("runs")  # the panel's run list
+    assert code == 200, panel
+    code, page = await api("dashboard/runs")  # the Runs view
+    assert code == 200, page
+    for row in (panel["runs"][0], page["runs"][0]):
+        assert row["id"] == run["id"] and row["params"] == {"n": 3, "lr": 0.5, "threshold": 1.0}, row
+        assert sorted(row["float_params"]) == ["lr", "threshold"], row
+    code, snap = await api(f"runs/{run['id']}")  # the run page's convention, for the same run
+    assert sorted(snap["float_params"]) == ["lr", "threshold"]

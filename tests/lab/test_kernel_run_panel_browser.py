@@ -28,7 +28,7 @@ def run_cell(page: Any, index: int) -> None:
 
 
 def test_panel_follows_the_cells_and_reruns_a_kernel_run_with_the_fix(
-    start_lab: Any, lab_browser: Any, tmp_path: Path
+    start_lab: Any, lab_browser: Any, lab_wait_for_kernel: Any, tmp_path: Path
 ) -> None:
     from playwright.sync_api import expect
 
@@ -52,7 +52,8 @@ def test_panel_follows_the_cells_and_reruns_a_kernel_run_with_the_fix(
         expect(panel.locator(".nbp-no-pipeline")).to_be_visible(timeout=120_000)  # components, no pipeline yet
         cells = page.locator(".jp-NotebookPanel:visible .jp-Cell")
         expect(page.locator(".jp-NotebookPanel:visible .jp-Notebook-ExecutionIndicator")).to_have_attribute(
-            "data-status", "idle", timeout=90_000)  # the kernel is up
+            "data-status", "idle", timeout=90_000)
+        lab_wait_for_kernel(page)  # the kernel is up (the indicator above says idle before there is one)
         for i in range(4):
             run_cell(page, i)
         expect(cells.nth(3).locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]"), timeout=120_000)
@@ -106,9 +107,12 @@ SLOW = [
 ]
 
 
-def test_cancel_a_long_run_from_the_graph_and_from_the_panel(start_lab: Any, lab_browser: Any, tmp_path: Path) -> None:
-    """Two long runs: one cancelled with the graph's Cancel, one with the panel list's. Each ends
-    cancelled, and no "Cancelling run …" note stays behind once it has."""
+def test_cancel_a_long_run_from_the_graph_and_from_the_panel(start_lab: Any, lab_browser: Any,
+                                                             lab_wait_for_kernel: Any, tmp_path: Path) -> None:
+    """Two long runs: one cancelled with the graph's Cancel; after a page reload the panel and the
+    notebook's graph follow the other one again (the graph stayed a saved snapshot when the kernel
+    connected after the output rendered), cancelled with the panel list's. Each ends cancelled, and
+    no "Cancelling run …" note stays behind once it has."""
     from playwright.sync_api import expect
 
     nb = nbformat.v4.new_notebook()
@@ -125,9 +129,9 @@ def test_cancel_a_long_run_from_the_graph_and_from_the_panel(start_lab: Any, lab
         panel = page.locator("#nbpipe-panel")
         expect(panel).to_be_visible()
         # Lab may still ask which kernel (its session is being set up): the default one. A Run All
-        # sent while it asks is dropped by Lab, so run again until the cells have run.
-        page.add_locator_handler(page.locator(".jp-Dialog", has_text="Select Kernel"),
-                                 lambda d: d.locator(".jp-mod-accept").click())
+        # sent before the kernel is up is dropped by Lab, so wait for it, and run again until the
+        # cells have run.
+        lab_wait_for_kernel(page)
         for attempt in range(3):
             page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
             page.locator('.lm-Menu-item[data-command="runmenu:run-all"]').click()
@@ -147,8 +151,26 @@ def test_cancel_a_long_run_from_the_graph_and_from_the_panel(start_lab: Any, lab
         expect(graphs[0].locator(".rv-notice")).to_be_hidden()
 
         second = graphs[1].locator(".rv-subtitle").inner_text().split(" · ")[-1]
+        # A reload mid-run: the panel shows the notebook's live run again, following it (it used to
+        # come back with no run shown until one was clicked in the list). Saved first, as Lab asks:
+        # a reload drops unsaved outputs, the graph among them.
+        notebook.locator(".jp-Cell").first.locator(".jp-InputPrompt").click()
+        page.keyboard.press("Control+s")
+        expect(page.locator(".lm-TabBar-tab.jp-mod-dirty")).to_have_count(0, timeout=30_000)
+        page.reload()
+        expect(panel).to_be_visible(timeout=90_000)
+        view = panel.locator(".nbp-run-section .nbpipe-run-view")
+        expect(view.locator(".rv-subtitle")).to_contain_text(second, timeout=60_000)
+        expect(view.locator('.rv-node[data-step="slow"]')).to_have_class(re.compile(r"\brv-state-running\b"))
+        expect(panel.locator(f'.nbp-run[data-run="{second}"]')).to_contain_text("· 1 step ·")  # not "1 steps"
+        expect(panel.locator(".nbp-pipeline .nbp-muted")).to_have_text("1 step", timeout=60_000)
+        # The notebook's graph comes back too (its kernel still holds it) and follows the run live.
+        expect(graphs[1].locator('.rv-node[data-step="slow"]')).to_have_class(re.compile(r"\brv-state-running\b"),
+                                                                          timeout=60_000)
         panel.locator(f'.nbp-run[data-run="{second}"] .nbp-run-actions').get_by_role("button", name="Cancel").click()
-        expect(graphs[1].locator(".rv-header .rv-pill")).to_have_class(re.compile(r"\brv-state-cancelled\b"), timeout=120_000)
+        expect(view.locator(".rv-header .rv-pill")).to_have_class(re.compile(r"\brv-state-cancelled\b"), timeout=120_000)
+        expect(graphs[1].locator(".rv-header .rv-pill")).to_have_class(re.compile(r"\brv-state-cancelled\b"),
+                                                                      timeout=60_000)
         expect(panel.locator(f'.nbp-run[data-run="{second}"]')).to_have_attribute("data-state", "cancelled", timeout=60_000)
         expect(panel.get_by_text(f"Cancelling run {second}")).to_have_count(0, timeout=60_000)
     finally:

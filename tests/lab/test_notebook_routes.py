@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 
 REPO_NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
@@ -42,6 +43,28 @@ async def test_analyze_lists_pipeline_parameters_and_components(api: Any, notebo
     ]
     assert [c["name"] for c in body["components"]] == ["make", "total"]
     assert [(s["name"], s["upstream"]) for s in body["steps"]] == [("make", []), ("total", ["make"])]
+
+
+async def test_analyze_a_notebook_with_two_pipelines_shows_the_first_and_lists_both(
+    api: Any, jp_root_dir: Path
+) -> None:
+    """A second pipeline added to a notebook: the panel (which names none after a reload or on
+    opening it) shows the first with the other in its menu; it showed only export's "choose one with
+    --pipeline NAME", with no menu to choose from and Run disabled."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in (
+        "import nbpipe",
+        "@nbpipe.component\ndef make(n: int) -> int:\n    return n",
+        "@nbpipe.pipeline\ndef daily(n: int = 1):\n    make(n)",
+        "@nbpipe.pipeline\ndef sleepy(k: int = 2):\n    make(k)",
+    )]
+    nbformat.write(nb, jp_root_dir / "two.ipynb")
+    code, body = await api("notebook/analyze", "POST", {"path": "two.ipynb"})
+    assert code == 200, body
+    assert body["pipelines"] == ["daily", "sleepy"] and body["pipeline"] == "daily"
+    assert [p["name"] for p in body["parameters"]] == ["n"]
+    code, body = await api("notebook/analyze", "POST", {"path": "two.ipynb", "pipeline": "sleepy"})
+    assert code == 200 and body["pipeline"] == "sleepy" and [p["name"] for p in body["parameters"]] == ["k"]
 
 
 async def test_analyze_names_the_broken_cell_and_the_fix(api: Any, notebooks: Path) -> None:
@@ -87,13 +110,16 @@ async def test_plain_cells_notebook_analyzes_and_runs_from_the_panel_routes(api:
     assert body["parameters"] == [{"name": "test_size", "type": "float", "default": 0.25},
                                   {"name": "gamma", "type": "float", "default": 0.001}]
     assert [s["name"] for s in body["steps"]] == ["load_data", "split", "train", "evaluate"]
-    code, run = await api("notebook/run", "POST", {"path": "plain_cells.ipynb", "params": {"gamma": 0.002}})
+    code, run = await api("notebook/run", "POST", {"path": "plain_cells.ipynb", "params": {"gamma": 1}})
     assert code == 201, run
     code, text = await api(f"runs/{run['id']}/events")
     finished = {e["step"]: e["state"] for e in sse_events(text) if e["type"] == "StepFinished"}
     assert finished == dict.fromkeys(["load_data", "split", "train", "evaluate"], "succeeded")
     code, snap = await api(f"runs/{run['id']}")
-    assert snap["params"] == {"test_size": 0.25, "gamma": 0.002}
+    # the form sends "1.0" typed into a float field as the JSON number 1: the run still gets a
+    # float, and the snapshot names the float parameters so the views show 1.0, not 1
+    assert snap["params"] == {"test_size": 0.25, "gamma": 1.0} and isinstance(snap["params"]["gamma"], float)
+    assert sorted(snap["float_params"]) == ["gamma", "test_size"]
 
 
 async def test_export_writes_package_and_kfp_yaml_beside_the_notebook(api: Any, notebooks: Path) -> None:

@@ -146,6 +146,12 @@ def test_run_the_quickstart_from_the_panel(lab: dict[str, Any], lab_browser: Any
         active = page.locator(".jp-NotebookPanel:visible .jp-Cell.jp-mod-active")
         expect(active).to_contain_text("def make(n: int)")
         page.screenshot(path=str(ARTIFACTS / "lab-panel-error.png"))
+        # Fixing the cell (typed, not run, not saved) looks again: Run enables without a click on ↻.
+        active.locator(".jp-InputArea-editor").click()
+        page.keyboard.press("Control+End")
+        page.keyboard.type(")")
+        expect(error).to_be_hidden(timeout=60_000)
+        expect(page.locator("#nbpipe-panel .nbp-run-button")).to_be_enabled(timeout=60_000)
     finally:
         page.close()
     noisy = [m for m in console_errors if "nbpipe" in m.lower()]

@@ -8,6 +8,8 @@ Then, in the page:
   snapshot update reaches the output model, so Ctrl+S saves the final SVG, never "running";
 - Kernel ▸ Restart: the output shows the saved graph, not "Error displaying widget: model not
   found"; the page reloaded: the same;
+- a reload while the kernel still holds the run's widget: live again by the session's signals, with
+  no fallback timer (the renderer's ``data-live-via`` and ``data-fallbacks`` say so);
 - "Re-connect live" gives the live widget back for that run, and leaves the notebook unmodified;
 - ``nbpipe.attach(run_id)`` in a new cell shows the live graph too.
 
@@ -60,6 +62,13 @@ def saved_output(path: Path) -> dict[str, Any] | None:
     nb = nbformat.read(path, as_version=4)
     outs = [o for o in nb.cells[5].get("outputs", []) if MIME in o.get("data", {})]
     return dict(outs[0]["data"]) if outs else None
+
+
+def assert_live_by_signal(output: Any, signals: set[str]) -> None:
+    """The output's live view was made on one of ``signals`` (its ``data-live-via``), and no
+    fallback timer of the snapshot renderer fired (``data-fallbacks``, absent while none did)."""
+    via, fallbacks = output.get_attribute("data-live-via"), output.get_attribute("data-fallbacks")
+    assert via in signals and fallbacks is None, (via, fallbacks)
 
 
 def wait_until(what: str, check: Any, timeout: float = 60.0) -> Any:
@@ -223,6 +232,15 @@ def test_a_run_still_going_after_the_restart_reconnects_and_finishes_into_the_fi
             o["data"] for o in nbformat.read(path, as_version=4).cells[4].get("outputs", []) if MIME in o.get("data", {})])
         assert mid[0][MIME]["run_id"] == run_id and mid[0][MIME]["state"] == "running", mid[0][MIME]
 
+        # A reload mid-run, the kernel alive: the graph goes live again from the kernel's model, made
+        # by the session's and kernel's own signals, not by a fallback timer (it waited 4 s + 5 s).
+        expect(page.locator(".lm-TabBar-tab.jp-mod-dirty")).to_have_count(0, timeout=30_000)
+        page.reload()
+        expect(live.locator('.rv-node[data-step="gate"]')).to_have_class(re.compile(r"\brv-state-running\b"),
+                                                                        timeout=60_000)
+        expect(output.locator(".nbpipe-snapshot")).to_be_hidden()
+        assert_live_by_signal(output, {"render", "attach", "session", "kernel", "connected"})
+
         # Restart while the run goes on (the runner keeps it), reload: the snapshot of a running run.
         page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Kernel$")).click()
         page.locator('.lm-Menu-item[data-command="kernelmenu:restart"]').click()
@@ -241,6 +259,7 @@ def test_a_run_still_going_after_the_restart_reconnects_and_finishes_into_the_fi
         live = output.locator(".nbpipe-run-view")
         expect(live.locator('.rv-node[data-step="gate"]')).to_have_class(re.compile(r"\brv-state-running\b"),
                                                                         timeout=60_000)
+        expect(output).to_have_attribute("data-live-via", "reconnect")  # the button's model, not a late look
         flag.touch()
         expect(live.locator(".rv-header .rv-pill")).to_have_class(re.compile(r"\brv-state-succeeded\b"),
                                                                    timeout=120_000)
@@ -279,7 +298,8 @@ display({"application/vnd.jupyter.widget-view+json": {"version_major": 2, "versi
 ]
 
 
-def test_a_widget_model_that_arrives_late_still_shows_live(start_lab: Any, lab_browser: Any, tmp_path: Path) -> None:
+def test_a_widget_model_that_arrives_late_still_shows_live(start_lab: Any, lab_browser: Any, lab_wait_for_kernel: Any,
+                                                          tmp_path: Path) -> None:
     """The snapshot renderer shows the saved picture while the widget model is missing; when a message
     of that model arrives (it exists now), the output turns live instead of staying a snapshot."""
     from playwright.sync_api import expect
@@ -296,8 +316,7 @@ def test_a_widget_model_that_arrives_late_still_shows_live(start_lab: Any, lab_b
         expect(notebook.locator(".jp-Cell")).to_have_count(len(LATE_CELLS), timeout=90_000)
         expect(notebook.locator(".jp-Notebook-ExecutionIndicator")).to_have_attribute(
             "data-status", "idle", timeout=90_000)
-        page.add_locator_handler(page.locator(".jp-Dialog", has_text="Select Kernel"),
-                                 lambda d: d.locator(".jp-mod-accept").click())
+        lab_wait_for_kernel(page)  # a cell run before the kernel is up is dropped
         cells = notebook.locator(".jp-Cell")
         output = cells.nth(0).locator(".nbpipe-snapshot-output")
         for attempt in range(3):  # a cell run while Lab still asks which kernel is dropped: run it again

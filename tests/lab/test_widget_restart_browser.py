@@ -99,6 +99,9 @@ def test_rerun_from_failed_after_a_kernel_restart_runs_the_fixed_cell(start_lab:
         pill = view.locator(".rv-header .rv-pill")
         expect(pill).to_have_class(re.compile(r"\brv-state-failed\b"), timeout=60_000)
         expect(view.locator(".rv-subtitle")).to_contain_text(first_id)
+        # made by the button's new model at once: no fallback timer fired for it
+        expect(output).to_have_attribute("data-live-via", "reconnect")
+        assert output.get_attribute("data-fallbacks") is None
 
         view.locator(".rv-run-actions").get_by_role("button", name="Rerun from failed").click()
         expect(view.locator(".rv-notice")).to_contain_text(
@@ -111,6 +114,17 @@ def test_rerun_from_failed_after_a_kernel_restart_runs_the_fixed_cell(start_lab:
         for step in ("train", "report"):
             expect(view.locator(f'.rv-node[data-step="{step}"]')).to_have_class(
                 re.compile(r"\brv-state-succeeded\b"))
+        assert "edited but not run" not in view.locator(".rv-notice").inner_text()  # every edit was run
+
+        # An edit not run yet: the re-run goes ahead with the kernel's code, and the notice says so.
+        train.locator(".cm-content").click()
+        page.keyboard.press("Control+End")
+        page.keyboard.type("  # edited")
+        expect(train).to_have_class(re.compile(r"\bjp-mod-dirty\b"))
+        view.locator(".rv-run-actions").get_by_role("button", name="Rerun", exact=True).click()
+        expect(view.locator(".rv-notice")).to_contain_text(
+            "cell 3 was edited but not run, so this re-run does not use that edit: run it first", timeout=60_000)
+        expect(pill).to_have_class(re.compile(r"\brv-state-(succeeded|cached)\b"), timeout=180_000)
     finally:
         page.close()
 
