@@ -213,6 +213,7 @@ def test_rbac_is_least_privilege(objects: list[Obj]) -> None:
         for verb in rule["verbs"]
     }
     expected = {("", "pods", v) for v in ("create", "get", "list", "watch", "delete")}
+    expected |= {("", "pods", "patch")}  # binding a prewarmed standby pod to its attempt (its labels)
     expected |= {("", "pods/log", "get")}
     expected |= {("", "persistentvolumeclaims", v) for v in ("create", "delete")}
     expected |= {("", "services", v) for v in ("create", "delete")}  # distributed steps, endpoints
@@ -462,7 +463,7 @@ def test_the_runner_gets_only_the_step_pod_part_of_its_role_in_a_profile(profile
     # what the executor does in a profile's namespace: step pods, their logs, per-run claims, and the
     # headless Service of a distributed step; and the profile's endpoints (Deployment or InferenceService,
     # Service, token Secret: written, never read)
-    assert granted == {("", "pods", v) for v in ("create", "get", "list", "watch", "delete")} | {
+    assert granted == {("", "pods", v) for v in ("create", "get", "list", "watch", "delete", "patch")} | {
         ("", "pods/log", "get")} | {("", r, v) for r in ("persistentvolumeclaims", "services", "secrets")
                                     for v in ("create", "delete")} | {
         ("kubeflow.org", "pytorchjobs", v) for v in ("create", "get", "list", "watch", "delete")} | {  # kubeflow_job

@@ -112,6 +112,25 @@ def test_a_preload_reaches_the_steps_forked_after_it(tmp_path):
     asyncio.run(main())
 
 
+def test_steps_forked_with_the_zygotes_open_store_write_to_their_own_store(tmp_path):
+    """The zygote keeps a local store it saw open for later forks: a step on another store (another
+    profile's view, another runner's data) still writes there, and never to the kept one."""
+    a, b = LocalStore(tmp_path / "a"), LocalStore(tmp_path / "b")
+
+    async def main() -> None:
+        ex = LocalExecutor()
+        try:
+            for n, store in enumerate([a, a, a, b, a]):  # from the third on, forks that inherited a's store
+                value, _ = await _step(ex, store, tmp_path, n)
+                assert value["tag"] == f"step-{n}"
+            assert not a.exists("runs/r/s3/1/result.json") and b.exists("runs/r/s3/1/result.json")
+            assert not b.exists("runs/r/s4/1/result.json")
+        finally:
+            await ex.close()
+
+    asyncio.run(main())
+
+
 def test_closing_the_executor_leaves_no_zygote_and_no_spare(tmp_path):
     store = LocalStore(tmp_path / "store")
 

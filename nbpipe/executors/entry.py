@@ -508,11 +508,24 @@ def start(job: dict[str, Any], in_pod: bool = False) -> int:
             return 2
     if in_pod and job.get("packages"):
         os.environ.setdefault("NBPIPE_PACKAGE_CACHE", os.path.join(_tmpdir(), "nbpipe-packages"))
+    warmed = ""  # what a standby pod's package check printed before it had a step (and its log)
+    if "standby" in job:  # a prewarmed pod (Kubernetes): its packages imported, it waits for its step's job
+        from .k8s_standby_pod import WARM_OUTPUT, wait_for_job
+
+        got = wait_for_job(store, job)
+        if got is None:
+            sys.stderr.write("nbpipe: standby pod: no step came within its idle time; exiting\n")
+            return 0
+        job, warmed = got, "".join(WARM_OUTPUT)
     if not job.get("log_key"):
         faulthandler.enable()
+        sys.stdout.write(warmed)
         return run_job(job, store)
     tee = _LogTee(os.path.join(_tmpdir(), f"nbpipe-step-{os.getpid()}.log"))
     faulthandler.enable(file=os.fdopen(tee.console, "w", closefd=False))
+    if warmed:
+        sys.stdout.write(warmed)
+        sys.stdout.flush()
     result: list[bytes] = []
     code = 2
     try:

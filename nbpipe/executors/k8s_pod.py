@@ -34,6 +34,7 @@ DEFAULT_IMAGE = "nbpipe/base:py3.11"
 # pod evicted first) and a memory limit that stops a runaway step before it takes the node.
 DEFAULT_REQUESTS = {"cpu": "100m", "memory": "256Mi"}
 DEFAULT_LIMITS = {"memory": "2Gi"}
+DEFAULT_PREWARM = 4  # standby pods per runner (see k8s_standby; cluster/README.md "Standby pods" has the measurements)
 
 _LABEL_VALUE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -129,6 +130,11 @@ class PodSettings:
     deadline_margin
         Seconds added to a step's timeout for ``activeDeadlineSeconds``: the runner kills on
         timeout itself; the deadline is the backstop when the runner is down.
+    prewarm, standby_idle, standby_poll
+        Standby pods (:mod:`.k8s_standby`): how many the runner keeps warming for the steps its runs
+        start next (``NBPIPE_K8S_PREWARM``; 0: none), how long one waits for a step before it exits
+        by itself (``NBPIPE_K8S_STANDBY_IDLE`` seconds) and how often it looks for its job in the store
+        (``NBPIPE_K8S_STANDBY_POLL`` seconds).
     """
 
     namespace: str = "default"
@@ -155,6 +161,9 @@ class PodSettings:
     s3_light: str = ""  # NBPIPE_S3_LIGHT for every pod ("0": the full minio client; see nbpipe.stores.s3_light)
     delete_pods: str = "on-success"
     deadline_margin: float = 60.0
+    prewarm: int = DEFAULT_PREWARM
+    standby_idle: float = 120.0
+    standby_poll: float = 0.05
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **options: Any) -> "PodSettings":
@@ -191,6 +200,14 @@ class PodSettings:
         s.delete_pods = e.get("NBPIPE_K8S_DELETE_PODS", s.delete_pods)
         s.package_skew = e.get("NBPIPE_PACKAGE_SKEW", "").strip().lower()
         s.s3_light = e.get("NBPIPE_S3_LIGHT", "").strip()
+        for var, attr, kind in (("NBPIPE_K8S_PREWARM", "prewarm", int), ("NBPIPE_K8S_STANDBY_IDLE", "standby_idle", float),
+                                ("NBPIPE_K8S_STANDBY_POLL", "standby_poll", float)):
+            if e.get(var, "").strip():
+                try:
+                    setattr(s, attr, kind(e[var]))
+                except ValueError:
+                    raise NbpipeError(f"{var}={e[var]!r} is not a{'n integer' if kind is int else ' number'}",
+                                      hint=f"Write e.g. {var}={getattr(cls(), attr)}.") from None
         for key, value in options.items():
             if not hasattr(s, key):
                 raise NbpipeError(f"Unknown kubernetes executor option {key!r}",
@@ -205,6 +222,10 @@ class PodSettings:
                                      ("package_skew", self.package_skew or "error", ("error", "warn", "off"))):
             if value not in allowed:
                 raise NbpipeError(f"Kubernetes executor option {name}={value!r} is not one of {', '.join(allowed)}")
+        if self.prewarm < 0 or self.standby_idle <= 0 or self.standby_poll <= 0:
+            raise NbpipeError(f"Standby pods need NBPIPE_K8S_PREWARM >= 0 (got {self.prewarm}), NBPIPE_K8S_STANDBY_IDLE "
+                              f"> 0 (got {self.standby_idle}) and NBPIPE_K8S_STANDBY_POLL > 0 (got {self.standby_poll})",
+                              hint="NBPIPE_K8S_PREWARM=0 turns standby pods off.")
         if self.volume_claim and self.run_volume_size:
             raise NbpipeError("Both NBPIPE_K8S_VOLUME_CLAIM and NBPIPE_K8S_RUN_VOLUME_SIZE are set",
                               "steps mount one volume at NBPIPE_K8S_VOLUME_MOUNT.", "Unset one of them.")

@@ -42,6 +42,7 @@ from .base import ExitStatus, Handle
 from .gang import workers_of
 from .k8s_errors import api_error as _api_error, quota_refusal  # noqa: F401 - quota_refusal: re-exported
 from .k8s_logs import PodLogs
+from .k8s_standby import StandbyPool
 from .k8s_pod import (
     ANNOTATION_ATTEMPT_ID,
     JOB_ENV,
@@ -126,6 +127,7 @@ class KubernetesExecutor(PodLogs):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready_lock: asyncio.Lock | None = None
         self.selector = f"{MANAGED_BY}=nbpipe"
+        self.standby = StandbyPool(self, self.settings)  # prewarmed pods for the steps to come (k8s_standby)
 
     @property
     def api(self) -> Any:
@@ -211,6 +213,7 @@ class KubernetesExecutor(PodLogs):
         for gang in {id(g): g for g in self._gang_pods.values()}.values():
             if gang.ns == namespace:
                 gang.on_sync(names, listed_at)
+        self.standby.on_sync(names, listed_at, namespace)
 
     def _on_pod(self, kind: str, pod: dict[str, Any]) -> None:
         meta = pod.get("metadata", {})
@@ -218,6 +221,8 @@ class KubernetesExecutor(PodLogs):
             self._gang_pods[meta["name"]].on_pod(kind, pod)
             return
         att = self._attempts.get(meta.get("name", ""))
+        if att is None and self.standby.pods:
+            self.standby.on_pod(kind, pod)
         if att is None or att.finishing or meta.get("namespace", att.namespace) != att.namespace:
             return
         att.handle.extra["pod"] = pod
@@ -275,6 +280,11 @@ class KubernetesExecutor(PodLogs):
         if workers_of(job) > 1:  # a distributed step: N pods and a headless Service (see k8s_gang)
             return await k8s_gang.start(self, job, attempt_id, log_path, settings, workers_of(job))
         job["log_end"] = secrets.token_hex(8)  # its last line ends the log stream (see log_end_line)
+        if self.standby.pods:  # a standby pod with this step's pod spec, warm: it gets the job
+            bound = await self.standby.start(job, attempt_id, log_path, settings)
+            if bound is not None:
+                self._run_ns[run_id] = ns
+                return bound
         ref = None
         if len(encode_job(job)) > MAX_ENV_JOB:
             ref = {"job_key": store_key(run_id, step, attempt, "job.json"), "store": job["store"],
@@ -312,6 +322,10 @@ class KubernetesExecutor(PodLogs):
 
         open_store(job["store"]).put_bytes(json.dumps(job).encode(), key=key)
 
+    def upcoming(self, run_id: str, jobs: list[dict[str, Any]]) -> None:
+        """The scheduler's word on the run's next steps (jobs without inputs): warm standby pods for them."""
+        self.standby.upcoming(run_id, jobs)
+
     async def _ensure_claim(self, run_id: str, settings: PodSettings) -> None:
         name = claim_name(run_id)
         if name in self._claims:
@@ -332,6 +346,7 @@ class KubernetesExecutor(PodLogs):
         under ``never``) would hold it ``Terminating`` forever. So they go with the claim, after
         their final status is saved in the store as ``pod.json`` beside the attempt's ``log.txt``.
         """
+        await self.standby.run_finished(run_id, state)  # (before its claim: they mount it)
         known = self._run_ns.pop(run_id, None)
         if not self.settings.run_volume_size or self.settings.run_volume_delete != "on-run-finish":
             return
@@ -474,7 +489,8 @@ class KubernetesExecutor(PodLogs):
         return handle
 
     async def close(self) -> None:
-        """Stop watching. Pods keep running: a restarted runner re-attaches to them."""
+        """Stop watching. Step pods keep running: a restarted runner re-attaches to them; standby pods go."""
+        await self.standby.close()
         for att in self._attempts.values():
             att.stop_logs.set()
         for gang in {id(g): g for g in self._gang_pods.values()}.values():

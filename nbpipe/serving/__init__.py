@@ -17,6 +17,12 @@ from typing import Any, Callable
 from ..errors import NbpipeError
 from .bundle import make_bundle
 
+# Deploying a version, rolling back and deleting one answer when the server serves the result: a
+# Kubernetes rollout (a new pod, the model loaded) can take minutes, far past the client's 30 s default.
+# Longer than the runner's own wait (NBPIPE_K8S_SERVING_READY_TIMEOUT, 300 s), so its answer (ready, or
+# failed and why) arrives instead of a client timeout.
+ROLLOUT_TIMEOUT = 330.0
+
 __all__ = ["Endpoint", "EndpointError", "deployer", "endpoints", "serve"]
 
 
@@ -109,11 +115,12 @@ class Endpoint:
 
     def rollback(self, version: str | None = None) -> "Endpoint":
         self.info = self._client._request("POST", f"/api/v1/endpoints/{self.name}/rollback",
-                                          json={"version": version}).json()
+                                          json={"version": version}, timeout=ROLLOUT_TIMEOUT).json()
         return self
 
     def delete_version(self, version: str) -> "Endpoint":
-        self.info = self._client._request("DELETE", f"/api/v1/endpoints/{self.name}/versions/{version}").json()
+        self.info = self._client._request("DELETE", f"/api/v1/endpoints/{self.name}/versions/{version}",
+                                          timeout=ROLLOUT_TIMEOUT).json()
         return self
 
     def delete(self) -> None:
@@ -140,7 +147,7 @@ def serve(model: Any = None, predict: Callable[..., Any] | None = None, *, name:
     if version is not None:
         params["version"] = str(version)
     info = client._request("PUT", f"/api/v1/endpoints/{name}/versions", content=data, params=params,
-                           headers={"Content-Type": "application/zip"}, timeout=300).json()
+                           headers={"Content-Type": "application/zip"}, timeout=ROLLOUT_TIMEOUT).json()
     ep = Endpoint(info, client)
     if info["state"] != "ready":
         raise NbpipeError(f"Endpoint {name!r} version {ep.version} is {info['state']}", info.get("reason", ""),

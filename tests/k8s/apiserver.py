@@ -5,7 +5,8 @@ It speaks the same JSON over HTTP as a kube-apiserver, so the real ``kubernetes`
 
 - ``/api/v1/namespaces/{ns}/pods``, ``.../persistentvolumeclaims``, ``.../secrets``: create (POST,
   201; 409 ``AlreadyExists``; 422 ``Invalid`` for bad names and label values), get, list with
-  ``labelSelector`` (equality, ``!=``, existence), delete (``gracePeriodSeconds``), all errors
+  ``labelSelector`` (equality, ``!=``, existence), delete (``gracePeriodSeconds``), a merge patch of
+  labels, annotations and a pod's ``activeDeadlineSeconds`` (how standby pods are bound), all errors
   as ``Status`` objects;
 - ``?watch=true``: JSON lines with ``resourceVersion`` semantics (start from a version, replay of
   what came after it, ``BOOKMARK`` events when asked, ``timeoutSeconds``), and a ``410 Expired``
@@ -19,7 +20,7 @@ It speaks the same JSON over HTTP as a kube-apiserver, so the real ``kubernetes`
 - bearer-token authentication (401 ``Unauthorized`` without it).
 
 Pods really run: :mod:`tests.k8s.kubelet` starts each container's command as a local process.
-Non-goals: scheduling, nodes, other resources, patch/update verbs, field selectors, chunked
+Non-goals: scheduling, nodes, other resources, other patches, update, field selectors, chunked
 lists (``limit``/``continue``), admission and Pod Security. See ``cluster/README.md`` for what
 this double does and does not prove.
 """
@@ -225,6 +226,37 @@ class ApiServer:
             change(pod)
             return self.commit("pods", ns, name, pod, "MODIFIED")
 
+    def patch(self, resource: str, ns: str, name: str, body: dict[str, Any], content_type: str) -> dict[str, Any]:
+        """A JSON merge patch (or a strategic one: the same for maps) of labels, annotations and, for pods,
+        ``spec.activeDeadlineSeconds`` (which, as on a real server, may be set or lowered, never raised)."""
+        if content_type not in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+            raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {content_type}")
+        if set(body) - {"metadata", "spec"} or set(body.get("metadata") or {}) - {"labels", "annotations"} \
+                or set(body.get("spec") or {}) - {"activeDeadlineSeconds"}:
+            raise ApiError(422, "Invalid", f"the double patches only labels, annotations and activeDeadlineSeconds: {body}")
+        for value in ((body.get("metadata") or {}).get("labels") or {}).values():
+            if value is not None and (not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value)):
+                raise ApiError(422, "Invalid", f'metadata.labels: Invalid value: "{value}"', name, resource)
+        with self.cond:
+            obj = self.objects.get((resource, ns, name))
+            if obj is None:
+                raise ApiError(404, "NotFound", f'{resource} "{name}" not found', name, resource)
+            deadline = (body.get("spec") or {}).get("activeDeadlineSeconds")
+            old = (obj.get("spec") or {}).get("activeDeadlineSeconds")
+            if deadline is not None and old is not None and deadline > old:
+                raise ApiError(422, "Invalid", f'Pod "{name}" is invalid: spec: Forbidden: pod updates may not change '
+                               "fields other than ... spec.activeDeadlineSeconds (may only be lowered)", name, resource)
+            for part in ("labels", "annotations"):
+                for k, v in ((body.get("metadata") or {}).get(part) or {}).items():
+                    target = obj["metadata"].setdefault(part, {})
+                    if v is None:
+                        target.pop(k, None)
+                    else:
+                        target[k] = v
+            if deadline is not None:
+                obj["spec"]["activeDeadlineSeconds"] = deadline
+            return self.commit(resource, ns, name, obj, "MODIFIED")
+
     def create(self, resource: str, ns: str, body: dict[str, Any]) -> dict[str, Any]:
         kind = KINDS[resource]
         if ns not in self.namespaces:
@@ -367,6 +399,9 @@ class _Handler(BaseHTTPRequestHandler):
                 if obj is None:
                     raise ApiError(404, "NotFound", f'{res} "{name}" not found', name, res)
                 return self._send_json(200, obj)
+            if name is not None and method == "PATCH" and sub is None:
+                content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+                return self._send_json(200, self.api.patch(res, ns, name, self._body(), content_type))
             if name is not None and method == "DELETE" and sub is None:
                 body = self._body()
                 grace = q.get("gracePeriodSeconds", body.get("gracePeriodSeconds"))
@@ -385,6 +420,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:  # noqa: N802
         self._dispatch("DELETE")
+
+    def do_PATCH(self) -> None:  # noqa: N802
+        self._dispatch("PATCH")
 
     # ------------------------------------------------------------------ watch
     def _watch(self, res: str, ns: str, q: dict[str, str]) -> None:

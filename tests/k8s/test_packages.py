@@ -22,8 +22,10 @@ from typing import Any, Iterator
 import pytest
 
 from nbpipe import build_package, component, pipeline, read_package
+from nbpipe.stores.s3 import S3Store
 
-from .conftest import Cluster
+from .cases import wait_for
+from .conftest import ACCESS, SECRET, Cluster
 from .wheels import build_wheel
 
 
@@ -96,6 +98,79 @@ def test_packages_pinned_to_the_kernel_are_installed_once_and_reused(cache_clien
         took = {e.step: round(e.ts - started[e.step], 2) for e in r.events(follow=False)
                 if type(e).__name__ == "StepFinished" and e.step in started}
         print(f"\nstep seconds (first pod installs, the rest use the cache): {took}")
+
+
+def test_a_standby_pod_that_imported_the_packages_early_still_logs_where_they_came_from(
+        cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A standby pod imports its step's packages from the package cache before it has a step (and a log):
+    the bound step's log still says "from the package cache" (it used to say nothing: the check ran
+    before the log began, and the step's own check found the packages already imported)."""
+    claim = f"nbpipe-packages-{uuid.uuid4().hex[:6]}"
+    api = cluster.api()
+    api.create_namespaced_persistent_volume_claim(cluster.namespace, {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim},
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}}})
+    base = tmp_path_factory.mktemp("standby-packages")
+    runner = cluster.runner(base / "runner", NBPIPE_K8S_PACKAGE_CACHE_CLAIM=claim, NBPIPE_K8S_PREWARM="1",
+                            NBPIPE_K8S_PACKAGE_CACHE_PATH=str(base / "cache"))
+    client = runner.client()
+    name = f"nbpipe_warm_{uuid.uuid4().hex[:6]}"
+    mark, gate = base / "imported-by", base / "gate"
+    build_wheel(base / "wheels", name, "1.0", "import os\nVALUE = 1\nif os.environ.get('WARM_MARK'):\n"
+                "    with open(os.environ['WARM_MARK'], 'a') as f:\n"
+                "        f.write(os.environ.get('NBPIPE_POD_NAME', '') + '\\n')\n")
+    index = {"PIP_FIND_LINKS": str(base / "wheels"), "PIP_NO_INDEX": "1"}
+
+    def user(**env: str) -> Any:
+        @component(cache=False, packages=[f"{name}==1.0"], env={**index, **env})
+        def use(x: int) -> str:
+            import importlib
+            import os
+
+            return f"{importlib.import_module(name).VALUE + x}:{os.environ['NBPIPE_POD_NAME']}"
+        return use
+
+    @component(cache=False)
+    def hold(gate: str) -> int:
+        import os
+        import time
+
+        while not os.path.exists(gate):  # (pods are processes of this machine, on the double and the rig)
+            time.sleep(0.05)
+        return 1
+
+    try:
+        first = user()
+
+        @pipeline
+        def install():
+            first(x=0)
+
+        client.submit(install).wait(timeout=300)  # fills the package cache
+        marked = user(WARM_MARK=str(mark))
+
+        @pipeline
+        def warm():
+            marked(x=hold(gate=str(gate)).output)
+
+        run = client.submit(warm)
+        wait_for("the standby pod to import the package", lambda: mark.exists() and mark.read_text().strip(), 120)
+        gate.touch()
+        run.wait(timeout=300)
+        value, pod = run.output("use").split(":")
+        assert value == "2" and pod in mark.read_text().split(), (pod, mark.read_text())  # the warmed pod ran it
+        log = run.logs("use")
+        said = f"packages {name}==1.0 from the package cache"
+        assert said in log and "installing" not in log, log
+        # the copy the pod uploaded (the log that outlives the pod; the runner takes it when the pod's own
+        # log stream has not begun, which on a real API server is a race with a short step)
+        store = S3Store(cluster.s3_endpoint, "nbpipe-k8s", runner.extra_env["NBPIPE_S3_PREFIX"],
+                        access_key=ACCESS, secret_key=SECRET)
+        uploaded = store.get_bytes(f"runs/{run.id}/use/1/log.txt").decode()
+        assert uploaded.count(said) == 1 and log.count(said) == 1, (uploaded, log)
+    finally:
+        gate.touch()
+        api.delete_namespaced_persistent_volume_claim(claim, cluster.namespace)
 
 
 def test_an_install_never_moves_nbpipes_own_dependencies(cache_client: tuple[Any, Path], tmp_path: Path) -> None:
