@@ -30,7 +30,24 @@ $(STAMP): pyproject.toml $(LOCK) package.json yarn.lock $(VENV)/bin/python | nod
 	$(UV) pip install --python $(PY) --compile-bytecode --constraint $(LOCK) -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
-setup: $(STAMP)
+# The installed copy of the Lab extension (the wheel's shared-data, a copy, not a link) follows the
+# sources: after a `git pull` that changed labextension/ or the run view, `make setup` rebuilds the
+# bundle and refreshes the copy Lab serves. On a fresh clone the install above just built it: no rebuild.
+LAB_BUILD := nbpipe/labextension/package.json
+LAB_INSTALLED := $(VENV)/share/jupyter/labextensions/nbpipe
+LAB_STAMP := $(VENV)/.installed-lab
+LAB_SRC := $(wildcard labextension/src/*.ts labextension/style/* nbpipe/widgets/run_view*.js \
+  nbpipe/widgets/run_view*.css) package.json yarn.lock tsconfig.json
+$(LAB_BUILD): $(LAB_SRC) | $(STAMP)
+	$(VENV)/bin/jlpm build
+	touch $(LAB_BUILD)
+$(LAB_STAMP): $(LAB_BUILD) $(STAMP)
+	rm -rf $(LAB_INSTALLED)/static
+	mkdir -p $(LAB_INSTALLED) && cp -R nbpipe/labextension/. $(LAB_INSTALLED)/
+	cp labextension/install.json $(LAB_INSTALLED)/install.json
+	touch $(LAB_STAMP)
+
+setup: $(STAMP) $(LAB_STAMP)
 
 # torch (CPU) for the distributed-step tests only, so `make demo` does not pay for it. This machine
 # kind keeps the CPU wheel of the locked version on disk; elsewhere uv takes PyPI's (a CUDA build).

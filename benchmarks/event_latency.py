@@ -44,6 +44,14 @@ def chain10(x: int = 0):
 
 
 def follow(client, after: int, seen: list[tuple[str, float]], stop: threading.Event) -> None:
+    try:
+        _follow(client, after, seen, stop)
+    except httpx.HTTPError:  # the runner stopped at the end of the measurement: the stream ends with it
+        if not stop.is_set():
+            raise
+
+
+def _follow(client, after: int, seen: list[tuple[str, float]], stop: threading.Event) -> None:
     with client._http.stream("GET", "/api/v1/events", params={"after": after},
                              timeout=httpx.Timeout(None, connect=10.0)) as resp:
         data: list[str] = []

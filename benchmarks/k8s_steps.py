@@ -210,8 +210,14 @@ def _k8s_env(namespace: str, url: str, prefix: str) -> dict[str, str]:
             "NBPIPE_K8S_STEP_SERVICE_ACCOUNT": os.environ.get("NBPIPE_TEST_STEP_SERVICE_ACCOUNT", "")}
 
 
+THINK = 5.0  # seconds between a run and the next, in the digits bench (a user editing a cell)
+
+
 def _digits_once(env: dict[str, str]) -> dict[str, Any]:
-    """One digits run through a fresh runner: wall seconds, step seconds, accuracy, installs seen."""
+    """One digits run through a fresh runner: wall seconds, step seconds, accuracy, installs seen; then,
+    as ``edit_rerun``, the notebook loop's next run on the same runner, ``THINK`` seconds later (the
+    user's edit; the same pause on every side): ``test_size`` edited, so ``load_digits_data`` is reused
+    and the four steps after it run again."""
     from runner_process import RunnerProcess
 
     from nbpipe import events as ev
@@ -228,10 +234,21 @@ def _digits_once(env: dict[str, str]) -> dict[str, Any]:
         started = {e.step: e.ts for e in events if isinstance(e, ev.StepStarted)}
         finished = {e.step: e.ts for e in events if isinstance(e, ev.StepFinished) and e.step in started}
         steps = {step: round(ts - started[step], 2) for step, ts in finished.items()}
-        return {"wall_s": round(wall, 2), "steps_s": steps, "accuracy": run.outputs("evaluate")["accuracy"],
-                "installs": [s for s in run.steps if "installing" in run.logs(s)],
-                "first_start_to_last_finish_s": round(max(finished.values()) - min(started.values()), 2),
-                "phases_s": _step_phases(run.id, started, finished, env, data)}
+        out = {"wall_s": round(wall, 2), "steps_s": steps, "accuracy": run.outputs("evaluate")["accuracy"],
+               "installs": [s for s in run.steps if "installing" in run.logs(s)],
+               "first_start_to_last_finish_s": round(max(finished.values()) - min(started.values()), 2),
+               "phases_s": _step_phases(run.id, started, finished, env, data)}
+        time.sleep(THINK)
+        t0 = time.perf_counter()
+        again = client.submit(digits, {"test_size": 0.3}).wait(timeout=900)
+        wall = time.perf_counter() - t0
+        events = list(again.events(follow=False))
+        started = {e.step: e.ts for e in events if isinstance(e, ev.StepStarted)}
+        finished = {e.step: e.ts for e in events if isinstance(e, ev.StepFinished) and e.step in started}
+        out["edit_rerun"] = {"wall_s": round(wall, 2), "steps_s": {k: round(v - started[k], 2) for k, v in finished.items()},
+                             "reused": sorted(k for k, v in again.steps.items() if v["state"] == "cached"),
+                             "phases_s": _step_phases(again.id, started, finished, env, data)}
+        return out
     finally:
         runner.stop()
 
@@ -266,21 +283,35 @@ def _step_phases(run_id: str, started: dict[str, float], finished: dict[str, flo
     return out
 
 
-def digits_bench(namespace: str) -> dict[str, Any]:
+def digits_bench(namespace: str, prewarm: list[int]) -> dict[str, Any]:
+    """Local once, then for each standby-pod setting (``NBPIPE_K8S_PREWARM``) a first and a second run."""
     from test_store_s3 import start_moto, stop
 
     proc, url = start_moto()
+    out: dict[str, Any] = {}
     try:
-        out = {"local": _digits_once({})}
-        for i in (1, 2):
-            out[f"k8s_run{i}"] = _digits_once(_k8s_env(namespace, url, uuid.uuid4().hex[:8]))
+        load = os.getloadavg()[0]
+        out["local"] = {**_digits_once({}), "load_before": round(load, 2)}
+        for n in prewarm:
+            for i in (1, 2):
+                load = os.getloadavg()[0]
+                env = {**_k8s_env(namespace, url, uuid.uuid4().hex[:8]), "NBPIPE_K8S_PREWARM": str(n)}
+                out[f"k8s_prewarm{n}_run{i}"] = {**_digits_once(env), "load_before": round(load, 2)}
     finally:
         stop(proc)
-    print("\n| digits | wall s | step seconds | accuracy | pods that installed packages |\n|---|---|---|---|---|")
+    print("\n| digits | wall s | x local | step seconds | accuracy | pods that installed packages | load before |"
+          "\n|---|---|---|---|---|---|---|")
     for what, r in out.items():
-        print(f"| {what} | {r['wall_s']:.1f} | {r['steps_s']} | {r['accuracy']:.4f} | {r['installs'] or 'none'} |")
+        print(f"| {what} | {r['wall_s']:.1f} | {r['wall_s'] / out['local']['wall_s']:.2f} | {r['steps_s']} | "
+              f"{r['accuracy']:.4f} | {r['installs'] or 'none'} | {r['load_before']} |")
+    print("\n| digits, next run after an edit (same runner) | wall s | x local | steps reused | step seconds |"
+          "\n|---|---|---|---|---|")
+    for what, r in out.items():
+        e = r["edit_rerun"]
+        print(f"| {what} | {e['wall_s']:.1f} | {e['wall_s'] / out['local']['edit_rerun']['wall_s']:.2f} | "
+              f"{', '.join(e['reused']) or 'none'} | {e['steps_s']} |")
     print("\n| digits step | where | start | setup | call | save | end | total |\n|---|---|---|---|---|---|---|---|")
-    for what, r in out.items():
+    for what, r in [*out.items(), *((f"{k} next run", v["edit_rerun"]) for k, v in out.items())]:
         for step, ph in r["phases_s"].items():
             print(f"| {step} | {what} | " + " | ".join(f"{ph[k]:.2f}" for k in ("start", "setup", "call", "save", "end"))
                   + f" | {r['steps_s'].get(step, 0):.2f} |")
@@ -294,15 +325,21 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3, help="timed chain runs")
     ap.add_argument("--out", help="write the numbers as JSON here")
     ap.add_argument("--digits", action="store_true", help="time the digits example instead (see above)")
+    ap.add_argument("--prewarm", default="", help="NBPIPE_K8S_PREWARM (standby pods) for the runners: one value for "
+                                                  "the chain, a comma list for --digits (default: 0 and the executor's default)")
     ap.add_argument("--ab", metavar="TREE", help="A/B: the chain with runner and pods on TREE's nbpipe (A) and on "
                                                  "this tree's (B), run after run in turn (e.g. a `git archive` of the last commit)")
     args = ap.parse_args()
     namespace = os.environ.get("NBPIPE_TEST_NAMESPACE", "nbpipe")
     if args.digits:
-        result = digits_bench(namespace)
+        from nbpipe.executors.k8s_pod import DEFAULT_PREWARM
+
+        result = digits_bench(namespace, [int(x) for x in (args.prewarm or f"0,{DEFAULT_PREWARM}").split(",")])
         if args.out:
             Path(args.out).write_text(json.dumps(result, indent=1))
         return 0
+    if args.prewarm:
+        os.environ["NBPIPE_K8S_PREWARM"] = args.prewarm  # (the runners started here inherit it)
     if args.ab:
         load0 = os.getloadavg()[0]
         admin = _api(os.environ["NBPIPE_TEST_ADMIN_KUBECONFIG"])
