@@ -243,7 +243,7 @@ class NbpipeCommands:
         """``[RUN] [STEP]`` as ``%nbpipe debug`` and ``logs`` take them: the last run, its failed step."""
         if len(target) > 2:
             raise UsageError(f"Give a run id and a step name; got {' '.join(target)}.")
-        if len(target) == 1 and RUN_ID.match(target[0]):
+        if len(target) == 1 and (RUN_ID.match(target[0]) or self._run_variable(target[0]) is not None):
             target = [target[0], ""]  # %nbpipe debug RUN: that run's failed step
         run = self._run(target[0] if len(target) == 2 else None)
         return run, (target[-1] if target else "") or _failed_step(run, what)
@@ -258,7 +258,14 @@ class NbpipeCommands:
             return latest
         if self.last_run is not None and self.last_run.id == run_id:
             return self.last_run
-        return nbpipe.client.attach(run_id)
+        return self._run_variable(run_id) or nbpipe.client.attach(run_id)
+
+    def _run_variable(self, name: str) -> Run | None:
+        """The run a notebook variable holds (``r = nbpipe.run(p)``, then ``%nbpipe cancel r``)."""
+        from nbpipe.client import Run
+
+        value = self.shell.user_ns.get(name) if name.isidentifier() else None
+        return value if isinstance(value, Run) else None
 
     def _newest(self) -> str:
         """After a kernel restart the runner still has the runs: name its newest, the one meant most often."""
@@ -404,7 +411,8 @@ class NbpipeCommands:
     def cmd_attach(self, args: Any) -> None:
         import nbpipe.client
 
-        self._show(self._run(args.run) if args.run is None else nbpipe.client.attach(args.run))
+        run = self._run_variable(args.run) if args.run else None
+        self._show(run or (self._run(None) if args.run is None else nbpipe.client.attach(args.run)))
 
     def cmd_runs(self, args: Any) -> None:
         from nbpipe.client import default_client

@@ -82,12 +82,12 @@ def usage(exc: NbpipeError) -> UsageError:
     return UsageError(exc.message)
 
 
-def _trace_error(exc: Exception, plain: list[str]) -> str:
+def _trace_error(exc: Exception, plain: list[str], filename: str = "<nbpipe-cell-") -> str:
     """What a ``%%pipeline`` cell that raised while composing says: its line, the error and, when it
     calls plain functions (a cell without %%component), that those are no steps."""
     tb, line = exc.__traceback__, None
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename.startswith("<nbpipe-cell-"):
+        if tb.tb_frame.f_code.co_filename.startswith(filename):
             line = tb.tb_lineno + 1  # +1: the editor counts the %%pipeline line
         tb = tb.tb_next
     where = f" on line {line}" if line else ""
@@ -494,7 +494,8 @@ class NbpipeMagics(Magics):
 
     @magic_arguments()
     @argument(
-        "name", nargs="?", default="notebook", help="Pipeline name; becomes a variable in the notebook."
+        "name", nargs="?", help="Pipeline name; becomes a variable in the notebook (default: the def's "
+        "name, or notebook)."
     )
     @cell_magic
     def pipeline(self, line: str, cell: str) -> None:
@@ -504,8 +505,12 @@ class NbpipeMagics(Magics):
         with their current values as defaults. The cell itself does not run in the kernel.
         """
         args = parse_magic_args(NbpipeMagics.pipeline, line, "%%pipeline")
-        self._check_name(args.name, "Pipeline")
+        if args.name is not None:
+            self._check_name(args.name, "Pipeline")
         source, flow = self._flow(cell)
+        if flow.is_function_cell and not _pipeline_functions(cell):
+            return self._pipeline_def(args.name, cell, flow)  # the cell is the pipeline function, as @pipeline's
+        args.name = args.name or "notebook"
         reads = classify_reads(flow.reads, self._ns, hidden=self.shell.user_ns_hidden)
         if reads.missing:
             raise UsageError(
@@ -534,6 +539,28 @@ class NbpipeMagics(Magics):
         except Exception as exc:  # the cell's own code: one line naming the cell's line, no magic frames
             raise UsageError(_trace_error(exc, plain)) from None
         self.shell.push({args.name: pipe})
+
+    def _pipeline_def(self, name: str | None, cell: str, flow: CellFlow) -> None:
+        """A ``%%pipeline`` cell holding the pipeline's ``def``: the def runs, then is traced as
+        ``@pipeline`` traces it (its parameters are the pipeline's), named NAME or by the def."""
+        funcs = flow.functions
+        if name in funcs or len(funcs) == 1:
+            fname = name if name in funcs else funcs[0]
+        else:
+            raise UsageError(
+                f"This cell defines {len(funcs)} functions ({', '.join(funcs)}); say which one is the "
+                f"pipeline: %%pipeline {funcs[-1]}"
+            )
+        self._run_cell(cell, f"pipeline '{name or fname}'")
+        func = self._ns[fname]
+        try:
+            pipe = Pipeline(func, name=name)
+        except NbpipeError as exc:
+            raise usage(exc) from None
+        except Exception as exc:  # the def's own code: one line naming the cell's line, no magic frames
+            plain = [n for n in flow.reads if inspect.isfunction(self._ns.get(n))]
+            raise UsageError(_trace_error(exc, plain, func.__code__.co_filename)) from None
+        self.shell.push({name or fname: pipe})
 
     # ------------------------------------------------------------------ %nbpipe
 
