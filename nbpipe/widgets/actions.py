@@ -46,7 +46,8 @@ def current_pipeline(ref: PipelineRef, pipeline_name: str) -> Any:
     if isinstance(ref, str):
         value = ns.get(ref)
         if not isinstance(value, Pipeline):
-            what = "is not defined any more" if ref not in ns else f"is now a {type(value).__name__}"
+            kind = type(value).__name__
+            what = "is not defined any more" if ref not in ns else f"is now a{'n' * (kind[0] in 'aeiouAEIOU')} {kind}"
             raise NbpipeError(f"'{ref}' {what}, so the re-run cannot use its current definition",
                               hint=f"Re-run the cell that defines pipeline '{ref}'.")
         return value
@@ -88,6 +89,11 @@ def perform(run: Run, action: str, payload: dict[str, Any], ref: PipelineRef) ->
     if action not in ACTIONS:
         raise NbpipeError(f"Unknown run graph action {action!r}", hint=f"Known: {', '.join(ACTIONS)}.")
     if action == "cancel":
+        from ..events import RUN_FINAL
+
+        state = run.snapshot().get("state")
+        if state in RUN_FINAL:  # as %nbpipe cancel says: an ended run is left as it is
+            return None, f"Run {run.id} already {state}; nothing to cancel."
         run.cancel()
         return None, f"Cancelling run {run.id}…"
     if action == "open":
