@@ -130,6 +130,8 @@ export class PanelModel {
   private readonly settleDelay: number;
   private settleTimer: ReturnType<typeof setTimeout> | undefined;
   private settleWaiters: Array<() => void> = [];
+  /** A run or re-run is being started (analysis, save, export, submit): a second click waits for none. */
+  private starting = false;
 
   constructor(readonly api: NbpipeApi, options: ModelOptions = {}) {
     this.retryDelays = options.retryDelays ?? [250, 1000, 3000, 5000];
@@ -239,7 +241,28 @@ export class PanelModel {
    * Analyze the notebook as it is now, save it if it has unsaved changes (saying so), export,
    * submit with the form's parameters, and watch the new run. Returns its id.
    */
-  async runPipeline(): Promise<string | null> {
+  runPipeline(): Promise<string | null> {
+    return this.once(() => this.startPipeline());
+  }
+
+  /**
+   * Start one run at a time: a double-click on Run Pipeline or Rerun (the toolbar's, the graph's,
+   * the run list's) used to start two runs, the second click arriving while the first one's
+   * analysis or submit was still answering. Later clicks while one is starting are ignored.
+   */
+  private async once(start: () => Promise<string | null>): Promise<string | null> {
+    if (this.starting) {
+      return null;
+    }
+    this.starting = true;
+    try {
+      return await start();
+    } finally {
+      this.starting = false;
+    }
+  }
+
+  private async startPipeline(): Promise<string | null> {
     const path = this._state.notebook;
     if (!path || this._state.submitting) {
       return null;
@@ -305,7 +328,11 @@ export class PanelModel {
    * now (the server exports it again), so *that* notebook (the run's, which may not be the one the
    * panel shows) is saved first if its cells were edited: a fixed cell counts.
    */
-  async rerun(id: string | null = this._state.runId, fromStep: string | null = null, run?: RunSnapshot): Promise<string | null> {
+  rerun(id: string | null = this._state.runId, fromStep: string | null = null): Promise<string | null> {
+    return this.once(() => this.startRerun(id, fromStep));
+  }
+
+  private async startRerun(id: string | null, fromStep: string | null, run?: RunSnapshot): Promise<string | null> {
     if (!id) {
       return null;
     }
@@ -326,7 +353,11 @@ export class PanelModel {
   }
 
   /** Re-run a failed run from its first failed step (earlier steps' outputs are reused). */
-  async rerunFromFailed(id: string): Promise<string | null> {
+  rerunFromFailed(id: string): Promise<string | null> {
+    return this.once(() => this.startRerunFromFailed(id));
+  }
+
+  private async startRerunFromFailed(id: string): Promise<string | null> {
     try {
       const run = await this.api.run(id);
       const failed = run.steps.find(s => s.state === 'failed');
@@ -334,7 +365,7 @@ export class PanelModel {
         this.update({ error: { message: `Run ${id} has no failed step to re-run from.`, hint: '', cell: null } });
         return null;
       }
-      return await this.rerun(id, failed.name, run);
+      return await this.startRerun(id, failed.name, run);
     } catch (err) {
       this.update({ error: errorInfo(err) });
       return null;

@@ -42,6 +42,7 @@ export class RunPage extends Widget {
   private shown = false; // a snapshot arrived: the run exists and this user may see it
   private timelineBox: HTMLElement | null = null;
   private fitFrame = 0;
+  private rerunning = false; // a double-click on Rerun starts one run, not two
 
   constructor(
     readonly runId: string,
@@ -153,11 +154,16 @@ export class RunPage extends Widget {
   }
 
   private async act(action: string, payload: { step?: string; run?: string }): Promise<void> {
+    const rerun = action === 'rerun' || action === 'rerun_from' || action === 'rerun_failed';
+    if (rerun && this.rerunning) {
+      return;
+    }
+    this.rerunning ||= rerun;
     try {
       if (action === 'cancel') {
         await this.api.cancel(this.runId);
         this.view.setNotice?.({ text: `Cancelling run ${this.runId}…`, kind: 'info' });
-      } else if (action === 'rerun' || action === 'rerun_from' || action === 'rerun_failed') {
+      } else if (rerun) {
         // A notebook's run re-runs the notebook as saved: a cell fixed in the editor is saved first.
         const run = await this.api.run(this.runId);
         const path = runNotebook({ labels: run.labels ?? {} });
@@ -173,6 +179,10 @@ export class RunPage extends Widget {
       }
     } catch (err) {
       this.view.setNotice?.({ text: err instanceof Error ? err.message.replace(/^\[nbpipe\] /, '') : String(err), kind: 'error' });
+    } finally {
+      if (rerun) {
+        this.rerunning = false;
+      }
     }
   }
 

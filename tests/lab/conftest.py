@@ -296,3 +296,18 @@ def lab_run_all() -> Callable[..., None]:
 def lab_wait_for_kernel() -> Callable[..., None]:
     """:func:`wait_for_kernel`: before a test runs a cell itself."""
     return wait_for_kernel
+
+
+@pytest.fixture()
+def lab_notebook(tmp_path: Path) -> Callable[[str, list[str]], Path]:
+    """``lab_notebook("name.ipynb", cells)``: a notebook of code cells (Python 3 kernel) in ``tmp_path``."""
+    import nbformat
+
+    def write(name: str, cells: list[str]) -> Path:
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+        nbformat.write(nb, tmp_path / name)
+        return tmp_path / name
+
+    return write
