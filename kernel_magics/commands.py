@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+import shlex
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -516,11 +517,17 @@ class NbpipeCommands:
                                      f"{' --format kfp' if args.format == 'kfp' else ''}.") from None
                 raise
             source = f"{notebook} (saved version; built in a fresh process)"
+        from .export_check import unsaved_edits, unsaved_note
+
+        stale = "" if args.from_kernel else unsaved_note(
+            unsaved_edits(payload, self.shell.user_ns, self.magics.cells), os.path.basename(notebook))
         note = ""
         if args.format == "kfp":
             payload, images, chosen = kfp_export(payload, args.image)
             again = " ".join(["%nbpipe export", *([args.pipeline] if args.pipeline else []), "--format kfp",
-                              *(["--from-kernel"] if args.from_kernel else []), "--image {image}"])
+                              *(["--from-kernel"] if args.from_kernel else []),
+                              *([f"--notebook {_quoted(args.notebook)}"] if args.notebook else []),
+                              *([f"-o {_quoted(args.output)}"] if args.output else []), "--image {image}"])
             note = image_note(images, chosen, again)
         with open(output, "wb") as fh:
             fh.write(payload)
@@ -529,6 +536,8 @@ class NbpipeCommands:
             print(note)
         if args.format == "nbpipe":
             print(f"Run it anywhere with: nbpipe run {output} --param NAME=VALUE")
+        if stale:
+            print(stale)
 
     def cmd_pull(self, args: Any) -> None:
         run = self._run(args.run)
@@ -572,6 +581,11 @@ class NbpipeCommands:
         print(f"Run {run.id} {snap['state']}. Loaded: {summary or 'nothing'}.")
         for note in notes:
             print(note)
+
+
+def _quoted(path: str) -> str:
+    """A path for a command line that is then ``str.format``-ed with the image name."""
+    return shlex.quote(path).replace("{", "{{").replace("}", "}}")
 
 
 def _is_sdk_object(value: Any) -> bool:
