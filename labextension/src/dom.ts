@@ -20,6 +20,7 @@ export interface Props {
   tabindex?: string;
   for?: string;
   id?: string;
+  colspan?: string;
 }
 
 export function h<K extends keyof HTMLElementTagNameMap>(

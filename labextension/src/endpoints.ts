@@ -105,12 +105,14 @@ export class EndpointsPage extends Widget {
           if (name && window.confirm(`Delete endpoint ${name} and all its versions?`)) {
             void this.model.remove();
           }
-        }, { class: 'nbp-endpoints-delete' }),
-        button('Reload', () => void this.model.reload(), { class: 'nbp-endpoints-reload' })
+        }, { class: 'nbp-endpoints-delete' })
       ),
       this.output
     );
-    this.node.append(h('div', { class: 'nbp-endpoints-body' }, this.error, table, this.form));
+    // Reload sits above the list, not in the test form: with no endpoint yet there is no form.
+    const toolbar = h('div', { class: 'nbp-endpoints-toolbar' },
+      button('Reload', () => void this.model.reload(), { class: 'nbp-endpoints-reload', title: 'Read the endpoints from the runner again' }));
+    this.node.append(h('div', { class: 'nbp-endpoints-body' }, toolbar, this.error, table, this.form));
     this.unsubscribe = this.model.subscribe(s => this.render(s));
     this.render(this.model.state);
   }
@@ -158,7 +160,7 @@ export class EndpointsPage extends Widget {
             });
             return row;
           })
-        : emptyListText(s) ? [h('tr', {}, h('td', { class: 'nbp-endpoints-empty', text: emptyListText(s) }))] : [])
+        : emptyListText(s) ? [h('tr', {}, h('td', { class: 'nbp-endpoints-empty', colspan: '6', text: emptyListText(s) }))] : [])
     );
     const ep = this.model.current;
     this.form.hidden = !ep;
