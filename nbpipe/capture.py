@@ -26,7 +26,7 @@ from typing import Any, Callable
 import cloudpickle
 
 from . import sourcemap
-from .errors import DefinitionError
+from .errors import DefinitionError, function_kind_error
 from .signature import source_of
 
 # (module, attribute path, what it is). Looked up only in modules already imported: an object
@@ -467,9 +467,7 @@ def _with_sources(func: Any) -> Any:
         return func
     copy = types.FunctionType(func.__code__, func.__globals__, func.__name__, func.__defaults__, func.__closure__)
     copy.__kwdefaults__ = func.__kwdefaults__
-    copy.__qualname__ = func.__qualname__
-    copy.__module__ = func.__module__
-    copy.__doc__ = func.__doc__
+    copy.__qualname__, copy.__module__, copy.__doc__ = func.__qualname__, func.__module__, func.__doc__
     copy.__annotations__ = func.__annotations__
     copy.__dict__.update(func.__dict__)
     setattr(copy, sourcemap.ATTR, record)
@@ -479,6 +477,8 @@ def _with_sources(func: Any) -> Any:
 def pickle_function(func: Callable[..., Any], name: str) -> tuple[bytes, str]:
     """Return (payload, serializer) for ``func``; raise DefinitionError if it cannot be pickled
     or captures a live external resource."""
+    if (refused := function_kind_error(func, name)) is not None:
+        raise refused
     mods, own = modules_by_value(func), by_value_modules(func)
     try:
         return _pickle(func, name, mods)

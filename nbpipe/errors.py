@@ -88,6 +88,28 @@ class StepFailed(NbpipeError, RuntimeError):
         return self.message
 
 
+def function_kind_error(func: Any, name: str) -> DefinitionError | None:
+    """The refusal of a component function a step cannot call and store the result of (None: fine).
+
+    A step stores what the function returns: a generator, or the coroutine an ``async def`` returns
+    un-awaited, cannot be stored (it failed at run time with "cannot pickle 'generator' object")."""
+    import inspect
+
+    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+        return DefinitionError(
+            f"Component '{name}' is a generator function (it yields)",
+            "A step stores what the function returns, and a generator cannot be stored or passed to the next step",
+            "Return the items instead (return list(...)), or write them to an Output[Dataset].",
+        )
+    if inspect.iscoroutinefunction(func):
+        return DefinitionError(
+            f"Component '{name}' is an async function",
+            "A step calls it without an event loop, so it would return an un-awaited coroutine",
+            "Make it a plain def and run the async code inside it with asyncio.run(...).",
+        )
+    return None
+
+
 def typed(line: str) -> str:
     """A cell line as the user typed it: ``%nbpipe run p``, not IPython's ``get_ipython().run_line_magic(...)``."""
     if line.startswith("get_ipython().run_line_magic(") and line.endswith(")"):
