@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import os
 import re
-import shlex
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,8 @@ from IPython.core.magic_arguments import MagicArgumentParser
 from nbpipe.errors import NbpipeError
 from nbpipe.events import RUN_FINAL, STEP_OK
 from nbpipe.pipeline import Pipeline
+
+from .last_error import run_of_last_error
 
 if TYPE_CHECKING:
     from nbpipe.client import Run
@@ -168,6 +169,7 @@ class NbpipeCommands:
         self.parser = _parser()
         self.views: dict[str, RunView] = {}
         self.last_run: Run | None = None
+        self.failed_wait: Run | None = None  # the run of the last failed wait() (see last_error.py)
         # how to find the current pipeline of a run started here (a name, or the %%component cells)
         self.refs: dict[str, PipelineRef] = {}
 
@@ -292,6 +294,8 @@ class NbpipeCommands:
         known = [self.last_run] if self.last_run is not None else []
         known += [view.run for view in list(_SHOWN)]
         known += [value for value in list(self.shell.user_ns.values()) if isinstance(value, Run)]
+        self.failed_wait = run_of_last_error() or self.failed_wait  # nbpipe.run(p).wait() raised, kept no Run
+        known += [self.failed_wait] if self.failed_wait is not None else []
         def created(run: Run) -> tuple[float, str]:
             try:
                 return float(run.last_snapshot.get("created_at") or 0), run.id
@@ -517,7 +521,7 @@ class NbpipeCommands:
                                      f"{' --format kfp' if args.format == 'kfp' else ''}.") from None
                 raise
             source = f"{notebook} (saved version; built in a fresh process)"
-        from .export_check import unsaved_edits, unsaved_note
+        from .export_check import quoted, unsaved_edits, unsaved_note
 
         stale = "" if args.from_kernel else unsaved_note(
             unsaved_edits(payload, self.shell.user_ns, self.magics.cells), os.path.basename(notebook))
@@ -526,8 +530,8 @@ class NbpipeCommands:
             payload, images, chosen = kfp_export(payload, args.image)
             again = " ".join(["%nbpipe export", *([args.pipeline] if args.pipeline else []), "--format kfp",
                               *(["--from-kernel"] if args.from_kernel else []),
-                              *([f"--notebook {_quoted(args.notebook)}"] if args.notebook else []),
-                              *([f"-o {_quoted(args.output)}"] if args.output else []), "--image {image}"])
+                              *([f"--notebook {quoted(args.notebook)}"] if args.notebook else []),
+                              *([f"-o {quoted(args.output)}"] if args.output else []), "--image {image}"])
             note = image_note(images, chosen, again)
         with open(output, "wb") as fh:
             fh.write(payload)
@@ -581,11 +585,6 @@ class NbpipeCommands:
         print(f"Run {run.id} {snap['state']}. Loaded: {summary or 'nothing'}.")
         for note in notes:
             print(note)
-
-
-def _quoted(path: str) -> str:
-    """A path for a command line that is then ``str.format``-ed with the image name."""
-    return shlex.quote(path).replace("{", "{{").replace("}", "}}")
 
 
 def _is_sdk_object(value: Any) -> bool:

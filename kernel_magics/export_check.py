@@ -11,7 +11,13 @@ changed by hand, and export skips compute cells on purpose), failing the export.
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
+
+
+def quoted(path: str) -> str:
+    """A path for the "export again" command line, which is then ``str.format``-ed with the image name."""
+    return shlex.quote(path).replace("{", "{{").replace("}", "}}")
 
 
 def kernel_components(namespace: dict[str, Any], plain_cells: list[Any]) -> dict[str, Any]:
