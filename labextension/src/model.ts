@@ -130,6 +130,8 @@ export class PanelModel {
   private readonly settleDelay: number;
   private settleTimer: ReturnType<typeof setTimeout> | undefined;
   private settleWaiters: Array<() => void> = [];
+  /** Per notebook, the parameter values typed in the form (those not at their default), kept across a switch. */
+  private readonly typed = new Map<string, Record<string, RawValue>>();
   /** A run or re-run is being started (analysis, save, export, submit): a second click waits for none. */
   private starting = false;
 
@@ -163,12 +165,26 @@ export class PanelModel {
     if (this._state.runId && !keep) {
       this.stop();
     }
-    this.update({ notebook: path, analysis: null, analysisError: null, pipeline: null, raws: {}, fieldErrors: {},
+    this.keepTyped();
+    // Values typed for a notebook come back with it: switching tabs and back used to put the form
+    // back to the defaults, and the next Run Pipeline ran with them.
+    const raws = (path && this.typed.get(path)) || {};
+    this.update({ notebook: path, analysis: null, analysisError: null, pipeline: null, raws, fieldErrors: {},
                   error: null, notice: null, ...(keep ? {} : { runId: null, runState: null }) });
     if (path) {
       this.attachLive();
       await this.analyze();
     }
+  }
+
+  /** Remember the current notebook's typed parameter values (only those that differ from the default). */
+  private keepTyped(): void {
+    const { notebook, analysis, raws } = this._state;
+    if (!notebook || !analysis) {
+      return;
+    }
+    const changed = analysis.parameters.filter(p => p.name in raws && JSON.stringify(raws[p.name]) !== JSON.stringify(initialRaw(p)));
+    this.typed.set(notebook, Object.fromEntries(changed.map(p => [p.name, raws[p.name]])));
   }
 
   /**
