@@ -6,7 +6,7 @@ of httpx and nbpipe frames and leave the user guessing whether the run was cance
 shows one screen instead: the cell line, which run it stopped waiting for, that the run goes on in
 the runner (as documented), and the commands to cancel it or wait again. Interrupting a submit
 (``nbpipe.run``, ``%nbpipe run``: packaging a large capture, uploading it) says the same way whether a run
-was started.
+was started, and so does interrupting the wait for the embedded runner's first start.
 
 Non-goal: cancelling on interrupt. A run belongs to the runner; a kernel that stops waiting
 (or restarts) does not end it.
@@ -63,6 +63,11 @@ def message(run: Any) -> str:
             f"run.wait() or %nbpipe pull {run.id} waits for it again.")
 
 
+# the first use of the embedded runner waits seconds for it to start (any command, not only a submit)
+STARTING_RUNNER = ("stopped waiting for the embedded nbpipe runner to start (its first start takes a few seconds); "
+                   "it goes on starting in the background, and nothing was submitted. Run the cell again.")
+
+
 def submit_stage(tb: Any) -> str:
     """What an interrupted submit (``nbpipe.run``, ``%nbpipe run``/``rerun``, ``build_package``) was doing,
     said for the user, or "" when the traceback is no submit's."""
@@ -72,6 +77,8 @@ def submit_stage(tb: Any) -> str:
     while tb is not None:
         frame = tb.tb_frame
         code = frame.f_code
+        if frame.f_globals.get("__name__") == "nbpipe._embedded" and code.co_name == "ensure_local_runner":
+            return STARTING_RUNNER
         if frame.f_globals.get("__name__") in SUBMITTERS:
             pipe = frame.f_locals.get("pipeline", frame.f_locals.get("self"))
             name = name or (pipe.name if isinstance(pipe, Pipeline) else "")
