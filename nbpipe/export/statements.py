@@ -219,6 +219,10 @@ def analyze_magic_cell(raw: str, cell: int) -> Statement:
     elif not name:
         name = funcs[-1] if funcs else f"cell_{cell}"
     names = (name, name.replace("_", "-")) if magic == "pipeline" else ()
-    return Statement(cell=cell, index=0, kind=kind, role=magic, defines=frozenset(defined | {name}),
+    role = magic
+    pipes = [s for s in inner if s.role == "pipeline"]
+    if magic == "component" and pipes:  # a @pipeline below the component's def, as the magic allows
+        role, names = "pipeline", pipes[-1].pipeline_names
+    return Statement(cell=cell, index=0, kind=kind, role=role, defines=frozenset(defined | {name}),
                      uses_now=frozenset(now - KNOWN_NAMES), uses_later=frozenset(later - KNOWN_NAMES),
                      pipeline_names=names, star_import=False, line=1, text=first.strip()[:80])
