@@ -311,3 +311,21 @@ def lab_notebook(tmp_path: Path) -> Callable[[str, list[str]], Path]:
         return tmp_path / name
 
     return write
+
+
+def open_panel(page: Any, lab: dict[str, Any], notebook: str, pipeline: str) -> Any:
+    """Open ``notebook`` in ``lab``, then the nbpipe panel, once it shows ``pipeline``; returns the panel."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{lab['url']}/lab/tree/{notebook}?token={lab['token']}")
+    page.locator(".jp-NotebookPanel:visible").first.wait_for(timeout=90_000)
+    page.locator('.lm-TabBar-tab[data-id="nbpipe-panel"]').click()
+    panel = page.locator("#nbpipe-panel")
+    expect(panel.locator(".nbp-pipeline-name")).to_have_text(pipeline, timeout=120_000)
+    return panel
+
+
+@pytest.fixture()
+def lab_open_panel() -> Callable[..., Any]:
+    """:func:`open_panel`: ``lab_open_panel(page, lab, "x.ipynb", "pipeline")`` → the panel's locator."""
+    return open_panel

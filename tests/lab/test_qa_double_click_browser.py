@@ -30,19 +30,15 @@ def runs(lab: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_double_clicks_on_run_and_rerun_buttons_start_one_run_each(start_lab: Any, lab_browser: Any,
-                                                                   lab_notebook: Any) -> None:
+                                                                   lab_notebook: Any, lab_open_panel: Any) -> None:
     from playwright.sync_api import expect
 
     lab = start_lab(lab_notebook("twice.ipynb", CELLS))
     page = lab_browser.new_page(viewport={"width": 1400, "height": 1000})
     succeeded = re.compile(r"\brv-state-succeeded\b")
     try:
-        page.goto(f"{lab['url']}/lab/tree/twice.ipynb?token={lab['token']}")
+        panel = lab_open_panel(page, lab, "twice.ipynb", "twice")
         notebook = page.locator(".jp-NotebookPanel:visible").first
-        notebook.wait_for(timeout=90_000)
-        page.locator('.lm-TabBar-tab[data-id="nbpipe-panel"]').click()
-        panel = page.locator("#nbpipe-panel")
-        expect(panel.locator(".nbp-pipeline-name")).to_have_text("twice", timeout=120_000)
         view = panel.locator(".nbpipe-run-view")
         pill = view.locator(".rv-header .rv-pill")
         run_id = view.locator(".rv-subtitle")

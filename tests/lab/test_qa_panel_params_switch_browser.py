@@ -28,7 +28,7 @@ OTHER = [
 
 
 def test_typed_parameters_come_back_with_their_notebook_and_are_the_runs(start_lab: Any, lab_browser: Any,
-                                                                         lab_notebook: Any) -> None:
+                                                                         lab_notebook: Any, lab_open_panel: Any) -> None:
     from playwright.sync_api import expect
 
     import nbpipe.client
@@ -37,12 +37,8 @@ def test_typed_parameters_come_back_with_their_notebook_and_are_the_runs(start_l
     files = {name: (lab["root"] / name).stat().st_mtime_ns for name in ("train.ipynb", "other.ipynb")}
     page = lab_browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
-        page.goto(f"{lab['url']}/lab/tree/train.ipynb?token={lab['token']}")
-        page.locator(".jp-NotebookPanel:visible").first.wait_for(timeout=90_000)
-        page.locator('.lm-TabBar-tab[data-id="nbpipe-panel"]').click()
-        panel = page.locator("#nbpipe-panel")
+        panel = lab_open_panel(page, lab, "train.ipynb", "train")
         name = panel.locator(".nbp-pipeline-name")
-        expect(name).to_have_text("train", timeout=120_000)
         c = panel.locator('.nbp-param[data-name="c"] input')
         n = panel.locator('.nbp-param[data-name="n"] input')
         c.fill("0.25")
