@@ -410,7 +410,7 @@ class NbpipeCommands:
             self.shell.user_ns["_nbpipe_debug"] = call
             raise
         self.shell.user_ns["_nbpipe_debug"] = call
-        print(f"Step '{call.step}' ran in this kernel without an exception.")
+        print(call.passed_here())
         return value
 
     def cmd_attach(self, args: Any) -> None:

@@ -75,6 +75,19 @@ class StepCall:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, before)
 
+    def passed_here(self) -> str:
+        """What to say when the call returned here; for a step that failed in the run, what differs there."""
+        text = f"Step '{self.step}' ran in this kernel without an exception."
+        if self.state != "failed" or self.reason.startswith("timed out"):
+            return text
+        missing = re.search(r"(?:FileNotFoundError|No such file or directory)[^']*'([^']+)'", self.reason)
+        if missing and not os.path.isabs(missing.group(1)):
+            return (f"{text} In the run it failed ({self.reason}): a step runs in a working folder of its own, "
+                    f"not the notebook's, so the relative path '{missing.group(1)}' is not there. Use an absolute "
+                    "path, or pass the file in (a path parameter, or an Input[Dataset] a step makes).")
+        return (f"{text} In the run it failed ({self.reason}): what differs is where it ran, in a process and "
+                "working folder of its own, with the runner's environment variables and packages.")
+
     def describe(self) -> str:
         args = ", ".join(f"{k}={type(v).__name__}" for k, v in self.kwargs.items())
         was = f"{self.state}: {self.reason}" if self.reason and self.state == "failed" else self.state
