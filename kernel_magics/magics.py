@@ -43,6 +43,15 @@ def _names(value: str | None) -> tuple[str, ...] | None:
     return tuple(n.strip() for n in value.replace(" ", ",").split(",") if n.strip())
 
 
+def _packages(value: str | None) -> tuple[str, ...] | None:
+    """``"pandas >= 2, numpy"`` → ``("pandas>=2", "numpy")``: commas (or spaces) between requirements, a
+    version constraint stays with its name."""
+    if value is None:
+        return None
+    glued = re.sub(r"\s*([<>=!~]=?|===?)\s*", r"\1", value)
+    return _names(glued)
+
+
 def _override(
     wanted: tuple[str, ...] | None,
     default: tuple[str, ...],
@@ -195,7 +204,7 @@ class NbpipeMagics(Magics):
         try:
             return make_options(
                 base_image=args.image,
-                packages=list(_names(args.packages) or ()) or None,
+                packages=list(_packages(args.packages) or ()) or None,
                 cpu=args.cpu,
                 memory=args.memory,
                 gpu=args.gpu,

@@ -54,13 +54,17 @@ def check_options(tokens: Sequence[str], parser: argparse.ArgumentParser, where:
 def parse_magic_args(func: Callable[..., Any], line: str, where: str) -> Any:
     """``parse_argstring(func, line)``, with "did you mean" for misspelled options."""
     parser = getattr(func, "parser", None)
+    tokens: list[str] | None = None
     if parser is not None:
         try:
             tokens = shlex.split(line)
         except ValueError:
-            tokens = line.split()
-        check_options(tokens, parser, where)
+            check_options(line.split(), parser, where)
+        else:
+            check_options(tokens, parser, where)
     try:
-        return parse_argstring(func, line)
+        # quotes group words and are no part of a value (--packages "pandas>=2, numpy"), as in a shell;
+        # IPython's own split keeps them, which made a package named '"pandas>=2'
+        return parser.parse_args(tokens) if tokens is not None else parse_argstring(func, line)
     except UsageError as exc:  # argparse's "invalid int value: 'x'": and where the options are told
         raise UsageError(f"{where}: {str(exc).rstrip('.')}. {where}? lists its options.") from None
