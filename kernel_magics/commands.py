@@ -24,6 +24,7 @@ from nbpipe.events import RUN_FINAL, STEP_OK
 from nbpipe.pipeline import Pipeline
 
 from .last_error import run_of_last_error
+from .suggest import parse_command
 
 if TYPE_CHECKING:
     from nbpipe.client import Run
@@ -182,7 +183,7 @@ class NbpipeCommands:
             return None
         self._check_words(line)
         try:
-            args = self.parser.parse_argstring(line)
+            args = parse_command(self.parser, line)
         except UsageError as exc:  # argparse's "expected one argument": and how the command is written
             raise UsageError(f"{str(exc).rstrip('.')}. {self._usage(line)}") from None
         try:

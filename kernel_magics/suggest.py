@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import re
 import shlex
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -68,3 +69,38 @@ def parse_magic_args(func: Callable[..., Any], line: str, where: str) -> Any:
         return parser.parse_args(tokens) if tokens is not None else parse_argstring(func, line)
     except UsageError as exc:  # argparse's "invalid int value: 'x'": and where the options are told
         raise UsageError(f"{where}: {str(exc).rstrip('.')}. {where}? lists its options.") from None
+
+
+_WORD = re.compile(r"""(?:[^\s'"]+|'[^']*'|"[^"]*")+""")
+
+
+def _unquoted(text: str) -> str:
+    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"" else text
+
+
+def _words(line: str) -> list[str]:
+    """The words of ``line``; quotes group, and are dropped from a whole word or an ``--option=`` value."""
+    if line.count("'") % 2 or line.count('"') % 2:
+        return line.split()  # an unbalanced quote: the words as typed, for argparse to name
+    words = []
+    for word in _WORD.findall(line):
+        option, eq, value = word.partition("=")
+        words.append(f"{option}={_unquoted(value)}" if word.startswith("-") and eq else _unquoted(word))
+    return words
+
+
+# the %nbpipe commands whose words after the options are more of their positional list
+_POSITIONAL_LISTS = {"run": "args", "logs": "target", "debug": "target"}
+
+
+def parse_command(parser: argparse.ArgumentParser, line: str) -> Any:
+    """``%nbpipe`` arguments: a value in quotes is one word without its quotes (``--name "my run"``,
+    ``--notebook 'my nb.ipynb'``), except a ``param='3'``, whose quotes say it is a string; and
+    ``PIPELINE param=value`` may follow the options too (``%nbpipe run p --name n x=1``)."""
+    args, extra = parser.parse_known_args(_words(line))
+    more = _POSITIONAL_LISTS.get(getattr(args, "command", ""))
+    if extra and (more is None or any(t.startswith("-") for t in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        getattr(args, more).extend(extra)
+    return args
