@@ -354,11 +354,10 @@ export class PanelModel {
     }
     try {
       const path = runNotebook({ labels: (run ?? (await this.api.run(id))).labels ?? {} });
-      if (path) {
-        await this.save(path);
-      }
+      // Saving is said, as Run Pipeline says it: the file changed because of this click.
+      const saved = path ? await this.save(path) : false;
       const snapshot = await this.api.rerun(id, fromStep);
-      this.update({ error: null, notice: null });
+      this.update({ error: null, notice: saved && path ? savedNotice(path, 're-running') : null });
       this.show(snapshot);
       void this.refreshRuns();
       return snapshot.id;
