@@ -510,7 +510,7 @@ def _pickle(func: Callable[..., Any], name: str, mods: list[types.ModuleType]) -
                 culprit = _culprit(func)
                 raise DefinitionError(
                     f"Component '{name}' cannot be pickled",
-                    f"it uses {culprit}" if culprit else f"cloudpickle said: {first}",
+                    f"It uses {culprit}" if culprit else f"Cloudpickle said: {first}",
                     "Create that object inside the function (or pass it as an input) instead of "
                     "capturing it from the notebook.",
                 ) from first
