@@ -60,10 +60,17 @@ def parse_params(pairs: list[str], parameters: list[dict[str, Any]]) -> dict[str
 
 
 def load_target(target: str) -> tuple[Any, list[dict[str, Any]]]:
-    """A package path, ``module:pipeline`` or ``file.py:pipeline`` → (runnable, parameters)."""
+    """A package path, ``NOTEBOOK.ipynb[:pipeline]`` (exported as ``nbpipe export`` does), ``module:pipeline``
+    or ``file.py:pipeline`` → (runnable, parameters)."""
     from .package import read_package
     from .pipeline import Pipeline
 
+    notebook = re.fullmatch(r"(.+\.ipynb)(?::([^:/\\]+))?", target)
+    if notebook:
+        from .export import export_notebook
+
+        pkg = read_package(export_notebook(notebook.group(1), pipeline=notebook.group(2)))
+        return pkg.data, pkg.parameters
     if ":" not in target or Path(target).exists():
         pkg = read_package(target)
         return pkg.data, pkg.parameters
@@ -337,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_runner)
 
     p = sub.add_parser("run", help="run a package or module:pipeline with live progress")
-    p.add_argument("target", help="PACKAGE.nbpipe, module:pipeline or file.py:pipeline")
+    p.add_argument("target", help="PACKAGE.nbpipe, NOTEBOOK.ipynb[:pipeline], module:pipeline or file.py:pipeline")
     p.add_argument("--param", "-p", action="append", metavar="NAME=VALUE")
     p.add_argument("--experiment", default="Default")
     p.add_argument("--name", default=None)
@@ -373,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-execute this step and everything downstream (never from the cache)")
     p.add_argument("--failed", action="store_true", help="re-execute from the run's first failed step")
     p.add_argument("--with", dest="with_target", default=None, metavar="TARGET",
-                   help="run this version of the pipeline (PACKAGE.nbpipe, module:pipeline or file.py:pipeline, "
+                   help="run this version of the pipeline (PACKAGE.nbpipe, NOTEBOOK.ipynb, module:pipeline or file.py:pipeline, "
                         "e.g. with your fix); a step before the re-run step is reused only if unchanged")
     p.add_argument("--detach", action="store_true")
     p.set_defaults(func=cmd_rerun)
