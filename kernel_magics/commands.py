@@ -545,6 +545,8 @@ class NbpipeCommands:
             print(stale)
 
     def cmd_pull(self, args: Any) -> None:
+        from nbpipe.debugging import pull_note
+
         run = self._run(args.run)
         snap = self._wait(run, args.timeout)
         steps = {s["name"]: s for s in snap["steps"]}
@@ -564,18 +566,17 @@ class NbpipeCommands:
                 values = run.outputs(s["name"])
             elif s["state"] == "failed":
                 values = run.inputs(s["name"])
-                notes.append(
-                    f"Step '{s['name']}' failed: {s.get('reason') or 'see its logs'}. Its inputs are "
-                    f"loaded; call {s['component']}.func({', '.join(f'{k}={k}' for k in values)}) "
-                    "to reproduce it."
-                )
             else:
                 continue
+            names = {}
             for n, v in values.items():
                 var = n
                 if n == "output" or counts[n] > 1 or _is_sdk_object(ns.get(n)):
                     var = f"{s['name'].replace('-', '_')}_{n}"
-                loaded[var] = v
+                loaded[var], names[n] = v, var
+            if s["state"] == "failed":  # the call names the variables the inputs were loaded as
+                func = getattr(ns.get(s["component"]), "func", None)
+                notes.append(pull_note(run.id, s["name"], s["component"], s.get("reason") or "", names, func))
         if not loaded and not notes:
             raise UsageError(
                 f"Run {run.id} is {snap['state']} and has nothing to pull"

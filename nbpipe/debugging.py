@@ -95,6 +95,22 @@ class StepCall:
         return f"Step '{self.step}' of run {self.run_id} ({was}) → {self.component}({args}){limit}"
 
 
+def pull_note(run_id: str, step: str, component: str, reason: str, names: dict[str, str], func: Any) -> str:
+    """What ``%nbpipe pull`` says of a failed step whose inputs it loaded (input → variable in ``names``):
+    the call that reproduces it, or ``%nbpipe debug`` when the function also takes its Output files."""
+    import inspect
+
+    try:
+        params = inspect.signature(func).parameters if func is not None else {}
+    except (TypeError, ValueError):
+        params = {}
+    missing = [n for n, p in params.items() if n not in names and p.default is inspect.Parameter.empty
+               and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    how = (f"%nbpipe debug {run_id} {step} calls it with them and with its output files ({', '.join(missing)})"
+           if missing else f"call {component}.func({', '.join(f'{k}={v}' for k, v in names.items())}) to reproduce it")
+    return f"Step '{step}' failed: {reason or 'see its logs'}. Its inputs are loaded; {how}."
+
+
 def _run(run: Run | str) -> Run:
     if isinstance(run, str):
         from .client import default_client
