@@ -26,6 +26,7 @@ from typing import Any
 import tornado.web
 
 from ..errors import NbpipeError
+from ..widgets.snapshot import mark_floats
 from .base import NbpipeHandler
 
 _CACHE_SIZE = 8
@@ -232,7 +233,7 @@ class RunNotebookHandler(NotebookHandler):
             self.send_nbpipe_error(exc)
             return
         self.set_status(201)
-        self.finish(snapshot)
+        self.finish(mark_floats(snapshot))  # a float typed as 3 shows c = 3.0 in the new run's graph, not c = 3
 
 
 def notebook_handlers() -> list[tuple[str, type[NbpipeHandler]]]:

@@ -181,7 +181,7 @@ class RerunHandler(NotebookHandler):
             self.send_nbpipe_error(exc)
             return
         self.set_status(201)
-        self.finish(snapshot)
+        self.finish(mark_floats(snapshot))  # as every snapshot the views get: float parameters named
 
     def _current_package(self, client: Any, run_id: str) -> bytes | None:
         """The run's notebook exported as it is saved now (None: the run did not come from one here)."""
