@@ -214,7 +214,9 @@ def analyze_magic_cell(raw: str, cell: int) -> Statement:
     later = {n for s in inner for n in s.uses_later}
     kind = "definition" if all(s.kind in ("import", "definition", "noop") for s in inner) else "compute"
     if magic == "pipeline":
-        name = name or "notebook"
+        # a cell that only holds the pipeline's def is that pipeline, named by the def (as the magic names it)
+        plain_def = kind == "definition" and len(funcs) == 1 and not any(s.role == "pipeline" for s in inner)
+        name = name or (funcs[0] if plain_def else "notebook")
         now, later, kind = now | later, set(), "definition"
     elif not name:
         name = funcs[-1] if funcs else f"cell_{cell}"
