@@ -194,8 +194,32 @@ def rerun_step_error(run_id: str, step: str, run_steps: Any, pipeline: Any, fail
                        "re-run the run's own package")
 
 
+def rerun_params_error(run: Any, pipeline: Any, magic: bool = True) -> NbpipeError | None:
+    """Why ``run`` cannot be re-run with its parameters by ``pipeline`` (the kernel's, now), or None: a
+    parameter the run had that the pipeline lost (renamed or removed since)."""
+    params = (getattr(run, "last_snapshot", None) or {}).get("params") or run.snapshot().get("params") or {}
+    names = [p["name"] for p in getattr(pipeline, "parameters", None) or ()]
+    gone = [k for k in params if k not in names]
+    if not gone:
+        return None
+    name, many = getattr(pipeline, "name", ""), len(gone) > 1
+    variable = getattr(getattr(pipeline, "func", None), "__name__", name)  # what %nbpipe run takes: the def's name
+    example = " ".join(f"{n}=..." for n in names[:2])
+    return NbpipeError(
+        f"Run {run.id} ran with parameter{'s' * many} {', '.join(repr(g) for g in gone)}, which this kernel's "
+        f"pipeline '{name}' no longer has, and a re-run keeps the run's parameters",
+        f"Its parameters now: {', '.join(names) or 'none'}",
+        f"Start a new run instead (%nbpipe run {variable} {example}".rstrip() + "), or add --same-code to re-run the "
+        "run's own package" if magic else
+        "Start a new run instead (nbpipe.run(pipeline, ...)), or pass same_code=True to re-run the run's own package")
+
+
 def check_rerun_step(run: Any, pipeline: Any, from_step: str | None, from_failed: bool, magic: bool = True) -> None:
-    """Raise :func:`rerun_step_error`'s error for re-running ``run`` (a client ``Run``) with ``pipeline``."""
+    """Raise :func:`rerun_params_error`'s or :func:`rerun_step_error`'s error for re-running ``run`` (a client
+    ``Run``) with ``pipeline``."""
+    params = rerun_params_error(run, pipeline, magic) if pipeline is not None else None
+    if params is not None:
+        raise params
     if pipeline is None or not (from_step or from_failed):
         return
     steps = run.snapshot()["steps"]
