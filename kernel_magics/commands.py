@@ -24,7 +24,7 @@ from nbpipe.events import RUN_FINAL, STEP_OK
 from nbpipe.pipeline import Pipeline
 
 from .last_error import run_of_last_error
-from .suggest import parse_command
+from .suggest import check_runner_url, parse_command
 
 if TYPE_CHECKING:
     from nbpipe.client import Run
@@ -467,6 +467,7 @@ class NbpipeCommands:
             settings[key] = value
         url = settings.get("runner")
         url = None if url in (None, "", "local") else url
+        check_runner_url(url)
         nbpipe.client.configure(url=url, token=settings.get("token"))
         print(
             f"nbpipe runner: {url or 'the embedded local runner (started on first use)'}"

@@ -104,3 +104,13 @@ def parse_command(parser: argparse.ArgumentParser, line: str) -> Any:
     if extra:
         getattr(args, more).extend(extra)
     return args
+
+
+def check_runner_url(url: str | None) -> None:
+    """``%nbpipe config runner=localhost:8765`` (no scheme) is refused with the URL meant, before every later
+    command fails with httpx's "Request URL is missing an 'http://' or 'https://' protocol" traceback."""
+    if url is None or re.match(r"https?://[^/\s]", url):
+        return
+    fixed = "http://" + url.split("://", 1)[-1]
+    raise UsageError(f"runner={url} is not a runner URL: it starts with http:// or https://. "
+                     f"Did you mean %nbpipe config runner={fixed}?")
