@@ -14,6 +14,7 @@ import type { CompareTable, DashboardApi } from './dashboard_api';
 import { button, h } from './dom';
 import { errorInfo, formatDuration } from './format';
 import { nbpipeIcon } from './icons';
+import { shortRunName } from './runlist';
 
 export interface ComparePageActions {
   openRun(id: string): void;
@@ -129,7 +130,7 @@ export class ComparePage extends Widget {
             fill.style.width = `${(b.fraction * 100).toFixed(1)}%`;
             const r = t.runs[b.run];
             return h('div', { class: `nbp-bar${b.run === m.best ? ' nbp-best' : ''}`, title: `${r.name || r.id}: ${formatMetric(b.value)}` },
-              h('span', { class: 'nbp-bar-label', text: r.name || r.id }),
+              h('span', { class: 'nbp-bar-label', text: shortRunName(r) }), // runs of one pipeline differ by their time, not cut off
               h('span', { class: 'nbp-bar-track' }, fill),
               h('span', { class: 'nbp-bar-value nbp-mono', text: formatMetric(b.value) }));
           }))

@@ -109,11 +109,12 @@ export function tickDurations(host: HTMLElement, now = Date.now() / 1000): void 
  * user chose are kept as they are.
  */
 export function shortRunName(run: Pick<RunSummary, 'name' | 'pipeline' | 'id'>, today = new Date()): string {
-  const m = /^(.*) (\d{4})-(\d{2})-(\d{2}) (\d{2}:\d{2}):(\d{2})$/.exec(run.name || '');
+  // A re-run is named after its run with what it re-ran: "digits 2026-11-30 19:02:03 (re-run from train)".
+  const m = /^(.*) (\d{4})-(\d{2})-(\d{2}) (\d{2}:\d{2}):(\d{2})( \(.+\))?$/.exec(run.name || '');
   if (!m) {
     return run.name || run.pipeline || run.id;
   }
-  const [, pipeline, y, mo, d, hm, s] = m;
+  const [, pipeline, y, mo, d, hm, s, rerun = ''] = m;
   const sameDay = Number(y) === today.getFullYear() && Number(mo) === today.getMonth() + 1 && Number(d) === today.getDate();
-  return sameDay ? `${pipeline} · ${hm}:${s}` : `${pipeline} · ${mo}-${d} ${hm}`;
+  return `${sameDay ? `${pipeline} · ${hm}:${s}` : `${pipeline} · ${mo}-${d} ${hm}`}${rerun}`;
 }

@@ -321,6 +321,8 @@ test('generated run names stay apart in a narrow list', () => {
   const today = new Date(2026, 10, 30, 20, 0, 0);
   assert.equal(shortRunName({ id: 'r1', pipeline: 'digits', name: 'digits 2026-11-30 19:02:03' }, today), 'digits · 19:02:03');
   assert.equal(shortRunName({ id: 'r1', pipeline: 'digits', name: 'digits 2026-11-29 19:02:03' }, today), 'digits · 11-29 19:02');
+  assert.equal(shortRunName({ id: 'r1', pipeline: 'digits', name: 'digits 2026-11-30 19:02:03 (re-run from train)' }, today),
+    'digits · 19:02:03 (re-run from train)');
   assert.equal(shortRunName({ id: 'r1', pipeline: 'digits', name: 'my baseline' }, today), 'my baseline');
   assert.equal(shortRunName({ id: 'r1', pipeline: 'digits', name: '' }, today), 'digits');
 });
