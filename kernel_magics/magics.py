@@ -534,13 +534,7 @@ class NbpipeMagics(Magics):
                     "pipeline parameters must be plain JSON values; make it inside a component."
                 )
             params[n] = self._ns[n]
-        plain = [n for n in reads.code if inspect.isfunction(self._ns[n])]  # not components
-        for n in plain:
-            if n in self.refused:
-                raise UsageError(
-                    f"The pipeline calls '{n}', whose %%component cell failed, so '{n}' is a plain "
-                    f"function and no step: {self.refused[n]} Fix that cell, run it, then this one."
-                )
+        plain = self._plain_functions(reads.code)
         try:
             pipe = pipeline_from_cell(args.name, source, params, self._ns)
         except NbpipeError as exc:
@@ -548,6 +542,18 @@ class NbpipeMagics(Magics):
         except Exception as exc:  # the cell's own code: one line naming the cell's line, no magic frames
             raise UsageError(_trace_error(exc, plain)) from None
         self.shell.push({args.name: pipe})
+
+    def _plain_functions(self, names: Any) -> list[str]:
+        """The plain functions (no components) among the names a pipeline cell calls; one whose
+        %%component cell failed is refused: the pipeline would call it in the kernel, as no step."""
+        plain = [n for n in names if inspect.isfunction(self._ns[n])]
+        for n in plain:
+            if n in self.refused:
+                raise UsageError(
+                    f"The pipeline calls '{n}', whose %%component cell failed, so '{n}' is a plain "
+                    f"function and no step: {self.refused[n]} Fix that cell, run it, then this one."
+                )
+        return plain
 
     def _pipeline_def(self, name: str | None, cell: str, flow: CellFlow) -> None:
         """A ``%%pipeline`` cell holding the pipeline's ``def``: the def runs, then is traced as
@@ -560,6 +566,7 @@ class NbpipeMagics(Magics):
                 f"This cell defines {len(funcs)} functions ({', '.join(funcs)}); say which one is the "
                 f"pipeline: %%pipeline {funcs[-1]}"
             )
+        plain = self._plain_functions([n for n in flow.reads if n in self._ns])
         self._run_cell(cell, f"pipeline '{name or fname}'")
         func = self._ns[fname]
         try:
@@ -567,7 +574,6 @@ class NbpipeMagics(Magics):
         except NbpipeError as exc:
             raise usage(exc) from None
         except Exception as exc:  # the def's own code: one line naming the cell's line, no magic frames
-            plain = [n for n in flow.reads if inspect.isfunction(self._ns.get(n))]
             raise UsageError(_trace_error(exc, plain, func.__code__.co_filename)) from None
         self.shell.push({name or fname: pipe})
 

@@ -44,6 +44,17 @@ def test_a_pipeline_def_cell_with_a_mistake_names_it(ip: Any) -> None:
     assert "line 4" in str(result.error_in_exec) and "TypeError" in str(result.error_in_exec)
 
 
+def test_a_pipeline_def_calling_a_refused_component_cell_names_that_cell(ip: Any) -> None:
+    """The refused cell's def is a plain function: traced, it ran in the kernel and the pipeline "has no steps"."""
+    assert ip.run_cell("import threading\nqa_lock = threading.Lock()").success
+    assert not ip.run_cell("%%component\ndef qa_train(x: int) -> int:\n    with qa_lock:\n        return x").success
+    result = ip.run_cell("%%pipeline\ndef qa_flow(x: int = 1):\n    qa_train(x=x)")
+    assert str(result.error_in_exec).startswith(
+        "The pipeline calls 'qa_train', whose %%component cell failed, so 'qa_train' is a plain function and no "
+        "step: Component 'qa_train' uses 'qa_lock', a lock")
+    assert "qa_flow" not in ip.user_ns  # the cell did not run
+
+
 def test_a_pipeline_cell_body_still_composes(ip: Any) -> None:
     assert ip.run_cell(COMPONENTS).success
     ip.user_ns["n"] = 3
