@@ -98,7 +98,8 @@ def follow(run: Any, show_logs: bool = False, stream: Any = None) -> dict[str, A
                 if isinstance(e, ev.RunFinished):
                     break
     else:
-        print(f"Run {snap['id']} ({snap['pipeline']}): {len(prog.steps)} steps", file=out, flush=True)
+        n = len(prog.steps)
+        print(f"Run {snap['id']} ({snap['pipeline']}): {n} step{'s' * (n != 1)}", file=out, flush=True)
         for e in run.events(after=after):
             line = prog.apply(e)
             if line:

@@ -2,6 +2,7 @@
 
 It said "The package x.ipynb is not an nbpipe package (not a zip file)", so a notebook had to be
 exported to a file first; ``nbpipe rerun RUN --with NOTEBOOK.ipynb`` (a fixed notebook) did the same.
+Its progress said "1 steps".
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def test_run_a_notebook_and_choose_its_pipeline(nb_runner, tmp_path: Path) -> No
     done = cli("run", f"{path}:doubling", "-p", "x=21", url=nb_runner.url)
     assert done.returncode == 0 and "succeeded in" in done.stdout, done.stdout + done.stderr
     run_id = done.stdout.split()[1]
+    assert done.stdout.splitlines()[0] == f"Run {run_id} (doubling): 1 step"  # was "1 steps"
     shown = cli("show", run_id, url=nb_runner.url).stdout
     assert "double.output: json" in shown and "42" in shown, shown
 
