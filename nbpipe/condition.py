@@ -154,19 +154,47 @@ def _binary(symbol: str, reflected: bool = False) -> Any:
 
 def _unary(template: str) -> Any:
     def op(self: Comparable, *args: Any) -> Any:
-        return self._no_arithmetic(template.format(_ref(self)))
+        expr = template.format(_ref(self))
+        if template == "{} as an index":  # range(x), [..][x]: most often a loop over a count or a list
+            return self._no_arithmetic(expr, "To run steps once per item, loop with `with nbpipe.ParallelFor(items) "
+                                             "as item:` over a list (a pipeline parameter or a step's output); "
+                                             "range() needs a number known when the pipeline is defined.")
+        return self._no_arithmetic(expr)
 
     return op
 
 
-for _sym, _name in (("+", "add"), ("-", "sub"), ("*", "mul"), ("/", "truediv"), ("//", "floordiv"),
-                    ("%", "mod"), ("**", "pow"), ("@", "matmul"), ("<<", "lshift"), (">>", "rshift"),
-                    ("^", "xor")):
+def no_step_arithmetic(step_cls: type) -> type:
+    """Operators on a step itself (``step + 1``, ``range(step)``): a step is not a value; say which is."""
+
+    def make(template: str) -> Any:
+        def op(self: Any, *args: Any) -> Any:
+            expr = template.format(self.name, *(repr(a) for a in args))
+            raise DefinitionError(
+                f"Step '{self.name}' is a step of the pipeline, not a value, so `{expr}` cannot be computed "
+                "while the pipeline is being defined",
+                "Its outputs are placeholders whose values exist only when the run executes",
+                f"Pass {self.name}.output (or {self.name}.outputs['<name>']) to another component and compute "
+                "there.")
+
+        return op
+
+    for sym, name in _BINARY:
+        setattr(step_cls, f"__{name}__", make("{0} %s {1}" % sym))
+        setattr(step_cls, f"__r{name}__", make("{1} %s {0}" % sym))
+    for name, template in _UNARY:
+        setattr(step_cls, f"__{name}__", make(template.replace("{}", "{0}")))
+    return step_cls
+
+
+_BINARY = (("+", "add"), ("-", "sub"), ("*", "mul"), ("/", "truediv"), ("//", "floordiv"), ("%", "mod"),
+           ("**", "pow"), ("@", "matmul"), ("<<", "lshift"), (">>", "rshift"), ("^", "xor"))
+_UNARY = (("neg", "-{}"), ("pos", "+{}"), ("abs", "abs({})"), ("int", "int({})"), ("float", "float({})"),
+          ("index", "{} as an index"), ("round", "round({})"))
+for _sym, _name in _BINARY:
     setattr(Comparable, f"__{_name}__", _binary(_sym))
     setattr(Comparable, f"__r{_name}__", _binary(_sym, reflected=True))
-for _name, _template in (("neg", "-{}"), ("pos", "+{}"), ("abs", "abs({})"), ("int", "int({})"),
-                         ("float", "float({})"), ("index", "{} as an index"), ("round", "round({})"),
-                         ("len", "len({})")):
+for _name, _template in (*_UNARY, ("len", "len({})")):
     setattr(Comparable, f"__{_name}__", _unary(_template))
 
 

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 from .capture_checks import check_defined
 from .compiler import compile_pipeline
 from .component import Capture, Component, Options, make_options
-from .condition import Comparable, check_constant
+from .condition import Comparable, check_constant, no_step_arithmetic
 from .errors import DefinitionAttributeError, DefinitionError, cell_label
 from .signature import InputSpec, compatible, is_json_value, type_name, value_matches
 from .tracing import _TRACE, check_reference, current_trace
@@ -118,6 +118,11 @@ class Outputs:
         return list(self)
 
 
+def _a(word: str) -> str:
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
+@no_step_arithmetic
 class Step:
     """A component placed in a pipeline: its input bindings, ordering and option overrides."""
 
@@ -342,12 +347,12 @@ class Trace:
         check_constant(where, value)
         if not is_json_value(value):
             raise DefinitionError(
-                f"{where} got a {type(value).__name__} constant, which is not a plain JSON value",
+                f"{where} got {_a(type(value).__name__)} constant, which is not a plain JSON value",
                 hint="Create the object inside a component, or pass it as a pipeline parameter of a JSON type.",
             )
         if not value_matches(value, spec.type):
             raise DefinitionError(f"{where} expects {spec.type}, got {value!r}",
-                                  hint=f"Pass a {spec.type} value.")
+                                  hint=f"Pass {_a(spec.type)} value.")
         return {"value": value}
 
 
