@@ -9,7 +9,9 @@ Both now say "pipeline · time" (with "(re-run)" after a re-run's).
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.request
 from typing import Any
 
 import pytest
@@ -59,7 +61,9 @@ def test_compare_bars_and_rerun_list_entries_name_runs_by_their_time(start_lab: 
         labels = chart.locator(".nbp-bar-label")
         expect(labels).to_have_count(2, timeout=60_000)
         texts = labels.all_inner_texts()
-        assert len(set(texts)) == 2 and all(re.fullmatch(r"sq · \d\d:\d\d:\d\d", t) for t in texts), texts
+        names = {r["id"]: r["name"] for r in json.load(urllib.request.urlopen(
+            f"{lab['url']}/nbpipe/api/runs?limit=10&token={lab['token']}"))["runs"]}
+        assert sorted(texts) == sorted(f"sq · {names[i][-8:]}" for i in ids), (texts, names)  # "sq 2026-12-02 14:02:28"
         assert not any(labels.nth(i).evaluate(CUT) for i in range(2)), texts
     finally:
         page.close()
