@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -30,13 +31,25 @@ _RESTART = threading.Lock()  # one restart of the embedded runner at a time (see
 
 def configure(url: str | None = None, token: str | None = None) -> None:
     """Set the default runner for :func:`run` (``url=None``: the embedded local runner)."""
+    if url:
+        check_url(url, "nbpipe.client.configure(url)")
     _DEFAULT.update(url=url.rstrip("/") if url else None, token=token, client=None)
+
+
+def check_url(url: str, where: str) -> None:
+    """Refuse a runner URL without its scheme (``localhost:8765``) here, naming the URL meant, instead of
+    httpx's "Request URL is missing an 'http://' or 'https://' protocol" at the first request."""
+    if re.match(r"https?://[^/\s]", url):
+        return
+    raise NbpipeError(f"{url!r} (from {where}) is not a runner URL: it starts with http:// or https://",
+                      hint=f"Use {'http://' + url.split('://', 1)[-1]!r}.")
 
 
 def _configured() -> tuple[str | None, str | None]:
     if _DEFAULT["url"]:
         return _DEFAULT["url"], _DEFAULT["token"]
     if os.environ.get("NBPIPE_RUNNER_URL"):
+        check_url(os.environ["NBPIPE_RUNNER_URL"], "NBPIPE_RUNNER_URL")
         return os.environ["NBPIPE_RUNNER_URL"].rstrip("/"), os.environ.get("NBPIPE_TOKEN")
     cfg = nbpipe_home() / "config.json"
     if cfg.exists():
@@ -45,6 +58,7 @@ def _configured() -> tuple[str | None, str | None]:
         except ValueError:
             raise NbpipeError(f"{cfg} is not valid JSON", hint="Fix or delete it.") from None
         if data.get("runner"):
+            check_url(str(data["runner"]), f"{cfg}'s \"runner\"")
             return str(data["runner"]).rstrip("/"), data.get("token")
     return None, None
 
@@ -104,6 +118,8 @@ class Client:
             if url is None:
                 url = ensure_local_runner()
                 self.embedded = True
+        else:
+            check_url(url, "Client(url)")
         self.url = url.rstrip("/")
         if token is None:  # a local runner's generated token, from its 0600 runtime file
             token = runtime_token(self.url)
