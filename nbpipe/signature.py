@@ -184,10 +184,12 @@ def analyze(func: Any, component: str) -> tuple[list[InputSpec], list[OutputSpec
     outputs: list[OutputSpec] = []
     for p in sig.parameters.values():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            star = "*" if p.kind == p.VAR_POSITIONAL else "**"
             raise DefinitionError(
-                f"Component '{component}' takes *{p.name}/**{p.name}",
-                "a component's inputs must be named so a pipeline can connect them.",
-                "List each input as a named argument.",
+                f"Component '{component}' takes {star}{p.name}",
+                "A component's inputs must be named so a pipeline can connect them",
+                f"List each input as a named argument instead of {star}{p.name} (a dict or list input works "
+                "for a variable number of values).",
             )
         ann = hints.get(p.name, p.annotation)
         art = artifact_annotation(ann)

@@ -67,3 +67,17 @@ def test_type_messages_say_an_int() -> None:
     with pytest.raises(DefinitionError) as err:
         pipeline(numpy_constant)
     assert "got an int64 constant" in str(err.value)
+
+
+def test_star_parameters_are_named_as_written() -> None:
+    def spread(a: int, *rest: int) -> int:
+        return a
+
+    def options(a: int, **opts: int) -> int:
+        return a
+
+    for func, shown in ((spread, "*rest"), (options, "**opts")):
+        with pytest.raises(DefinitionError) as err:
+            component(func)
+        assert str(err.value).startswith(f"Component '{func.__name__}' takes {shown}. A component's inputs must be named"), str(err.value)
+        assert f"instead of {shown}" in err.value.hint
