@@ -219,7 +219,8 @@ class Client:
             msg = text
         if status == 401:
             raise RunnerError(f"The runner at {self.url} refused the request: {msg}",
-                              hint="Pass its token: nbpipe.client.configure(url, token=...) or NBPIPE_TOKEN.")
+                              hint="Pass its token: in a notebook `%nbpipe config runner=URL token=...`; in Python "
+                                   "nbpipe.client.configure(url, token=...); for the command line, NBPIPE_TOKEN.")
         raise RunnerError(str(msg) if isinstance(msg, str) else json.dumps(msg))
 
     def health(self) -> dict[str, Any]:

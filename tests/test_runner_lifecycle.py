@@ -50,8 +50,9 @@ def test_token_is_required_when_set(nb_runner_factory) -> None:
     r = nb_runner_factory(token="s3cret-token")
     assert httpx.get(f"{r.url}/api/v1/health").status_code == 200  # probes stay open
     assert httpx.get(f"{r.url}/api/v1/runs").status_code == 401
-    with pytest.raises(RunnerError, match="needs a token.*Pass its token"):
+    with pytest.raises(RunnerError, match="needs a token.*Pass its token") as err:
         nbpipe.Client(r.url, token="a-wrong-token").runs()
+    assert "in a notebook `%nbpipe config runner=URL token=...`" in err.value.hint, err.value.hint
     assert nbpipe.Client(r.url).runs() == []  # a local runner's token is found in its 0600 runtime file
     assert nbpipe.Client(r.url, token="s3cret-token").runs() == []
     assert httpx.get(f"{r.url}/api/v1/runs", params={"token": "s3cret-token"}).status_code == 200
