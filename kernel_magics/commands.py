@@ -249,6 +249,9 @@ class NbpipeCommands:
             raise UsageError(f"Give a run id and a step name; got {' '.join(target)}.")
         if len(target) == 1 and (RUN_ID.match(target[0]) or self._run_variable(target[0]) is not None):
             target = [target[0], ""]  # %nbpipe debug RUN: that run's failed step
+        elif len(target) == 1 and self._latest_run() is None:  # a STEP with no run for it, or a mistyped RUN
+            raise UsageError(f"'{target[0]}' is not a run id or a variable holding a run, and this kernel has no "
+                             f"run whose step it could be{self._newest()}.")
         run = self._run(target[0] if len(target) == 2 else None)
         return run, (target[-1] if target else "") or _failed_step(run, what)
 

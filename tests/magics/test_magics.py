@@ -204,6 +204,9 @@ ERRORS = [
     ("nbpipe", "frobnicate", None, "", r"%nbpipe has no command 'frobnicate'\. Its commands: run, "),
     ("nbpipe", "rnu demo", None, "", r"%nbpipe has no command 'rnu'\. Did you mean run\?"),
     ("nbpipe", "logs", None, "", r"No run yet in this kernel"),
+    ("nbpipe", "logs r2026-typo", None, "", r"^'r2026-typo' is not a run id or a variable holding a run, and this "
+                                             r"kernel has no run whose step it could be"),
+    ("nbpipe", "debug train", None, "", r"^'train' is not a run id or a variable holding a run"),
     ("nbpipe", "logs r20261202-004413-cedf1a train extra", None, "", r"Give a run id and a step name; got "),
     ("nbpipe", "attach", None, "", r"No run yet in this kernel"),
     ("nbpipe", "rerun --from", None, "", r"^argument --from: expected one argument\. Usage: %nbpipe rerun "
