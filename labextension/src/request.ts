@@ -49,12 +49,29 @@ async function failure(response: Response): Promise<NbpipeResponseError> {
     hint = typeof body.hint === 'string' ? body.hint : '';
     cell = typeof body.cell === 'number' ? body.cell : null;
   } catch {
-    // not JSON: keep the text
+    // not JSON: keep the text, unless it is a web page (Jupyter's own 404 page, a proxy's error page)
+    if (/^\s*</.test(text)) {
+      ({ message, hint } = htmlFailure(response));
+    }
   }
   if (response.status === 403 || response.status === 401) {
     message = `The Jupyter server refused the request (${response.status}): ${message}`;
   }
   return new NbpipeResponseError(response, message, hint, cell);
+}
+
+/**
+ * What an HTML answer means: a 404 page is Jupyter saying it has no nbpipe server extension (the
+ * panel used to show the whole page's markup as the error); any other page came from a proxy.
+ */
+function htmlFailure(response: Response): { message: string; hint: string } {
+  if (response.status === 404) {
+    return {
+      message: 'The nbpipe server extension is not loaded in this Jupyter server (404 on /nbpipe/api).',
+      hint: 'Install nbpipe in the environment that runs jupyter lab, check that `jupyter server extension list` shows nbpipe.lab enabled, then restart jupyter lab.'
+    };
+  }
+  return { message: `${response.status} ${response.statusText || 'error'}: a web page instead of nbpipe's answer (a proxy in between?)`, hint: '' };
 }
 
 /** Send a request to `/nbpipe/api/{endpoint}`; return the raw response (throws on HTTP errors). */
