@@ -24,7 +24,7 @@ from nbpipe.events import RUN_FINAL, STEP_OK
 from nbpipe.pipeline import Pipeline
 
 from .last_error import run_of_last_error
-from .suggest import check_runner_url, parse_command
+from .suggest import check_runner_url, note_other_pipelines, parse_command
 
 if TYPE_CHECKING:
     from nbpipe.client import Run
@@ -332,16 +332,14 @@ class NbpipeCommands:
     def _pipeline(self, name: str | None) -> Any:
         ns = self.shell.user_ns
         if name is None:
-            if self.magics.cells or self.magics.failed:
-                return self.magics.notebook_pipeline(self._inferred_name())
             found = [k for k, v in ns.items() if isinstance(v, Pipeline) and not k.startswith("_")]
+            if self.magics.cells or self.magics.failed:
+                return note_other_pipelines(self.magics.notebook_pipeline(self._inferred_name()), found)
             if len(found) == 1:
                 return ns[found[0]]
             if found:
-                raise UsageError(
-                    f"This notebook has {len(found)} pipelines ({', '.join(found)}); name one: "
-                    f"%nbpipe run {found[0]}"
-                )
+                raise UsageError(f"This notebook has {len(found)} pipelines ({', '.join(found)}); name one: "
+                                 f"%nbpipe run {found[0]}")
             raise UsageError(
                 "Nothing to run: define a pipeline (%%pipeline or @nbpipe.pipeline) or mark cells "
                 "with %%component, then %nbpipe run."

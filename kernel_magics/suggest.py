@@ -114,3 +114,13 @@ def check_runner_url(url: str | None) -> None:
     fixed = "http://" + url.split("://", 1)[-1]
     raise UsageError(f"runner={url} is not a runner URL: it starts with http:// or https://. "
                      f"Did you mean %nbpipe config runner={fixed}?")
+
+
+def note_other_pipelines(cells_pipeline: Any, others: list[str]) -> Any:
+    """``%nbpipe run`` with no name runs the plain ``%%component`` cells' pipeline; when the kernel also
+    has pipelines of its own, say which ran and how to run the others (it used to pick silently)."""
+    others = [o for o in others if o != getattr(cells_pipeline, "name", None)]
+    if others:
+        print(f"Running the notebook's %%component cells as pipeline '{cells_pipeline.name}'; this kernel also has "
+              f"{', '.join(others)}: %nbpipe run {others[0]} runs {'it' if len(others) == 1 else 'that one'}.")
+    return cells_pipeline

@@ -102,7 +102,7 @@ def test_a_refused_def_with_its_pipeline_says_why_once_on_a_real_kernel(nb_home:
     for cell in nb.cells[2:4]:
         cell.metadata["tags"] = ["raises-exception"]
     NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    for i, message in ((2, "Component 'guarded' uses 'LOCK', a lock"), (3, "Component 'starred' takes *a/**a.")):
+    for i, message in ((2, "Component 'guarded' uses 'LOCK', a lock"), (3, "Component 'starred' takes *a.")):
         outputs = nb.cells[i].outputs
         shown = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(
             "\n".join(o["traceback"]) if o.output_type == "error" else o.get("text", "") for o in outputs))
