@@ -134,6 +134,8 @@ export class PanelModel {
   private readonly typed = new Map<string, Record<string, RawValue>>();
   /** A run or re-run is being started (analysis, save, export, submit): a second click waits for none. */
   private starting = false;
+  /** Counts the runs shown and asked for: an older openRun's answer is dropped. */
+  private showSeq = 0;
 
   constructor(readonly api: NbpipeApi, options: ModelOptions = {}) {
     this.retryDelays = options.retryDelays ?? [250, 1000, 3000, 5000];
@@ -317,10 +319,15 @@ export class PanelModel {
     }
   }
 
-  /** Show a run in the run view and follow its events. */
+  /** Show a run in the run view and follow its events (unless another run was shown meanwhile). */
   async openRun(id: string): Promise<void> {
+    const seq = ++this.showSeq;
     try {
-      this.show(await this.api.run(id));
+      const snapshot = await this.api.run(id);
+      if (seq !== this.showSeq) {
+        return; // a slow answer for a run clicked earlier must not replace the run started since
+      }
+      this.show(snapshot);
     } catch (err) {
       this.update({ error: errorInfo(err) });
     }
@@ -424,6 +431,7 @@ export class PanelModel {
   }
 
   private show(snapshot: RunSnapshot): void {
+    this.showSeq += 1;
     this.stop();
     this.update({ runId: snapshot.id, runState: snapshot.state });
     this.snapshot.emit(snapshot);

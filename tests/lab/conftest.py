@@ -329,3 +329,25 @@ def open_panel(page: Any, lab: dict[str, Any], notebook: str, pipeline: str) -> 
 def lab_open_panel() -> Callable[..., Any]:
     """:func:`open_panel`: ``lab_open_panel(page, lab, "x.ipynb", "pipeline")`` → the panel's locator."""
     return open_panel
+
+
+def run_from_panel(panel: Any, **params: str) -> str:
+    """Fill the panel's form with ``params``, click Run Pipeline, wait until that run succeeded; its id."""
+    import re
+
+    from playwright.sync_api import expect
+
+    view = panel.locator(".nbpipe-run-view")
+    for name, value in params.items():
+        panel.locator(f'.nbp-param[data-name="{name}"] input').fill(value)
+    panel.locator(".nbp-run-button").click()
+    for name, value in params.items():
+        expect(view.locator(".rv-params")).to_contain_text(f"{name}= {value}", timeout=120_000)
+    expect(view.locator(".rv-header .rv-pill")).to_have_class(re.compile(r"\brv-state-succeeded\b"), timeout=240_000)
+    return str(view.locator(".rv-subtitle").inner_text().split(" · ")[-1])
+
+
+@pytest.fixture()
+def lab_run_from_panel() -> Callable[..., str]:
+    """:func:`run_from_panel`: ``lab_run_from_panel(panel, x="3")`` → the id of the run it started."""
+    return run_from_panel

@@ -28,23 +28,17 @@ CUT = "(el) => el.scrollWidth > el.clientWidth + 1"
 
 
 def test_compare_bars_and_rerun_list_entries_name_runs_by_their_time(start_lab: Any, lab_browser: Any,
-                                                                     lab_notebook: Any, lab_open_panel: Any) -> None:
+                                                                     lab_notebook: Any, lab_open_panel: Any,
+                                                                     lab_run_from_panel: Any) -> None:
     from playwright.sync_api import expect
 
     lab = start_lab(lab_notebook("sq.ipynb", CELLS))
     page = lab_browser.new_page(viewport={"width": 1400, "height": 1000})
-    succeeded = re.compile(r"\brv-state-succeeded\b")
     try:
         panel = lab_open_panel(page, lab, "sq.ipynb", "sq")
         view = panel.locator(".nbpipe-run-view")
         subtitle = view.locator(".rv-subtitle")
-        ids: list[str] = []
-        for x in ("3", "7"):
-            panel.locator('.nbp-param[data-name="x"] input').fill(x)
-            panel.locator(".nbp-run-button").click()
-            expect(view.locator(".rv-params")).to_contain_text(f"= {x}", timeout=120_000)
-            expect(view.locator(".rv-header .rv-pill")).to_have_class(succeeded, timeout=240_000)
-            ids.append(subtitle.inner_text().split(" · ")[-1])
+        ids = [lab_run_from_panel(panel, x=x) for x in ("3", "7")]
 
         view.locator(".rv-run-actions").get_by_role("button", name="Rerun", exact=True).click()
         expect(subtitle).not_to_contain_text(ids[-1], timeout=120_000)

@@ -22,20 +22,16 @@ CELLS = [
 
 
 def test_compare_is_reachable_on_the_runs_page_in_a_narrow_window(start_lab: Any, lab_browser: Any,
-                                                                   lab_notebook: Any, lab_open_panel: Any) -> None:
+                                                                   lab_notebook: Any, lab_open_panel: Any,
+                                                                   lab_run_from_panel: Any) -> None:
     from playwright.sync_api import expect
 
     lab = start_lab(lab_notebook("squares.ipynb", CELLS))
     page = lab_browser.new_page(viewport={"width": 820, "height": 640})
-    succeeded = re.compile(r"\brv-state-succeeded\b")
     try:
         panel = lab_open_panel(page, lab, "squares.ipynb", "squares")
-        view = panel.locator(".nbpipe-run-view")
         for x in ("3", "4"):
-            panel.locator('.nbp-param[data-name="x"] input').fill(x)
-            panel.locator(".nbp-run-button").click()
-            expect(view.locator(".rv-params")).to_contain_text(f"= {x}", timeout=120_000)
-            expect(view.locator(".rv-header .rv-pill")).to_have_class(succeeded, timeout=240_000)
+            lab_run_from_panel(panel, x=x)
 
         panel.get_by_role("button", name="All runs ↗").click()
         runs = page.locator(".nbp-runs-page:visible")
