@@ -26,12 +26,17 @@ ROLLOUT_TIMEOUT = 330.0
 __all__ = ["Endpoint", "EndpointError", "deployer", "endpoints", "serve"]
 
 
+_HINTS = {
+    400: "Check the request's inputs: a list of {name, shape, datatype, data} tensors.",
+    404: "See the endpoint's versions with `nbpipe endpoints list` (or endpoint.refresh().versions).",
+}
+
+
 class EndpointError(NbpipeError):
     """An inference request the endpoint refused (4xx) or failed (5xx)."""
 
     def __init__(self, status: int, message: str, traceback: str = ""):
-        super().__init__(message, traceback.strip(), "" if status >= 500 else
-                         "Check the request's inputs: a list of {name, shape, datatype, data} tensors.")
+        super().__init__(message, traceback.strip(), _HINTS.get(status, "" if status >= 500 else _HINTS[400]))
         self.status = status
         self.traceback = traceback
 
@@ -110,7 +115,15 @@ class Endpoint:
             raise EndpointError(400, "predict needs an input: endpoint.predict(X) or endpoint.predict(name=X)")
         from .protocol import decode_outputs, tensor  # numpy: not on the runner's start path (it imports .bundle)
 
-        out = decode_outputs(self.infer({"inputs": [tensor(n, v) for n, v in inputs.items()]}, version)["outputs"])
+        tensors = []
+        for n, v in inputs.items():
+            try:
+                tensors.append(tensor(n, v))
+            except (TypeError, ValueError) as exc:  # ragged lists, objects: nothing was sent
+                raise NbpipeError(f"Input {n!r} cannot be sent to endpoint {self.name!r}: {exc}",
+                                  hint="Pass a numpy array or nested lists of numbers or strings with a "
+                                       "rectangular shape (every row the same length).") from None
+        out = decode_outputs(self.infer({"inputs": tensors}, version)["outputs"])
         return out[next(iter(out))] if len(out) == 1 else out
 
     def rollback(self, version: str | None = None) -> "Endpoint":

@@ -91,7 +91,10 @@ class Loaded:
 def user_traceback(exc: BaseException) -> str:
     """The predict function's traceback without nbpipe's own frames."""
     frames = traceback.extract_tb(exc.__traceback__)
-    while frames and os.path.dirname(os.path.abspath(frames[0].filename)) == _HERE:
-        frames.pop(0)
+    # The web framework's and thread pool's frames come first, then ours (server.py, loader.py);
+    # the user's code starts after the last of ours.
+    ours = [i for i, f in enumerate(frames) if os.path.dirname(os.path.abspath(f.filename)) == _HERE]
+    if ours:
+        frames = frames[ours[-1] + 1:]
     lines = (["Traceback (most recent call last):\n"] + traceback.format_list(frames)) if frames else []
     return "".join(lines + traceback.format_exception_only(type(exc), exc))
