@@ -139,6 +139,16 @@ def sweep(pipeline: Any, space: dict[str, Any], objective: str, goal: str = "max
     if unknown:
         raise NbpipeError(f"The sweep space names {unknown[0]!r}, not a parameter of pipeline '{pipeline.name}'",
                           f"Its parameters are: {', '.join(sorted(names)) or 'none'}.")
+    if not isinstance(parallelism, int) or isinstance(parallelism, bool) or parallelism < 1:
+        raise NbpipeError(f"parallelism={parallelism!r} must be a whole number >= 1 (trials running at once)")
+    empty = [k for k, v in space.items() if not isinstance(v, Distribution) and not list(v)]
+    if not space or empty:
+        raise NbpipeError(f"The sweep space has no values to try for {repr(empty[0]) if empty else 'any parameter'}",
+                          hint="Give each parameter a non-empty list of values or a range (nbpipe.uniform), "
+                               'e.g. space={"c": [0.1, 1, 10]}.')
+    if max_runs is not None and max_runs < 1:
+        raise NbpipeError(f"The sweep has no trials to run (max_runs={max_runs!r})",
+                          hint="Pass max_runs >= 1, or leave it out (grid: every combination; random: 10).")
     client = runner if isinstance(runner, Client) else (Client(runner) if runner else default_client())
     experiment = experiment or f"{pipeline.name} sweep"
     points = _points(space, algorithm, max_runs, seed)

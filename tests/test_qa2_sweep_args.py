@@ -1,0 +1,38 @@
+"""Sweep arguments a user gets wrong fail at once with what to do, instead of hanging.
+
+An empty list of values (e.g. built from a filter that matched nothing) used to submit nothing
+and then wait forever on the runner's event stream; parallelism=0 did the same.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import nbpipe
+from nbpipe import component, pipeline
+from nbpipe.errors import NbpipeError
+
+
+@component
+def score(c: float) -> float:
+    return -((c - 2.0) ** 2)
+
+
+@pipeline
+def qa2_sweep(c: float = 1.0):
+    score(c=c)
+
+
+@pytest.mark.timeout(60)
+def test_empty_space_and_zero_parallelism_fail_fast(nb_client) -> None:
+    with pytest.raises(NbpipeError, match="no values to try for 'c'"):
+        nbpipe.sweep(qa2_sweep, space={"c": []}, objective="score", runner=nb_client)
+    with pytest.raises(NbpipeError, match="no values to try"):
+        nbpipe.sweep(qa2_sweep, space={}, objective="score", runner=nb_client)
+    with pytest.raises(NbpipeError, match="parallelism=0"):
+        nbpipe.sweep(qa2_sweep, space={"c": [1.0]}, objective="score", parallelism=0, runner=nb_client)
+    with pytest.raises(NbpipeError, match="no trials"):
+        nbpipe.sweep(qa2_sweep, space={"c": nbpipe.uniform(0, 1)}, objective="score", algorithm="random",
+                     max_runs=0, runner=nb_client)
+    res = nbpipe.sweep(qa2_sweep, space={"c": [1.0, 2.0]}, objective="score", runner=nb_client)
+    assert res.best["c"] == 2.0
