@@ -79,6 +79,8 @@ def compare(runs: Iterable[Any], client: Any = None) -> Any:
     pd = require_pandas("nbpipe.compare")
     from .client import Run, default_client
 
+    if isinstance(runs, (str, Run)):  # compare("r1") would iterate the id's characters
+        runs = [runs]
     rows = []
     for r in runs:
         if isinstance(r, Run):

@@ -152,6 +152,14 @@ def sweep(pipeline: Any, space: dict[str, Any], objective: str, goal: str = "max
     client = runner if isinstance(runner, Client) else (Client(runner) if runner else default_client())
     experiment = experiment or f"{pipeline.name} sweep"
     points = _points(space, algorithm, max_runs, seed)
+    from .pipeline import resolve_params
+
+    for i, point in enumerate(points):  # every trial's values before the first is submitted: no half sweeps
+        try:
+            resolve_params(pipeline.name, pipeline.parameters, {**(params or {}), **point})
+        except NbpipeError as exc:
+            raise NbpipeError(f"Trial {i} of the sweep ({point}) cannot run: {exc.headline}", exc.detail,
+                              "Fix the values in space= (or params=); no trial was submitted.") from None
     trials: list[dict[str, Any]] = []
     by_run: dict[str, dict[str, Any]] = {}
     pending = list(enumerate(points))

@@ -36,3 +36,15 @@ def test_empty_space_and_zero_parallelism_fail_fast(nb_client) -> None:
                      max_runs=0, runner=nb_client)
     res = nbpipe.sweep(qa2_sweep, space={"c": [1.0, 2.0]}, objective="score", runner=nb_client)
     assert res.best["c"] == 2.0
+
+
+def test_bad_value_in_space_submits_no_trial(nb_client) -> None:
+    with pytest.raises(NbpipeError, match=r"Trial 1 of the sweep \({'c': 'a'}\) cannot run: .*is float") as ei:
+        nbpipe.sweep(qa2_sweep, space={"c": [1.0, "a"]}, objective="score", experiment="qa2 half",
+                     runner=nb_client)
+    assert "no trial was submitted" in ei.value.hint
+    assert nbpipe.compare(nbpipe.sweep(qa2_sweep, space={"c": [3.0]}, objective="score", experiment="qa2 half",
+                                       runner=nb_client).best["run"], client=nb_client)["param.c"].tolist() == [3.0]
+    runs = nb_client.runs(experiment="qa2 half")
+    runs = runs["runs"] if isinstance(runs, dict) else runs
+    assert len(runs) == 1  # only the good sweep's trial; the bad sweep submitted none
