@@ -96,7 +96,9 @@ def cmd_endpoints(args: argparse.Namespace) -> int:
             try:
                 t = tensor("input-0", data)
             except (TypeError, ValueError) as exc:
-                raise NbpipeError(f"--data cannot be sent as a tensor: {exc}") from None
+                raise NbpipeError(f"--data cannot be sent as a tensor: {exc}",
+                                  hint="Every row needs the same length (e.g. [[1, 2], [3, 4]]); or send a v2 "
+                                       'request: {"inputs": [{"name", "shape", "datatype", "data"}]}.') from None
             out = ep.infer({"inputs": [t]}, args.version)
         print(json.dumps(out))
     return 0

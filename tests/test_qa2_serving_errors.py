@@ -44,3 +44,26 @@ def test_ragged_input_is_named(nb_client):
         ep.predict([[1.0, 2.0], [3.0]])
     assert "rectangular" in ei.value.hint
     np.testing.assert_array_equal(ep.predict(np.array([[1.0, 2.0]])), [[2.0, 4.0]])
+
+
+def test_deploy_without_model_is_refused_before_serving(nb_client, nb_runner, tmp_path, monkeypatch, capsys):
+    from nbpipe.cli import main
+
+    (tmp_path / "pm.py").write_text("def predict(model, x):\n    return x * model\n")
+    (tmp_path / "model.txt").write_text("3")
+    monkeypatch.chdir(tmp_path)
+    assert main(["--runner", nb_runner.url, "endpoints", "deploy", "qa2-cli", "--model", "model.txt",
+                 "--predict", "pm.py:predict"]) == 0
+    capsys.readouterr()
+    # forgot --model: used to deploy version 2 as "ready", then every request was a 500
+    assert main(["--runner", nb_runner.url, "endpoints", "deploy", "qa2-cli", "--predict", "pm.py:predict"]) != 0
+    err = capsys.readouterr().err
+    assert "predict takes the model first, but no model was given" in err and "--model FILE" in err
+    assert nb_client._request("GET", "/api/v1/endpoints/qa2-cli").json()["default_version"] == "1"
+    with pytest.raises(NbpipeError, match="no model was given"):
+        serve(predict=scale, name="qa2-cli", runner=nb_client)
+    # a model-less endpoint whose predict takes only the inputs still deploys
+    ep = serve(predict=lambda x: x + 1, name="qa2-nomodel", runner=nb_client)
+    np.testing.assert_array_equal(ep.predict(np.array([1.0])), [2.0])
+    assert main(["--runner", nb_runner.url, "endpoints", "predict", "qa2-cli", "--data", "[[1, 2], [3]]"]) != 0
+    assert "same length" in capsys.readouterr().err

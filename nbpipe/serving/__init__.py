@@ -154,6 +154,11 @@ def serve(model: Any = None, predict: Callable[..., Any] | None = None, *, name:
     if predict is None:
         raise NbpipeError("nbpipe.serve needs predict=", hint="e.g. nbpipe.serve(model, predict=lambda m, x: "
                           "m.predict(x), name='iris')")
+    if model is None and callable(predict) and _required_positional(predict) >= 2:
+        raise NbpipeError(f"Endpoint {name!r}: predict takes the model first, but no model was given",
+                          hint="Pass the model: nbpipe.serve(model, predict=..., name=...) (from a shell: "
+                               "nbpipe endpoints deploy NAME --model FILE --predict ...); a model-less "
+                               "endpoint's predict takes only the inputs.")
     data = make_bundle(model, predict, load, name, resources)
     client = _client(runner)
     params = {"description": description}
@@ -167,6 +172,17 @@ def serve(model: Any = None, predict: Callable[..., Any] | None = None, *, name:
                           "Fix the predict/load function or the model and deploy again; the server log is "
                           f"in the runner's data folder under endpoints/{name}/server.log.")
     return ep
+
+
+def _required_positional(fn: Any) -> int:
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 0
+    return sum(1 for p in params if p.default is p.empty
+               and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
 
 
 def endpoints(runner: Any = None) -> list[Endpoint]:
