@@ -60,9 +60,11 @@ def loguniform(low: float, high: float) -> Distribution:
 class SweepResult:
     """The trials of a sweep: ``.trials`` (DataFrame), ``.best`` (the best finished trial)."""
 
-    def __init__(self, trials: list[dict[str, Any]], objective: str, goal: str, experiment: str):
+    def __init__(self, trials: list[dict[str, Any]], objective: str, goal: str, experiment: str,
+                 metrics: Any = ()):
         pd = require_pandas("nbpipe.sweep")
         self.objective, self.goal, self.experiment = objective, goal, experiment
+        self.metrics = sorted(metrics)  # every metric a trial reported: what objective= may name
         self.trials = pd.DataFrame(trials)
 
     @property
@@ -70,9 +72,12 @@ class SweepResult:
         """The succeeded trial with the best objective: params, objective, run id."""
         ok = self.trials[(self.trials["state"] == "succeeded") & self.trials["objective"].notna()]
         if ok.empty:
-            raise NbpipeError(f"No trial of the sweep reported '{self.objective}'",
-                              hint="Check the objective name against nbpipe.compare([...]) columns, "
-                                   "and the runs' errors (sweep.trials['state']).")
+            states = ", ".join(f"{n} {s}" for s, n in self.trials["state"].value_counts().items())
+            reported = (f"The trials reported: {', '.join(self.metrics)}." if self.metrics
+                        else "No trial reported any numeric output.")
+            raise NbpipeError(f"No trial of the sweep reported '{self.objective}' (trials: {states})", reported,
+                              hint="Sweep again with objective= one of the reported names, or see the failed "
+                                   "runs' errors: nbpipe show RUN (the run ids are in .trials).")
         row = ok.loc[ok["objective"].idxmax() if self.goal == "max" else ok["objective"].idxmin()]
         return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
 
@@ -161,6 +166,7 @@ def sweep(pipeline: Any, space: dict[str, Any], objective: str, goal: str = "max
             raise NbpipeError(f"Trial {i} of the sweep ({point}) cannot run: {exc.headline}", exc.detail,
                               "Fix the values in space= (or params=); no trial was submitted.") from None
     trials: list[dict[str, Any]] = []
+    seen: set[str] = set()
     by_run: dict[str, dict[str, Any]] = {}
     pending = list(enumerate(points))
     objective_step = objective.split(".", 1)[0]
@@ -179,7 +185,9 @@ def sweep(pipeline: Any, space: dict[str, Any], objective: str, goal: str = "max
 
     def read(run_id: str) -> dict[str, Any]:
         snap = client.get_run(run_id)
-        by_run[run_id]["objective"] = objective_of(metrics_of(snap), objective)
+        got = metrics_of(snap)
+        seen.update(got)
+        by_run[run_id]["objective"] = objective_of(got, objective)
         return snap
 
     while pending and len(by_run) < parallelism:
@@ -207,4 +215,4 @@ def sweep(pipeline: Any, space: dict[str, Any], objective: str, goal: str = "max
                 open_runs.add(trials[-1]["run"])
             if not open_runs:
                 break
-    return SweepResult(trials, objective, goal, experiment)
+    return SweepResult(trials, objective, goal, experiment, seen)

@@ -48,3 +48,11 @@ def test_bad_value_in_space_submits_no_trial(nb_client) -> None:
     runs = nb_client.runs(experiment="qa2 half")
     runs = runs["runs"] if isinstance(runs, dict) else runs
     assert len(runs) == 1  # only the good sweep's trial; the bad sweep submitted none
+
+
+def test_wrong_objective_names_what_the_trials_reported(nb_client) -> None:
+    res = nbpipe.sweep(qa2_sweep, space={"c": [1.0, 2.0]}, objective="accuracy", runner=nb_client)
+    with pytest.raises(NbpipeError, match=r"reported 'accuracy' \(trials: 2 succeeded\)") as ei:
+        res.best
+    assert "The trials reported: score.output." in str(ei.value)
+    assert res.metrics == ["score.output"]
