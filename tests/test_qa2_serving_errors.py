@@ -67,3 +67,14 @@ def test_deploy_without_model_is_refused_before_serving(nb_client, nb_runner, tm
     np.testing.assert_array_equal(ep.predict(np.array([1.0])), [2.0])
     assert main(["--runner", nb_runner.url, "endpoints", "predict", "qa2-cli", "--data", "[[1, 2], [3]]"]) != 0
     assert "same length" in capsys.readouterr().err
+
+
+def test_endpoint_object_after_delete_or_redeploy(nb_client):
+    ep = serve(3.0, predict=scale, name="qa2-stale", runner=nb_client)
+    ep.delete()
+    with pytest.raises(NbpipeError, match="No endpoint 'qa2-stale'"):  # was httpx's "Connection refused"
+        ep.predict(np.array([1.0]))
+    serve(4.0, predict=scale, name="qa2-stale", runner=nb_client)
+    # the object from before the redeploy follows the endpoint to its new server
+    np.testing.assert_array_equal(ep.predict(np.array([1.0])), [4.0])
+    assert ep.info["state"] == "ready"

@@ -99,8 +99,26 @@ class Endpoint:
 
     def infer(self, body: dict[str, Any], version: str | None = None) -> dict[str, Any]:
         """Send a raw v2 infer request; return the v2 response (raises :class:`EndpointError`)."""
+        import httpx
+
         path = f"/v2/models/{self.name}" + (f"/versions/{version}" if version else "") + "/infer"
-        resp = self._h().post(self.url + path, json=body, headers=self._auth())
+        try:
+            resp = self._h().post(self.url + path, json=body, headers=self._auth())
+            stale = resp.status_code == 401
+        except httpx.TransportError:
+            stale, resp = True, None
+        if stale:
+            # This object's address or token is old (the endpoint was deleted, redeployed or its runner
+            # restarted): ask the runner where it is now ("No endpoint X" if it is gone) and try once more.
+            before = (self.url, self.info.get("token"))
+            self.refresh()
+            if (self.url, self.info.get("token")) != before or resp is None:
+                try:
+                    resp = self._h().post(self.url + path, json=body, headers=self._auth())
+                except httpx.TransportError as exc:
+                    raise NbpipeError(f"Endpoint {self.name!r} does not answer at {self.url} "
+                                      f"({self.info['state']}): {exc}", self.info.get("reason", ""),
+                                      "See `nbpipe endpoints list`; deploy it again if it failed.") from None
         data = resp.json() if resp.headers.get("content-type", "").startswith("application/json") else {}
         if resp.status_code >= 400:
             raise EndpointError(resp.status_code, f"Endpoint {self.name!r} answered {resp.status_code}: "
