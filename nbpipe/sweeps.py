@@ -19,6 +19,7 @@ import itertools
 import math
 import random
 import statistics
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,29 +191,38 @@ def sweep(pipeline: Any, space: dict[str, Any], objective: str, goal: str = "max
         by_run[run_id]["objective"] = objective_of(got, objective)
         return snap
 
-    while pending and len(by_run) < parallelism:
-        submit_next()
-    after = min(client.get_run(r)["last_event_id"] for r in by_run) - 1 if by_run else 0
-    open_runs = set(by_run)
-    for event in client.events(after=after):
-        trial = by_run.get(event.run_id)
-        if trial is None:
-            continue
-        if isinstance(event, ev.StepFinished) and event.step == objective_step and early_stopping \
-                and trial["state"] == "running" and event.state in ev.STEP_OK:
-            read(event.run_id)
-            done = finished_values()
-            if len(done) >= 3 and trial["objective"] is not None and better(statistics.median(done), trial["objective"]):
-                trial["state"] = "stopped"
-                client.cancel(event.run_id)
-        if isinstance(event, ev.RunFinished) and event.run_id in open_runs:
-            open_runs.discard(event.run_id)
-            if trial["state"] != "stopped":
-                trial["state"] = event.state
+    try:
+        while pending and len(by_run) < parallelism:
+            submit_next()
+        after = min(client.get_run(r)["last_event_id"] for r in by_run) - 1 if by_run else 0
+        open_runs = set(by_run)
+        for event in client.events(after=after):
+            trial = by_run.get(event.run_id)
+            if trial is None:
+                continue
+            if isinstance(event, ev.StepFinished) and event.step == objective_step and early_stopping \
+                    and trial["state"] == "running" and event.state in ev.STEP_OK:
                 read(event.run_id)
-            while pending and len(open_runs) < parallelism:
-                submit_next()
-                open_runs.add(trials[-1]["run"])
-            if not open_runs:
-                break
+                done = finished_values()
+                if len(done) >= 3 and trial["objective"] is not None and better(statistics.median(done), trial["objective"]):
+                    trial["state"] = "stopped"
+                    client.cancel(event.run_id)
+            if isinstance(event, ev.RunFinished) and event.run_id in open_runs:
+                open_runs.discard(event.run_id)
+                if trial["state"] != "stopped":
+                    trial["state"] = event.state
+                    read(event.run_id)
+                while pending and len(open_runs) < parallelism:
+                    submit_next()
+                    open_runs.add(trials[-1]["run"])
+                if not open_runs:
+                    break
+    except KeyboardInterrupt:
+        # Interrupting stops the waiting, not the trials: say which go on and how to stop them.
+        going = sorted(r for r, t in by_run.items() if t["state"] == "running")
+        sys.stderr.write(f"nbpipe.sweep: stopped waiting for sweep '{experiment}'; {len(going)} trial run(s) go on "
+                         f"in the runner ({', '.join(going) or 'none'}), {len(pending)} trial(s) were not "
+                         f"submitted. Stop them: nbpipe cancel RUN; see them: nbpipe runs --experiment "
+                         f"'{experiment}'.\n")
+        raise
     return SweepResult(trials, objective, goal, experiment, seen)
