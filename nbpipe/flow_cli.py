@@ -71,6 +71,8 @@ def cmd_schedules(args: argparse.Namespace) -> int:
     if args.action == "create":
         if not args.target:
             raise NbpipeError("nbpipe schedules create needs a TARGET (package or module:pipeline)")
+        if args.interval is not None and not args.interval > 0:  # (the runner would say "body.interval: ...")
+            raise NbpipeError(f"--interval must be a number of seconds > 0, e.g. 3600 (got {args.interval:g})")
         runnable, parameters = load_target(args.target)
         trigger = {"folder": args.folder, "param": args.param_name, "poll": args.poll} if args.folder else None
         s = c.create_schedule(runnable, parse_params(args.param or [], parameters), cron=args.cron,

@@ -131,3 +131,12 @@ def test_bad_schedules_say_what_to_fix(nb_client, tmp_path) -> None:
     s = nb_client.create_schedule(ticking, cron="0 3 * * *")
     assert s["kind"] == "cron" and s["next_fire_at"] > time.time()
     nb_client.delete_schedule(s["id"])
+
+
+def test_cli_refuses_a_zero_interval_in_its_own_words(nb_runner, capsys) -> None:
+    """``--interval 0`` said "Invalid request: body.interval: Input should be greater than 0"."""
+    from nbpipe.cli import main
+
+    code = main(["--runner", nb_runner.url, "schedules", "create", "nbpipe.examples.digits:digits", "--interval", "0"])
+    err = capsys.readouterr().err
+    assert code == 1 and "--interval must be a number of seconds > 0, e.g. 3600 (got 0)" in err, err
