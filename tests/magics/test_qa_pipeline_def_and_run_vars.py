@@ -41,7 +41,9 @@ def test_a_pipeline_def_cell_with_a_mistake_names_it(ip: Any) -> None:
     assert "component 'add' has no input 'y'" in str(result.error_in_exec)
     result = ip.run_cell("%%pipeline\ndef flow(x: int = 5):\n    s = add(x=x)\n    add(x=s + 1)")
     assert not result.success
-    assert "line 4" in str(result.error_in_exec) and "TypeError" in str(result.error_in_exec)
+    said = str(result.error_in_exec)  # (step + 1: what is wrong and the fix, the expression located by its text)
+    assert "Step 'add' is a step of the pipeline, not a value, so `add + 1` cannot be computed" in said, said
+    assert "Pass add.output" in said, said
 
 
 def test_a_pipeline_def_calling_a_refused_component_cell_names_that_cell(ip: Any) -> None:
