@@ -5,7 +5,7 @@ and serializers.py's frames). Real runner, real step processes."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple, Optional
 
 import pytest
 
@@ -14,10 +14,10 @@ from nbpipe.errors import StepFailed
 
 
 @component(cache=False)
-def hands_back_a_lock() -> int:
+def hands_back_a_lock() -> object:
     import threading
 
-    return threading.Lock()  # type: ignore[return-value]
+    return threading.Lock()
 
 
 @component(cache=False)
@@ -44,3 +44,52 @@ def test_an_unstorable_return_value_fails_the_step_saying_what_to_return(nb_clie
     with pytest.raises(StepFailed) as err:
         run.raise_for_failure()
     assert "cannot be stored" in str(err.value) and "serializers.py" not in str(err.value)
+
+
+@component(cache=False)
+def says_int_gives_str() -> int:
+    return "abc"  # type: ignore[return-value]
+
+
+@component(cache=False)
+def forgot_to_return(x: float) -> float:
+    if x > 10:
+        return x  # (and nothing for smaller x)
+
+
+@component(cache=False)
+def says_dict_gives_list() -> dict:
+    return []  # type: ignore[return-value]
+
+
+@component(cache=False)
+def fits_leniently() -> NamedTuple("Out", [("n", int), ("f", float), ("maybe", Optional[int]), ("seq", list),
+                                            ("flag", bool)]):
+    import numpy as np
+
+    return np.int64(3), 2, None, (1, 2), np.bool_(True)  # type: ignore[return-value]
+
+
+@pipeline(name="declared-returns")
+def declared():
+    says_int_gives_str()
+    forgot_to_return(x=1.0)
+    says_dict_gives_list()
+    fits_leniently()
+
+
+def test_a_return_value_that_does_not_fit_its_annotation_fails_that_step(nb_client: Any) -> None:
+    """As Kubeflow's executor does: the step that returned the wrong type fails, saying so (not a later
+    step that reads it); NumPy scalars, an int for a float, a tuple for a list and None for Optional fit."""
+    run = nb_client.submit(declared).wait(timeout=120, raise_on_failure=False)
+    s = run.steps
+    assert s["says_int_gives_str"]["reason"] == ("Component 'says_int_gives_str' is declared to return int (output "
+                                                 "'output') but returned a str: 'abc'. Return an int, or change the "
+                                                 "annotation."), s["says_int_gives_str"]
+    assert s["forgot_to_return"]["reason"].startswith(
+        "Component 'forgot_to_return' is declared to return float (output 'output') but returned None. Does every "
+        "path of the function reach a `return`?"), s["forgot_to_return"]
+    assert "returned a list: []. Return a dict" in s["says_dict_gives_list"]["reason"], s["says_dict_gives_list"]
+    assert all(s[n]["traceback"] == "" for n in ("says_int_gives_str", "forgot_to_return", "says_dict_gives_list"))
+    assert s["fits_leniently"]["state"] == "succeeded", s["fits_leniently"]
+    assert run.output("fits_leniently", "n") == 3 and run.output("fits_leniently", "maybe") is None

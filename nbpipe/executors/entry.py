@@ -268,10 +268,15 @@ def _save_outputs(store: Store, job: dict[str, Any], result: Any, artifacts: dic
             )
         values = dict(zip(value_names, result))
     for name, value in values.items():
+        from .returns import mismatch, unstorable
+
+        wrong = mismatch(str(job.get("component", "")), name, str(specs[name].get("type") or "any"), value)
+        if wrong:
+            raise JobError(wrong)
         try:
             data, fmt = dump_value(value)
         except Exception as exc:  # noqa: BLE001 - a lock, a generator, an open file...: the user's return value
-            raise JobError(_unstorable(job, name, value, exc)) from None
+            raise JobError(unstorable(str(job.get("component", "")), name, value, exc)) from None
         info = store.put_bytes(data)
         entry: dict[str, Any] = {"kind": "value", "key": info.key, "digest": info.digest, "size": info.size,
                                  "format": fmt}
@@ -415,17 +420,6 @@ def run_job(job: dict[str, Any], store: Store | None = None, write_result: Any =
         sys.stdout.flush()
         sys.stderr.flush()
     return code
-
-
-def _unstorable(job: dict[str, Any], name: str, value: Any, exc: Exception) -> str:
-    """What to tell the user when the value a component returned cannot be serialized (no internal frames)."""
-    kind = type(value)
-    shown = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
-    fix = ("Return list(...) of it instead of a generator" if kind.__name__ in ("generator", "async_generator")
-           else "Return plain data (numbers, strings, lists, dicts, NumPy arrays, DataFrames, picklable objects), "
-                "or write files into an Output[...] artifact")
-    return (f"Component '{job.get('component', '')}' returned a {shown} as its output '{name}', which cannot be "
-            f"stored ({type(exc).__name__}: {str(exc)[:300]}). {fix}.")
 
 
 def _put_result(store: Store, job: dict[str, Any], data: bytes) -> bool:
