@@ -14,6 +14,7 @@ import type { KfpImage, NbpipeApi, NotebookAnalysis, RunnerSettings, RunnerStatu
 import { RUN_FINAL, RunEvent, RunSnapshot, RunSummary } from './events';
 import { ErrorInfo, errorInfo, runNotebook } from './format';
 import { collectParams, initialRaw, RawValue } from './params';
+import { Emitter } from './runsmodel';
 
 export interface PanelState {
   /** Path of the notebook the panel works on (relative to the Jupyter root). */
@@ -60,21 +61,6 @@ function storedKfpImage(): string {
     return globalThis.localStorage?.getItem(KFP_IMAGE_KEY) ?? '';
   } catch {
     return '';
-  }
-}
-
-type Listener<T> = (value: T) => void;
-
-class Emitter<T> {
-  private listeners = new Set<Listener<T>>();
-  connect(fn: Listener<T>): () => void {
-    this.listeners.add(fn);
-    return () => this.listeners.delete(fn);
-  }
-  emit(value: T): void {
-    for (const fn of [...this.listeners]) {
-      fn(value);
-    }
   }
 }
 
