@@ -301,7 +301,10 @@ export default {
       onSelect(name) { model.set("selected", name || ""); model.save_changes(); },
       onAction(action, payload) {
         const edited = action.startsWith("rerun") ? editedCells(el) : [];
-        model.send({ type: "action", action, payload: edited.length ? { ...payload, edited_cells: edited } : payload });
+        // The run the click was on: a double-click's second click reaches the kernel after the first
+        // switched the graph to its new run, and must not act on that one (see RunView._on_msg).
+        const shown = view.snapshot.id ? { shown: String(view.snapshot.id) } : {};
+        model.send({ type: "action", action, payload: { ...payload, ...shown, ...(edited.length ? { edited_cells: edited } : {}) } });
       },
       images: () => model.get("images") || {},
       loadImage(preview) {

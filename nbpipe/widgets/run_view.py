@@ -326,6 +326,11 @@ class RunView(anywidget.AnyWidget):
             return
         action = str(content.get("action") or "")
         payload = content.get("payload") if isinstance(content.get("payload"), dict) else {}
+        shown = payload.get("shown")
+        if action != "open" and shown and shown != self.run.id:
+            # A click on a run the graph no longer shows: a double-click's second click, which
+            # arrives after the first one's re-run switched the graph (it would re-run that new run).
+            return
         try:
             new, note = perform(self.run, action, payload, self.pipeline)
             if new is not None:
