@@ -395,8 +395,29 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parser.parse_args``, except that an argument the subcommand does not know is refused with the
+    subcommand's own usage and a "did you mean" (argparse refuses it with the top-level usage, which
+    lists the commands and not the option the user got wrong)."""
+    import difflib
+
+    args, extra = parser.parse_known_args(argv)
+    if not extra:
+        return args
+    words = list(sys.argv[1:] if argv is None else argv)
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
+    sub = subs.choices[args.command]
+    if extra[0] in words and args.command in words and words.index(extra[0]) < words.index(args.command):  # `nbpipe --bogus runs`: an option of nbpipe itself
+        sub = parser
+    known = sorted(s for s in sub._option_string_actions if s.startswith("--"))  # noqa: SLF001
+    close = difflib.get_close_matches(extra[0].split("=", 1)[0], known, n=1, cutoff=0.6) \
+        if extra[0].startswith("--") else []
+    sub.error(f"unrecognized arguments: {' '.join(extra)}" + (f" (did you mean {close[0]}?)" if close else ""))
+    raise AssertionError("unreachable")  # ArgumentParser.error exits
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parse(build_parser(), argv)
     try:
         return int(args.func(args) or 0)
     except NbpipeError as exc:

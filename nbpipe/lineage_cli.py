@@ -1,9 +1,10 @@
-"""``nbpipe lineage RUN STEP [OUTPUT]``: where an artifact came from and where it went.
+"""``nbpipe lineage RUN [STEP [OUTPUT]]``: where an artifact came from and where it went.
 
 Prints, for each output of the step (or only OUTPUT): the run and step that computed it (through
 the cache: a cached step names the earlier run that really ran), its inputs and code digest, the
 runs that reused it from the cache, and every step in any run that consumed it. ``--json``
-prints the runner's answer as it is. Registered by :mod:`nbpipe.cli` like :mod:`.flow_cli`.
+prints the runner's answer as it is. With RUN alone it lists the run's steps and their outputs (what
+there is to ask about). Registered by :mod:`nbpipe.cli` like :mod:`.flow_cli`.
 
 Non-goals: walking the whole graph (run ``nbpipe lineage`` again on an input to go further up).
 """
@@ -95,21 +96,75 @@ def format_lineage(body: dict[str, Any]) -> list[str]:
     return lines[:-1] if lines else lines
 
 
+def _output_facts(o: dict[str, Any]) -> str:
+    """``output (value · json · 3 B) = 3.0`` for one output of a run snapshot's step."""
+    facts = " · ".join(x for x in (o.get("artifact_type") or o.get("kind"), o.get("format"), _size(o.get("size"))) if x)
+    p = o.get("preview") or {}
+    shown = p.get("metrics") if p.get("type") == "metrics" else p.get("value") if p.get("type") == "json" else None
+    return f"({facts})" + (f" = {_value(shown)}" if shown is not None else "")
+
+
+def format_run_outputs(snap: dict[str, Any]) -> list[str]:
+    """``nbpipe lineage RUN``: the run's steps and their outputs, and how to ask for one's lineage."""
+    steps = snap["steps"]
+    width = max((len(s["name"]) for s in steps), default=0)
+    lines = [f"Run {snap['id']} ({snap.get('pipeline', '')}, {snap.get('state', '')}): the outputs of its steps"]
+    example = None
+    for s in steps:
+        state = s["state"] + (" (cached)" if s.get("cached") and s["state"] != "cached" else "")
+        outs = s.get("outputs") or {}
+        if not outs:
+            iterations = [t["name"] for t in steps if t["name"].startswith(s["name"] + "-it")]
+            why = (f"ran once per loop item, as {', '.join(iterations[:3])}{'…' if len(iterations) > 3 else ''}"
+                   if iterations else "none stored" if s["state"] in ("succeeded", "cached") else "none")
+            lines.append(f"  {s['name']:<{width}}  {state:<18} outputs: {why}")
+            continue
+        for i, (name, o) in enumerate(outs.items()):
+            head = f"  {s['name']:<{width}}  {state:<18}" if i == 0 else " " * (width + 22)
+            lines.append(f"{head} {name} {_output_facts(o)}")
+            example = example or (s["name"], name)
+    if example:
+        lines.append(f"Where one came from and who used it: nbpipe lineage {snap['id']} STEP [OUTPUT], "
+                     f"e.g. nbpipe lineage {snap['id']} {example[0]} {example[1]}")
+    else:
+        lines.append("No step of this run stored an output yet, so there is no lineage to show.")
+    return lines
+
+
+def _no_outputs(snap: dict[str, Any], step: str) -> str:
+    """Why ``nbpipe lineage RUN STEP`` has nothing to show: the step stored no output (yet), or it is a loop."""
+    found = next((s for s in snap["steps"] if s["name"] == step), {})
+    iterations = [s["name"] for s in snap["steps"] if s["name"].startswith(step + "-it")]
+    if iterations:
+        return (f"Step '{step}' of run {snap['id']} ran once per loop item and has no outputs of its own. "
+                f"Ask for one item: nbpipe lineage {snap['id']} {iterations[0]}.")
+    return (f"Step '{step}' of run {snap['id']} ({found.get('state', '?')}) stored no outputs, so there is no "
+            f"lineage to show. Its run's outputs: nbpipe lineage {snap['id']}.")
+
+
 def cmd_lineage(args: argparse.Namespace) -> int:
     from .cli import _client
 
-    body = fetch_lineage(_client(args), args.run, args.step, args.output)
+    client = _client(args)
+    if args.step is None:
+        snap = client.get_run(args.run)
+        print(json.dumps(snap["steps"], indent=2, default=str) if args.json else "\n".join(format_run_outputs(snap)))
+        return 0
+    body = fetch_lineage(client, args.run, args.step, args.output)
     if args.json:
         print(json.dumps(body, indent=2, default=str))
+    elif not body.get("artifacts"):
+        print(_no_outputs(client.get_run(args.run), args.step))
     else:
         print("\n".join(format_lineage(body)))
     return 0
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("lineage", help="where a step's output came from (run, step, inputs, code) and who used it")
+    p = sub.add_parser("lineage", help="where a step's output came from (run, step, inputs, code) and who used it "
+                                       "(RUN alone: the run's steps and their outputs)")
     p.add_argument("run")
-    p.add_argument("step")
+    p.add_argument("step", nargs="?", default=None, help="a step of the run (default: list the run's steps and outputs)")
     p.add_argument("output", nargs="?", default=None, help="one output of the step (default: all of them)")
     p.add_argument("--json", action="store_true", help="print the runner's answer as JSON")
     p.set_defaults(func=cmd_lineage)

@@ -102,6 +102,96 @@ def _points(space: dict[str, Any], algorithm: str, max_runs: int | None, seed: i
     raise NbpipeError(f"Unknown sweep algorithm {algorithm!r}", hint="Use 'grid' or 'random'.")
 
 
+_NOT_NUMBERS = {"str", "list", "bytes", "bool", "None", "NoneType", "tuple", "set"}
+_KEYED_ARTIFACTS = ("Metrics", "ClassificationMetrics")  # their logged metrics are the keys (see metrics_of)
+
+
+def _objective_names(spec: dict[str, Any]) -> tuple[dict[str, str], set[str], dict[str, str]]:
+    """What a trial of ``spec`` can report, as :func:`~nbpipe.comparison.metrics_of` names it:
+    ``step.output`` → "" for a value that may be a number (else what it is), the ``step.output`` names
+    whose numbers are keys below them (Metrics artifacts, dicts), and the steps inside a ParallelFor
+    (their values are per iteration, which trials do not report)."""
+    from .compiler import group_chain
+
+    groups = {g["id"]: g for g in spec.get("groups", [])}
+    values: dict[str, str] = {}
+    keyed: set[str] = set()
+    looped: dict[str, str] = {}
+    for step in spec["steps"]:
+        if any(g.get("kind") == "for" for g in group_chain(groups, step.get("group", ""))):
+            looped[step["name"]] = step.get("group", "")
+            continue
+        for out in spec["components"].get(step["component"], {}).get("outputs", []):
+            name, kind, typ = f"{step['name']}.{out['name']}", out.get("kind"), str(out.get("type", ""))
+            base = typ.removeprefix("Optional[").split("[", 1)[0].rstrip("]")
+            if kind == "artifact":
+                art = out.get("artifact_type") or typ
+                values[name] = f"a {art} artifact"
+                if art in _KEYED_ARTIFACTS:
+                    values[name] += f" (name one of the metrics it logs: {name}.KEY)"
+                    keyed.add(name)
+            else:
+                values[name] = f"a {typ}" if base in _NOT_NUMBERS else \
+                    f"a dict (name one of its keys: {name}.KEY)" if base == "dict" else ""
+                if base in ("dict", "any", "Any"):
+                    keyed.add(name)
+    return values, keyed, looped
+
+
+def check_objective(pipeline: Any, objective: str) -> None:
+    """Refuse an ``objective`` no trial of ``pipeline`` could report, before any trial is submitted.
+
+    Mirrors :func:`~nbpipe.comparison.objective_of`: ``step``, ``step.output``, ``step.output.key`` or a
+    unique suffix of one (a bare metric key). A key logged into a Metrics artifact is only known when the
+    step runs, so a name that could be one is let through (``SweepResult.best`` names what was reported).
+    """
+    from .errors import did_you_mean
+
+    capture = getattr(pipeline, "capture", None)
+    spec = capture()[0] if callable(capture) else getattr(pipeline, "spec", None)
+    if not isinstance(spec, dict) or "steps" not in spec or not isinstance(objective, str):
+        return
+    values, keyed, looped = _objective_names(spec)
+    numbers = sorted(n for n, what in values.items() if not what)
+    name = getattr(pipeline, "name", "")
+    shown = [n.removesuffix(".output") for n in numbers] + [f"{k}.KEY" for k in sorted(keyed) if values[k]]
+    listed = f"Its outputs that can be numbers: {', '.join(dict.fromkeys(shown)) or 'none'}"
+    fix = "Fix objective= (no trial was submitted)."
+    for key in (objective, f"{objective}.output"):
+        if key in values:
+            if values[key]:
+                raise NbpipeError(f"objective='{objective}' is {values[key]}, not a number a trial can be ranked by",
+                                  listed, fix)
+            return
+    outs = [n for n in values if n.startswith(objective + ".") and "." not in n[len(objective) + 1:]]
+    if outs:  # a step's name, and the step has no single return value
+        raise NbpipeError(f"objective='{objective}' names step '{objective}', which has no single return value to "
+                          "rank by", f"Its outputs: {', '.join(o + (f' ({values[o]})' if values[o] else '') for o in outs)}",
+                          f"Name one as step.output. {fix}" if any(not values[o] or o in keyed for o in outs) else
+                          f"Return the number from step '{objective}' (-> float) or log it into an "
+                          f"Output[Metrics], or name another step. {fix}")
+    step = objective.split(".", 1)[0]
+    if step in looped:
+        raise NbpipeError(f"objective='{objective}' names step '{step}', which runs once per item of a "
+                          "ParallelFor, so a trial has no single value of it",
+                          listed, "Collect its values into a step after the loop (nbpipe.Collected) that returns "
+                          f"the number to rank by, and name that step. {fix}")
+    if any(objective.startswith(k + ".") for k in keyed):
+        return  # step.output.key of a Metrics artifact or a dict: keys are known once the step ran
+    suffix = [n for n in numbers if n.endswith("." + objective)]
+    parts = objective.split(".")
+    could_be_key = any(len(parts) == 1 or ("." + k).endswith("." + ".".join(parts[:-1])) for k in keyed)
+    if len(suffix) == 1 or (not suffix and could_be_key):
+        return
+    if len(suffix) > 1:
+        raise NbpipeError(f"objective='{objective}' is ambiguous in pipeline '{name}': "
+                          f"{', '.join(n.removesuffix('.output') for n in suffix)} all end with it",
+                          hint=f"Name one of them as step.output. {fix}")
+    choices = set(numbers) | {n.removesuffix(".output") for n in numbers} | {f"{k}.{parts[-1]}" for k in keyed}
+    raise NbpipeError(f"objective='{objective}' names no output of pipeline '{name}'.{did_you_mean(objective, choices)}",
+                      listed, fix)
+
+
 def sweep(pipeline: Any, space: dict[str, Any], objective: str, goal: str = "max", algorithm: str = "grid",
           max_runs: int | None = None, parallelism: int = 2, experiment: str | None = None,
           params: dict[str, Any] | None = None, early_stopping: str | None = None, seed: int | None = None,
@@ -155,6 +245,7 @@ def sweep(pipeline: Any, space: dict[str, Any], objective: str, goal: str = "max
     if max_runs is not None and max_runs < 1:
         raise NbpipeError(f"The sweep has no trials to run (max_runs={max_runs!r})",
                           hint="Pass max_runs >= 1, or leave it out (grid: every combination; random: 10).")
+    check_objective(pipeline, objective)
     client = runner if isinstance(runner, Client) else (Client(runner) if runner else default_client())
     experiment = experiment or f"{pipeline.name} sweep"
     points = _points(space, algorithm, max_runs, seed)
@@ -209,7 +300,9 @@ def sweep(pipeline: Any, space: dict[str, Any], objective: str, goal: str = "max
                     client.cancel(event.run_id)
             if isinstance(event, ev.RunFinished) and event.run_id in open_runs:
                 open_runs.discard(event.run_id)
-                if trial["state"] != "stopped":
+                if trial["state"] != "stopped" or event.state == "succeeded":
+                    # a trial stopped early whose run still succeeded (its last steps ended before the cancel
+                    # came) is a succeeded trial, not a "stopped" one: its run has every output
                     trial["state"] = event.state
                     read(event.run_id)
                 while pending and len(open_runs) < parallelism:
