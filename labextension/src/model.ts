@@ -396,15 +396,16 @@ export class PanelModel {
   }
 
   /**
-   * With no run shown yet (a page just loaded or reloaded), show the open notebook's newest
-   * unfinished run, live: a run started before the reload is followed again, not lost.
+   * With no run shown yet (a page just loaded or reloaded, another notebook opened), show the open
+   * notebook's newest run, as the panel showed it before: one still going is followed live again,
+   * a finished one shows how it ended (the section used to stay empty after a reload).
    */
   private attachLive(): void {
     const notebook = this._state.notebook;
     if (this._state.runId || this._state.submitting || !notebook) {
       return;
     }
-    const live = this._state.runs.find(r => !RUN_FINAL.has(r.state) && ofNotebook(r, notebook));
+    const live = this._state.runs.find(r => ofNotebook(r, notebook)); // the list is newest first
     if (live) {
       this.update({ runId: live.id }); // once: a second list before the snapshot answers does not open it twice
       void this.openRun(live.id);

@@ -313,7 +313,7 @@ test('opening an unknown run shows the server message', async () => {
   assert.equal(model.state.error?.message, 'No run nope');
 });
 
-test('switching notebooks drops the other notebook’s run; one of the new notebook still going is followed', async () => {
+test('switching notebooks drops the other notebook’s run and shows the new notebook’s newest run, live if still going', async () => {
   class Labelled extends FakeServer {
     async runs(): Promise<RunSummary[]> {
       this.calls.push('runs');
@@ -333,7 +333,7 @@ test('switching notebooks drops the other notebook’s run; one of the new noteb
   await model.refreshRuns();
   await model.setNotebook('dir/b.ipynb'); // the same notebook by its full path: its run stays
   assert.equal(model.state.runId, 'b-live');
-  await model.setNotebook('a.ipynb'); // a's run has finished: nothing is followed, the section is empty
-  assert.equal(model.state.runId, null);
-  assert.equal(model.state.runState, null);
+  await model.setNotebook('a.ipynb'); // a's newest run has finished: it is shown (how it ended), not followed
+  await until(() => model.state.runId === 'a-run');
+  assert.equal(model.state.runState, 'succeeded');
 });
