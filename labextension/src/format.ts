@@ -51,6 +51,21 @@ export function formatAgo(then: number, now: number): string {
   return new Date(then * 1000).toISOString().slice(0, 10);
 }
 
+// Times of day read on a 24-hour clock everywhere, in the user's locale otherwise (date order,
+// separators): the runner names runs "digits 2026-11-30 19:02:03" and the CLI prints 24-hour times,
+// and the run page's tab said "07:02:03 PM" next to them (en-US).
+const CLOCK: Intl.DateTimeFormatOptions = { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' };
+
+/** `19:02:03` (the locale's separators): a time of day, from Unix seconds. */
+export function formatClock(then: number, locale?: string): string {
+  return new Date(then * 1000).toLocaleTimeString(locale, CLOCK);
+}
+
+/** `Nov 30, 2026, 19:02:03` (in the locale's order): a date and time, from Unix seconds. */
+export function formatWhen(then: number, locale?: string): string {
+  return new Date(then * 1000).toLocaleString(locale, { year: 'numeric', month: 'short', day: 'numeric', ...CLOCK });
+}
+
 /**
  * A compact value: strings as they are, the rest as JSON, cut to `limit` characters. A Python
  * float (`isFloat`) keeps its `.0`: JSON made 1.0 the JS number 1.

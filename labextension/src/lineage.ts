@@ -13,7 +13,7 @@ import { Widget } from '@lumino/widgets';
 
 import type { DashboardApi, LineageArtifact } from './dashboard_api';
 import { button, h } from './dom';
-import { errorInfo, formatDuration } from './format';
+import { errorInfo, formatDuration, formatWhen } from './format';
 import { nbpipeIcon } from './icons';
 import { LineageGraph, LineageLink, LineageNode, lineageGraph } from './lineagemodel';
 
@@ -127,7 +127,7 @@ export class LineagePage extends Widget {
       h('dt', { text: 'Code' }),
       h('dd', {}, 'component ', h('code', { text: p.component }), ' · ', h('code', { class: 'nbp-digest', title: `sha256 ${p.code_digest}`, text: p.code_digest.slice(0, 12) || '?' })),
       h('dt', { text: 'When' }),
-      h('dd', { text: [p.finished_at ? new Date(p.finished_at * 1000).toLocaleString() : '', p.duration !== null && p.duration < 0.05 ? 'under 0.1 s' : formatDuration(p.duration)].filter(Boolean).join(' · took ') }),
+      h('dd', { text: [p.finished_at ? formatWhen(p.finished_at) : '', p.duration !== null && p.duration < 0.05 ? 'under 0.1 s' : formatDuration(p.duration)].filter(Boolean).join(' · took ') }),
       h('dt', { text: 'Used by' }),
       h('dd', { text: `${art.consumers.length} step${art.consumers.length === 1 ? '' : 's'} in ${new Set(art.consumers.map(c => c.run)).size} run${new Set(art.consumers.map(c => c.run)).size === 1 ? '' : 's'}` })
     );

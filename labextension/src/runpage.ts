@@ -16,7 +16,7 @@ import type { NbpipeApi } from './api';
 import { h } from './dom';
 import type { RunEvent, RunSnapshot } from './events';
 import { RunFollower } from './follow';
-import { ErrorInfo, formatDuration, runNotebook } from './format';
+import { ErrorInfo, formatClock, formatDuration, runNotebook } from './format';
 import { nbpipeIcon } from './icons';
 import { Timeline } from './timeline';
 
@@ -90,7 +90,7 @@ export class RunPage extends Widget {
     this.renderTimeline();
     const name = snap.name || snap.pipeline || snap.id;
     // Generated names share a long prefix ("digits 2026-11-30 19:02…"): keep tabs apart by time.
-    const time = new Date(snap.created_at * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+    const time = formatClock(snap.created_at);
     this.title.label = name.length <= 24 ? name : `${(snap.pipeline || name).slice(0, 16)} · ${time}`;
     this.title.caption = `${name}\n${snap.pipeline} · ${snap.experiment} · run ${snap.id}`;
     if (!this.fitted) {

@@ -12,7 +12,7 @@ import { Widget } from '@lumino/widgets';
 import type { FacetValue, RunFilters } from './dashboard_api';
 import { button, h } from './dom';
 import { RUN_FINAL, RUN_STATES, RunSummary, STEP_STATES } from './events';
-import { formatAgo, formatDuration, formatParams, runNotebook, runSource } from './format';
+import { formatAgo, formatDuration, formatParams, formatWhen, runNotebook, runSource } from './format';
 import { nbpipeIcon } from './icons';
 import { liveDuration, MAX_COMPARE, pageLabel, RunListModel, RunListState } from './runsmodel';
 
@@ -193,7 +193,7 @@ export class RunsPage extends Widget {
       h('td', { class: 'nbp-col-source', title: runNotebook(run) ?? run.pipeline, text: runSource(run) }),
       h('td', { text: run.experiment }),
       h('td', { class: 'nbp-col-params', title: formatParams(run.params, 400, run.float_params), text: formatParams(run.params, 16, run.float_params) }),
-      h('td', { class: 'nbp-num', title: new Date(run.created_at * 1000).toLocaleString(), text: formatAgo(run.created_at, now) }),
+      h('td', { class: 'nbp-num', title: formatWhen(run.created_at), text: formatAgo(run.created_at, now) }),
       h('td', { class: `nbp-num nbp-duration${active ? ' nbp-ticking' : ''}`, 'data-started': active && run.started_at ? String(run.started_at) : undefined, text: formatDuration(liveDuration(run, now)) || (run.state === 'queued' ? 'queued' : '') })
     );
     tr.addEventListener('dblclick', () => this.actions.openRun(run.id));
