@@ -316,7 +316,8 @@ def test_anywidget_entry_from_blob_url_with_fake_model(rv_page: Any, rv_fixture:
     assert result["nodes"] == len(snap["steps"])
     assert result["selected"] == "split" and result["saves"] == 1
     assert result["log"] == "split says hi\n" and result["log2"] == "split says hi\nand more\n"
-    assert result["sent"] == [{"type": "action", "action": "cancel", "payload": {}}]
+    # the run it was on: the kernel drops a click on a run the graph no longer shows (a double-click's 2nd)
+    assert result["sent"] == [{"type": "action", "action": "cancel", "payload": {"shown": snap["id"]}}]
     assert result["details"] == "Evaluate"
     assert result["imgBefore"] is False and result["imgAfter"].startswith("data:image/gif")
     assert "rv-state-succeeded" in result["report"]
