@@ -24,6 +24,7 @@ from nbpipe.events import RUN_FINAL, STEP_OK
 from nbpipe.pipeline import Pipeline
 
 from .last_error import run_of_last_error
+from .step_log import no_log_note
 from .suggest import check_runner_url, note_other_pipelines, parse_command
 
 if TYPE_CHECKING:
@@ -371,10 +372,10 @@ class NbpipeCommands:
 
         target = [a for a in args.args if "=" not in a]
         if len(target) > 1:
-            raise UsageError(f"Give one pipeline and param=value pairs; got {' '.join(target)}.")
+            raise UsageError(f"Give one pipeline and param=value pairs ('{target[1]}' has no =VALUE).")
         params = {k: parse_value(v) for k, v in (a.split("=", 1) for a in args.args if "=" in a)}
         pipe = self._pipeline(target[0] if target else None)
-        run = nbpipe.client.run(pipe, experiment=args.experiment, name=args.name, **params)
+        run = nbpipe.client.run(pipe, experiment=args.experiment, name=args.name, params=params)
         self._show(run, self._ref(target[0] if target else None, pipe))
 
     def cmd_rerun(self, args: Any) -> None:
@@ -443,7 +444,7 @@ class NbpipeCommands:
             raise UsageError(f"Step '{step}' of run {run.id} has no attempt {args.attempt}: it ran "
                              f"{attempts[step]} attempt{'s' * (attempts[step] != 1)}; leave out --attempt for all.")
         text = default_client().logs(run.id, step, args.attempt)
-        print(text if text else f"(step '{step}' of run {run.id} has written no logs yet)")
+        print(text if text else no_log_note(run, step))
 
     def cmd_cancel(self, args: Any) -> None:
         run = self._run(args.run)

@@ -33,6 +33,7 @@ from .cell_component import (BindAfterDef, CellComponent, DefRefused, component_
                              pipeline_from_cell, quiet_refusal, unsafe_read)
 from .cells import CellFlow, analyze_cell, classify_reads
 from .commands import NbpipeCommands
+from .refused import no_steps_note, refused_function
 from .suggest import parse_magic_args
 
 
@@ -348,6 +349,8 @@ class NbpipeMagics(Magics):
     def _refuse(self, names: tuple[str, ...], exc: NbpipeError) -> UsageError:
         for n in names:
             self.refused[n] = exc.message
+            if inspect.isfunction(self._ns.get(n)):  # a pipeline traced later must not run it as no step
+                self._ns[n] = refused_function(self._ns[n], n, exc.message)
         return usage(exc)
 
     def _drop_plain_step(self, name: str | None) -> None:
@@ -538,7 +541,7 @@ class NbpipeMagics(Magics):
         try:
             pipe = pipeline_from_cell(args.name, source, params, self._ns)
         except NbpipeError as exc:
-            raise usage(exc) from None
+            raise UsageError(exc.message + no_steps_note(exc, plain)) from None
         except Exception as exc:  # the cell's own code: one line naming the cell's line, no magic frames
             raise UsageError(_trace_error(exc, plain)) from None
         self.shell.push({args.name: pipe})
@@ -572,7 +575,7 @@ class NbpipeMagics(Magics):
         try:
             pipe = Pipeline(func, name=name)
         except NbpipeError as exc:
-            raise usage(exc) from None
+            raise UsageError(exc.message + no_steps_note(exc, plain)) from None
         except Exception as exc:  # the def's own code: one line naming the cell's line, no magic frames
             raise UsageError(_trace_error(exc, plain, func.__code__.co_filename)) from None
         self.shell.push({name or fname: pipe})

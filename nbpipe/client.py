@@ -393,12 +393,47 @@ def _package_bytes(pipeline: Any, params: dict[str, Any], allow_missing: str | N
                       hint="Pass an @nbpipe.pipeline function, package bytes or a package file path.")
 
 
-def run(pipeline: Any, *, runner: Client | str | None = None, experiment: str = "Default",
-        name: str | None = None, wait: bool = False, **params: Any) -> Run:
-    """Submit ``pipeline`` with ``params``; returns a :class:`Run` (``wait=True`` blocks)."""
+def run(pipeline: Any, *positional: Any, runner: Client | str | None = None, experiment: str = "Default",
+        name: str | None = None, wait: bool = False, params: dict[str, Any] | None = None, **kwargs: Any) -> Run:
+    """Submit ``pipeline`` with its parameters (``c=10.0``, or ``params={"c": 10.0}``); returns a
+    :class:`Run` (``wait=True`` blocks). A parameter named like one of run's own options (``name``,
+    ``experiment``, ``runner``, ``wait``, ``params``) goes in ``params=``."""
+    params = _run_params(pipeline, positional, params, kwargs, {"runner": runner, "experiment": experiment != "Default",
+                                                                "name": name, "wait": wait})
     client = runner if isinstance(runner, Client) else (Client(runner) if runner else default_client())
     r = client.submit(pipeline, params, experiment=experiment, name=name, labels=kernel_labels())
     return r.wait() if wait else r
+
+
+def _run_params(pipeline: Any, positional: tuple[Any, ...], params: dict[str, Any] | None, kwargs: dict[str, Any],
+                own: dict[str, Any]) -> dict[str, Any]:
+    """``nbpipe.run``'s parameters for the pipeline, refusing what would silently run something else: values
+    given by position, and ``name=``/``experiment=``… when the pipeline has a parameter of that name (run's own
+    option would take it, and the parameter would keep its default)."""
+    from .errors import DefinitionError
+
+    names = [p["name"] for p in getattr(pipeline, "parameters", None) or ()]
+    label = getattr(pipeline, "name", "")
+    variable = getattr(getattr(pipeline, "func", None), "__name__", "pipeline")
+    if positional:
+        pairs = list(zip(names, positional))
+        shown = (", ".join(f"{n}={v!r}" for n, v in pairs) if not set(names) & {*own, "params"} else
+                 "params={" + ", ".join(f"{n!r}: {v!r}" for n, v in pairs) + "}") if pairs else "NAME=VALUE"
+        raise DefinitionError(f"nbpipe.run takes pipeline '{label}'s parameters by name, not by position "
+                              f"(got {len(positional)} value(s) after the pipeline)",
+                              f"Its parameters: {', '.join(names) or 'none'}", f"Write nbpipe.run({variable}, {shown}).")
+    clash = [k for k, given in own.items() if given and k in names and k not in (params or {})]
+    if clash:
+        k = clash[0]
+        raise DefinitionError(f"'{k}' is both a parameter of pipeline '{label}' and nbpipe.run's own {k}=, so "
+                              f"nbpipe.run(..., {k}=...) would not set the parameter (it would keep its default)",
+                              hint=f"Pass the pipeline's parameters in params=: nbpipe.run({variable}, "
+                                   f"params={{'{k}': ...}}) ({k}= then sets the run's own option).")
+    both = sorted(set(params or {}) & set(kwargs))
+    if both:
+        raise DefinitionError(f"Parameter '{both[0]}' is given twice, in params= and as {both[0]}=",
+                              hint="Give it once.")
+    return {**(params or {}), **kwargs}
 
 
 def kernel_labels() -> dict[str, str]:

@@ -26,6 +26,21 @@ if TYPE_CHECKING:
 QUIET = 15.0  # seconds without an event after which Run.wait asks the runner whether it still schedules
 
 
+def no_outputs_error(run_id: str, step: str, s: dict[str, Any]) -> NbpipeError:
+    """Why step ``s`` (a run snapshot's step) has no outputs, and what to do, by its state."""
+    state, reason = s["state"], (s.get("reason") or "").rstrip(".")
+    why = f" ({reason})" if reason else ""
+    if state in ("pending", "running", "retrying"):
+        return NbpipeError(f"Step '{step}' of run {run_id} is {state}, so it has no outputs yet{why}",
+                           hint="Wait for the run first: run.wait().")
+    if state == "failed":
+        return NbpipeError(f"Step '{step}' of run {run_id} failed, so it has no outputs{why}",
+                           hint=f"See why: nbpipe logs {run_id} {step} (in a notebook: %nbpipe debug {run_id} {step}).")
+    verb = {"cancelled": "was cancelled", "skipped": "was skipped"}.get(state, f"is {state}")
+    return NbpipeError(f"Step '{step}' of run {run_id} {verb}, so it has no outputs{why}",
+                       hint=f"Run it again: nbpipe rerun {run_id}." if state == "cancelled" else "")
+
+
 class Run:
     """A handle on one run: state, steps, events, logs, outputs, cancel."""
 
@@ -230,8 +245,7 @@ class Run:
         """A step's outputs as Python objects (artifacts as Artifact objects with a local ``path``)."""
         s = self._step(step)
         if s["state"] not in ev.STEP_OK:
-            raise NbpipeError(f"Step '{step}' of run {self.id} is {s['state']}, so it has no outputs",
-                              s.get("reason", ""), f"See nbpipe logs {self.id} {step}.")
+            raise no_outputs_error(self.id, step, s)
         return {name: self._load(out) for name, out in s["outputs"].items()}
 
     def output(self, step: str, name: str | None = None) -> Any:
