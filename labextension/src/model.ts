@@ -412,8 +412,9 @@ export class PanelModel {
     }
   }
 
-  loadLogs(step: string, attempt?: number | null): Promise<string> {
-    const id = this._state.runId;
+  /** A step's log in the run shown, or in `run` (the one a cached step's outputs came from). */
+  loadLogs(step: string, attempt?: number | null, run?: string): Promise<string> {
+    const id = run ?? this._state.runId;
     return id ? this.api.logs(id, step, attempt) : Promise.reject(new Error('No run is open'));
   }
 

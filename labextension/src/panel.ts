@@ -136,7 +136,7 @@ export class NbpipePanel extends Widget {
     this.node.append(header, this.settingsBox, this.messages, this.kfpBox, this.pipelineSection, this.runSection, runsSection);
 
     this.view = createRunView(this.runHost, {
-      loadLogs: (step, attempt) => this.model.loadLogs(step, attempt),
+      loadLogs: (step, attempt, run) => this.model.loadLogs(step, attempt, run),
       loadImage: preview => this.loadImage(preview.digest, typeof preview.mime === 'string' ? preview.mime : 'image/png'),
       onAction: (action, payload) => {
         if (action === 'cancel') {

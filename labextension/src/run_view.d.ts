@@ -13,7 +13,8 @@ declare module '*/widgets/run_view.js' {
 
   export interface RunViewOptions {
     onSelect?: (step: string | null) => void;
-    loadLogs?: (step: string, attempt: number) => Promise<string>;
+    /** `run`: another run's log (the one a cached step's outputs came from). */
+    loadLogs?: (step: string, attempt: number | null, run?: string) => Promise<string>;
     /** Show a "Lineage" link on each output in the details pane (the Lab run page). */
     onLineage?: (step: string, output: string) => void;
     loadImage?: (preview: ImagePreview) => Promise<string>;

@@ -62,7 +62,7 @@ export class RunPage extends Widget {
     this.timelineBox = timelineBox;
     this.node.append(this.banner, this.host, timelineBox);
     this.view = createRunView(this.host, {
-      loadLogs: (step, attempt) => this.api.logs(runId, step, attempt),
+      loadLogs: (step, attempt, run) => this.api.logs(run ?? runId, step, attempt),
       loadImage: preview => this.loadImage(preview.digest, typeof preview.mime === 'string' ? preview.mime : 'image/png'),
       onAction: (action, payload) => void this.act(action, payload),
       onLineage: (step, output) => this.actions.openLineage(runId, step, output)

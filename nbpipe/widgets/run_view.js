@@ -217,13 +217,18 @@ export function createRunView(el, options = {}) {
       const previousId = run.id;
       run = runFromSnapshot(snapshot);
       if (run.id) root.dataset.run = String(run.id); // Lab's "Open Run in a Tab" reads it
-      if (previousId && run.id !== previousId) logs.byStep.clear(); // another run: its logs are not ours
+      const switched = Boolean(previousId && run.id !== previousId);
+      if (switched) logs.byStep.clear(); // another run: its logs are not ours
       if (!afterGraphChange()) graph.update(run, run.steps.map((s) => s.name));
       renderHeader(Date.now() / 1000);
       syncTimer();
       const step = selected && run.byName.get(selected);
       if (selected && !step) selectStep(null, false);
-      else if (step) { graph.setSelected(run, selected); details.show(step); }
+      else if (step) {
+        graph.setSelected(run, selected);
+        details.show(step);
+        if (switched) details.refresh({ force: true }); // the same step of another run: not the old run's log
+      }
     },
     applyEvent(event) {
       const change = applyRunEvent(run, event);

@@ -184,6 +184,19 @@ def image_previews(preview: Any) -> list[tuple[str, str]]:
     return []
 
 
+_REUSED = re.compile(r"^reused from run (\S+?)(?: \(step ([^)]+)\))?(?=[ ,.;:]|$)")
+
+
+def cache_origin(snap: dict[str, Any], name: str) -> tuple[str, str] | None:
+    """(run, step) a cached step's outputs came from, as its reason names them (run_view_state.js's
+    cacheOrigin reads the same), or None."""
+    step = next((s for s in snap.get("steps") or [] if s.get("name") == name), None)
+    if not step or step.get("state") != "cached":
+        return None
+    m = _REUSED.match(str(step.get("reason") or ""))
+    return (m.group(1), m.group(2) or name) if m else None
+
+
 def _snapshot_images(snapshot: dict[str, Any]) -> list[tuple[str, str]]:
     return [
         img
@@ -480,6 +493,9 @@ class RunView(anywidget.AnyWidget):
             return
         try:
             text = self.run.logs(step)
+            origin = None if text else cache_origin(self._snap, step)
+            if origin:  # a cached step did not run here: the log of the run its outputs came from
+                text = self.run.client.logs(*origin)
         except NbpipeError as exc:
             text = f"(logs unavailable: {exc.message})"
         with self._cond:

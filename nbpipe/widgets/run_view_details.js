@@ -4,7 +4,7 @@
 // just the tab they touch. Non-goals: fetching anything itself (loadLogs / loadImage are the
 // caller's), the graph.
 
-import { STATE_ICONS, STEP_ACTIVE, elapsedOf, formatBytes, formatDuration, formatValue } from "./run_view_state.js";
+import { STATE_ICONS, STEP_ACTIVE, cacheOrigin, elapsedOf, formatBytes, formatDuration, formatValue } from "./run_view_state.js";
 import { h, renderPreview } from "./run_view_preview.js";
 import { stepLabel } from "./run_view_graph.js";
 
@@ -89,7 +89,8 @@ export class DetailsPane {
       return Object.entries(s.outputs || {}).map(([k, o]) => `${k}:${o && o.digest}:${o && o.preview ? o.preview.type : ""}`).join("|") + `|${s.state}`;
     }
     if (this.tab === "error") return `${s.state}|${s.attempt}|${s.reason}|${s.traceback}`;
-    return "logs";
+    const origin = cacheOrigin(s);
+    return origin ? `logs|${origin.run}/${origin.step}` : "logs";
   }
 
   /** Update header and tabs after the selected step changed; rebuild the tab body only if needed. */
@@ -153,8 +154,10 @@ export class DetailsPane {
         bar.append(h("button", { class: "rv-chip rv-chip-button", type: "button", text: `attempt ${a}`, onclick: () => this.fetchLogs(s, a) }));
       }
     }
-    this.body.replaceChildren(bar, this.logPre);
+    const origin = cacheOrigin(s);
+    this.body.replaceChildren(...(origin ? [this.originNote(s, origin)] : []), bar, this.logPre);
     const logs = this.ctx.logs;
+    if (origin) this.fetchOriginLog(s, origin);
     // The log so far is fetched once per attempt unless the events carry all of it (the view saw
     // the attempt start); StepLog events that arrive meanwhile are merged without duplicates.
     if (this.ctx.loadLogs && s.attempt > 0 && logs.needsFetch(s.name, s.attempt)) this.fetchSoFar(s, s.attempt);
@@ -165,9 +168,39 @@ export class DetailsPane {
       for (const c of entry.chunks) this.appendChunk(c);
     }
     if (!this.logPre.childNodes.length) {
-      this.logPre.append(h("span", { class: "rv-log-note", text: s.state === "pending" ? "Waiting for the step to start…" : STEP_ACTIVE.has(s.state) ? "No output yet." : "No output." }));
+      const none = origin ? (this.originLoading ? "Loading the log of that run…" : `No output in run ${origin.run} either.`) : "No output.";
+      this.logPre.append(h("span", { class: `rv-log-note${this.originLoading ? " rv-log-loading" : ""}`, text: s.state === "pending" ? "Waiting for the step to start…" : STEP_ACTIVE.has(s.state) ? "No output yet." : none }));
     }
     this.logPre.scrollTop = this.logPre.scrollHeight;
+  }
+
+  /** A cached step did not run here: say so, and from which run (a link to it) its outputs and log come. */
+  originNote(s, origin) {
+    const open = this.ctx.onAction;
+    const run = open ? h("button", { class: "rv-link", type: "button", "data-run": origin.run, text: origin.run, title: `Show run ${origin.run}`,
+      onclick: () => open("open", { run: origin.run }) }) : h("code", { text: origin.run });
+    return h("div", { class: "rv-log-origin", role: "note" },
+      h("span", { class: "rv-icon", "aria-hidden": "true", text: STATE_ICONS.cached }),
+      "Cached: this step did not run in this run. Its outputs and the log below come from run ", run,
+      origin.step !== s.name ? ` (step ${origin.step})` : "", ".");
+  }
+
+  /** The log of the run a cached step's outputs came from, once per step shown (Lab; the widget's kernel sends it). */
+  fetchOriginLog(s, origin) {
+    const key = `${origin.run}/${origin.step}`;
+    if (!this.ctx.loadLogs) return;
+    const entry = this.ctx.logs.entry(s.name); // dropped with the other logs when the view shows another run
+    if (entry.origin === key || entry.chunks.length) return;
+    entry.origin = key;
+    this.originLoading = true;
+    const name = s.name;
+    const shown = () => this.step && this.step.name === name && this.tab === "logs";
+    Promise.resolve().then(() => this.ctx.loadLogs(origin.step, null, origin.run)).then(
+      (text) => { this.originLoading = false; if (text) this.ctx.logs.set(name, text); if (shown()) this.renderLogs(this.step); },
+      (err) => {
+        this.originLoading = false;
+        if (shown()) { this.renderLogs(this.step); this.logPre.replaceChildren(h("span", { class: "rv-log-note", text: `Could not load the log of run ${origin.run}: ${err && err.message ? err.message : err}` })); }
+      });
   }
 
   fetchSoFar(s, attempt) {

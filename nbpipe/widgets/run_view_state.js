@@ -234,6 +234,19 @@ export class LogBook {
   }
 }
 
+/**
+ * Where a cached step's outputs came from: {run, step}, from the Lab server's ``reused_from`` or the
+ * reason the runner gives ("reused from run R (step S) by the cache", "reused from run R (upstream
+ * of 'x', unchanged)"); null if neither names a run.
+ */
+export function cacheOrigin(step) {
+  if (!step || step.state !== "cached") return null;
+  const from = step.reused_from;
+  if (from && from.run) return { run: String(from.run), step: String(from.step || step.name) };
+  const m = /^reused from run (\S+?)(?: \(step ([^)]+)\))?(?=[ ,.;:]|$)/.exec(String(step.reason || ""));
+  return m ? { run: m[1], step: m[2] || step.name } : null;
+}
+
 /** "850 ms", "4.2 s", "3m 05s", "2h 04m". */
 export function formatDuration(seconds) {
   if (seconds == null || !Number.isFinite(seconds) || seconds < 0) return "";
