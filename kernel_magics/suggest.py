@@ -83,10 +83,25 @@ def _words(line: str) -> list[str]:
     if line.count("'") % 2 or line.count('"') % 2:
         return line.split()  # an unbalanced quote: the words as typed, for argparse to name
     words = []
-    for word in _WORD.findall(line):
+    for word in _bracketed(_WORD.findall(line)):
         option, eq, value = word.partition("=")
         words.append(f"{option}={_unquoted(value)}" if word.startswith("-") and eq else _unquoted(word))
     return words
+
+
+def _bracketed(words: list[str]) -> list[str]:
+    """Words joined while a bracket is open: ``tags=[1, 2]`` and ``cfg={"a": 1}`` are one value each, as typed
+    in Python (split at the spaces, ``'2]'`` was taken for a second pipeline)."""
+    out: list[str] = []
+    depth = 0
+    for word in words:
+        if depth > 0:
+            out[-1] += " " + word
+        else:
+            out.append(word)
+        bare = re.sub(r"'[^']*'|\"[^\"]*\"", "", word)  # brackets inside quotes do not count
+        depth = max(0, depth + sum(bare.count(c) for c in "[{(") - sum(bare.count(c) for c in "]})"))
+    return out
 
 
 # the %nbpipe commands whose words after the options are more of their positional list

@@ -132,3 +132,25 @@ def test_logs_and_outputs_of_a_cancelled_or_cached_step_say_why_there_are_none(i
         ip.run_line_magic("nbpipe", "logs again first")
     assert re.fullmatch(rf"\(step 'first' of run {again.id} was reused from the cache \(.*\): it has no log of its "
                         r"own in this run\)", out.stdout.strip()), out.stdout
+
+
+LISTS = """
+import nbpipe
+
+@nbpipe.component
+def show(tags: list, cfg: dict) -> str:
+    return f"{tags} {cfg}"
+
+@nbpipe.pipeline
+def lists(tags: list = [], cfg: dict = {}):
+    show(tags=tags, cfg=cfg)
+"""
+
+
+@pytest.mark.timeout(300)
+def test_run_takes_list_and_dict_values_written_as_in_python(ip: Any) -> None:
+    assert ip.run_cell(LISTS).success
+    # split at its spaces, "[1, 2]" was "Give one pipeline and param=value pairs; got lists 2]"
+    ip.run_line_magic("nbpipe", """run lists tags=[1, 2] cfg={"a": "x]", "b": [3, 4]}""")
+    run = ip.magics.commands.last_run
+    assert run.wait(timeout=120).output("show") == "[1, 2] {'a': 'x]', 'b': [3, 4]}"
