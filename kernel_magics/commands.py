@@ -24,7 +24,7 @@ from nbpipe.events import RUN_FINAL, STEP_OK
 from nbpipe.pipeline import Pipeline
 
 from .last_error import run_of_last_error
-from .step_log import no_log_note
+from .step_notes import no_log_note
 from .suggest import check_runner_url, note_other_pipelines, parse_command
 
 if TYPE_CHECKING:
@@ -548,7 +548,7 @@ class NbpipeCommands:
             print(stale)
 
     def cmd_pull(self, args: Any) -> None:
-        from nbpipe.debugging import pull_note
+        from .step_notes import failed_pull_note as pull_note
 
         run = self._run(args.run)
         snap = self._wait(run, args.timeout)
