@@ -12,6 +12,7 @@ import { ServerConnection } from '@jupyterlab/services';
 import type { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
+import { confirmAction } from './confirm';
 import { button, h } from './dom';
 import {
   emptyListText,
@@ -100,12 +101,7 @@ export class EndpointsPage extends Widget {
         { class: 'nbp-endpoints-actions' },
         this.sendButton,
         button('Roll back', () => void this.model.rollback(), { class: 'nbp-endpoints-rollback' }),
-        button('Delete', () => {
-          const name = this.model.state.selected;
-          if (name && window.confirm(`Delete endpoint ${name} and all its versions?`)) {
-            void this.model.remove();
-          }
-        }, { class: 'nbp-endpoints-delete' })
+        button('Delete', () => void this.confirmDelete(), { class: 'nbp-endpoints-delete' })
       ),
       this.output
     );
@@ -130,6 +126,14 @@ export class EndpointsPage extends Widget {
   dispose(): void {
     this.unsubscribe();
     super.dispose();
+  }
+
+  /** Delete the selected endpoint once the user said so in Lab's dialog (it was the browser's confirm()). */
+  private async confirmDelete(): Promise<void> {
+    const name = this.model.state.selected;
+    if (name && (await confirmAction('Delete endpoint?', `Delete endpoint ${name} and all its versions? Requests to it fail from then on.`, 'Delete'))) {
+      await this.model.remove();
+    }
   }
 
   private render(s: EndpointsState): void {

@@ -9,6 +9,7 @@
 import { Widget } from '@lumino/widgets';
 
 import { createRunView, RunView } from '../../nbpipe/widgets/run_view.js';
+import { confirmCancel } from './confirm';
 import { button, h } from './dom';
 import type { RunEvent, RunSnapshot } from './events';
 import type { ErrorInfo } from './format';
@@ -140,7 +141,7 @@ export class NbpipePanel extends Widget {
       loadImage: preview => this.loadImage(preview.digest, typeof preview.mime === 'string' ? preview.mime : 'image/png'),
       onAction: (action, payload) => {
         if (action === 'cancel') {
-          void this.model.cancel();
+          void this.confirmCancel(this.model.state.runId);
         } else if (action === 'rerun') {
           void this.model.rerun();
         } else if (action === 'rerun_from') {
@@ -172,6 +173,14 @@ export class NbpipePanel extends Widget {
       model.event.connect((event: RunEvent) => void this.view.applyEvent(event))
     );
     this.render(model.state);
+  }
+
+  /** Cancel run `id` once the user said so in Lab's dialog (as Kubeflow asks before it terminates a run). */
+  private async confirmCancel(id: string | null): Promise<void> {
+    const run = id ? this.model.state.runs.find(r => r.id === id) : undefined;
+    if (id && (await confirmCancel(id, run?.name))) {
+      await this.model.cancel(id);
+    }
   }
 
   private render(state: PanelState): void {
@@ -207,7 +216,7 @@ export class NbpipePanel extends Widget {
       } else {
         renderRunList(this.runsBox, state.runs, state.runId, {
           open: id => void this.model.openRun(id),
-          cancel: id => void this.model.cancel(id),
+          cancel: id => void this.confirmCancel(id),
           rerun: id => void this.model.rerun(id),
           rerunFromFailed: id => void this.model.rerunFromFailed(id)
         });

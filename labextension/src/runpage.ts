@@ -16,6 +16,7 @@ import type { NbpipeApi } from './api';
 import { h } from './dom';
 import type { RunEvent, RunSnapshot } from './events';
 import { RunFollower } from './follow';
+import { confirmCancel } from './confirm';
 import { ErrorInfo, formatClock, formatDuration, runNotebook } from './format';
 import { nbpipeIcon } from './icons';
 import { Timeline } from './timeline';
@@ -161,6 +162,9 @@ export class RunPage extends Widget {
     this.rerunning ||= rerun;
     try {
       if (action === 'cancel') {
+        if (!(await confirmCancel(this.runId, this.title.caption.split('\n')[0]))) {
+          return;
+        }
         await this.api.cancel(this.runId);
         this.view.setNotice?.({ text: `Cancelling run ${this.runId}…`, kind: 'info' });
       } else if (rerun) {

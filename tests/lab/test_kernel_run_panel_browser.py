@@ -168,6 +168,7 @@ def test_cancel_a_long_run_from_the_graph_and_from_the_panel(start_lab: Any, lab
         expect(graphs[1].locator('.rv-node[data-step="slow"]')).to_have_class(re.compile(r"\brv-state-running\b"),
                                                                           timeout=60_000)
         panel.locator(f'.nbp-run[data-run="{second}"] .nbp-run-actions').get_by_role("button", name="Cancel").click()
+        page.locator(".jp-Dialog").get_by_role("button", name="Cancel run").click()  # Lab asks first
         expect(view.locator(".rv-header .rv-pill")).to_have_class(re.compile(r"\brv-state-cancelled\b"), timeout=120_000)
         expect(graphs[1].locator(".rv-header .rv-pill")).to_have_class(re.compile(r"\brv-state-cancelled\b"),
                                                                       timeout=60_000)

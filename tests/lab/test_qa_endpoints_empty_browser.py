@@ -30,7 +30,6 @@ def test_no_endpoint_no_test_form_and_reload_finds_a_new_one(start_lab: Any, lab
 
     lab = start_lab(Path(__file__).parent / "notebooks" / "tiny.ipynb")
     page = lab_browser.new_page(viewport={"width": 1400, "height": 900})
-    page.on("dialog", lambda d: d.accept())  # "Delete endpoint doubler and all its versions?"
     page.goto(f"{lab['url']}/lab?token={lab['token']}")
     page.locator(".jp-Launcher").first.wait_for(timeout=90_000)
     palette(page, "nbpipe: Endpoints", "nbpipe:open-endpoints")
@@ -53,6 +52,10 @@ def test_no_endpoint_no_test_form_and_reload_finds_a_new_one(start_lab: Any, lab
     expect(page.locator(".nbp-endpoints-heading")).to_have_text("Test doubler")
 
     page.locator(".nbp-endpoints-delete").click()
+    dialog = page.locator(".jp-Dialog")  # Lab's own dialog (it was the browser's confirm())
+    expect(dialog.locator(".jp-Dialog-body")).to_have_text("Delete endpoint doubler and all its versions? "
+                                                           "Requests to it fail from then on.")
+    dialog.get_by_role("button", name="Delete").click()
     expect(row).to_have_count(0, timeout=60_000)
     expect(empty).to_be_visible()
     expect(form).to_be_hidden()  # not "Test doubler" for an endpoint that is gone
