@@ -28,6 +28,7 @@ import traitlets
 from .. import events as ev
 from ..errors import NbpipeError
 from .actions import PipelineRef, perform
+from .log_echo import Echo, join_fetched
 from .snapshot import bundle as static_bundle
 from .snapshot import mark_floats
 
@@ -322,6 +323,7 @@ class RunView(anywidget.AnyWidget):
         self.run = run
         self._snap = snap
         self._logs: dict[str, str] = {}
+        self._echo: dict[str, Echo | None] = {}  # per step: fetched log lines whose events may still come
         self._pending_images: list[tuple[str, str]] = _snapshot_images(snap)
         self._images: dict[str, str] = getattr(self, "_images", {})
         self._want_logs: str | None = None
@@ -393,7 +395,10 @@ class RunView(anywidget.AnyWidget):
                         return
                     changed = apply_event(self._snap, event)
                     if isinstance(event, ev.StepLog):
-                        text = self._logs.get(event.step, "") + event.text
+                        add, more = echo.strip(event.text) if (echo := self._echo.get(event.step)) else (event.text, False)
+                        if not more:
+                            self._echo.pop(event.step, None)
+                        text = self._logs.get(event.step, "") + add
                         self._logs[event.step] = text[-MAX_LOG_CHARS:]
                         changed = event.step == self.selected
                     elif isinstance(event, ev.ArtifactSaved):
@@ -491,6 +496,9 @@ class RunView(anywidget.AnyWidget):
             step, self._want_logs = self._want_logs, None
         if not step:
             return
+        with self._cond:
+            before = self._logs.get(step, "")
+        echo = None
         try:
             text = self.run.logs(step)
             origin = None if text else cache_origin(self._snap, step)
@@ -499,6 +507,10 @@ class RunView(anywidget.AnyWidget):
         except NbpipeError as exc:
             text = f"(logs unavailable: {exc.message})"
         with self._cond:
+            now = self._logs.get(step, "")
+            if now.startswith(before) and not text.startswith("(logs unavailable"):
+                text, echo = join_fetched(text, now[len(before):])  # the events that came meanwhile
+            self._echo[step] = echo
             self._logs[step] = text[-MAX_LOG_CHARS:]
             self._dirty = True
 

@@ -139,26 +139,18 @@ export function applyRunEvent(run, ev) {
   return change;
 }
 
-/** Length of the longest start of ``tail`` that ``text`` ends with: what both already hold. */
-export function logOverlap(text, tail) {
-  const last = text.charCodeAt(text.length - 1);
-  for (let k = Math.min(text.length, tail.length); k > 0; k -= 1) {
-    if (tail.charCodeAt(k - 1) === last && text.endsWith(tail.slice(0, k))) return k;
-  }
-  return 0;
-}
-
 /**
  * Per-step log buffer: chunks of {attempt, stream, text}, trimmed from the front past LOG_LIMIT.
  *
  * A step attempt's log file is the concatenation of its StepLog texts. If the view saw the attempt
  * start (``started``), the events are the whole log. Otherwise (the view opened mid-run) the text
  * written so far is fetched once: ``beginFetch``, then ``merge`` with the fetched text. Events that
- * came before the fetch are in the file already; events that arrive during it may or may not be,
- * so merge keeps only the part of them past the longest overlap with the fetched text's end.
+ * came before the fetch are in the file already; events that arrive during it, or for a moment
+ * after it (the runner tails the file every 0.1 s), may or may not be: only their part past the
+ * fetched text is kept (``echoStart`` finds where they continue it).
  */
 export class LogBook {
-  constructor() { this.byStep = new Map(); }
+  constructor(now = Date.now) { this.byStep = new Map(); this.now = now; }
   get(step) { return this.byStep.get(step) || null; }
   entry(step) {
     let entry = this.byStep.get(step);
@@ -178,7 +170,27 @@ export class LogBook {
   append(step, attempt, stream, text) {
     const entry = this.entry(step);
     if (entry.pending && entry.pending.attempt === attempt) entry.pending.chunks.push({ stream, text });
-    return this.push(entry, attempt, stream, text);
+    else if (entry.echo) text = this.unechoed(entry, attempt, text);
+    return text ? this.push(entry, attempt, stream, text) : entry;
+  }
+  /**
+   * The part of an event's ``text`` not in the log fetched just before: the runner tails a step's
+   * log file every 0.1 s, so a fetched log may hold lines whose StepLog events come after it (the
+   * first line of a step opened as it started showed twice). Events carry no file offset, so an
+   * echo is recognised by its text, for ECHO_MS after the fetch, continuing where the last one ended.
+   */
+  unechoed(entry, attempt, text) {
+    const echo = entry.echo;
+    if (echo.attempt !== attempt) return text;
+    if (this.now() > echo.until || !echo.text) { entry.echo = null; return text; }
+    if (echo.at < 0) echo.at = echoStart(echo.text, text); // where the events are in the fetched tail
+    if (echo.at < 0) { entry.echo = null; return text; }
+    const rest = echo.text.slice(echo.at);
+    const k = Math.min(rest.length, text.length);
+    if (rest.slice(0, k) !== text.slice(0, k)) { entry.echo = null; return text; }
+    echo.at += k;
+    if (echo.at >= echo.text.length) entry.echo = null;
+    return text.slice(k);
   }
   push(entry, attempt, stream, text) {
     const last = entry.chunks[entry.chunks.length - 1];
@@ -220,7 +232,12 @@ export class LogBook {
     entry.fetched.add(attempt);
     if (text == null) return true; // the fetch failed: keep what the events brought
     text = String(text);
-    let skip = logOverlap(text, pending.map((c) => c.text).join(""));
+    // The events that came during the fetch continue the file from a line of the fetched text
+    // (often its end, but the runner's tail may not have reached it): the part of them in it is skipped.
+    const events = pending.map((c) => c.text).join("");
+    const tail = text.slice(-ECHO_CHARS);
+    const at = events ? echoStart(tail, events) : -1;
+    let skip = at < 0 ? 0 : Math.min(events.length, tail.length - at);
     const old = entry.chunks;
     Object.assign(entry, { chunks: [], size: 0 });
     for (const c of old) if (c.attempt && c.attempt < attempt) this.push(entry, c.attempt, c.stream, c.text);
@@ -230,7 +247,22 @@ export class LogBook {
       skip = Math.max(0, skip - c.text.length);
     }
     for (const c of old) if (c.attempt > attempt) this.push(entry, c.attempt, c.stream, c.text);
+    // What the events so far did not reach of the fetched text may still come as events.
+    entry.echo = events && at < 0 ? null // the events are not in the fetched text: later ones are not either
+      : { attempt, text: tail, at: at < 0 ? -1 : Math.min(tail.length, at + events.length), until: this.now() + ECHO_MS };
     return true;
+  }
+}
+
+const ECHO_MS = 3000;
+const ECHO_CHARS = 65536;
+
+/** The latest line start in ``text`` from which ``events`` continue it (agree on their common part); -1 if none. */
+export function echoStart(text, events) {
+  for (let x = text.lastIndexOf("\n", text.length - 2) + 1; ; x = text.lastIndexOf("\n", x - 2) + 1) {
+    const k = Math.min(text.length - x, events.length);
+    if (k > 0 && text.slice(x, x + k) === events.slice(0, k)) return x;
+    if (x === 0) return -1;
   }
 }
 
