@@ -230,7 +230,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     from ._progress import _fmt as duration_text  # "24 ms", "20.4 s": as `nbpipe show` writes them
 
-    runs = _client(args).runs(experiment=args.experiment, state=args.state, limit=args.limit)
+    runs = _client(args).runs(experiment=args.experiment, state=args.state, limit=args.limit, archived=args.archived)
     t = Table(box=None)
     for col in ("run", "pipeline", "experiment", "state", "steps", "duration", "created", "params"):
         t.add_column(col, no_wrap=col in ("run", "state", "pipeline"))
@@ -356,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", default=None)
     p.add_argument("--state", default=None, choices=RUN_STATES)
     p.add_argument("--limit", type=_positive_int, default=20)
+    p.add_argument("--archived", action="store_true", help="the archived runs (nbpipe archive RUN) instead")
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("show", help="a run's steps, outputs and errors")
@@ -386,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_rerun)
 
     for plugin in ("nbpipe.export.cli", "nbpipe.flow_cli", "nbpipe.lineage_cli", "nbpipe.endpoints_cli",
-                   "nbpipe.audit_cli"):
+                   "nbpipe.audit_cli", "nbpipe.runs_cli"):
         try:
             mod = importlib.import_module(plugin)
         except ImportError:

@@ -251,9 +251,10 @@ class Client:
 
     # ------------------------------------------------------------ queries
     def runs(self, experiment: str | None = None, state: str | None = None, pipeline: str | None = None,
-             limit: int = 50) -> list[dict[str, Any]]:
+             limit: int = 50, archived: bool = False) -> list[dict[str, Any]]:
+        """Runs, newest first; ``archived=True``: the archived ones instead (see :meth:`archive`)."""
         params = {k: v for k, v in {"experiment": experiment, "state": state, "pipeline": pipeline,
-                                    "limit": limit}.items() if v is not None}
+                                    "limit": limit, "archived": "true" if archived else None}.items() if v is not None}
         return self._request("GET", "/api/v1/runs", params=params).json()  # type: ignore[no-any-return]
 
     def experiments(self) -> list[dict[str, Any]]:
@@ -298,6 +299,18 @@ class Client:
 
     def cancel(self, run_id: str) -> dict[str, Any]:
         return self._request("POST", f"/api/v1/runs/{run_id}/cancel").json()  # type: ignore[no-any-return]
+
+    def archive(self, run_id: str) -> dict[str, Any]:
+        """Archive a finished run (Kubeflow's Archive): it leaves the run lists, stays whole; see :meth:`unarchive`."""
+        return self._request("POST", f"/api/v1/runs/{run_id}/archive").json()  # type: ignore[no-any-return]
+
+    def unarchive(self, run_id: str) -> dict[str, Any]:
+        """Restore an archived run to the run lists."""
+        return self._request("POST", f"/api/v1/runs/{run_id}/unarchive").json()  # type: ignore[no-any-return]
+
+    def delete_run(self, run_id: str) -> dict[str, Any]:
+        """Delete a finished run's records and step logs for good (its artifacts and the step cache stay)."""
+        return self._request("DELETE", f"/api/v1/runs/{run_id}").json()  # type: ignore[no-any-return]
 
     def rerun(self, run_id: str, from_step: str | None = None, pipeline: Any = None,
               from_failed: bool = False) -> "Run":

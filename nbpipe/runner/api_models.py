@@ -110,12 +110,23 @@ class RunSummary(BaseModel):
     started_at: float | None
     finished_at: float | None
     duration: float | None
+    archived_at: float | None = None
     model_config = ConfigDict(extra="allow")
 
 
 class RunSnapshot(RunSummary):
     last_event_id: int
     steps: list[StepView]
+
+
+class RunStorage(BaseModel):
+    """What archiving, restoring or deleting a run did."""
+
+    id: str
+    state: str
+    archived: bool | None = None
+    archived_at: float | None = None
+    deleted: bool | None = None
 
 
 class CancelResult(BaseModel):
@@ -133,7 +144,7 @@ class Experiment(BaseModel):
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` entries for the runner's own error bodies."""
     text = {400: "Bad input (what is wrong, and what to do)", 401: "No or wrong token",
-            403: "Refused Host or Origin (DNS rebinding, a cross-site request)", 404: "Not found",
+            403: "Refused Host or Origin (DNS rebinding, a cross-site request)", 404: "Not found", 409: "Not now (e.g. the run is still running)",
             413: "Too large", 503: "The scheduling loop is not running", 507: "The runner's disk is full"}
     body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}  # see server.py
     return {c: {"content": body, "description": text.get(c, "Error")} for c in codes}

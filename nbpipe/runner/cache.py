@@ -257,7 +257,7 @@ def snapshot_of(run: "RunCtx", name: str, experiment: str, package: str, labels:
     return {"id": run.id, "name": name, "pipeline": run.spec["pipeline"]["name"], "experiment": experiment,
             "state": "succeeded", "reason": "", "params": run.params, "labels": labels, "package": package,
             "created_at": run.created_at, "started_at": now, "finished_at": now, "duration": 0.0,
-            "last_event_id": 0, "steps": steps}
+            "archived_at": None, "last_event_id": 0, "steps": steps}
 
 
 _INPUTS: dict[tuple[str, str, str], str] = {}  # (package, step, params JSON) -> the step's inputs summary JSON

@@ -45,6 +45,7 @@ runs = sa.Table(
     sa.Column("started_at", sa.Float),
     sa.Column("finished_at", sa.Float),
     sa.Column("profile", sa.String(63), nullable=False, default="default", index=True),  # migration 5
+    sa.Column("archived_at", sa.Float),  # migration 6: set while the run is archived (see .run_storage)
 )
 
 steps = sa.Table(

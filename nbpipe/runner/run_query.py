@@ -9,6 +9,8 @@ with the label ``notebook`` (the Lab panel: a path under the Jupyter root) or ``
 either, so a notebook's runs are found whichever way they were submitted. Everything is done by the
 database with its indexes, so a page stays fast with tens of thousands of runs.
 
+Archived runs (see :mod:`.run_storage`) are left out unless asked for (``archived=true``).
+
 Non-goals: sorting by anything but creation time; full-text search (a substring match on id,
 name, pipeline, experiment and the notebook label is what a run list needs).
 """
@@ -21,6 +23,7 @@ import sqlalchemy as sa
 
 from ..errors import NbpipeError
 from . import db, profiles
+from .views import archived_clause
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 MAX_LIMIT = 500
@@ -34,8 +37,9 @@ def _label(engine: sa.Engine, key: str) -> Any:
 
 
 def _conditions(engine: sa.Engine, experiment: str | None, pipeline: str | None, state: str | None,
-                notebook: str | None, q: str | None, kernel_notebook: list[str] | None = None) -> list[Any]:
-    where: list[Any] = profiles.clauses(db.runs.c.profile)  # the caller's profiles only
+                notebook: str | None, q: str | None, kernel_notebook: list[str] | None = None,
+                archived: bool = False) -> list[Any]:
+    where: list[Any] = [*profiles.clauses(db.runs.c.profile), archived_clause(archived)]  # the caller's, (un)archived
     if experiment:
         where.append(db.runs.c.experiment == experiment)
     if pipeline:
@@ -62,14 +66,14 @@ def _conditions(engine: sa.Engine, experiment: str | None, pipeline: str | None,
 def query_runs(engine: sa.Engine, *, experiment: str | None = None, pipeline: str | None = None,
                state: str | None = None, notebook: str | None = None, q: str | None = None,
                limit: int = 50, offset: int = 0, facets: bool = False,
-               kernel_notebook: list[str] | None = None) -> dict[str, Any]:
+               kernel_notebook: list[str] | None = None, archived: bool = False) -> dict[str, Any]:
     """One page of runs (newest first) matching the filters, with ``total`` and optional facets.
 
     ``notebook`` matches the ``notebook`` label, or a ``kernel_notebook`` label equal to it or to
     one of ``kernel_notebook`` (absolute paths of the same notebook)."""
     limit = max(1, min(int(limit), MAX_LIMIT))
     offset = max(0, int(offset))
-    where = _conditions(engine, experiment, pipeline, state, notebook, q, kernel_notebook)
+    where = _conditions(engine, experiment, pipeline, state, notebook, q, kernel_notebook, archived)
     ids_q = sa.select(db.runs.c.id).where(*where).order_by(db.runs.c.created_at.desc()).limit(limit).offset(offset)
     with engine.connect() as conn:
         total = conn.execute(sa.select(sa.func.count()).select_from(db.runs).where(*where)).scalar() or 0
@@ -77,7 +81,7 @@ def query_runs(engine: sa.Engine, *, experiment: str | None = None, pipeline: st
         last = conn.execute(sa.select(sa.func.max(db.events.c.id))).scalar() or 0
         out: dict[str, Any] = {"total": int(total), "limit": limit, "offset": offset, "last_event_id": int(last)}
         if facets:
-            out["facets"] = _facets(engine, conn)
+            out["facets"] = _facets(engine, conn, archived)
     out["runs"] = _summaries(engine, ids)
     return out
 
@@ -106,9 +110,9 @@ def list_runs_by_id(engine: sa.Engine, ids: list[str]) -> list[dict[str, Any]]:
     return out
 
 
-def _facets(engine: sa.Engine, conn: sa.Connection) -> dict[str, Any]:
+def _facets(engine: sa.Engine, conn: sa.Connection, archived: bool = False) -> dict[str, Any]:
     def grouped(col: Any) -> list[dict[str, Any]]:
-        mine = profiles.clauses(db.runs.c.profile)  # the caller's profiles only
+        mine = [*profiles.clauses(db.runs.c.profile), archived_clause(archived)]  # the caller's, (un)archived
         rows = conn.execute(sa.select(col, sa.func.count()).where(col.is_not(None), *mine).group_by(col)
                             .order_by(sa.func.count().desc(), col).limit(200)).all()
         return [{"value": str(v), "runs": int(n)} for v, n in rows if v not in (None, "")]
@@ -142,11 +146,12 @@ def run_query_router(engine: Callable[[], sa.Engine], error: Callable[[int, Any]
                              facets: bool = False,
                              kernel_notebook: list[str] = Query(
                                  [], max_length=4,
-                                 description="absolute paths of the notebook: runs submitted from its kernel")) -> Any:
+                                 description="absolute paths of the notebook: runs submitted from its kernel"),
+                             archived: bool = Query(False, description="archived runs instead of the others")) -> Any:
         try:
             return await asyncio.to_thread(query_runs, engine(), experiment=experiment, pipeline=pipeline,
                                            state=state, notebook=notebook, q=q, limit=limit, offset=offset,
-                                           facets=facets, kernel_notebook=kernel_notebook)
+                                           facets=facets, kernel_notebook=kernel_notebook, archived=archived)
         except NbpipeError as exc:
             return error(400, exc)
 

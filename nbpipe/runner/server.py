@@ -294,8 +294,9 @@ def create_app(config: RunnerConfig, on_ready: Any = None, on_stop: Any = None) 
     async def list_runs(experiment: str | None = Query(None, max_length=200),
                         state_: str | None = Query(None, alias="state", max_length=20),
                         pipeline: str | None = Query(None, max_length=200), limit: int = Query(50, ge=1, le=1000),
-                        offset: int = Query(0, ge=0, le=MAX_INT)) -> Any:
-        return views.list_runs(state["engine"], experiment, state_, pipeline, limit, offset)
+                        offset: int = Query(0, ge=0, le=MAX_INT),
+                        archived: bool = Query(False, description="archived runs instead of the others")) -> Any:
+        return views.list_runs(state["engine"], experiment, state_, pipeline, limit, offset, archived)
 
     @app.get("/api/v1/experiments", responses={200: {"model": list[Experiment]}})
     async def experiments() -> Any:
@@ -303,7 +304,8 @@ def create_app(config: RunnerConfig, on_ready: Any = None, on_stop: Any = None) 
 
         with state["engine"].connect() as conn:
             rows = conn.execute(sa.select(db.runs.c.experiment, sa.func.count(), sa.func.max(db.runs.c.created_at))
-                                .where(*profiles.clauses(db.runs.c.profile)).group_by(db.runs.c.experiment)).all()
+                                .where(*profiles.clauses(db.runs.c.profile), views.archived_clause(False))
+                                .group_by(db.runs.c.experiment)).all()
         return [{"name": r[0], "runs": r[1], "last_run_at": r[2]} for r in rows]
 
     @app.get("/api/v1/runs/{run_id}", responses={200: {"model": RunSnapshot}, **errors(404)})
@@ -467,6 +469,9 @@ def create_app(config: RunnerConfig, on_ready: Any = None, on_stop: Any = None) 
 
     app.include_router(lineage_router(lambda: state["engine"], _error))
     app.include_router(run_query_router(lambda: state["engine"], _error))
+    from .run_storage import run_storage_router  # archive, unarchive, delete
+
+    app.include_router(run_storage_router(sched, _error))
     from .endpoint_routes import endpoints_router
 
     app.include_router(endpoints_router(lambda: state["endpoints"], _error))

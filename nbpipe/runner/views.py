@@ -44,13 +44,19 @@ def run_summary(r: dict[str, Any]) -> dict[str, Any]:
         "state": r["state"], "reason": r["reason"], "params": db.loads(r["params"]) or {},
         "labels": db.loads(r["labels"]) or {}, "package": r["package"],
         "created_at": r["created_at"], "started_at": r["started_at"], "finished_at": r["finished_at"],
-        "duration": _duration(r["started_at"], r["finished_at"]),
+        "duration": _duration(r["started_at"], r["finished_at"]), "archived_at": r.get("archived_at"),
     }
 
 
+def archived_clause(archived: bool) -> Any:
+    """Archived runs only, or (the lists' default) the others: see :mod:`.run_storage`."""
+    return db.runs.c.archived_at.is_not(None) if archived else db.runs.c.archived_at.is_(None)
+
+
 def list_runs(engine: sa.Engine, experiment: str | None = None, state: str | None = None,
-              pipeline: str | None = None, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
-    q = sa.select(db.runs).where(*profiles.clauses(db.runs.c.profile))  # the caller's profiles only
+              pipeline: str | None = None, limit: int = 50, offset: int = 0,
+              archived: bool = False) -> list[dict[str, Any]]:
+    q = sa.select(db.runs).where(*profiles.clauses(db.runs.c.profile), archived_clause(archived))  # the caller's only
     q = q.order_by(db.runs.c.created_at.desc()).limit(limit).offset(offset)
     if experiment:
         q = q.where(db.runs.c.experiment == experiment)

@@ -67,12 +67,19 @@ def _index_attempt_state(conn: sa.Connection) -> None:
     conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_attempts_run_id_state ON attempts (run_id, state)"))
 
 
+def _archived_runs(conn: sa.Connection) -> None:
+    # Kubeflow's run storage state: archived runs leave the run lists (see nbpipe.runner.run_storage)
+    if "archived_at" not in {c["name"] for c in sa.inspect(conn).get_columns("runs")}:
+        conn.execute(sa.text("ALTER TABLE runs ADD COLUMN archived_at FLOAT"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "baseline: the tables of nbpipe 0.1", _baseline),
     Migration(2, "attempts.id up to 400 characters (long step names on PostgreSQL)", _widen_attempt_ids),
     Migration(3, "index attempts by (run_id, state) for restart recovery", _index_attempt_state),
     Migration(4, "model-serving endpoints and their versions", _m0004.apply),
     Migration(5, "runs, schedules and endpoints belong to a profile", _m0005.apply),
+    Migration(6, "runs can be archived (runs.archived_at)", _archived_runs),
 )
 LATEST = MIGRATIONS[-1].version
 
