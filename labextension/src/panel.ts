@@ -10,6 +10,7 @@ import { Widget } from '@lumino/widgets';
 
 import { createRunView, RunView } from '../../nbpipe/widgets/run_view.js';
 import { confirmCancel } from './confirm';
+import { downloadOutput } from './download';
 import { button, h } from './dom';
 import type { RunEvent, RunSnapshot } from './events';
 import type { ErrorInfo } from './format';
@@ -139,6 +140,7 @@ export class NbpipePanel extends Widget {
     this.view = createRunView(this.runHost, {
       loadLogs: (step, attempt, run) => this.model.loadLogs(step, attempt, run),
       loadImage: preview => this.loadImage(preview.digest, typeof preview.mime === 'string' ? preview.mime : 'image/png'),
+      onDownload: (step, output, out) => void downloadOutput((d, m) => this.model.api.artifact(d, m), step, output, out, this.view),
       onAction: (action, payload) => {
         if (action === 'cancel') {
           void this.confirmCancel(this.model.state.runId);

@@ -18,6 +18,8 @@ declare module '*/widgets/run_view.js' {
     /** Show a "Lineage" link on each output in the details pane (the Lab run page). */
     onLineage?: (step: string, output: string) => void;
     loadImage?: (preview: ImagePreview) => Promise<string>;
+    /** Show a "Download" link on each stored output in the details pane. */
+    onDownload?: (step: string, output: string, out: { digest?: string; format?: string }) => void;
     onAction?: (action: 'cancel' | 'rerun' | 'rerun_from' | 'rerun_failed' | 'open' | string, payload: { step?: string; run?: string }) => void;
   }
 

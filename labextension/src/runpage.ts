@@ -17,6 +17,7 @@ import { h } from './dom';
 import type { RunEvent, RunSnapshot } from './events';
 import { RunFollower } from './follow';
 import { confirmCancel } from './confirm';
+import { downloadOutput } from './download';
 import { ErrorInfo, formatClock, formatDuration, runNotebook } from './format';
 import { nbpipeIcon } from './icons';
 import { Timeline } from './timeline';
@@ -66,7 +67,8 @@ export class RunPage extends Widget {
       loadLogs: (step, attempt, run) => this.api.logs(run ?? runId, step, attempt),
       loadImage: preview => this.loadImage(preview.digest, typeof preview.mime === 'string' ? preview.mime : 'image/png'),
       onAction: (action, payload) => void this.act(action, payload),
-      onLineage: (step, output) => this.actions.openLineage(runId, step, output)
+      onLineage: (step, output) => this.actions.openLineage(runId, step, output),
+      onDownload: (step, output, out) => void downloadOutput((d, m) => this.api.artifact(d, m), step, output, out, this.view)
     });
     this.follower = new RunFollower(api, runId);
     this.follower.snapshot.connect(snap => this.showSnapshot(snap));

@@ -94,6 +94,7 @@ export function createRunView(el, options = {}) {
   const details = new DetailsPane(main, {
     logs, loadLogs: options.loadLogs, loadImage: options.loadImage, images: options.images, onAction: options.onAction,
     onLineage: options.onLineage, // (step, output): the Lab run page opens the artifact's lineage
+    onDownload: options.onDownload, // (step, output, out): Lab saves the output's bytes as a file
     selectStep: (name) => selectStep(name, true), close: () => { selectStep(null, true); },
     stepOf: (name) => run.byName.get(String(name)) || null, // an upstream step, for the values a step got
     paramOf: (name) => (run.params && Object.hasOwn(run.params, name) ? { value: run.params[name] } : null),

@@ -311,7 +311,9 @@ export class DetailsPane {
           h("strong", { text: name }), h("span", { class: "rv-caption", text: facts }),
           o.digest ? h("code", { class: "rv-digest", text: String(o.digest).slice(0, 12), title: `sha256 ${o.digest}` }) : null,
           o.digest && this.ctx.onLineage ? h("button", { class: "rv-link rv-lineage", type: "button", text: "Lineage",
-            title: `Where ${s.name}.${name} came from and which steps used it`, onclick: () => this.ctx.onLineage(s.name, name) }) : null),
+            title: `Where ${s.name}.${name} came from and which steps used it`, onclick: () => this.ctx.onLineage(s.name, name) }) : null,
+          o.digest && this.ctx.onDownload ? h("button", { class: "rv-link rv-download", type: "button", text: "Download",
+            title: `Save ${s.name}.${name} (${facts || "its stored bytes"}) as a file`, onclick: () => this.ctx.onDownload(s.name, name, o) }) : null),
         h("div", { class: "rv-output-body" }, renderPreview(o.preview, ctx, o)));
     }));
   }
