@@ -71,6 +71,11 @@ def load_target(target: str) -> tuple[Any, list[dict[str, Any]]]:
 
         pkg = read_package(export_notebook(notebook.group(1), pipeline=notebook.group(2)))
         return pkg.data, pkg.parameters
+    if target.endswith(".py") and Path(target).is_file():  # a file, no :pipeline: name the ones it has
+        found = _pipelines_in(import_target(target))
+        raise NbpipeError(f"{target} is a Python file; say which pipeline to run",
+                          hint=f"Use {target}:{found[0]}" + (f" (its pipelines: {', '.join(found)})." if len(found) > 1
+                                                              else ".") if found else "It defines no @nbpipe.pipeline.")
     if ":" not in target or Path(target).exists():
         pkg = read_package(target)
         return pkg.data, pkg.parameters
@@ -79,8 +84,21 @@ def load_target(target: str) -> tuple[Any, list[dict[str, Any]]]:
                                           "path/to/file.py:pipeline.")
     obj = getattr(module, attr, None)
     if not isinstance(obj, Pipeline):
-        raise NbpipeError(f"{target} is not an @nbpipe.pipeline (got {type(obj).__name__})")
+        from .errors import did_you_mean
+
+        found = _pipelines_in(module)
+        what = f"has no {attr!r}" if obj is None else f"has {attr!r}, which is not an @nbpipe.pipeline " \
+                                                      f"(it is a {type(obj).__name__})"
+        raise NbpipeError(f"{mod_name} {what}.{did_you_mean(attr, found)}",
+                          f"Its pipelines: {', '.join(found)}" if found else "It defines no @nbpipe.pipeline")
     return obj, obj.parameters
+
+
+def _pipelines_in(module: Any) -> list[str]:
+    """The names of the ``@nbpipe.pipeline`` objects a module defines."""
+    from .pipeline import Pipeline
+
+    return [k for k, v in vars(module).items() if isinstance(v, Pipeline) and not k.startswith("_")]
 
 
 def import_target(mod_name: str, context: str = "", hint: str = "") -> Any:
@@ -264,6 +282,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
     from . import events as ev
 
     client = _client(args)
+    if args.step is None:  # as %nbpipe logs RUN: the run's failed step
+        args.step = _failed_step(client.get_run(args.run))
     text = client.logs(args.run, args.step, args.attempt)
     if not text:
         _explain_empty_log(client.get_run(args.run), args.step, args.attempt)
@@ -277,6 +297,16 @@ def cmd_logs(args: argparse.Namespace) -> int:
             if isinstance(e, ev.StepFinished) and e.step == args.step and e.state not in ("retrying",):
                 break
     return 0
+
+
+def _failed_step(snap: dict[str, Any]) -> str:
+    """The step ``nbpipe logs RUN`` shows: the run's (first) failed step; a run without one names its steps."""
+    failed = [s["name"] for s in snap["steps"] if s["state"] == "failed"]
+    if failed:
+        return failed[0]
+    steps = [s["name"] for s in snap["steps"]]
+    raise NbpipeError(f"Run {snap['id']} has no failed step ({snap['state']}); name the step whose log to show",
+                      hint=f"nbpipe logs {snap['id']} STEP (its steps: {', '.join(steps)}).")
 
 
 def _explain_empty_log(snap: dict[str, Any], name: str, attempt: int | None) -> None:
@@ -365,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("logs", help="a step's log (-f to follow)")
     p.add_argument("run")
-    p.add_argument("step")
+    p.add_argument("step", nargs="?", default=None, help="default: the run's failed step")
     p.add_argument("--attempt", type=int, default=None)
     p.add_argument("-f", "--follow", action="store_true")
     p.set_defaults(func=cmd_logs)

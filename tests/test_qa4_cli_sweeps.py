@@ -134,3 +134,43 @@ def test_an_early_stopped_trial_whose_run_succeeded_is_succeeded(nb_client) -> N
     assert res.trials["state"].tolist() == ["succeeded", "succeeded", "succeeded", "stopped"]
     assert run_states(nb_client, res)[3] == "cancelled"
     assert res.best["c"] == 2.0
+
+
+CHAIN = '''
+from nbpipe import component, pipeline
+
+@component
+def make(n: int) -> list:
+    return list(range(n))
+
+@component
+def ratio(xs: list, k: int = 3) -> float:
+    return len(xs) / (k - 3)
+
+@pipeline
+def chain(n: int = 4, k: int = 3):
+    ratio(xs=make(n=n).output, k=k)
+'''
+
+
+def test_run_names_the_pipelines_of_a_file_and_logs_defaults_to_the_failed_step(nb_runner, tmp_path) -> None:
+    (tmp_path / "qa4_chain.py").write_text(CHAIN)
+    env = {**os.environ, **nb_runner.client_env()}
+    target = str(tmp_path / "qa4_chain.py")
+    for arg, said in (  # "is not an @nbpipe.pipeline (got NoneType)", "The package ... is not a zip file"
+            (f"{target}:chian", f"nbpipe: {target} has no 'chian'. Did you mean 'chain'? Its pipelines: chain."),
+            (f"{target}:make", f"nbpipe: {target} has 'make', which is not an @nbpipe.pipeline (it is a Component). "
+                               "Its pipelines: chain."),
+            (target, f"nbpipe: {target} is a Python file; say which pipeline to run. Use {target}:chain.")):
+        proc = cli("run", arg, env=env)
+        assert (proc.returncode, proc.stderr.strip()) == (1, said)
+    run = cli("run", f"{target}:chain", "--detach", env=env).stdout.strip()
+    nb_runner.client().run(run).wait(timeout=120, raise_on_failure=False)
+    logs = cli("logs", run, env=env)  # it was "the following arguments are required: step"
+    assert logs.returncode == 0 and "ZeroDivisionError: division by zero" in logs.stdout, logs.stderr
+    ok = cli("run", f"{target}:chain", "-p", "k=5", "--detach", env=env).stdout.strip()
+    nb_runner.client().run(ok).wait(timeout=120)
+    none = cli("logs", ok, env=env)
+    assert none.returncode == 1 and none.stderr.strip() == (
+        f"nbpipe: Run {ok} has no failed step (succeeded); name the step whose log to show. "
+        f"nbpipe logs {ok} STEP (its steps: make, ratio).")
