@@ -95,6 +95,31 @@ def test_run_list_filters_search_and_facets(engine: sa.Engine) -> None:
     assert ids(page) == ["r2", "r1"] and page["total"] == 4
 
 
+
+def test_runs_are_found_by_parameter_value_and_archived_ones_only_when_asked(engine: sa.Engine) -> None:
+    fill(engine)
+    params = {"r1": {"lr": 0.1, "model": "rf", "fast": True, "epochs": 10},
+              "r2": {"lr": 0.01, "model": "svm", "fast": False, "epochs": 10.0},
+              "r3": {"lr": 0.1, "model": "rf=deep", "fast": None, "epochs": 3}}
+    with engine.begin() as c:
+        for rid, p in params.items():
+            c.execute(db.runs.update().where(db.runs.c.id == rid).values(params=json.dumps(p)))
+    assert ids(query_runs(engine, q="lr=0.1")) == ["r3", "r1"]
+    assert ids(query_runs(engine, q="lr = .1")) == ["r3", "r1"]  # as Python reads the number
+    assert ids(query_runs(engine, q="lr=0.01")) == ["r2"]
+    assert ids(query_runs(engine, q="model=rf")) == ["r1"] and ids(query_runs(engine, q='model="rf"')) == ["r1"]
+    assert ids(query_runs(engine, q="model=rf=deep")) == ["r3"]  # the value is everything after the first =
+    assert ids(query_runs(engine, q="fast=true")) == ["r1"] and ids(query_runs(engine, q="fast=false")) == ["r2"]
+    assert ids(query_runs(engine, q="fast=null")) == ["r3"]
+    assert ids(query_runs(engine, q="epochs=10")) == ["r2", "r1"]  # 10 and 10.0 are the same number
+    assert ids(query_runs(engine, q="nope=1")) == []
+    assert ids(query_runs(engine, q="svm")) == ["r2"]  # a plain search reaches parameter values too
+    with engine.begin() as c:  # archived runs (nbpipe.runner.run_storage) only when asked for
+        c.execute(db.runs.update().where(db.runs.c.id == "r1").values(archived_at=99.0))
+    assert ids(query_runs(engine, q="lr=0.1")) == ["r3"]
+    page = query_runs(engine, archived=True, facets=True)
+    assert ids(page) == ["r1"] and page["total"] == 1 and page["facets"]["states"]["succeeded"] == 1
+
 def test_lineage_follows_the_cache_to_the_computing_run(engine: sa.Engine) -> None:
     fill(engine)
     body = lineage(engine, "r2", "train")

@@ -11,12 +11,17 @@ database with its indexes, so a page stays fast with tens of thousands of runs.
 
 Archived runs (see :mod:`.run_storage`) are left out unless asked for (``archived=true``).
 
+The search ``q`` is a substring of the id, name, pipeline, experiment, labels or parameters, or
+``NAME=VALUE``: runs whose parameter NAME is VALUE (``lr=0.1``, ``model=rf``, ``fast=true``).
+
 Non-goals: sorting by anything but creation time; full-text search (a substring match on id,
-name, pipeline, experiment and the notebook label is what a run list needs).
+name, pipeline, experiment, labels and parameters is what a run list needs).
 """
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any, Callable
 
 import sqlalchemy as sa
@@ -57,10 +62,52 @@ def _conditions(engine: sa.Engine, experiment: str | None, pipeline: str | None,
         where.append(sa.or_(*([_label(engine, "notebook") == notebook] if notebook else []),
                             _label(engine, "kernel_notebook").in_(paths)))
     if q and q.strip():
-        pattern = "%" + q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        cols = [db.runs.c.id, db.runs.c.name, db.runs.c.pipeline, db.runs.c.experiment, db.runs.c.labels]
-        where.append(sa.or_(*(c.ilike(pattern, escape="\\") for c in cols)))
+        param = _PARAM_QUERY.match(q.strip())
+        if param:  # "lr=0.1": runs whose parameter lr is 0.1 (Kubeflow filters runs by parameter value)
+            where.append(_param_is(engine, param.group(1), param.group(2).strip()))
+        else:
+            pattern = "%" + q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            cols = [db.runs.c.id, db.runs.c.name, db.runs.c.pipeline, db.runs.c.experiment, db.runs.c.labels,
+                    db.runs.c.params]
+            where.append(sa.or_(*(c.ilike(pattern, escape="\\") for c in cols)))
     return where
+
+
+_PARAM_QUERY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$")
+
+
+def _param_is(engine: sa.Engine, name: str, value: str) -> Any:
+    """``params[name]`` equals ``value`` as typed: a number, true/false, null, or a string with or
+    without quotes (``lr=0.1``, ``lr=.1``, ``model=rf``, ``model="rf"``)."""
+    texts = {value}
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = value
+    if isinstance(parsed, str):
+        texts.add(parsed)
+    elif isinstance(parsed, bool) or parsed is None:
+        texts.add(json.dumps(parsed))
+    elif isinstance(parsed, (int, float)):
+        texts |= {repr(parsed), str(parsed), repr(float(parsed))}
+        if float(parsed).is_integer():
+            texts.add(str(int(parsed)))
+    try:
+        number = float(value)
+        texts |= {repr(number)} | ({str(int(number))} if number.is_integer() else set())
+    except ValueError:
+        pass
+    if engine.dialect.name == "postgresql":
+        doc = sa.cast(db.runs.c.params, sa.JSON)
+        return sa.or_(doc[name].as_string().in_(sorted(texts)),
+                      *([sa.func.json_typeof(doc[name]) == "null"] if "null" in texts else []))
+    # SQLite: json_extract gives booleans as 1/0; json_type tells them apart from numbers
+    got = sa.func.json_extract(db.runs.c.params, f"$.{name}")
+    kind = sa.func.json_type(db.runs.c.params, f"$.{name}")
+    booleans = {"true": "true", "false": "false"}
+    flags = [booleans[t] for t in texts if t in booleans]
+    return sa.or_(sa.and_(kind.in_(["integer", "real", "text"]), sa.cast(got, sa.Text).in_(sorted(texts))),
+                  *([kind.in_(flags)] if flags else []), *([kind == "null"] if "null" in texts else []))
 
 
 def query_runs(engine: sa.Engine, *, experiment: str | None = None, pipeline: str | None = None,
