@@ -71,6 +71,12 @@ def cmd_schedules(args: argparse.Namespace) -> int:
     if args.action == "create":
         if not args.target:
             raise NbpipeError("nbpipe schedules create needs a TARGET (package or module:pipeline)")
+        given = [o for o, v in (("--cron", args.cron), ("--interval", args.interval), ("--folder", args.folder))
+                 if v is not None]
+        if len(given) != 1:  # (the runner would say "exactly one of cron, interval or trigger", in Python's words)
+            raise NbpipeError(f"nbpipe schedules create needs one of --cron, --interval or --folder (got "
+                              f"{' and '.join(given) or 'none'})", hint="e.g. --cron '0 3 * * *' (03:00 UTC daily), "
+                              "--interval 3600, or --folder /data/in (a run when new files arrive).")
         if args.interval is not None and not args.interval > 0:  # (the runner would say "body.interval: ...")
             raise NbpipeError(f"--interval must be a number of seconds > 0, e.g. 3600 (got {args.interval:g})")
         runnable, parameters = load_target(args.target)

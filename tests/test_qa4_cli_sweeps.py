@@ -76,6 +76,15 @@ def test_an_unknown_option_shows_the_subcommands_usage_and_the_option_meant() ->
     assert top.returncode == 2 and top.stderr.startswith("usage: nbpipe [-h]"), top.stderr
 
 
+def test_schedules_create_says_which_cli_options_set_when(nb_runner) -> None:
+    env = {**os.environ, **nb_runner.client_env()}
+    for extra, got in (((), "none"), (("--cron", "0 3 * * *", "--interval", "60"), "--cron and --interval")):
+        proc = cli("schedules", "create", "nbpipe.examples.digits:digits", *extra, env=env)
+        assert proc.returncode == 1  # it was the runner's "exactly one of cron, interval or trigger ... trigger={...}"
+        assert proc.stderr.startswith(f"nbpipe: nbpipe schedules create needs one of --cron, --interval or --folder "
+                                      f"(got {got}). e.g. --cron '0 3 * * *'"), proc.stderr
+
+
 def test_lineage_of_a_run_lists_its_steps_outputs_and_how_to_ask(nb_runner, nb_client) -> None:
     run = nb_client.submit(qa4_mixed, {"c": 3.0}).wait(timeout=120)
     env = {**os.environ, **nb_runner.client_env()}
