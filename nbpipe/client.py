@@ -252,7 +252,7 @@ class Client:
     # ------------------------------------------------------------ queries
     def runs(self, experiment: str | None = None, state: str | None = None, pipeline: str | None = None,
              limit: int = 50, archived: bool = False) -> list[dict[str, Any]]:
-        """Runs, newest first; ``archived=True``: the archived ones instead (see :meth:`archive`)."""
+        """Runs, newest first; ``archived=True``: the archived ones instead (see :meth:`archive_run`)."""
         params = {k: v for k, v in {"experiment": experiment, "state": state, "pipeline": pipeline,
                                     "limit": limit, "archived": "true" if archived else None}.items() if v is not None}
         return self._request("GET", "/api/v1/runs", params=params).json()  # type: ignore[no-any-return]
@@ -300,11 +300,11 @@ class Client:
     def cancel(self, run_id: str) -> dict[str, Any]:
         return self._request("POST", f"/api/v1/runs/{run_id}/cancel").json()  # type: ignore[no-any-return]
 
-    def archive(self, run_id: str) -> dict[str, Any]:
-        """Archive a finished run (Kubeflow's Archive): it leaves the run lists, stays whole; see :meth:`unarchive`."""
+    def archive_run(self, run_id: str) -> dict[str, Any]:
+        """Archive a finished run (Kubeflow's Archive): it leaves the run lists, stays whole; see :meth:`unarchive_run`."""
         return self._request("POST", f"/api/v1/runs/{run_id}/archive").json()  # type: ignore[no-any-return]
 
-    def unarchive(self, run_id: str) -> dict[str, Any]:
+    def unarchive_run(self, run_id: str) -> dict[str, Any]:
         """Restore an archived run to the run lists."""
         return self._request("POST", f"/api/v1/runs/{run_id}/unarchive").json()  # type: ignore[no-any-return]
 

@@ -183,6 +183,18 @@ class Run:
     def cancel(self) -> None:
         self.client.cancel(self.id)
 
+    def archive(self) -> None:
+        """Take this (finished) run out of the run lists; it stays whole (see :meth:`Client.archive_run`)."""
+        self.client.archive_run(self.id)
+
+    def unarchive(self) -> None:
+        """Bring this archived run back to the run lists."""
+        self.client.unarchive_run(self.id)
+
+    def delete(self) -> None:
+        """Delete this (finished) run's records and step logs for good (see :meth:`Client.delete_run`)."""
+        self.client.delete_run(self.id)
+
     def rerun(self, from_step: str | None = None, pipeline: Any = None, from_failed: bool = False,
               same_code: bool = False) -> "Run":
         """A new run of this one (see :meth:`Client.rerun`): ``from_step``, ``from_failed`` and

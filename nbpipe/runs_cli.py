@@ -33,11 +33,11 @@ def _each(args: argparse.Namespace, act: Callable[[Any, str], str]) -> int:
 
 def cmd_archive(args: argparse.Namespace) -> int:
     return _each(args, lambda c, r: f"archived {r} (nbpipe runs --archived lists it; nbpipe unarchive {r} restores it)"
-                 if c.archive(r)["archived"] else r)
+                 if c.archive_run(r)["archived"] else r)
 
 
 def cmd_unarchive(args: argparse.Namespace) -> int:
-    return _each(args, lambda c, r: f"restored {r} to the run list" if not c.unarchive(r)["archived"] else r)
+    return _each(args, lambda c, r: f"restored {r} to the run list" if not c.unarchive_run(r)["archived"] else r)
 
 
 def cmd_delete(args: argparse.Namespace) -> int:

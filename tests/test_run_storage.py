@@ -70,7 +70,7 @@ def test_an_archived_run_leaves_the_lists_keeps_its_page_and_comes_back_when_res
     assert kept.state == done.state == "succeeded"
     runs_before = sum(e["runs"] for e in client.experiments())
 
-    got = client.archive(done.id)
+    got = client.archive_run(done.id)
     assert got["archived"] is True and got["state"] == "succeeded" and got["archived_at"] > 0
     assert _ids(client.runs()) == {kept.id}  # gone from the run list ...
     assert _ids(client.runs(archived=True)) == {done.id}  # ... into the archived one
@@ -88,17 +88,17 @@ def test_an_archived_run_leaves_the_lists_keeps_its_page_and_comes_back_when_res
     again = client.rerun(done.id).wait(timeout=120)
     assert again.state == "succeeded" and again.id in _ids(client.runs())  # the new run is not archived
 
-    assert client.archive(done.id)["archived_at"] == got["archived_at"]  # archiving twice changes nothing
+    assert client.archive_run(done.id)["archived_at"] == got["archived_at"]  # archiving twice changes nothing
     runner.stop()
     runner.start()  # archived is stored, not remembered
     client = runner.client()
     assert done.id in _ids(client.runs(archived=True)) and done.id not in _ids(client.runs())
 
-    back = client.unarchive(done.id)
+    back = client.unarchive_run(done.id)
     assert back["archived"] is False and back["archived_at"] is None
     assert done.id in _ids(client.runs()) and not client.runs(archived=True)
     assert client.get_run(done.id)["archived_at"] is None
-    assert client.unarchive(done.id)["archived"] is False  # restoring a restored run is not an error
+    assert client.unarchive_run(done.id)["archived"] is False  # restoring a restored run is not an error
 
 
 def test_a_run_still_going_is_neither_archived_nor_deleted_and_says_what_to_do(nb_client: Any, tmp_path: Path) -> None:
@@ -108,7 +108,7 @@ def test_a_run_still_going_is_neither_archived_nor_deleted_and_says_what_to_do(n
         for event in run.events():
             if isinstance(event, ev.StepStarted):
                 break
-        for act in (nb_client.archive, nb_client.delete_run):
+        for act in (nb_client.archive_run, nb_client.delete_run):
             with pytest.raises(RunnerError) as err:
                 act(run.id)
             text = str(err.value)
@@ -117,8 +117,13 @@ def test_a_run_still_going_is_neither_archived_nor_deleted_and_says_what_to_do(n
     finally:
         gate.touch()
     assert run.wait(timeout=120).state == "succeeded"
-    assert nb_client.archive(run.id)["archived"] is True  # once it ended, it can be
-    assert nb_client.delete_run(run.id)["deleted"] is True
+    run.archive()  # once it ended, it can be (the run handle, as a notebook has it)
+    assert run.snapshot()["archived_at"] and run.id in _ids(nb_client.runs(archived=True))
+    run.unarchive()
+    assert run.snapshot()["archived_at"] is None
+    run.delete()
+    with pytest.raises(RunnerError, match=f"No run {run.id}"):
+        run.snapshot()
 
 
 def test_a_deleted_run_is_gone_but_its_cache_and_outputs_stay(nb_runner_factory: Any) -> None:
