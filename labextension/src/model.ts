@@ -233,6 +233,11 @@ export class PanelModel {
     this.update({ raws: { ...this._state.raws, [name]: raw }, fieldErrors });
   }
 
+  /** Fill the form with `raws` (a cloned run's parameters), saying `notice`. */
+  fillParams(raws: Record<string, RawValue>, notice: string): void {
+    this.update({ raws: { ...this._state.raws, ...raws }, fieldErrors: {}, notice, error: null });
+  }
+
   /** Put every parameter back to its default. */
   resetParams(): void {
     const params = this._state.analysis?.parameters ?? [];

@@ -9,6 +9,7 @@
 import { Widget } from '@lumino/widgets';
 
 import { createRunView, RunView } from '../../nbpipe/widgets/run_view.js';
+import { clonedRaws } from './clone';
 import { confirmCancel } from './confirm';
 import { downloadOutput } from './download';
 import { button, h } from './dom';
@@ -185,6 +186,23 @@ export class NbpipePanel extends Widget {
     }
   }
 
+  /** Kubeflow's "Clone run": the form gets the run's parameters, scrolled to, its first field focused. */
+  private cloneRun(id: string): void {
+    const run = this.model.state.runs.find(r => r.id === id);
+    if (!run) {
+      return;
+    }
+    const cloned = clonedRaws(this.model.state.analysis, run);
+    if ('error' in cloned) {
+      this.model.fillParams({}, cloned.error);
+      return;
+    }
+    this.formKey = ''; // the fields show the raws they were drawn with: draw them again
+    this.model.fillParams(cloned.raws, cloned.note);
+    this.formBox.scrollIntoView({ block: 'nearest' });
+    this.formBox.querySelector<HTMLInputElement>('input, select, textarea')?.focus();
+  }
+
   private render(state: PanelState): void {
     if (!state.runId && this.shownRun !== null) {  // another notebook's run (see PanelModel.setNotebook)
       this.shownRun = null;
@@ -220,7 +238,8 @@ export class NbpipePanel extends Widget {
           open: id => void this.model.openRun(id),
           cancel: id => void this.confirmCancel(id),
           rerun: id => void this.model.rerun(id),
-          rerunFromFailed: id => void this.model.rerunFromFailed(id)
+          rerunFromFailed: id => void this.model.rerunFromFailed(id),
+          clone: id => this.cloneRun(id)
         });
       }
     }

@@ -15,6 +15,8 @@ export interface RunListActions {
   cancel(id: string): void;
   rerun(id: string): void;
   rerunFromFailed(id: string): void;
+  /** Fill the Run Pipeline form with the run's parameters, to edit them (Kubeflow's "Clone run"). */
+  clone?(id: string): void;
 }
 
 const ICONS: Record<string, string> = {
@@ -50,6 +52,10 @@ function item(run: RunSummary, open: boolean, now: number, actions: RunListActio
     buttons.push(button('Cancel', () => actions.cancel(run.id), { class: 'nbp-small nbp-danger', title: 'Cancel this run' }));
   } else {
     buttons.push(button('Re-run', () => actions.rerun(run.id), { class: 'nbp-small', title: 'Run again with the same parameters' }));
+    if (actions.clone) {
+      const clone = actions.clone;
+      buttons.push(button('Clone', () => clone(run.id), { class: 'nbp-small', title: 'Fill the form above with this run’s parameters, to edit them and run' }));
+    }
     if (run.state === 'failed' && hasFailedSteps(run)) {
       buttons.push(
         button('Re-run from failed', () => actions.rerunFromFailed(run.id), {
