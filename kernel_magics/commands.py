@@ -25,7 +25,7 @@ from nbpipe.pipeline import Pipeline
 
 from .last_error import run_of_last_error
 from .step_notes import no_log_note
-from .suggest import check_runner_url, note_other_pipelines, parse_command
+from .suggest import check_runner_url, current_runner, note_other_pipelines, parse_command
 
 if TYPE_CHECKING:
     from nbpipe.client import Run
@@ -67,7 +67,7 @@ def _parser() -> MagicArgumentParser:
     p = sub.add_parser(
         "config", help="Choose the runner: runner=URL token=T (runner=local: the embedded one)."
     )
-    p.add_argument("settings", nargs="+", help="runner=URL and/or token=TOKEN")
+    p.add_argument("settings", nargs="*", help="runner=URL and/or token=TOKEN (none: show the runner used now)")
     p = sub.add_parser(
         "pull", help="Wait for the run, then load step outputs into the notebook (a failed step: its inputs)."
     )
@@ -458,23 +458,22 @@ class NbpipeCommands:
     def cmd_config(self, args: Any) -> None:
         import nbpipe.client
 
+        if not args.settings:  # which runner is used now (it was "the following arguments are required")
+            print(current_runner())
+            return
         settings: dict[str, str] = {}
         for item in args.settings:
             key, sep, value = item.partition("=")
             if not sep or key not in ("runner", "token"):
-                raise UsageError(
-                    f"Unknown setting {item!r}; use runner=URL (runner=local for the embedded "
-                    "runner) and token=TOKEN."
-                )
+                raise UsageError(f"Unknown setting {item!r}; use runner=URL (runner=local for the embedded "
+                                 "runner) and token=TOKEN.")
             settings[key] = value
         url = settings.get("runner")
-        url = None if url in (None, "", "local") else url
+        url = None if url in (None, "", "local", "embedded") else url
         check_runner_url(url)
         nbpipe.client.configure(url=url, token=settings.get("token"))
-        print(
-            f"nbpipe runner: {url or 'the embedded local runner (started on first use)'}"
-            + (" with a token" if settings.get("token") else "")
-        )
+        print(f"nbpipe runner: {url or 'the embedded local runner (started on first use)'}"
+              + (" with a token" if settings.get("token") else ""))
 
     def _inferred_name(self) -> str:
         """The plain-cell pipeline's name: the notebook's, as the Lab panel and export call it (so its

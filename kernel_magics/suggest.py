@@ -131,6 +131,15 @@ def check_runner_url(url: str | None) -> None:
                      f"Did you mean %nbpipe config runner={fixed}?")
 
 
+def current_runner() -> str:
+    """What ``%nbpipe config`` with no settings says: the runner this kernel's runs go to, and how to change it."""
+    from nbpipe.client import _configured
+
+    url, token = _configured()
+    where = f"{url}{' with a token' if token else ''}" if url else "the embedded local runner (started on first use)"
+    return f"nbpipe runner: {where}. Change it with %nbpipe config runner=URL token=TOKEN (runner=local: the embedded one)."
+
+
 def note_other_pipelines(cells_pipeline: Any, others: list[str]) -> Any:
     """``%nbpipe run`` with no name runs the plain ``%%component`` cells' pipeline; when the kernel also
     has pipelines of its own, say which ran and how to run the others (it used to pick silently)."""

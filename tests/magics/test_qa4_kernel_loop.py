@@ -154,3 +154,17 @@ def test_run_takes_list_and_dict_values_written_as_in_python(ip: Any) -> None:
     ip.run_line_magic("nbpipe", """run lists tags=[1, 2] cfg={"a": "x]", "b": [3, 4]}""")
     run = ip.magics.commands.last_run
     assert run.wait(timeout=120).output("show") == "[1, 2] {'a': 'x]', 'b': [3, 4]}"
+
+
+def test_config_shows_the_runner_and_takes_embedded(ip: Any, capsys: Any) -> None:
+    import nbpipe.client
+
+    ip.run_line_magic("nbpipe", "config runner=http://127.0.0.1:9 token=t")
+    capsys.readouterr()
+    ip.run_line_magic("nbpipe", "config")  # it was "the following arguments are required: settings"
+    assert capsys.readouterr().out.strip() == ("nbpipe runner: http://127.0.0.1:9 with a token. Change it with "
+                                               "%nbpipe config runner=URL token=TOKEN (runner=local: the embedded one).")
+    ip.run_line_magic("nbpipe", "config runner=embedded")  # it was "Did you mean runner=http://embedded?"
+    assert nbpipe.client._configured()[0] is None  # noqa: SLF001
+    ip.run_line_magic("nbpipe", "config")
+    assert "nbpipe runner: the embedded local runner (started on first use)." in capsys.readouterr().out
