@@ -20,6 +20,7 @@ import math
 import random
 import statistics
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,6 +193,19 @@ def check_objective(pipeline: Any, objective: str) -> None:
                       listed, fix)
 
 
+def _submitted_unseen(client: Any, experiment: str, submitting: list[int], since: float, known: set[str]) -> list[str]:
+    """The run of the trial whose submission Ctrl-C interrupted, if the runner took it (its answer never came)."""
+    if not submitting:
+        return []
+    try:
+        runs = client.runs(experiment=experiment, limit=20)
+    except NbpipeError:
+        return []  # the runner is not answering: the message still names the experiment to look at
+    runs = runs["runs"] if isinstance(runs, dict) else runs
+    return [r["id"] for r in runs if r["id"] not in known and r.get("created_at", 0) >= since - 1
+            and (r.get("labels") or {}).get("sweep_trial") == str(submitting[0])]
+
+
 def sweep(pipeline: Any, space: dict[str, Any], objective: str, goal: str = "max", algorithm: str = "grid",
           max_runs: int | None = None, parallelism: int = 2, experiment: str | None = None,
           params: dict[str, Any] | None = None, early_stopping: str | None = None, seed: int | None = None,
@@ -264,13 +278,19 @@ def sweep(pipeline: Any, space: dict[str, Any], objective: str, goal: str = "max
     objective_step = objective.split(".", 1)[0]
     better = (lambda a, b: a > b) if goal == "max" else (lambda a, b: a < b)
 
+    submitting: list[int] = []  # the trial being submitted: Ctrl-C may land after the runner took it
+    since = time.time()
+
     def submit_next() -> None:
-        i, point = pending.pop(0)
+        i, point = pending[0]
+        submitting[:] = [i]
         run = client.submit(pipeline, {**(params or {}), **point}, experiment=experiment,
                             name=f"{pipeline.name} trial {i}", labels={"sweep_trial": str(i)})
+        pending.pop(0)
         trial = {"trial": i, "run": run.id, "state": "running", "objective": None, **point}
         trials.append(trial)
         by_run[run.id] = trial
+        submitting.clear()
 
     def finished_values() -> list[float]:
         return [t["objective"] for t in trials if t["state"] == "succeeded" and t["objective"] is not None]
@@ -313,6 +333,10 @@ def sweep(pipeline: Any, space: dict[str, Any], objective: str, goal: str = "max
     except KeyboardInterrupt:
         # Interrupting stops the waiting, not the trials: say which go on and how to stop them.
         going = sorted(r for r, t in by_run.items() if t["state"] == "running")
+        taken = _submitted_unseen(client, experiment, submitting, since, set(by_run))
+        if taken and pending and pending[0][0] == submitting[0]:
+            pending = pending[1:]
+        going = sorted(going + taken)
         sys.stderr.write(f"nbpipe.sweep: stopped waiting for sweep '{experiment}'; {len(going)} trial run(s) go on "
                          f"in the runner ({', '.join(going) or 'none'}), {len(pending)} trial(s) were not "
                          f"submitted. Stop them: nbpipe cancel RUN; see them: nbpipe runs --experiment "

@@ -183,3 +183,20 @@ def test_run_names_the_pipelines_of_a_file_and_logs_defaults_to_the_failed_step(
     assert none.returncode == 1 and none.stderr.strip() == (
         f"nbpipe: Run {ok} has no failed step (succeeded); name the step whose log to show. "
         f"nbpipe logs {ok} STEP (its steps: make, ratio).")
+
+
+def test_ctrl_c_while_a_trial_is_being_submitted_names_its_run(nb_runner, nb_client, capsys) -> None:
+    """Ctrl-C that lands after the runner took a trial but before its answer came (the run was "none")."""
+    from nbpipe.client import Client
+
+    class InterruptedOnSubmit(Client):
+        def submit(self, *args, **kwargs):
+            super().submit(*args, **kwargs)  # the runner has the run; the user's Ctrl-C comes now
+            raise KeyboardInterrupt
+
+    client = InterruptedOnSubmit(nb_runner.url, token=nb_runner.token)
+    with pytest.raises(KeyboardInterrupt):
+        nbpipe.sweep(qa4_last, space={"c": [1.0, 2.0, 3.0]}, objective="qa4_score", parallelism=1,
+                     experiment="qa4 interrupted submit", runner=client)
+    (run,) = nb_client.runs(experiment="qa4 interrupted submit")
+    assert f"1 trial run(s) go on in the runner ({run['id']}), 2 trial(s) were not submitted" in capsys.readouterr().err
