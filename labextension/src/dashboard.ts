@@ -12,6 +12,7 @@ import { INotebookTracker } from '@jupyterlab/notebook';
 import type { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 import type { DockLayout, Widget } from '@lumino/widgets';
 
+import { RunStorage } from './archivemodel';
 import { ComparePage } from './compare';
 import { nbpipeIcon } from './icons';
 import { LineagePage } from './lineage';
@@ -52,6 +53,7 @@ export const dashboardPlugin: JupyterFrontEndPlugin<void> = {
   activate: (app: JupyterFrontEnd, restorer: ILayoutRestorer | null, palette: ICommandPalette | null,
     tracker: INotebookTracker | null): void => {
     const api = new ServerApi(app.serviceManager.serverSettings);
+    const storage = new RunStorage(api); // archive/restore/delete, seen by every Runs page and run page
     const { commands, shell } = app;
     const runs = new WidgetTracker<RunPage>({ namespace: 'nbpipe-run' });
     const lists = new WidgetTracker<RunsPage>({ namespace: 'nbpipe-runs' });
@@ -75,7 +77,8 @@ export const dashboardPlugin: JupyterFrontEndPlugin<void> = {
       const page = new RunPage(id, api, {
         openRun: other => void commands.execute(DashboardCommands.openRun, { id: other }),
         openLineage: (run, step, output) => void commands.execute(DashboardCommands.lineage, { run, step, output }),
-        saveNotebook: tracker ? notebookSaver(app, tracker) : undefined
+        saveNotebook: tracker ? notebookSaver(app, tracker) : undefined,
+        storage
       });
       void runs.add(page);
       place(page, mode, ref);
@@ -117,7 +120,7 @@ export const dashboardPlugin: JupyterFrontEndPlugin<void> = {
           page = new RunsPage(new RunListModel(api), {
             openRun: id => void commands.execute(DashboardCommands.openRun, { id }),
             compare: selected => void commands.execute(DashboardCommands.compare, { runs: selected })
-          });
+          }, storage);
           void lists.add(page);
         }
         place(page);

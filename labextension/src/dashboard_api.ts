@@ -142,7 +142,8 @@ export interface Lineage {
 }
 
 export interface DashboardApi {
-  runPage(filters: RunFilters, offset: number, limit: number, facets: boolean): Promise<RunPage>;
+  /** `archived`: the archived runs instead of the others. */
+  runPage(filters: RunFilters, offset: number, limit: number, facets: boolean, archived?: boolean): Promise<RunPage>;
   /** Every run's state events after `after` until `signal` aborts; resolves with the last id seen. */
   allEvents(after: number, onEvent: (event: RunEvent) => void, signal: AbortSignal): Promise<number>;
   run(id: string): Promise<RunSnapshot>;

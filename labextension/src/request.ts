@@ -20,6 +20,7 @@ import type {
 } from './api';
 import { asEvent, eventId, JSONValue, RunEvent, RunSnapshot, RunSummary } from './events';
 import type { CompareTable, DashboardApi, Lineage, RunFilters, RunPage } from './dashboard_api';
+import type { RunStorageAnswer, RunStorageApi } from './archivemodel';
 import { SseParser } from './sse';
 
 /** A failed request to the server extension, with the fix and the notebook cell when known. */
@@ -120,7 +121,7 @@ function post(body: unknown, method = 'POST'): RequestInit {
 const run = (id: string): string => `runs/${encodeURIComponent(id)}`;
 
 /** `NbpipeApi` over HTTP to the server extension. */
-export class ServerApi implements NbpipeApi, DashboardApi {
+export class ServerApi implements NbpipeApi, DashboardApi, RunStorageApi {
   constructor(private readonly serverSettings: ServerConnection.ISettings = ServerConnection.makeSettings()) {}
 
   private json<T>(endpoint: string, init: RequestInit = {}): Promise<T> {
@@ -194,7 +195,7 @@ export class ServerApi implements NbpipeApi, DashboardApi {
 
   // ------------------------------------------------------------ dashboard (nbpipe/lab/dashboard.py)
 
-  runPage(filters: RunFilters, offset: number, limit: number, facets: boolean): Promise<RunPage> {
+  runPage(filters: RunFilters, offset: number, limit: number, facets: boolean, archived = false): Promise<RunPage> {
     const query = new URLSearchParams();
     for (const [key, value] of Object.entries(filters)) {
       if (value) {
@@ -206,7 +207,22 @@ export class ServerApi implements NbpipeApi, DashboardApi {
     if (facets) {
       query.set('facets', '1');
     }
+    if (archived) {
+      query.set('archived', 'true');
+    }
     return this.json(`dashboard/runs?${query.toString()}`);
+  }
+
+  archiveRun(id: string): Promise<RunStorageAnswer> {
+    return this.json(`${run(id)}/archive`, post({}));
+  }
+
+  unarchiveRun(id: string): Promise<RunStorageAnswer> {
+    return this.json(`${run(id)}/unarchive`, post({}));
+  }
+
+  deleteRun(id: string): Promise<RunStorageAnswer> {
+    return this.json(run(id), { method: 'DELETE' });
   }
 
   allEvents(after: number, onEvent: (event: RunEvent) => void, signal: AbortSignal): Promise<number> {

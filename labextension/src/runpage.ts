@@ -13,6 +13,8 @@ import { Widget } from '@lumino/widgets';
 
 import { createRunView, RunView } from '../../nbpipe/widgets/run_view.js';
 import type { NbpipeApi } from './api';
+import { RunArchiveControl } from './archive';
+import type { RunStorage } from './archivemodel';
 import { h } from './dom';
 import type { RunEvent, RunSnapshot } from './events';
 import { RunFollower } from './follow';
@@ -27,6 +29,8 @@ export interface RunPageActions {
   openLineage(run: string, step: string, output: string): void;
   /** Save the run's notebook if open with edited cells (a re-run exports it as saved). */
   saveNotebook?(path: string): Promise<boolean>;
+  /** Archive / Restore (archive.ts), shared with the Runs pages. */
+  storage?: RunStorage;
 }
 
 export class RunPage extends Widget {
@@ -45,6 +49,7 @@ export class RunPage extends Widget {
   private timelineBox: HTMLElement | null = null;
   private fitFrame = 0;
   private rerunning = false; // a double-click on Rerun starts one run, not two
+  private readonly archive: RunArchiveControl | null;
 
   constructor(
     readonly runId: string,
@@ -70,10 +75,12 @@ export class RunPage extends Widget {
       onLineage: (step, output) => this.actions.openLineage(runId, step, output),
       onDownload: (step, output, out) => void downloadOutput((d, m) => this.api.artifact(d, m), step, output, out, this.view)
     });
+    this.archive = actions.storage ? new RunArchiveControl(actions.storage, runId, this.host, n => this.view.setNotice?.(n)) : null;
     this.follower = new RunFollower(api, runId);
     this.follower.snapshot.connect(snap => this.showSnapshot(snap));
     this.follower.event.connect((event: RunEvent) => {
       this.view.applyEvent(event);
+      this.archive?.applyEvent(event);
       if (this.timeline.apply(event)) {
         this.scheduleTimeline();
       }
@@ -89,6 +96,7 @@ export class RunPage extends Widget {
       this.timelineBox.hidden = false;
     }
     this.view.setSnapshot(snap);
+    this.archive?.setSnapshot(snap);
     this.timeline.setSnapshot(snap);
     this.renderTimeline();
     const name = snap.name || snap.pipeline || snap.id;
@@ -230,6 +238,7 @@ export class RunPage extends Widget {
       clearInterval(this.ticker);
     }
     this.follower.stop();
+    this.archive?.dispose();
     this.view.destroy();
     this.images.forEach(url => URL.revokeObjectURL(url));
     super.dispose();

@@ -44,6 +44,8 @@ export interface RunListState {
   selected: string[];
   /** How long the last page took to arrive (ms), for the status line and the benchmark. */
   loadMs: number | null;
+  /** The archived runs instead of the others (Kubeflow's Archived tab). */
+  archived: boolean;
 }
 
 export interface RunListOptions {
@@ -98,7 +100,8 @@ export class RunListModel {
       error: null,
       live: false,
       selected: [],
-      loadMs: null
+      loadMs: null,
+      archived: false
     };
   }
 
@@ -126,7 +129,7 @@ export class RunListModel {
     this.update({ loading: true });
     const t0 = this.clock();
     try {
-      const page = await this.api.runPage(filters, offset, limit, facets || !this._state.facets);
+      const page = await this.api.runPage(filters, offset, limit, facets || !this._state.facets, this._state.archived);
       if (seq !== this.seq || this.disposed) {
         return;
       }
@@ -189,6 +192,24 @@ export class RunListModel {
 
   clearSelection(): void {
     this.update({ selected: [] });
+  }
+
+  /** Show the archived runs (or the others), from the first page, nothing ticked. */
+  setArchived(archived: boolean): Promise<void> {
+    if (this._state.archived === archived) {
+      return Promise.resolve();
+    }
+    this.update({ archived, offset: 0, selected: [], facets: null, runs: [], total: 0, loading: true });
+    return this.load(true);
+  }
+
+  /** Take runs that left this list (archived, restored, deleted) off the page now, then refill it. */
+  dropRuns(ids: string[]): Promise<void> {
+    const gone = new Set(ids);
+    const runs = this._state.runs.filter(r => !gone.has(r.id));
+    const total = Math.max(0, this._state.total - (this._state.runs.length - runs.length));
+    this.update({ runs, total, selected: this._state.selected.filter(id => !gone.has(id)) });
+    return this.load(true);
   }
 
   /** Fold one event into the page; new and finished runs also reload it (debounced). */

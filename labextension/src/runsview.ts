@@ -9,6 +9,8 @@
 import type { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
+import { RunsStorageBar } from './archive';
+import type { RunStorage } from './archivemodel';
 import type { FacetValue, RunFilters } from './dashboard_api';
 import { button, h } from './dom';
 import { RUN_FINAL, RUN_STATES, RunSummary, STEP_STATES } from './events';
@@ -40,9 +42,11 @@ export class RunsPage extends Widget {
   private timer: ReturnType<typeof setInterval> | null = null;
   private searchTimer: ReturnType<typeof setTimeout> | null = null;
   private facetKey = '';
+  private readonly storageBar: RunsStorageBar | null; // Active | Archived, Archive/Restore/Delete
 
-  constructor(readonly model: RunListModel, private readonly actions: RunsPageActions) {
+  constructor(readonly model: RunListModel, private readonly actions: RunsPageActions, storage?: RunStorage) {
     super();
+    this.storageBar = storage ? new RunsStorageBar(model, storage) : null;
     this.id = 'nbpipe-runs';
     this.addClass('nbp-runs-page');
     this.title.label = 'Runs';
@@ -94,6 +98,7 @@ export class RunsPage extends Widget {
         'header',
         { class: 'nbp-runs-head' },
         h('h2', { class: 'nbp-page-title' }, 'Runs ', this.liveDot),
+        this.storageBar?.tabs,
         this.search,
         this.selects.experiment,
         this.selects.notebook,
@@ -102,9 +107,11 @@ export class RunsPage extends Widget {
         button('Clear', () => this.clear(), { class: 'nbp-small', title: 'Clear filters and search' }),
         h('span', { class: 'nbp-spacer' }),
         this.status,
+        this.storageBar?.actions,
         this.compareButton
       ),
       this.message,
+      ...(this.storageBar ? [this.storageBar.message] : []),
       h('div', { class: 'nbp-runs-scroll' }, h('table', { class: 'nbp-runs-table', 'aria-label': 'Runs, newest first' }, head, this.tableBody)),
       this.pager
     );
@@ -122,6 +129,7 @@ export class RunsPage extends Widget {
     this.liveDot.classList.toggle('nbp-live-on', state.live);
     this.liveDot.title = state.live ? 'Live: following the runner’s events' : 'Reconnecting to the runner…';
     this.renderFilters(state);
+    this.storageBar?.render(state);
     const n = state.selected.length;
     this.compareButton.disabled = n < 2;
     this.compareButton.textContent = n ? `Compare ${n}` : 'Compare';
@@ -135,7 +143,7 @@ export class RunsPage extends Widget {
     if (!state.runs.length && !state.loading) {
       const filtered = Object.values(state.filters).some(Boolean);
       this.tableBody.replaceChildren(
-        h('tr', {}, h('td', { class: 'nbp-empty', text: filtered ? 'No run matches these filters.' : 'No runs yet. Run a pipeline from a notebook to see it here.' }))
+        h('tr', {}, h('td', { class: 'nbp-empty', text: filtered ? 'No run matches these filters.' : state.archived ? 'No archived runs.' : 'No runs yet. Run a pipeline from a notebook to see it here.' }))
       );
       (this.tableBody.firstChild?.firstChild as HTMLElement).setAttribute('colspan', '9');
     } else {
@@ -175,7 +183,7 @@ export class RunsPage extends Widget {
   }
 
   private row(run: RunSummary, picked: boolean, now: number): HTMLElement {
-    const pick = h('input', { type: 'checkbox', class: 'nbp-pick', 'aria-label': `Compare ${run.name || run.id}`, title: 'Tick to compare' });
+    const pick = h('input', { type: 'checkbox', class: 'nbp-pick', 'aria-label': `Compare ${run.name || run.id}`, title: 'Tick to compare or archive' });
     pick.checked = picked;
     pick.addEventListener('click', ev => ev.stopPropagation());
     pick.addEventListener('change', () => this.model.toggleSelected(run.id));
@@ -217,6 +225,7 @@ export class RunsPage extends Widget {
       return;
     }
     this.disconnect.forEach(fn => fn());
+    this.storageBar?.dispose();
     if (this.timer) {
       clearInterval(this.timer);
     }

@@ -1,8 +1,9 @@
 """``/nbpipe/api`` routes of the Lab dashboard: the run list, its live stream, compare, lineage.
 
-- ``GET dashboard/runs?experiment=&pipeline=&notebook=&state=&q=&limit=&offset=&facets=``: a page
-  of runs with the total and the filter values (the runner's ``/api/v1/dashboard/runs``); each run
-  names its float parameters (``float_params``), as a run's snapshot does.
+- ``GET dashboard/runs?experiment=&pipeline=&notebook=&state=&q=&limit=&offset=&facets=&archived=``:
+  a page of runs with the total and the filter values (the runner's ``/api/v1/dashboard/runs``;
+  ``archived=true``: the archived runs instead); each run names its float parameters
+  (``float_params``), as a run's snapshot does.
 - ``GET dashboard/events?after=``: every run's events as Server-Sent Events, for a live list
   (log lines are dropped here: a list needs states, not output).
 - ``GET dashboard/compare?runs=a,b,c``: parameters and metrics of 1–10 runs, the same columns as
@@ -57,6 +58,8 @@ class DashboardRunsHandler(NbpipeHandler):
             return
         if self.get_query_argument("facets", "") in ("1", "true"):
             params["facets"] = "true"
+        if self.get_query_argument("archived", "") in ("1", "true"):
+            params["archived"] = "true"  # the archived runs instead of the others
         if "notebook" in params:  # runs a kernel submitted name the notebook by its absolute path
             params["kernel_notebook"] = self._absolute(params["notebook"])
         try:

@@ -128,7 +128,8 @@ def name_cache_origins(client: Any, snap: dict[str, Any]) -> dict[str, Any]:
 
 
 class RunHandler(NbpipeHandler):
-    """``GET /runs/{id}``: the run's snapshot (cached steps name the run they were reused from)."""
+    """``GET /runs/{id}``: the run's snapshot (cached steps name the run they were reused from);
+    ``DELETE``: the run is deleted."""
 
     @tornado.web.authenticated
     async def get(self, run_id: str) -> None:
@@ -137,6 +138,13 @@ class RunHandler(NbpipeHandler):
             self.finish(await self.blocking(lambda: name_cache_origins(client, client.get_run(run_id))))
         except NbpipeError as exc:
             self.send_nbpipe_error(exc)
+
+    @tornado.web.authenticated
+    async def delete(self, run_id: str) -> None:
+        """``DELETE /runs/{id}``: the run's records and logs, for good (see :mod:`.storage`)."""
+        from .storage import run_storage
+
+        await run_storage(self, "DELETE", run_id)
 
 
 class CancelHandler(NbpipeHandler):
@@ -314,6 +322,7 @@ def handlers() -> list[tuple[str, type[NbpipeHandler]]]:
     from .dashboard import dashboard_handlers
     from .endpoints import endpoint_handlers
     from .notebook import notebook_handlers
+    from .storage import storage_handlers
 
     return [
         ("status", StatusHandler),
@@ -325,6 +334,7 @@ def handlers() -> list[tuple[str, type[NbpipeHandler]]]:
         (f"runs/{RUN_ID}/events", EventsHandler),
         (f"runs/{RUN_ID}/steps/{STEP}/logs", LogsHandler),
         (f"artifacts/{DIGEST}", ArtifactHandler),
+        *storage_handlers(),
         *notebook_handlers(),
         *dashboard_handlers(),
         *endpoint_handlers(),
