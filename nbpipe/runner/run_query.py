@@ -11,11 +11,12 @@ database with its indexes, so a page stays fast with tens of thousands of runs.
 
 Archived runs (see :mod:`.run_storage`) are left out unless asked for (``archived=true``).
 
-The search ``q`` is a substring of the id, name, pipeline, experiment, labels or parameters, or
-``NAME=VALUE``: runs whose parameter NAME is VALUE (``lr=0.1``, ``model=rf``, ``fast=true``).
+The search ``q`` is a substring of the id, name, pipeline, experiment or labels, or ``NAME=VALUE``:
+runs whose parameter NAME is VALUE (``lr=0.1``, ``model=rf``, ``fast=true``). Parameters are not
+searched as text: every run of a pipeline has the same parameter names, so a word would match them all.
 
 Non-goals: sorting by anything but creation time; full-text search (a substring match on id,
-name, pipeline, experiment, labels and parameters is what a run list needs).
+name, pipeline, experiment and labels, and parameters by value, is what a run list needs).
 """
 
 from __future__ import annotations
@@ -67,8 +68,7 @@ def _conditions(engine: sa.Engine, experiment: str | None, pipeline: str | None,
             where.append(_param_is(engine, param.group(1), param.group(2).strip()))
         else:
             pattern = "%" + q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            cols = [db.runs.c.id, db.runs.c.name, db.runs.c.pipeline, db.runs.c.experiment, db.runs.c.labels,
-                    db.runs.c.params]
+            cols = [db.runs.c.id, db.runs.c.name, db.runs.c.pipeline, db.runs.c.experiment, db.runs.c.labels]
             where.append(sa.or_(*(c.ilike(pattern, escape="\\") for c in cols)))
     return where
 
