@@ -15,25 +15,29 @@ export interface ErrorInfo {
   cell: number | null;
 }
 
-/** `0.4 s`, `12 s`, `3 min 05 s`, `2 h 01 min`; empty for null. */
+/**
+ * `420 ms`, `4.2 s`, `12 s`, `3 min 05 s`, `2 h 01 min`; empty for null. The run view
+ * (`run_view_state.js`) says the same: a run's header said "231 ms" and the Runs list "0.2 s".
+ */
 export function formatDuration(seconds: number | null | undefined): string {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds) || seconds < 0) {
     return '';
   }
-  if (seconds < 0.1) {
-    return `${Math.round(seconds * 1000)} ms`; // a 24 ms run read "0.0 s" (its run page says 24 ms)
+  if (seconds < 0.9995) {
+    return `${Math.round(seconds * 1000)} ms`;
   }
-  if (seconds < 10) {
+  if (seconds < 9.95) {
     return `${seconds.toFixed(1)} s`;
   }
-  if (seconds < 60) {
+  if (seconds < 59.5) {
     return `${Math.round(seconds)} s`;
   }
-  const s = Math.round(seconds);
-  if (s < 3600) {
-    return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, '0')} s`;
+  const t = Math.round(seconds);
+  const m = Math.floor(t / 60);
+  if (m < 60) {
+    return `${m} min ${String(t % 60).padStart(2, '0')} s`;
   }
-  return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')} min`;
+  return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, '0')} min`;
 }
 
 /** `just now`, `5 min ago`, `3 h ago`, else a date. `now` and `then` are Unix seconds. */

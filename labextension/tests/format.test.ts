@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { errorInfo, formatAgo, formatDuration, formatParams, runSource } from '../src/format';
 
 test('durations read naturally', () => {
-  assert.deepEqual([0.42, 12.4, 185, 7265, null, -1].map(formatDuration), ['0.4 s', '12 s', '3 min 05 s', '2 h 01 min', '', '']);
+  assert.deepEqual([0.42, 12.4, 185, 7265, null, -1].map(formatDuration), ['420 ms', '12 s', '3 min 05 s', '2 h 01 min', '', '']);
   assert.equal(formatAgo(1000, 1010), 'just now');
   assert.equal(formatAgo(1000, 1000 + 300), '5 min ago');
   assert.equal(formatAgo(0, 3 * 86400), '1970-01-01');

@@ -279,14 +279,18 @@ export function cacheOrigin(step) {
   return m ? { run: m[1], step: m[2] || step.name } : null;
 }
 
-/** "850 ms", "4.2 s", "3m 05s", "2h 04m". */
+/**
+ * "850 ms", "4.2 s", "12 s", "3 min 05 s", "2 h 04 min": the same words as the Lab lists
+ * (labextension/src/format.ts), so one run reads the same in its header and in the Runs list.
+ */
 export function formatDuration(seconds) {
   if (seconds == null || !Number.isFinite(seconds) || seconds < 0) return "";
-  if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
-  if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 1 : 0)} s`;
-  const m = Math.floor(seconds / 60), s = Math.floor(seconds % 60);
-  if (m < 60) return `${m}m ${String(s).padStart(2, "0")}s`;
-  return `${Math.floor(m / 60)}h ${String(m % 60).padStart(2, "0")}m`;
+  if (seconds < 0.9995) return `${Math.round(seconds * 1000)} ms`;
+  if (seconds < 9.95) return `${seconds.toFixed(1)} s`;
+  if (seconds < 59.5) return `${Math.round(seconds)} s`;
+  const t = Math.round(seconds), m = Math.floor(t / 60);
+  if (m < 60) return `${m} min ${String(t % 60).padStart(2, "0")} s`;
+  return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, "0")} min`;
 }
 
 /** Seconds a step (or the run) has been going: final duration, else live from started_at. */
