@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -106,13 +107,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def fresh_build(labextensions: Path) -> Path:
-    """A labextensions folder holding the repo's build (rebuilt with ``jlpm build`` when stale).
-
-    Lab is pointed at it (``extra_labextensions_path`` wins over the installed copy), so the test
-    always exercises the code in the tree, including the shared ``run_view`` files. Lab serves
-    ``/lab/extensions/nbpipe/`` from ``<folder>/nbpipe``, hence the symlink.
-    """
+def _build_sources() -> tuple[Path, list[Path]]:
     out = ROOT / "nbpipe" / "labextension" / "package.json"
     sources = [
         *(ROOT / "labextension" / "src").rglob("*.ts"),
@@ -120,7 +115,23 @@ def fresh_build(labextensions: Path) -> Path:
         *(ROOT / "nbpipe" / "widgets").glob("run_view*"),
         ROOT / "package.json",
     ]
-    if not out.exists() or max(p.stat().st_mtime for p in sources) > out.stat().st_mtime:
+    return out, sources
+
+
+def build_is_stale() -> bool:
+    out, sources = _build_sources()
+    return not out.exists() or max(p.stat().st_mtime for p in sources) > out.stat().st_mtime
+
+
+def fresh_build(labextensions: Path) -> Path:
+    """A labextensions folder holding the repo's build (rebuilt with ``jlpm build`` when stale).
+
+    Lab is pointed at it (``extra_labextensions_path`` wins over the installed copy), so the test
+    always exercises the code in the tree, including the shared ``run_view`` files. Lab serves
+    ``/lab/extensions/nbpipe/`` from ``<folder>/nbpipe``, hence the symlink.
+    """
+    out, _ = _build_sources()
+    if build_is_stale():
         # The venv's bin first, so jlpm (and the jlpm its scripts call) is found also when the venv
         # is not activated (``.venv/bin/python -m pytest``).
         path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -155,78 +166,178 @@ def wait_for_server(url: str, proc: subprocess.Popen[bytes], log: Path, timeout:
     raise AssertionError(f"jupyter lab did not answer within {timeout} s:\n{log.read_text()[-4000:]}")
 
 
+LAB_DIRS = ("work", "nbpipe-home", "config", "runtime", "settings", "workspaces")
+
+
+def _lab_env() -> dict[str, str]:
+    """The environment a test's ``jupyter lab`` gets, before its own NBPIPE_/JUPYTER_ folders."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("NBPIPE_", "JUPYTER_")) and k != "PYTEST_CURRENT_TEST"}
+
+
+def boot_lab(base: Path) -> dict[str, Any]:
+    """Start a ``jupyter lab`` with its own folders under ``base`` (empty root); does not wait for it."""
+    env = _lab_env()
+    dirs = {name: base / name for name in LAB_DIRS}
+    for d in dirs.values():
+        d.mkdir()
+    # No "official Jupyter news?" toast over the screenshot.
+    news = dirs["settings"] / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True)
+    news.write_text(json.dumps({"fetchNews": "false"}))
+    port = free_port()
+    log = base / "lab.log"
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={LAB_TOKEN}",
+        f"--ServerApp.root_dir={dirs['work']}",
+        f"--LabApp.user_settings_dir={dirs['settings']}",
+        f"--LabApp.workspaces_dir={dirs['workspaces']}",
+        f"--LabApp.extra_labextensions_path={fresh_build(base / 'labextensions')}",
+        "--ServerApp.allow_unauthenticated_access=False",
+    ]
+    if os.geteuid() == 0:
+        cmd.append("--allow-root")  # CI machines run as root
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**env, "NBPIPE_HOME": str(dirs["nbpipe-home"]), "JUPYTER_CONFIG_DIR": str(dirs["config"]),
+                 "JUPYTER_RUNTIME_DIR": str(dirs["runtime"])},
+            cwd=dirs["work"],
+            start_new_session=True,
+        )
+    return {"proc": proc, "env": env, "base": base, "dirs": dirs, "log": log, "url": f"http://127.0.0.1:{port}"}
+
+
+def stop_lab(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)  # the server's own session: it and its kernels
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass  # not this process's child: its own parent (or init) reaps it
+
+
+class LabSpares:
+    """One ``jupyter lab`` booted ahead, while the test before runs, for the next test that starts one.
+
+    A Lab start costs 4-10 s (imports, extensions), which each browser test spent waiting. The spare
+    is exactly what ``start_lab`` would start now, a new process with new, empty folders, so each test
+    still gets a Lab of its own; it is handed out only if the environment and the extension build are
+    still what it was started with, else it is stopped and a new one started. Spares are booted only
+    while tests that use ``start_lab`` remain, so a single test run starts no extra Lab.
+    """
+
+    def __init__(self, factory: pytest.TempPathFactory, session: pytest.Session) -> None:
+        self.factory = factory
+        self.session = session
+        self.spare: dict[str, Any] | None = None
+        self.stopping: list[threading.Thread] = []
+
+    def take(self, item: pytest.Item) -> dict[str, Any]:
+        lab, self.spare = self.spare, None
+        if lab is not None and (lab["proc"].poll() is not None or lab["env"] != _lab_env() or build_is_stale()):
+            stop_lab(lab["proc"])
+            lab = None
+        if lab is None:
+            lab = boot_lab(self.factory.mktemp("lab"))
+        if self._more_after(item):
+            self.spare = boot_lab(self.factory.mktemp("lab"))
+        return lab
+
+    def _more_after(self, item: pytest.Item) -> bool:
+        items = self.session.items
+        after = items[items.index(item) + 1:] if item in items else []
+        return any("start_lab" in getattr(i, "fixturenames", ()) for i in after)
+
+    def retire(self, procs: list[subprocess.Popen[bytes]], homes: list[Path]) -> None:
+        """Stop a test's Lab servers, then the embedded runners of ``homes``, while the next test runs.
+
+        Lab first, as before: its status poll (or a kernel) would start the runner again. Nothing
+        the next test uses is shared with them (own ports and folders); the session waits for them.
+        """
+
+        def stop() -> None:
+            for proc in procs:
+                stop_lab(proc)
+            for home in homes:
+                try:  # started by this process (a Client() in the test): reap it once stopped
+                    pid = int(json.loads((home / "runner.json").read_text())["pid"])
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue
+                threading.Thread(target=_reap, args=(pid,), daemon=True).start()
+                code = "from nbpipe._embedded import stop_local_runner; stop_local_runner()"
+                subprocess.run([sys.executable, "-c", code], env={**os.environ, "NBPIPE_HOME": str(home)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=False)
+
+        thread = threading.Thread(target=stop, name="nbpipe-lab-teardown", daemon=True)
+        thread.start()
+        self.stopping.append(thread)
+
+    def close(self) -> None:
+        if self.spare is not None:
+            stop_lab(self.spare["proc"])
+            self.spare = None
+        for thread in self.stopping:
+            thread.join()
+
+
+@pytest.fixture(scope="session")
+def _lab_spares(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[LabSpares]:
+    spares = LabSpares(tmp_path_factory, request.session)
+    yield spares
+    spares.close()
+
+
 @pytest.fixture
-def start_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., dict[str, Any]]]:
-    """``start_lab(*notebooks)``: a real ``jupyter lab`` serving copies of ``notebooks``.
+def start_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _lab_spares: LabSpares,
+              request: pytest.FixtureRequest) -> Iterator[Callable[..., dict[str, Any]]]:
+    """``start_lab(*notebooks)``: a real ``jupyter lab`` of this test's own serving copies of ``notebooks``.
 
     Returns ``{"url", "root", "pid", "log", "token"}``. The server runs in its own session and
-    is stopped by its PID (it and its kernels) at teardown, then the embedded runner.
+    is stopped by its PID (it and its kernels) after the test, then its embedded runner (in the
+    background: :meth:`LabSpares.retire`). Its folders
+    (``work`` = root, ``nbpipe-home``, ``config``, ``runtime``, ``settings``, ``workspaces``, ``lab.log``)
+    are also reachable under ``tmp_path``. The server was started ahead (see :class:`LabSpares`).
     """
-    from nbpipe._embedded import stop_local_runner
-
     procs: list[subprocess.Popen[bytes]] = []
+    homes: list[Path] = []
 
     def start(*notebooks: Path) -> dict[str, Any]:
-        root = tmp_path / "work"
-        root.mkdir()
+        lab = _lab_spares.take(request.node)
+        procs.append(lab["proc"])
+        homes.append(lab["dirs"]["nbpipe-home"])
+        dirs: dict[str, Path] = lab["dirs"]
+        root = dirs["work"]
         for nb in notebooks:
             shutil.copy(nb, root / nb.name)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("NBPIPE_", "JUPYTER_"))}
-        dirs = {
-            name: tmp_path / name for name in ("nbpipe-home", "config", "runtime", "settings", "workspaces")
-        }
-        for d in dirs.values():
-            d.mkdir()
-        env.update(
-            NBPIPE_HOME=str(dirs["nbpipe-home"]),
-            JUPYTER_CONFIG_DIR=str(dirs["config"]),
-            JUPYTER_RUNTIME_DIR=str(dirs["runtime"]),
-        )
-        # No "official Jupyter news?" toast over the screenshot.
-        news = dirs["settings"] / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-        news.parent.mkdir(parents=True)
-        news.write_text(json.dumps({"fetchNews": "false"}))
-        monkeypatch.setenv("NBPIPE_HOME", str(dirs["nbpipe-home"]))  # so teardown stops this runner
-        port = free_port()
-        log = tmp_path / "lab.log"
-        cmd = [
-            sys.executable,
-            "-m",
-            "jupyterlab",
-            "--no-browser",
-            "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.port={port}",
-            "--ServerApp.port_retries=0",
-            f"--IdentityProvider.token={LAB_TOKEN}",
-            f"--ServerApp.root_dir={root}",
-            f"--LabApp.user_settings_dir={dirs['settings']}",
-            f"--LabApp.workspaces_dir={dirs['workspaces']}",
-            f"--LabApp.extra_labextensions_path={fresh_build(tmp_path / 'labextensions')}",
-            "--ServerApp.allow_unauthenticated_access=False",
-        ]
-        if os.geteuid() == 0:
-            cmd.append("--allow-root")  # CI machines run as root
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True
-            )
-        procs.append(proc)
-        url = f"http://127.0.0.1:{port}"
-        wait_for_server(url, proc, log)
-        return {"url": url, "root": root, "pid": proc.pid, "log": log, "token": LAB_TOKEN}
+        for name, target in [*dirs.items(), ("lab.log", lab["log"])]:
+            if not (tmp_path / name).exists():
+                (tmp_path / name).symlink_to(target)
+        monkeypatch.setenv("NBPIPE_HOME", str(dirs["nbpipe-home"]))  # the test's Client() uses this runner
+        wait_for_server(lab["url"], lab["proc"], lab["log"])
+        return {"url": lab["url"], "root": root, "pid": lab["proc"].pid, "log": lab["log"], "token": LAB_TOKEN}
 
     try:
         yield start
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)  # the server's own session: it and its kernels
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-        stop_local_runner()
+        _lab_spares.retire(procs, homes)
 
 
 @pytest.fixture
