@@ -158,6 +158,16 @@ class StepWaiting(Event):
 
 
 @dataclass(frozen=True)
+class RunStorage(Event):
+    """The run was archived, brought back to the run lists, or deleted (Kubeflow's run storage state;
+    see :mod:`nbpipe.runner.run_storage`). ``storage``: ``archived``, ``available`` or ``deleted``. Run
+    lists reload on it; a deleted run's other events are gone, this one stays (the lists' last word)."""
+
+    type: ClassVar[str] = "RunStorage"
+    storage: str = "archived"
+
+
+@dataclass(frozen=True)
 class UnknownEvent(Event):
     """An event of a type this nbpipe does not know, e.g. from a newer runner: consumers skip it (its
     ``id`` still moves a stream's resume point past it). ``name`` is the type the runner sent and
@@ -171,7 +181,7 @@ class UnknownEvent(Event):
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (RunCreated, RunStarted, RunFinished, StepStarted, StepRetrying, StepLog, ArtifactSaved, StepFinished,
-                StepsAdded, StepWorkers, StepWaiting)
+                StepsAdded, StepWorkers, StepWaiting, RunStorage)
 }
 
 

@@ -10,6 +10,7 @@ the test writes, so nothing depends on timing.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -145,10 +146,12 @@ def test_a_deleted_run_is_gone_but_its_cache_and_outputs_stay(nb_runner_factory:
     assert not logs.exists()
     engine = sa.create_engine(f"sqlite:///{runner.data_dir / 'nbpipe.db'}")
     with engine.connect() as conn:
-        for table in ("runs", "steps", "attempts", "artifacts", "events", "expansions"):
+        for table in ("runs", "steps", "attempts", "artifacts", "expansions"):
             col = "id" if table == "runs" else "run_id"
             left = conn.execute(sa.text(f"SELECT count(*) FROM {table} WHERE {col} = :r"), {"r": first.id}).scalar()
             assert left == 0, table
+        kept = conn.execute(sa.text("SELECT type, data FROM events WHERE run_id = :r"), {"r": first.id}).all()
+        assert [(t, json.loads(d)["storage"]) for t, d in kept] == [("RunStorage", "deleted")]  # the lists' last word
     engine.dispose()
     with pytest.raises(RunnerError, match=f"No run {first.id}"):
         client.delete_run(first.id)  # twice: there is nothing left to delete
@@ -209,3 +212,25 @@ def test_the_command_line_archives_restores_and_deletes_and_asks_before_deleting
     gone = _cli(nb_runner, "delete", "--yes", a.id)
     assert gone.returncode == 0 and gone.stdout.strip() == f"deleted {a.id}", gone
     assert a.id not in _cli(nb_runner, "runs", "--archived").stdout
+
+
+def test_open_run_lists_hear_of_archive_restore_and_delete_on_the_event_stream(nb_client: Any) -> None:
+    """The Lab's run lists follow /api/v1/events: each change is a RunStorage event, whoever made it."""
+    run = nb_client.submit(two, {"n": 9}).wait(timeout=120)
+    http = _http(nb_client)
+    start = http.get("/api/v1/dashboard/runs").json()["last_event_id"]
+    run.archive()
+    run.archive()  # no change: no event
+    run.unarchive()
+    run.delete()
+    seen = []
+    with http.stream("GET", "/api/v1/events", params={"after": start}, timeout=60) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                e = ev.decode(line[6:])
+                if e.run_id == run.id:
+                    assert isinstance(e, ev.RunStorage), e
+                    seen.append(e.storage)
+                    if e.storage == "deleted":
+                        break
+    assert seen == ["archived", "available", "deleted"]

@@ -146,6 +146,12 @@ export interface StepWaiting extends EventBase {
   waiting_for_step: string;
 }
 
+/** The run was archived, restored to the run lists or deleted (`nbpipe/runner/run_storage.py`). */
+export interface RunStorage extends EventBase {
+  type: 'RunStorage';
+  storage: string;
+}
+
 export type RunEvent =
   | RunCreated
   | RunStarted
@@ -157,7 +163,8 @@ export type RunEvent =
   | StepFinished
   | StepsAdded
   | StepWorkers
-  | StepWaiting;
+  | StepWaiting
+  | RunStorage;
 
 export type EventType = RunEvent['type'];
 
@@ -172,7 +179,8 @@ export const EVENT_TYPES: readonly EventType[] = [
   'StepFinished',
   'StepsAdded',
   'StepWorkers',
-  'StepWaiting'
+  'StepWaiting',
+  'RunStorage'
 ];
 
 /** One step of a run snapshot (`GET /api/v1/runs/{id}`). */

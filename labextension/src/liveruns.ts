@@ -9,7 +9,7 @@
 import type { DashboardApi } from './dashboard_api';
 import type { RunEvent } from './events';
 
-const TRIGGERS = new Set(['RunCreated', 'RunStarted', 'RunFinished', 'StepFinished']);
+const TRIGGERS = new Set(['RunCreated', 'RunStarted', 'RunFinished', 'StepFinished', 'RunStorage']);
 
 export class LiveRuns {
   private controller: AbortController | null = null;

@@ -219,6 +219,7 @@ export class RunListModel {
     let next: RunSummary | null = null;
     switch (event.type) {
       case 'RunCreated':
+      case 'RunStorage': // archived, restored or deleted (here, in another page, the CLI or a notebook)
         this.scheduleReload();
         return;
       case 'RunStarted':

@@ -37,7 +37,8 @@ STEP = r"(?P<step>[A-Za-z0-9_.\-]{1,200})"
 MAX_COMPARE = 10
 LIST_ARGS = ("experiment", "pipeline", "notebook", "state", "q")
 # Events a run list needs; StepLog lines (most of the traffic) are not forwarded.
-LIST_EVENTS = frozenset({"RunCreated", "RunStarted", "RunFinished", "StepStarted", "StepRetrying", "StepFinished"})
+LIST_EVENTS = frozenset({"RunCreated", "RunStarted", "RunFinished", "StepStarted", "StepRetrying", "StepFinished",
+                         "RunStorage"})  # archived, restored or deleted (nbpipe.runner.run_storage)
 
 
 class DashboardRunsHandler(NbpipeHandler):

@@ -13,6 +13,8 @@ to *delete* what you never want again. The same here:
   themselves (content-addressed, they may be another run's outputs or the step cache's: a cached
   step keeps hitting), cache entries, served model versions (they hold their own copy of the
   model's address) and the audit trail.
+- Each change is a ``RunStorage`` event (``archived``, ``available``, ``deleted``) on the event stream, so
+  open run lists (the Lab's, a notebook's) update whoever made it; a deleted run keeps only that event.
 - A run still queued or running is neither archived nor deleted (409, saying to cancel it first):
   its steps are writing to what would be hidden or removed.
 
@@ -32,6 +34,7 @@ from typing import Any, Callable
 
 import sqlalchemy as sa
 
+from .. import events as ev
 from ..errors import NbpipeError
 from . import db
 
@@ -60,6 +63,7 @@ def set_archived(sched: Any, run_id: str, archived: bool) -> dict[str, Any] | No
         at = (was or time.time()) if archived else None
         if at != was:
             conn.execute(db.runs.update().where(db.runs.c.id == run_id).values(archived_at=at))
+            sched._emit(ev.RunStorage(run_id=run_id, ts=time.time(), storage="archived" if archived else "available"))
     return {"id": run_id, "archived": archived, "archived_at": at, "state": state}
 
 
@@ -71,13 +75,25 @@ def delete_run(sched: Any, run_id: str) -> dict[str, Any] | None:
             return None
         if row[0] in ACTIVE or run_id in sched.runs:
             raise _refuse_active(run_id, row[0], "delete")
-        for table in (db.events, db.artifacts, db.attempts, db.steps, db.expansions):
+        for table in (db.artifacts, db.attempts, db.steps, db.expansions):
             conn.execute(table.delete().where(table.c.run_id == run_id))
         conn.execute(db.runs.delete().where(db.runs.c.id == run_id))
-    logs = Path(sched.data_dir) / "logs" / run_id
-    if logs.is_dir() and logs.parent == Path(sched.data_dir) / "logs":  # a run id is one path segment (checked, not assumed)
-        shutil.rmtree(logs, ignore_errors=True)
+        sched._emit(ev.RunStorage(run_id=run_id, ts=time.time(), storage="deleted"))  # the lists' last word
+    # Its other events go once that one is stored as the newest: SQLite gives a new row the highest id
+    # left plus one, so deleting the newest events first would hand their ids out again, and a stream
+    # resumed after them would never see what came next. (A crash in between leaves old events of a run
+    # that is gone: harmless, every reader starts from the run.)
+    with sched.transaction() as conn:
+        newest = sa.select(sa.func.max(db.events.c.id)).where(db.events.c.run_id == run_id).scalar_subquery()
+        conn.execute(db.events.delete().where(db.events.c.run_id == run_id, db.events.c.id < newest))
     return {"id": run_id, "deleted": True, "state": row[0]}
+
+
+def remove_logs(data_dir: Path, run_id: str) -> None:
+    """A deleted run's step logs (a folder per run; a run id is one path segment: checked, not assumed)."""
+    logs = Path(data_dir) / "logs" / run_id
+    if logs.parent == Path(data_dir) / "logs" and logs.is_dir():
+        shutil.rmtree(logs, ignore_errors=True)
 
 
 def run_storage_router(sched: Callable[[], Any], error: Callable[[int, Any], Any]) -> Any:
@@ -91,9 +107,9 @@ def run_storage_router(sched: Callable[[], Any], error: Callable[[int, Any], Any
     def answer(result: dict[str, Any] | None, run_id: str) -> Any:
         return error(404, f"No run {run_id}") if result is None else result
 
-    async def call(fn: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return await asyncio.to_thread(fn, *args)
+    def call(fn: Callable[..., Any], *args: Any) -> Any:
+        try:  # on the loop's thread, like the scheduler's own writes: its events are written with them
+            return fn(*args)
         except NbpipeError as exc:
             return error(409, exc)
 
@@ -101,17 +117,20 @@ def run_storage_router(sched: Callable[[], Any], error: Callable[[int, Any], Any
                  description="Archive a finished run: it leaves the run lists (ask for archived=true to see it) "
                              "and stays whole; /unarchive restores it.")
     async def archive(run_id: str) -> Any:
-        return answer(await call(set_archived, sched(), run_id, True), run_id)
+        return answer(call(set_archived, sched(), run_id, True), run_id)
 
     @router.post("/api/v1/runs/{run_id}/unarchive", responses={200: {"model": RunStorage}, **errors(404)},
                  description="Restore an archived run to the run lists.")
     async def unarchive(run_id: str) -> Any:
-        return answer(await call(set_archived, sched(), run_id, False), run_id)
+        return answer(call(set_archived, sched(), run_id, False), run_id)
 
     @router.delete("/api/v1/runs/{run_id}", responses={200: {"model": RunStorage}, **errors(404, 409)},
                    description="Delete a finished run's records and step logs for good. Its artifacts, the "
                                "step cache and served model versions stay.")
     async def delete(run_id: str) -> Any:
-        return answer(await call(delete_run, sched(), run_id), run_id)
+        got = call(delete_run, sched(), run_id)
+        if isinstance(got, dict):
+            await asyncio.to_thread(remove_logs, sched().data_dir, run_id)
+        return answer(got, run_id)
 
     return router

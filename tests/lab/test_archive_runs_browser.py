@@ -204,3 +204,38 @@ def test_run_page_archives_a_finished_run_and_restores_it(start_lab: Any, lab_br
     finally:
         gate.write_text("go")
         page.close()
+
+
+def test_runs_archived_or_deleted_elsewhere_leave_an_open_runs_page(start_lab: Any, lab_browser: Any, lab_notebook: Any,
+                                                                    lab_open_panel: Any, tmp_path: Path) -> None:
+    """From a notebook (run.archive(), run.delete()) or the CLI, not this page: the runner's RunStorage event
+    reaches the open Runs page, which drops the rows without a reload and lists the archived one under Archived."""
+    from playwright.sync_api import expect
+
+    from nbpipe import Client
+
+    lab = start_lab(lab_notebook("twice.ipynb", CELLS))
+    pipes = load_pipelines(tmp_path)
+    client = Client()
+    page = lab_browser.new_page(viewport={"width": 1500, "height": 1000})
+    try:
+        panel = lab_open_panel(page, lab, "twice.ipynb", "twice")
+        kept, archived, deleted = (client.submit(pipes.quick, {"x": x}, name=f"run {x}").wait(timeout=300)
+                                   for x in (1, 2, 3))
+        runs = open_runs(page, panel)
+        row = lambda run: runs.locator(f'tr.nbp-runs-row[data-run="{run}"]')  # noqa: E731
+        for r in (kept, archived, deleted):
+            expect(row(r.id)).to_have_count(1, timeout=30_000)
+        page.evaluate("window.nbpipeNotReloaded = true")
+        archived.archive()
+        deleted.delete()
+        expect(row(archived.id)).to_have_count(0, timeout=30_000)
+        expect(row(deleted.id)).to_have_count(0, timeout=30_000)
+        expect(row(kept.id)).to_have_count(1)
+        runs.locator(".nbp-storage-tab", has_text="Archived").click()
+        expect(row(archived.id)).to_have_count(1, timeout=30_000)
+        archived.unarchive()  # restored elsewhere: it leaves the Archived list too
+        expect(row(archived.id)).to_have_count(0, timeout=30_000)
+        assert page.evaluate("window.nbpipeNotReloaded") is True
+    finally:
+        page.close()
