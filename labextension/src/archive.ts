@@ -20,9 +20,6 @@ import type { RunListModel, RunListState } from './runsmodel';
 
 type Notice = { text: string; kind: 'info' | 'error' };
 
-/** Clicks this soon after one on the same button are the rest of a double click. */
-const DOUBLE_CLICK_MS = 500;
-
 /** The Runs page's switch, its action buttons and their message line. */
 export class RunsStorageBar {
   readonly tabs: HTMLElement;
@@ -127,12 +124,11 @@ export class RunArchiveControl {
   private state: string | null = null;
   private archivedAt: number | null = null;
   private deleted = false;
-  private quietUntil = 0;
   private readonly disconnect: () => void;
 
   constructor(private readonly storage: RunStorage, readonly runId: string, viewRoot: HTMLElement,
     private readonly notify: (notice: Notice) => void) {
-    this.button = h('button', { type: 'button', class: 'rv-button nbp-archive-button', hidden: true, onclick: () => void this.act() });
+    this.button = h('button', { type: 'button', class: 'rv-button nbp-archive-button', hidden: true, onclick: (e: MouseEvent) => void this.act(e) });
     const actions = viewRoot.querySelector('.rv-run-actions');
     actions?.append(this.button);
     actions?.before(this.badge);
@@ -182,13 +178,13 @@ export class RunArchiveControl {
     this.button.disabled = this.storage.busy(this.runId);
   }
 
-  private async act(): Promise<void> {
+  private async act(event: MouseEvent): Promise<void> {
     // The second click of a double click: the first one's call is still out, or came back so fast
     // that the button already says Restore (a local runner answers in milliseconds).
-    if (this.storage.busy(this.runId) || this.button.hidden || Date.now() < this.quietUntil) {
+    // (event.detail counts the clicks of one double click; a later, separate click is 1 again.)
+    if (this.storage.busy(this.runId) || this.button.hidden || event.detail > 1) {
       return;
     }
-    this.quietUntil = Date.now() + DOUBLE_CLICK_MS;
     const action: StorageAction = this.archivedAt !== null ? 'unarchive' : 'archive';
     this.button.disabled = true;
     const outcome = await this.storage.apply(action, [this.runId]);
