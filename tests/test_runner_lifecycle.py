@@ -46,6 +46,26 @@ def test_restart_keeps_finished_runs_and_finishes_interrupted_ones(nb_runner_fac
     assert again.steps["slow_inc"]["attempt"] == 2  # the interrupted attempt was retried
 
 
+def test_a_clean_stop_leaves_a_running_step_to_the_next_runner_as_a_crash_does(nb_runner_factory, tmp_path) -> None:
+    """`nbpipe runner stop` (SIGTERM) with a step running failed the run ("killed by SIGTERM without
+    reporting a result") while a crash (SIGKILL) let the restarted runner run the step again: stopping
+    the runner cleanly was worse than killing it. Now both leave the step to the next runner."""
+    r = nb_runner_factory()
+    c = r.client()
+    running = c.submit(inc_twice, {"x": 20, "seconds": 3.0})
+    deadline = time.time() + 60
+    while running.snapshot()["steps"][0]["state"] != "running":
+        assert time.time() < deadline, running.last_snapshot
+        time.sleep(0.05)
+    r.stop(signal.SIGTERM)  # a clean shutdown
+    r.start()
+    c = r.client()
+    again = c.run(running.id).wait(timeout=120)
+    assert again.state == "succeeded" and again.output("slow_inc-2") == 22, again.steps
+    assert again.steps["slow_inc"]["attempt"] == 2  # run again by the new runner, not failed by the old one
+    assert "SIGTERM" not in again.steps["slow_inc"]["reason"]
+
+
 def test_token_is_required_when_set(nb_runner_factory) -> None:
     r = nb_runner_factory(token="s3cret-token")
     assert httpx.get(f"{r.url}/api/v1/health").status_code == 200  # probes stay open

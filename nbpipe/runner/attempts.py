@@ -123,6 +123,11 @@ async def execute(self: "Scheduler", run: "RunCtx", st: "StepCtx", inputs: dict[
             await tail.stop()
         self.active -= 1
         st.handle = None
+    if self._closing and not status.ok and not timed_out:
+        # The runner is stopping (`nbpipe runner stop`, the Lab's shutdown) and stopped this step with it:
+        # left as a crash leaves it, running in the database, so the next runner runs it again (see
+        # .recovery) instead of failing the run with "killed by SIGTERM", a kill that was the runner's own.
+        return
     try:
         with self._tx():
             complete(self, run, st, job, att_id, status, timed_out, tail, workdir)
